@@ -1,0 +1,26 @@
+"""screener: pre-screen patients for clinical trials from a YAML patient file.
+
+The public Python API, usable without the command line::
+
+    from screener import load_patient, load_rule_sets, screen
+    patient = load_patient("examples/patients/baseline.yaml")
+    for rule_set in load_rule_sets():
+        result = screen(patient, rule_set)
+        print(result.trial, result.verdict.value)
+"""
+
+from .catalog import load_rule_sets, rules_dir
+from .engine import screen, screen_patient
+from .errors import PatientError, RuleSetError, ScreenerError
+from .model import CriterionResult, Screening, Status, TrialResult, Verdict
+from .patient import Patient, load_patient, parse_patient
+from .rules import RuleSet, load_rule_set, parse_rule_set
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CriterionResult", "Patient", "PatientError", "RuleSet", "RuleSetError", "ScreenerError",
+    "Screening", "Status", "TrialResult", "Verdict", "load_patient", "load_rule_set",
+    "load_rule_sets", "parse_patient", "parse_rule_set", "rules_dir", "screen",
+    "screen_patient",
+]

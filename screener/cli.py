@@ -1,0 +1,164 @@
+"""The `screener` command line: a thin layer over the library.
+
+Exit statuses (also in the README):
+
+    0  every input was screened, whatever the verdicts
+    1  at least one input could not be read or screened (the others were reported)
+    2  usage error: an unknown option, a bad --as-of date, an unknown --trial
+    3  a rule set is broken: nothing was screened
+    4  internal error (a bug): rerun with --debug for the traceback
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from enum import Enum, IntEnum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="screener",
+    help="Pre-screen patients for clinical trials in relapsed/refractory B-ALL.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+
+
+class Exit(IntEnum):
+    OK = 0
+    INPUT_ERROR = 1
+    USAGE = 2
+    RULES = 3
+    INTERNAL = 4
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+
+
+def _as_of(value: Optional[str]) -> Optional[dt.date]:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO date such as 2026-11-20") from None
+
+
+def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+
+
+def _fail(message: str, code: Exit) -> None:
+    _console(stderr=True).print(message, style="red", markup=False, highlight=False)
+    raise typer.Exit(int(code))
+
+
+@app.command()
+def check(
+    paths: Annotated[list[str], typer.Argument(help="Patient files, or directories of them.",
+                                               show_default=False)],
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] =
+    Format.table,
+    as_of: Annotated[Optional[str], typer.Option(
+        help="Date to screen on when a file has no screening_date (ISO, e.g. 2026-11-20); "
+             "default: today.")] = None,
+    trial: Annotated[Optional[list[str]], typer.Option(
+        "--trial", "-t", help="Only this trial (NCT id or product name); repeatable.")] = None,
+    rules: Annotated[Optional[Path], typer.Option(
+        help="Directory of rule sets to use instead of the bundled ones.")] = None,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks of internal errors.")] = False,
+) -> None:
+    """Screen patient files against the trials' criteria.
+
+    Example: screener check examples/patients/baseline.yaml --format json
+    """
+    try:
+        code = _check(paths, format, _as_of(as_of), trial or [], rules)
+    except typer.Exit:
+        raise
+    except typer.BadParameter:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+        if debug:
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in screener. Rerun with --debug for the traceback.", Exit.INTERNAL)
+    raise typer.Exit(int(code))
+
+
+def _check(paths: list[str], fmt: Format, as_of: Optional[dt.date], trials: list[str],
+           rules: Optional[Path]) -> Exit:
+    from .batch import FileError, expand, screen_file
+    from .catalog import load_rule_sets, select
+    from .errors import RuleSetError
+    from .report import dumps, render, to_json
+
+    try:
+        rule_sets = load_rule_sets(rules)
+    except RuleSetError as exc:
+        _fail("\n".join(d.render() for d in exc.diagnostics)
+              + "\nno patient was screened: fix the rule set first.", Exit.RULES)
+    try:
+        rule_sets = select(rule_sets, trials)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--trial") from None
+    files = expand(paths)
+    if not files:
+        raise typer.BadParameter("no patient files (*.yaml, *.yml) found", param_hint="PATHS")
+    failed = False
+    out = _console()
+    records = []
+    for name in files:
+        record = screen_file(name, rule_sets, as_of)
+        failed |= isinstance(record, FileError)
+        if fmt is Format.table:
+            if records:
+                out.rule()
+            render(out, record)
+            records.append(None)
+        elif fmt is Format.jsonl:
+            sys.stdout.write(dumps(to_json(record), compact=True) + "\n")
+        else:
+            records.append(to_json(record))
+    if fmt is Format.json:
+        sys.stdout.write(dumps(records[0] if len(files) == 1 else records) + "\n")
+    return Exit.INPUT_ERROR if failed else Exit.OK
+
+
+@app.command()
+def trials(
+    rules: Annotated[Optional[Path], typer.Option(
+        help="Directory of rule sets to use instead of the bundled ones.")] = None,
+) -> None:
+    """List the trials screened, with their criteria counts and caveats.
+
+    Example: screener trials
+    """
+    from .catalog import load_rule_sets
+    from .errors import RuleSetError
+    from .model import Kind
+
+    try:
+        rule_sets = load_rule_sets(rules)
+    except RuleSetError as exc:
+        _fail("\n".join(d.render() for d in exc.diagnostics), Exit.RULES)
+    out = _console()
+    for r in rule_sets:
+        inc = sum(c.kind is Kind.INCLUSION for c in r.criteria)
+        exc_ = len(r.criteria) - inc
+        out.print(f"[bold]{r.trial}[/]  {r.product}: {inc} inclusion, {exc_} exclusion")
+        for caveat in r.caveats:
+            out.print(f"    caveat: {caveat}", style="yellow")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,432 @@
+"""Condition trees: three-valued nodes a criterion is built from.
+
+Every node answers `evaluate(scope) -> Outcome`. Leaves read facts; `All`, `Any`, `Not`
+and `AtLeast` combine them by Kleene's rules, so a missing fact makes a leaf unknown and
+the unknown travels up only as far as it can still change the answer. Leaves never test a
+number for truthiness and never compare values of different kinds: the rule loader has
+already checked every field, operator and unit before a patient is seen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from . import units, vocabulary as v
+from .facts import Fact, Missing, Scope, describe
+from .model import Outcome, at_least, kleene_and, kleene_not, kleene_or
+from .patient import LabValue
+from .units import Measure
+
+OPERATORS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥", "eq": "=", "ne": "≠"}
+NEGATED = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt", "eq": "ne", "ne": "eq"}
+
+
+def holds(op: str, order: int) -> bool:
+    return {"lt": order < 0, "le": order <= 0, "gt": order > 0, "ge": order >= 0,
+            "eq": order == 0, "ne": order != 0}[op]
+
+
+class Node:
+    def evaluate(self, scope: Scope) -> Outcome:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def children(self) -> tuple[Node, ...]:
+        return ()
+
+
+def _missing(fact: Missing, label: str) -> Outcome:
+    why = fact.why or f"{label} not recorded"
+    return Outcome(None, (f"{why} ({', '.join(fact.fields)})",), fact.fields)
+
+
+# ---------------------------------------------------------------------------- combinators
+
+
+@dataclass(frozen=True)
+class All(Node):
+    items: tuple[Node, ...]
+
+    def children(self) -> tuple[Node, ...]:
+        return self.items
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        return combine([n.evaluate(scope) for n in self.items], kleene_and)
+
+
+@dataclass(frozen=True)
+class Any_(Node):
+    items: tuple[Node, ...]
+
+    def children(self) -> tuple[Node, ...]:
+        return self.items
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        return combine([n.evaluate(scope) for n in self.items], kleene_or)
+
+
+@dataclass(frozen=True)
+class AtLeast(Node):
+    count: int
+    items: tuple[Node, ...]
+
+    def children(self) -> tuple[Node, ...]:
+        return self.items
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        outcomes = [n.evaluate(scope) for n in self.items]
+        value = at_least(self.count, (o.value for o in outcomes))
+        return _explain(value, outcomes)
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    item: Node
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.item,)
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        inner = self.item.evaluate(scope)
+        return Outcome(kleene_not(inner.value), inner.reasons, inner.missing, inner.review)
+
+
+@dataclass(frozen=True)
+class If(Node):
+    """`if` applies `then` only to patients it concerns; others get `otherwise` (default: holds).
+
+    When it is unknown whether the condition applies, the answer is still certain if both
+    branches agree; otherwise it is unknown, and names what would decide it.
+    """
+
+    condition: Node
+    then: Node
+    otherwise: Node | None = None
+    inapplicable: bool = True  # the value when `condition` is false and there is no `otherwise`
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.condition, self.then) + ((self.otherwise,) if self.otherwise else ())
+
+    def _else(self, scope: Scope, because: Outcome) -> Outcome:
+        if self.otherwise is not None:
+            return self.otherwise.evaluate(scope)
+        return Outcome(self.inapplicable, tuple(f"does not apply: {r}" for r in because.reasons))
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        cond = self.condition.evaluate(scope)
+        if cond.value is True:
+            return self.then.evaluate(scope)
+        if cond.value is False:
+            return self._else(scope, cond)
+        then, other = self.then.evaluate(scope), self._else(scope, cond)
+        if then.value is not None and then.value == other.value:
+            return Outcome(then.value, then.reasons + other.reasons)
+        parts = [cond] + [o for o in (then, other) if o.value is None]
+        return Outcome(None, tuple(r for o in parts for r in o.reasons),
+                       tuple(m for o in parts for m in o.missing),
+                       tuple(r for o in parts for r in o.review))
+
+
+def combine(outcomes: list[Outcome], rule: Any) -> Outcome:
+    return _explain(rule(o.value for o in outcomes), outcomes)
+
+
+def _explain(value: bool | None, outcomes: list[Outcome]) -> Outcome:
+    """Keep the reasons that decided the value: the failing parts of a failed `all`, etc."""
+    deciding = [o for o in outcomes if o.value is value] or outcomes
+    if value is None:
+        return Outcome(None, tuple(r for o in deciding for r in o.reasons),
+                       tuple(dict.fromkeys(m for o in deciding for m in o.missing)),
+                       tuple(dict.fromkeys(r for o in deciding for r in o.review)))
+    return Outcome(value, tuple(r for o in deciding for r in o.reasons))
+
+
+# ---------------------------------------------------------------------------------- leaves
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A comparison target: an absolute amount, or a multiple of the lab's ULN."""
+
+    amount: Measure | float
+    uln_multiple: bool = False
+
+    def __str__(self) -> str:
+        if self.uln_multiple:
+            return f"{units.fmt(float(self.amount))} × ULN"  # type: ignore[arg-type]
+        return self.amount.written if isinstance(self.amount, Measure) else units.fmt(self.amount)
+
+
+@dataclass(frozen=True)
+class Compare(Node):
+    field: str
+    op: str
+    threshold: Threshold
+    label: str
+    analyte: units.Analyte | None = None
+    default_uln: Measure | float | None = None
+    uln_source: str | None = None
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        value = fact.value.value if isinstance(fact.value, LabValue) else fact.value
+        if self.threshold.uln_multiple:
+            return self._uln(fact, value)
+        target = self.threshold.amount
+        if isinstance(target, Measure):
+            amount = units.convert(value, target.unit, self.analyte)
+            converted = "" if value.unit == target.unit else f" (= {{a}} {target.display_unit})"
+            goal = target.magnitude
+        else:
+            amount, converted, goal = float(value), "", float(target)
+        order = units.compare(amount, goal)
+        a, b = units.fmt_pair(amount, goal)
+        shown = describe(fact) + converted.format(a=a)
+        relation = self.op if holds(self.op, order) else NEGATED[self.op]
+        unit = f" {target.display_unit}" if isinstance(target, Measure) else ""
+        text = f"{self.label} {shown} {OPERATORS[relation]} {b}{unit}"
+        return Outcome(holds(self.op, order), (text,))
+
+    def _uln(self, fact: Fact, value: Measure | float) -> Outcome:
+        lab: LabValue = fact.value
+        uln, assumed = lab.uln, ""
+        if uln is None:
+            if self.default_uln is None:
+                return Outcome(None, (f"{self.label} has no ULN in the record ({fact.path}.uln)",),
+                               (f"{fact.path}.uln",))
+            uln = self.default_uln
+            assumed = " assumed, no ULN in the record"
+        if isinstance(uln, Measure):
+            ratio = units.convert(value, uln.unit, self.analyte) / uln.magnitude  # type: ignore[arg-type]
+        else:
+            ratio = float(value) / float(uln)  # type: ignore[arg-type]
+        goal = float(self.threshold.amount)  # type: ignore[arg-type]
+        order = units.compare(ratio, goal)
+        a, b = units.fmt_pair(ratio, goal)
+        relation = self.op if holds(self.op, order) else NEGATED[self.op]
+        uln_text = uln.written if isinstance(uln, Measure) else units.fmt(uln)
+        text = (f"{self.label} {describe(fact)} = {a} × ULN (ULN {uln_text}{assumed}) "
+                f"{OPERATORS[relation]} {b} × ULN")
+        return Outcome(holds(self.op, order), (text,))
+
+
+@dataclass(frozen=True)
+class OneOf(Node):
+    """The field's value is one of `values` (`is:` is the one-value case)."""
+
+    field: str
+    values: tuple[Any, ...]
+    label: str
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        found = fact.value in self.values
+        shown = describe(fact)
+        if len(self.values) == 1:
+            expected = _word(self.values[0])
+            text = f"{self.label}: {shown}" + ("" if found else f" (not {expected})")
+        else:
+            options = ", ".join(_word(x) for x in self.values)
+            text = f"{self.label}: {shown} ({'one of' if found else 'not one of'} {options})"
+        return Outcome(found, (text,))
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Contains(Node):
+    """A list field (such as ABL1 mutations) holds a value; [] is a definite no."""
+
+    field: str
+    value: str
+    label: str
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        found = self.value in fact.value
+        listed = ", ".join(fact.value) or "none"
+        return Outcome(found, (f"{self.label}: {listed} ({'includes' if found else 'no'} "
+                               f"{self.value})",))
+
+
+def shift(day: dt.date, amount: Measure, sign: int) -> dt.date:
+    """Move a date by a duration: calendar months and years, exact days and weeks."""
+    base = units.SPELLINGS[amount.unit][0]
+    if base in ("month", "year"):
+        months = round(amount.magnitude * (12 if base == "year" else 1)) * sign
+        year, month = divmod(day.month - 1 + months, 12)
+        year += day.year
+        month += 1
+        last = (dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)).day
+        return dt.date(year, month, min(day.day, last))
+    days = units.convert(amount, "days")
+    return day + dt.timedelta(days=sign * days)
+
+
+ANCHORS = {"screening": "screening", "apheresis": "apheresis_date"}
+
+
+@dataclass(frozen=True)
+class Window(Node):
+    """A date falls within `within` before the anchor date, first and last day included."""
+
+    field: str
+    within: Measure
+    anchor: str  # "screening" or "apheresis"
+    label: str
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        day: dt.date = fact.value
+        if self.anchor == "screening":
+            anchor, name = scope.as_of, "screening"
+        else:
+            found = scope.patient.data.get("apheresis_date")
+            if found is None:
+                # Apheresis comes on or after screening, so a date older than the window
+                # before screening cannot fall inside the window before apheresis.
+                earliest = shift(scope.as_of, self.within, -1)
+                if day < earliest:
+                    return Outcome(False, (f"{fact.path} {day} is more than {self.within} before "
+                                           f"screening ({scope.as_of}), so before any apheresis "
+                                           "window",))
+                return Outcome(None, (f"{fact.path} {day}: apheresis date not recorded "
+                                      "(apheresis_date)",), ("apheresis_date",))
+            anchor, name = found, "apheresis"
+        start = shift(anchor, self.within, -1)
+        inside = start <= day <= anchor
+        where = "within" if inside else "not within"
+        return Outcome(inside, (f"{fact.path} {day} is {where} {self.within} before {name} "
+                                f"({anchor})",))
+
+
+@dataclass(frozen=True)
+class Review(Node):
+    """A judgment only the investigator can make; an attestation settles it."""
+
+    text: str
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        if scope.attestation is not None:
+            return Outcome(scope.attestation, (f"investigator attested: {self.text}",))
+        return Outcome(None, (f"investigator to judge: {self.text}",), (), (self.text,))
+
+
+# ------------------------------------------------------------------------------ list nodes
+
+
+@dataclass(frozen=True)
+class _OverList(Node):
+    list: str
+    where: Node | None
+    spec: v.Record
+    label: str
+
+    def items(self, scope: Scope) -> tuple[list[tuple[Scope, Outcome]], Outcome | None]:
+        fact = scope.get(self.list)
+        if isinstance(fact, Missing):
+            return [], _missing(fact, self.label)
+        pairs = []
+        for i, item in enumerate(fact.value):
+            inner = scope.item(item, self.spec, f"{self.list}[{i}].")
+            selected = self.where.evaluate(inner) if self.where else Outcome(True)
+            pairs.append((inner, selected))
+        return pairs, None
+
+
+@dataclass(frozen=True)
+class Exists(_OverList):
+    """Some item of a list matches `where`; [] is a definite no."""
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        pairs, missing = self.items(scope)
+        if missing:
+            return missing
+        outcomes = [o for _, o in pairs]
+        value = kleene_or(o.value for o in outcomes)
+        if value is False:
+            return Outcome(False, (f"{self.label}: none" + (" recorded" if not pairs else ""),))
+        return _explain(value, outcomes)
+
+
+@dataclass(frozen=True)
+class Every(_OverList):
+    """Every item matching `where` satisfies `check`; holds when none match."""
+
+    check: Node | None = None
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        pairs, missing = self.items(scope)
+        if missing:
+            return missing
+        assert self.check is not None
+        outcomes = []
+        for inner, selected in pairs:
+            if selected.value is False:
+                continue
+            checked = self.check.evaluate(inner)
+            # An item that may or may not be selected matters only if it could fail the check.
+            if selected.value is None and checked.value is not True:
+                checked = Outcome(None, selected.reasons + checked.reasons,
+                                  selected.missing + checked.missing,
+                                  selected.review + checked.review)
+            outcomes.append(checked)
+        if not outcomes:
+            return Outcome(True, (f"{self.label}: none",))
+        return combine(outcomes, kleene_and)
+
+
+@dataclass(frozen=True)
+class Count(_OverList):
+    """How many items match `where` (or how many distinct values of `distinct` they have)."""
+
+    op: str = "ge"
+    number: int = 1
+    distinct: str | None = None
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        pairs, missing = self.items(scope)
+        if missing:
+            return missing
+        sure: set[Any] = set()
+        maybe = 0
+        gaps: list[str] = []
+        for index, (inner, selected) in enumerate(pairs):
+            if selected.value is False:
+                continue
+            key: Any = index
+            if self.distinct is not None:
+                fact = inner.get(self.distinct)
+                if isinstance(fact, Missing):
+                    maybe += 1
+                    gaps.extend(fact.fields)
+                    continue
+                key = fact.value
+            if selected.value is True:
+                sure.add(key)
+            else:
+                maybe += 1
+                gaps.extend(selected.missing)
+        low, high = len(sure), len(sure) + maybe
+        low_holds, high_holds = holds(self.op, low - self.number), holds(self.op, high - self.number)
+        what = f"distinct {self.distinct} values" if self.distinct else "items"
+        shown = str(low) if low == high else f"{low} to {high}"
+        text = f"{self.label}: {shown} {what} ({OPERATORS[self.op]} {self.number} required)"
+        if self.distinct is not None and sure:
+            text += f": {', '.join(sorted(map(str, sure)))}"
+        if low_holds == high_holds:
+            return Outcome(low_holds, (text,))
+        return Outcome(None, (text,), tuple(dict.fromkeys(gaps)))

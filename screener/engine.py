@@ -1,0 +1,90 @@
+"""Apply rule sets to a patient: criterion statuses, verdicts, attestations.
+
+The engine attaches identity (trial and criterion ids), kind and status to what the
+condition trees compute; the trees themselves only say true, false or unknown and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from . import vocabulary as v
+from .errors import nearest
+from .conditions import combine
+from .facts import Scope
+from .model import (CriterionResult, Kind, Outcome, PartResult, Screening, TrialResult,
+                    kleene_and, kleene_or, status_of, verdict_of)
+from .patient import Patient
+from .rules import Criterion, RuleSet
+
+
+def _attestation(patient: Patient, trial: str, criterion: Criterion) -> bool | None:
+    """The value a review leaf takes once the investigator has decided the criterion."""
+    said = patient.data.get("attestations", {}).get(f"{trial}/{criterion.id}")
+    if said is None or not criterion.judged:
+        return None
+    passes = said == "pass"
+    # For an exclusion the tree says whether the excluding condition is present.
+    return passes if criterion.kind is Kind.INCLUSION else not passes
+
+
+def _part(pid: str, outcome: Outcome, kind: Kind) -> PartResult:
+    return PartResult(pid, status_of(outcome.value, kind, outcome.missing), outcome.reason,
+                      outcome.missing, outcome.review)
+
+
+def screen_criterion(patient: Patient, trial: str, criterion: Criterion) -> CriterionResult:
+    attestation = _attestation(patient, trial, criterion)
+    scope = Scope(patient, patient.data, v.PATIENT, attestation=attestation)
+    parts: tuple[PartResult, ...] = ()
+    if criterion.check is None:
+        outcomes = [p.check.evaluate(scope) for p in criterion.parts]
+        parts = tuple(_part(p.id, o, criterion.kind) for p, o in zip(criterion.parts, outcomes))
+        outcome = combine(outcomes, kleene_and if criterion.combine == "all" else kleene_or)
+    else:
+        outcome = criterion.check.evaluate(scope)
+    status = status_of(outcome.value, criterion.kind, outcome.missing)
+    return CriterionResult(
+        id=criterion.id, kind=criterion.kind, label=criterion.label, status=status,
+        reason=outcome.reason, missing=outcome.missing, review=outcome.review, parts=parts,
+        attested=attestation is not None)
+
+
+def screen(patient: Patient, rule_set: RuleSet) -> TrialResult:
+    """Screen one patient against one trial. Pure: no I/O, no global state."""
+    results = tuple(screen_criterion(patient, rule_set.trial, c) for c in rule_set.criteria)
+    return TrialResult(trial=rule_set.trial, product=rule_set.product, title=rule_set.title,
+                       verdict=verdict_of(r.status for r in results), criteria=results,
+                       caveats=rule_set.caveats)
+
+
+def attestation_warnings(patient: Patient, rule_sets: Iterable[RuleSet]) -> list[str]:
+    """Attestations that name no known criterion, or one with nothing left to judge."""
+    sets = {r.trial: r for r in rule_sets}
+    warnings = []
+    for key in patient.data.get("attestations", {}):
+        trial, _, cid = key.partition("/")
+        rule_set = sets.get(trial)
+        if rule_set is None:
+            guess = nearest(trial, list(sets))
+            warnings.append(f"attestation {key}: no trial {trial!r} is screened"
+                            + (f" (did you mean {guess}?)" if guess else ""))
+            continue
+        criterion = rule_set.criterion(cid)
+        if criterion is None:
+            warnings.append(f"attestation {key}: {trial} has no criterion {cid!r}")
+        elif not criterion.judged:
+            warnings.append(f"attestation {key} ignored: {cid} is computed from the record, "
+                            "not judged")
+    return warnings
+
+
+def screen_patient(patient: Patient, rule_sets: Iterable[RuleSet]) -> Screening:
+    """Screen one patient against several trials, in the order given."""
+    rule_sets = tuple(rule_sets)
+    warnings = [d.render("warning") for d in patient.warnings]
+    warnings += attestation_warnings(patient, rule_sets)
+    return Screening(patient=patient.id, file=patient.file, as_of=patient.as_of.isoformat(),
+                     as_of_source=patient.as_of_source,
+                     trials=tuple(screen(patient, r) for r in rule_sets),
+                     warnings=tuple(warnings))

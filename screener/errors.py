@@ -1,0 +1,86 @@
+"""Errors and warnings that point at a place in a file.
+
+Every message a user sees about an input names the file, the line and the column, quotes
+the offending line and puts a caret under the spot (the way compilers and semgrep do), so
+a nurse can find a typo without knowing what YAML is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Position:
+    """A 1-based line and column in a file."""
+
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One finding about an input file: an error or a warning."""
+
+    message: str
+    file: str | None = None
+    position: Position | None = None
+    hint: str | None = None
+    source_line: str | None = None
+
+    def location(self) -> str:
+        where = self.file or "<input>"
+        if self.position is not None:
+            where += f":{self.position.line}:{self.position.column}"
+        return where
+
+    def render(self, severity: str = "error") -> str:
+        """Format as `file:line:col: error: message`, the line, a caret and a hint."""
+        lines = [f"{self.location()}: {severity}: {self.message}"]
+        if self.position is not None and self.source_line is not None:
+            gutter = f"{self.position.line:>5} | "
+            lines.append(gutter + self.source_line.rstrip("\n"))
+            # Tabs are kept so the caret lines up under the same characters.
+            prefix = "".join(
+                ch if ch == "\t" else " "
+                for ch in self.source_line[: max(self.position.column - 1, 0)]
+            )
+            lines.append(" " * (len(gutter) - 2) + "| " + prefix + "^")
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "message": self.message,
+            "file": self.file,
+            "line": self.position.line if self.position else None,
+            "column": self.position.column if self.position else None,
+            "hint": self.hint,
+        }
+
+
+class ScreenerError(Exception):
+    """An input (patient file or rule set) that cannot be used, with its location."""
+
+    def __init__(self, *diagnostics: Diagnostic) -> None:
+        super().__init__("\n".join(d.render() for d in diagnostics))
+        self.diagnostics = diagnostics
+        self.diagnostic = diagnostics[0]
+
+
+class PatientError(ScreenerError):
+    """A patient file that cannot be screened."""
+
+
+class RuleSetError(ScreenerError):
+    """A rule set that cannot be loaded; nothing is screened with a broken rule set."""
+
+
+def nearest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
+    """The known name closest to a misspelt one, for did-you-mean hints."""
+    import difflib
+
+    lowered = {c.lower(): c for c in candidates}
+    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None

@@ -1,0 +1,136 @@
+"""Looking facts up in a patient record, including the ones computed from others.
+
+A fact is either found (with its value, its field's spec and how to describe it) or
+missing, and then names what the nurse should collect. Derived facts (age on the
+screening date, Cockcroft–Gault creatinine clearance) say how they were computed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from . import units, vocabulary as v
+from .patient import LabValue, Patient, age_on
+from .units import Measure
+
+
+@dataclass(frozen=True)
+class Fact:
+    value: Any  # normalised value: Measure, LabValue, bool, str, int, date, tuple, dict
+    spec: v.Spec
+    path: str
+    note: str = ""  # how a derived value was obtained
+
+
+@dataclass(frozen=True)
+class Missing:
+    fields: tuple[str, ...]
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where names are looked up: the patient, or one item of one of its lists."""
+
+    patient: Patient
+    data: dict[str, Any]
+    spec: v.Record
+    prefix: str = ""  # "therapies[2]." inside a list item
+    attestation: bool | None = None  # the value review leaves take in this criterion
+
+    @property
+    def as_of(self) -> dt.date:
+        return self.patient.as_of
+
+    def item(self, data: dict[str, Any], spec: v.Record, prefix: str) -> Scope:
+        return Scope(self.patient, data, spec, prefix, self.attestation)
+
+    def get(self, path: str) -> Fact | Missing:
+        if not self.prefix:
+            if path == "age":
+                return self._age()
+            if path == "labs.creatinine_clearance":
+                return self._clearance()
+        return self.lookup(path)
+
+    def lookup(self, path: str) -> Fact | Missing:
+        node: Any = self.data
+        spec: v.Spec | None = self.spec
+        for part in path.split("."):
+            if isinstance(node, LabValue):
+                node = {"value": node.value, "uln": node.uln, "date": node.date}.get(part)
+            elif isinstance(node, dict):
+                node = node.get(part)
+            else:
+                node = None
+            if node is None:
+                return Missing((self.prefix + path,))
+        spec = v.resolve(path, self.spec)
+        assert spec is not None, f"rule loader let through unknown field {path}"
+        return Fact(node, spec, self.prefix + path)
+
+    def _age(self) -> Fact | Missing:
+        spec = v.DERIVED["age"]
+        birth = self.data.get("birth_date")
+        if birth is not None:
+            years = age_on(birth, self.as_of)
+            return Fact(Measure(years, "years", f"{years} years"), spec, "age",
+                        f"born {birth}, on {self.as_of}")
+        stated = self.data.get("age")
+        if stated is not None:
+            return Fact(stated, spec, "age", "as stated")
+        return Missing(("birth_date",), "birth date (or age) not recorded")
+
+    def _clearance(self) -> Fact | Missing:
+        spec = v.resolve("labs.creatinine_clearance")
+        assert spec is not None
+        measured = self.lookup("labs.creatinine_clearance")
+        if isinstance(measured, Fact):
+            return measured
+        return cockcroft_gault(self, spec)
+
+
+def cockcroft_gault(scope: Scope, spec: v.Spec) -> Fact | Missing:
+    """(140 − age) × weight[kg] / (72 × creatinine[mg/dL]), × 0.85 for women, in mL/min."""
+    age = scope.get("age")
+    weight = scope.lookup("weight")
+    sex = scope.lookup("sex")
+    creatinine = scope.lookup("labs.creatinine")
+    gaps = [f for fact in (age, weight, sex, creatinine) if isinstance(fact, Missing)
+            for f in fact.fields]
+    if gaps:
+        return Missing(("labs.creatinine_clearance", *gaps),
+                       "no measured creatinine clearance, and a Cockcroft–Gault estimate needs "
+                       + ", ".join(gaps))
+    assert isinstance(age, Fact) and isinstance(weight, Fact) and isinstance(sex, Fact) \
+        and isinstance(creatinine, Fact)
+    years = units.convert(age.value, "years")
+    kg = units.convert(weight.value, "kg")
+    scr = units.convert(creatinine.value.value, "mg/dl", units.CREATININE)
+    if scr <= 0:
+        return Missing(("labs.creatinine",), "creatinine of zero cannot give an estimate")
+    estimate = (140 - years) * kg / (72 * scr) * (0.85 if sex.value == "female" else 1.0)
+    estimate = max(estimate, 0.0)
+    note = (f"Cockcroft–Gault estimate: age {units.fmt(years)}, {units.fmt(kg)} kg, "
+            f"{sex.value}, creatinine {units.fmt(scr)} mg/dL")
+    text = f"{units.fmt(estimate)} mL/min"
+    return Fact(LabValue(Measure(estimate, "ml/min", text), None, None, text), spec,
+                "labs.creatinine_clearance", note)
+
+
+def describe(fact: Fact) -> str:
+    """The value as written in the file, with how a derived one was obtained."""
+    value = fact.value
+    if isinstance(value, LabValue):
+        text = value.written
+    elif isinstance(value, Measure):
+        text = value.written
+    elif isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, float):
+        text = units.fmt(value)
+    else:
+        text = str(value)
+    return f"{text} ({fact.note})" if fact.note else text

@@ -1,0 +1,149 @@
+"""Result values: statuses, verdicts, three-valued outcomes and screening results.
+
+Truth inside a criterion is Kleene's three-valued logic: True, False, or None for
+"cannot tell from this record". `Outcome` carries that value with the reasons a nurse
+reads and, for an unknown, the fields to collect and the judgments left open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+Truth = bool | None
+
+
+class Status(str, Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    UNKNOWN = "unknown"
+    REVIEW = "review"
+
+
+class Verdict(str, Enum):
+    INELIGIBLE = "ineligible"
+    INCOMPLETE = "incomplete"
+    NEEDS_REVIEW = "needs_review"
+    ELIGIBLE = "eligible"
+
+
+class Kind(str, Enum):
+    INCLUSION = "inclusion"
+    EXCLUSION = "exclusion"
+
+
+def kleene_and(values: Iterable[Truth]) -> Truth:
+    """False if any is False, else None if any is None, else True (True when empty)."""
+    result: Truth = True
+    for value in values:
+        if value is False:
+            return False
+        if value is None:
+            result = None
+    return result
+
+
+def kleene_or(values: Iterable[Truth]) -> Truth:
+    """True if any is True, else None if any is None, else False (False when empty)."""
+    result: Truth = False
+    for value in values:
+        if value is True:
+            return True
+        if value is None:
+            result = None
+    return result
+
+
+def kleene_not(value: Truth) -> Truth:
+    return None if value is None else not value
+
+
+def at_least(n: int, values: Iterable[Truth]) -> Truth:
+    """True once n are True; False once too few can still be True; else None."""
+    values = list(values)
+    sure = sum(v is True for v in values)
+    possible = sum(v is not False for v in values)
+    if sure >= n:
+        return True
+    if possible < n:
+        return False
+    return None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The three-valued result of one node, with what explains it."""
+
+    value: Truth
+    reasons: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()  # fields whose absence leaves the value unknown
+    review: tuple[str, ...] = ()  # judgments only the investigator can make
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(dict.fromkeys(self.reasons))
+
+
+def status_of(value: Truth, kind: Kind, missing: tuple[str, ...]) -> Status:
+    """Map a criterion's truth to a status: an exclusion that holds blocks enrolment."""
+    if value is None:
+        return Status.UNKNOWN if missing else Status.REVIEW
+    holds = value if kind is Kind.INCLUSION else not value
+    return Status.PASS if holds else Status.FAIL
+
+
+def verdict_of(statuses: Iterable[Status]) -> Verdict:
+    """Worst first: any fail, else any unknown, else any review, else eligible."""
+    seen = set(statuses)
+    if Status.FAIL in seen:
+        return Verdict.INELIGIBLE
+    if Status.UNKNOWN in seen:
+        return Verdict.INCOMPLETE
+    if Status.REVIEW in seen:
+        return Verdict.NEEDS_REVIEW
+    return Verdict.ELIGIBLE
+
+
+@dataclass(frozen=True)
+class PartResult:
+    id: str
+    status: Status
+    reason: str
+    missing: tuple[str, ...] = ()
+    review: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CriterionResult:
+    id: str
+    kind: Kind
+    label: str
+    status: Status
+    reason: str
+    missing: tuple[str, ...] = ()
+    review: tuple[str, ...] = ()
+    parts: tuple[PartResult, ...] = ()
+    attested: bool = False
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    trial: str
+    product: str
+    title: str
+    verdict: Verdict
+    criteria: tuple[CriterionResult, ...]
+    caveats: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Screening:
+    """One patient screened against every trial asked for."""
+
+    patient: str
+    file: str
+    as_of: str
+    as_of_source: str
+    trials: tuple[TrialResult, ...]
+    warnings: tuple[str, ...] = ()

@@ -1,0 +1,340 @@
+"""Patient files: read, check against the vocabulary and normalise into facts.
+
+A key that is absent stays absent (the fact is unknown); an empty list is kept as an
+answer ("reviewed: none"). Every value is checked against its field's kind, so an error
+names the field, the kind it expects, and the file, line and column it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import units, vocabulary as v
+from .document import Document, PathKey, load, parse
+from .errors import Diagnostic, PatientError, nearest
+from .units import Measure, UnitError
+
+
+@dataclass(frozen=True)
+class LabValue:
+    """A lab result; `uln` is the file's own upper limit of normal, if it gave one."""
+
+    value: Measure | float
+    uln: Measure | float | None = None
+    date: dt.date | None = None
+    written: str = ""
+
+
+@dataclass(frozen=True)
+class Patient:
+    """A normalised patient record and the date everything is computed on."""
+
+    id: str
+    file: str
+    data: dict[str, Any]
+    as_of: dt.date
+    as_of_source: str  # "screening_date", "--as-of" or "today"
+    warnings: tuple[Diagnostic, ...] = ()
+    document: Document | None = field(default=None, compare=False, repr=False)
+
+
+_AA = {"Ala": "A", "Arg": "R", "Asn": "N", "Asp": "D", "Cys": "C", "Gln": "Q", "Glu": "E",
+       "Gly": "G", "His": "H", "Ile": "I", "Leu": "L", "Lys": "K", "Met": "M", "Phe": "F",
+       "Pro": "P", "Ser": "S", "Thr": "T", "Trp": "W", "Tyr": "Y", "Val": "V"}
+_THREE = re.compile(r"^(?:p\.)?\(?([A-Z][a-z]{2})(\d+)([A-Z][a-z]{2})\)?$")
+_ONE = re.compile(r"^(?:[pP]\.)?\(?([A-Za-z])(\d+)([A-Za-z])\)?$")
+_ONE_LETTER = set(_AA.values())
+_ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4}
+
+
+def normalise_mutation(text: str) -> str | None:
+    """T315I, p.T315I and p.Thr315Ile all become T315I; None if not a protein change."""
+    text = text.strip()
+    match = _THREE.match(text)
+    if match and match.group(1) in _AA and match.group(3) in _AA:
+        return f"{_AA[match.group(1)]}{match.group(2)}{_AA[match.group(3)]}"
+    match = _ONE.match(text)
+    if match:
+        before, position, after = match.group(1).upper(), match.group(2), match.group(3).upper()
+        if before in _ONE_LETTER and after in _ONE_LETTER:
+            return f"{before}{position}{after}"
+    return None
+
+
+class _Reader:
+    """Walks a document against the vocabulary, collecting every error and warning."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.errors: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
+
+    def error(self, path: PathKey, message: str, hint: str | None = None) -> None:
+        self.errors.append(self.doc.diagnostic(f"{_dotted(path)}: {message}", path, hint=hint))
+
+    def read(self, spec: v.Spec, value: Any, path: PathKey) -> Any:
+        method = getattr(self, "_" + type(spec).__name__.lower())
+        return method(spec, value, path)
+
+    def _record(self, spec: v.Record, value: Any, path: PathKey) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.error(path, f"expected a mapping of {spec.label} fields, got {_kind(value)}")
+            return None
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            sub = spec.fields.get(key)
+            if sub is None:
+                guess = nearest(key, list(spec.fields))
+                where = f"{_dotted(path)}." if path else ""
+                self.warnings.append(self.doc.diagnostic(
+                    f"unknown key {where}{key} (ignored)", path + (key,), key=True,
+                    hint=f"did you mean {guess!r}?" if guess else None))
+                continue
+            if item is None:
+                # `key:` with nothing after it says nothing: the fact stays unknown.
+                continue
+            normalised = self.read(sub, item, path + (key,))
+            if normalised is not None:
+                out[key] = normalised
+        for key in spec.required:
+            if key not in value or value[key] is None:
+                self.error(path, f"missing required key {key!r}")
+        return out
+
+    def _openmap(self, spec: v.OpenMap, value: Any, path: PathKey) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.error(path, f"expected a mapping, got {_kind(value)}")
+            return None
+        out = {}
+        for key, item in value.items():
+            normalised = self.read(spec.value, item, path + (key,))
+            if normalised is not None:
+                out[str(key)] = normalised
+        return out
+
+    def _listof(self, spec: v.ListOf, value: Any, path: PathKey) -> tuple[Any, ...] | None:
+        if not isinstance(value, list):
+            self.error(path, f"expected a list ([] for none), got {_kind(value)}")
+            return None
+        items = (self.read(spec.item, item, path + (i,)) for i, item in enumerate(value))
+        return tuple(item for item in items if item is not None)
+
+    def _text(self, spec: v.Text, value: Any, path: PathKey) -> str | None:
+        if isinstance(value, (dict, list, bool)) or value is None:
+            self.error(path, f"expected text, got {_kind(value)}")
+            return None
+        return str(value)
+
+    def _date(self, spec: v.Date, value: Any, path: PathKey) -> dt.date | None:
+        if isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        self.error(path, f"expected an ISO date such as 2026-11-20, got {_kind(value)}")
+        return None
+
+    def _bool(self, spec: v.Bool, value: Any, path: PathKey) -> bool | None:
+        if isinstance(value, bool):
+            return value
+        self.error(path, f"expected true or false, got {_kind(value)}")
+        return None
+
+    def _choice(self, spec: v.Choice, value: Any, path: PathKey) -> str | None:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            found = spec.lookup().get(v.fold(str(value)))
+            if found is not None:
+                return found
+        guess = nearest(str(value), list(spec.values)) if isinstance(value, str) else None
+        self.error(path, f"expected one of {', '.join(spec.values)}; got {_kind(value)}",
+                   f"did you mean {guess!r}?" if guess else None)
+        return None
+
+    def _integer(self, spec: v.Integer, value: Any, path: PathKey) -> int | None:
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif spec.roman and isinstance(value, str) and value.strip().lower() in _ROMAN:
+            number = _ROMAN[value.strip().lower()]
+        if number is None:
+            self.error(path, f"expected a whole number from {spec.low} to {spec.high}, "
+                             f"got {_kind(value)}")
+            return None
+        if not spec.low <= number <= spec.high:
+            self.error(path, f"{spec.label} {number} is out of range ({spec.low}–{spec.high})")
+            return None
+        return number
+
+    def _number(self, spec: v.Number, value: Any, path: PathKey) -> float | None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if spec.low <= value <= spec.high:
+                return float(value)
+            self.error(path, f"{spec.label} {value} is out of range "
+                             f"({units.fmt(spec.low)}–{units.fmt(spec.high)})")
+            return None
+        self.error(path, f"expected a number (no unit), got {_kind(value)}")
+        return None
+
+    def _quantity(self, spec: v.Quantity, value: Any, path: PathKey) -> Measure | None:
+        if path == ("age",) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = f"{value} years"  # `age: 47` is in years, as the contract allows
+        try:
+            measure = units.parse_measure(value, spec.kind, spec.analyte)
+        except UnitError as exc:
+            self.error(path, str(exc), exc.hint)
+            return None
+        if spec.range_unit:
+            amount = units.convert(measure, units.normalise_unit(spec.range_unit), spec.analyte)
+            low, high = spec.low, spec.high
+            if (low is not None and amount < low) or (high is not None and amount > high):
+                bounds = f"{units.fmt(low or 0)}–{units.fmt(high)}" if high is not None else \
+                    f"at least {units.fmt(low or 0)}"
+                self.error(path, f"{spec.label} {measure.written} is out of range "
+                                 f"({bounds} {spec.range_unit})")
+                return None
+        elif spec.low is not None and measure.magnitude < spec.low:
+            self.error(path, f"{spec.label} {measure.written} cannot be negative")
+            return None
+        return measure
+
+    def _lab(self, spec: v.Lab, value: Any, path: PathKey) -> LabValue | None:
+        if isinstance(value, dict):
+            unknown = set(value) - {"value", "uln", "date"}
+            for key in sorted(unknown):
+                guess = nearest(str(key), ["value", "uln", "date"])
+                self.warnings.append(self.doc.diagnostic(
+                    f"unknown key {_dotted(path)}.{key} (ignored)", path + (key,), key=True,
+                    hint=f"did you mean {guess!r}?" if guess else None))
+            if value.get("value") is None:
+                self.error(path, "a lab mapping needs a value", "e.g. {value: 1.4 mg/dL, uln: 1.2 mg/dL}")
+                return None
+            result = self.read(spec.value, value["value"], path + ("value",))
+            uln = None
+            if value.get("uln") is not None:
+                uln = self.read(spec.value, value["uln"], path + ("uln",))
+                if uln is None:
+                    return None
+                if (uln.magnitude if isinstance(uln, Measure) else uln) <= 0:
+                    self.error(path + ("uln",), "an upper limit of normal must be above zero")
+                    return None
+            date = None
+            if value.get("date") is not None:
+                date = self._date(v.Date("date"), value["date"], path + ("date",))
+            if result is None:
+                return None
+            written = result.written if isinstance(result, Measure) else units.fmt(result)
+            return LabValue(result, uln, date, written)
+        result = self.read(spec.value, value, path)
+        if result is None:
+            return None
+        written = result.written if isinstance(result, Measure) else units.fmt(result)
+        return LabValue(result, None, None, written)
+
+    def _mutations(self, spec: v.Mutations, value: Any, path: PathKey) -> tuple[str, ...] | None:
+        if not isinstance(value, list):
+            self.error(path, f"expected a list of mutations such as [T315I] ([] for none found), "
+                             f"got {_kind(value)}")
+            return None
+        found = []
+        for i, item in enumerate(value):
+            name = normalise_mutation(str(item)) if isinstance(item, str) else None
+            if name is None:
+                self.error(path + (i,), f"cannot read {item!r} as a protein change",
+                           "write it as T315I, p.T315I or p.Thr315Ile")
+            else:
+                found.append(name)
+        return tuple(found)
+
+
+def _dotted(path: PathKey) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "patient"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def from_document(doc: Document, as_of: dt.date | None = None,
+                  today: dt.date | None = None) -> Patient:
+    """Check and normalise a parsed patient document; raises PatientError with every problem."""
+    if doc.data is None:
+        raise PatientError(Diagnostic("file is empty: a patient file is one YAML mapping",
+                                      doc.file))
+    if not isinstance(doc.data, dict):
+        raise PatientError(doc.diagnostic(
+            f"a patient file is one YAML mapping, not {_kind(doc.data)}", ()))
+    reader = _Reader(doc)
+    data = reader._record(v.PATIENT, doc.data, ()) or {}
+    therapies = data.get("therapies")
+    if therapies is not None:
+        data["therapies"] = tuple(_with_generation(t) for t in therapies)
+    if data.get("screening_date") is not None:
+        on, source = data["screening_date"], "screening_date"
+    elif as_of is not None:
+        on, source = as_of, "--as-of"
+    else:
+        on, source = today or dt.date.today(), "today"
+    birth = data.get("birth_date")
+    if birth is not None and birth > on:
+        reader.error(("birth_date",), f"birth date {birth} is after the screening date {on}")
+    apheresis = data.get("apheresis_date")
+    if apheresis is not None and birth is not None and apheresis < birth:
+        reader.error(("apheresis_date",), f"apheresis date {apheresis} is before the birth date {birth}")
+    if birth is not None and "age" in data:
+        years = age_on(birth, on)
+        stated = data["age"]
+        if abs(units.convert(stated, "years") - years) >= 1:
+            reader.warnings.append(doc.diagnostic(
+                f"age {stated.written} disagrees with birth date {birth} (age {years} on {on}); "
+                "the birth date is used", ("age",)))
+    if reader.errors:
+        raise PatientError(*reader.errors)
+    return Patient(id=str(data["id"]), file=doc.file, data=data, as_of=on, as_of_source=source,
+                   warnings=tuple(reader.warnings), document=doc)
+
+
+def _with_generation(therapy: dict[str, Any]) -> dict[str, Any]:
+    """Add a TKI's generation from the reference table when the file does not state it."""
+    drug = therapy.get("drug")
+    if therapy.get("type") == "tki" and "generation" not in therapy and drug:
+        generation = v.TKI_GENERATIONS.get(v.fold(drug))
+        if generation is not None:
+            return {**therapy, "generation": generation}
+    return therapy
+
+
+def age_on(birth: dt.date, on: dt.date) -> int:
+    """Completed years on a date; someone born on 29 February turns a year older on 1 March."""
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def load_patient(path: str | Path, as_of: dt.date | None = None, display: str | None = None,
+                 today: dt.date | None = None) -> Patient:
+    """Read a patient file; raises PatientError (with file, line and column) if it is unusable."""
+    doc = load(Path(path), display if display is not None else str(path), PatientError)
+    return from_document(doc, as_of, today)
+
+
+def parse_patient(text: str, file: str = "<patient>", as_of: dt.date | None = None,
+                  today: dt.date | None = None) -> Patient:
+    """Read a patient from YAML text, as `load_patient` does a file."""
+    return from_document(parse(text, file, PatientError), as_of, today)

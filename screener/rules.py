@@ -1,0 +1,402 @@
+"""Rule sets: read a trial's YAML, check every part of it, and compile it into nodes.
+
+Everything that can be wrong with a rule set is found here, when it loads, with the rule
+file, line and column: unknown keys and fields, operators that do not suit a field,
+thresholds in units of the wrong kind, malformed trees, criterion ids out of order. A
+rule set that loads can therefore be applied to any valid patient without a per-patient
+surprise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from . import units, vocabulary as v
+from .conditions import (ANCHORS, NEGATED, All, Any_, AtLeast, Compare, Contains, Count, Every,
+                         Exists, If, Node, Not, OneOf, Review, Threshold, Window)
+from .document import Document, PathKey, load, parse
+from .errors import RuleSetError, nearest
+from .model import Kind
+from .patient import normalise_mutation
+from .units import Measure, UnitError
+
+_ULN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x|×|\*)?\s*ULN\s*$", re.IGNORECASE)
+_CRITERION_ID = re.compile(r"^([IE])(\d+)$")
+_TRIAL_ID = re.compile(r"^NCT\d{8}$")
+
+
+@dataclass(frozen=True)
+class Part:
+    id: str
+    label: str
+    text: str
+    check: Node
+
+
+@dataclass(frozen=True)
+class Criterion:
+    id: str
+    kind: Kind
+    label: str
+    text: str
+    note: str
+    check: Node | None  # None when the criterion is made of parts
+    parts: tuple[Part, ...] = ()
+    combine: str = "all"  # how parts make the whole: all or any
+    judged: bool = False  # holds a review leaf, so an attestation can settle it
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    trial: str
+    product: str
+    title: str
+    sources: tuple[str, ...]
+    caveats: tuple[str, ...]
+    criteria: tuple[Criterion, ...]
+    file: str
+
+    def criterion(self, cid: str) -> Criterion | None:
+        return next((c for c in self.criteria if c.id == cid), None)
+
+
+class _Compiler:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.kind = Kind.INCLUSION  # of the criterion being compiled
+        self.reviews = 0  # review leaves met in it
+
+    def fail(self, path: PathKey, message: str, hint: str | None = None, key: bool = False
+             ) -> RuleSetError:
+        return RuleSetError(self.doc.diagnostic(message, path, key=key, hint=hint))
+
+    def mapping(self, value: Any, path: PathKey, allowed: set[str], required: set[str],
+                what: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"{what} must be a mapping")
+        for key in value:
+            if key not in allowed:
+                guess = nearest(str(key), sorted(allowed))
+                raise self.fail(path + (key,), f"unknown key {key!r} in {what}",
+                                f"did you mean {guess!r}?" if guess else
+                                f"allowed: {', '.join(sorted(allowed))}", key=True)
+        for key in sorted(required - set(value)):
+            raise self.fail(path, f"{what} needs {key!r}")
+        return value
+
+    def text(self, value: Any, path: PathKey, what: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, f"{what} must be non-empty text")
+        return value.strip()
+
+    def texts(self, value: Any, path: PathKey, what: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(path, f"{what} must be a list")
+        return tuple(self.text(item, path + (i,), what) for i, item in enumerate(value))
+
+    # ------------------------------------------------------------------------ rule set
+
+    def rule_set(self) -> RuleSet:
+        data = self.mapping(self.doc.data, (), {"trial", "product", "title", "sources", "caveats",
+                                                "criteria"},
+                            {"trial", "product", "title", "sources", "criteria"}, "a rule set")
+        trial = self.text(data["trial"], ("trial",), "trial")
+        if not _TRIAL_ID.match(trial):
+            raise self.fail(("trial",), f"trial id {trial!r} is not an NCT number (NCT + 8 digits)")
+        stem = Path(self.doc.file).stem
+        if stem != trial and not self.doc.file.startswith("<"):
+            raise self.fail(("trial",), f"rule file {Path(self.doc.file).name} holds trial {trial}",
+                            f"name the file {trial}.yaml")
+        raw = data["criteria"]
+        if not isinstance(raw, list) or not raw:
+            raise self.fail(("criteria",), "criteria must be a non-empty list")
+        criteria = tuple(self.criterion(item, ("criteria", i)) for i, item in enumerate(raw))
+        self.check_order(criteria)
+        return RuleSet(trial=trial, product=self.text(data["product"], ("product",), "product"),
+                       title=self.text(data["title"], ("title",), "title"),
+                       sources=self.texts(data["sources"], ("sources",), "sources"),
+                       caveats=self.texts(data.get("caveats"), ("caveats",), "caveats"),
+                       criteria=criteria, file=self.doc.file)
+
+    def check_order(self, criteria: tuple[Criterion, ...]) -> None:
+        """Ids run I1, I2, … then E1, E2, …: a gap would be a silently dropped criterion."""
+        expected = {"I": 1, "E": 1}
+        seen_exclusion = False
+        for index, criterion in enumerate(criteria):
+            letter, number = criterion.id[0], int(criterion.id[1:])
+            path = ("criteria", index, "id")
+            if letter == "I" and seen_exclusion:
+                raise self.fail(path, f"inclusion {criterion.id} comes after the exclusions",
+                                "list criteria in source order: I1, I2, …, then E1, E2, …")
+            seen_exclusion |= letter == "E"
+            if number != expected[letter]:
+                raise self.fail(path, f"criterion {criterion.id} is out of order: expected "
+                                      f"{letter}{expected[letter]}",
+                                "every numbered item of the source appears, in source order")
+            expected[letter] += 1
+
+    def criterion(self, data: Any, path: PathKey) -> Criterion:
+        data = self.mapping(data, path, {"id", "kind", "label", "text", "note", "check", "parts",
+                                         "combine"}, {"id", "kind", "label", "text"}, "a criterion")
+        cid = self.text(data["id"], path + ("id",), "id")
+        match = _CRITERION_ID.match(cid)
+        if not match:
+            raise self.fail(path + ("id",), f"criterion id {cid!r} must look like I1 or E12")
+        kind_text = data["kind"]
+        if kind_text not in ("inclusion", "exclusion"):
+            raise self.fail(path + ("kind",), "kind must be inclusion or exclusion")
+        kind = self.kind = Kind(kind_text)
+        if (kind is Kind.INCLUSION) != (match.group(1) == "I"):
+            raise self.fail(path + ("kind",), f"{cid} is {kind_text}, but its id says otherwise")
+        if ("check" in data) == ("parts" in data):
+            raise self.fail(path, f"criterion {cid} needs either check or parts (not both)")
+        parts: tuple[Part, ...] = ()
+        self.reviews = 0
+        if "parts" in data:
+            raw = data["parts"]
+            if not isinstance(raw, list) or not raw:
+                raise self.fail(path + ("parts",), "parts must be a non-empty list")
+            parts = tuple(self.part(item, path + ("parts", i), cid) for i, item in enumerate(raw))
+            ids = [p.id for p in parts]
+            if len(set(ids)) != len(ids):
+                raise self.fail(path + ("parts",), f"duplicate part ids in {cid}")
+            combine = data.get("combine", "all")
+            if combine not in ("all", "any"):
+                raise self.fail(path + ("combine",), "combine must be all or any")
+            check: Node | None = None
+        else:
+            if "combine" in data:
+                raise self.fail(path + ("combine",), "combine goes with parts")
+            combine = "all"
+            check = self.node(data["check"], path + ("check",), v.PATIENT, False)
+        return Criterion(id=cid, kind=kind, label=self.text(data["label"], path + ("label",),
+                                                              "label"),
+                         text=self.text(data["text"], path + ("text",), "text"),
+                         note=self.text(data["note"], path + ("note",), "note")
+                         if "note" in data else "",
+                         check=check, parts=parts, combine=combine, judged=self.reviews > 0)
+
+    def part(self, data: Any, path: PathKey, cid: str) -> Part:
+        data = self.mapping(data, path, {"id", "label", "text", "check"}, {"id", "label", "check"},
+                            "a part")
+        pid = self.text(data["id"], path + ("id",), "id")
+        if not re.match(rf"^{re.escape(cid)}\.[a-z]$", pid):
+            raise self.fail(path + ("id",), f"part id {pid!r} must be {cid}.a, {cid}.b, …")
+        return Part(pid, self.text(data["label"], path + ("label",), "label"),
+                    self.text(data["text"], path + ("text",), "text") if "text" in data else "",
+                    self.node(data["check"], path + ("check",), v.PATIENT, False))
+
+    # --------------------------------------------------------------------------- nodes
+
+    def node(self, data: Any, path: PathKey, scope: v.Record, negated: bool) -> Node:
+        if not isinstance(data, dict) or not data:
+            raise self.fail(path, "a condition must be a mapping such as {field: ecog, le: 2}")
+        keys = set(data)
+        for name in ("all", "any"):
+            if name in keys:
+                self.mapping(data, path, {name}, {name}, f"an {name!r} node")
+                items = self.list_of_nodes(data[name], path + (name,), scope, negated)
+                return All(items) if name == "all" else Any_(items)
+        if "not" in keys:
+            self.mapping(data, path, {"not"}, {"not"}, "a 'not' node")
+            return Not(self.node(data["not"], path + ("not",), scope, not negated))
+        if "at_least" in keys:
+            self.mapping(data, path, {"at_least", "of"}, {"at_least", "of"}, "an 'at_least' node")
+            count = data["at_least"]
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise self.fail(path + ("at_least",), "at_least needs a whole number ≥ 1")
+            items = self.list_of_nodes(data["of"], path + ("of",), scope, negated)
+            if count > len(items):
+                raise self.fail(path + ("at_least",), f"at_least {count} of only {len(items)}")
+            return AtLeast(count, items)
+        if "if" in keys:
+            self.mapping(data, path, {"if", "then", "else"}, {"if", "then"}, "an 'if' node")
+            before = self.reviews
+            condition = self.node(data["if"], path + ("if",), scope, negated)
+            if self.reviews != before:
+                raise self.fail(path + ("if",), "a review cannot decide whether an 'if' applies")
+            otherwise = self.node(data["else"], path + ("else",), scope, negated) \
+                if "else" in data else None
+            return If(condition, self.node(data["then"], path + ("then",), scope, negated),
+                      otherwise, inapplicable=(self.kind is Kind.INCLUSION) != negated)
+        if "review" in keys:
+            self.mapping(data, path, {"review"}, {"review"}, "a 'review' node")
+            if negated:
+                raise self.fail(path, "a review cannot sit under 'not'",
+                                "an attestation must move its criterion the way it says")
+            self.reviews += 1
+            return Review(self.text(data["review"], path + ("review",), "review"))
+        for name in ("exists", "every", "count"):
+            if name in keys:
+                return self.over_list(name, data, path, scope, negated)
+        if "field" in keys:
+            return self.leaf(data, path, scope)
+        raise self.fail(path, f"unknown condition with keys {', '.join(map(str, sorted(keys)))}",
+                        "use all, any, not, at_least, if, review, exists, every, count or field")
+
+    def list_of_nodes(self, data: Any, path: PathKey, scope: v.Record, negated: bool
+                      ) -> tuple[Node, ...]:
+        if not isinstance(data, list) or not data:
+            raise self.fail(path, "expected a non-empty list of conditions")
+        return tuple(self.node(item, path + (i,), scope, negated) for i, item in enumerate(data))
+
+    def over_list(self, name: str, data: dict[str, Any], path: PathKey, scope: v.Record,
+                  negated: bool) -> Node:
+        allowed = {name, "where", "label"} | ({"check"} if name == "every" else set()) | \
+            ({"distinct", *NEGATED} if name == "count" else set())
+        required = {name} | ({"check"} if name == "every" else set())
+        self.mapping(data, path, allowed, required, f"a {name!r} node")
+        list_path = data[name]
+        spec = self.field_spec(list_path, path + (name,), scope)
+        if not isinstance(spec, v.ListOf) or not isinstance(spec.item, v.Record):
+            raise self.fail(path + (name,), f"{list_path} is not a list of records")
+        item = spec.item
+        label = self.text(data["label"], path + ("label",), "label") if "label" in data \
+            else spec.label
+        where = self.node(data["where"], path + ("where",), item, negated) \
+            if "where" in data else None
+        if name == "exists":
+            return Exists(list_path, where, item, label)
+        if name == "every":
+            check = self.node(data["check"], path + ("check",), item, negated)
+            return Every(list_path, where, item, label, check)
+        ops = [op for op in data if op in NEGATED]
+        if len(ops) != 1 or ops[0] in ("eq", "ne"):
+            raise self.fail(path, "count needs exactly one of lt, le, gt, ge")
+        number = data[ops[0]]
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise self.fail(path + (ops[0],), "a count compares with a whole number")
+        distinct = data.get("distinct")
+        if distinct is not None:
+            self.field_spec(distinct, path + ("distinct",), item)
+        return Count(list_path, where, item, label, ops[0], number, distinct)
+
+    def field_spec(self, name: Any, path: PathKey, scope: v.Record) -> v.Spec:
+        if not isinstance(name, str):
+            raise self.fail(path, "a field name must be text such as labs.creatinine")
+        spec = v.resolve(name, scope)
+        if spec is None:
+            names = v.field_names(scope) + (list(v.DERIVED) if scope is v.PATIENT else [])
+            guess = nearest(name, names)
+            raise self.fail(path, f"unknown field {name!r}" +
+                            ("" if scope is v.PATIENT else f" in a {scope.label}"),
+                            f"did you mean {guess!r}?" if guess else None)
+        return spec
+
+    def leaf(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        field = data["field"]
+        spec = self.field_spec(field, path + ("field",), scope)
+        if ".markers." in f".{field}":
+            # A marker's fields read as "CD19 result", not a bare "result".
+            marker = field.split("markers.", 1)[1].split(".")[0]
+            spec = replace(spec, label=f"{marker} {spec.label}")
+        ops = [k for k in data if k != "field"]
+        if set(ops) == {"within", "before"}:
+            return self.window(field, spec, data, path)
+        if len(ops) != 1:
+            raise self.fail(path, "a field condition has one operator: lt, le, gt, ge, eq, ne, is, "
+                                  "in, contains, or within with before")
+        op = ops[0]
+        at = path + (op,)
+        if op in NEGATED:
+            return self.compare(field, spec, op, data[op], at)
+        if op in ("is", "in"):
+            raw = [data[op]] if op == "is" else data[op]
+            if op == "in" and (not isinstance(raw, list) or not raw):
+                raise self.fail(at, "in needs a non-empty list")
+            values = tuple(self.value_for(spec, item, at) for item in raw)
+            return OneOf(field, values, spec.label)
+        if op == "contains":
+            if not isinstance(spec, v.Mutations):
+                raise self.fail(at, f"contains works on a list of mutations, not {spec.label}")
+            name = normalise_mutation(str(data[op]))
+            if name is None:
+                raise self.fail(at, f"cannot read {data[op]!r} as a protein change")
+            return Contains(field, name, spec.label)
+        raise self.fail(at, f"unknown operator {op!r}", key=True,
+                        hint=(f"did you mean {g!r}?" if (g := nearest(str(op), [
+                            *NEGATED, "is", "in", "contains", "within"])) else None))
+
+    def value_for(self, spec: v.Spec, value: Any, path: PathKey) -> Any:
+        if isinstance(spec, v.Bool):
+            if not isinstance(value, bool):
+                raise self.fail(path, f"{spec.label} is true or false, not {value!r}")
+            return value
+        if isinstance(spec, v.Choice):
+            found = spec.lookup().get(v.fold(str(value)))
+            if found is None:
+                raise self.fail(path, f"{value!r} is not a value of {spec.label}",
+                                f"one of: {', '.join(spec.values)}")
+            return found
+        if isinstance(spec, v.Integer):
+            if isinstance(value, bool) or not isinstance(value, int) or \
+                    not spec.low <= value <= spec.high:
+                raise self.fail(path, f"{spec.label} takes whole numbers {spec.low}–{spec.high}")
+            return value
+        raise self.fail(path, f"is/in do not apply to {spec.label}; compare it with lt, le, gt, ge")
+
+    def compare(self, field: str, spec: v.Spec, op: str, raw: Any, path: PathKey) -> Node:
+        value_spec = spec.value if isinstance(spec, v.Lab) else spec
+        label = spec.label
+        if isinstance(raw, str) and (match := _ULN.match(raw)):
+            if not isinstance(spec, v.Lab):
+                raise self.fail(path, f"{label} has no upper limit of normal; ULN multiples apply "
+                                      "to labs")
+            default = self.amount(value_spec, spec.default_uln, path) if spec.default_uln else None
+            analyte = value_spec.analyte if isinstance(value_spec, v.Quantity) else None
+            return Compare(field, op, Threshold(float(match.group(1)), True), label, analyte,
+                           default, spec.uln_source)
+        if isinstance(value_spec, v.Quantity):
+            return Compare(field, op, Threshold(self.amount(value_spec, raw, path)), label,
+                           value_spec.analyte)
+        if isinstance(value_spec, (v.Integer, v.Number)):
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+                raise self.fail(path, f"{label} is a plain number; compare it with one, not {raw!r}")
+            return Compare(field, op, Threshold(float(raw)), label)
+        raise self.fail(path, f"{label} cannot be compared with {op}; use is or in")
+
+    def amount(self, spec: v.Spec, raw: Any, path: PathKey) -> Measure | float:
+        if isinstance(spec, v.Quantity):
+            try:
+                return units.parse_measure(raw, spec.kind, spec.analyte)
+            except UnitError as exc:
+                raise self.fail(path, f"threshold for {spec.label}: {exc}", exc.hint) from None
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise self.fail(path, f"{spec.label} is a plain number")
+        try:
+            return float(raw)
+        except ValueError:
+            raise self.fail(path, f"{spec.label} is a plain number, not {raw!r}") from None
+
+    def window(self, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey) -> Node:
+        if not isinstance(spec, v.Date):
+            raise self.fail(path + ("field",), f"within/before needs a date field; {field} is "
+                                               f"{spec.label}")
+        try:
+            within = units.parse_measure(data["within"], units.DURATION)
+        except UnitError as exc:
+            raise self.fail(path + ("within",), str(exc), exc.hint) from None
+        anchor = data["before"]
+        if anchor not in ANCHORS:
+            raise self.fail(path + ("before",), f"before must be one of {', '.join(ANCHORS)}")
+        return Window(field, within, anchor, spec.label)
+
+
+def from_document(doc: Document) -> RuleSet:
+    if not isinstance(doc.data, dict):
+        raise RuleSetError(doc.diagnostic("a rule set is one YAML mapping", ()))
+    return _Compiler(doc).rule_set()
+
+
+def load_rule_set(path: str | Path, display: str | None = None) -> RuleSet:
+    """Load and check one rule file; raises RuleSetError with the rule file:line at fault."""
+    return from_document(load(Path(path), display, RuleSetError))
+
+
+def parse_rule_set(text: str, file: str = "<rules>") -> RuleSet:
+    return from_document(parse(text, file, RuleSetError))

@@ -1,0 +1,275 @@
+"""Clinical quantities: the units a lab report writes, checked and converted safely.
+
+Policy, in one place:
+
+* **Accepted spellings only.** A unit is looked up in `SPELLINGS` before pint ever sees it.
+  pint parses unit strings as arithmetic (`10*9/L` is 90 per litre, `10^9` an exponent),
+  and knows offset units such as degC that break multiplication; neither can reach it here.
+* **One registry**, created once on first use. Per-patient work never calls pint: each
+  (from unit, to unit, molar mass) conversion factor is computed once and cached.
+* **Mass and molar concentrations** convert only through the molar mass of the analyte a
+  field measures (bilirubin 584.66 g/mol, creatinine 113.12 g/mol); a field without a molar
+  mass accepts no molar unit, so nothing ever converts across analytes.
+* **Boundaries.** Comparisons are made in the threshold's unit. A value whose conversion
+  lands within a relative 1e-9 of the threshold counts as equal to it, so `≤ 1.6 mg/dL`
+  holds for exactly 1.6 mg/dL however it was written, and a float rounding of a conversion
+  factor can never turn an equality into a failure.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pint
+
+REL_TOL = 1e-9
+
+# written spelling (lower case, micro sign folded to "u") -> (pint expression, display form)
+SPELLINGS: dict[str, tuple[str, str]] = {
+    "mg/dl": ("milligram / deciliter", "mg/dL"),
+    "mg/l": ("milligram / liter", "mg/L"),
+    "g/dl": ("gram / deciliter", "g/dL"),
+    "g/l": ("gram / liter", "g/L"),
+    "umol/l": ("micromole / liter", "µmol/L"),
+    "mmol/l": ("millimole / liter", "mmol/L"),
+    "u/l": ("enzyme_unit / liter", "U/L"),
+    # The international unit of enzyme activity is the same µmol/min as U.
+    "iu/l": ("enzyme_unit / liter", "IU/L"),
+    "%": ("percent", "%"),
+    "percent": ("percent", "%"),
+    "s": ("second", "s"),
+    "sec": ("second", "s"),
+    "seconds": ("second", "s"),
+    "kg": ("kilogram", "kg"),
+    "g": ("gram", "g"),
+    "lb": ("pound", "lb"),
+    "lbs": ("pound", "lb"),
+    "ml/min": ("milliliter / minute", "mL/min"),
+    "day": ("day", "days"),
+    "days": ("day", "days"),
+    "d": ("day", "days"),
+    "week": ("week", "weeks"),
+    "weeks": ("week", "weeks"),
+    "wk": ("week", "weeks"),
+    "wks": ("week", "weeks"),
+    "month": ("month", "months"),
+    "months": ("month", "months"),
+    "mo": ("month", "months"),
+    "year": ("year", "years"),
+    "years": ("year", "years"),
+    "yr": ("year", "years"),
+    "yrs": ("year", "years"),
+    "y": ("year", "years"),
+}
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of quantity a field holds, given by units of that kind (their dimensions)."""
+
+    name: str  # "a concentration", said in errors
+    references: tuple[str, ...]  # SPELLINGS keys whose dimensions the kind accepts
+    example: str
+
+    @property
+    def dimensions(self) -> frozenset[str]:
+        return frozenset(dimension_of(u) for u in self.references)
+
+
+CONCENTRATION = Kind("a concentration", ("mg/dl", "umol/l"), "1.1 mg/dL")
+ENZYME = Kind("an enzyme activity", ("u/l",), "40 U/L")
+FRACTION = Kind("a percentage", ("%",), "55 %")
+MASS = Kind("a mass", ("kg",), "62 kg")
+DURATION = Kind("a duration", ("days",), "6 months")
+SECONDS = Kind("a time in seconds", ("s",), "34 s")
+FLOW = Kind("a clearance rate", ("ml/min",), "78 mL/min")
+
+_KIND_NAMES = {"mg/dl": "a mass concentration", "umol/l": "a molar concentration",
+               "u/l": "an enzyme activity", "%": "a percentage", "kg": "a mass",
+               "days": "a duration", "ml/min": "a flow rate"}
+
+
+def kind_name(unit: str) -> str:
+    """What a unit measures, in words, for error messages."""
+    dimension = dimension_of(unit)
+    for reference, name in _KIND_NAMES.items():
+        if dimension_of(reference) == dimension:
+            return name
+    return dimension
+
+
+@dataclass(frozen=True)
+class Analyte:
+    """What a lab measures; only an analyte with a molar mass converts mass <-> molar."""
+
+    name: str
+    molar_mass: float | None = None  # g/mol
+
+
+BILIRUBIN = Analyte("bilirubin", 584.66)
+CREATININE = Analyte("creatinine", 113.12)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A number with an accepted unit, and the text exactly as the file wrote it."""
+
+    magnitude: float
+    unit: str  # a key of SPELLINGS
+    written: str
+
+    @property
+    def display_unit(self) -> str:
+        return SPELLINGS[self.unit][1]
+
+    def __str__(self) -> str:
+        return self.written
+
+
+class UnitError(ValueError):
+    """A quantity that cannot be read, or is of the wrong kind; the message says why."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def normalise_unit(text: str) -> str:
+    return text.replace("\u00b5", "u").replace("\u03bc", "u").replace(" ", "").lower()
+
+
+@lru_cache(maxsize=1)
+def registry() -> pint.UnitRegistry:
+    """The program's only pint registry."""
+    import pint
+
+    return pint.UnitRegistry()
+
+
+@lru_cache(maxsize=None)
+def dimension_of(unit: str) -> str:
+    return str(registry().Unit(SPELLINGS[unit][0]).dimensionality)
+
+
+def split_quantity(text: str) -> tuple[float, str]:
+    """Split `1.4 mg/dL` into (1.4, "mg/dl"); the unit is "" for a bare number."""
+    match = _QUANTITY.match(text)
+    if not match:
+        if re.match(rf"^\s*{_NUMBER},\d", text):
+            raise UnitError(f"cannot read {text!r} as a quantity", "use a decimal point: 1.4, not 1,4")
+        raise UnitError(f"cannot read {text!r} as a number with a unit",
+                        "write it as a lab report does, e.g. 1.4 mg/dL")
+    number, unit = match.groups()
+    magnitude = float(number)
+    if not math.isfinite(magnitude):
+        raise UnitError(f"{text!r} is not a finite number")
+    if not unit:
+        return magnitude, ""
+    key = normalise_unit(unit)
+    if key not in SPELLINGS:
+        from .errors import nearest
+
+        guess = nearest(unit, [display for _, display in SPELLINGS.values()])
+        hint = f"did you mean {guess!r}?" if guess else None
+        raise UnitError(f"unknown unit {unit!r}", hint)
+    return magnitude, key
+
+
+def parse_measure(value: object, kind: Kind, analyte: Analyte | None = None) -> Measure:
+    """Read a written quantity for a field of `kind`, refusing units of another kind."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UnitError(f"expected {kind.name} such as {kind.example!r}, got {_describe(value)}")
+    text = str(value)
+    magnitude, unit = split_quantity(text)
+    if not unit:
+        raise UnitError(f"{text!r} has no unit; expected {kind.name} such as {kind.example!r}")
+    check_kind(unit, kind, analyte)
+    return Measure(magnitude, unit, text.strip())
+
+
+def check_kind(unit: str, kind: Kind, analyte: Analyte | None = None) -> None:
+    dimension = dimension_of(unit)
+    display = SPELLINGS[unit][1]
+    if dimension not in kind.dimensions:
+        raise UnitError(f"{display} is {kind_name(unit)}; expected {kind.name} such as "
+                        f"{kind.example!r}")
+    if dimension == dimension_of("umol/l") and (analyte is None or analyte.molar_mass is None):
+        what = analyte.name if analyte else "this field"
+        raise UnitError(f"{display} is a molar unit, but no molar mass is known for {what}",
+                        "use a mass unit such as mg/dL")
+    if kind is SECONDS and display != "s":
+        raise UnitError(f"{display} is not a unit for a clotting time; expected seconds (s)")
+
+
+@lru_cache(maxsize=None)
+def factor(source: str, target: str, molar_mass: float | None = None) -> float:
+    """Multiply a magnitude in unit `source` by this to express it in `target`."""
+    ureg = registry()
+    quantity = ureg.Quantity(1.0, SPELLINGS[source][0])
+    goal = ureg.Unit(SPELLINGS[target][0])
+    if quantity.dimensionality != goal.dimensionality:
+        if molar_mass is None:
+            raise UnitError(f"cannot convert {SPELLINGS[source][1]} to {SPELLINGS[target][1]}")
+        mass = ureg.Quantity(molar_mass, "gram / mole")
+        if str(quantity.dimensionality) == dimension_of("umol/l"):
+            quantity = quantity * mass
+        else:
+            quantity = quantity / mass
+    return float(quantity.to(goal).magnitude)
+
+
+def convert(measure: Measure, target: str, analyte: Analyte | None = None) -> float:
+    if measure.unit == target:
+        return measure.magnitude
+    mass = analyte.molar_mass if analyte else None
+    return measure.magnitude * factor(measure.unit, target, mass)
+
+
+def compare(a: float, b: float) -> int:
+    """-1, 0 or 1 as a is below, at or above b, with the documented boundary tolerance."""
+    if math.isclose(a, b, rel_tol=REL_TOL, abs_tol=0.0):
+        return 0
+    return -1 if a < b else 1
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """A number as a nurse would read it: a few significant digits, no float noise."""
+    if x == 0:
+        return "0"
+    if float(x).is_integer() and abs(x) < 1e9:
+        return str(int(x))
+    magnitude = math.floor(math.log10(abs(x)))
+    decimals = max(digits - 1 - magnitude, 0)
+    text = f"{x:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def fmt_pair(x: float, threshold: float) -> tuple[str, str]:
+    """Format a value and a threshold with enough digits that unequal ones never look equal."""
+    for digits in range(3, 10):
+        a, b = fmt(x, digits), fmt(threshold, digits)
+        if (a == b) == (compare(x, threshold) == 0):
+            return a, b
+    return repr(x), repr(threshold)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return f"a yes/no value ({str(value).lower()})"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return repr(value)

@@ -1,0 +1,377 @@
+"""The patient vocabulary: every field a patient file may hold, its kind and its label.
+
+One catalog serves both sides: the patient loader reads and normalises values with it, and
+the rule loader checks that a rule names a real field, compares it with a value of the
+right kind and uses units of the right dimension. docs/patient-format.md describes the
+same fields for people.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from . import units
+from .units import Analyte, Kind
+
+
+def fold(text: str) -> str:
+    """Spelling-insensitive key: case, spaces, hyphens, underscores and dots ignored."""
+    return re.sub(r"[\s_\-'.]+", "", text.lower())
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Base of all field kinds."""
+
+    label: str
+
+
+@dataclass(frozen=True)
+class Text(Spec):
+    pass
+
+
+@dataclass(frozen=True)
+class Date(Spec):
+    pass
+
+
+@dataclass(frozen=True)
+class Bool(Spec):
+    pass
+
+
+@dataclass(frozen=True)
+class Choice(Spec):
+    """One of a fixed set of words; `synonyms` maps what a nurse might type to a value."""
+
+    values: tuple[str, ...] = ()
+    synonyms: tuple[tuple[str, str], ...] = ()
+
+    def lookup(self) -> dict[str, str]:
+        table = {fold(v): v for v in self.values}
+        table.update({fold(s): v for s, v in self.synonyms})
+        return table
+
+
+@dataclass(frozen=True)
+class Integer(Spec):
+    low: int = 0
+    high: int = 10
+    roman: bool = False  # NYHA classes are often written I-IV
+
+
+@dataclass(frozen=True)
+class Number(Spec):
+    """A unitless number such as an INR."""
+
+    low: float = 0.0
+    high: float = 1e6
+
+
+@dataclass(frozen=True)
+class Quantity(Spec):
+    kind: Kind = units.CONCENTRATION
+    analyte: Analyte | None = None
+    low: float | None = 0.0  # in `range_unit`; None = unbounded
+    high: float | None = None
+    range_unit: str = ""
+
+
+@dataclass(frozen=True)
+class Lab(Spec):
+    """A lab result: a bare quantity (or number), or {value, uln, date}."""
+
+    value: Quantity | Number = field(default_factory=lambda: Number("value"))
+    default_uln: str | None = None  # used only when the file gives none; said in the result
+    uln_source: str | None = None
+
+
+@dataclass(frozen=True)
+class Record(Spec):
+    """A mapping with known keys."""
+
+    fields: dict[str, Spec] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpenMap(Spec):
+    """A mapping whose keys are names (CD19, CD22) and values all of one kind."""
+
+    value: Spec = field(default_factory=lambda: Text("value"))
+
+
+@dataclass(frozen=True)
+class ListOf(Spec):
+    item: Spec = field(default_factory=lambda: Text("item"))
+
+
+@dataclass(frozen=True)
+class Mutations(Spec):
+    """Protein changes such as T315I, also written p.T315I or p.Thr315Ile."""
+
+
+POS_NEG = (("positive", "negative"),
+           (("pos", "positive"), ("+", "positive"), ("detected", "positive"),
+            ("reactive", "positive"), ("neg", "negative"), ("-", "negative"),
+            ("not detected", "negative"), ("undetectable", "negative"),
+            ("nonreactive", "negative")))
+
+
+def result(label: str) -> Choice:
+    return Choice(label, *POS_NEG)
+
+
+def quantity(label: str, kind: Kind, analyte: Analyte | None = None,
+             low: float | None = 0.0, high: float | None = None, range_unit: str = "") -> Quantity:
+    return Quantity(label, kind, analyte, low, high, range_unit)
+
+
+def lab(label: str, value: Quantity | Number, default_uln: str | None = None,
+        uln_source: str | None = None) -> Lab:
+    return Lab(label, value, default_uln, uln_source)
+
+
+_DATE = Date("date")
+_SEVERE = Bool("severe")
+_ACTIVE = Bool("active")
+
+DEFAULT_ULN_SOURCE = (
+    "screener's default adult reference range (see docs/patient-format.md); "
+    "enter the laboratory's own ULN to replace it"
+)
+
+THERAPY = Record("therapy", {
+    "type": Choice("therapy type",
+                   ("chemotherapy", "tki", "car-t", "transplant", "immunotherapy",
+                    "radiotherapy", "other"),
+                   (("chemo", "chemotherapy"), ("tyrosine kinase inhibitor", "tki"),
+                    ("cart", "car-t"), ("car t", "car-t"), ("hsct", "transplant"),
+                    ("sct", "transplant"), ("bmt", "transplant"),
+                    ("stem cell transplant", "transplant"))),
+    "regimen": Text("regimen"),
+    "cycles": Integer("cycles", 0, 100),
+    "drug": Text("drug"),
+    "generation": Integer("TKI generation", 1, 3),
+    "outcome": Choice("TKI outcome", ("failed", "intolerant", "responding", "ongoing"),
+                      (("failure", "failed"), ("resistant", "failed"),
+                       ("intolerance", "intolerant"))),
+    "target": Text("target"),
+    "response": Choice("CAR-T response", ("CR", "CRi", "NR", "relapse", "pending"),
+                       (("complete remission", "CR"), ("no response", "NR"),
+                        ("relapsed", "relapse"), ("not evaluated", "pending"),
+                        ("not yet evaluated", "pending"))),
+    "kind": Choice("transplant kind", ("allogeneic", "autologous"),
+                   (("allo", "allogeneic"), ("auto", "autologous"))),
+    "date": _DATE,
+    "stop_date": Date("stop date"),
+}, required=("type",))
+
+CONDITION = Record("condition", {
+    "type": Choice("condition type",
+                   ("gvhd", "autoimmune", "immunodeficiency", "genetic_syndrome",
+                    "gilbert_syndrome", "malignancy", "cns_disorder", "unstable_angina",
+                    "myocardial_infarction", "stroke", "arrhythmia", "thrombosis",
+                    "embolism", "heart_failure", "dic", "infection", "pulmonary_disease",
+                    "hypertension", "diabetes", "renal_insufficiency", "psychiatric",
+                    "substance_abuse", "other"),
+                   (("graft versus host disease", "gvhd"), ("gilbert", "gilbert_syndrome"),
+                    ("gilberts syndrome", "gilbert_syndrome"), ("cancer", "malignancy"),
+                    ("mi", "myocardial_infarction"), ("heart attack", "myocardial_infarction"),
+                    ("cerebrovascular accident", "stroke"), ("cva", "stroke"),
+                    ("disseminated intravascular coagulation", "dic"),
+                    ("autoimmune disease", "autoimmune"))),
+    "name": Text("name"),
+    "date": _DATE,
+    "active": _ACTIVE,
+    "severe": _SEVERE,
+    "controlled": Bool("controlled"),
+    "persistent": Bool("persistent"),
+    "kind": Choice("GVHD kind", ("acute", "chronic")),
+    "grade": Choice("severity", ("mild", "moderate", "severe")),
+    "systemic": Bool("systemic"),
+    "systemic_therapy": Bool("on systemic therapy"),
+    "status": Choice("malignancy status", ("active", "remission", "cured")),
+    "category": Choice("malignancy category",
+                       ("skin_bcc", "skin_scc", "cervical_cis", "prostate_localized",
+                        "breast_dcis", "other"),
+                       (("basal cell carcinoma", "skin_bcc"),
+                        ("squamous cell carcinoma", "skin_scc"),
+                        ("cervical carcinoma in situ", "cervical_cis"),
+                        ("localized prostate cancer", "prostate_localized"),
+                        ("ductal carcinoma in situ", "breast_dcis"),
+                        ("dcis", "breast_dcis"))),
+    "invasive": Bool("invasive"),
+}, required=("type",))
+
+MEDICATION = Record("medication", {
+    "name": Text("name"),
+    "class": Choice("medication class", ("corticosteroid", "immunosuppressant", "other"),
+                    (("steroid", "corticosteroid"), ("glucocorticoid", "corticosteroid"),
+                     ("immunosuppressive", "immunosuppressant"))),
+    "route": Choice("route", ("systemic", "oral", "intravenous", "inhaled", "topical", "local"),
+                    (("iv", "intravenous"), ("po", "oral"))),
+    "start_date": Date("start date"),
+    "stop_date": Date("stop date"),
+    "ongoing": Bool("ongoing"),
+    "long_term": Bool("to continue long-term after enrolment"),
+}, required=("name",))
+
+PROCEDURE = Record("procedure", {
+    "type": Choice("procedure type",
+                   ("surgery", "cardiac_catheterization", "coronary_stent", "cabg", "biopsy",
+                    "other"),
+                   (("operation", "surgery"), ("coronary artery bypass", "cabg"),
+                    ("stent", "coronary_stent"), ("catheterisation", "cardiac_catheterization"),
+                    ("cardiac catheterisation", "cardiac_catheterization"))),
+    "name": Text("name"),
+    "date": _DATE,
+}, required=("type",))
+
+VACCINATION = Record("vaccination", {
+    "name": Text("name"),
+    "date": _DATE,
+    "live": Bool("live vaccine"),
+})
+
+ALLERGY = Record("allergy", {
+    "substance": Text("substance"),
+    "product_component": Bool("to a component of the cell product"),
+    "biological": Bool("to a biological product (antibiotics included)"),
+    "severe": _SEVERE,
+})
+
+MARKER = Record("marker", {
+    "result": result("result"),
+    "specimen": Choice("specimen", ("bone marrow", "peripheral blood"),
+                       (("bm", "bone marrow"), ("marrow", "bone marrow"),
+                        ("pb", "peripheral blood"), ("blood", "peripheral blood"))),
+    "date": _DATE,
+})
+
+PATIENT = Record("patient", {
+    "id": Text("patient id"),
+    "screening_date": Date("screening date"),
+    "birth_date": Date("birth date"),
+    "age": quantity("age", units.DURATION, high=130, range_unit="years"),
+    "sex": Choice("sex", ("female", "male"),
+                  (("f", "female"), ("woman", "female"), ("m", "male"), ("man", "male"))),
+    "weight": quantity("weight", units.MASS, high=500, range_unit="kg"),
+    "informed_consent": Bool("informed consent"),
+    "apheresis_date": Date("apheresis date"),
+    "childbearing_potential": Bool("childbearing potential"),
+    "pregnant": Bool("pregnant"),
+    "lactating": Bool("lactating"),
+    "pregnancy_test": Record("pregnancy test", {"result": result("pregnancy test result"),
+                                                "date": Date("pregnancy test date")}),
+    "pregnancy_planned": Bool("pregnancy planned within 12 months"),
+    "contraception_agreed": Bool("agrees to contraception"),
+    "diagnosis": Record("diagnosis", {
+        "disease": Choice("disease", ("B-ALL", "T-ALL", "AML", "Burkitt", "MPAL", "other"),
+                          (("B cell ALL", "B-ALL"), ("B-cell acute lymphoblastic leukemia",
+                                                      "B-ALL"),
+                           ("pre-B ALL", "B-ALL"), ("B-precursor ALL", "B-ALL"),
+                           ("T cell ALL", "T-ALL"), ("acute myeloid leukemia", "AML"),
+                           ("Burkitt leukemia", "Burkitt"), ("Burkitt lymphoma", "Burkitt"))),
+        "who_2022": Bool("diagnosed per WHO 2022"),
+        "status": Choice("disease status", ("relapsed", "refractory", "remission",
+                                            "newly-diagnosed"),
+                         (("relapse", "relapsed"), ("new", "newly-diagnosed"),
+                          ("CR", "remission"))),
+        "isolated_extramedullary": Bool("isolated extramedullary relapse"),
+        "cns_involvement": Choice("CNS involvement", ("none", "active", "history"),
+                                  (("no", "none"), ("cns1", "none"))),
+        "bone_marrow_blasts": quantity("bone marrow blasts", units.FRACTION, high=100,
+                                       range_unit="%"),
+        "ph_positive": Bool("Philadelphia chromosome positive"),
+        "abl1_mutations": Mutations("ABL1 mutations"),
+        "markers": OpenMap("markers", MARKER),
+    }),
+    "ecog": Integer("ECOG", 0, 4),
+    "life_expectancy": quantity("life expectancy", units.DURATION),
+    "lvef": quantity("LVEF", units.FRACTION, high=100, range_unit="%"),
+    "nyha_class": Integer("NYHA class", 1, 4, roman=True),
+    "dyspnea_grade": Integer("dyspnea grade", 0, 5),
+    "spo2": quantity("SpO2", units.FRACTION, high=100, range_unit="%"),
+    "supplemental_oxygen": Bool("on supplemental oxygen"),
+    "immunotherapy_ae_grade": Integer("grade of adverse events of prior immunotherapy", 0, 5),
+    "apheresis_access": Bool("vascular access adequate for apheresis"),
+    "labs": Record("labs", {
+        "total_bilirubin": lab("total bilirubin",
+                               quantity("total bilirubin", units.CONCENTRATION, units.BILIRUBIN),
+                               "1.2 mg/dL", DEFAULT_ULN_SOURCE),
+        "direct_bilirubin": lab("direct bilirubin",
+                                quantity("direct bilirubin", units.CONCENTRATION,
+                                         units.BILIRUBIN),
+                                "0.3 mg/dL", DEFAULT_ULN_SOURCE),
+        "ast": lab("AST", quantity("AST", units.ENZYME), "40 U/L", DEFAULT_ULN_SOURCE),
+        "alt": lab("ALT", quantity("ALT", units.ENZYME), "40 U/L", DEFAULT_ULN_SOURCE),
+        "creatinine": lab("creatinine",
+                          quantity("creatinine", units.CONCENTRATION, units.CREATININE),
+                          "1.2 mg/dL", DEFAULT_ULN_SOURCE),
+        "creatinine_clearance": lab("creatinine clearance",
+                                    quantity("creatinine clearance", units.FLOW)),
+        "inr": lab("INR", Number("INR", 0.0, 20.0), "1.2", DEFAULT_ULN_SOURCE),
+        "aptt": lab("APTT", quantity("APTT", units.SECONDS), "40 s", DEFAULT_ULN_SOURCE),
+    }),
+    "serology": Record("serology", {
+        "hbsag": result("HBsAg"),
+        "anti_hcv": result("anti-HCV"),
+        "hbv_dna": result("HBV DNA"),
+        "hcv_rna": result("HCV RNA"),
+        "hiv": result("HIV"),
+        "syphilis": result("syphilis"),
+    }),
+    "therapies": ListOf("prior therapies", THERAPY),
+    "conditions": ListOf("conditions", CONDITION),
+    "medications": ListOf("medications", MEDICATION),
+    "procedures": ListOf("procedures", PROCEDURE),
+    "vaccinations": ListOf("vaccinations", VACCINATION),
+    "allergies": ListOf("allergies", ALLERGY),
+    "attestations": OpenMap("attestations", Choice("attestation", ("pass", "fail"))),
+}, required=("id",))
+
+# Facts computed from others; a rule may name them like any field.
+DERIVED: dict[str, Spec] = {
+    "age": PATIENT.fields["age"],
+}
+
+# TKI generations (reference data: see docs/reference-data.md for sources).
+TKI_GENERATIONS: dict[str, int] = {
+    "imatinib": 1,
+    "dasatinib": 2, "nilotinib": 2, "bosutinib": 2, "flumatinib": 2,
+    "ponatinib": 3, "olverembatinib": 3, "asciminib": 3,
+}
+
+
+def resolve(path: str, root: Spec = PATIENT) -> Spec | None:
+    """The spec of a dotted field path (`labs.creatinine`, `diagnosis.markers.CD19.result`)."""
+    if root is PATIENT and path in DERIVED:
+        return DERIVED[path]
+    spec: Spec = root
+    for part in path.split("."):
+        if isinstance(spec, Record):
+            if part not in spec.fields:
+                return None
+            spec = spec.fields[part]
+        elif isinstance(spec, OpenMap):
+            spec = spec.value
+        elif isinstance(spec, Lab) and part in ("value", "uln"):
+            spec = spec.value
+        elif isinstance(spec, Lab) and part == "date":
+            spec = _DATE
+        else:
+            return None
+    return spec
+
+
+def field_names(spec: Spec) -> list[str]:
+    """All dotted paths under a record, for did-you-mean hints on misspelt fields."""
+    names: list[str] = []
+    if isinstance(spec, Record):
+        for key, sub in spec.fields.items():
+            names.append(key)
+            names.extend(f"{key}.{name}" for name in field_names(sub))
+    return names
