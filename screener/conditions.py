@@ -286,11 +286,8 @@ class Window(Node):
     anchor: str  # "screening" or "apheresis"
     label: str
 
-    def evaluate(self, scope: Scope) -> Outcome:
-        fact = scope.get(self.field)
-        if isinstance(fact, Missing):
-            return _missing(fact, self.label)
-        day: dt.date = fact.value
+    def place(self, scope: Scope, path: str, day: dt.date) -> Outcome:
+        """Whether `day` lies in the window, with a reason; unknown without an anchor date."""
         if self.anchor == "screening":
             anchor, name = scope.as_of, "screening"
         else:
@@ -298,19 +295,54 @@ class Window(Node):
             if found is None:
                 # Apheresis comes on or after screening, so a date older than the window
                 # before screening cannot fall inside the window before apheresis.
-                earliest = shift(scope.as_of, self.within, -1)
-                if day < earliest:
-                    return Outcome(False, (f"{fact.path} {day} is more than {self.within} before "
+                if day < shift(scope.as_of, self.within, -1):
+                    return Outcome(False, (f"{path} {day} is more than {self.within} before "
                                            f"screening ({scope.as_of}), so before any apheresis "
                                            "window",))
-                return Outcome(None, (f"{fact.path} {day}: apheresis date not recorded "
+                return Outcome(None, (f"{path} {day}: apheresis date not recorded "
                                       "(apheresis_date)",), ("apheresis_date",))
             anchor, name = found, "apheresis"
-        start = shift(anchor, self.within, -1)
-        inside = start <= day <= anchor
+        inside = shift(anchor, self.within, -1) <= day <= anchor
         where = "within" if inside else "not within"
-        return Outcome(inside, (f"{fact.path} {day} is {where} {self.within} before {name} "
+        return Outcome(inside, (f"{path} {day} is {where} {self.within} before {name} "
                                 f"({anchor})",))
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        return self.place(scope, fact.path, fact.value)
+
+
+@dataclass(frozen=True)
+class Fresh(Node):
+    """A dated fact counts only if dated inside a window; an older one is data to collect.
+
+    A pregnancy test from last month does not make a woman ineligible for a trial that
+    wants one from the last three days: it means a new test is needed, so the criterion
+    is unknown, never a silent pass or fail on stale data.
+    """
+
+    date_field: str
+    window: Window
+    item: Node
+    label: str
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.item,)
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.date_field)
+        if isinstance(fact, Missing):
+            return Outcome(None, (f"{self.label}: date not recorded, needed to tell it is "
+                                  f"recent ({self.date_field})",), fact.fields)
+        placed = self.window.place(scope, fact.path, fact.value)
+        if placed.value is True:
+            return self.item.evaluate(scope)
+        if placed.value is None:
+            return placed
+        return Outcome(None, (f"{self.label} is out of date: {placed.reason}; a current one is "
+                              f"needed",), (self.date_field.rsplit(".", 1)[0],))
 
 
 @dataclass(frozen=True)
@@ -422,11 +454,10 @@ class Count(_OverList):
                 gaps.extend(selected.missing)
         low, high = len(sure), len(sure) + maybe
         low_holds, high_holds = holds(self.op, low - self.number), holds(self.op, high - self.number)
-        what = f"distinct {self.distinct} values" if self.distinct else "items"
         shown = str(low) if low == high else f"{low} to {high}"
-        text = f"{self.label}: {shown} {what} ({OPERATORS[self.op]} {self.number} required)"
+        text = f"{self.label}: {shown} ({OPERATORS[self.op]} {self.number} required)"
         if self.distinct is not None and sure:
-            text += f": {', '.join(sorted(map(str, sure)))}"
+            text += f"; {self.distinct}: {', '.join(sorted(map(str, sure)))}"
         if low_holds == high_holds:
             return Outcome(low_holds, (text,))
         return Outcome(None, (text,), tuple(dict.fromkeys(gaps)))

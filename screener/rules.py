@@ -16,7 +16,7 @@ from typing import Any
 
 from . import units, vocabulary as v
 from .conditions import (ANCHORS, NEGATED, All, Any_, AtLeast, Compare, Contains, Count, Every,
-                         Exists, If, Node, Not, OneOf, Review, Threshold, Window)
+                         Exists, Fresh, If, Node, Not, OneOf, Review, Threshold, Window)
 from .document import Document, PathKey, load, parse
 from .errors import RuleSetError, nearest
 from .model import Kind
@@ -291,6 +291,8 @@ class _Compiler:
     def leaf(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
         field = data["field"]
         spec = self.field_spec(field, path + ("field",), scope)
+        if "fresh" in data:
+            return self.fresh(field, spec, data, path, scope)
         if ".markers." in f".{field}":
             # A marker's fields read as "CD19 result", not a bare "result".
             marker = field.split("markers.", 1)[1].split(".")[0]
@@ -373,7 +375,7 @@ class _Compiler:
         except ValueError:
             raise self.fail(path, f"{spec.label} is a plain number, not {raw!r}") from None
 
-    def window(self, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey) -> Node:
+    def window(self, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey) -> Window:
         if not isinstance(spec, v.Date):
             raise self.fail(path + ("field",), f"within/before needs a date field; {field} is "
                                                f"{spec.label}")
@@ -385,6 +387,24 @@ class _Compiler:
         if anchor not in ANCHORS:
             raise self.fail(path + ("before",), f"before must be one of {', '.join(ANCHORS)}")
         return Window(field, within, anchor, spec.label)
+
+    def fresh(self, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey,
+              scope: v.Record) -> Node:
+        """`fresh: {within: 3 months, before: screening}` on a leaf whose record has a date."""
+        window = self.mapping(data["fresh"], path + ("fresh",), {"within", "before"},
+                              {"within", "before"}, "fresh")
+        date_field = f"{field}.date" if isinstance(spec, v.Lab) else \
+            field.rsplit(".", 1)[0] + ".date"
+        if "." not in field and not isinstance(spec, v.Lab) or \
+                not isinstance(v.resolve(date_field, scope), v.Date):
+            raise self.fail(path + ("fresh",), f"{field} has no date to be fresh by")
+        inner = self.leaf({k: x for k, x in data.items() if k != "fresh"}, path, scope)
+        label = spec.label if isinstance(spec, v.Lab) else \
+            (v.resolve(field.rsplit(".", 1)[0], scope) or spec).label
+        if ".markers." in f".{field}":
+            label = field.split("markers.", 1)[1].split(".")[0] + " " + label
+        return Fresh(date_field, self.window(date_field, v.Date("date"), window, path + ("fresh",)),
+                     inner, label)
 
 
 def from_document(doc: Document) -> RuleSet:
