@@ -1,0 +1,156 @@
+"""The `screener check` command as nurses and scripts use it: formats, exit statuses, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from screener.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "patients" / "complete-record-b-all.yaml"
+ACCEPTANCE = Path(__file__).parent / "acceptance" / "patients"
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [*args])
+
+
+def test_json_has_every_source_criterion_in_order():
+    result = run("check", str(EXAMPLE), "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for trial in report["trials"]:
+        rules = yaml.safe_load((ROOT / "rules" / f"{trial['trial']}.yaml").read_text("utf-8"))
+        assert [c["id"] for c in trial["criteria"]] == [c["id"] for c in rules["criteria"]]
+    assert {t["trial"] for t in report["trials"]} == {
+        "NCT04546906", "NCT04684147", "NCT05571540", "NCT06009107", "NCT06559644"}
+
+
+def test_json_is_sorted_and_byte_stable():
+    first = run("check", str(EXAMPLE), "--format", "json").stdout
+    second = run("check", str(EXAMPLE), "--format", "json").stdout
+    assert first == second
+    data = json.loads(first)
+    assert first == json.dumps(data, sort_keys=True, ensure_ascii=False, indent=2) + "\n"
+
+
+def test_json_contract_keys():
+    report = json.loads(run("check", str(ACCEPTANCE / "baseline.yaml"), "-f", "json").stdout)
+    assert report["patient"] == "baseline"
+    assert report["as_of"] == "2026-11-20"
+    assert report["as_of_source"] == "screening_date"
+    hema = next(t for t in report["trials"] if t["trial"] == "NCT06559644")
+    i9 = next(c for c in hema["criteria"] if c["id"] == "I9")
+    assert i9["kind"] == "inclusion"
+    assert [p["id"] for p in i9["parts"]] == ["I9.a", "I9.b", "I9.c"]
+    assert "≤ 3 × ULN" in i9["parts"][0]["reason"]
+
+
+def test_unknown_names_missing_fields():
+    report = json.loads(run("check", str(ACCEPTANCE / "missing-lvef.yaml"), "-f", "json").stdout)
+    hema = next(t for t in report["trials"] if t["trial"] == "NCT06559644")
+    i7 = next(c for c in hema["criteria"] if c["id"] == "I7")
+    assert i7["status"] == "unknown"
+    assert i7["missing"] == ["lvef"]
+    assert hema["verdict"] == "incomplete"
+
+
+def test_caveat_reported_for_incomplete_sources():
+    report = json.loads(run("check", str(EXAMPLE), "-f", "json").stdout)
+    caveats = {t["trial"]: t["caveats"] for t in report["trials"]}
+    assert caveats["NCT04684147"] and caveats["NCT05571540"]
+    assert not caveats["NCT06559644"]
+
+
+def test_bad_file_becomes_error_record_and_batch_goes_on(tmp_path: Path):
+    bad = tmp_path / "a-bad.yaml"
+    bad.write_text("id: X\nlvef: 55 kg\n", encoding="utf-8")
+    good = tmp_path / "b-good.yaml"
+    good.write_text((ACCEPTANCE / "baseline.yaml").read_text("utf-8"), encoding="utf-8")
+    result = run("check", str(tmp_path), "--format", "jsonl")
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(bad), str(good)]
+    assert lines[0]["error"]["line"] == 2
+    assert "lvef" in lines[0]["error"]["message"] and "percentage" in lines[0]["error"]["message"]
+    assert lines[1]["patient"] == "baseline"
+
+
+def test_missing_file_is_an_input_error():
+    result = run("check", "does-not-exist.yaml", "--format", "json")
+    assert result.exit_code == 1
+    assert "cannot read file" in json.loads(result.stdout)["error"]["message"]
+
+
+def test_table_shows_verdicts_and_todo():
+    result = run("check", str(ACCEPTANCE / "missing-lvef.yaml"))
+    assert result.exit_code == 0
+    assert "INCOMPLETE" in result.stdout and "NCT06559644" in result.stdout
+    assert "data to collect" in result.stdout and "lvef" in result.stdout
+    assert "for the investigator" in result.stdout
+
+
+def test_table_shows_error_with_caret(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: X\necog: seven\n", encoding="utf-8")
+    result = run("check", str(bad))
+    assert result.exit_code == 1
+    assert f"{bad}:2:7" in result.stdout
+    assert "^" in result.stdout
+
+
+def test_as_of_used_without_screening_date(tmp_path: Path):
+    patient = tmp_path / "p.yaml"
+    patient.write_text("id: P\nbirth_date: 1956-11-21\n", encoding="utf-8")
+    report = json.loads(run("check", str(patient), "-f", "json", "--as-of", "2026-11-20").stdout)
+    assert report["as_of"] == "2026-11-20" and report["as_of_source"] == "--as-of"
+    hema = next(t for t in report["trials"] if t["trial"] == "NCT06559644")
+    i1 = next(c for c in hema["criteria"] if c["id"] == "I1")
+    assert i1["status"] == "pass"  # 69 years and 364 days
+
+
+def test_trial_filter_by_product_name():
+    report = json.loads(run("check", str(EXAMPLE), "-f", "json", "--trial", "cnct19").stdout)
+    assert [t["trial"] for t in report["trials"]] == ["NCT04684147"]
+
+
+@pytest.mark.parametrize("args", [["--as-of", "20-11-2026"], ["--trial", "NCT00000000"],
+                                  ["--format", "xml"]])
+def test_usage_errors_exit_2(args: list[str]):
+    assert run("check", str(EXAMPLE), *args).exit_code == 2
+
+
+def test_broken_rule_set_stops_before_screening(tmp_path: Path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = (ROOT / "rules" / "NCT06559644.yaml").read_text("utf-8")
+    broken = text.replace("{field: lvef, ge: 50 %}", "{field: lvef, ge: 50 kg}")
+    assert broken != text
+    (rules / "NCT06559644.yaml").write_text(broken, encoding="utf-8")
+    result = runner.invoke(app, ["check", str(EXAMPLE), "--rules", str(rules)])
+    assert result.exit_code == 3
+    line = broken.splitlines().index(next(l for l in broken.splitlines() if "50 kg" in l)) + 1
+    assert f"NCT06559644.yaml:{line}:" in result.output
+    assert "patient" not in result.stdout
+
+
+def test_trials_command_lists_all_five():
+    result = run("trials")
+    assert result.exit_code == 0
+    for trial in ("NCT04546906", "NCT04684147", "NCT05571540", "NCT06009107", "NCT06559644"):
+        assert trial in result.stdout
+
+
+def test_python_dash_m_entry_point():
+    done = subprocess.run([sys.executable, "-m", "screener", "check", str(EXAMPLE), "-f", "json"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["patient"] == "PT-0002"

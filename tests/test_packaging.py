@@ -1,0 +1,32 @@
+"""A plain `pip install .` (a wheel, not an editable install) must carry the rule sets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_rule_sets_and_finds_them(tmp_path: Path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True)
+    wheel = next(tmp_path.glob("screener-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for rule_file in ROOT.glob("rules/*.yaml"):
+        assert f"screener/rules/{rule_file.name}" in names
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(target), str(wheel)], check=True)
+    # Run from elsewhere, with only the installed copy importable: no source tree to fall back on.
+    probe = ("import screener, pathlib; from screener import load_rule_sets, rules_dir;"
+             "print(pathlib.Path(screener.__file__).parent); print(rules_dir());"
+             "print(len(load_rule_sets()))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, check=True, env={"PYTHONPATH": str(target)})
+    package, rules, count = done.stdout.split()
+    assert Path(package) == target / "screener"
+    assert Path(rules) == target / "screener" / "rules"
+    assert int(count) == len(list(ROOT.glob("rules/*.yaml")))
