@@ -47,7 +47,7 @@ def screen_criterion(patient: Patient, trial: str, criterion: Criterion) -> Crit
     return CriterionResult(
         id=criterion.id, kind=criterion.kind, label=criterion.label, status=status,
         reason=outcome.reason, missing=outcome.missing, review=outcome.review, parts=parts,
-        attested=attestation is not None)
+        combine=criterion.combine, attested=attestation is not None)
 
 
 def screen(patient: Patient, rule_set: RuleSet) -> TrialResult:

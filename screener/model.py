@@ -124,6 +124,7 @@ class CriterionResult:
     missing: tuple[str, ...] = ()
     review: tuple[str, ...] = ()
     parts: tuple[PartResult, ...] = ()
+    combine: str = "all"  # how the parts make the whole: all or any
     attested: bool = False
 
 

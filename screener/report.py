@@ -94,7 +94,8 @@ def render(console: Any, record: Screening | FileError) -> None:
             glyph, colour = GLYPHS[c.status]
             label = c.label + (" (attested)" if c.attested else "")
             table.add_row(f"[{colour}]{glyph}[/]", c.id, escape(label),
-                          f"[{colour}]{c.status.value}[/]", escape(c.reason))
+                          f"[{colour}]{c.status.value}[/]",
+                          escape(_parts_summary(c) if c.parts else c.reason))
             for p in c.parts:
                 glyph, colour = GLYPHS[p.status]
                 table.add_row(f"[{colour}]{glyph}[/]", f"  {p.id}", "",
@@ -106,6 +107,15 @@ def render(console: Any, record: Screening | FileError) -> None:
                 console.print(f"  [bold]{heading}:[/]")
                 for item in items:
                     console.print(f"    • {escape(item)}", highlight=False)
+
+
+def _parts_summary(c: CriterionResult) -> str:
+    """A criterion made of parts reads as a tally; each part's own row gives the reason."""
+    tally: dict[str, int] = {}
+    for p in c.parts:
+        tally[p.status.value] = tally.get(p.status.value, 0) + 1
+    rule = "all parts must hold" if c.combine == "all" else "one part suffices"
+    return f"{rule}: " + ", ".join(f"{n} {s}" for s, n in tally.items())
 
 
 def todo_list(trial: TrialResult) -> dict[str, list[str]]:
