@@ -264,7 +264,8 @@ def shift(day: dt.date, amount: Measure, sign: int) -> dt.date:
     """Move a date by a duration: calendar months and years, exact days and weeks."""
     base = units.SPELLINGS[amount.unit][0]
     if base in ("month", "year"):
-        months = round(amount.magnitude * (12 if base == "year" else 1)) * sign
+        # The rule loader admits whole months and years only, so this is exact.
+        months = int(amount.magnitude) * (12 if base == "year" else 1) * sign
         year, month = divmod(day.month - 1 + months, 12)
         year += day.year
         month += 1

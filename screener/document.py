@@ -28,6 +28,7 @@ MAX_DEPTH = 50
 _CORE = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_C_SAFE_DEPTH = 1000
 _constructor = yaml.constructor.SafeConstructor()
 
 
@@ -40,6 +41,9 @@ class Document:
     data: Any
     values: dict[PathKey, Position] = field(default_factory=dict)
     keys: dict[PathKey, Position] = field(default_factory=dict)
+    # The text of scalars YAML resolved to something other than a string, so a field that
+    # wants text (an id such as 0012345, which YAML 1.1 reads as octal) gets it as written.
+    scalars: dict[PathKey, str] = field(default_factory=dict)
 
     def line_text(self, line: int) -> str | None:
         lines = self.text.splitlines()
@@ -93,7 +97,8 @@ def read_text(path: Path, display: str, error: type[ScreenerError]) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        column = len(raw[line_start: exc.start].decode("utf-8", errors="replace")) + 1
         text = raw.decode("utf-8", errors="replace")
         raise _error(display, text, "file is not UTF-8 text", line, column,
                      "save the file as UTF-8", error) from None
@@ -107,8 +112,13 @@ def parse(text: str, file: str, error: type[ScreenerError] = ScreenerError) -> D
             if "\t" in indent:
                 raise _error(file, text, "tab used for indentation", number,
                              indent.index("\t") + 1, "indent with spaces", error)
+    # libyaml recurses on the C stack and can crash the whole process on pathological
+    # nesting; the pure-Python parser raises RecursionError instead. Take it whenever the
+    # text could nest deeply: an upper bound is every bracket plus the longest indent.
+    prefix = max((len(line) - len(line.lstrip(" -")) for line in text.splitlines()), default=0)
+    deep = text.count("[") + text.count("{") + prefix > _C_SAFE_DEPTH
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = yaml.compose(text, Loader=yaml.SafeLoader if deep else _Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"invalid YAML: {exc.problem or exc.context}"
@@ -149,7 +159,10 @@ class _Builder:
         mark = node.start_mark
         self.doc.values[path] = Position(mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
-            return self.scalar(node)
+            value = self.scalar(node)
+            if not isinstance(value, str):
+                self.doc.scalars[path] = node.value
+            return value
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _CORE + "seq":
                 raise self.fail(node, f"YAML tag {node.tag!r} is not allowed")

@@ -127,7 +127,7 @@ class _Reader:
         if isinstance(value, (dict, list, bool)) or value is None:
             self.error(path, f"expected text, got {_kind(value)}")
             return None
-        return str(value)
+        return self.doc.scalars.get(path, str(value))
 
     def _date(self, spec: v.Date, value: Any, path: PathKey) -> dt.date | None:
         if isinstance(value, dt.date):

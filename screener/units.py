@@ -161,10 +161,10 @@ def dimension_of(unit: str) -> str:
 
 def split_quantity(text: str) -> tuple[float, str]:
     """Split `1.4 mg/dL` into (1.4, "mg/dl"); the unit is "" for a bare number."""
+    if re.match(rf"^\s*{_NUMBER},\d", text):
+        raise UnitError(f"cannot read {text!r} as a quantity", "use a decimal point: 1.4, not 1,4")
     match = _QUANTITY.match(text)
     if not match:
-        if re.match(rf"^\s*{_NUMBER},\d", text):
-            raise UnitError(f"cannot read {text!r} as a quantity", "use a decimal point: 1.4, not 1,4")
         raise UnitError(f"cannot read {text!r} as a number with a unit",
                         "write it as a lab report does, e.g. 1.4 mg/dL")
     number, unit = match.groups()
@@ -223,7 +223,17 @@ def factor(source: str, target: str, molar_mass: float | None = None) -> float:
             quantity = quantity * mass
         else:
             quantity = quantity / mass
-    return float(quantity.to(goal).magnitude)
+    try:
+        return float(quantity.to(goal).magnitude)
+    except pint_errors() as exc:
+        raise UnitError(f"cannot convert {SPELLINGS[source][1]} to {SPELLINGS[target][1]}: "
+                        f"{exc}") from None
+
+
+def pint_errors() -> tuple[type[Exception], ...]:
+    import pint
+
+    return (pint.DimensionalityError,)
 
 
 def convert(measure: Measure, target: str, analyte: Analyte | None = None) -> float:
