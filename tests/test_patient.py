@@ -1,0 +1,354 @@
+"""screener/patient.py: patient files checked and normalised, every problem located."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from screener import units
+from screener.errors import Diagnostic, PatientError
+from screener.patient import LabValue, normalise_mutation, parse_patient
+from screener.units import Measure
+
+# A copy of ../shared/spec/patient.yaml (the contract's full example), kept in the project.
+SPEC_EXAMPLE = (Path(__file__).parent / "data" / "spec_patient.yaml").read_text(encoding="utf-8")
+
+TODAY = dt.date(2026, 12, 1)
+AS_OF = dt.date(2026, 11, 25)
+
+
+def patient(body: str, **kwargs):
+    return parse_patient("id: PT-1\n" + body, "pt.yaml", **kwargs)
+
+
+def errors(body: str, **kwargs) -> tuple[Diagnostic, ...]:
+    with pytest.raises(PatientError) as caught:
+        patient(body, **kwargs)
+    return caught.value.diagnostics
+
+
+def only_error(body: str, **kwargs) -> Diagnostic:
+    found = errors(body, **kwargs)
+    assert len(found) == 1, [d.render() for d in found]
+    return found[0]
+
+
+# ------------------------------------------------------------------------ full example
+
+
+def test_the_spec_example_loads_without_warnings():
+    p = parse_patient(SPEC_EXAMPLE, "patient.yaml")
+    assert p.id == "PT-0001"
+    assert p.warnings == ()
+    assert p.as_of == dt.date(2026, 11, 20)
+    assert p.as_of_source == "screening_date"
+
+
+def test_the_spec_example_is_normalised():
+    d = parse_patient(SPEC_EXAMPLE, "patient.yaml").data
+    assert d["birth_date"] == dt.date(1979, 4, 2)
+    assert d["sex"] == "female"
+    assert d["weight"].magnitude == 62 and d["weight"].unit == "kg"
+    assert d["pregnancy_test"] == {"result": "negative", "date": dt.date(2026, 11, 18)}
+    assert d["diagnosis"]["abl1_mutations"] == ("T315I",)
+    assert d["diagnosis"]["markers"]["CD22"]["specimen"] == "peripheral blood"
+    assert d["diagnosis"]["bone_marrow_blasts"].magnitude == 32
+    assert d["life_expectancy"].unit == "months"
+    assert d["nyha_class"] == 1
+    labs = d["labs"]
+    assert labs["total_bilirubin"].uln.written == "1.2 mg/dL"
+    assert labs["total_bilirubin"].date == dt.date(2026, 11, 18)
+    assert labs["alt"].uln is None and labs["alt"].value.magnitude == 61
+    assert labs["creatinine"].value.unit == "umol/l"
+    assert labs["inr"] == LabValue(1.1, 1.2, None, "1.1")
+    assert labs["aptt"].value.unit == "s"
+    assert set(d["serology"].values()) == {"negative"}
+    assert [t["type"] for t in d["therapies"]] == ["chemotherapy", "tki", "tki", "car-t",
+                                                    "transplant"]
+    assert d["therapies"][3]["response"] == "NR"
+    assert d["attestations"] == {"NCT06559644/E16": "pass"}
+
+
+# ------------------------------------------------------------------- errors are located
+
+
+def test_wrong_unit_kind_names_field_kind_and_line():
+    d = only_error("ecog: 1\nlvef: 55 kg\n")
+    assert "lvef" in d.message
+    assert "percentage" in d.message
+    assert d.position.line == 3
+    assert d.location() == "pt.yaml:3:7"
+    assert "lvef: 55 kg" in d.render()
+
+
+def test_nested_lab_error_names_the_dotted_field():
+    d = only_error("labs:\n  alt: 30 U/L\n  ast: 52 mg/dL\n")
+    assert d.message.startswith("labs.ast:")
+    assert "enzyme" in d.message
+    assert d.position.line == 4
+
+
+def test_a_lab_uln_of_the_wrong_kind_points_at_the_uln():
+    d = only_error("labs:\n  ast: {value: 52 U/L, uln: 40 umol/L}\n")
+    assert "labs.ast.uln" in d.message
+    assert d.position.line == 3 and d.position.column == 29
+
+
+def test_every_error_is_reported_at_once():
+    found = errors("ecog: 7\nlvef: 55 kg\nsex: femal\n")
+    assert [d.position.line for d in found] == [2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "line"),
+    [
+        ("ecog: 7\n", "ecog", 2),
+        ("ecog: -1\n", "ecog", 2),
+        ("lvef: 150 %\n", "lvef", 2),
+        ("spo2: 101 %\n", "spo2", 2),
+        ("nyha_class: 5\n", "nyha_class", 2),
+        ("dyspnea_grade: 6\n", "dyspnea_grade", 2),
+        ("age: 200\n", "age", 2),
+        ("weight: 1200 lb\n", "weight", 2),
+        ("labs:\n  creatinine: -1 mg/dL\n", "labs.creatinine", 3),
+        ("labs:\n  creatinine: {value: -1 mg/dL}\n", "labs.creatinine", 3),
+        ("labs:\n  creatinine: {value: 97 umol/L, uln: 0 umol/L}\n", "labs.creatinine.uln", 3),
+        ("diagnosis:\n  bone_marrow_blasts: 120 %\n", "diagnosis.bone_marrow_blasts", 3),
+    ],
+)
+def test_out_of_range_values_are_refused(body, field, line):
+    d = only_error(body)
+    assert d.message.startswith(field)
+    assert d.position.line == line
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ("ecog: 2.5\n", "ecog"),
+        ("ecog: true\n", "ecog"),
+        ("lvef: 58\n", "lvef"),  # a bare number where a unit is needed
+        ("labs:\n  inr: 1.1 U/L\n", "labs.inr"),  # a unit where none belongs
+        ("labs:\n  creatinine: 1,4 mg/dL\n", "labs.creatinine"),
+        ("informed_consent: yes please\n", "informed_consent"),
+        ("screening_date: 20 Nov 2026\n", "screening_date"),
+        ("therapies: none\n", "therapies"),
+        ("therapies:\n  - {drug: imatinib}\n", "therapies[0]"),  # type is required
+        ("age: 47 kg\n", "age"),
+    ],
+)
+def test_malformed_values_name_their_field(body, field):
+    d = only_error(body)
+    assert d.message.startswith(field), d.message
+
+
+def test_a_misspelt_choice_gets_a_did_you_mean():
+    d = only_error("sex: femal\n")
+    assert d.hint == "did you mean 'female'?"
+
+
+def test_a_missing_id_is_an_error():
+    with pytest.raises(PatientError, match="'id'"):
+        parse_patient("lvef: 55 %\n", "pt.yaml")
+
+
+@pytest.mark.parametrize("text", ["", "- a\n- b\n", "just text\n"])
+def test_a_patient_file_is_one_mapping(text):
+    with pytest.raises(PatientError):
+        parse_patient(text, "pt.yaml")
+
+
+def test_a_numeric_looking_id_is_not_rewritten():
+    # YAML 1.1 reads 0012345 as an octal integer (5349); a record number must not change.
+    try:
+        p = parse_patient("id: 0012345\n", "pt.yaml")
+    except PatientError as exc:  # refusing it, naming the field, would also be honest
+        assert "id" in exc.diagnostic.message
+    else:
+        assert p.id == "0012345"
+
+
+# ------------------------------------------------------------------- unknown and absent
+
+
+def test_an_unknown_key_is_a_warning_with_a_did_you_mean():
+    p = patient("ecog: 1\nlvf: 55 %\n")
+    assert "lvef" not in p.data and "lvf" not in p.data
+    (warning,) = p.warnings
+    assert "lvf" in warning.message
+    assert warning.hint == "did you mean 'lvef'?"
+    assert warning.position.line == 3 and warning.position.column == 1
+
+
+def test_an_unknown_nested_key_is_named_with_its_path():
+    p = patient("diagnosis:\n  diseese: B-ALL\n")
+    (warning,) = p.warnings
+    assert "diagnosis.diseese" in warning.message
+    assert warning.hint == "did you mean 'disease'?"
+    assert warning.position.line == 3
+
+
+def test_an_unknown_key_in_a_lab_mapping_is_a_warning():
+    p = patient("labs:\n  ast: {value: 52 U/L, ulm: 40 U/L}\n")
+    (warning,) = p.warnings
+    assert warning.hint == "did you mean 'uln'?"
+    assert p.data["labs"]["ast"].uln is None
+
+
+@pytest.mark.parametrize("body", ["", "lvef:\n", "lvef: null\n", "labs: {}\n"])
+def test_a_missing_or_empty_key_stays_absent(body):
+    p = patient(body)
+    assert "lvef" not in p.data
+    assert "creatinine" not in p.data.get("labs", {})
+
+
+@pytest.mark.parametrize("key", ["therapies", "conditions", "medications", "procedures"])
+def test_an_empty_list_is_kept_as_an_answer(key):
+    p = patient(f"{key}: []\n")
+    assert p.data[key] == ()
+
+
+def test_an_empty_mutation_list_is_kept():
+    assert patient("diagnosis:\n  abl1_mutations: []\n").data["diagnosis"]["abl1_mutations"] == ()
+
+
+# --------------------------------------------------------------------- accepted forms
+
+
+@pytest.mark.parametrize("written", ["47", "47 years", "47 y"])
+def test_age_in_years_with_or_without_the_unit(written):
+    age = patient(f"age: {written}\n").data["age"]
+    assert units.convert(age, "years") == 47
+
+
+@pytest.mark.parametrize(("written", "klass"), [("III", 3), ("iv", 4), ("I", 1), ("2", 2)])
+def test_nyha_class_in_roman_or_arabic(written, klass):
+    assert patient(f"nyha_class: {written}\n").data["nyha_class"] == klass
+
+
+@pytest.mark.parametrize("written", ["T315I", "p.T315I", "p.Thr315Ile", "Thr315Ile", "p.(Thr315Ile)"])
+def test_mutation_spellings_normalise(written):
+    p = patient(f"diagnosis:\n  abl1_mutations: ['{written}']\n")
+    assert p.data["diagnosis"]["abl1_mutations"] == ("T315I",)
+
+
+@pytest.mark.parametrize("written", ["E255K", "p.Glu255Lys"])
+def test_other_mutations_keep_their_identity(written):
+    assert normalise_mutation(written) == "E255K"
+
+
+@pytest.mark.parametrize("written", ["T315", "p.Xyz315Ile", "BCR-ABL1", "315I"])
+def test_unreadable_mutations_are_refused(written):
+    assert normalise_mutation(written) is None
+    d = only_error(f"diagnosis:\n  abl1_mutations: [T315I, '{written}']\n")
+    assert "abl1_mutations[1]" in d.message
+    assert d.position.line == 3
+
+
+@pytest.mark.parametrize(("written", "value"), [("pos", "positive"), ("Negative", "negative"),
+                                                ("not detected", "negative")])
+def test_test_results_accept_lab_wording(written, value):
+    assert patient(f"serology:\n  hiv: {written}\n").data["serology"]["hiv"] == value
+
+
+def test_a_lab_may_be_a_bare_quantity_or_a_mapping():
+    labs = patient("labs:\n  alt: 61 U/L\n  ast: {value: 52 IU/L, uln: 40 U/L, "
+                   "date: 2026-11-18}\n").data["labs"]
+    assert labs["alt"].value.magnitude == 61 and labs["alt"].uln is None
+    assert labs["ast"].uln.magnitude == 40 and labs["ast"].date == dt.date(2026, 11, 18)
+
+
+def test_creatinine_value_and_uln_may_use_different_units():
+    lab = patient("labs:\n  creatinine: {value: 97 umol/L, uln: 1.2 mg/dL}\n").data["labs"]["creatinine"]
+    assert lab.value.unit == "umol/l" and lab.uln.unit == "mg/dl"
+
+
+def test_weight_in_pounds_is_range_checked_in_kilograms():
+    w = patient("weight: 150 lb\n").data["weight"]
+    assert isinstance(w, Measure)
+    assert units.convert(w, "kg") == pytest.approx(68.04, abs=0.01)
+
+
+# ---------------------------------------------------------------------------- dates
+
+
+def test_screening_date_wins_over_as_of_and_today():
+    p = patient("screening_date: 2026-11-20\n", as_of=AS_OF, today=TODAY)
+    assert (p.as_of, p.as_of_source) == (dt.date(2026, 11, 20), "screening_date")
+
+
+def test_as_of_is_used_without_a_screening_date():
+    p = patient("ecog: 1\n", as_of=AS_OF, today=TODAY)
+    assert (p.as_of, p.as_of_source) == (AS_OF, "--as-of")
+
+
+def test_today_is_the_last_resort():
+    p = patient("ecog: 1\n", today=TODAY)
+    assert (p.as_of, p.as_of_source) == (TODAY, "today")
+
+
+def test_without_any_date_today_is_the_real_today():
+    p = patient("ecog: 1\n")
+    assert p.as_of_source == "today"
+    assert abs((p.as_of - dt.date.today()).days) <= 1
+
+
+def test_a_birth_date_after_the_screening_date_is_refused():
+    d = only_error("screening_date: 2026-11-20\nbirth_date: 2026-11-21\n")
+    assert d.message.startswith("birth_date")
+    assert d.position.line == 3
+
+
+def test_a_birth_date_after_the_as_of_date_is_refused():
+    d = only_error("birth_date: 2026-11-30\n", as_of=AS_OF, today=TODAY)
+    assert d.message.startswith("birth_date")
+
+
+def test_a_birth_date_on_the_screening_date_is_allowed():
+    patient("screening_date: 2026-11-20\nbirth_date: 2026-11-20\n")
+
+
+def test_apheresis_before_birth_is_refused():
+    d = only_error("screening_date: 2026-11-20\nbirth_date: 1979-04-02\n"
+                   "apheresis_date: 1970-01-01\n")
+    assert d.message.startswith("apheresis_date")
+
+
+def test_an_age_that_disagrees_with_the_birth_date_is_a_warning():
+    p = patient("screening_date: 2026-11-20\nbirth_date: 1979-04-02\nage: 30\n")
+    (warning,) = p.warnings
+    assert "birth date" in warning.message and warning.position.line == 4
+
+
+def test_an_age_that_agrees_with_the_birth_date_is_quiet():
+    assert patient("screening_date: 2026-11-20\nbirth_date: 1979-04-02\nage: 47\n").warnings == ()
+
+
+# ------------------------------------------------------------------------ TKI generation
+
+
+@pytest.mark.parametrize(("drug", "generation"), [("imatinib", 1), ("dasatinib", 2),
+                                                  ("Nilotinib", 2), ("ponatinib", 3),
+                                                  ("asciminib", 3)])
+def test_tki_generation_comes_from_the_drug_name(drug, generation):
+    (therapy,) = patient(f"therapies:\n  - {{type: tki, drug: {drug}}}\n").data["therapies"]
+    assert therapy["generation"] == generation
+
+
+def test_a_stated_generation_is_kept():
+    (therapy,) = patient("therapies:\n  - {type: tki, drug: imatinib, generation: 2}\n"
+                         ).data["therapies"]
+    assert therapy["generation"] == 2
+
+
+def test_an_unknown_tki_has_no_generation():
+    (therapy,) = patient("therapies:\n  - {type: tki, drug: newtinib}\n").data["therapies"]
+    assert "generation" not in therapy
+
+
+def test_only_tkis_get_a_generation():
+    (therapy,) = patient("therapies:\n  - {type: chemotherapy, drug: imatinib}\n"
+                         ).data["therapies"]
+    assert "generation" not in therapy

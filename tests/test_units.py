@@ -1,0 +1,286 @@
+"""Unit tests for screener/units.py: reading, refusing, converting and comparing quantities."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from screener import units as u
+from screener.units import (BILIRUBIN, CONCENTRATION, CREATININE, DURATION, ENZYME, FLOW,
+                            FRACTION, MASS, SECONDS, Analyte, Measure, UnitError)
+
+MICRO_SIGN = "\u00b5"  # µ MICRO SIGN
+GREEK_MU = "\u03bc"  # μ GREEK SMALL LETTER MU
+
+
+def measure(text: str, kind: u.Kind = CONCENTRATION, analyte: Analyte | None = None) -> Measure:
+    return u.parse_measure(text, kind, analyte)
+
+
+def creatinine(text: str) -> Measure:
+    return u.parse_measure(text, CONCENTRATION, CREATININE)
+
+
+def bilirubin(text: str) -> Measure:
+    return u.parse_measure(text, CONCENTRATION, BILIRUBIN)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "analyte", "magnitude", "unit"),
+    [
+        ("1.4 mg/dL", CONCENTRATION, CREATININE, 1.4, "mg/dl"),
+        ("1.4 mg/dl", CONCENTRATION, CREATININE, 1.4, "mg/dl"),
+        ("97 umol/L", CONCENTRATION, CREATININE, 97.0, "umol/l"),
+        (f"97 {MICRO_SIGN}mol/L", CONCENTRATION, CREATININE, 97.0, "umol/l"),
+        (f"97 {GREEK_MU}mol/L", CONCENTRATION, CREATININE, 97.0, "umol/l"),
+        ("52 U/L", ENZYME, None, 52.0, "u/l"),
+        ("58 %", FRACTION, None, 58.0, "%"),
+        ("62 kg", MASS, None, 62.0, "kg"),
+        ("150 lb", MASS, None, 150.0, "lb"),
+        ("6 months", DURATION, None, 6.0, "months"),
+        ("12 weeks", DURATION, None, 12.0, "weeks"),
+        ("34 s", SECONDS, None, 34.0, "s"),
+        ("78 mL/min", FLOW, None, 78.0, "ml/min"),
+    ],
+)
+def test_lab_report_spellings_are_read(text, kind, analyte, magnitude, unit):
+    m = u.parse_measure(text, kind, analyte)
+    assert m.magnitude == magnitude
+    assert m.unit == unit
+    assert m.written == text  # reports quote the value as the nurse wrote it
+
+
+def test_both_micro_characters_and_ascii_u_are_one_unit():
+    spellings = ["97 umol/L", f"97 {MICRO_SIGN}mol/L", f"97 {GREEK_MU}mol/L"]
+    assert {creatinine(s).unit for s in spellings} == {"umol/l"}
+    assert creatinine(spellings[0]).display_unit == f"{MICRO_SIGN}mol/L"
+
+
+def test_lower_case_mg_dl_displays_in_the_usual_case():
+    assert creatinine("1.4 mg/dl").display_unit == "mg/dL"
+
+
+def test_u_per_l_and_iu_per_l_are_the_same_activity():
+    u_l = measure("52 U/L", ENZYME)
+    iu_l = measure("52 IU/L", ENZYME)
+    assert u.compare(u.convert(iu_l, u_l.unit), u_l.magnitude) == 0
+    assert u.compare(u.convert(u_l, iu_l.unit), iu_l.magnitude) == 0
+
+
+def test_pounds_become_kilograms():
+    assert u.convert(measure("150 lb", MASS), "kg") == pytest.approx(68.04, abs=0.005)
+
+
+def test_a_bare_number_has_no_unit():
+    assert u.split_quantity("1.1") == (1.1, "")
+
+
+# -------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize("unit", ["10*9/L", "10^9/L", "degC", "furlong"])
+def test_unknown_units_are_refused(unit):
+    with pytest.raises(UnitError, match="unknown unit"):
+        u.split_quantity(f"3.2 {unit}")
+
+
+@pytest.mark.parametrize("unit", ["10*9/L", "10^9/L"])
+def test_arithmetic_looking_units_never_reach_pint(unit):
+    # pint would read 10*9/L as 90 per litre; the screener must refuse, not compute.
+    with pytest.raises(UnitError) as caught:
+        measure(f"3.2 {unit}", CONCENTRATION, CREATININE)
+    assert unit in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "suggestion"),
+    [("1.4 mgdl", "mg/dL"), ("1.4 mg/dI", "mg/dL"), ("62 kgs", "kg"), ("52 UI/L", "U/L"),
+     ("6 mnths", "months")],
+)
+def test_misspelt_units_get_a_did_you_mean(text, suggestion):
+    with pytest.raises(UnitError) as caught:
+        u.split_quantity(text)
+    assert caught.value.hint is not None
+    assert suggestion in caught.value.hint
+
+
+def test_a_comma_decimal_is_refused_with_a_decimal_point_hint():
+    # 1,4 must never be read as 1 (or 14); the message should tell the nurse why.
+    with pytest.raises(UnitError) as caught:
+        u.parse_measure("1,4 mg/dL", CONCENTRATION, CREATININE)
+    said = f"{caught.value} {caught.value.hint or ''}"
+    assert "decimal point" in said, said
+
+
+@pytest.mark.parametrize("text", ["1e400 mg/dL", "abc", "", "mg/dL"])
+def test_text_that_is_not_a_finite_number_is_refused(text):
+    with pytest.raises(UnitError):
+        u.parse_measure(text, CONCENTRATION, CREATININE)
+
+
+@pytest.mark.parametrize(("text", "kind"), [("55", FRACTION), ("52", ENZYME), ("1.4", CONCENTRATION)])
+def test_a_unit_is_required_where_the_field_has_one(text, kind):
+    with pytest.raises(UnitError, match="no unit") as caught:
+        u.parse_measure(text, kind, CREATININE)
+    assert kind.name in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [True, None, [1], {"value": 1}])
+def test_non_text_values_are_refused(value):
+    with pytest.raises(UnitError):
+        u.parse_measure(value, FRACTION)
+
+
+def test_a_mass_for_a_percentage_field_names_both_kinds():
+    with pytest.raises(UnitError) as caught:
+        u.parse_measure("55 kg", FRACTION)
+    assert "a mass" in str(caught.value)
+    assert "a percentage" in str(caught.value)
+
+
+def test_a_concentration_for_an_enzyme_field_is_refused():
+    with pytest.raises(UnitError) as caught:
+        u.parse_measure("1.4 mg/dL", ENZYME)
+    assert "an enzyme activity" in str(caught.value)
+
+
+def test_a_molar_unit_is_refused_for_an_enzyme_field():
+    with pytest.raises(UnitError):
+        u.parse_measure("40 umol/L", ENZYME)
+
+
+@pytest.mark.parametrize("analyte", [None, Analyte("albumin")])
+def test_a_molar_unit_needs_the_analyte_molar_mass(analyte):
+    with pytest.raises(UnitError, match="molar") as caught:
+        u.parse_measure("97 umol/L", CONCENTRATION, analyte)
+    assert "mg/dL" in (caught.value.hint or "")
+
+
+def test_a_clotting_time_is_in_seconds_only():
+    with pytest.raises(UnitError):
+        u.parse_measure("2 days", SECONDS)
+
+
+# ------------------------------------------------------------------------ conversions
+
+
+def test_creatinine_mass_to_molar():
+    assert u.convert(creatinine("1.6 mg/dL"), "umol/l", CREATININE) == pytest.approx(141.44, abs=0.01)
+
+
+def test_creatinine_molar_to_mass():
+    assert u.convert(creatinine("141.44 umol/L"), "mg/dl", CREATININE) == pytest.approx(1.6, abs=1e-4)
+
+
+@pytest.mark.parametrize(("written", "order"), [("140 umol/L", -1), ("145 umol/L", 1)])
+def test_creatinine_molar_values_against_a_mass_threshold(written, order):
+    assert u.compare(u.convert(creatinine(written), "mg/dl", CREATININE), 1.6) == order
+
+
+def test_bilirubin_both_ways():
+    to_molar = u.convert(bilirubin("1 mg/dL"), "umol/l", BILIRUBIN)
+    assert to_molar == pytest.approx(17.10, abs=0.01)
+    assert u.convert(bilirubin("17.1 umol/L"), "mg/dl", BILIRUBIN) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_the_analyte_decides_the_conversion():
+    one = bilirubin("1 mg/dL")
+    as_bilirubin = u.convert(one, "umol/l", BILIRUBIN)
+    as_creatinine = u.convert(one, "umol/l", CREATININE)
+    assert as_creatinine == pytest.approx(88.40, abs=0.01)
+    assert u.compare(as_bilirubin, as_creatinine) != 0
+
+
+def test_mass_and_molar_do_not_convert_without_an_analyte():
+    with pytest.raises(UnitError):
+        u.convert(bilirubin("1 mg/dL"), "umol/l")
+    with pytest.raises(UnitError):
+        u.convert(bilirubin("1 mg/dL"), "umol/l", Analyte("albumin"))
+
+
+def test_unrelated_kinds_never_convert():
+    with pytest.raises(UnitError):
+        u.convert(measure("62 kg", MASS), "months")
+
+
+def test_three_months_is_longer_than_twelve_weeks():
+    # pint's month is 1/12 year (30.44 days), so 3 months is about 13.04 weeks.
+    assert u.compare(u.convert(measure("3 months", DURATION), "weeks"), 12) == 1
+    assert u.compare(u.convert(measure("12 weeks", DURATION), "months"), 3) == -1
+    assert u.convert(measure("3 months", DURATION), "weeks") == pytest.approx(13.04, abs=0.01)
+
+
+def test_one_year_is_twelve_months():
+    assert u.compare(u.convert(measure("1 year", DURATION), "months"), 12) == 0
+
+
+def test_same_unit_is_returned_unchanged():
+    m = creatinine("1.4 mg/dL")
+    assert u.convert(m, "mg/dl", CREATININE) == 1.4
+
+
+# ------------------------------------------------------------------------ boundaries
+
+
+def test_compare_ignores_float_noise():
+    x = 1.6
+    assert u.compare(x, x * (1 + 1e-12)) == 0
+    assert u.compare(x * (1 - 1e-12), x) == 0
+
+
+def test_compare_still_sees_real_differences():
+    assert u.compare(1.6, 1.601) == -1
+    assert u.compare(1.601, 1.6) == 1
+    assert u.compare(1.6, 1.6 * (1 + 1e-6)) == -1
+
+
+def test_a_threshold_value_survives_a_round_trip():
+    molar = u.convert(creatinine("1.6 mg/dL"), "umol/l", CREATININE)
+    back = u.convert(Measure(molar, "umol/l", f"{molar} umol/L"), "mg/dl", CREATININE)
+    assert u.compare(back, 1.6) == 0  # so `le: 1.6 mg/dL` holds for it
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=1e-3, max_value=1e4, allow_nan=False, allow_infinity=False),
+       st.sampled_from([CREATININE, BILIRUBIN]))
+def test_round_trips_compare_equal(x, analyte):
+    molar = u.convert(Measure(x, "mg/dl", ""), "umol/l", analyte)
+    back = u.convert(Measure(molar, "umol/l", ""), "mg/dl", analyte)
+    assert u.compare(back, x) == 0
+
+
+@pytest.mark.parametrize(("x", "text"), [(0, "0"), (2.0, "2"), (141.44271570014143, "141"),
+                                         (0.1 + 0.2, "0.3"), (1.59997, "1.6"), (17.1, "17.1")])
+def test_fmt_drops_float_noise(x, text):
+    assert u.fmt(x) == text
+
+
+def test_fmt_pair_separates_values_that_round_alike():
+    a, b = u.fmt_pair(1.59997, 1.6)
+    assert a != b
+    assert a == "1.59997" and b == "1.6"
+
+
+def test_fmt_pair_prints_equal_values_alike():
+    assert u.fmt_pair(1.6 * (1 + 1e-12), 1.6) == ("1.6", "1.6")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
+       st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False))
+def test_unequal_values_never_print_equal(x, threshold):
+    a, b = u.fmt_pair(x, threshold)
+    if u.compare(x, threshold) != 0:
+        assert a != b
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=1e-3, max_value=1e6, allow_nan=False, allow_infinity=False),
+       st.floats(min_value=1e-7, max_value=1e-3))
+def test_nearby_unequal_values_never_print_equal(x, gap):
+    a, b = u.fmt_pair(x, x * (1 + gap))
+    assert a != b
