@@ -84,3 +84,16 @@ def nearest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> st
     lowered = {c.lower(): c for c in candidates}
     match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
     return lowered[match[0]] if match else None
+
+
+def describe_value(value: object) -> str:
+    """A value as an error message quotes it: `'55 kg'`, `true`, `a mapping`."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return repr(value) if isinstance(value, str) else str(value)

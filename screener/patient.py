@@ -15,7 +15,7 @@ from typing import Any
 
 from . import units, vocabulary as v
 from .document import Document, PathKey, load, parse
-from .errors import Diagnostic, PatientError, nearest
+from .errors import Diagnostic, PatientError, describe_value as _kind, nearest
 from .units import Measure, UnitError
 
 
@@ -259,18 +259,6 @@ def _dotted(path: PathKey) -> str:
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text or "patient"
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing"
-    return repr(value) if isinstance(value, str) else str(value)
 
 
 def from_document(doc: Document, as_of: dt.date | None = None,

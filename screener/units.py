@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from .errors import describe_value, nearest
+
 if TYPE_CHECKING:  # pragma: no cover
     import pint
 
@@ -175,8 +177,6 @@ def split_quantity(text: str) -> tuple[float, str]:
         return magnitude, ""
     key = normalise_unit(unit)
     if key not in SPELLINGS:
-        from .errors import nearest
-
         guess = nearest(unit, [display for _, display in SPELLINGS.values()])
         hint = f"did you mean {guess!r}?" if guess else None
         raise UnitError(f"unknown unit {unit!r}", hint)
@@ -186,7 +186,7 @@ def split_quantity(text: str) -> tuple[float, str]:
 def parse_measure(value: object, kind: Kind, analyte: Analyte | None = None) -> Measure:
     """Read a written quantity for a field of `kind`, refusing units of another kind."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise UnitError(f"expected {kind.name} such as {kind.example!r}, got {_describe(value)}")
+        raise UnitError(f"expected {kind.name} such as {kind.example!r}, got {describe_value(value)}")
     text = str(value)
     magnitude, unit = split_quantity(text)
     if not unit:
@@ -271,15 +271,3 @@ def fmt_pair(x: float, threshold: float) -> tuple[str, str]:
         if (a == b) == (compare(x, threshold) == 0):
             return a, b
     return repr(x), repr(threshold)
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return f"a yes/no value ({str(value).lower()})"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing"
-    return repr(value)
