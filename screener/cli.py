@@ -65,7 +65,7 @@ def _fail(message: str, code: Exit) -> None:
 @app.command()
 def check(
     paths: Annotated[list[str], typer.Argument(help="Patient files, or directories of them.",
-                                               show_default=False)],
+                                               show_default=False, metavar="PATH...")],
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] =
     Format.table,
     as_of: Annotated[Optional[str], typer.Option(
@@ -79,7 +79,7 @@ def check(
 ) -> None:
     """Screen patient files against the trials' criteria.
 
-    Example: screener check examples/patients/baseline.yaml --format json
+    Example: screener check examples/patients/complete-record-b-all.yaml --format json
     """
     try:
         code = _check(paths, format, _as_of(as_of), trial or [], rules)

@@ -71,7 +71,8 @@ def render(console: Any, record: Screening | FileError) -> None:
 
     if isinstance(record, FileError):
         for d in record.diagnostics:
-            console.print(escape(d.render()), style="red", highlight=False)
+            # Never wrap: the caret must stay under the column it points at.
+            console.print(escape(d.render()), style="red", highlight=False, soft_wrap=True)
         return
     console.print(f"[bold]{escape(record.patient)}[/] ({escape(record.file)}) — screened as of "
                   f"{record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}")
