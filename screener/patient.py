@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import units, vocabulary as v
+from . import reference, units, vocabulary as v
 from .document import Document, PathKey, load, parse
 from .errors import Diagnostic, PatientError, describe_value as _kind, nearest
 from .units import Measure, UnitError
@@ -42,9 +42,7 @@ class Patient:
     document: Document | None = field(default=None, compare=False, repr=False)
 
 
-_AA = {"Ala": "A", "Arg": "R", "Asn": "N", "Asp": "D", "Cys": "C", "Gln": "Q", "Glu": "E",
-       "Gly": "G", "His": "H", "Ile": "I", "Leu": "L", "Lys": "K", "Met": "M", "Phe": "F",
-       "Pro": "P", "Ser": "S", "Thr": "T", "Trp": "W", "Tyr": "Y", "Val": "V"}
+_AA: dict[str, str] = reference.values("amino_acids")
 _THREE = re.compile(r"^(?:p\.)?\(?([A-Z][a-z]{2})(\d+)([A-Z][a-z]{2})\)?$")
 _ONE = re.compile(r"^(?:[pP]\.)?\(?([A-Za-z])(\d+)([A-Za-z])\)?$")
 _ONE_LETTER = set(_AA.values())

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from . import reference
 from .errors import describe_value, nearest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,8 +117,9 @@ class Analyte:
     molar_mass: float | None = None  # g/mol
 
 
-BILIRUBIN = Analyte("bilirubin", 584.66)
-CREATININE = Analyte("creatinine", 113.12)
+_MOLAR_MASS = reference.values("molar_mass")
+BILIRUBIN = Analyte("bilirubin", float(_MOLAR_MASS["bilirubin"]))
+CREATININE = Analyte("creatinine", float(_MOLAR_MASS["creatinine"]))
 
 
 @dataclass(frozen=True)

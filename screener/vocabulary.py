@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from . import units
+from . import reference, units
 from .units import Analyte, Kind
 
 
@@ -129,19 +129,21 @@ def quantity(label: str, kind: Kind, analyte: Analyte | None = None,
     return Quantity(label, kind, analyte, low, high, range_unit)
 
 
-def lab(label: str, value: Quantity | Number, default_uln: str | None = None,
-        uln_source: str | None = None) -> Lab:
-    return Lab(label, value, default_uln, uln_source)
+_DEFAULT_ULN = reference.values("default_uln")
+DEFAULT_ULN_SOURCE = reference.source("default_uln")
+
+
+def lab(key: str, label: str, value: Quantity | Number) -> Lab:
+    """A lab field, with its default ULN from the reference data when it has one."""
+    default = _DEFAULT_ULN.get(key)
+    return Lab(label, value, None if default is None else str(default),
+               DEFAULT_ULN_SOURCE if default is not None else None)
 
 
 _DATE = Date("date")
 _SEVERE = Bool("severe")
 _ACTIVE = Bool("active")
 
-DEFAULT_ULN_SOURCE = (
-    "screener's default adult reference range (see docs/patient-format.md); "
-    "enter the laboratory's own ULN to replace it"
-)
 
 THERAPY = Record("therapy", {
     "type": Choice("therapy type",
@@ -299,22 +301,19 @@ PATIENT = Record("patient", {
     "immunotherapy_ae_grade": Integer("grade of adverse events of prior immunotherapy", 0, 5),
     "apheresis_access": Bool("vascular access adequate for apheresis"),
     "labs": Record("labs", {
-        "total_bilirubin": lab("total bilirubin",
-                               quantity("total bilirubin", units.CONCENTRATION, units.BILIRUBIN),
-                               "1.2 mg/dL", DEFAULT_ULN_SOURCE),
-        "direct_bilirubin": lab("direct bilirubin",
+        "total_bilirubin": lab("total_bilirubin", "total bilirubin",
+                               quantity("total bilirubin", units.CONCENTRATION, units.BILIRUBIN)),
+        "direct_bilirubin": lab("direct_bilirubin", "direct bilirubin",
                                 quantity("direct bilirubin", units.CONCENTRATION,
-                                         units.BILIRUBIN),
-                                "0.3 mg/dL", DEFAULT_ULN_SOURCE),
-        "ast": lab("AST", quantity("AST", units.ENZYME), "40 U/L", DEFAULT_ULN_SOURCE),
-        "alt": lab("ALT", quantity("ALT", units.ENZYME), "40 U/L", DEFAULT_ULN_SOURCE),
-        "creatinine": lab("creatinine",
-                          quantity("creatinine", units.CONCENTRATION, units.CREATININE),
-                          "1.2 mg/dL", DEFAULT_ULN_SOURCE),
-        "creatinine_clearance": lab("creatinine clearance",
+                                         units.BILIRUBIN)),
+        "ast": lab("ast", "AST", quantity("AST", units.ENZYME)),
+        "alt": lab("alt", "ALT", quantity("ALT", units.ENZYME)),
+        "creatinine": lab("creatinine", "creatinine",
+                          quantity("creatinine", units.CONCENTRATION, units.CREATININE)),
+        "creatinine_clearance": lab("creatinine_clearance", "creatinine clearance",
                                     quantity("creatinine clearance", units.FLOW)),
-        "inr": lab("INR", Number("INR", 0.0, 20.0), "1.2", DEFAULT_ULN_SOURCE),
-        "aptt": lab("APTT", quantity("APTT", units.SECONDS), "40 s", DEFAULT_ULN_SOURCE),
+        "inr": lab("inr", "INR", Number("INR", 0.0, 20.0)),
+        "aptt": lab("aptt", "APTT", quantity("APTT", units.SECONDS)),
     }),
     "serology": Record("serology", {
         "hbsag": result("HBsAg"),
@@ -338,11 +337,9 @@ DERIVED: dict[str, Spec] = {
     "age": PATIENT.fields["age"],
 }
 
-# TKI generations (reference data: see docs/reference-data.md for sources).
+# TKI generations, keyed by folded drug name (reference data, with its source).
 TKI_GENERATIONS: dict[str, int] = {
-    "imatinib": 1,
-    "dasatinib": 2, "nilotinib": 2, "bosutinib": 2, "flumatinib": 2,
-    "ponatinib": 3, "olverembatinib": 3, "asciminib": 3,
+    fold(drug): int(generation) for drug, generation in reference.values("tki_generations").items()
 }
 
 

@@ -17,6 +17,7 @@ def test_wheel_ships_rule_sets_and_finds_them(tmp_path: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for rule_file in ROOT.glob("rules/*.yaml"):
         assert f"screener/rules/{rule_file.name}" in names
+    assert "screener/data/reference.yaml" in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
                     str(target), str(wheel)], check=True)
