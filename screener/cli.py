@@ -160,5 +160,25 @@ def trials(
             out.print(f"    caveat: {caveat}", style="yellow")
 
 
+class SchemaKind(str, Enum):
+    patient = "patient"
+    rules = "rules"
+
+
+@app.command()
+def schema(
+    kind: Annotated[SchemaKind, typer.Argument(help="Which file format: patient or rules.")],
+) -> None:
+    """Print the JSON Schema of patient files or rule files, for editor completion.
+
+    Example: screener schema patient > patient.schema.json
+    """
+    from .report import dumps
+    from .schema import patient_schema, rules_schema
+
+    data = patient_schema() if kind is SchemaKind.patient else rules_schema()
+    sys.stdout.write(dumps(data) + "\n")
+
+
 def main() -> None:
     app()
