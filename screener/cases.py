@@ -36,7 +36,8 @@ from .engine import screen
 from .errors import Diagnostic, ScreenerError, nearest
 from .model import Status, TrialResult, Verdict
 from .patient import Patient, parse_patient
-from .rules import RuleSet
+from .conditions import Node, Review
+from .rules import Criterion, RuleSet
 
 SUFFIX = ".cases.yaml"
 _STATUSES = {s.value for s in Status}
@@ -256,3 +257,43 @@ def find_suites(paths: list[Path]) -> list[Path]:
         elif path.name.endswith(SUFFIX):
             found.append(path)
     return found
+
+
+def computable(criterion: Criterion) -> bool:
+    """A criterion with any leaf that reads the record (not only investigator judgment)."""
+    roots = [p.check for p in criterion.parts] if criterion.check is None else [criterion.check]
+    stack: list[Node] = list(roots)
+    while stack:
+        node = stack.pop()
+        if not node.children() and not isinstance(node, Review):
+            return True
+        stack.extend(node.children())
+    return False
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which statuses the cases drove each criterion (and part) of one trial to."""
+
+    trial: str
+    seen: dict[str, set[str]]
+    computable: dict[str, bool]
+
+    def gaps(self) -> dict[str, list[str]]:
+        """Computable criteria lacking a passing or a failing case."""
+        return {cid: [s for s in ("pass", "fail") if s not in seen]
+                for cid, seen in self.seen.items()
+                if self.computable[cid] and not {"pass", "fail"} <= seen}
+
+
+def coverage(rule_set: RuleSet, outcomes: list[Outcome]) -> Coverage:
+    seen: dict[str, set[str]] = {}
+    flags: dict[str, bool] = {}
+    for c in rule_set.criteria:
+        seen[c.id] = set()
+        flags[c.id] = computable(c)
+    for outcome in outcomes:
+        for cid, status in outcome.actual.items():
+            if cid in seen:
+                seen[cid].add(status)
+    return Coverage(rule_set.trial, seen, flags)

@@ -160,6 +160,81 @@ def trials(
             out.print(f"    caveat: {caveat}", style="yellow")
 
 
+@app.command("test")
+def test_cases(
+    paths: Annotated[Optional[list[Path]], typer.Argument(
+        help="Case files (*.cases.yaml) or directories holding them; default: here.",
+        show_default=False, metavar="[PATH]...")] = None,
+    coverage: Annotated[bool, typer.Option(
+        "--coverage", help="Also report, per trial, which statuses the cases drove each "
+                           "criterion to; fail if a computable criterion lacks a passing "
+                           "and a failing case.")] = False,
+    rules: Annotated[Optional[Path], typer.Option(
+        help="Directory of rule sets to use instead of the bundled ones.")] = None,
+) -> None:
+    """Run rule test cases without pytest, for rule authors.
+
+    Example: screener test tests/cases --coverage
+    """
+    from .cases import CaseFileError, coverage as cover, explain, find_suites, load_suite, run_case
+    from .catalog import load_rule_sets
+    from .errors import RuleSetError
+
+    try:
+        rule_sets = {r.trial: r for r in load_rule_sets(rules)}
+    except RuleSetError as exc:
+        _fail("\n".join(d.render() for d in exc.diagnostics), Exit.RULES)
+    files = find_suites(paths or [Path(".")])
+    if not files:
+        raise typer.BadParameter("no case files (*.cases.yaml) found", param_hint="PATH")
+    out = _console()
+    failed = broken = 0
+    outcomes_by_trial: dict[str, list] = {}
+    for file in files:
+        try:
+            suite = load_suite(file)
+        except CaseFileError as exc:
+            out.print(str(exc), style="red", markup=False, soft_wrap=True)
+            broken += 1
+            continue
+        rule_set = rule_sets.get(suite.trial)
+        if rule_set is None:
+            out.print(f"{file}: no rule set for trial {suite.trial}", style="red", markup=False)
+            broken += 1
+            continue
+        for case in suite.cases:
+            outcome = run_case(case, rule_set)
+            outcomes_by_trial.setdefault(suite.trial, []).append(outcome)
+            if outcome.passed == (case.xfail is None):
+                continue
+            failed += 1
+            if case.xfail is not None:
+                out.print(f"{case.file}:{case.line}: case {case.name} was expected to fail "
+                          f"({case.xfail}) but passed", style="red", markup=False)
+            else:
+                out.print(explain(outcome), markup=False, soft_wrap=True)
+    total = sum(len(o) for o in outcomes_by_trial.values())
+    gaps = 0
+    if coverage:
+        # Every bundled trial is reported: one with no case file shows its gaps too.
+        for trial in sorted(rule_sets):
+            report = cover(rule_sets[trial], outcomes_by_trial.get(trial, []))
+            out.print(f"\n[bold]{trial}[/] coverage (statuses the cases drove each criterion to)")
+            for cid, seen in report.seen.items():
+                missing = report.gaps().get(cid)
+                mark = "[red]✘[/]" if missing else "[green]✔[/]" if report.computable[cid] else "·"
+                lacking = " and a ".join(f"{status}ing" for status in missing or [])
+                note = f"  [red]lacks a {lacking} case[/]" if missing else \
+                    ("" if report.computable[cid] else "  (judgment only)")
+                out.print(f"  {mark} {cid:<5} {', '.join(sorted(seen)) or '—'}{note}")
+            gaps += len(report.gaps())
+    out.print(f"{total - failed} passed, {failed} failed" + (f", {broken} broken case files"
+                                                            if broken else ""))
+    if coverage and gaps:
+        out.print(f"{gaps} computable criteria lack a passing or a failing case", style="red")
+    raise typer.Exit(int(Exit.INPUT_ERROR if failed or broken or (coverage and gaps) else Exit.OK))
+
+
 class SchemaKind(str, Enum):
     patient = "patient"
     rules = "rules"

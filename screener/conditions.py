@@ -368,6 +368,10 @@ class _OverList(Node):
     spec: v.Record
     label: str
 
+    def children(self) -> tuple[Node, ...]:
+        check = getattr(self, "check", None)
+        return tuple(n for n in (self.where, check) if n is not None)
+
     def items(self, scope: Scope) -> tuple[list[tuple[Scope, Outcome]], Outcome | None]:
         fact = scope.get(self.list)
         if isinstance(fact, Missing):
