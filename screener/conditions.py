@@ -63,7 +63,15 @@ class Any_(Node):
         return self.items
 
     def evaluate(self, scope: Scope) -> Outcome:
-        return combine([n.evaluate(scope) for n in self.items], kleene_or)
+        outcomes = [n.evaluate(scope) for n in self.items]
+        result = combine(outcomes, kleene_or)
+        if result.value is True:
+            # Show the path to the answer: alternatives that failed before the one that held
+            # ("creatinine 1.7 × ULN > 1.5 × ULN; clearance 67 mL/min ≥ 60 mL/min").
+            first = next(i for i, o in enumerate(outcomes) if o.value is True)
+            tried = tuple(r for o in outcomes[:first] if o.value is False for r in o.reasons)
+            return Outcome(True, tried + result.reasons)
+        return result
 
 
 @dataclass(frozen=True)
@@ -286,6 +294,7 @@ class Window(Node):
     within: Measure
     anchor: str  # "screening" or "apheresis"
     label: str
+    at_least: bool = False  # True: the date is `within` or more before the anchor instead
 
     def place(self, scope: Scope, path: str, day: dt.date) -> Outcome:
         """Whether `day` lies in the window, with a reason; unknown without an anchor date."""
@@ -294,16 +303,24 @@ class Window(Node):
         else:
             found = scope.patient.data.get("apheresis_date")
             if found is None:
-                # Apheresis comes on or after screening, so a date older than the window
-                # before screening cannot fall inside the window before apheresis.
-                if day < shift(scope.as_of, self.within, -1):
-                    return Outcome(False, (f"{path} {day} is more than {self.within} before "
-                                           f"screening ({scope.as_of}), so before any apheresis "
-                                           "window",))
+                # Apheresis comes on or after screening, so a date the whole span before
+                # screening is at least that far before apheresis: outside any window
+                # ending there, and old enough for an `at_least`.
+                earliest = shift(scope.as_of, self.within, -1)
+                if day < earliest or (self.at_least and day == earliest):
+                    span = "at least" if self.at_least else "more than"
+                    return Outcome(self.at_least, (
+                        f"{path} {day} is {span} {self.within} before screening "
+                        f"({scope.as_of}), so before apheresis too",))
                 return Outcome(None, (f"{path} {day}: apheresis date not recorded "
                                       "(apheresis_date)",), ("apheresis_date",))
             anchor, name = found, "apheresis"
-        inside = shift(anchor, self.within, -1) <= day <= anchor
+        start = shift(anchor, self.within, -1)
+        if self.at_least:
+            old = day <= start
+            return Outcome(old, (f"{path} {day} is {'at least' if old else 'less than'} "
+                                 f"{self.within} before {name} ({anchor})",))
+        inside = start <= day <= anchor
         where = "within" if inside else "not within"
         return Outcome(inside, (f"{path} {day} is {where} {self.within} before {name} "
                                 f"({anchor})",))
@@ -395,7 +412,8 @@ class Exists(_OverList):
         outcomes = [o for _, o in pairs]
         value = kleene_or(o.value for o in outcomes)
         if value is False:
-            return Outcome(False, (f"{self.label}: none" + (" recorded" if not pairs else ""),))
+            found = f"none matching ({len(pairs)} recorded)" if pairs else "none recorded"
+            return Outcome(False, (f"{self.label}: {found}",))
         return _explain(value, outcomes)
 
 
@@ -422,7 +440,8 @@ class Every(_OverList):
                                   selected.review + checked.review)
             outcomes.append(checked)
         if not outcomes:
-            return Outcome(True, (f"{self.label}: none",))
+            found = f"none matching ({len(pairs)} recorded)" if pairs else "none recorded"
+            return Outcome(True, (f"{self.label}: {found}",))
         return combine(outcomes, kleene_and)
 
 

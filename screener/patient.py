@@ -279,6 +279,9 @@ def from_document(doc: Document, as_of: dt.date | None = None,
         on, source = as_of, "--as-of"
     else:
         on, source = today or dt.date.today(), "today"
+    medications = data.get("medications")
+    if medications is not None:
+        data["medications"] = tuple(_stopped(m, on) for m in medications)
     birth = data.get("birth_date")
     if birth is not None and birth > on:
         reader.error(("birth_date",), f"birth date {birth} is after the screening date {on}")
@@ -306,6 +309,14 @@ def _with_generation(therapy: dict[str, Any]) -> dict[str, Any]:
         if generation is not None:
             return {**therapy, "generation": generation}
     return therapy
+
+
+def _stopped(medication: dict[str, Any], on: dt.date) -> dict[str, Any]:
+    """A stop date on or before the screening date says the drug is no longer taken."""
+    stop = medication.get("stop_date")
+    if "ongoing" not in medication and stop is not None and stop <= on:
+        return {**medication, "ongoing": False}
+    return medication
 
 
 def age_on(birth: dt.date, on: dt.date) -> int:

@@ -197,6 +197,8 @@ class _Compiler:
         if not isinstance(data, dict) or not data:
             raise self.fail(path, "a condition must be a mapping such as {field: ecog, le: 2}")
         keys = set(data)
+        if "field" in keys:
+            return self.leaf(data, path, scope)
         for name in ("all", "any"):
             if name in keys:
                 self.mapping(data, path, {name}, {name}, f"an {name!r} node")
@@ -234,8 +236,6 @@ class _Compiler:
         for name in ("exists", "every", "count"):
             if name in keys:
                 return self.over_list(name, data, path, scope, negated)
-        if "field" in keys:
-            return self.leaf(data, path, scope)
         raise self.fail(path, f"unknown condition with keys {', '.join(map(str, sorted(keys)))}",
                         "use all, any, not, at_least, if, review, exists, every, count or field")
 
@@ -298,11 +298,11 @@ class _Compiler:
             marker = field.split("markers.", 1)[1].split(".")[0]
             spec = replace(spec, label=f"{marker} {spec.label}")
         ops = [k for k in data if k != "field"]
-        if set(ops) == {"within", "before"}:
+        if set(ops) in ({"within", "before"}, {"at_least", "before"}):
             return self.window(field, spec, data, path)
         if len(ops) != 1:
             raise self.fail(path, "a field condition has one operator: lt, le, gt, ge, eq, ne, is, "
-                                  "in, contains, or within with before")
+                                  "in, contains, or within/at_least with before")
         op = ops[0]
         at = path + (op,)
         if op in NEGATED:
@@ -379,19 +379,20 @@ class _Compiler:
         if not isinstance(spec, v.Date):
             raise self.fail(path + ("field",), f"within/before needs a date field; {field} is "
                                                f"{spec.label}")
+        span = "at_least" if "at_least" in data else "within"
         try:
-            within = units.parse_measure(data["within"], units.DURATION)
+            within = units.parse_measure(data[span], units.DURATION)
         except UnitError as exc:
-            raise self.fail(path + ("within",), str(exc), exc.hint) from None
+            raise self.fail(path + (span,), str(exc), exc.hint) from None
         if units.SPELLINGS[within.unit][0] in ("month", "year") and \
                 not float(within.magnitude).is_integer():
-            raise self.fail(path + ("within",), f"a window of {within.written} is not a whole "
+            raise self.fail(path + (span,), f"a window of {within.written} is not a whole "
                                                 "number of calendar months or years",
                             "write it in weeks or days")
         anchor = data["before"]
         if anchor not in ANCHORS:
             raise self.fail(path + ("before",), f"before must be one of {', '.join(ANCHORS)}")
-        return Window(field, within, anchor, spec.label)
+        return Window(field, within, anchor, spec.label, at_least=span == "at_least")
 
     def fresh(self, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey,
               scope: v.Record) -> Node:

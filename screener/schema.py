@@ -140,7 +140,7 @@ def rules_schema() -> dict[str, Any]:
                         **{op: {"type": "integer"} for op in ("lt", "le", "gt", "ge")}}},
         {"type": "object", "required": ["field"], "additionalProperties": False,
          "properties": {"field": text, **comparison, "is": {}, "in": {"type": "array"},
-                        "contains": text, "within": duration,
+                        "contains": text, "within": duration, "at_least": duration,
                         "before": {"enum": ["screening", "apheresis"]},
                         "fresh": {"type": "object", "additionalProperties": False,
                                   "required": ["within", "before"],
