@@ -16,6 +16,7 @@ from .errors import Diagnostic, ScreenerError
 from .model import Screening
 from .patient import load_patient
 from .rules import RuleSet
+from .units import Measure
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -39,16 +40,16 @@ def expand(paths: Iterable[str]) -> list[str]:
     return found
 
 
-def screen_file(name: str, rule_sets: list[RuleSet], as_of: dt.date | None = None
-                ) -> Screening | FileError:
+def screen_file(name: str, rule_sets: list[RuleSet], as_of: dt.date | None = None,
+                max_age: Measure | None = None) -> Screening | FileError:
     try:
         patient = load_patient(name, as_of=as_of, display=name)
     except ScreenerError as exc:
         return FileError(name, exc.diagnostics)
-    return screen_patient(patient, rule_sets)
+    return screen_patient(patient, rule_sets, max_age)
 
 
-def screen_paths(paths: Iterable[str], rule_sets: list[RuleSet], as_of: dt.date | None = None
-                 ) -> Iterator[Screening | FileError]:
+def screen_paths(paths: Iterable[str], rule_sets: list[RuleSet], as_of: dt.date | None = None,
+                 max_age: Measure | None = None) -> Iterator[Screening | FileError]:
     for name in expand(paths):
-        yield screen_file(name, rule_sets, as_of)
+        yield screen_file(name, rule_sets, as_of, max_age)

@@ -51,6 +51,19 @@ def _as_of(value: Optional[str]) -> Optional[dt.date]:
         raise typer.BadParameter(f"{value!r} is not an ISO date such as 2026-11-20") from None
 
 
+def _max_age(value: Optional[str]):  # type: ignore[no-untyped-def]
+    if value is None:
+        return None
+    from .units import DURATION, UnitError, parse_measure, whole_calendar_span
+
+    try:
+        span = parse_measure(value, DURATION)
+        whole_calendar_span(span)
+    except UnitError as exc:
+        raise typer.BadParameter(f"{exc}; write it like 30d, 6 weeks or 3 months") from None
+    return span
+
+
 def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
     from rich.console import Console
 
@@ -75,6 +88,9 @@ def check(
         "--trial", "-t", help="Only this trial (NCT id or product name); repeatable.")] = None,
     rules: Annotated[Optional[Path], typer.Option(
         help="Directory of rule sets to use instead of the bundled ones.")] = None,
+    max_age: Annotated[Optional[str], typer.Option(
+        help="Count dated labs, markers and tests older than this before the screening date "
+             "as missing (e.g. 30d, 6 weeks).")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of internal errors.")] = False,
 ) -> None:
     """Screen patient files against the trials' criteria.
@@ -82,7 +98,7 @@ def check(
     Example: screener check examples/patients/complete-record-b-all.yaml --format json
     """
     try:
-        code = _check(paths, format, _as_of(as_of), trial or [], rules)
+        code = _check(paths, format, _as_of(as_of), trial or [], rules, _max_age(max_age))
     except typer.Exit:
         raise
     except typer.BadParameter:
@@ -96,7 +112,7 @@ def check(
 
 
 def _check(paths: list[str], fmt: Format, as_of: Optional[dt.date], trials: list[str],
-           rules: Optional[Path]) -> Exit:
+           rules: Optional[Path], max_age: object = None) -> Exit:
     from .batch import FileError, expand, screen_file
     from .catalog import load_rule_sets, select
     from .errors import RuleSetError
@@ -118,7 +134,7 @@ def _check(paths: list[str], fmt: Format, as_of: Optional[dt.date], trials: list
     out = _console()
     records = []
     for name in files:
-        record = screen_file(name, rule_sets, as_of)
+        record = screen_file(name, rule_sets, as_of, max_age)  # type: ignore[arg-type]
         failed |= isinstance(record, FileError)
         if fmt is Format.table:
             if records:

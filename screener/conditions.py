@@ -17,7 +17,7 @@ from . import units, vocabulary as v
 from .facts import Fact, Missing, Scope, describe
 from .model import Outcome, at_least, kleene_and, kleene_not, kleene_or
 from .patient import LabValue
-from .units import Measure
+from .units import Measure, shift
 
 OPERATORS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥", "eq": "=", "ne": "≠"}
 NEGATED = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt", "eq": "ne", "ne": "eq"}
@@ -237,7 +237,9 @@ class OneOf(Node):
         shown = describe(fact)
         if len(self.values) == 1:
             expected = _word(self.values[0])
-            text = f"{self.label}: {shown}" + ("" if found else f" (not {expected})")
+            # "on supplemental oxygen: yes" says it all; a word gets what it was tested for.
+            hint = "" if found or isinstance(self.values[0], bool) else f" (not {expected})"
+            text = f"{self.label}: {shown}{hint}"
         else:
             options = ", ".join(_word(x) for x in self.values)
             text = f"{self.label}: {shown} ({'one of' if found else 'not one of'} {options})"
@@ -266,21 +268,6 @@ class Contains(Node):
         listed = ", ".join(fact.value) or "none"
         return Outcome(found, (f"{self.label}: {listed} ({'includes' if found else 'no'} "
                                f"{self.value})",))
-
-
-def shift(day: dt.date, amount: Measure, sign: int) -> dt.date:
-    """Move a date by a duration: calendar months and years, exact days and weeks."""
-    base = units.SPELLINGS[amount.unit][0]
-    if base in ("month", "year"):
-        # The rule loader admits whole months and years only, so this is exact.
-        months = int(amount.magnitude) * (12 if base == "year" else 1) * sign
-        year, month = divmod(day.month - 1 + months, 12)
-        year += day.year
-        month += 1
-        last = (dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)).day
-        return dt.date(year, month, min(day.day, last))
-    days = units.convert(amount, "days")
-    return day + dt.timedelta(days=sign * days)
 
 
 ANCHORS = {"screening": "screening", "apheresis": "apheresis_date"}

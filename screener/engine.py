@@ -16,6 +16,7 @@ from .model import (CriterionResult, Kind, Outcome, PartResult, Screening, Trial
                     kleene_and, kleene_or, status_of, verdict_of)
 from .patient import Patient
 from .rules import Criterion, RuleSet
+from .units import Measure
 
 
 def _attestation(patient: Patient, trial: str, criterion: Criterion) -> bool | None:
@@ -33,9 +34,10 @@ def _part(pid: str, outcome: Outcome, kind: Kind) -> PartResult:
                       outcome.missing, outcome.review)
 
 
-def screen_criterion(patient: Patient, trial: str, criterion: Criterion) -> CriterionResult:
+def screen_criterion(patient: Patient, trial: str, criterion: Criterion,
+                     max_age: Measure | None = None) -> CriterionResult:
     attestation = _attestation(patient, trial, criterion)
-    scope = Scope(patient, patient.data, v.PATIENT, attestation=attestation)
+    scope = Scope(patient, patient.data, v.PATIENT, attestation=attestation, max_age=max_age)
     parts: tuple[PartResult, ...] = ()
     if criterion.check is None:
         outcomes = [p.check.evaluate(scope) for p in criterion.parts]
@@ -50,9 +52,14 @@ def screen_criterion(patient: Patient, trial: str, criterion: Criterion) -> Crit
         combine=criterion.combine, attested=attestation is not None)
 
 
-def screen(patient: Patient, rule_set: RuleSet) -> TrialResult:
-    """Screen one patient against one trial. Pure: no I/O, no global state."""
-    results = tuple(screen_criterion(patient, rule_set.trial, c) for c in rule_set.criteria)
+def screen(patient: Patient, rule_set: RuleSet, max_age: Measure | None = None) -> TrialResult:
+    """Screen one patient against one trial. Pure: no I/O, no global state.
+
+    With `max_age`, a dated lab, marker or test older than that before the screening date
+    counts as missing, so stale data never silently decides a screen.
+    """
+    results = tuple(screen_criterion(patient, rule_set.trial, c, max_age)
+                    for c in rule_set.criteria)
     return TrialResult(trial=rule_set.trial, product=rule_set.product, title=rule_set.title,
                        verdict=verdict_of(r.status for r in results), criteria=results,
                        caveats=rule_set.caveats)
@@ -79,12 +86,13 @@ def attestation_warnings(patient: Patient, rule_sets: Iterable[RuleSet]) -> list
     return warnings
 
 
-def screen_patient(patient: Patient, rule_sets: Iterable[RuleSet]) -> Screening:
+def screen_patient(patient: Patient, rule_sets: Iterable[RuleSet],
+                   max_age: Measure | None = None) -> Screening:
     """Screen one patient against several trials, in the order given."""
     rule_sets = tuple(rule_sets)
     warnings = [d.render("warning") for d in patient.warnings]
     warnings += attestation_warnings(patient, rule_sets)
     return Screening(patient=patient.id, file=patient.file, as_of=patient.as_of.isoformat(),
                      as_of_source=patient.as_of_source,
-                     trials=tuple(screen(patient, r) for r in rule_sets),
-                     warnings=tuple(warnings))
+                     trials=tuple(screen(patient, r, max_age) for r in rule_sets),
+                     warnings=tuple(warnings), sources=tuple(sorted(patient.sources.items())))

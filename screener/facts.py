@@ -13,7 +13,7 @@ from typing import Any
 
 from . import units, vocabulary as v
 from .patient import LabValue, Patient, age_on
-from .units import Measure
+from .units import Measure, shift
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Fact:
     spec: v.Spec
     path: str
     note: str = ""  # how a derived value was obtained
+    date: dt.date | None = None  # when a lab, marker or test was taken, if the file says
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,14 @@ class Scope:
     spec: v.Record
     prefix: str = ""  # "therapies[2]." inside a list item
     attestation: bool | None = None  # the value review leaves take in this criterion
+    max_age: Measure | None = None  # dated results older than this count as missing
 
     @property
     def as_of(self) -> dt.date:
         return self.patient.as_of
 
     def item(self, data: dict[str, Any], spec: v.Record, prefix: str) -> Scope:
-        return Scope(self.patient, data, spec, prefix, self.attestation)
+        return Scope(self.patient, data, spec, prefix, self.attestation, self.max_age)
 
     def get(self, path: str) -> Fact | Missing:
         if not self.prefix:
@@ -57,19 +59,33 @@ class Scope:
 
     def lookup(self, path: str) -> Fact | Missing:
         node: Any = self.data
-        spec: v.Spec | None = self.spec
-        for part in path.split("."):
+        taken: dt.date | None = None  # the date of the result this value belongs to
+        parts = path.split(".")
+        for depth, part in enumerate(parts):
             if isinstance(node, LabValue):
+                taken = node.date
                 node = {"value": node.value, "uln": node.uln, "date": node.date}.get(part)
             elif isinstance(node, dict):
+                if depth and isinstance(node.get("date"), dt.date):
+                    taken = node["date"]
                 node = node.get(part)
             else:
                 node = None
             if node is None:
                 return Missing((self.prefix + path,))
+        if isinstance(node, LabValue):
+            taken = node.date
         spec = v.resolve(path, self.spec)
         assert spec is not None, f"rule loader let through unknown field {path}"
-        return Fact(node, spec, self.prefix + path)
+        if self.prefix:
+            # Dates inside list items are event dates (a transplant), not result dates.
+            return Fact(node, spec, path=self.prefix + path)
+        if taken is not None and self.max_age is not None and parts[-1] != "date" and \
+                taken < shift(self.as_of, self.max_age, -1):
+            return Missing((path,), f"{path} dated {taken} is older than "
+                                    f"{self.max_age.written} before {self.as_of} (--max-age): "
+                                    "a current result is needed")
+        return Fact(node, spec, path, date=taken)
 
     def _age(self) -> Fact | Missing:
         spec = v.DERIVED["age"]
@@ -133,4 +149,6 @@ def describe(fact: Fact) -> str:
         text = units.fmt(value)
     else:
         text = str(value)
+    if fact.date is not None:
+        text += f" on {fact.date}"
     return f"{text} ({fact.note})" if fact.note else text

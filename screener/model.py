@@ -148,3 +148,4 @@ class Screening:
     as_of_source: str
     trials: tuple[TrialResult, ...]
     warnings: tuple[str, ...] = ()
+    sources: tuple[tuple[str, str], ...] = ()  # (field, where it came from), for imports

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ class Patient:
     as_of_source: str  # "screening_date", "--as-of" or "today"
     warnings: tuple[Diagnostic, ...] = ()
     document: Document | None = field(default=None, compare=False, repr=False)
+    # Where each fact came from when it was not typed into a YAML file (an EHR export):
+    # dotted field path -> e.g. "Observation/3f2a… (LOINC 2160-0), 2019-05-03".
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 _AA: dict[str, str] = reference.values("amino_acids")
@@ -329,6 +332,19 @@ def load_patient(path: str | Path, as_of: dt.date | None = None, display: str | 
     """Read a patient file; raises PatientError (with file, line and column) if it is unusable."""
     doc = load(Path(path), display if display is not None else str(path), PatientError)
     return from_document(doc, as_of, today)
+
+
+def from_mapping(record: dict[str, Any], file: str, as_of: dt.date | None = None,
+                 today: dt.date | None = None, sources: dict[str, str] | None = None,
+                 warnings: tuple[Diagnostic, ...] = ()) -> Patient:
+    """A patient from an already-parsed mapping in the patient-file format (e.g. from FHIR).
+
+    The mapping is checked exactly as a YAML file is; errors name the file and field but no
+    line. `sources` records where each fact came from, for the report.
+    """
+    patient = from_document(Document(file=file, text="", data=record), as_of, today)
+    return replace(patient, sources=dict(sources or {}),
+                   warnings=tuple(warnings) + patient.warnings)
 
 
 def parse_patient(text: str, file: str = "<patient>", as_of: dt.date | None = None,

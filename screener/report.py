@@ -43,9 +43,12 @@ def to_json(record: Screening | FileError) -> dict[str, Any]:
                           "column": first.position.column if first.position else None,
                           "hint": first.hint, "text": first.render()},
                 "errors": [d.to_json() for d in record.diagnostics]}
-    return {"patient": record.patient, "file": record.file, "as_of": record.as_of,
+    data = {"patient": record.patient, "file": record.file, "as_of": record.as_of,
             "as_of_source": record.as_of_source, "warnings": list(record.warnings),
             "trials": [_trial_json(t) for t in record.trials]}
+    if record.sources:
+        data["sources"] = dict(record.sources)
+    return data
 
 
 def dumps(data: Any, compact: bool = False) -> str:

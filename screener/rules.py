@@ -384,11 +384,10 @@ class _Compiler:
             within = units.parse_measure(data[span], units.DURATION)
         except UnitError as exc:
             raise self.fail(path + (span,), str(exc), exc.hint) from None
-        if units.SPELLINGS[within.unit][0] in ("month", "year") and \
-                not float(within.magnitude).is_integer():
-            raise self.fail(path + (span,), f"a window of {within.written} is not a whole "
-                                                "number of calendar months or years",
-                            "write it in weeks or days")
+        try:
+            units.whole_calendar_span(within)
+        except UnitError as exc:
+            raise self.fail(path + (span,), str(exc), exc.hint) from None
         anchor = data["before"]
         if anchor not in ANCHORS:
             raise self.fail(path + ("before",), f"before must be one of {', '.join(ANCHORS)}")

@@ -18,6 +18,7 @@ Policy, in one place:
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from dataclasses import dataclass
@@ -273,3 +274,25 @@ def fmt_pair(x: float, threshold: float) -> tuple[str, str]:
         if (a == b) == (compare(x, threshold) == 0):
             return a, b
     return repr(x), repr(threshold)
+
+
+def shift(day: dt.date, amount: Measure, sign: int) -> dt.date:
+    """Move a date by a duration: calendar months and years, exact days and weeks."""
+    base = SPELLINGS[amount.unit][0]
+    if base in ("month", "year"):
+        # The rule loader admits whole months and years only, so this is exact.
+        months = int(amount.magnitude) * (12 if base == "year" else 1) * sign
+        year, month = divmod(day.month - 1 + months, 12)
+        year += day.year
+        month += 1
+        last = (dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)).day
+        return dt.date(year, month, min(day.day, last))
+    days = convert(amount, "days")
+    return day + dt.timedelta(days=sign * days)
+
+
+def whole_calendar_span(span: Measure) -> None:
+    """Refuse 2.5 months: calendar arithmetic moves dates by whole months and years only."""
+    if SPELLINGS[span.unit][0] in ("month", "year") and not float(span.magnitude).is_integer():
+        raise UnitError(f"{span.written} is not a whole number of calendar months or years",
+                        "write it in weeks or days")
