@@ -1,12 +1,14 @@
 """Screening files: expand paths, screen each, and turn a bad file into an error record.
 
 One unreadable or invalid file never stops the others; it becomes a `FileError` in its
-place, in the same stable order.
+place, in the same stable order. Batches can run on several worker processes; results
+come back in input order, so the output is the same whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +16,11 @@ from pathlib import Path
 from .engine import screen_patient
 from .errors import Diagnostic, ScreenerError
 from .model import Screening
-from .patient import load_patient
+from .patient import Patient, load_patient
 from .rules import RuleSet
 from .units import Measure
 
-SUFFIXES = (".yaml", ".yml")
+SUFFIXES = (".yaml", ".yml", ".json")
 
 
 @dataclass(frozen=True)
@@ -27,29 +29,112 @@ class FileError:
     diagnostics: tuple[Diagnostic, ...]
 
 
-def expand(paths: Iterable[str]) -> list[str]:
-    """Files as given, and directories as their *.yaml/*.yml files, recursively and sorted."""
-    found: list[str] = []
+Record = Screening | FileError
+
+
+def expand(paths: Iterable[str]) -> list[str | FileError]:
+    """Files as given; directories as their patient files, recursively, in sorted order.
+
+    A directory that cannot be listed, or a symlink loop, becomes an error in its place
+    rather than stopping the run.
+    """
+    found: list[str | FileError] = []
     for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            found.extend(str(p) for p in sorted(path.rglob("*"))
-                         if p.suffix.lower() in SUFFIXES and p.is_file())
+        if Path(name).is_dir():
+            found.extend(_walk(Path(name)))
         else:
             found.append(name)
     return found
 
 
+def _walk(top: Path) -> list[str | FileError]:
+    entries: list[tuple[str, str | FileError]] = []
+    seen: set[tuple[int, int]] = set()
+
+    def visit(folder: Path) -> None:
+        try:
+            stat = folder.stat()
+        except OSError as exc:
+            entries.append((str(folder), _unreadable(folder, exc)))
+            return
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen:  # a symlink loop, or the same folder linked twice
+            entries.append((str(folder), FileError(str(folder), (Diagnostic(
+                "directory already visited through a symbolic link (a loop?); skipped",
+                str(folder)),))))
+            return
+        seen.add(key)
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            entries.append((str(folder), _unreadable(folder, exc)))
+            return
+        for child in children:
+            path = Path(child.path)
+            try:
+                is_dir = child.is_dir()
+            except OSError as exc:
+                entries.append((str(path), _unreadable(path, exc)))
+                continue
+            if is_dir:
+                visit(path)
+            elif path.suffix.lower() in SUFFIXES:
+                entries.append((str(path), str(path)))
+
+    visit(top)
+    return [entry for _, entry in sorted(entries, key=lambda pair: pair[0])]
+
+
+def _unreadable(path: Path, exc: OSError) -> FileError:
+    return FileError(str(path), (Diagnostic(f"cannot read: {exc.strerror or exc}", str(path)),))
+
+
+def load_any(name: str, as_of: dt.date | None = None) -> Patient:
+    """A patient from a YAML patient file or a FHIR R4 Bundle (.json)."""
+    if name.lower().endswith(".json"):
+        from .fhir import load_bundle_patient
+
+        return load_bundle_patient(Path(name), name, as_of)
+    return load_patient(name, as_of=as_of, display=name)
+
+
 def screen_file(name: str, rule_sets: list[RuleSet], as_of: dt.date | None = None,
-                max_age: Measure | None = None) -> Screening | FileError:
+                max_age: Measure | None = None) -> Record:
     try:
-        patient = load_patient(name, as_of=as_of, display=name)
+        patient = load_any(name, as_of)
     except ScreenerError as exc:
         return FileError(name, exc.diagnostics)
     return screen_patient(patient, rule_sets, max_age)
 
 
-def screen_paths(paths: Iterable[str], rule_sets: list[RuleSet], as_of: dt.date | None = None,
-                 max_age: Measure | None = None) -> Iterator[Screening | FileError]:
-    for name in expand(paths):
-        yield screen_file(name, rule_sets, as_of, max_age)
+# Worker processes receive the rule sets once, at start-up, not with every file.
+_worker: dict[str, object] = {}
+
+
+def _init_worker(rule_sets: list[RuleSet], as_of: dt.date | None, max_age: Measure | None
+                 ) -> None:
+    _worker.update(rule_sets=rule_sets, as_of=as_of, max_age=max_age)
+
+
+def _screen_in_worker(name: str) -> Record:
+    return screen_file(name, _worker["rule_sets"], _worker["as_of"],  # type: ignore[arg-type]
+                       _worker["max_age"])  # type: ignore[arg-type]
+
+
+def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date | None = None,
+        max_age: Measure | None = None, jobs: int = 1) -> Iterator[Record]:
+    """Screen every entry, yielding records in input order; errors pass through in place."""
+    names = [e for e in entries if isinstance(e, str)]
+    if jobs <= 1 or len(names) < 2:
+        for entry in entries:
+            yield entry if isinstance(entry, FileError) else \
+                screen_file(entry, rule_sets, as_of, max_age)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = max(1, min(64, len(names) // (jobs * 4)))
+    with ProcessPoolExecutor(jobs, initializer=_init_worker,
+                             initargs=(rule_sets, as_of, max_age)) as pool:
+        screened = pool.map(_screen_in_worker, names, chunksize=chunk)
+        for entry in entries:
+            yield entry if isinstance(entry, FileError) else next(screened)

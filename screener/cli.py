@@ -7,11 +7,13 @@ Exit statuses (also in the README):
     2  usage error: an unknown option, a bad --as-of date, an unknown --trial
     3  a rule set is broken: nothing was screened
     4  internal error (a bug): rerun with --debug for the traceback
+  130  interrupted (Ctrl-C); an --output file is left as it was
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from enum import Enum, IntEnum
 from pathlib import Path
@@ -34,12 +36,15 @@ class Exit(IntEnum):
     USAGE = 2
     RULES = 3
     INTERNAL = 4
+    INTERRUPTED = 130
 
 
 class Format(str, Enum):
     table = "table"
     json = "json"
     jsonl = "jsonl"
+    csv = "csv"
+    markdown = "markdown"
 
 
 def _as_of(value: Optional[str]) -> Optional[dt.date]:
@@ -77,32 +82,43 @@ def _fail(message: str, code: Exit) -> None:
 
 @app.command()
 def check(
-    paths: Annotated[list[str], typer.Argument(help="Patient files, or directories of them.",
-                                               show_default=False, metavar="PATH...")],
+    paths: Annotated[list[str], typer.Argument(
+        help="Patient files (YAML, or FHIR R4 bundles as .json), or directories of them.",
+        show_default=False, metavar="PATH...")],
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] =
     Format.table,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write to this file (atomically: never a half file) instead "
+                               "of standard output.")] = None,
+    trial: Annotated[Optional[list[str]], typer.Option(
+        "--trial", "-t", help="Only this trial (NCT id or product name); repeatable.")] = None,
     as_of: Annotated[Optional[str], typer.Option(
         help="Date to screen on when a file has no screening_date (ISO, e.g. 2026-11-20); "
              "default: today.")] = None,
-    trial: Annotated[Optional[list[str]], typer.Option(
-        "--trial", "-t", help="Only this trial (NCT id or product name); repeatable.")] = None,
-    rules: Annotated[Optional[Path], typer.Option(
-        help="Directory of rule sets to use instead of the bundled ones.")] = None,
     max_age: Annotated[Optional[str], typer.Option(
         help="Count dated labs, markers and tests older than this before the screening date "
              "as missing (e.g. 30d, 6 weeks).")] = None,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", min=1, help="Worker processes for a batch; output is the same "
+                                    "whatever the number.")] = os.cpu_count() or 1,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Add each criterion's source text and reading notes.")] = False,
+    rules: Annotated[Optional[Path], typer.Option(
+        help="Directory of rule sets to use instead of the bundled ones.")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of internal errors.")] = False,
 ) -> None:
     """Screen patient files against the trials' criteria.
 
-    Example: screener check examples/patients/complete-record-b-all.yaml --format json
+    Example: screener check examples/patients/ --format csv --output cohort.csv
     """
     try:
-        code = _check(paths, format, _as_of(as_of), trial or [], rules, _max_age(max_age))
-    except typer.Exit:
+        code = _check(paths, format, output, _as_of(as_of), trial or [], rules,
+                      _max_age(max_age), jobs, verbose)
+    except (typer.Exit, typer.BadParameter):
         raise
-    except typer.BadParameter:
-        raise
+    except KeyboardInterrupt:
+        _fail("interrupted" + ("; no output file was written" if output else ""),
+              Exit.INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if debug:
             raise
@@ -111,12 +127,26 @@ def check(
     raise typer.Exit(int(code))
 
 
-def _check(paths: list[str], fmt: Format, as_of: Optional[dt.date], trials: list[str],
-           rules: Optional[Path], max_age: object = None) -> Exit:
-    from .batch import FileError, expand, screen_file
+def _progress(total: int):  # type: ignore[no-untyped-def]
+    """A progress bar on a terminal's standard error; nothing when piped or under CI."""
+    if total < 2 or not sys.stderr.isatty() or os.environ.get("CI"):
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+        TimeRemainingColumn
+
+    return Progress(TextColumn("screening"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=_console(stderr=True), transient=True)
+
+
+def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optional[dt.date],
+           trials: list[str], rules: Optional[Path], max_age: object, jobs: int,
+           verbose: bool) -> Exit:
+    from .batch import FileError, expand, run
     from .catalog import load_rule_sets, select
     from .errors import RuleSetError
-    from .report import dumps, render, to_json
+    from .output import atomic_output
+    from .report import csv_header, csv_rows, dumps, markdown, render, to_json
+    from .summary import Cohort, markdown as cohort_markdown, render as render_cohort
 
     try:
         rule_sets = load_rule_sets(rules)
@@ -127,27 +157,58 @@ def _check(paths: list[str], fmt: Format, as_of: Optional[dt.date], trials: list
         rule_sets = select(rule_sets, trials)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--trial") from None
-    files = expand(paths)
-    if not files:
-        raise typer.BadParameter("no patient files (*.yaml, *.yml) found", param_hint="PATHS")
+    entries = expand(paths)
+    if not entries:
+        raise typer.BadParameter("no patient files (*.yaml, *.yml, *.json) found",
+                                 param_hint="PATH")
     failed = False
-    out = _console()
-    records = []
-    for name in files:
-        record = screen_file(name, rule_sets, as_of, max_age)  # type: ignore[arg-type]
-        failed |= isinstance(record, FileError)
-        if fmt is Format.table:
-            if records:
-                out.rule()
-            render(out, record)
-            records.append(None)
-        elif fmt is Format.jsonl:
-            sys.stdout.write(dumps(to_json(record), compact=True) + "\n")
-        else:
-            records.append(to_json(record))
-    if fmt is Format.json:
-        sys.stdout.write(dumps(records[0] if len(files) == 1 else records) + "\n")
+    cohort = Cohort()
+    collected = []
+    progress = _progress(len(entries))
+    with atomic_output(output) as stream:
+        out = _table_console(stream)
+        task = progress.add_task("screening", total=len(entries)) if progress else None
+        if progress:
+            progress.start()
+        try:
+            if fmt is Format.csv:
+                stream.write(csv_header())
+            for index, record in enumerate(run(entries, rule_sets, as_of, max_age, jobs)):
+                failed |= isinstance(record, FileError)
+                cohort.add(record)
+                if fmt is Format.table:
+                    if index:
+                        out.rule()
+                    render(out, record, verbose)
+                elif fmt is Format.markdown:
+                    stream.write(markdown(record, verbose) + "\n")
+                elif fmt is Format.jsonl:
+                    stream.write(dumps(to_json(record), compact=True) + "\n")
+                elif fmt is Format.csv:
+                    stream.write(csv_rows(record))
+                else:
+                    collected.append(to_json(record))
+                if progress:
+                    progress.advance(task)
+        finally:
+            if progress:
+                progress.stop()
+        if fmt is Format.json:
+            stream.write(dumps(collected[0] if len(entries) == 1 else collected) + "\n")
+        elif len(entries) > 1 and fmt is Format.table:
+            render_cohort(out, cohort)
+        elif len(entries) > 1 and fmt is Format.markdown:
+            stream.write(cohort_markdown(cohort))
     return Exit.INPUT_ERROR if failed else Exit.OK
+
+
+def _table_console(stream):  # type: ignore[no-untyped-def]
+    """Rich output to the terminal, or plain text (no colour codes) to a file or pipe."""
+    from rich.console import Console
+
+    if stream is sys.stdout:
+        return Console(highlight=False)
+    return Console(file=stream, highlight=False, no_color=True, width=120)
 
 
 @app.command()

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import units, vocabulary as v
 from .facts import Fact, Missing, Scope, describe
-from .model import Outcome, at_least, kleene_and, kleene_not, kleene_or
+from .model import Evidence, Outcome, at_least, gather, kleene_and, kleene_not, kleene_or
 from .patient import LabValue
 from .units import Measure, shift
 
@@ -70,7 +70,8 @@ class Any_(Node):
             # ("creatinine 1.7 × ULN > 1.5 × ULN; clearance 67 mL/min ≥ 60 mL/min").
             first = next(i for i, o in enumerate(outcomes) if o.value is True)
             tried = tuple(r for o in outcomes[:first] if o.value is False for r in o.reasons)
-            return Outcome(True, tried + result.reasons)
+            return Outcome(True, tried + result.reasons, evidence=gather(
+                [o for o in outcomes[:first] if o.value is False] + [result]))
         return result
 
 
@@ -97,7 +98,8 @@ class Not(Node):
 
     def evaluate(self, scope: Scope) -> Outcome:
         inner = self.item.evaluate(scope)
-        return Outcome(kleene_not(inner.value), inner.reasons, inner.missing, inner.review)
+        return Outcome(kleene_not(inner.value), inner.reasons, inner.missing, inner.review,
+                       inner.evidence)
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ class If(Node):
     def _else(self, scope: Scope, because: Outcome) -> Outcome:
         if self.otherwise is not None:
             return self.otherwise.evaluate(scope)
-        return Outcome(self.inapplicable, tuple(f"does not apply: {r}" for r in because.reasons))
+        return Outcome(self.inapplicable, tuple(f"does not apply: {r}" for r in because.reasons),
+                       evidence=because.evidence)
 
     def evaluate(self, scope: Scope) -> Outcome:
         cond = self.condition.evaluate(scope)
@@ -129,11 +132,12 @@ class If(Node):
             return self._else(scope, cond)
         then, other = self.then.evaluate(scope), self._else(scope, cond)
         if then.value is not None and then.value == other.value:
-            return Outcome(then.value, then.reasons + other.reasons)
+            return Outcome(then.value, then.reasons + other.reasons,
+                           evidence=gather([then, other]))
         parts = [cond] + [o for o in (then, other) if o.value is None]
         return Outcome(None, tuple(r for o in parts for r in o.reasons),
                        tuple(m for o in parts for m in o.missing),
-                       tuple(r for o in parts for r in o.review))
+                       tuple(r for o in parts for r in o.review), gather(parts))
 
 
 def combine(outcomes: list[Outcome], rule: Any) -> Outcome:
@@ -146,8 +150,9 @@ def _explain(value: bool | None, outcomes: list[Outcome]) -> Outcome:
     if value is None:
         return Outcome(None, tuple(r for o in deciding for r in o.reasons),
                        tuple(dict.fromkeys(m for o in deciding for m in o.missing)),
-                       tuple(dict.fromkeys(r for o in deciding for r in o.review)))
-    return Outcome(value, tuple(r for o in deciding for r in o.reasons))
+                       tuple(dict.fromkeys(r for o in deciding for r in o.review)),
+                       gather(deciding))
+    return Outcome(value, tuple(r for o in deciding for r in o.reasons), evidence=gather(deciding))
 
 
 # ---------------------------------------------------------------------------------- leaves
@@ -196,7 +201,9 @@ class Compare(Node):
         relation = self.op if holds(self.op, order) else NEGATED[self.op]
         unit = f" {target.display_unit}" if isinstance(target, Measure) else ""
         text = f"{self.label} {shown} {OPERATORS[relation]} {b}{unit}"
-        return Outcome(holds(self.op, order), (text,))
+        proof = Evidence(fact.path, self.label, describe(fact), f"{a}{unit}" if converted else "",
+                         f"{OPERATORS[self.op]} {self.threshold}")
+        return Outcome(holds(self.op, order), (text,), evidence=(proof,))
 
     def _uln(self, fact: Fact, value: Measure | float) -> Outcome:
         lab: LabValue = fact.value
@@ -218,7 +225,9 @@ class Compare(Node):
         uln_text = uln.written if isinstance(uln, Measure) else units.fmt(uln)
         text = (f"{self.label} {describe(fact)} = {a} × ULN (ULN {uln_text}{assumed}) "
                 f"{OPERATORS[relation]} {b} × ULN")
-        return Outcome(holds(self.op, order), (text,))
+        proof = Evidence(fact.path, self.label, describe(fact), f"{a} × ULN",
+                         f"{OPERATORS[self.op]} {self.threshold} (ULN {uln_text}{assumed})")
+        return Outcome(holds(self.op, order), (text,), evidence=(proof,))
 
 
 @dataclass(frozen=True)
@@ -243,7 +252,10 @@ class OneOf(Node):
         else:
             options = ", ".join(_word(x) for x in self.values)
             text = f"{self.label}: {shown} ({'one of' if found else 'not one of'} {options})"
-        return Outcome(found, (text,))
+        wanted = _word(self.values[0]) if len(self.values) == 1 else \
+            "one of " + ", ".join(_word(x) for x in self.values)
+        return Outcome(found, (text,),
+                       evidence=(Evidence(fact.path, self.label, shown, "", wanted),))
 
 
 def _word(value: Any) -> str:
@@ -424,7 +436,7 @@ class Every(_OverList):
             if selected.value is None and checked.value is not True:
                 checked = Outcome(None, selected.reasons + checked.reasons,
                                   selected.missing + checked.missing,
-                                  selected.review + checked.review)
+                                  selected.review + checked.review, gather([selected, checked]))
             outcomes.append(checked)
         if not outcomes:
             found = f"none matching ({len(pairs)} recorded)" if pairs else "none recorded"

@@ -31,7 +31,7 @@ def _attestation(patient: Patient, trial: str, criterion: Criterion) -> bool | N
 
 def _part(pid: str, outcome: Outcome, kind: Kind) -> PartResult:
     return PartResult(pid, status_of(outcome.value, kind, outcome.missing), outcome.reason,
-                      outcome.missing, outcome.review)
+                      outcome.missing, outcome.review, outcome.evidence)
 
 
 def screen_criterion(patient: Patient, trial: str, criterion: Criterion,
@@ -49,7 +49,8 @@ def screen_criterion(patient: Patient, trial: str, criterion: Criterion,
     return CriterionResult(
         id=criterion.id, kind=criterion.kind, label=criterion.label, status=status,
         reason=outcome.reason, missing=outcome.missing, review=outcome.review, parts=parts,
-        combine=criterion.combine, attested=attestation is not None)
+        combine=criterion.combine, attested=attestation is not None, evidence=outcome.evidence,
+        text=criterion.text, note=criterion.note)
 
 
 def screen(patient: Patient, rule_set: RuleSet, max_age: Measure | None = None) -> TrialResult:

@@ -72,6 +72,17 @@ def at_least(n: int, values: Iterable[Truth]) -> Truth:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """A fact a leaf compared, as the file wrote it and as converted, against what."""
+
+    field: str
+    label: str  # "creatinine", "SpO2"
+    value: str  # as written in the file (with its date, if any)
+    converted: str = ""  # in the threshold's unit, when that differs ("1.64 mg/dL")
+    threshold: str = ""  # "≤ 1.6 mg/dL", "≤ 3 × ULN (ULN 1.2 mg/dL)", "one of B-ALL, AML"
+
+
+@dataclass(frozen=True)
 class Outcome:
     """The three-valued result of one node, with what explains it."""
 
@@ -79,10 +90,16 @@ class Outcome:
     reasons: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()  # fields whose absence leaves the value unknown
     review: tuple[str, ...] = ()  # judgments only the investigator can make
+    evidence: tuple[Evidence, ...] = ()
 
     @property
     def reason(self) -> str:
         return "; ".join(dict.fromkeys(self.reasons))
+
+
+def gather(outcomes: Iterable[Outcome]) -> tuple[Evidence, ...]:
+    """The evidence of several outcomes, each fact once, in order."""
+    return tuple(dict.fromkeys(e for o in outcomes for e in o.evidence))
 
 
 def status_of(value: Truth, kind: Kind, missing: tuple[str, ...]) -> Status:
@@ -112,6 +129,7 @@ class PartResult:
     reason: str
     missing: tuple[str, ...] = ()
     review: tuple[str, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,9 @@ class CriterionResult:
     parts: tuple[PartResult, ...] = ()
     combine: str = "all"  # how the parts make the whole: all or any
     attested: bool = False
+    evidence: tuple[Evidence, ...] = ()
+    text: str = ""  # the source's words, for --verbose
+    note: str = ""  # the rule set's reading of them
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,38 @@
-"""Turn screening results into JSON for scripts and rich tables for people.
+"""Turn screening results into JSON, CSV and Markdown for scripts and rich tables for people.
 
 JSON keys are sorted and the text is deterministic, so the same input gives the same
-bytes. Tables show, per trial, a verdict, every criterion with its reason, and a to-do
-list: what to collect and what the investigator must judge.
+bytes. The per-patient report shows, per trial, a verdict banner and every criterion with
+the patient's value (as written and as converted) and what is required; then one to-do
+list: data to collect, grouped as a nurse gathers it, and items for the investigator.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
-from .batch import FileError
-from .model import CriterionResult, PartResult, Screening, Status, TrialResult, Verdict
+from .batch import FileError, Record
+from .model import CriterionResult, Evidence, PartResult, Screening, Status, TrialResult, Verdict
+
+
+def _evidence_json(evidence: tuple[Evidence, ...]) -> list[dict[str, str]]:
+    return [{"field": e.field, "label": e.label, "value": e.value, "converted": e.converted,
+             "threshold": e.threshold} for e in evidence]
 
 
 def _part_json(part: PartResult) -> dict[str, Any]:
     return {"id": part.id, "status": part.status.value, "reason": part.reason,
-            "missing": list(part.missing), "review": list(part.review)}
+            "missing": list(part.missing), "review": list(part.review),
+            "values": _evidence_json(part.evidence)}
 
 
 def _criterion_json(c: CriterionResult) -> dict[str, Any]:
     return {"id": c.id, "kind": c.kind.value, "label": c.label, "status": c.status.value,
             "reason": c.reason, "missing": list(c.missing), "review": list(c.review),
-            "attested": c.attested, "parts": [_part_json(p) for p in c.parts]}
+            "attested": c.attested, "parts": [_part_json(p) for p in c.parts],
+            "values": _evidence_json(c.evidence)}
 
 
 def _trial_json(t: TrialResult) -> dict[str, Any]:
@@ -34,7 +44,7 @@ def _trial_json(t: TrialResult) -> dict[str, Any]:
             "criteria": [_criterion_json(c) for c in t.criteria]}
 
 
-def to_json(record: Screening | FileError) -> dict[str, Any]:
+def to_json(record: Record) -> dict[str, Any]:
     if isinstance(record, FileError):
         first = record.diagnostics[0]
         return {"file": record.file,
@@ -57,7 +67,74 @@ def dumps(data: Any, compact: bool = False) -> str:
     return json.dumps(data, sort_keys=True, ensure_ascii=False, indent=2)
 
 
-# ------------------------------------------------------------------------------- tables
+# ------------------------------------------------------------------------------------ CSV
+
+CSV_COLUMNS = ["file", "patient", "as_of", "trial", "verdict", "criterion", "kind", "status",
+               "reason", "missing", "error", "line"]
+
+
+def csv_header() -> str:
+    return _csv_line(CSV_COLUMNS)
+
+
+def csv_rows(record: Record) -> str:
+    """One row per criterion and per part (id I8.a), or one error row for a bad file."""
+    if isinstance(record, FileError):
+        first = record.diagnostics[0]
+        line = first.position.line if first.position else ""
+        return _csv_line([record.file, "", "", "", "", "", "", "", "", "", first.message, line])
+    out = []
+    for t in record.trials:
+        for c in t.criteria:
+            for cid, status, reason, missing in [(c.id, c.status, c.reason, c.missing)] + [
+                    (p.id, p.status, p.reason, p.missing) for p in c.parts]:
+                out.append(_csv_line([record.file, record.patient, record.as_of, t.trial,
+                                      t.verdict.value, cid, c.kind.value, status.value, reason,
+                                      ";".join(missing), "", ""]))
+    return "".join(out)
+
+
+def _csv_line(values: list[Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------ to-do list
+
+# How a nurse gathers missing data: what to order, what to ask, what to assess or record.
+_LABS = ("labs.", "serology.", "pregnancy_test", "diagnosis.markers", "diagnosis.bone_marrow",
+         "diagnosis.abl1", "diagnosis.ph_positive", "lvef", "spo2")
+_HISTORY = ("therapies", "conditions", "medications", "procedures", "vaccinations", "allergies",
+            "immunotherapy_ae_grade", "diagnosis.", "birth_date", "pregnan", "lactating",
+            "childbearing_potential")
+TODO_GROUPS = ("labs and tests to order", "history to ask about",
+               "assessments and consent to record")
+
+
+def todo_group(field: str) -> str:
+    if field.startswith(_LABS):
+        return TODO_GROUPS[0]
+    if field.startswith(_HISTORY):
+        return TODO_GROUPS[1]
+    return TODO_GROUPS[2]
+
+
+def todo(record: Screening) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
+    """Data to collect (group -> field -> criteria needing it) and investigator items."""
+    collect: dict[str, dict[str, list[str]]] = {g: {} for g in TODO_GROUPS}
+    judge: list[str] = []
+    for t in record.trials:
+        for c in t.criteria:
+            if c.status is Status.UNKNOWN:
+                for name in c.missing:
+                    collect[todo_group(name)].setdefault(name, []).append(f"{t.trial} {c.id}")
+            if c.status in (Status.REVIEW, Status.UNKNOWN):
+                judge.extend(f"{t.trial} {c.id}: {item}" for item in c.review)
+    return collect, judge
+
+
+# ------------------------------------------------------------------------------ rich table
 
 GLYPHS = {Status.PASS: ("✔", "green"), Status.FAIL: ("✘", "red"),
           Status.UNKNOWN: ("?", "yellow"), Status.REVIEW: ("⚑", "magenta")}
@@ -67,7 +144,22 @@ AS_OF_SOURCE = {"screening_date": "the file's screening_date", "--as-of": "--as-
                 "today": "today's date (no screening_date in the file)"}
 
 
-def render(console: Any, record: Screening | FileError) -> None:
+def _cells(result: CriterionResult | PartResult) -> tuple[str, str, str]:
+    """Value (as written, then as converted), requirement, and the reason when they say less."""
+    if not result.evidence:
+        return "", "", result.reason
+    # One line per fact: "age 45 years" once, with both its bounds ("≥ 18 years, < 70 years").
+    facts: dict[tuple[str, str, str], list[str]] = {}
+    for e in result.evidence:
+        facts.setdefault((f"{e.label} {e.value}", e.converted, e.field), []).append(e.threshold)
+    values, required = [], []
+    for (shown, converted, _), thresholds in facts.items():
+        values.append(shown + (f" = {converted}" if converted else ""))
+        required.append(", ".join(thresholds))
+    return "\n".join(values), "\n".join(required), ""
+
+
+def render(console: Any, record: Record, verbose: bool = False) -> None:
     """Print one patient's screening (or its error) on a rich console."""
     from rich.markup import escape
     from rich.table import Table
@@ -83,34 +175,51 @@ def render(console: Any, record: Screening | FileError) -> None:
         console.print(escape(warning), style="yellow", highlight=False)
     for trial in record.trials:
         console.print()
-        console.print(f"[{VERDICT_STYLE[trial.verdict]}]{trial.verdict.value.upper()}[/]  "
-                      f"[bold]{trial.trial}[/] · {escape(trial.product)}")
+        console.print(f"[{VERDICT_STYLE[trial.verdict]}] {trial.verdict.value.upper()} [/] "
+                      f"[bold]{trial.trial}[/] · {escape(trial.product)}",
+                      style=VERDICT_STYLE[trial.verdict].replace("bold ", "reverse "))
         for caveat in trial.caveats:
             console.print(f"  [bold yellow]caveat:[/] {escape(caveat)}")
-        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False,
-                      expand=False)
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         table.add_column("", width=1)
         table.add_column("id", no_wrap=True)
-        table.add_column("criterion")
-        table.add_column("status", no_wrap=True)
-        table.add_column("reason")
+        table.add_column("criterion", ratio=3)
+        table.add_column("patient value", ratio=2)
+        table.add_column("required", ratio=2)
+        table.add_column("reason", ratio=4)
         for c in trial.criteria:
             glyph, colour = GLYPHS[c.status]
             label = c.label + (" (attested)" if c.attested else "")
-            table.add_row(f"[{colour}]{glyph}[/]", c.id, escape(label),
-                          f"[{colour}]{c.status.value}[/]",
-                          escape(_parts_summary(c) if c.parts else c.reason))
+            value, required, reason = _cells(c)
+            if c.parts:
+                value, required, reason = "", "", _parts_summary(c)
+            if verbose:
+                reason = c.reason
+            table.add_row(f"[{colour}]{glyph}[/]", c.id, escape(label), escape(value),
+                          escape(required), escape(reason))
             for p in c.parts:
                 glyph, colour = GLYPHS[p.status]
-                table.add_row(f"[{colour}]{glyph}[/]", f"  {p.id}", "",
-                              f"[{colour}]{p.status.value}[/]", escape(p.reason))
+                value, required, reason = _cells(p)
+                table.add_row(f"[{colour}]{glyph}[/]", f" {p.id}", "", escape(value),
+                              escape(required), escape(p.reason if verbose else reason))
+            if verbose:
+                table.add_row("", "", f"[dim]{escape(c.text)}[/]", "", "",
+                              f"[dim italic]{escape(c.note)}[/]" if c.note else "")
         console.print(table)
-        todo = todo_list(trial)
-        for heading, items in todo.items():
-            if items:
-                console.print(f"  [bold]{heading}:[/]")
-                for item in items:
-                    console.print(f"    • {escape(item)}", highlight=False)
+    collect, judge = todo(record)
+    if any(collect.values()) or judge:
+        console.print()
+        console.print("[bold]To do[/]")
+        for group, fields in collect.items():
+            if fields:
+                console.print(f"  [bold]{group}:[/]")
+                for name, needed_by in fields.items():
+                    console.print(f"    • {escape(name)}  [dim](for {escape(', '.join(needed_by))})[/]",
+                                  highlight=False)
+        if judge:
+            console.print("  [bold]for the investigator:[/]")
+            for item in judge:
+                console.print(f"    • {escape(item)}", highlight=False)
 
 
 def _parts_summary(c: CriterionResult) -> str:
@@ -122,15 +231,45 @@ def _parts_summary(c: CriterionResult) -> str:
     return f"{rule}: " + ", ".join(f"{n} {s}" for s, n in tally.items())
 
 
-def todo_list(trial: TrialResult) -> dict[str, list[str]]:
-    """What the nurse should collect, and what the investigator should judge."""
-    collect: dict[str, list[str]] = {}
-    judge: list[str] = []
-    for c in trial.criteria:
-        if c.status is Status.UNKNOWN:
-            for name in c.missing:
-                collect.setdefault(name, []).append(c.id)
-        if c.status in (Status.REVIEW, Status.UNKNOWN):
-            judge.extend(f"{c.id}: {item}" for item in c.review)
-    return {"data to collect": [f"{name} (for {', '.join(ids)})" for name, ids in collect.items()],
-            "for the investigator": judge}
+# -------------------------------------------------------------------------------- Markdown
+
+_MD_GLYPH = {Status.PASS: "✔", Status.FAIL: "✘", Status.UNKNOWN: "?", Status.REVIEW: "⚑"}
+
+
+def markdown(record: Record, verbose: bool = False) -> str:
+    """One patient's report (or error) as Markdown."""
+    if isinstance(record, FileError):
+        return "\n".join([f"## `{record.file}`: could not be screened", "", "```",
+                          *(d.render() for d in record.diagnostics), "```", ""]) + "\n"
+    out = [f"## {_md(record.patient)} (`{record.file}`)", "",
+           f"Screened as of {record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}.", ""]
+    out += [f"> warning: {_md(w)}" for w in record.warnings]
+    for t in record.trials:
+        out += [f"### {t.trial} · {_md(t.product)} — **{t.verdict.value}**", ""]
+        out += [f"> caveat: {_md(c)}" for c in t.caveats]
+        out += ["| | id | criterion | status | reason |", "|---|---|---|---|---|"]
+        for c in t.criteria:
+            out.append(f"| {_MD_GLYPH[c.status]} | {c.id} | {_md(c.label)} | {c.status.value} "
+                       f"| {_md(c.reason)} |")
+            out += [f"| {_MD_GLYPH[p.status]} | {p.id} | | {p.status.value} | {_md(p.reason)} |"
+                    for p in c.parts]
+            if verbose:
+                out.append(f"| | | {_md(c.text)} | | {_md(c.note)} |")
+        out.append("")
+    collect, judge = todo(record)
+    if any(collect.values()) or judge:
+        out += ["### To do", ""]
+        for group, fields in collect.items():
+            if fields:
+                out.append(f"**{group}**")
+                out += [f"- [ ] `{name}` (for {', '.join(ids)})" for name, ids in fields.items()]
+                out.append("")
+        if judge:
+            out.append("**for the investigator**")
+            out += [f"- [ ] {_md(item)}" for item in judge]
+            out.append("")
+    return "\n".join(out) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
