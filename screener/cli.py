@@ -216,25 +216,123 @@ def trials(
     rules: Annotated[Optional[Path], typer.Option(
         help="Directory of rule sets to use instead of the bundled ones.")] = None,
 ) -> None:
-    """List the trials screened, with their criteria counts and caveats.
+    """List the trials screened: id, product, criteria counts and caveats.
 
     Example: screener trials
     """
-    from .catalog import load_rule_sets
-    from .errors import RuleSetError
+    from rich.table import Table
+
     from .model import Kind
 
+    table = Table("trial", "product", "inclusion", "exclusion", "caveats", title_justify="left")
+    for r in _rule_sets(rules):
+        inclusions = sum(c.kind is Kind.INCLUSION for c in r.criteria)
+        table.add_row(r.trial, r.product, str(inclusions), str(len(r.criteria) - inclusions),
+                      "\n".join(r.caveats) or "—")
+    _console().print(table)
+
+
+@app.command()
+def show(
+    trial: Annotated[str, typer.Argument(help="NCT id or product name, e.g. CNCT19.",
+                                         show_default=False)],
+    rules: Annotated[Optional[Path], typer.Option(
+        help="Directory of rule sets to use instead of the bundled ones.")] = None,
+) -> None:
+    """Show a trial's criteria with their source text and reading notes.
+
+    Example: screener show NCT06559644
+    """
+    from rich.markup import escape
+
+    from .catalog import select
+
     try:
-        rule_sets = load_rule_sets(rules)
+        (rule_set,) = select(_rule_sets(rules), [trial])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TRIAL") from None
+    out = _console()
+    out.print(f"[bold]{rule_set.trial}[/] · {escape(rule_set.product)}: {escape(rule_set.title)}")
+    for source in rule_set.sources:
+        out.print(f"  source: {escape(source)}")
+    for caveat in rule_set.caveats:
+        out.print(f"  [bold yellow]caveat:[/] {escape(caveat)}")
+    for c in rule_set.criteria:
+        out.print()
+        kind = "inclusion" if c.id.startswith("I") else "exclusion"
+        judged = " [magenta](investigator judgment)[/]" if c.judged else ""
+        out.print(f"[bold]{c.id}[/] {kind}: {escape(c.label)}{judged}")
+        out.print(f"  {escape(c.text)}", highlight=False)
+        for part in c.parts:
+            out.print(f"  [bold]{part.id}[/] {escape(part.label)}"
+                      + (f": {escape(part.text)}" if part.text else ""), highlight=False)
+        if c.note:
+            out.print(f"  [italic]note:[/] {escape(c.note)}", highlight=False)
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[str], typer.Argument(
+        help="Patient files, rule files (rules/NCT….yaml, *.cases.yaml) or directories.",
+        show_default=False, metavar="PATH...")],
+) -> None:
+    """Check patient and rule files without screening; errors as file:line:col with a caret.
+
+    Example: screener validate examples/patients/ rules/
+    """
+    from .batch import FileError, expand, load_any
+    from .cases import SUFFIX, load_suite
+    from .document import load
+    from .errors import ScreenerError
+    from .patient import from_document as patient_from
+    from .rules import from_document as rules_from
+
+    out = _console()
+    bad = 0
+    entries = expand(paths)
+    if not entries:
+        raise typer.BadParameter("no files to validate found", param_hint="PATH")
+    for entry in entries:
+        name = entry.file if isinstance(entry, FileError) else entry
+        problems = list(entry.diagnostics) if isinstance(entry, FileError) else []
+        if not problems:
+            try:
+                if name.endswith(SUFFIX):
+                    load_suite(name)
+                elif name.lower().endswith(".json"):
+                    _warn(out, load_any(name).warnings)
+                else:
+                    doc = load(Path(name), name)
+                    # A rule set names its trial and lists criteria; anything else is a patient.
+                    if isinstance(doc.data, dict) and {"trial", "criteria"} <= set(doc.data):
+                        rules_from(doc)
+                    else:
+                        _warn(out, patient_from(doc).warnings)
+            except ScreenerError as exc:
+                problems = list(exc.diagnostics)
+        if problems:
+            bad += 1
+            for d in problems:
+                out.print(d.render(), style="red", markup=False, soft_wrap=True)
+        else:
+            out.print(f"ok  {name}", markup=False)
+    out.print(f"{len(entries) - bad} valid, {bad} with errors")
+    raise typer.Exit(int(Exit.INPUT_ERROR if bad else Exit.OK))
+
+
+def _warn(out, warnings) -> None:  # type: ignore[no-untyped-def]
+    for warning in warnings:
+        out.print(warning.render("warning"), style="yellow", markup=False, soft_wrap=True)
+
+
+def _rule_sets(rules: Optional[Path]):  # type: ignore[no-untyped-def]
+    from .catalog import load_rule_sets
+    from .errors import RuleSetError
+
+    try:
+        return load_rule_sets(rules)
     except RuleSetError as exc:
         _fail("\n".join(d.render() for d in exc.diagnostics), Exit.RULES)
-    out = _console()
-    for r in rule_sets:
-        inc = sum(c.kind is Kind.INCLUSION for c in r.criteria)
-        exc_ = len(r.criteria) - inc
-        out.print(f"[bold]{r.trial}[/]  {r.product}: {inc} inclusion, {exc_} exclusion")
-        for caveat in r.caveats:
-            out.print(f"    caveat: {caveat}", style="yellow")
 
 
 @app.command("test")

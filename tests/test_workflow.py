@@ -1,0 +1,186 @@
+"""The nurse and coordinator workflow: every command, every format, batches, atomic output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from screener.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "patients"
+BASELINE = Path(__file__).parent / "acceptance" / "patients" / "baseline.yaml"
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture
+def cohort(tmp_path: Path) -> Path:
+    """Three good patients and one broken file, in nested folders."""
+    folder = tmp_path / "cohort"
+    (folder / "ward-b").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "age-70-on-screening-day.yaml", folder / "a.yaml")
+    shutil.copy(BASELINE, folder / "ward-b" / "c.yml")
+    shutil.copy(EXAMPLES / "lab-units-si-and-lb-weight.yaml", folder / "d.yaml")
+    (folder / "b-broken.yaml").write_text("id: broken\necog: [\n", encoding="utf-8")
+    (folder / "notes.txt").write_text("not a patient", encoding="utf-8")
+    return folder
+
+
+def test_jsonl_reports_every_file_in_sorted_order_and_exit_1(cohort: Path):
+    result = run("check", str(cohort), "-f", "jsonl", "--jobs", "1")
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["file"]).name for r in records] == ["a.yaml", "b-broken.yaml", "d.yaml", "c.yml"]
+    assert records[1]["error"]["line"] == 3
+    assert all("trials" in r for i, r in enumerate(records) if i != 1)
+
+
+def test_jobs_do_not_change_the_output(cohort: Path):
+    one = run("check", str(cohort), "-f", "jsonl", "--jobs", "1")
+    two = run("check", str(cohort), "-f", "jsonl", "--jobs", "2")
+    assert one.stdout == two.stdout and one.exit_code == two.exit_code == 1
+
+
+def test_csv_has_a_row_per_criterion_and_part_and_an_error_row(cohort: Path):
+    result = run("check", str(cohort), "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {"file", "patient", "trial", "verdict", "criterion", "status"} <= set(rows[0])
+    broken = [r for r in rows if r["error"]]
+    assert len(broken) == 1 and broken[0]["line"] == "3"
+    criteria = {r["criterion"] for r in rows if r["trial"] == "NCT04684147"}
+    assert {"I8", "I8.a", "I8.f", "I10"} <= criteria
+
+
+def test_table_batch_ends_with_cohort_summary(cohort: Path):
+    result = run("check", str(cohort))
+    assert result.exit_code == 1
+    out = result.stdout
+    assert "Cohort summary" in out and "3 patients screened, 1 files with errors" in out
+    assert "attrition" in out and "Closest to eligible" in out
+    assert "could not screen" in out and "b-broken.yaml" in out
+
+
+def test_markdown_report_and_summary(cohort: Path):
+    result = run("check", str(cohort), "-f", "markdown")
+    assert "## PT-0006" in result.stdout
+    assert "## Cohort summary" in result.stdout
+    assert "| **ineligible** |" in result.stdout
+    assert "### To do" in result.stdout
+
+
+def test_json_array_for_several_files(cohort: Path):
+    data = json.loads(run("check", str(cohort), "-f", "json").stdout)
+    assert isinstance(data, list) and len(data) == 4
+
+
+def test_output_file_is_written_whole(cohort: Path, tmp_path: Path):
+    target = tmp_path / "out.jsonl"
+    result = run("check", str(cohort), "-f", "jsonl", "--output", str(target))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert len(target.read_text("utf-8").splitlines()) == 4
+
+
+def test_failed_run_leaves_existing_output_untouched(cohort: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    target = tmp_path / "out.jsonl"
+    target.write_text("previous\n", encoding="utf-8")
+    import screener.report as report
+
+    calls = {"n": 0}
+    real = report.dumps
+
+    def flaky(data, compact=False):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived halfway through the batch
+        return real(data, compact)
+
+    monkeypatch.setattr(report, "dumps", flaky)
+    result = run("check", str(cohort), "-f", "jsonl", "--jobs", "1", "--output", str(target))
+    assert result.exit_code == 130
+    assert target.read_text("utf-8") == "previous\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_trial_filter_accepts_product_names_and_is_repeatable():
+    data = json.loads(run("check", str(BASELINE), "-f", "json", "-t", "CNCT19",
+                          "-t", "nct06559644").stdout)
+    assert [t["trial"] for t in data["trials"]] == ["NCT04684147", "NCT06559644"]
+
+
+def test_verbose_adds_source_text_and_notes():
+    plain = run("check", str(BASELINE), "-t", "NCT06559644").stdout
+    verbose = run("check", str(BASELINE), "-t", "NCT06559644", "--verbose").stdout
+    phrase = "Cooperative"
+    assert phrase not in plain and phrase in verbose
+    assert "113.12" in verbose  # I9 note: creatinine molar mass
+
+
+def test_todo_groups_missing_data_and_investigator_items():
+    out = run("check", str(BASELINE), "-t", "NCT06559644").stdout
+    assert "history to ask about" in out and "conditions" in out
+    assert "for the investigator" in out and "NCT06559644 E16" in out
+
+
+def test_trials_command_lists_products_and_caveats():
+    out = run("trials").stdout
+    assert "CNCT19" in out and "Hema-NeoTIL01" in out and "Incomplete source" in out
+
+
+def test_show_prints_source_text_and_notes():
+    result = run("show", "CNCT19")
+    assert result.exit_code == 0
+    assert "Gilbert" in result.stdout and "Cockcroft" in result.stdout
+    assert run("show", "NCT99999999").exit_code == 2
+
+
+def test_validate_reports_errors_with_caret_and_exits_1(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: X\nlvef: 55 kg\n", encoding="utf-8")
+    result = run("validate", str(bad), str(BASELINE), str(ROOT / "rules"))
+    assert result.exit_code == 1
+    assert f"{bad}:2:7: error: lvef" in result.stdout
+    assert "      |       ^" in result.stdout
+    assert "ok  " in result.stdout and "1 with errors" in result.stdout
+
+
+def test_validate_all_shipped_files_is_clean():
+    result = run("validate", str(ROOT / "rules"), str(EXAMPLES), str(ROOT / "tests" / "cases"))
+    assert result.exit_code == 0, result.stdout
+
+
+def test_validate_checks_rule_files_as_rules(tmp_path: Path):
+    rules = tmp_path / "NCT06559644.yaml"
+    text = (ROOT / "rules" / "NCT06559644.yaml").read_text("utf-8")
+    rules.write_text(text.replace("{field: ecog, le: 2}", "{field: ecogg, le: 2}"), "utf-8")
+    result = run("validate", str(rules))
+    assert result.exit_code == 1 and "unknown field 'ecogg'" in result.stdout
+    assert "did you mean 'ecog'?" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["check", "trials", "show", "validate", "schema", "test"])
+def test_every_command_has_help_with_an_example(command: str):
+    result = run(command, "--help")
+    assert result.exit_code == 0 and "Example:" in result.stdout
+
+
+def test_piped_output_has_no_colour_codes():
+    env = {**os.environ, "NO_COLOR": "1", "FORCE_COLOR": ""}
+    env.pop("FORCE_COLOR")
+    done = subprocess.run([sys.executable, "-m", "screener", "check", str(BASELINE)],
+                          capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0
+    assert "\x1b[" not in done.stdout and "ELIGIBLE" in done.stdout.upper()
