@@ -410,6 +410,35 @@ def test_cases(
     raise typer.Exit(int(Exit.INPUT_ERROR if failed or broken or (coverage and gaps) else Exit.OK))
 
 
+@app.command("import")
+def import_bundle(
+    bundle: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle exported by the EHR (.json).",
+                                           show_default=False)],
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the patient YAML to this file (atomically) instead of "
+                               "standard output.")] = None,
+    as_of: Annotated[Optional[str], typer.Option(
+        help="Take the latest value on or before this date (ISO); default: today.")] = None,
+) -> None:
+    """Turn an EHR export into a patient YAML for the nurse to complete.
+
+    What the bundle holds comes with a source comment for each value; then a commented
+    checklist of what the trials still need.
+
+    Example: screener import bundle.json --output patient.yaml
+    """
+    from .errors import ScreenerError
+    from .importer import bundle_to_yaml
+    from .output import atomic_output
+
+    try:
+        text = bundle_to_yaml(bundle, as_of=_as_of(as_of))
+    except ScreenerError as exc:
+        _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
+    with atomic_output(output) as stream:
+        stream.write(text)
+
+
 class SchemaKind(str, Enum):
     patient = "patient"
     rules = "rules"

@@ -136,13 +136,21 @@ def cockcroft_gault(scope: Scope, spec: v.Spec) -> Fact | Missing:
                 "labs.creatinine_clearance", note)
 
 
+def _short(measure: Measure) -> str:
+    """As written, unless it is an export's long float (3.2362191736536725 mg/dL)."""
+    digits = sum(ch.isdigit() for ch in measure.written.split()[0]) if measure.written else 0
+    if digits <= 6:
+        return measure.written
+    return f"{units.fmt(measure.magnitude, 6)} {measure.display_unit}"
+
+
 def describe(fact: Fact) -> str:
     """The value as written in the file, with how a derived one was obtained."""
     value = fact.value
     if isinstance(value, LabValue):
-        text = value.written
+        text = _short(value.value) if isinstance(value.value, Measure) else value.written
     elif isinstance(value, Measure):
-        text = value.written
+        text = _short(value)
     elif isinstance(value, bool):
         text = "yes" if value else "no"
     elif isinstance(value, float):

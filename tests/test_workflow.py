@@ -184,3 +184,37 @@ def test_piped_output_has_no_colour_codes():
                           capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 0
     assert "\x1b[" not in done.stdout and "ELIGIBLE" in done.stdout.upper()
+
+
+FHIR = Path(__file__).parent / "data" / "fhir"
+
+
+def test_check_reads_fhir_bundles_in_a_directory():
+    result = run("check", str(FHIR), "-f", "jsonl", "--as-of", "2026-11-20")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 6 and result.exit_code == 1  # two patients are deceased
+    deceased = [r for r in records if "error" in r]
+    assert len(deceased) == 2 and all("deceased" in r["error"]["message"] for r in deceased)
+    angelic = next(r for r in records if "Angelic" in r["file"])
+    assert any("Observation/" in where and "38483-4" in where
+               for where in angelic["sources"].values())
+
+
+def test_import_writes_yaml_that_check_accepts(tmp_path: Path):
+    bundle = next(FHIR.glob("Angelic_Mueller_*.json"))
+    target = tmp_path / "angelic.yaml"
+    result = run("import", str(bundle), "--as-of", "2026-11-20", "--output", str(target))
+    assert result.exit_code == 0, result.output
+    text = target.read_text("utf-8")
+    assert "# source: Observation/" in text and "TODO" in text
+    checked = run("check", str(target), "-f", "json", "--as-of", "2026-11-20")
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["patient"]
+
+
+def test_stale_imported_labs_count_as_missing_with_max_age():
+    bundle = next(FHIR.glob("Angelic_Mueller_*.json"))
+    report = json.loads(run("check", str(bundle), "-f", "json", "--as-of", "2026-11-20",
+                            "--max-age", "30d", "-t", "NCT06559644").stdout)
+    i9c = next(p for c in report["trials"][0]["criteria"] for p in c["parts"] if p["id"] == "I9.c")
+    assert i9c["status"] == "unknown" and "older than 30d" in i9c["reason"]
