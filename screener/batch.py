@@ -86,7 +86,9 @@ def _walk(top: Path) -> list[str | FileError]:
 
 
 def _unreadable(path: Path, exc: OSError) -> FileError:
-    return FileError(str(path), (Diagnostic(f"cannot read: {exc.strerror or exc}", str(path)),))
+    what = "directory" if path.is_dir() else "file"
+    return FileError(str(path), (Diagnostic(f"cannot read {what}: {exc.strerror or exc}",
+                                            str(path)),))
 
 
 def load_any(name: str, as_of: dt.date | None = None) -> Patient:

@@ -66,6 +66,8 @@ def _max_age(value: Optional[str]):  # type: ignore[no-untyped-def]
         whole_calendar_span(span)
     except UnitError as exc:
         raise typer.BadParameter(f"{exc}; write it like 30d, 6 weeks or 3 months") from None
+    if span.magnitude <= 0:
+        raise typer.BadParameter(f"{value!r} is not a positive span", param_hint="--max-age")
     return span
 
 

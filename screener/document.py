@@ -10,14 +10,17 @@ can cost.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import Diagnostic, Position, ScreenerError
+from .errors import Diagnostic, Position, ScreenerError, clip
 
 PathKey = tuple[str | int, ...]
 
@@ -30,6 +33,29 @@ _SCALAR_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "time
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _C_SAFE_DEPTH = 1000
 _constructor = yaml.constructor.SafeConstructor()
+# An integer beyond a float's range compares with nothing and cannot even be printed past
+# Python's 4,300-digit limit (a hex literal can reach that in a few KB), so it is refused.
+_MAX_INT_BITS = 1024
+# YAML's line breaks (str.splitlines also splits on \v, \f and \x1c-\x1e, which YAML does
+# not), so a quoted line is the line YAML's marks count.
+_BREAKS = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
+# Characters YAML refuses (PyYAML's own set, surrogates included): found here, so the error
+# has a line and column, and so libyaml never sees a lone surrogate (it would raise
+# UnicodeEncodeError instead of a YAML error).
+_NON_PRINTABLE = re.compile(
+    "[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff]")
+# Byte order marks of encodings other than UTF-8, longest first (UTF-32-LE starts like
+# UTF-16-LE). Such a file is text, just not UTF-8: say so instead of "binary".
+_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+         (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of a text as YAML numbers them."""
+    lines = _BREAKS.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 @dataclass
@@ -45,8 +71,14 @@ class Document:
     # wants text (an id such as 0012345, which YAML 1.1 reads as octal) gets it as written.
     scalars: dict[PathKey, str] = field(default_factory=dict)
 
+    _lines: list[str] | None = field(default=None, repr=False, compare=False)
+
     def line_text(self, line: int) -> str | None:
-        lines = self.text.splitlines()
+        # Split once: a file with 90,000 unknown keys makes 90,000 diagnostics, and
+        # splitting a 1 MB text for each took minutes.
+        if self._lines is None:
+            self._lines = split_lines(self.text)
+        lines = self._lines
         return lines[line - 1] if 0 < line <= len(lines) else None
 
     def position(self, path: PathKey, *, key: bool = False) -> Position | None:
@@ -77,7 +109,7 @@ class Document:
 def _error(file: str, text: str, message: str, line: int | None, column: int | None,
            hint: str | None = None, error: type[ScreenerError] = ScreenerError) -> ScreenerError:
     pos = Position(line, column) if line is not None and column is not None else None
-    lines = text.splitlines()
+    lines = split_lines(text)
     source = lines[line - 1] if pos and 0 < line <= len(lines) else None
     return error(Diagnostic(message, file, pos, hint, source))
 
@@ -85,12 +117,22 @@ def _error(file: str, text: str, message: str, line: int | None, column: int | N
 def read_text(path: Path, display: str, error: type[ScreenerError]) -> str:
     """Read a file as UTF-8 text, refusing binary, oversized and undecodable input."""
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise error(Diagnostic(f"file is {size:,} bytes; the limit is {MAX_BYTES:,}", display))
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_BYTES:
+                raise error(Diagnostic(f"file is {size:,} bytes; the limit is {MAX_BYTES:,}",
+                                       display))
+            # A device or pipe has no size (/dev/zero never ends): read one byte past the
+            # limit at most.
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise error(Diagnostic(f"cannot read file: {exc.strerror or exc}", display)) from None
+    if len(raw) > MAX_BYTES:
+        raise error(Diagnostic(f"file is over the limit of {MAX_BYTES:,} bytes", display))
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            raise error(Diagnostic(f"file is {encoding} text, not UTF-8", display,
+                                   hint="save the file as UTF-8"))
     if b"\x00" in raw:
         raise error(Diagnostic("file is binary (contains NUL bytes), not YAML text", display))
     try:
@@ -107,24 +149,62 @@ def read_text(path: Path, display: str, error: type[ScreenerError]) -> str:
 def parse(text: str, file: str, error: type[ScreenerError] = ScreenerError) -> Document:
     """Parse YAML text into a Document; any problem raises `error` with a position."""
     if "\t" in text:
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(split_lines(text), 1):
             indent = line[: len(line) - len(line.lstrip(" \t"))]
             if "\t" in indent:
                 raise _error(file, text, "tab used for indentation", number,
                              indent.index("\t") + 1, "indent with spaces", error)
-    # libyaml recurses on the C stack and can crash the whole process on pathological
-    # nesting; the pure-Python parser raises RecursionError instead. Take it whenever the
-    # text could nest deeply: an upper bound is every bracket plus the longest indent.
-    prefix = max((len(line) - len(line.lstrip(" -")) for line in text.splitlines()), default=0)
+    bad = _NON_PRINTABLE.search(text)
+    if bad is not None:
+        before = split_lines(text[: bad.start()] + "x")
+        raise _error(file, text, f"character U+{ord(bad.group()):04X} is not allowed in YAML "
+                                 "text (a control character or an invalid code point)",
+                     len(before), len(before[-1]),
+                     "delete it; such characters often come with text pasted from elsewhere",
+                     error)
+    # libyaml's composer recurses on the C stack and can crash the whole process on
+    # pathological nesting. An upper bound on the depth is every bracket plus the longest
+    # run of indentation and block indicators opening a line (`- - -`, and `? ? ?` complex
+    # keys, which nest just as deep: 80 KB of `? ` crashed the process with a segfault).
+    # Only when that bound is high are the tokens counted, by libyaml's scanner, which
+    # does not recurse. (The pure-Python parser, used here before, took 8 s on a 1 MB
+    # file of `- [a]` lines.)
+    prefix = max((len(line) - len(line.lstrip(" -?:")) for line in split_lines(text)),
+                 default=0)
     deep = text.count("[") + text.count("{") + prefix > _C_SAFE_DEPTH
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader if deep else _Loader)
+        found = _prescan(text) if deep else None
+        if found is not None:
+            mark = found[0].start_mark
+            raise _error(file, text, found[1], mark.line + 1, mark.column + 1, error=error)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"invalid YAML: {exc.problem or exc.context}"
+        hint = None
+        if exc.problem == "but found another document":
+            # `---` a second time: one file is one document (one patient, one trial).
+            message = "the file holds more than one YAML document; the second starts here"
+            hint = "put each document in its own file"
+        elif exc.context and exc.context_mark is not None and exc.context_mark is not mark:
+            context = exc.context_mark
+            lines = len(split_lines(text))
+            if mark.line >= lines > context.line and \
+                    exc.context.startswith(("while parsing ", "while scanning ")):
+                # The file ended inside it (an unclosed bracket or quote): there is no line
+                # to quote at the end, so point at where it was opened.
+                what = exc.context.split(" ", 2)[2]
+                message = f"invalid YAML: {what} is not closed before the end of the file " \
+                          f"({exc.problem})"
+                mark = context
+            elif (context.line, context.column) != (mark.line, mark.column):
+                # "while parsing a flow mapping": say where the enclosing part was opened.
+                hint = f"{exc.context} that starts at line {context.line + 1}, column " \
+                       f"{context.column + 1}"
         if mark is None:
-            raise _error(file, text, message, None, None, error=error) from None
-        raise _error(file, text, message, mark.line + 1, mark.column + 1, error=error) from None
+            raise _error(file, text, message, None, None, hint, error) from None
+        raise _error(file, text, message, mark.line + 1, mark.column + 1, hint,
+                     error) from None
     except yaml.YAMLError as exc:
         raise _error(file, text, f"invalid YAML: {exc}", None, None, error=error) from None
     except RecursionError:
@@ -136,6 +216,46 @@ def parse(text: str, file: str, error: type[ScreenerError] = ScreenerError) -> D
     builder = _Builder(doc, error)
     doc.data = builder.build(node, (), 0)
     return doc
+
+
+_OPEN = (yaml.BlockSequenceStartToken, yaml.BlockMappingStartToken,
+         yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken)
+_CLOSE = (yaml.BlockEndToken, yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken)
+# Token depth at which a document is refused before composing. An indentless sequence
+# (`key:` then `- item` at the same indent) nests without a start token, so the node depth
+# can be up to twice this: still far below what libyaml survives (over 20,000 levels),
+# and above MAX_DEPTH, so the builder's exact limit applies to everything shallower.
+_SCAN_LIMIT = 2 * MAX_DEPTH + 10
+
+
+def _prescan(text: str) -> tuple[yaml.Token, str] | None:
+    """A token past the depth or value budget, with the message, if there is one.
+
+    The value budget is checked here too, so a 1 MB file of brackets stops after scanning
+    instead of being composed in full first. Values are counted as the builder counts them
+    (keys are not values), so this refuses nothing the builder would accept.
+    """
+    scanner = _Loader(text)
+    depth = values = 0
+    after_key = False
+    try:
+        while scanner.check_token():
+            token = scanner.get_token()
+            if isinstance(token, _OPEN):
+                depth += 1
+                if depth > _SCAN_LIMIT:
+                    return token, f"document is nested more than {MAX_DEPTH} levels deep"
+            elif isinstance(token, _CLOSE):
+                depth -= 1
+            if isinstance(token, _OPEN + (yaml.AliasToken,)) or \
+                    isinstance(token, yaml.ScalarToken) and not after_key:
+                values += 1
+                if values > MAX_NODES:
+                    return token, f"document has more than {MAX_NODES:,} values"
+            after_key = isinstance(token, yaml.KeyToken)
+    finally:
+        scanner.dispose()
+    return None
 
 
 class _Builder:
@@ -195,9 +315,18 @@ class _Builder:
                             "patient and rule files hold plain values only")
         try:
             value = _constructor.yaml_constructors[node.tag](_constructor, node)
-        except (ValueError, TypeError, OverflowError, yaml.constructor.ConstructorError) as exc:
+        except Exception as exc:  # noqa: BLE001
+            # PyYAML's constructors trust the resolver: an explicit tag on the wrong text
+            # (`!!bool maybe`, `!!timestamp x`, `!!int`) raises KeyError, AttributeError or
+            # IndexError, and an int past Python's 4,300-digit limit a ValueError.
             kind = node.tag.rsplit(":", 1)[-1]
-            raise self.fail(node, f"invalid {kind} {node.value!r}: {exc}") from None
+            if isinstance(exc, ValueError) and "digits" in str(exc):
+                raise self.fail(node, f"number {clip(node.value)} is too large") from None
+            detail = f": {exc}" if isinstance(exc, ValueError) else ""
+            raise self.fail(node, f"invalid {kind} {clip(node.value)!r}{detail}") from None
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                value.bit_length() > _MAX_INT_BITS:
+            raise self.fail(node, f"number {clip(node.value)} is too large")
         if isinstance(value, dt.datetime):
             # A time of day adds nothing to a screening and would break date arithmetic.
             value = value.date()

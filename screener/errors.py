@@ -7,6 +7,7 @@ a nurse can find a typo without knowing what YAML is.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -16,6 +17,14 @@ class Position:
 
     line: int
     column: int
+
+
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def _picture(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return chr(0x2400 + code) if code < 0x20 else "\u2421" if code == 0x7F else "\ufffd"
 
 
 @dataclass(frozen=True)
@@ -39,11 +48,14 @@ class Diagnostic:
         lines = [f"{self.location()}: {severity}: {self.message}"]
         if self.position is not None and self.source_line is not None:
             gutter = f"{self.position.line:>5} | "
-            lines.append(gutter + self.source_line.rstrip("\n"))
+            # A control character the error is about would print as nothing (or ring the
+            # terminal bell): show it as its Unicode control picture, one column wide.
+            shown = _CONTROLS.sub(_picture, self.source_line.rstrip("\n"))
+            lines.append(gutter + shown)
             # Tabs are kept so the caret lines up under the same characters.
             prefix = "".join(
                 ch if ch == "\t" else " "
-                for ch in self.source_line[: max(self.position.column - 1, 0)]
+                for ch in shown[: max(self.position.column - 1, 0)]
             )
             lines.append(" " * (len(gutter) - 2) + "| " + prefix + "^")
         if self.hint:
@@ -86,6 +98,11 @@ def nearest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> st
     return lowered[match[0]] if match else None
 
 
+def clip(text: str, limit: int = 60) -> str:
+    """Shorten a quoted value so a 5,000-character line cannot flood an error message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def describe_value(value: object) -> str:
     """A value as an error message quotes it: `'55 kg'`, `true`, `a mapping`."""
     if isinstance(value, bool):
@@ -96,4 +113,4 @@ def describe_value(value: object) -> str:
         return "a list"
     if value is None:
         return "nothing"
-    return repr(value) if isinstance(value, str) else str(value)
+    return repr(clip(value)) if isinstance(value, str) else clip(str(value))

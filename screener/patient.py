@@ -8,6 +8,7 @@ names the field, the kind it expects, and the file, line and column it came from
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from . import reference, units, vocabulary as v
 from .document import Document, PathKey, load, parse
-from .errors import Diagnostic, PatientError, describe_value as _kind, nearest
+from .errors import Diagnostic, PatientError, clip, describe_value as _kind, nearest
 from .units import Measure, UnitError
 
 
@@ -50,6 +51,12 @@ _THREE = re.compile(r"^(?:p\.)?\(?([A-Z][a-z]{2})(\d+)([A-Z][a-z]{2})\)?$")
 _ONE = re.compile(r"^(?:[pP]\.)?\(?([A-Za-z])(\d+)([A-Za-z])\)?$")
 _ONE_LETTER = set(_AA.values())
 _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4}
+# Quantities that cannot be zero: a weight of 0 kg would make a Cockcroft–Gault clearance
+# of 0 mL/min and fail a patient on a typo.
+_POSITIVE = {("weight",)}
+# Errors and warnings kept per file: a file of 90,000 misspelt keys must neither spend
+# minutes finding did-you-means nor print 90,000 messages. The rest are counted.
+MAX_DIAGNOSTICS = 100
 
 
 def normalise_mutation(text: str) -> str | None:
@@ -73,9 +80,38 @@ class _Reader:
         self.doc = doc
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
+        self.more_errors = 0
+        self.more_warnings = 0
 
     def error(self, path: PathKey, message: str, hint: str | None = None) -> None:
+        if len(self.errors) >= MAX_DIAGNOSTICS:
+            self.more_errors += 1
+            return
         self.errors.append(self.doc.diagnostic(f"{_dotted(path)}: {message}", path, hint=hint))
+
+    def warn(self, path: PathKey, message: str, hint: str | None = None, key: bool = False
+             ) -> None:
+        if len(self.warnings) >= MAX_DIAGNOSTICS:
+            self.more_warnings += 1
+            return
+        self.warnings.append(self.doc.diagnostic(message, path, key=key, hint=hint))
+
+    def unknown_key(self, path: PathKey, key: Any, known: list[str]) -> None:
+        if len(self.warnings) >= MAX_DIAGNOSTICS:  # the did-you-mean is the costly part
+            self.more_warnings += 1
+            return
+        guess = nearest(clip(str(key)), known)
+        self.warn(path + (key,), f"unknown key {_dotted(path + (key,))} (ignored)",
+                  f"did you mean {guess!r}?" if guess else None, key=True)
+
+    def finish(self) -> None:
+        """Count what the budget left out, so a reader knows the list is not complete."""
+        if self.more_errors:
+            self.errors.append(Diagnostic(f"… and {self.more_errors:,} more errors",
+                                          self.doc.file))
+        if self.more_warnings:
+            self.warnings.append(Diagnostic(f"… and {self.more_warnings:,} more warnings",
+                                            self.doc.file))
 
     def read(self, spec: v.Spec, value: Any, path: PathKey) -> Any:
         method = getattr(self, "_" + type(spec).__name__.lower())
@@ -89,11 +125,7 @@ class _Reader:
         for key, item in value.items():
             sub = spec.fields.get(key)
             if sub is None:
-                guess = nearest(key, list(spec.fields))
-                where = f"{_dotted(path)}." if path else ""
-                self.warnings.append(self.doc.diagnostic(
-                    f"unknown key {where}{key} (ignored)", path + (key,), key=True,
-                    hint=f"did you mean {guess!r}?" if guess else None))
+                self.unknown_key(path, key, list(spec.fields))
                 continue
             if item is None:
                 # `key:` with nothing after it says nothing: the fact stays unknown.
@@ -124,7 +156,18 @@ class _Reader:
         items = (self.read(spec.item, item, path + (i,)) for i, item in enumerate(value))
         return tuple(item for item in items if item is not None)
 
+    def _written(self, value: Any, path: PathKey) -> Any:
+        """A YAML 1.1 boolean (yes, no, on, off) where a word is expected, as written.
+
+        `cns_involvement: no` is the documented synonym of none, and `name: No` is a name,
+        but YAML reads both as false; the text in the file is what was meant.
+        """
+        if isinstance(value, bool) and path in self.doc.scalars:
+            return self.doc.scalars[path]
+        return value
+
     def _text(self, spec: v.Text, value: Any, path: PathKey) -> str | None:
+        value = self._written(value, path)
         if isinstance(value, (dict, list, bool)) or value is None:
             self.error(path, f"expected text, got {_kind(value)}")
             return None
@@ -148,6 +191,7 @@ class _Reader:
         return None
 
     def _choice(self, spec: v.Choice, value: Any, path: PathKey) -> str | None:
+        value = self._written(value, path)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             found = spec.lookup().get(v.fold(str(value)))
             if found is not None:
@@ -175,6 +219,9 @@ class _Reader:
         return number
 
     def _number(self, spec: v.Number, value: Any, path: PathKey) -> float | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            self.error(path, f"expected a number (no unit), got {_kind(value)}")
+            return None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if spec.low <= value <= spec.high:
                 return float(value)
@@ -204,16 +251,16 @@ class _Reader:
         elif spec.low is not None and measure.magnitude < spec.low:
             self.error(path, f"{spec.label} {measure.written} cannot be negative")
             return None
+        if path in _POSITIVE and measure.magnitude <= 0:
+            self.error(path, f"{spec.label} {measure.written} must be above zero")
+            return None
         return measure
 
     def _lab(self, spec: v.Lab, value: Any, path: PathKey) -> LabValue | None:
         if isinstance(value, dict):
             unknown = set(value) - {"value", "uln", "date"}
             for key in sorted(unknown):
-                guess = nearest(str(key), ["value", "uln", "date"])
-                self.warnings.append(self.doc.diagnostic(
-                    f"unknown key {_dotted(path)}.{key} (ignored)", path + (key,), key=True,
-                    hint=f"did you mean {guess!r}?" if guess else None))
+                self.unknown_key(path, key, ["value", "uln", "date"])
             if value.get("value") is None:
                 self.error(path, "a lab mapping needs a value", "e.g. {value: 1.4 mg/dL, uln: 1.2 mg/dL}")
                 return None
@@ -258,6 +305,7 @@ class _Reader:
 def _dotted(path: PathKey) -> str:
     text = ""
     for part in path:
+        part = part if isinstance(part, int) else clip(part, 40)  # keys can be any length
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text or "patient"
 
@@ -295,9 +343,10 @@ def from_document(doc: Document, as_of: dt.date | None = None,
         years = age_on(birth, on)
         stated = data["age"]
         if abs(units.convert(stated, "years") - years) >= 1:
-            reader.warnings.append(doc.diagnostic(
-                f"age {stated.written} disagrees with birth date {birth} (age {years} on {on}); "
-                "the birth date is used", ("age",)))
+            reader.warn(("age",),
+                        f"age {stated.written} disagrees with birth date {birth} (age {years} "
+                        f"on {on}); the birth date is used")
+    reader.finish()
     if reader.errors:
         raise PatientError(*reader.errors)
     return Patient(id=str(data["id"]), file=doc.file, data=data, as_of=on, as_of_source=source,

@@ -9,6 +9,7 @@ surprise.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from . import units, vocabulary as v
 from .conditions import (ANCHORS, NEGATED, All, Any_, AtLeast, Compare, Contains, Count, Every,
                          Exists, Fresh, If, Node, Not, OneOf, Review, Threshold, Window)
 from .document import Document, PathKey, load, parse
-from .errors import RuleSetError, nearest
+from .errors import RuleSetError, describe_value as _q, nearest
 from .model import Kind
 from .patient import normalise_mutation
 from .units import Measure, UnitError
@@ -26,6 +27,10 @@ from .units import Measure, UnitError
 _ULN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x|×|\*)?\s*ULN\s*$", re.IGNORECASE)
 _CRITERION_ID = re.compile(r"^([IE])(\d+)$")
 _TRIAL_ID = re.compile(r"^NCT\d{8}$")
+# Spellings other languages use for the operators, so the hint names the right one
+# (difflib alone suggests lt for lte).
+_OPERATOR_ALIASES = {"lte": "le", "gte": "ge", "<": "lt", "<=": "le", ">": "gt", ">=": "ge",
+                     "=": "eq", "==": "eq", "!=": "ne", "neq": "ne", "equals": "eq"}
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class _Compiler:
         for key in value:
             if key not in allowed:
                 guess = nearest(str(key), sorted(allowed))
-                raise self.fail(path + (key,), f"unknown key {key!r} in {what}",
+                raise self.fail(path + (key,), f"unknown key {_q(key)} in {what}",
                                 f"did you mean {guess!r}?" if guess else
                                 f"allowed: {', '.join(sorted(allowed))}", key=True)
         for key in sorted(required - set(value)):
@@ -107,7 +112,8 @@ class _Compiler:
                             {"trial", "product", "title", "sources", "criteria"}, "a rule set")
         trial = self.text(data["trial"], ("trial",), "trial")
         if not _TRIAL_ID.match(trial):
-            raise self.fail(("trial",), f"trial id {trial!r} is not an NCT number (NCT + 8 digits)")
+            raise self.fail(("trial",), f"trial id {_q(trial)} is not an NCT number "
+                                        "(NCT + 8 digits)")
         stem = Path(self.doc.file).stem
         if stem != trial and not self.doc.file.startswith("<"):
             raise self.fail(("trial",), f"rule file {Path(self.doc.file).name} holds trial {trial}",
@@ -146,7 +152,7 @@ class _Compiler:
         cid = self.text(data["id"], path + ("id",), "id")
         match = _CRITERION_ID.match(cid)
         if not match:
-            raise self.fail(path + ("id",), f"criterion id {cid!r} must look like I1 or E12")
+            raise self.fail(path + ("id",), f"criterion id {_q(cid)} must look like I1 or E12")
         kind_text = data["kind"]
         if kind_text not in ("inclusion", "exclusion"):
             raise self.fail(path + ("kind",), "kind must be inclusion or exclusion")
@@ -186,7 +192,7 @@ class _Compiler:
                             "a part")
         pid = self.text(data["id"], path + ("id",), "id")
         if not re.match(rf"^{re.escape(cid)}\.[a-z]$", pid):
-            raise self.fail(path + ("id",), f"part id {pid!r} must be {cid}.a, {cid}.b, …")
+            raise self.fail(path + ("id",), f"part id {_q(pid)} must be {cid}.a, {cid}.b, …")
         return Part(pid, self.text(data["label"], path + ("label",), "label"),
                     self.text(data["text"], path + ("text",), "text") if "text" in data else "",
                     self.node(data["check"], path + ("check",), v.PATIENT, False))
@@ -283,7 +289,7 @@ class _Compiler:
         if spec is None:
             names = v.field_names(scope) + (list(v.DERIVED) if scope is v.PATIENT else [])
             guess = nearest(name, names)
-            raise self.fail(path, f"unknown field {name!r}" +
+            raise self.fail(path, f"unknown field {_q(name)}" +
                             ("" if scope is v.PATIENT else f" in a {scope.label}"),
                             f"did you mean {guess!r}?" if guess else None)
         return spec
@@ -311,28 +317,35 @@ class _Compiler:
             raw = [data[op]] if op == "is" else data[op]
             if op == "in" and (not isinstance(raw, list) or not raw):
                 raise self.fail(at, "in needs a non-empty list")
-            values = tuple(self.value_for(spec, item, at) for item in raw)
+            # Each item at its own path: the error points at it, and `in: [no]` finds the
+            # text YAML read as false.
+            values = tuple(self.value_for(spec, item, at if op == "is" else at + (i,))
+                           for i, item in enumerate(raw))
             return OneOf(field, values, spec.label)
         if op == "contains":
             if not isinstance(spec, v.Mutations):
                 raise self.fail(at, f"contains works on a list of mutations, not {spec.label}")
             name = normalise_mutation(str(data[op]))
             if name is None:
-                raise self.fail(at, f"cannot read {data[op]!r} as a protein change")
+                raise self.fail(at, f"cannot read {_q(data[op])} as a protein change")
             return Contains(field, name, spec.label)
-        raise self.fail(at, f"unknown operator {op!r}", key=True,
-                        hint=(f"did you mean {g!r}?" if (g := nearest(str(op), [
-                            *NEGATED, "is", "in", "contains", "within"])) else None))
+        guess = _OPERATOR_ALIASES.get(str(op).lower()) or nearest(str(op), [
+            *NEGATED, "is", "in", "contains", "within"])
+        raise self.fail(at, f"unknown operator {_q(op)}", key=True,
+                        hint=f"did you mean {guess!r}?" if guess else None)
 
     def value_for(self, spec: v.Spec, value: Any, path: PathKey) -> Any:
         if isinstance(spec, v.Bool):
             if not isinstance(value, bool):
-                raise self.fail(path, f"{spec.label} is true or false, not {value!r}")
+                raise self.fail(path, f"{spec.label} is true or false, not {_q(value)}")
             return value
         if isinstance(spec, v.Choice):
+            if isinstance(value, bool):
+                # YAML 1.1 reads `no` as false; `is: no` means the word (cns_involvement: no).
+                value = self.doc.scalars.get(path, value)
             found = spec.lookup().get(v.fold(str(value)))
             if found is None:
-                raise self.fail(path, f"{value!r} is not a value of {spec.label}",
+                raise self.fail(path, f"{_q(value)} is not a value of {spec.label}",
                                 f"one of: {', '.join(spec.values)}")
             return found
         if isinstance(spec, v.Integer):
@@ -351,14 +364,24 @@ class _Compiler:
                                       "to labs")
             default = self.amount(value_spec, spec.default_uln, path) if spec.default_uln else None
             analyte = value_spec.analyte if isinstance(value_spec, v.Quantity) else None
-            return Compare(field, op, Threshold(float(match.group(1)), True), label, analyte,
+            multiple = float(match.group(1))
+            if multiple > units.MAX_MAGNITUDE:  # 400 nines would be inf
+                raise self.fail(path, f"{_q(raw)} is too large a multiple of ULN")
+            return Compare(field, op, Threshold(multiple, True), label, analyte,
                            default, spec.uln_source)
         if isinstance(value_spec, v.Quantity):
             return Compare(field, op, Threshold(self.amount(value_spec, raw, path)), label,
                            value_spec.analyte)
         if isinstance(value_spec, (v.Integer, v.Number)):
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-                raise self.fail(path, f"{label} is a plain number; compare it with one, not {raw!r}")
+                raise self.fail(path, f"{label} is a plain number; compare it with one, "
+                                      f"not {_q(raw)}")
+            # .nan would make every comparison false, .inf every one true, and an integer
+            # beyond a float's range cannot be compared at all.
+            if isinstance(raw, int) and abs(raw) > units.MAX_MAGNITUDE or \
+                    isinstance(raw, float) and not math.isfinite(raw):
+                raise self.fail(path, f"a threshold for {label} must be a finite number of "
+                                      f"reasonable size, not {raw}")
             return Compare(field, op, Threshold(float(raw)), label)
         raise self.fail(path, f"{label} cannot be compared with {op}; use is or in")
 
@@ -373,7 +396,7 @@ class _Compiler:
         try:
             return float(raw)
         except ValueError:
-            raise self.fail(path, f"{spec.label} is a plain number, not {raw!r}") from None
+            raise self.fail(path, f"{spec.label} is a plain number, not {_q(raw)}") from None
 
     def window(self, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey) -> Window:
         if not isinstance(spec, v.Date):
@@ -388,6 +411,9 @@ class _Compiler:
             units.whole_calendar_span(within)
         except UnitError as exc:
             raise self.fail(path + (span,), str(exc), exc.hint) from None
+        if within.magnitude < 0:
+            # A negative span would turn "within 3 months before" into an empty window.
+            raise self.fail(path + (span,), f"a span cannot be negative: {within.written}")
         anchor = data["before"]
         if anchor not in ANCHORS:
             raise self.fail(path + ("before",), f"before must be one of {', '.join(ANCHORS)}")
@@ -413,6 +439,8 @@ class _Compiler:
 
 
 def from_document(doc: Document) -> RuleSet:
+    if doc.data is None:
+        raise RuleSetError(doc.diagnostic("file is empty: a rule set is one YAML mapping", ()))
     if not isinstance(doc.data, dict):
         raise RuleSetError(doc.diagnostic("a rule set is one YAML mapping", ()))
     return _Compiler(doc).rule_set()

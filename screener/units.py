@@ -26,12 +26,15 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from . import reference
-from .errors import describe_value, nearest
+from .errors import clip, describe_value, nearest
 
 if TYPE_CHECKING:  # pragma: no cover
     import pint
 
 REL_TOL = 1e-9
+# No clinical quantity needs more digits; below this every conversion between accepted
+# units (factors of at most ~1e5) stays finite, so 1e300 months cannot become inf later.
+MAX_MAGNITUDE = 1e15
 
 # written spelling (lower case, micro sign folded to "u") -> (pint expression, display form)
 SPELLINGS: dict[str, tuple[str, str]] = {
@@ -167,22 +170,25 @@ def dimension_of(unit: str) -> str:
 def split_quantity(text: str) -> tuple[float, str]:
     """Split `1.4 mg/dL` into (1.4, "mg/dl"); the unit is "" for a bare number."""
     if re.match(rf"^\s*{_NUMBER},\d", text):
-        raise UnitError(f"cannot read {text!r} as a quantity", "use a decimal point: 1.4, not 1,4")
+        raise UnitError(f"cannot read {clip(text)!r} as a quantity",
+                        "use a decimal point: 1.4, not 1,4")
     match = _QUANTITY.match(text)
     if not match:
-        raise UnitError(f"cannot read {text!r} as a number with a unit",
+        raise UnitError(f"cannot read {clip(text)!r} as a number with a unit",
                         "write it as a lab report does, e.g. 1.4 mg/dL")
     number, unit = match.groups()
     magnitude = float(number)
     if not math.isfinite(magnitude):
-        raise UnitError(f"{text!r} is not a finite number")
+        raise UnitError(f"{clip(text)!r} is not a finite number")
+    if abs(magnitude) > MAX_MAGNITUDE:
+        raise UnitError(f"{clip(text)!r} is too large to be a measurement")
     if not unit:
         return magnitude, ""
     key = normalise_unit(unit)
     if key not in SPELLINGS:
         guess = nearest(unit, [display for _, display in SPELLINGS.values()])
         hint = f"did you mean {guess!r}?" if guess else None
-        raise UnitError(f"unknown unit {unit!r}", hint)
+        raise UnitError(f"unknown unit {clip(unit)!r}", hint)
     return magnitude, key
 
 
@@ -193,7 +199,8 @@ def parse_measure(value: object, kind: Kind, analyte: Analyte | None = None) -> 
     text = str(value)
     magnitude, unit = split_quantity(text)
     if not unit:
-        raise UnitError(f"{text!r} has no unit; expected {kind.name} such as {kind.example!r}")
+        raise UnitError(f"{clip(text)!r} has no unit; expected {kind.name} such as "
+                        f"{kind.example!r}")
     check_kind(unit, kind, analyte)
     return Measure(magnitude, unit, text.strip())
 
@@ -277,7 +284,18 @@ def fmt_pair(x: float, threshold: float) -> tuple[str, str]:
 
 
 def shift(day: dt.date, amount: Measure, sign: int) -> dt.date:
-    """Move a date by a duration: calendar months and years, exact days and weeks."""
+    """Move a date by a duration: calendar months and years, exact days and weeks.
+
+    A shift past the calendar's ends (year 1 or 9999) stops there: a window reaching before
+    year 1 holds every date, and an overflow must not crash a screening.
+    """
+    try:
+        return _shift(day, amount, sign)
+    except (OverflowError, ValueError):
+        return dt.date.min if sign * amount.magnitude < 0 else dt.date.max
+
+
+def _shift(day: dt.date, amount: Measure, sign: int) -> dt.date:
     base = SPELLINGS[amount.unit][0]
     if base in ("month", "year"):
         # The rule loader admits whole months and years only, so this is exact.

@@ -78,7 +78,10 @@ def bundle_dict(*resources: dict[str, Any], patient: dict[str, Any] | None = PAT
 
 def write(tmp_path: Path, data: Any, name: str = "bundle.json") -> Path:
     path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    # surrogatepass: damage may include lone surrogates, which then reach the reader as the
+    # invalid UTF-8 bytes a broken export would hold, instead of failing in the test itself.
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8",
+                    errors="surrogatepass")
     return path
 
 

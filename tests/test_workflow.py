@@ -218,3 +218,8 @@ def test_stale_imported_labs_count_as_missing_with_max_age():
                             "--max-age", "30d", "-t", "NCT06559644").stdout)
     i9c = next(p for c in report["trials"][0]["criteria"] for p in c["parts"] if p["id"] == "I9.c")
     assert i9c["status"] == "unknown" and "older than 30d" in i9c["reason"]
+
+
+@pytest.mark.parametrize("span", ["-3d", "0 days", "2.5 months", "soon"])
+def test_max_age_must_be_a_positive_span(span: str):
+    assert run("check", str(BASELINE), "--max-age", span).exit_code == 2
