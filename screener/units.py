@@ -5,8 +5,10 @@ Policy, in one place:
 * **Accepted spellings only.** A unit is looked up in `SPELLINGS` before pint ever sees it.
   pint parses unit strings as arithmetic (`10*9/L` is 90 per litre, `10^9` an exponent),
   and knows offset units such as degC that break multiplication; neither can reach it here.
-* **One registry**, created once on first use. Per-patient work never calls pint: each
-  (from unit, to unit, molar mass) conversion factor is computed once and cached.
+* **One registry**, created once on first use. pint computes each accepted unit's
+  dimensionality and factor to SI base units once per pint install; that small table is
+  kept in the user's cache folder (`table()`), so a run normally never imports pint, and
+  every conversion is one cached multiplication.
 * **Mass and molar concentrations** convert only through the molar mass of the analyte a
   field measures (bilirubin 584.66 g/mol, creatinine 113.12 g/mol); a field without a molar
   mass accepts no molar unit, so nothing ever converts across analytes.
@@ -19,10 +21,13 @@ Policy, in one place:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import reference
@@ -170,9 +175,70 @@ def registry() -> pint.UnitRegistry:
         return pint.UnitRegistry()
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1)
+def table() -> dict[str, tuple[str, float]]:
+    """Each accepted unit's dimensionality and factor to SI base units, as pint computes them.
+
+    Importing pint and building its registry is most of a single check's start-up, and the
+    answers for a fixed list of spellings never change for one pint install. So pint
+    computes them once; they are kept in the user's cache folder, keyed to the pint install
+    and to this module's spellings, and every conversion is then one multiplication.
+    """
+    key = _table_key()
+    path = _cache_dir() / f"units-{key}.json"
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if set(cached) == set(SPELLINGS) | {_MOLAR_MASS_UNIT}:
+            return {unit: (str(dim), float(base)) for unit, (dim, base) in cached.items()}
+    except (OSError, ValueError, TypeError):
+        pass
+    computed = _table_from_pint()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(computed, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:
+        pass  # a read-only home only costs the next run the same computation
+    return computed
+
+
+_MOLAR_MASS_UNIT = "gram / mole"
+
+
+def _table_from_pint() -> dict[str, tuple[str, float]]:
+    ureg = registry()
+    found = {}
+    for unit, (expression, _) in SPELLINGS.items():
+        base = ureg.Quantity(1.0, expression).to_base_units()
+        found[unit] = (str(ureg.Unit(expression).dimensionality), float(base.magnitude))
+    mass = ureg.Quantity(1.0, _MOLAR_MASS_UNIT).to_base_units()
+    found[_MOLAR_MASS_UNIT] = (str(mass.dimensionality), float(mass.magnitude))
+    return found
+
+
+def _table_key() -> str:
+    """Changes whenever pint is reinstalled or the accepted spellings change."""
+    import hashlib
+    import importlib.util
+
+    spec = importlib.util.find_spec("pint")
+    origin = spec.origin if spec and spec.origin else "pint"
+    try:
+        stamp = f"{origin}:{os.stat(origin).st_mtime_ns}"
+    except OSError:
+        stamp = origin
+    text = stamp + json.dumps(SPELLINGS, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "screener"
+
+
 def dimension_of(unit: str) -> str:
-    return str(registry().Unit(SPELLINGS[unit][0]).dimensionality)
+    return table()[unit][0]
 
 
 def split_quantity(text: str) -> tuple[float, str]:
@@ -229,29 +295,21 @@ def check_kind(unit: str, kind: Kind, analyte: Analyte | None = None) -> None:
 
 @lru_cache(maxsize=None)
 def factor(source: str, target: str, molar_mass: float | None = None) -> float:
-    """Multiply a magnitude in unit `source` by this to express it in `target`."""
-    ureg = registry()
-    quantity = ureg.Quantity(1.0, SPELLINGS[source][0])
-    goal = ureg.Unit(SPELLINGS[target][0])
-    if quantity.dimensionality != goal.dimensionality:
-        if molar_mass is None:
+    """Multiply a magnitude in unit `source` by this to express it in `target`.
+
+    Through SI base units; between a molar and a mass concentration only with the molar
+    mass of the analyte measured (in g/mol), never otherwise.
+    """
+    known = table()
+    (source_dim, to_base), (target_dim, from_base) = known[source], known[target]
+    value = to_base
+    if source_dim != target_dim:
+        molar, mass = dimension_of("umol/l"), dimension_of("mg/dl")
+        if molar_mass is None or {source_dim, target_dim} != {molar, mass}:
             raise UnitError(f"cannot convert {SPELLINGS[source][1]} to {SPELLINGS[target][1]}")
-        mass = ureg.Quantity(molar_mass, "gram / mole")
-        if str(quantity.dimensionality) == dimension_of("umol/l"):
-            quantity = quantity * mass
-        else:
-            quantity = quantity / mass
-    try:
-        return float(quantity.to(goal).magnitude)
-    except pint_errors() as exc:
-        raise UnitError(f"cannot convert {SPELLINGS[source][1]} to {SPELLINGS[target][1]}: "
-                        f"{exc}") from None
-
-
-def pint_errors() -> tuple[type[Exception], ...]:
-    import pint
-
-    return (pint.DimensionalityError,)
+        grams_per_mole = molar_mass * known[_MOLAR_MASS_UNIT][1]
+        value = value * grams_per_mole if source_dim == molar else value / grams_per_mole
+    return value / from_base
 
 
 def convert(measure: Measure, target: str, analyte: Analyte | None = None) -> float:

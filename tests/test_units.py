@@ -284,3 +284,41 @@ def test_unequal_values_never_print_equal(x, threshold):
 def test_nearby_unequal_values_never_print_equal(x, gap):
     a, b = u.fmt_pair(x, x * (1 + gap))
     assert a != b
+
+
+def test_the_cached_unit_table_is_what_pint_computes():
+    from screener.units import _table_from_pint, table
+
+    assert table() == _table_from_pint()
+
+
+def test_a_warm_run_does_not_import_pint(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    probe = ("import sys; from screener import units; units.table(); "
+             "print('pint' in sys.modules)")
+    cold = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          check=True)
+    warm = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          check=True)
+    assert cold.stdout.strip() == "True"   # the first run asks pint and keeps the answers
+    assert warm.stdout.strip() == "False"  # later runs read them back
+
+
+def test_a_damaged_unit_cache_is_rebuilt(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    probe = "from screener import units; print(units.factor('mg/dl', 'umol/l', 113.12))"
+    first = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                           text=True, check=True).stdout
+    for cached in (tmp_path / "screener").glob("units-*.json"):
+        cached.write_text("{not json", encoding="utf-8")
+    again = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                           text=True, check=True).stdout
+    assert first == again and abs(float(first) - 88.4017) < 1e-3
