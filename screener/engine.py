@@ -35,9 +35,12 @@ def _part(pid: str, outcome: Outcome, kind: Kind) -> PartResult:
 
 
 def screen_criterion(patient: Patient, trial: str, criterion: Criterion,
-                     max_age: Measure | None = None) -> CriterionResult:
+                     max_age: Measure | None = None, facts: Scope | None = None
+                     ) -> CriterionResult:
+    """One criterion's status and reasons; `facts` shares lookups across criteria."""
     attestation = _attestation(patient, trial, criterion)
-    scope = Scope(patient, patient.data, v.PATIENT, attestation=attestation, max_age=max_age)
+    base = facts if facts is not None else facts_of(patient, max_age)
+    scope = base.judged(attestation)
     parts: tuple[PartResult, ...] = ()
     if criterion.check is None:
         outcomes = [p.check.evaluate(scope) for p in criterion.parts]
@@ -53,13 +56,20 @@ def screen_criterion(patient: Patient, trial: str, criterion: Criterion,
         text=criterion.text, note=criterion.note)
 
 
-def screen(patient: Patient, rule_set: RuleSet, max_age: Measure | None = None) -> TrialResult:
+def facts_of(patient: Patient, max_age: Measure | None = None) -> Scope:
+    """The patient's facts, looked up once and shared by every criterion screened."""
+    return Scope(patient, patient.data, v.PATIENT, max_age=max_age)
+
+
+def screen(patient: Patient, rule_set: RuleSet, max_age: Measure | None = None,
+           facts: Scope | None = None) -> TrialResult:
     """Screen one patient against one trial. Pure: no I/O, no global state.
 
     With `max_age`, a dated lab, marker or test older than that before the screening date
     counts as missing, so stale data never silently decides a screen.
     """
-    results = tuple(screen_criterion(patient, rule_set.trial, c, max_age)
+    base = facts if facts is not None else facts_of(patient, max_age)
+    results = tuple(screen_criterion(patient, rule_set.trial, c, max_age, base)
                     for c in rule_set.criteria)
     return TrialResult(trial=rule_set.trial, product=rule_set.product, title=rule_set.title,
                        verdict=verdict_of(r.status for r in results), criteria=results,
@@ -91,9 +101,10 @@ def screen_patient(patient: Patient, rule_sets: Iterable[RuleSet],
                    max_age: Measure | None = None) -> Screening:
     """Screen one patient against several trials, in the order given."""
     rule_sets = tuple(rule_sets)
+    facts = facts_of(patient, max_age)
     warnings = [d.render("warning") for d in patient.warnings]
     warnings += attestation_warnings(patient, rule_sets)
     return Screening(patient=patient.id, file=patient.file, as_of=patient.as_of.isoformat(),
                      as_of_source=patient.as_of_source,
-                     trials=tuple(screen(patient, r, max_age) for r in rule_sets),
+                     trials=tuple(screen(patient, r, max_age, facts) for r in rule_sets),
                      warnings=tuple(warnings), sources=tuple(sorted(patient.sources.items())))

@@ -31,25 +31,46 @@ class Missing:
     why: str = ""
 
 
-@dataclass(frozen=True)
 class Scope:
-    """Where names are looked up: the patient, or one item of one of its lists."""
+    """Where names are looked up: the patient, or one item of one of its lists.
 
-    patient: Patient
-    data: dict[str, Any]
-    spec: v.Record
-    prefix: str = ""  # "therapies[2]." inside a list item
-    attestation: bool | None = None  # the value review leaves take in this criterion
-    max_age: Measure | None = None  # dated results older than this count as missing
+    Facts of the patient itself are looked up once per screening and shared by every
+    criterion of every trial through `known` (a patient is screened against five trials
+    whose criteria read the same few dozen facts).
+    """
+
+    __slots__ = ("patient", "data", "spec", "prefix", "attestation", "max_age", "known")
+
+    def __init__(self, patient: Patient, data: dict[str, Any], spec: v.Record, prefix: str = "",
+                 attestation: bool | None = None, max_age: Measure | None = None,
+                 known: dict[str, Fact | Missing] | None = None) -> None:
+        self.patient = patient
+        self.data = data
+        self.spec = spec
+        self.prefix = prefix  # "therapies[2]." inside a list item
+        self.attestation = attestation  # the value review leaves take in this criterion
+        self.max_age = max_age  # dated results older than this count as missing
+        self.known = {} if known is None else known
 
     @property
     def as_of(self) -> dt.date:
         return self.patient.as_of
 
     def item(self, data: dict[str, Any], spec: v.Record, prefix: str) -> Scope:
-        return Scope(self.patient, data, spec, prefix, self.attestation, self.max_age)
+        return Scope(self.patient, data, spec, prefix, self.attestation, self.max_age, {})
+
+    def judged(self, attestation: bool | None) -> Scope:
+        """The same patient and facts, with a criterion's attestation for its review items."""
+        return Scope(self.patient, self.data, self.spec, self.prefix, attestation, self.max_age,
+                     self.known)
 
     def get(self, path: str) -> Fact | Missing:
+        found = self.known.get(path)
+        if found is None:
+            found = self.known[path] = self._get(path)
+        return found
+
+    def _get(self, path: str) -> Fact | Missing:
         if not self.prefix:
             if path == "age":
                 return self._age()

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from . import reference, units
 from .units import Analyte, Kind
 
 
+_FOLD = re.compile(r"[\s_\-'.]+")
+
+
 def fold(text: str) -> str:
     """Spelling-insensitive key: case, spaces, hyphens, underscores and dots ignored."""
-    return re.sub(r"[\s_\-'.]+", "", text.lower())
+    return _FOLD.sub("", text.lower())
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,16 @@ class Choice(Spec):
     synonyms: tuple[tuple[str, str], ...] = ()
 
     def lookup(self) -> dict[str, str]:
-        table = {fold(v): v for v in self.values}
-        table.update({fold(s): v for s, v in self.synonyms})
-        return table
+        """Folded spelling -> value; built once per field, as every patient file asks."""
+        return _choice_table(self.values, self.synonyms)
+
+
+@lru_cache(maxsize=None)
+def _choice_table(values: tuple[str, ...], synonyms: tuple[tuple[str, str], ...]
+                  ) -> dict[str, str]:
+    table = {fold(v): v for v in values}
+    table.update({fold(s): v for s, v in synonyms})
+    return table
 
 
 @dataclass(frozen=True)
