@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,31 +112,59 @@ def screen_file(name: str, rule_sets: list[RuleSet], as_of: dt.date | None = Non
 # Worker processes receive the rule sets once, at start-up, not with every file.
 _worker: dict[str, object] = {}
 
-
-def _init_worker(rule_sets: list[RuleSet], as_of: dt.date | None, max_age: Measure | None
-                 ) -> None:
-    _worker.update(rule_sets=rule_sets, as_of=as_of, max_age=max_age)
+Render = Callable[[Record], str]
 
 
-def _screen_in_worker(name: str) -> Record:
-    return screen_file(name, _worker["rule_sets"], _worker["as_of"],  # type: ignore[arg-type]
-                       _worker["max_age"])  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class Done:
+    """One screened entry: the record (kept only when not rendered) and its rendered text."""
+
+    file: str
+    failed: bool
+    record: Record | None
+    text: str
+
+
+def _init_worker(rule_sets: list[RuleSet], as_of: dt.date | None, max_age: Measure | None,
+                 render: Render | None) -> None:
+    _worker.update(rule_sets=rule_sets, as_of=as_of, max_age=max_age, render=render)
+
+
+def _finish(record: Record, render: Render | None) -> Done:
+    # Rendering where the screening happened spares sending whole records between
+    # processes and leaves the parent only writing text.
+    failed = isinstance(record, FileError)
+    if render is None:
+        return Done(record.file, failed, record, "")
+    return Done(record.file, failed, None, render(record))
+
+
+def _screen_in_worker(name: str) -> Done:
+    record = screen_file(name, _worker["rule_sets"], _worker["as_of"],  # type: ignore[arg-type]
+                         _worker["max_age"])  # type: ignore[arg-type]
+    return _finish(record, _worker["render"])  # type: ignore[arg-type]
 
 
 def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date | None = None,
-        max_age: Measure | None = None, jobs: int = 1) -> Iterator[Record]:
-    """Screen every entry, yielding records in input order; errors pass through in place."""
+        max_age: Measure | None = None, jobs: int = 1, render: Render | None = None
+        ) -> Iterator[Done]:
+    """Screen every entry, in input order; errors pass through in place.
+
+    With `render` (a module-level function, so worker processes can receive it), each
+    record is rendered as soon as it is screened and only the text is kept.
+    """
     names = [e for e in entries if isinstance(e, str)]
     if jobs <= 1 or len(names) < 2:
         for entry in entries:
-            yield entry if isinstance(entry, FileError) else \
+            record = entry if isinstance(entry, FileError) else \
                 screen_file(entry, rule_sets, as_of, max_age)
+            yield _finish(record, render)
         return
     from concurrent.futures import ProcessPoolExecutor
 
     chunk = max(1, min(64, len(names) // (jobs * 4)))
     with ProcessPoolExecutor(jobs, initializer=_init_worker,
-                             initargs=(rule_sets, as_of, max_age)) as pool:
+                             initargs=(rule_sets, as_of, max_age, render)) as pool:
         screened = pool.map(_screen_in_worker, names, chunksize=chunk)
         for entry in entries:
-            yield entry if isinstance(entry, FileError) else next(screened)
+            yield _finish(entry, render) if isinstance(entry, FileError) else next(screened)

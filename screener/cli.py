@@ -143,11 +143,12 @@ def _progress(total: int):  # type: ignore[no-untyped-def]
 def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optional[dt.date],
            trials: list[str], rules: Optional[Path], max_age: object, jobs: int,
            verbose: bool) -> Exit:
-    from .batch import FileError, expand, run
+    from .batch import expand, run
     from .catalog import load_rule_sets, select
     from .errors import RuleSetError
     from .output import atomic_output
-    from .report import csv_header, csv_rows, dumps, markdown, render, to_json
+    from .report import (csv_header, csv_rows, json_array, json_document, jsonl_line, markdown,
+                         render as render_record)
     from .summary import Cohort, markdown as cohort_markdown, render as render_cohort
 
     try:
@@ -165,7 +166,9 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                                  param_hint="PATH")
     failed = False
     cohort = Cohort()
-    collected = []
+    documents: list[str] = []
+    render = {Format.json: json_document, Format.jsonl: jsonl_line,
+              Format.csv: csv_rows}.get(fmt)
     progress = _progress(len(entries))
     with atomic_output(output) as stream:
         out = _table_console(stream)
@@ -175,28 +178,27 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         try:
             if fmt is Format.csv:
                 stream.write(csv_header())
-            for index, record in enumerate(run(entries, rule_sets, as_of, max_age, jobs)):
-                failed |= isinstance(record, FileError)
-                cohort.add(record)
+            for index, done in enumerate(run(entries, rule_sets, as_of, max_age, jobs, render)):
+                failed |= done.failed
+                if done.record is not None:
+                    cohort.add(done.record)
                 if fmt is Format.table:
                     if index:
                         out.rule()
-                    render(out, record, verbose)
+                    render_record(out, done.record, verbose)
                 elif fmt is Format.markdown:
-                    stream.write(markdown(record, verbose) + "\n")
-                elif fmt is Format.jsonl:
-                    stream.write(dumps(to_json(record), compact=True) + "\n")
-                elif fmt is Format.csv:
-                    stream.write(csv_rows(record))
+                    stream.write(markdown(done.record, verbose) + "\n")
+                elif fmt is Format.json:
+                    documents.append(done.text)
                 else:
-                    collected.append(to_json(record))
+                    stream.write(done.text)
                 if progress:
                     progress.advance(task)
         finally:
             if progress:
                 progress.stop()
         if fmt is Format.json:
-            stream.write(dumps(collected[0] if len(entries) == 1 else collected) + "\n")
+            stream.write((documents[0] if len(entries) == 1 else json_array(documents)) + "\n")
         elif len(entries) > 1 and fmt is Format.table:
             render_cohort(out, cohort)
         elif len(entries) > 1 and fmt is Format.markdown:

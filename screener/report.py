@@ -67,6 +67,22 @@ def dumps(data: Any, compact: bool = False) -> str:
     return json.dumps(data, sort_keys=True, ensure_ascii=False, indent=2)
 
 
+def jsonl_line(record: Record) -> str:
+    return dumps(to_json(record), compact=True) + "\n"
+
+
+def json_document(record: Record) -> str:
+    return dumps(to_json(record))
+
+
+def json_array(documents: list[str]) -> str:
+    """Indented documents joined into the bytes json.dumps(list, indent=2) would give."""
+    if not documents:
+        return "[]"
+    inner = ",\n".join("\n".join("  " + line for line in d.split("\n")) for d in documents)
+    return "[\n" + inner + "\n]"
+
+
 # ------------------------------------------------------------------------------------ CSV
 
 CSV_COLUMNS = ["file", "patient", "as_of", "trial", "verdict", "criterion", "kind", "status",

@@ -59,6 +59,7 @@ only when these are called)::
 from __future__ import annotations
 
 import copy
+import math
 import datetime as dt
 import random
 from collections.abc import Callable, Mapping
@@ -209,6 +210,14 @@ def number(x: float, digits: int = 8) -> str:
     return text
 
 
+def _rounded(x: float) -> str:
+    """Three significant digits, as a lab report prints (1.61, 142, 0.0512)."""
+    if x == 0:
+        return "0"
+    decimals = max(0, 2 - math.floor(math.log10(abs(x))))
+    return number(round(x, decimals))
+
+
 def write(family: str, canonical: float, unit: str) -> str:
     """A canonical value of a family written in `unit`, e.g. write("mass", 62, "lb")."""
     return f"{number(canonical / FAMILIES[family][unit])} {unit}"
@@ -281,7 +290,7 @@ def patients(missing: float = 0.15) -> Any:
         def build(draw: Any) -> str:
             canonical = draw(st.floats(low, high, allow_nan=False, allow_infinity=False))
             unit = draw(st.sampled_from(units or list(FAMILIES[family])))
-            return write(family, canonical, unit)
+            return f"{_rounded(canonical / FAMILIES[family][unit])} {unit}"
         return build()
 
     def lab(family: str, low: float, high: float, uln_low: float, uln_high: float,
