@@ -33,7 +33,7 @@ import yaml
 
 from .document import Document, PathKey, load
 from .engine import screen
-from .errors import Diagnostic, ScreenerError, nearest
+from .errors import Diagnostic, ScreenerError
 from .model import Status, TrialResult, Verdict
 from .patient import Patient, parse_patient
 from .conditions import Node, Review
@@ -104,15 +104,7 @@ class _Reader:
         return CaseFileError(self.doc.diagnostic(message, path, key=key, hint=hint))
 
     def strict(self, data: Any, path: PathKey, allowed: tuple[str, ...], what: str) -> dict:
-        if not isinstance(data, dict):
-            raise self.fail(path, f"{what} must be a mapping")
-        for key in data:
-            if key not in allowed:
-                guess = nearest(str(key), list(allowed))
-                raise self.fail(path + (key,), f"unknown key {key!r} in {what}",
-                                f"did you mean {guess!r}?" if guess else
-                                f"allowed: {', '.join(allowed)}", key=True)
-        return data
+        return self.doc.strict(data, path, allowed, what, CaseFileError)
 
     def patient_file(self, name: Any, path: PathKey) -> dict[str, Any]:
         if not isinstance(name, str):

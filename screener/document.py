@@ -16,11 +16,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
 
-from .errors import Diagnostic, Position, ScreenerError, clip
+from .errors import Diagnostic, Position, ScreenerError, clip, describe_value, nearest
 
 PathKey = tuple[str | int, ...]
 
@@ -92,6 +93,27 @@ class Document:
             if not path:
                 return None
             path = path[:-1]
+
+    def strict(self, value: Any, path: PathKey, allowed: Iterable[str], what: str,
+               error: type[ScreenerError], required: Iterable[str] = ()) -> dict[str, Any]:
+        """`value` as a mapping with only `allowed` keys and all `required` ones.
+
+        Rule files and case files are written by people and read strictly: a misspelt key
+        fails with its line and the nearest allowed name.
+        """
+        if not isinstance(value, dict):
+            raise error(self.diagnostic(f"{what} must be a mapping", path))
+        names = list(allowed)
+        for key in value:
+            if key not in names:
+                guess = nearest(str(key), names)
+                raise error(self.diagnostic(
+                    f"unknown key {describe_value(key)} in {what}", path + (key,), key=True,
+                    hint=f"did you mean {guess!r}?" if guess else f"allowed: {', '.join(names)}"))
+        for key in required:
+            if key not in value:
+                raise error(self.diagnostic(f"{what} needs {key!r}", path))
+        return value
 
     def diagnostic(
         self, message: str, path: PathKey = (), *, key: bool = False, hint: str | None = None

@@ -900,13 +900,16 @@ class _Reader:
                 item["ongoing"] = True
             elif status in ("completed", "stopped") or "stop_date" in item:
                 item["ongoing"] = False
-            code = next((f" (RxNorm {c.get('code')})" for c in codings(concept)
-                         if self.map.aliases.get(str(c.get("system", "")).rstrip("/")) == "RxNorm"),
-                        "")
+            code = self._code_note(concept, "RxNorm")
             day = start.date.isoformat() if start else "no date"
             self.sources[f"medications[{len(items)}]"] = f"{where}{code}, {day}"
             items.append(item)
         self.record["medications"] = items
+
+    def _code_note(self, concept: Any, system: str) -> str:
+        """" (RxNorm 5640)" for the first coding of `system` in a concept, else ""."""
+        return next((f" ({system} {c.get('code')})" for c in codings(concept)
+                     if self.map.aliases.get(str(c.get("system", "")).rstrip("/")) == system), "")
 
     def _medication_class(self, concept: Any, name: str) -> str:
         found = self.map.find("medication_codes", concept)
@@ -981,9 +984,7 @@ class _Reader:
                 item["date"] = when.date
             if match is not None:
                 item["live"] = bool(match[0].data["live"])
-            code = next((f" (CVX {c.get('code')})" for c in codings(res.get("vaccineCode"))
-                         if self.map.aliases.get(str(c.get("system", "")).rstrip("/")) == "CVX"),
-                        "")
+            code = self._code_note(res.get("vaccineCode"), "CVX")
             day = when.date.isoformat() if when else "no date"
             self.sources[f"vaccinations[{len(items)}]"] = f"{_name(res, index)}{code}, {day}"
             items.append(item)

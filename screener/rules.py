@@ -80,17 +80,8 @@ class _Compiler:
 
     def mapping(self, value: Any, path: PathKey, allowed: set[str], required: set[str],
                 what: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(path, f"{what} must be a mapping")
-        for key in value:
-            if key not in allowed:
-                guess = nearest(str(key), sorted(allowed))
-                raise self.fail(path + (key,), f"unknown key {_q(key)} in {what}",
-                                f"did you mean {guess!r}?" if guess else
-                                f"allowed: {', '.join(sorted(allowed))}", key=True)
-        for key in sorted(required - set(value)):
-            raise self.fail(path, f"{what} needs {key!r}")
-        return value
+        return self.doc.strict(value, path, sorted(allowed), what, RuleSetError,
+                               sorted(required))
 
     def text(self, value: Any, path: PathKey, what: str) -> str:
         if not isinstance(value, str) or not value.strip():
