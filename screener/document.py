@@ -14,6 +14,7 @@ import codecs
 import datetime as dt
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable
@@ -145,8 +146,10 @@ def read_text(path: Path, display: str, error: type[ScreenerError]) -> str:
                 raise error(Diagnostic(f"file is {size:,} bytes; the limit is {MAX_BYTES:,}",
                                        display))
             # A device or pipe has no size (/dev/zero never ends): read one byte past the
-            # limit at most.
-            raw = handle.read(MAX_BYTES + 1)
+            # limit at most. A regular file says its size; asking for just that much (plus
+            # one) avoids allocating a megabyte for every few-kilobyte patient file.
+            regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+            raw = handle.read((size if regular else MAX_BYTES) + 1)
     except OSError as exc:
         raise error(Diagnostic(f"cannot read file: {exc.strerror or exc}", display)) from None
     if len(raw) > MAX_BYTES:

@@ -222,6 +222,11 @@ def render(console: Any, record: Record, verbose: bool = False) -> None:
                 table.add_row("", "", f"[dim]{escape(c.text)}[/]", "", "",
                               f"[dim italic]{escape(c.note)}[/]" if c.note else "")
         console.print(table)
+    if verbose and record.sources:
+        console.print()
+        console.print("[bold]Where the facts came from[/]")
+        for field, source in record.sources:
+            console.print(f"  {escape(field)}: [dim]{escape(source)}[/]", highlight=False)
     collect, judge = todo(record)
     if any(collect.values()) or judge:
         console.print()

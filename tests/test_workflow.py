@@ -223,3 +223,11 @@ def test_stale_imported_labs_count_as_missing_with_max_age():
 @pytest.mark.parametrize("span", ["-3d", "0 days", "2.5 months", "soon"])
 def test_max_age_must_be_a_positive_span(span: str):
     assert run("check", str(BASELINE), "--max-age", span).exit_code == 2
+
+
+def test_verbose_table_shows_where_imported_facts_came_from():
+    bundle = next(FHIR.glob("Angelic_Mueller_*.json"))
+    out = runner.invoke(app, ["check", str(bundle), "--as-of", "2026-11-20", "-t", "NCT06559644",
+                              "--verbose"], terminal_width=200).stdout
+    assert "Where the facts came from" in out
+    assert "labs.creatinine: Observation/" in out and "38483-4" in out
