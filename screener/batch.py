@@ -101,12 +101,12 @@ def load_any(name: str, as_of: dt.date | None = None) -> Patient:
 
 
 def screen_file(name: str, rule_sets: list[RuleSet], as_of: dt.date | None = None,
-                max_age: Measure | None = None) -> Record:
+                max_age: Measure | None = None, known_trials: tuple[str, ...] = ()) -> Record:
     try:
         patient = load_any(name, as_of)
     except ScreenerError as exc:
         return FileError(name, exc.diagnostics)
-    return screen_patient(patient, rule_sets, max_age)
+    return screen_patient(patient, rule_sets, max_age, known_trials)
 
 
 # Worker processes receive the rule sets once, at start-up, not with every file.
@@ -126,8 +126,9 @@ class Done:
 
 
 def _init_worker(rule_sets: list[RuleSet], as_of: dt.date | None, max_age: Measure | None,
-                 render: Render | None) -> None:
-    _worker.update(rule_sets=rule_sets, as_of=as_of, max_age=max_age, render=render)
+                 render: Render | None, known_trials: tuple[str, ...]) -> None:
+    _worker.update(rule_sets=rule_sets, as_of=as_of, max_age=max_age, render=render,
+                   known_trials=known_trials)
 
 
 def _finish(record: Record, render: Render | None) -> Done:
@@ -141,13 +142,13 @@ def _finish(record: Record, render: Render | None) -> Done:
 
 def _screen_in_worker(name: str) -> Done:
     record = screen_file(name, _worker["rule_sets"], _worker["as_of"],  # type: ignore[arg-type]
-                         _worker["max_age"])  # type: ignore[arg-type]
+                         _worker["max_age"], _worker["known_trials"])  # type: ignore[arg-type]
     return _finish(record, _worker["render"])  # type: ignore[arg-type]
 
 
 def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date | None = None,
-        max_age: Measure | None = None, jobs: int = 1, render: Render | None = None
-        ) -> Iterator[Done]:
+        max_age: Measure | None = None, jobs: int = 1, render: Render | None = None,
+        known_trials: tuple[str, ...] = ()) -> Iterator[Done]:
     """Screen every entry, in input order; errors pass through in place.
 
     With `render` (a module-level function, so worker processes can receive it), each
@@ -157,14 +158,14 @@ def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date
     if jobs <= 1 or len(names) < 2:
         for entry in entries:
             record = entry if isinstance(entry, FileError) else \
-                screen_file(entry, rule_sets, as_of, max_age)
+                screen_file(entry, rule_sets, as_of, max_age, known_trials)
             yield _finish(record, render)
         return
     from concurrent.futures import ProcessPoolExecutor
 
     chunk = max(1, min(64, len(names) // (jobs * 4)))
     with ProcessPoolExecutor(jobs, initializer=_init_worker,
-                             initargs=(rule_sets, as_of, max_age, render)) as pool:
+                             initargs=(rule_sets, as_of, max_age, render, known_trials)) as pool:
         screened = pool.map(_screen_in_worker, names, chunksize=chunk)
         for entry in entries:
             yield _finish(entry, render) if isinstance(entry, FileError) else next(screened)

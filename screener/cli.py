@@ -156,6 +156,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     except RuleSetError as exc:
         _fail("\n".join(d.render() for d in exc.diagnostics)
               + "\nno patient was screened: fix the rule set first.", Exit.RULES)
+    known = tuple(r.trial for r in rule_sets)
     try:
         rule_sets = select(rule_sets, trials)
     except ValueError as exc:
@@ -178,7 +179,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         try:
             if fmt is Format.csv:
                 stream.write(csv_header())
-            for index, done in enumerate(run(entries, rule_sets, as_of, max_age, jobs, render)):
+            for index, done in enumerate(run(entries, rule_sets, as_of, max_age, jobs, render,
+                                             known)):
                 failed |= done.failed
                 if done.record is not None:
                     cohort.add(done.record)

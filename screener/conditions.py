@@ -411,7 +411,8 @@ class Exists(_OverList):
         outcomes = [o for _, o in pairs]
         value = kleene_or(o.value for o in outcomes)
         if value is False:
-            found = f"none matching ({len(pairs)} recorded)" if pairs else "none recorded"
+            # An empty list is an answer ("reviewed: none"); say so, not "not recorded".
+            found = f"none matching ({len(pairs)} recorded)" if pairs else "none ([] in the record)"
             return Outcome(False, (f"{self.label}: {found}",))
         return _explain(value, outcomes)
 
@@ -439,7 +440,8 @@ class Every(_OverList):
                                   selected.review + checked.review, gather([selected, checked]))
             outcomes.append(checked)
         if not outcomes:
-            found = f"none matching ({len(pairs)} recorded)" if pairs else "none recorded"
+            # An empty list is an answer ("reviewed: none"); say so, not "not recorded".
+            found = f"none matching ({len(pairs)} recorded)" if pairs else "none ([] in the record)"
             return Outcome(True, (f"{self.label}: {found}",))
         return combine(outcomes, kleene_and)
 

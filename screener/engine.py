@@ -76,17 +76,24 @@ def screen(patient: Patient, rule_set: RuleSet, max_age: Measure | None = None,
                        caveats=rule_set.caveats)
 
 
-def attestation_warnings(patient: Patient, rule_sets: Iterable[RuleSet]) -> list[str]:
-    """Attestations that name no known criterion, or one with nothing left to judge."""
+def attestation_warnings(patient: Patient, rule_sets: Iterable[RuleSet],
+                         known_trials: Iterable[str] = ()) -> list[str]:
+    """Attestations that name no known criterion, or one with nothing left to judge.
+
+    `known_trials` are trials that exist but were not screened this time (--trial): their
+    attestations are simply not used, not mistakes.
+    """
     sets = {r.trial: r for r in rule_sets}
+    elsewhere = set(known_trials) - set(sets)
     warnings = []
     for key in patient.data.get("attestations", {}):
         trial, _, cid = key.partition("/")
         rule_set = sets.get(trial)
         if rule_set is None:
-            guess = nearest(trial, list(sets))
-            warnings.append(f"attestation {key}: no trial {trial!r} is screened"
-                            + (f" (did you mean {guess}?)" if guess else ""))
+            if trial not in elsewhere:
+                guess = nearest(trial, sorted(set(sets) | elsewhere))
+                warnings.append(f"attestation {key}: no trial {trial!r}"
+                                + (f" (did you mean {guess}?)" if guess else ""))
             continue
         criterion = rule_set.criterion(cid)
         if criterion is None:
@@ -98,12 +105,13 @@ def attestation_warnings(patient: Patient, rule_sets: Iterable[RuleSet]) -> list
 
 
 def screen_patient(patient: Patient, rule_sets: Iterable[RuleSet],
-                   max_age: Measure | None = None) -> Screening:
+                   max_age: Measure | None = None, known_trials: Iterable[str] = ()
+                   ) -> Screening:
     """Screen one patient against several trials, in the order given."""
     rule_sets = tuple(rule_sets)
     facts = facts_of(patient, max_age)
     warnings = [d.render("warning") for d in patient.warnings]
-    warnings += attestation_warnings(patient, rule_sets)
+    warnings += attestation_warnings(patient, rule_sets, known_trials)
     return Screening(patient=patient.id, file=patient.file, as_of=patient.as_of.isoformat(),
                      as_of_source=patient.as_of_source,
                      trials=tuple(screen(patient, r, max_age, facts) for r in rule_sets),

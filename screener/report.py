@@ -14,7 +14,8 @@ import json
 from typing import Any
 
 from .batch import FileError, Record
-from .model import CriterionResult, Evidence, PartResult, Screening, Status, TrialResult, Verdict
+from .model import (CriterionResult, Evidence, Kind, PartResult, Screening, Status, TrialResult,
+                    Verdict)
 
 
 def _evidence_json(evidence: tuple[Evidence, ...]) -> list[dict[str, str]]:
@@ -160,8 +161,11 @@ AS_OF_SOURCE = {"screening_date": "the file's screening_date", "--as-of": "--as-
                 "today": "today's date (no screening_date in the file)"}
 
 
-def _cells(result: CriterionResult | PartResult) -> tuple[str, str, str]:
-    """Value (as written, then as converted), requirement, and the reason when they say less."""
+def _cells(result: CriterionResult | PartResult, kind: Kind) -> tuple[str, str, str]:
+    """Value (as written, then as converted), the rule, and the reason when they say less.
+
+    An exclusion's tree describes what excludes, so its rule reads "excluded if …".
+    """
     if not result.evidence:
         return "", "", result.reason
     # One line per fact: "age 45 years" once, with both its bounds ("≥ 18 years, < 70 years").
@@ -169,9 +173,10 @@ def _cells(result: CriterionResult | PartResult) -> tuple[str, str, str]:
     for e in result.evidence:
         facts.setdefault((f"{e.label} {e.value}", e.converted, e.field), []).append(e.threshold)
     values, required = [], []
+    prefix = "excluded if " if kind is Kind.EXCLUSION else ""
     for (shown, converted, _), thresholds in facts.items():
         values.append(shown + (f" = {converted}" if converted else ""))
-        required.append(", ".join(thresholds))
+        required.append(prefix + ", ".join(thresholds))
     return "\n".join(values), "\n".join(required), ""
 
 
@@ -201,12 +206,12 @@ def render(console: Any, record: Record, verbose: bool = False) -> None:
         table.add_column("id", no_wrap=True)
         table.add_column("criterion", ratio=3)
         table.add_column("patient value", ratio=2)
-        table.add_column("required", ratio=2)
+        table.add_column("rule", ratio=2)
         table.add_column("reason", ratio=4)
         for c in trial.criteria:
             glyph, colour = GLYPHS[c.status]
             label = c.label + (" (attested)" if c.attested else "")
-            value, required, reason = _cells(c)
+            value, required, reason = _cells(c, c.kind)
             if c.parts:
                 value, required, reason = "", "", _parts_summary(c)
             if verbose:
@@ -215,7 +220,7 @@ def render(console: Any, record: Record, verbose: bool = False) -> None:
                           escape(required), escape(reason))
             for p in c.parts:
                 glyph, colour = GLYPHS[p.status]
-                value, required, reason = _cells(p)
+                value, required, reason = _cells(p, c.kind)
                 table.add_row(f"[{colour}]{glyph}[/]", f" {p.id}", "", escape(value),
                               escape(required), escape(p.reason if verbose else reason))
             if verbose:

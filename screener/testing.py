@@ -40,27 +40,35 @@ only when these are called)::
 
 `patients(missing=0.15)`
     A strategy of valid patient mappings in the contract format (plain dicts of str, int,
-    bool, list and `datetime.date`, ready for `yaml.safe_dump`). Values range realistically
-    (creatinine 0.3–4 mg/dL, SpO2 80–100 %, LVEF 20–75 %, ...), each optional field is
-    left out with probability `missing`, and every quantity is written in a randomly chosen
-    equivalent unit: creatinine and bilirubin in mg/dL, mg/L, µmol/L (also spelled umol/L
-    and μmol/L) or mmol/L, a ULN possibly in another unit than its value, weight in kg or
-    lb, durations in days, weeks or months, AST/ALT in U/L or IU/L. The strategy does not
-    steer values away from the rules' thresholds: a test comparing two spellings of one
-    value should skip values within its tolerance of a threshold.
+    bool, list and `datetime.date`, ready for `yaml.safe_dump`; they load without errors or
+    warnings). Values range realistically (creatinine 0.3–4 mg/dL, SpO2 80–100 %, LVEF
+    20–75 %, life expectancy 2 weeks to 2 years, ...) and are written with three significant
+    digits, as a lab report prints them; each optional field is left out with a probability
+    of about `missing`. Every quantity is in a randomly chosen unit: creatinine and
+    bilirubin in mg/dL or µmol/L (also spelled umol/L and μmol/L), a ULN independently of
+    its value, weight in kg or lb, life expectancy in days, weeks or months, AST/ALT in U/L
+    or IU/L. The strategy does not steer values away from the rules' thresholds: a test that
+    compares two spellings of one value skips values within its tolerance of a threshold.
 `in_other_units(mapping, rng_or_draw)`
-    A copy of a patient mapping with every quantity rewritten in an equivalent unit chosen
-    by `rng_or_draw`: a `random.Random`, or hypothesis's `draw` (from `st.data()` or a
-    composite strategy). The conversions use their own constants (molar masses 113.12 and
-    584.66 g/mol, 1 lb = 0.45359237 kg, 1 month = 1/12 of 365.25 days), not screener's, and
-    a converted value keeps 8 significant digits (a relative error below 1e-7).
+    A copy of a patient mapping with every quantity (weight, age, life expectancy, LVEF,
+    SpO2, blasts, lab values and ULNs) rewritten in an equivalent unit chosen by
+    `rng_or_draw`: a `random.Random`, or hypothesis's `draw` (from `st.data()` or a
+    composite strategy). Creatinine and bilirubin may also become mg/L or mmol/L. The
+    conversions use the module's own constants (molar masses 113.12 and 584.66 g/mol, 1 lb
+    = 0.45359237 kg, 1 month = 365.25/12 days), not screener's, so a test of invariance
+    checks screener's conversions; a converted value keeps 8 significant digits (a relative
+    error below 1e-7).
+`to_canonical(family, text)`, `write(family, value, unit)`, `FAMILIES`
+    The unit tables behind both: `to_canonical("creatinine", "97 umol/L")` is 1.0973 (mg/dL),
+    `write("mass", 62, "lb")` is "136.6866 lb". Families: creatinine, bilirubin (mg/dL),
+    enzyme (U/L), percent, mass (kg), duration (days), age (years), seconds, flow (mL/min).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import datetime as dt
+import math
 import random
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -78,8 +86,8 @@ from .model import Screening, TrialResult
 from .patient import Patient, load_patient as _load_patient, parse_patient
 from .rules import RuleSet
 
-__all__ = ["in_other_units", "load_patient", "patient_from", "patients", "rule_sets", "screen",
-           "statuses", "to_canonical"]
+__all__ = ["FAMILIES", "in_other_units", "load_patient", "patient_from", "patients", "rule_sets",
+           "screen", "statuses", "to_canonical", "write"]
 
 # ----------------------------------------------------------------------------- patients
 

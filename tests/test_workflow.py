@@ -231,3 +231,17 @@ def test_verbose_table_shows_where_imported_facts_came_from():
                               "--verbose"], terminal_width=200).stdout
     assert "Where the facts came from" in out
     assert "labs.creatinine: Observation/" in out and "38483-4" in out
+
+
+def test_attestations_for_trials_left_out_by_trial_are_not_warned_about(tmp_path: Path):
+    patient = tmp_path / "p.yaml"
+    patient.write_text(BASELINE.read_text("utf-8")
+                       + "attestations: {NCT06559644/E16: pass, NCT0655964/E9: pass}\n", "utf-8")
+    report = json.loads(run("check", str(patient), "-f", "json", "-t", "CNCT19").stdout)
+    assert report["warnings"] == ["attestation NCT0655964/E9: no trial 'NCT0655964' "
+                                  "(did you mean NCT06559644?)"]
+
+
+def test_exclusion_rules_read_excluded_if():
+    out = runner.invoke(app, ["check", str(BASELINE), "-t", "HY004"], terminal_width=160).stdout
+    assert "excluded if Burkitt" in out
