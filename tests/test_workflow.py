@@ -228,7 +228,7 @@ def test_max_age_must_be_a_positive_span(span: str):
 def test_verbose_table_shows_where_imported_facts_came_from():
     bundle = next(FHIR.glob("Angelic_Mueller_*.json"))
     out = runner.invoke(app, ["check", str(bundle), "--as-of", "2026-11-20", "-t", "NCT06559644",
-                              "--verbose"], terminal_width=200).stdout
+                              "--verbose"], env={"COLUMNS": "200"}).stdout
     assert "Where the facts came from" in out
     assert "labs.creatinine: Observation/" in out and "38483-4" in out
 
@@ -243,5 +243,5 @@ def test_attestations_for_trials_left_out_by_trial_are_not_warned_about(tmp_path
 
 
 def test_exclusion_rules_read_excluded_if():
-    out = runner.invoke(app, ["check", str(BASELINE), "-t", "HY004"], terminal_width=160).stdout
+    out = runner.invoke(app, ["check", str(BASELINE), "-t", "HY004"], env={"COLUMNS": "200"}).stdout
     assert "excluded if Burkitt" in out
