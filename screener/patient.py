@@ -73,6 +73,9 @@ def normalise_mutation(text: str) -> str | None:
     return None
 
 
+_READERS: dict[type, Any] = {}
+
+
 class _Reader:
     """Walks a document against the vocabulary, collecting every error and warning."""
 
@@ -114,8 +117,11 @@ class _Reader:
                                             self.doc.file))
 
     def read(self, spec: v.Spec, value: Any, path: PathKey) -> Any:
-        method = getattr(self, "_" + type(spec).__name__.lower())
-        return method(spec, value, path)
+        # One reader method per kind of field (_record, _lab, _choice, …), found by name once.
+        method = _READERS.get(type(spec))
+        if method is None:
+            method = _READERS[type(spec)] = getattr(_Reader, "_" + type(spec).__name__.lower())
+        return method(self, spec, value, path)
 
     def _record(self, spec: v.Record, value: Any, path: PathKey) -> dict[str, Any] | None:
         if not isinstance(value, dict):
