@@ -140,10 +140,11 @@ def _finish(record: Record, render: Render | None) -> Done:
     return Done(record.file, failed, None, render(record))
 
 
-def _screen_in_worker(name: str) -> Done:
-    record = screen_file(name, _worker["rule_sets"], _worker["as_of"],  # type: ignore[arg-type]
-                         _worker["max_age"], _worker["known_trials"])  # type: ignore[arg-type]
-    return _finish(record, _worker["render"])  # type: ignore[arg-type]
+def _screen_chunk(names: list[str]) -> list[Done]:
+    rule_sets, as_of, max_age = _worker["rule_sets"], _worker["as_of"], _worker["max_age"]
+    render, known = _worker["render"], _worker["known_trials"]
+    return [_finish(screen_file(name, rule_sets, as_of, max_age, known), render)  # type: ignore[arg-type]
+            for name in names]
 
 
 def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date | None = None,
@@ -152,7 +153,9 @@ def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date
     """Screen every entry, in input order; errors pass through in place.
 
     With `render` (a module-level function, so worker processes can receive it), each
-    record is rendered as soon as it is screened and only the text is kept.
+    record is rendered as soon as it is screened and only the text is kept. Workers get
+    chunks of files, and only a few chunks are in flight at once, so memory stays the same
+    whatever the size of the cohort.
     """
     names = [e for e in entries if isinstance(e, str)]
     if jobs <= 1 or len(names) < 2:
@@ -161,11 +164,23 @@ def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date
                 screen_file(entry, rule_sets, as_of, max_age, known_trials)
             yield _finish(record, render)
         return
-    from concurrent.futures import ProcessPoolExecutor
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
 
-    chunk = max(1, min(64, len(names) // (jobs * 4)))
+    size = max(1, min(64, len(names) // (jobs * 4)))
+    chunks = (names[i:i + size] for i in range(0, len(names), size))
     with ProcessPoolExecutor(jobs, initializer=_init_worker,
                              initargs=(rule_sets, as_of, max_age, render, known_trials)) as pool:
-        screened = pool.map(_screen_in_worker, names, chunksize=chunk)
+        pending: deque[Future[list[Done]]] = deque()
+
+        def screened() -> Iterator[Done]:
+            for chunk in chunks:
+                pending.append(pool.submit(_screen_chunk, chunk))
+                if len(pending) >= jobs * 3:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+
+        results = screened()
         for entry in entries:
-            yield _finish(entry, render) if isinstance(entry, FileError) else next(screened)
+            yield _finish(entry, render) if isinstance(entry, FileError) else next(results)
