@@ -10,7 +10,7 @@ already checked every field, operator and unit before a patient is seen.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import units, vocabulary as v
@@ -121,8 +121,10 @@ class If(Node):
     def _else(self, scope: Scope, because: Outcome) -> Outcome:
         if self.otherwise is not None:
             return self.otherwise.evaluate(scope)
+        # The facts shown are why the criterion does not apply, not what it requires.
         return Outcome(self.inapplicable, tuple(f"does not apply: {r}" for r in because.reasons),
-                       evidence=because.evidence)
+                       evidence=tuple(replace(e, threshold=f"applies only if {e.threshold}")
+                                      for e in because.evidence))
 
     def evaluate(self, scope: Scope) -> Outcome:
         cond = self.condition.evaluate(scope)

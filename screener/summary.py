@@ -53,8 +53,9 @@ class Cohort:
         return sorted(tally.excluded_by, key=lambda c: (-tally.excluded_by[c], _id_key(c)))
 
 
-def _id_key(cid: str) -> tuple[str, int]:
-    return cid[0], int(cid[1:].split(".")[0])
+def _id_key(cid: str) -> tuple[int, int]:
+    """Source order: inclusions, then exclusions, each by number."""
+    return (0 if cid[0] == "I" else 1), int(cid[1:].split(".")[0])
 
 
 VERDICTS = [v.value for v in Verdict]

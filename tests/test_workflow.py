@@ -245,3 +245,20 @@ def test_attestations_for_trials_left_out_by_trial_are_not_warned_about(tmp_path
 def test_exclusion_rules_read_excluded_if():
     out = runner.invoke(app, ["check", str(BASELINE), "-t", "HY004"], env={"COLUMNS": "200"}).stdout
     assert "excluded if Burkitt" in out
+
+
+def test_a_criterion_that_does_not_apply_says_so_in_its_rule():
+    data = json.loads(run("check", str(BASELINE), "-f", "json", "-t", "CNCT19").stdout)
+    i5 = next(c for c in data["trials"][0]["criteria"] if c["id"] == "I5")
+    assert i5["status"] == "pass" and i5["values"][0]["threshold"] == "applies only if yes"
+
+
+def test_attrition_lists_criteria_in_source_order_on_ties(cohort: Path):
+    from screener.summary import Cohort
+
+    tally = Cohort()
+    from screener.summary import TrialTally
+
+    tally.trials["T"] = TrialTally("T", "P")
+    tally.trials["T"].excluded_by.update({"E2": 1, "I10": 1, "I2": 1, "E10": 1})
+    assert tally.order("T") == ["I2", "I10", "E2", "E10"]
