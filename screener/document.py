@@ -72,6 +72,9 @@ class Document:
     # The text of scalars YAML resolved to something other than a string, so a field that
     # wants text (an id such as 0012345, which YAML 1.1 reads as octal) gets it as written.
     scalars: dict[PathKey, str] = field(default_factory=dict)
+    # Read by the fast path: no positions and no scalar texts were kept. A reader that
+    # needs either raises NeedsPositions, and the caller parses the text again with marks.
+    fast: bool = False
 
     _lines: list[str] | None = field(default=None, repr=False, compare=False)
 
@@ -169,6 +172,72 @@ def read_text(path: Path, display: str, error: type[ScreenerError]) -> str:
         text = raw.decode("utf-8", errors="replace")
         raise _error(display, text, "file is not UTF-8 text", line, column,
                      "save the file as UTF-8", error) from None
+
+
+class NeedsPositions(Exception):
+    """A fast-read document lacks what the reader needs; parse again with positions."""
+
+
+class _Fallback(Exception):
+    pass
+
+
+class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
+    """libyaml's loader, refusing what the positioned parser would judge differently."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[str, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise _Fallback
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            # Only plain text keys, each once: anything else is the positioned parser's call.
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _CORE + "str" \
+                    or key_node.value in mapping:
+                raise _Fallback
+            mapping[key_node.value] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+    def construct_date(self, node: yaml.Node) -> Any:
+        value = self.construct_yaml_timestamp(node)
+        # A time of day adds nothing to a screening and would break date arithmetic.
+        return value.date() if isinstance(value, dt.datetime) else value
+
+
+    def construct_int(self, node: yaml.Node) -> Any:
+        value = self.construct_yaml_int(node)
+        if abs(value) > 10 ** 15:
+            raise _Fallback  # the positioned parser refuses it with a clear message
+        return value
+
+
+_FastLoader.add_constructor(_CORE + "timestamp", _FastLoader.construct_date)
+_FastLoader.add_constructor(_CORE + "int", _FastLoader.construct_int)
+# Characters that bring in what only the positioned parser handles: anchors and aliases
+# (bounded expansion), tags, merge keys, tabs.
+_NOT_FAST = re.compile(r"[&*!\t]|<<")
+
+
+def parse_fast(text: str, file: str) -> Document | None:
+    """The data of a plain YAML file without positions, or None: then use `parse`.
+
+    For the common valid file this is several times cheaper than keeping every mark; any
+    doubt (odd characters, deep nesting, duplicate or non-text keys, a parse error) hands
+    the text to `parse`, which decides and explains with file, line and column.
+    """
+    if _NOT_FAST.search(text) or _NON_PRINTABLE.search(text):
+        return None
+    # A cruder bound on the nesting depth than `parse` uses, but one that needs no line
+    # splitting: every level needs a bracket, a new line or a block indicator.
+    depth = sum(text.count(mark) for mark in ("[", "{", "\n", "- ", "? ", ": "))
+    if depth > _C_SAFE_DEPTH:
+        return None
+    try:
+        data = yaml.load(text, Loader=_FastLoader)
+    except (yaml.YAMLError, _Fallback, ValueError, TypeError, OverflowError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return Document(file=file, text=text, data=data, fast=True)
 
 
 def parse(text: str, file: str, error: type[ScreenerError] = ScreenerError) -> Document:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import reference, units, vocabulary as v
-from .document import Document, PathKey, load, parse
+from .document import Document, NeedsPositions, PathKey, parse, parse_fast, read_text
 from .errors import Diagnostic, PatientError, clip, describe_value as _kind, nearest
 from .units import Measure, UnitError
 
@@ -168,8 +168,11 @@ class _Reader:
         `cns_involvement: no` is the documented synonym of none, and `name: No` is a name,
         but YAML reads both as false; the text in the file is what was meant.
         """
-        if isinstance(value, bool) and path in self.doc.scalars:
-            return self.doc.scalars[path]
+        if isinstance(value, bool):
+            if self.doc.fast:
+                raise NeedsPositions
+            if path in self.doc.scalars:
+                return self.doc.scalars[path]
         return value
 
     def _text(self, spec: v.Text, value: Any, path: PathKey) -> str | None:
@@ -177,6 +180,8 @@ class _Reader:
         if isinstance(value, (dict, list, bool)) or value is None:
             self.error(path, f"expected text, got {_kind(value)}")
             return None
+        if self.doc.fast and not isinstance(value, str):
+            raise NeedsPositions  # 0012345 must stay as written, not octal 5349
         return self.doc.scalars.get(path, str(value))
 
     def _date(self, spec: v.Date, value: Any, path: PathKey) -> dt.date | None:
@@ -385,8 +390,8 @@ def age_on(birth: dt.date, on: dt.date) -> int:
 def load_patient(path: str | Path, as_of: dt.date | None = None, display: str | None = None,
                  today: dt.date | None = None) -> Patient:
     """Read a patient file; raises PatientError (with file, line and column) if it is unusable."""
-    doc = load(Path(path), display if display is not None else str(path), PatientError)
-    return from_document(doc, as_of, today)
+    name = display if display is not None else str(path)
+    return parse_patient(read_text(Path(path), name, PatientError), name, as_of, today)
 
 
 def from_mapping(record: dict[str, Any], file: str, as_of: dt.date | None = None,
@@ -405,4 +410,13 @@ def from_mapping(record: dict[str, Any], file: str, as_of: dt.date | None = None
 def parse_patient(text: str, file: str = "<patient>", as_of: dt.date | None = None,
                   today: dt.date | None = None) -> Patient:
     """Read a patient from YAML text, as `load_patient` does a file."""
+    doc = parse_fast(text, file)
+    if doc is not None:
+        try:
+            patient = from_document(doc, as_of, today)
+        except (PatientError, NeedsPositions):
+            pass  # the positioned parse below says where
+        else:
+            if not patient.warnings:
+                return patient
     return from_document(parse(text, file, PatientError), as_of, today)

@@ -352,3 +352,36 @@ def test_only_tkis_get_a_generation():
     (therapy,) = patient("therapies:\n  - {type: chemotherapy, drug: imatinib}\n"
                          ).data["therapies"]
     assert "generation" not in therapy
+
+
+# The fast read (no positions) must agree with the positioned parse, and hand over to it
+# whenever positions or the scalar text matter.
+FAST_CASES = [
+    SPEC_EXAMPLE,
+    "id: PT-1\nscreening_date: 2026-11-20\nlabs: {creatinine: {value: 97 umol/L, uln: 1.2 mg/dL}}\n",
+    "id: 0012345\n",                       # octal-looking id: text as written
+    "id: PT-2\ndiagnosis: {cns_involvement: no}\n",  # a YAML 1.1 boolean where a word is meant
+    "id: PT-3\nscreening_date: 2026-11-20T09:30:00\n",  # a time of day is dropped
+]
+
+
+@pytest.mark.parametrize("text", FAST_CASES)
+def test_fast_read_agrees_with_the_positioned_parse(text: str):
+    from screener.document import parse
+    from screener.errors import PatientError
+    from screener.patient import from_document
+
+    slow = from_document(parse(text, "p.yaml", PatientError))
+    assert parse_patient(text, "p.yaml").data == slow.data
+
+
+def test_warnings_from_a_fast_read_still_carry_positions():
+    patient = parse_patient("id: PT-1\nlvf: 55 %\n", "p.yaml")
+    assert patient.warnings[0].position is not None
+    assert patient.warnings[0].position.line == 2
+
+
+def test_duplicate_keys_are_errors_whichever_path_reads_them():
+    with pytest.raises(PatientError) as caught:
+        parse_patient("id: PT-1\necog: 1\necog: 2\n", "p.yaml")
+    assert caught.value.diagnostic.position.line == 3
