@@ -6,7 +6,7 @@ Exit statuses (also in the README):
     1  at least one input could not be read or screened (the others were reported)
     2  usage error: an unknown option, a bad --as-of date, an unknown --trial
     3  a rule set is broken: nothing was screened
-    4  internal error (a bug): rerun with --debug for the traceback
+    4  internal error (a bug): rerun with SCREENER_DEBUG=1 (or check --debug) for the traceback
   130  interrupted (Ctrl-C); an --output file is left as it was
 """
 
@@ -17,9 +17,18 @@ import os
 import sys
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional, TextIO
 
 import typer
+
+if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load only what they use
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from .errors import Diagnostic
+    from .rules import RuleSet
+    from .units import Measure
 
 app = typer.Typer(
     name="screener",
@@ -56,7 +65,7 @@ def _as_of(value: Optional[str]) -> Optional[dt.date]:
         raise typer.BadParameter(f"{value!r} is not an ISO date such as 2026-11-20") from None
 
 
-def _max_age(value: Optional[str]):  # type: ignore[no-untyped-def]
+def _max_age(value: Optional[str]) -> Optional[Measure]:
     if value is None:
         return None
     from .units import DURATION, UnitError, parse_measure, whole_calendar_span
@@ -71,13 +80,13 @@ def _max_age(value: Optional[str]):  # type: ignore[no-untyped-def]
     return span
 
 
-def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
+def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
 
 
-def _fail(message: str, code: Exit) -> None:
+def _fail(message: str, code: Exit) -> NoReturn:
     _console(stderr=True).print(message, style="red", markup=False, highlight=False)
     raise typer.Exit(int(code))
 
@@ -129,7 +138,7 @@ def check(
     raise typer.Exit(int(code))
 
 
-def _progress(total: int):  # type: ignore[no-untyped-def]
+def _progress(total: int) -> Optional[Progress]:
     """A progress bar on a terminal's standard error; nothing when piped or under CI."""
     if total < 2 or not sys.stderr.isatty() or os.environ.get("CI"):
         return None
@@ -208,7 +217,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     return Exit.INPUT_ERROR if failed else Exit.OK
 
 
-def _table_console(stream):  # type: ignore[no-untyped-def]
+def _table_console(stream: TextIO) -> Console:
     """Rich output to the terminal, or plain text (no colour codes) to a file or pipe."""
     from rich.console import Console
 
@@ -326,12 +335,12 @@ def validate(
     raise typer.Exit(int(Exit.INPUT_ERROR if bad else Exit.OK))
 
 
-def _warn(out, warnings) -> None:  # type: ignore[no-untyped-def]
+def _warn(out: Console, warnings: Iterable[Diagnostic]) -> None:
     for warning in warnings:
         out.print(warning.render("warning"), style="yellow", markup=False, soft_wrap=True)
 
 
-def _rule_sets(rules: Optional[Path]):  # type: ignore[no-untyped-def]
+def _rule_sets(rules: Optional[Path]) -> list[RuleSet]:
     from .catalog import load_rule_sets
     from .errors import RuleSetError
 
@@ -466,4 +475,13 @@ def schema(
 
 
 def main() -> None:
-    app()
+    """The console script: any command's unexpected failure is a short message, not a traceback."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+        if os.environ.get("SCREENER_DEBUG"):
+            raise
+        print(f"screener: internal error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in screener. Rerun with SCREENER_DEBUG=1 for the traceback.",
+              file=sys.stderr)
+        sys.exit(int(Exit.INTERNAL))

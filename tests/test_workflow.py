@@ -262,3 +262,23 @@ def test_attrition_lists_criteria_in_source_order_on_ties(cohort: Path):
     tally.trials["T"] = TrialTally("T", "P")
     tally.trials["T"].excluded_by.update({"E2": 1, "I10": 1, "I2": 1, "E10": 1})
     assert tally.order("T") == ["I2", "I10", "E2", "E10"]
+
+
+def test_an_internal_error_in_any_command_is_a_short_message(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]):
+    import screener.cli as cli
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "app", broken)
+    monkeypatch.delenv("SCREENER_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == 4
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: boom" in err and "SCREENER_DEBUG=1" in err
+    assert "Traceback" not in err
+    monkeypatch.setenv("SCREENER_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main()
