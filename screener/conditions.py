@@ -36,6 +36,22 @@ class Node:
         return ()
 
 
+class Leaf(Node):
+    """A node that reads facts. Equal leaves are shared between rule sets (the loader interns
+    them), so one patient's outcome of a leaf is computed once for all trials."""
+
+    def outcome(self, scope: Scope) -> Outcome:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        if scope.prefix:  # inside a list item the answer depends on the item
+            return self.outcome(scope)
+        found = scope.memo.get(id(self))
+        if found is None:
+            found = scope.memo[id(self)] = self.outcome(scope)
+        return found
+
+
 def _missing(fact: Missing, label: str) -> Outcome:
     why = fact.why or f"{label} not recorded"
     return Outcome(None, (f"{why} ({', '.join(fact.fields)})",), fact.fields)
@@ -174,7 +190,7 @@ class Threshold:
 
 
 @dataclass(frozen=True)
-class Compare(Node):
+class Compare(Leaf):
     field: str
     op: str
     threshold: Threshold
@@ -183,7 +199,7 @@ class Compare(Node):
     default_uln: Measure | float | None = None
     uln_source: str | None = None
 
-    def evaluate(self, scope: Scope) -> Outcome:
+    def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
             return _missing(fact, self.label)
@@ -233,14 +249,14 @@ class Compare(Node):
 
 
 @dataclass(frozen=True)
-class OneOf(Node):
+class OneOf(Leaf):
     """The field's value is one of `values` (`is:` is the one-value case)."""
 
     field: str
     values: tuple[Any, ...]
     label: str
 
-    def evaluate(self, scope: Scope) -> Outcome:
+    def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
             return _missing(fact, self.label)
@@ -267,14 +283,14 @@ def _word(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class Contains(Node):
+class Contains(Leaf):
     """A list field (such as ABL1 mutations) holds a value; [] is a definite no."""
 
     field: str
     value: str
     label: str
 
-    def evaluate(self, scope: Scope) -> Outcome:
+    def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
             return _missing(fact, self.label)
@@ -288,7 +304,7 @@ ANCHORS = {"screening": "screening", "apheresis": "apheresis_date"}
 
 
 @dataclass(frozen=True)
-class Window(Node):
+class Window(Leaf):
     """A date falls within `within` before the anchor date, first and last day included."""
 
     field: str
@@ -326,7 +342,7 @@ class Window(Node):
         return Outcome(inside, (f"{path} {day} is {where} {self.within} before {name} "
                                 f"({anchor})",))
 
-    def evaluate(self, scope: Scope) -> Outcome:
+    def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
             return _missing(fact, self.label)
@@ -334,7 +350,7 @@ class Window(Node):
 
 
 @dataclass(frozen=True)
-class Fresh(Node):
+class Fresh(Leaf):
     """A dated fact counts only if dated inside a window; an older one is data to collect.
 
     A pregnancy test from last month does not make a woman ineligible for a trial that
@@ -350,7 +366,7 @@ class Fresh(Node):
     def children(self) -> tuple[Node, ...]:
         return (self.item,)
 
-    def evaluate(self, scope: Scope) -> Outcome:
+    def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.date_field)
         if isinstance(fact, Missing):
             return Outcome(None, (f"{self.label}: date not recorded, needed to tell it is "

@@ -39,11 +39,12 @@ class Scope:
     whose criteria read the same few dozen facts).
     """
 
-    __slots__ = ("patient", "data", "spec", "prefix", "attestation", "max_age", "known")
+    __slots__ = ("patient", "data", "spec", "prefix", "attestation", "max_age", "known", "memo")
 
     def __init__(self, patient: Patient, data: dict[str, Any], spec: v.Record, prefix: str = "",
                  attestation: bool | None = None, max_age: Measure | None = None,
-                 known: dict[str, Fact | Missing] | None = None) -> None:
+                 known: dict[str, Fact | Missing] | None = None,
+                 memo: dict[int, Any] | None = None) -> None:
         self.patient = patient
         self.data = data
         self.spec = spec
@@ -51,6 +52,7 @@ class Scope:
         self.attestation = attestation  # the value review leaves take in this criterion
         self.max_age = max_age  # dated results older than this count as missing
         self.known = {} if known is None else known
+        self.memo = {} if memo is None else memo  # leaf outcomes, by leaf, for this patient
 
     @property
     def as_of(self) -> dt.date:
@@ -62,7 +64,7 @@ class Scope:
     def judged(self, attestation: bool | None) -> Scope:
         """The same patient and facts, with a criterion's attestation for its review items."""
         return Scope(self.patient, self.data, self.spec, self.prefix, attestation, self.max_age,
-                     self.known)
+                     self.known, self.memo)
 
     def get(self, path: str) -> Fact | Missing:
         found = self.known.get(path)

@@ -24,6 +24,7 @@ from .model import Kind
 from .patient import normalise_mutation
 from .units import Measure, UnitError
 
+_LEAVES: dict[Node, Node] = {}
 _ULN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x|×|\*)?\s*ULN\s*$", re.IGNORECASE)
 _CRITERION_ID = re.compile(r"^([IE])(\d+)$")
 _TRIAL_ID = re.compile(r"^NCT\d{8}$")
@@ -286,6 +287,12 @@ class _Compiler:
         return spec
 
     def leaf(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        node = self._leaf(data, path, scope)
+        # Equal leaves of different criteria and trials become one object, so screening
+        # a patient computes each once (conditions.Leaf memoises by identity).
+        return _LEAVES.setdefault(node, node)
+
+    def _leaf(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
         field = data["field"]
         spec = self.field_spec(field, path + ("field",), scope)
         if "fresh" in data:
