@@ -406,6 +406,11 @@ class _OverList(Node):
         check = getattr(self, "check", None)
         return tuple(n for n in (self.where, check) if n is not None)
 
+    @staticmethod
+    def none_found(pairs: list[tuple[Scope, Outcome]]) -> str:
+        # An empty list is an answer ("reviewed: none"); say so, not "not recorded".
+        return f"none matching ({len(pairs)} recorded)" if pairs else "none ([] in the record)"
+
     def items(self, scope: Scope) -> tuple[list[tuple[Scope, Outcome]], Outcome | None]:
         fact = scope.get(self.list)
         if isinstance(fact, Missing):
@@ -429,9 +434,7 @@ class Exists(_OverList):
         outcomes = [o for _, o in pairs]
         value = kleene_or(o.value for o in outcomes)
         if value is False:
-            # An empty list is an answer ("reviewed: none"); say so, not "not recorded".
-            found = f"none matching ({len(pairs)} recorded)" if pairs else "none ([] in the record)"
-            return Outcome(False, (f"{self.label}: {found}",))
+            return Outcome(False, (f"{self.label}: {self.none_found(pairs)}",))
         return _explain(value, outcomes)
 
 
@@ -458,9 +461,7 @@ class Every(_OverList):
                                   selected.review + checked.review, gather([selected, checked]))
             outcomes.append(checked)
         if not outcomes:
-            # An empty list is an answer ("reviewed: none"); say so, not "not recorded".
-            found = f"none matching ({len(pairs)} recorded)" if pairs else "none ([] in the record)"
-            return Outcome(True, (f"{self.label}: {found}",))
+            return Outcome(True, (f"{self.label}: {self.none_found(pairs)}",))
         return combine(outcomes, kleene_and)
 
 

@@ -34,13 +34,11 @@ def _part(pid: str, outcome: Outcome, kind: Kind) -> PartResult:
                       outcome.missing, outcome.review, outcome.evidence)
 
 
-def screen_criterion(patient: Patient, trial: str, criterion: Criterion,
-                     max_age: Measure | None = None, facts: Scope | None = None
+def screen_criterion(patient: Patient, trial: str, criterion: Criterion, facts: Scope
                      ) -> CriterionResult:
-    """One criterion's status and reasons; `facts` shares lookups across criteria."""
+    """One criterion's status and reasons; `facts` (see facts_of) is shared across criteria."""
     attestation = _attestation(patient, trial, criterion)
-    base = facts if facts is not None else facts_of(patient, max_age)
-    scope = base.judged(attestation)
+    scope = facts.judged(attestation)
     parts: tuple[PartResult, ...] = ()
     if criterion.check is None:
         outcomes = [p.check.evaluate(scope) for p in criterion.parts]
@@ -69,7 +67,7 @@ def screen(patient: Patient, rule_set: RuleSet, max_age: Measure | None = None,
     counts as missing, so stale data never silently decides a screen.
     """
     base = facts if facts is not None else facts_of(patient, max_age)
-    results = tuple(screen_criterion(patient, rule_set.trial, c, max_age, base)
+    results = tuple(screen_criterion(patient, rule_set.trial, c, base)
                     for c in rule_set.criteria)
     return TrialResult(trial=rule_set.trial, product=rule_set.product, title=rule_set.title,
                        verdict=verdict_of(r.status for r in results), criteria=results,

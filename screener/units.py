@@ -26,7 +26,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -91,7 +91,7 @@ class Kind:
     references: tuple[str, ...]  # SPELLINGS keys whose dimensions the kind accepts
     example: str
 
-    @property
+    @cached_property  # asked for every quantity a patient file holds
     def dimensions(self) -> frozenset[str]:
         return frozenset(dimension_of(u) for u in self.references)
 
