@@ -153,18 +153,13 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
            trials: list[str], rules: Optional[Path], max_age: object, jobs: int,
            verbose: bool) -> Exit:
     from .batch import expand, run
-    from .catalog import load_rule_sets, select
-    from .errors import RuleSetError
+    from .catalog import select
     from .output import atomic_output
     from .report import (csv_header, csv_rows, json_array, json_document, jsonl_line, markdown,
                          render as render_record)
     from .summary import Cohort, markdown as cohort_markdown, render as render_cohort
 
-    try:
-        rule_sets = load_rule_sets(rules)
-    except RuleSetError as exc:
-        _fail("\n".join(d.render() for d in exc.diagnostics)
-              + "\nno patient was screened: fix the rule set first.", Exit.RULES)
+    rule_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
     known = tuple(r.trial for r in rule_sets)
     try:
         rule_sets = select(rule_sets, trials)
@@ -340,14 +335,15 @@ def _warn(out: Console, warnings: Iterable[Diagnostic]) -> None:
         out.print(warning.render("warning"), style="yellow", markup=False, soft_wrap=True)
 
 
-def _rule_sets(rules: Optional[Path]) -> list[RuleSet]:
+def _rule_sets(rules: Optional[Path], consequence: str = "") -> list[RuleSet]:
+    """The rule sets, or exit 3 with every error of the broken one."""
     from .catalog import load_rule_sets
     from .errors import RuleSetError
 
     try:
         return load_rule_sets(rules)
     except RuleSetError as exc:
-        _fail("\n".join(d.render() for d in exc.diagnostics), Exit.RULES)
+        _fail("\n".join(d.render() for d in exc.diagnostics) + consequence, Exit.RULES)
 
 
 @app.command("test")
@@ -367,13 +363,8 @@ def test_cases(
     Example: screener test tests/cases --coverage
     """
     from .cases import CaseFileError, coverage as cover, explain, find_suites, load_suite, run_case
-    from .catalog import load_rule_sets
-    from .errors import RuleSetError
 
-    try:
-        rule_sets = {r.trial: r for r in load_rule_sets(rules)}
-    except RuleSetError as exc:
-        _fail("\n".join(d.render() for d in exc.diagnostics), Exit.RULES)
+    rule_sets = {r.trial: r for r in _rule_sets(rules)}
     files = find_suites(paths or [Path(".")])
     if not files:
         raise typer.BadParameter("no case files (*.cases.yaml) found", param_hint="PATH")
