@@ -28,7 +28,7 @@ class Cohort:
     """Accumulates what the cohort summary shows, one record at a time."""
 
     trials: dict[str, TrialTally] = field(default_factory=dict)
-    rows: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # file, id, verdicts
+    rows: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # patient, verdicts
     errors: list[str] = field(default_factory=list)
 
     def add(self, record: Record) -> None:
@@ -45,7 +45,7 @@ class Cohort:
             if len(failing) == 1:
                 tally.alone[failing[0]] += 1
                 tally.closest.append((record.patient, failing[0]))
-        self.rows.append((record.file, record.patient, verdicts))
+        self.rows.append((record.patient, verdicts))
 
     def order(self, trial: str) -> list[str]:
         """Criteria of a trial that excluded anyone, most first, then by id."""
@@ -79,7 +79,7 @@ def render(console: object, cohort: Cohort) -> None:
     matrix.add_column("patient")
     for trial in trials:
         matrix.add_column(f"{trial}\n{cohort.trials[trial].product}", no_wrap=True)
-    for _, patient, verdicts in cohort.rows:
+    for patient, verdicts in cohort.rows:
         cells = []
         for trial in trials:
             verdict = verdicts.get(trial, "")
@@ -124,7 +124,7 @@ def markdown(cohort: Cohort) -> str:
            + (f", {len(cohort.errors)} files with errors" if cohort.errors else "") + ".", "",
            "| patient | " + " | ".join(f"{t} ({cohort.trials[t].product})" for t in trials) + " |",
            "|---|" + "---|" * len(trials)]
-    for _, patient, verdicts in cohort.rows:
+    for patient, verdicts in cohort.rows:
         out.append(f"| {_md(patient)} | " + " | ".join(verdicts.get(t, "") for t in trials) + " |")
     for verdict in VERDICTS:
         out.append(f"| **{verdict}** | "
