@@ -65,6 +65,7 @@ SHORT = {"eligible": "eligible", "ineligible": "ineligible", "incomplete": "inco
 
 def render(console: object, cohort: Cohort) -> None:
     """The cohort summary as rich tables."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
@@ -75,10 +76,14 @@ def render(console: object, cohort: Cohort) -> None:
     trials = sorted(cohort.trials)
     matrix = Table(title=f"{len(cohort.rows)} patients screened"
                    + (f", {len(cohort.errors)} files with errors" if cohort.errors else ""),
-                   title_justify="left")
-    matrix.add_column("patient")
+                   title_justify="left",
+                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    # The patient id is what a coordinator acts on: never truncate it; trial headers wrap.
+    widest = max((len(patient) for patient, _ in cohort.rows), default=7)
+    matrix.add_column("patient", no_wrap=True, min_width=min(max(widest, 7), 40))
     for trial in trials:
-        matrix.add_column(f"{trial}\n{cohort.trials[trial].product}", no_wrap=True)
+        matrix.add_column(f"{trial}\n{cohort.trials[trial].product}", overflow="fold",
+                          min_width=len(trial))
     for patient, verdicts in cohort.rows:
         cells = []
         for trial in trials:

@@ -282,3 +282,10 @@ def test_an_internal_error_in_any_command_is_a_short_message(monkeypatch: pytest
     monkeypatch.setenv("SCREENER_DEBUG", "1")
     with pytest.raises(RuntimeError):
         cli.main()
+
+
+def test_cohort_matrix_never_truncates_patient_ids_on_a_narrow_terminal():
+    out = runner.invoke(app, ["check", str(EXAMPLES)], env={"COLUMNS": "80"}).stdout
+    matrix = out.split("Cohort summary", 1)[1]
+    for number in range(1, 21):
+        assert f"PT-{number:04d}" in matrix
