@@ -29,11 +29,42 @@ def holds(op: str, order: int) -> bool:
 
 
 class Node:
+    # Whether the node reads dates against the screening or apheresis date.
+    dated = False
+
     def evaluate(self, scope: Scope) -> Outcome:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def children(self) -> tuple[Node, ...]:
         return ()
+
+    def reads(self) -> tuple[str, ...]:
+        """The fields this node itself looks up in its scope (not its children's)."""
+        return ()
+
+
+def inputs(nodes: list[Node]) -> tuple[tuple[str, ...], bool]:
+    """Everything a tree's outcome depends on: the patient's fields it reads, and whether
+    it also reads the screening and apheresis dates.
+
+    The engine reuses a criterion's result for any patient whose facts at these fields are
+    the same, so this must name every input. Nodes inside a list item read the item, which
+    is part of the list's value; only their dates count.
+    """
+    fields: dict[str, None] = {}
+    dated = False
+
+    def visit(node: Node, top: bool) -> None:
+        nonlocal dated
+        dated = dated or node.dated
+        if top:
+            fields.update(dict.fromkeys(node.reads()))
+        for child in node.children():
+            visit(child, top and not isinstance(node, _OverList))
+
+    for node in nodes:
+        visit(node, True)
+    return tuple(fields), dated
 
 
 class Leaf(Node):
@@ -199,6 +230,9 @@ class Compare(Leaf):
     default_uln: Measure | float | None = None
     uln_source: str | None = None
 
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
@@ -256,6 +290,9 @@ class OneOf(Leaf):
     values: tuple[Any, ...]
     label: str
 
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
@@ -290,6 +327,9 @@ class Contains(Leaf):
     value: str
     label: str
 
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
@@ -312,13 +352,17 @@ class Window(Leaf):
     anchor: str  # "screening" or "apheresis"
     label: str
     at_least: bool = False  # True: the date is `within` or more before the anchor instead
+    dated = True
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
 
     def place(self, scope: Scope, path: str, day: dt.date) -> Outcome:
         """Whether `day` lies in the window, with a reason; unknown without an anchor date."""
         if self.anchor == "screening":
             anchor, name = scope.as_of, "screening"
         else:
-            found = scope.patient.data.get("apheresis_date")
+            found = scope.apheresis_date
             if found is None:
                 # Apheresis comes on or after screening, so a date the whole span before
                 # screening is at least that far before apheresis: outside any window
@@ -362,9 +406,13 @@ class Fresh(Leaf):
     window: Window
     item: Node
     label: str
+    dated = True
 
     def children(self) -> tuple[Node, ...]:
         return (self.item,)
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.date_field,)
 
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.date_field)
@@ -405,6 +453,9 @@ class _OverList(Node):
     def children(self) -> tuple[Node, ...]:
         check = getattr(self, "check", None)
         return tuple(n for n in (self.where, check) if n is not None)
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.list,)
 
     @staticmethod
     def none_found(pairs: list[tuple[Scope, Outcome]]) -> str:

@@ -34,10 +34,36 @@ def _part(pid: str, outcome: Outcome, kind: Kind) -> PartResult:
                       outcome.missing, outcome.review, outcome.evidence)
 
 
+# Results are reused across patients: most criteria read a few facts that most patients
+# share (negative serology, signed consent), so a cohort mostly repeats what it has seen.
+# Tests turn this off to check that reuse never changes a result.
+MEMOISE = True
+_MEMO_SIZE = 64  # results kept per criterion; a criterion that keeps missing starts afresh
+
+
 def screen_criterion(patient: Patient, trial: str, criterion: Criterion, facts: Scope
                      ) -> CriterionResult:
-    """One criterion's status and reasons; `facts` (see facts_of) is shared across criteria."""
+    """One criterion's status and reasons; `facts` (see facts_of) is shared across criteria.
+
+    A criterion's result depends only on the facts at its `inputs` (and, when `dated`, the
+    screening and apheresis dates) and on its attestation, so it is computed once per
+    distinct set of those and reused.
+    """
     attestation = _attestation(patient, trial, criterion)
+    if not MEMOISE:
+        return _screen_criterion(criterion, facts, attestation)
+    key = facts.key(criterion.inputs, criterion.dated, attestation)
+    memo = criterion.memo
+    found = memo.get(key)
+    if found is None:
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        found = memo[key] = _screen_criterion(criterion, facts, attestation)
+    return found
+
+
+def _screen_criterion(criterion: Criterion, facts: Scope, attestation: bool | None
+                      ) -> CriterionResult:
     scope = facts.judged(attestation)
     parts: tuple[PartResult, ...] = ()
     if criterion.check is None:

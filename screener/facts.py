@@ -39,7 +39,8 @@ class Scope:
     whose criteria read the same few dozen facts).
     """
 
-    __slots__ = ("patient", "data", "spec", "prefix", "attestation", "max_age", "known", "memo")
+    __slots__ = ("patient", "data", "spec", "prefix", "attestation", "max_age", "known", "memo",
+                 "prints", "trace")
 
     def __init__(self, patient: Patient, data: dict[str, Any], spec: v.Record, prefix: str = "",
                  attestation: bool | None = None, max_age: Measure | None = None,
@@ -53,20 +54,57 @@ class Scope:
         self.max_age = max_age  # dated results older than this count as missing
         self.known = {} if known is None else known
         self.memo = {} if memo is None else memo  # leaf outcomes, by leaf, for this patient
+        self.prints: dict[str, Any] = {}  # fingerprints of facts, by field
+        # Tests set this to a set to see what a tree really reads (conditions.inputs).
+        self.trace: set[str] | None = None
 
     @property
     def as_of(self) -> dt.date:
+        if self.trace is not None:
+            self.trace.add("(as of)")
         return self.patient.as_of
 
+    @property
+    def apheresis_date(self) -> dt.date | None:
+        if self.trace is not None:
+            self.trace.add("(apheresis date)")
+        return self.patient.data.get("apheresis_date")
+
     def item(self, data: dict[str, Any], spec: v.Record, prefix: str) -> Scope:
-        return Scope(self.patient, data, spec, prefix, self.attestation, self.max_age, {})
+        inner = Scope(self.patient, data, spec, prefix, self.attestation, self.max_age, {})
+        inner.trace = self.trace
+        return inner
 
     def judged(self, attestation: bool | None) -> Scope:
         """The same patient and facts, with a criterion's attestation for its review items."""
-        return Scope(self.patient, self.data, self.spec, self.prefix, attestation, self.max_age,
-                     self.known, self.memo)
+        scope = Scope(self.patient, self.data, self.spec, self.prefix, attestation, self.max_age,
+                      self.known, self.memo)
+        scope.prints, scope.trace = self.prints, self.trace
+        return scope
+
+    def key(self, fields: tuple[str, ...], dated: bool, attestation: bool | None) -> Any:
+        """What a criterion reading `fields` (and, if `dated`, the screening and apheresis
+        dates) depends on for this patient: equal keys give equal results."""
+        prints = self.prints
+        key: list[Any] = [attestation, self.max_age]
+        if dated:
+            key += [self.patient.as_of, self.patient.data.get("apheresis_date")]
+        for name in fields:
+            found = prints.get(name)
+            if found is None:
+                found = prints[name] = fingerprint(self._cached(name))
+            key.append(found)
+        return tuple(key)
 
     def get(self, path: str) -> Fact | Missing:
+        """The fact at `path`, as a condition asks for it."""
+        if self.trace is not None and not self.prefix:
+            self.trace.add(path)
+        return self._cached(path)
+
+    def _cached(self, path: str) -> Fact | Missing:
+        # Facts computed from others read them here, out of the trace: what they read
+        # shows in their own value and note, so it is part of their fingerprint.
         found = self.known.get(path)
         if found is None:
             found = self.known[path] = self._get(path)
@@ -104,19 +142,19 @@ class Scope:
             # Dates inside list items are event dates (a transplant), not result dates.
             return Fact(node, spec, path=self.prefix + path)
         if taken is not None and self.max_age is not None and parts[-1] != "date" and \
-                taken < shift(self.as_of, self.max_age, -1):
+                taken < shift(self.patient.as_of, self.max_age, -1):
             return Missing((path,), f"{path} dated {taken} is older than "
-                                    f"{self.max_age.written} before {self.as_of} (--max-age): "
-                                    "a current result is needed")
+                                    f"{self.max_age.written} before {self.patient.as_of} "
+                                    "(--max-age): a current result is needed")
         return Fact(node, spec, path, date=taken)
 
     def _age(self) -> Fact | Missing:
         spec = v.DERIVED["age"]
         birth = self.data.get("birth_date")
         if birth is not None:
-            years = age_on(birth, self.as_of)
+            years = age_on(birth, self.patient.as_of)
             return Fact(Measure(years, "years", f"{years} years"), spec, "age",
-                        f"born {birth}, on {self.as_of}")
+                        f"born {birth}, on {self.patient.as_of}")
         stated = self.data.get("age")
         if stated is not None:
             return Fact(stated, spec, "age", "as stated")
@@ -131,9 +169,31 @@ class Scope:
         return cockcroft_gault(self, spec)
 
 
+def fingerprint(fact: Fact | Missing) -> Any:
+    """A hashable stand-in for a fact, equal only for facts that read the same."""
+    if isinstance(fact, Missing):
+        return fact
+    return (_freeze(fact.value), fact.note, fact.date)
+
+
+def _freeze(value: Any) -> Any:
+    kind = type(value)
+    # Tagged with the type, since True == 1 == 1.0 but they read differently.
+    if kind is Measure:
+        return (kind, type(value.magnitude), value.magnitude, value.unit, value.written)
+    if kind is LabValue:
+        return (kind, _freeze(value.value), _freeze(value.uln), value.date, value.written)
+    if kind is dict:
+        return (kind, tuple((k, _freeze(x)) for k, x in value.items()))
+    if kind is list or kind is tuple:
+        return (kind, tuple(_freeze(x) for x in value))
+    hash(value)  # anything unhashable is a bug here, not a silent cache miss
+    return (kind, value)
+
+
 def cockcroft_gault(scope: Scope, spec: v.Spec) -> Fact | Missing:
     """(140 − age) × weight[kg] / (72 × creatinine[mg/dL]), × 0.85 for women, in mL/min."""
-    age = scope.get("age")
+    age = scope._cached("age")
     weight = scope.lookup("weight")
     sex = scope.lookup("sex")
     creatinine = scope.lookup("labs.creatinine")

@@ -36,40 +36,87 @@ def _criterion_json(c: CriterionResult) -> dict[str, Any]:
             "values": _evidence_json(c.evidence)}
 
 
-def _trial_json(t: TrialResult) -> dict[str, Any]:
+def _trial_fields(t: TrialResult) -> dict[str, Any]:
     counts = {s.value: 0 for s in Status}
     for c in t.criteria:
         counts[c.status.value] += 1
     return {"trial": t.trial, "product": t.product, "title": t.title, "verdict": t.verdict.value,
-            "caveats": list(t.caveats), "counts": counts,
-            "criteria": [_criterion_json(c) for c in t.criteria]}
+            "caveats": list(t.caveats), "counts": counts}
 
 
-def to_json(record: Record) -> dict[str, Any]:
-    if isinstance(record, FileError):
-        first = record.diagnostics[0]
-        return {"file": record.file,
-                "error": {"message": first.message, "line": first.position.line
-                          if first.position else None,
-                          "column": first.position.column if first.position else None,
-                          "hint": first.hint, "text": first.render()},
-                "errors": [d.to_json() for d in record.diagnostics]}
-    data = {"patient": record.patient, "file": record.file, "as_of": record.as_of,
-            "as_of_source": record.as_of_source, "warnings": list(record.warnings),
-            "trials": [_trial_json(t) for t in record.trials]}
+def _trial_json(t: TrialResult) -> dict[str, Any]:
+    return {**_trial_fields(t), "criteria": [_criterion_json(c) for c in t.criteria]}
+
+
+def _error_json(record: FileError) -> dict[str, Any]:
+    first = record.diagnostics[0]
+    return {"file": record.file,
+            "error": {"message": first.message, "line": first.position.line
+                      if first.position else None,
+                      "column": first.position.column if first.position else None,
+                      "hint": first.hint, "text": first.render()},
+            "errors": [d.to_json() for d in record.diagnostics]}
+
+
+def _screening_fields(record: Screening) -> dict[str, Any]:
+    data: dict[str, Any] = {"patient": record.patient, "file": record.file,
+                            "as_of": record.as_of, "as_of_source": record.as_of_source,
+                            "warnings": list(record.warnings)}
     if record.sources:
         data["sources"] = dict(record.sources)
     return data
 
 
+def to_json(record: Record) -> dict[str, Any]:
+    if isinstance(record, FileError):
+        return _error_json(record)
+    return {**_screening_fields(record), "trials": [_trial_json(t) for t in record.trials]}
+
+
 def dumps(data: Any, compact: bool = False) -> str:
     if compact:
-        return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return _compact(data)
     return json.dumps(data, sort_keys=True, ensure_ascii=False, indent=2)
 
 
+_compact = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+
+# Criterion results are shared by patients with the same facts (engine.screen_criterion), so
+# their JSON text can be too. Kept by identity, next to the result itself so that its id
+# cannot pass to another object while the entry lives.
+_FRAGMENTS: dict[int, tuple[CriterionResult, str]] = {}
+_FRAGMENTS_SIZE = 4096
+
+
+def _criterion_text(c: CriterionResult) -> str:
+    found = _FRAGMENTS.get(id(c))
+    if found is not None and found[0] is c:
+        return found[1]
+    if len(_FRAGMENTS) >= _FRAGMENTS_SIZE:
+        _FRAGMENTS.clear()
+    text = _compact(_criterion_json(c))
+    _FRAGMENTS[id(c)] = (c, text)
+    return text
+
+
+def _object(members: dict[str, str]) -> str:
+    """A JSON object from members already in JSON text, keys sorted as json.dumps sorts them."""
+    return "{" + ",".join(f"{_compact(k)}:{v}" for k, v in sorted(members.items())) + "}"
+
+
 def jsonl_line(record: Record) -> str:
-    return dumps(to_json(record), compact=True) + "\n"
+    """The same bytes as dumps(to_json(record), compact=True), plus a newline; assembled from
+    each criterion's cached text, since a cohort repeats most criterion results."""
+    if isinstance(record, FileError):
+        return _compact(_error_json(record)) + "\n"
+    trials = []
+    for t in record.trials:
+        members = {k: _compact(v) for k, v in _trial_fields(t).items()}
+        members["criteria"] = "[" + ",".join(map(_criterion_text, t.criteria)) + "]"
+        trials.append(_object(members))
+    members = {k: _compact(v) for k, v in _screening_fields(record).items()}
+    members["trials"] = "[" + ",".join(trials) + "]"
+    return _object(members) + "\n"
 
 
 def json_document(record: Record) -> str:

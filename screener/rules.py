@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field as _field, replace
 from pathlib import Path
 from typing import Any
 
 from . import units, vocabulary as v
 from .conditions import (ANCHORS, NEGATED, All, Any_, AtLeast, Compare, Contains, Count, Every,
-                         Exists, Fresh, If, Node, Not, OneOf, Review, Threshold, Window)
+                         Exists, Fresh, If, Node, Not, OneOf, Review, Threshold, Window, inputs)
 from .document import Document, PathKey, load, parse
 from .errors import RuleSetError, describe_value as _q, nearest
 from .model import Kind
@@ -53,6 +53,13 @@ class Criterion:
     parts: tuple[Part, ...] = ()
     combine: str = "all"  # how parts make the whole: all or any
     judged: bool = False  # holds a review leaf, so an attestation can settle it
+    # What the result depends on (conditions.inputs): the fields read, and whether dates
+    # are counted from the screening or apheresis date.
+    inputs: tuple[str, ...] = ()
+    dated: bool = False
+    # Results already computed, by the facts they were computed from (engine.screen_criterion).
+    # Not part of the criterion's value: left out of equality, hashing and repr.
+    memo: dict[Any, Any] = _field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -172,12 +179,14 @@ class _Compiler:
                 raise self.fail(path + ("combine",), "combine goes with parts")
             combine = "all"
             check = self.node(data["check"], path + ("check",), v.PATIENT, False)
+        fields, dated = inputs([check] if check is not None else [p.check for p in parts])
         return Criterion(id=cid, kind=kind, label=self.text(data["label"], path + ("label",),
                                                               "label"),
                          text=self.text(data["text"], path + ("text",), "text"),
                          note=self.text(data["note"], path + ("note",), "note")
                          if "note" in data else "",
-                         check=check, parts=parts, combine=combine, judged=self.reviews > 0)
+                         check=check, parts=parts, combine=combine, judged=self.reviews > 0,
+                         inputs=fields, dated=dated)
 
     def part(self, data: Any, path: PathKey, cid: str) -> Part:
         data = self.mapping(data, path, {"id", "label", "text", "check"}, {"id", "label", "check"},

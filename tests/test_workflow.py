@@ -100,15 +100,15 @@ def test_failed_run_leaves_existing_output_untouched(cohort: Path, tmp_path: Pat
     import screener.report as report
 
     calls = {"n": 0}
-    real = report.dumps
+    real = report.jsonl_line
 
-    def flaky(data, compact=False):
+    def flaky(record):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt  # as if Ctrl-C arrived halfway through the batch
-        return real(data, compact)
+        return real(record)
 
-    monkeypatch.setattr(report, "dumps", flaky)
+    monkeypatch.setattr(report, "jsonl_line", flaky)
     result = run("check", str(cohort), "-f", "jsonl", "--jobs", "1", "--output", str(target))
     assert result.exit_code == 130
     assert target.read_text("utf-8") == "previous\n"

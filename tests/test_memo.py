@@ -1,0 +1,135 @@
+"""Reusing results across patients never changes a result.
+
+The engine keeps each criterion's result by the facts it read (its `inputs`), and the JSON
+Lines writer keeps each result's text. Both are only safe if `inputs` names everything a
+criterion's outcome depends on, and if the reused text is the text that would have been
+written. These tests check both over every patient the project has: the examples, the
+acceptance patients, every rule case and the FHIR bundles, then over generated ones.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import screener
+from screener import engine, report
+from screener.batch import FileError, load_any, screen_file
+from screener.cases import load_case_patient, load_suite
+from screener.catalog import load_rule_sets
+from screener.conditions import Node
+from screener.engine import facts_of
+from screener.testing import patient_from, patients
+
+ROOT = Path(__file__).parent.parent
+RULE_SETS = tuple(load_rule_sets())
+
+
+@lru_cache(maxsize=None)
+def corpus() -> tuple[screener.Patient, ...]:
+    found = [load_any(str(p)) for folder in (ROOT / "examples" / "patients",
+                                             ROOT / "tests" / "acceptance" / "patients")
+             for p in sorted(folder.glob("*.yaml"))]
+    for bundle in sorted((ROOT / "tests" / "data" / "fhir").glob("*.json")):
+        try:
+            found.append(load_any(str(bundle)))
+        except screener.ScreenerError:  # a deceased patient is not screened
+            continue
+    for suite in sorted((ROOT / "tests" / "cases").glob("*.cases.yaml")):
+        found += [load_case_patient(case) for case in load_suite(suite).cases]
+    return tuple(found)
+
+
+def test_the_corpus_is_the_whole_collection():
+    assert len(corpus()) > 600  # 20 examples, 31 acceptance, bundles, 570 cases
+
+
+def _reads(patient: screener.Patient, check: Node,
+           attestation: bool | None) -> set[str]:
+    scope = facts_of(patient).judged(attestation)
+    scope.trace = set()
+    check.evaluate(scope)
+    return scope.trace
+
+
+def test_inputs_name_every_fact_a_criterion_reads():
+    for patient in corpus():
+        for rule_set in RULE_SETS:
+            for c in rule_set.criteria:
+                checks = [c.check] if c.check is not None else [p.check for p in c.parts]
+                for attestation in (None, True, False) if c.judged else (None,):
+                    read = set().union(*(_reads(patient, n, attestation) for n in checks))
+                    dates = {"(as of)", "(apheresis date)"} & read
+                    where = f"{rule_set.trial} {c.id}, {patient.file}"
+                    assert read - dates <= set(c.inputs), where
+                    assert c.dated or not dates, where
+
+
+def _screen_all(patients: tuple[screener.Patient, ...]) -> list[screener.Screening]:
+    return [screener.screen_patient(p, RULE_SETS) for p in patients]
+
+
+def _reused(screenings: list[screener.Screening]) -> int:
+    """How many criterion results are the very object an earlier patient got."""
+    seen: set[int] = set()
+    reused = 0
+    for s in screenings:
+        for t in s.trials:
+            for c in t.criteria:
+                reused += id(c) in seen
+                seen.add(id(c))
+    return reused
+
+
+def test_reused_results_are_the_results_computed_afresh(monkeypatch: pytest.MonkeyPatch):
+    patients_ = corpus()
+    remembered = _screen_all(patients_)
+    again = _screen_all(patients_)  # now every criterion is answered from memory
+    assert _reused(remembered) > len(patients_) * 10  # the memory is really used
+    monkeypatch.setattr(engine, "MEMOISE", False)
+    fresh = _screen_all(patients_)
+    assert _reused(fresh) == 0
+    for memo, second, new in zip(remembered, again, fresh):
+        assert memo == new, memo.file
+        assert second == new, memo.file
+        assert report.jsonl_line(memo) == report.dumps(report.to_json(new), compact=True) + "\n"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(patients(), min_size=2, max_size=6))
+def test_reuse_across_generated_patients_changes_nothing(records: list[dict]):
+    loaded = tuple(patient_from(r) for r in records)
+    remembered = _screen_all(loaded)
+    engine.MEMOISE = False
+    try:
+        fresh = _screen_all(loaded)
+    finally:
+        engine.MEMOISE = True
+    assert remembered == fresh
+
+
+def test_the_same_facts_give_the_same_result_and_other_facts_another():
+    base = {"id": "A", "screening_date": "2026-11-20", "ecog": 1, "weight": "70 kg"}
+    first, same, other = (screener.screen_patient(patient_from(r), RULE_SETS) for r in (
+        base, {**base, "id": "B", "weight": "71 kg"}, {**base, "id": "C", "ecog": 3}))
+
+    def ecog(s: screener.Screening) -> screener.CriterionResult:
+        trial = next(t for t in s.trials if t.trial == "NCT06559644")
+        return next(c for c in trial.criteria if "ECOG" in c.label)
+
+    assert ecog(same) is ecog(first)  # weight is not an input of the ECOG criterion
+    assert ecog(other).status.value == "fail" and ecog(first).status.value == "pass"
+
+
+def test_jsonl_line_is_dumps_of_to_json_for_errors_and_imports(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: X\necog: [\n", encoding="utf-8")
+    bundle = next((ROOT / "tests" / "data" / "fhir").glob("*.json"))
+    for record in (screen_file(str(bad), list(RULE_SETS)), screen_file(str(bundle),
+                                                                        list(RULE_SETS))):
+        assert isinstance(record, FileError) or record.sources
+        assert report.jsonl_line(record) == report.dumps(report.to_json(record),
+                                                         compact=True) + "\n"
