@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import units, vocabulary as v
-from .facts import Fact, Missing, Scope, describe
+from .facts import Fact, Missing, Scope
+from .memo import once
 from .model import Evidence, Outcome, at_least, gather, kleene_and, kleene_not, kleene_or
 from .patient import LabValue
 from .units import Measure, shift
@@ -23,9 +24,13 @@ OPERATORS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥", "eq": "=", "ne": "�
 NEGATED = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt", "eq": "ne", "ne": "eq"}
 
 
+# For each operator, whether it holds when the left side is below, equal to or above the right.
+_HOLDS = {"lt": (True, False, False), "le": (True, True, False), "gt": (False, False, True),
+          "ge": (False, True, True), "eq": (False, True, False), "ne": (True, False, True)}
+
+
 def holds(op: str, order: int) -> bool:
-    return {"lt": order < 0, "le": order <= 0, "gt": order > 0, "ge": order >= 0,
-            "eq": order == 0, "ne": order != 0}[op]
+    return _HOLDS[op][(order > 0) - (order < 0) + 1]
 
 
 class Node:
@@ -233,6 +238,13 @@ class Compare(Leaf):
     def reads(self) -> tuple[str, ...]:
         return (self.field,)
 
+    @once
+    def _wanted(self) -> tuple[str, str]:
+        """The threshold as shown ("≤ 1.6 mg/dL"), and its unit (" mg/dL"), worked out once."""
+        target = self.threshold.amount
+        unit = f" {target.display_unit}" if isinstance(target, Measure) else ""
+        return f"{OPERATORS[self.op]} {self.threshold}", unit
+
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
@@ -243,19 +255,20 @@ class Compare(Leaf):
         target = self.threshold.amount
         if isinstance(target, Measure):
             amount = units.convert(value, target.unit, self.analyte)
-            converted = "" if value.unit == target.unit else f" (= {{a}} {target.display_unit})"
+            converted = value.unit != target.unit
             goal = target.magnitude
         else:
-            amount, converted, goal = float(value), "", float(target)
+            amount, converted, goal = float(value), False, float(target)
         order = units.compare(amount, goal)
+        passed = holds(self.op, order)
         a, b = units.fmt_pair(amount, goal)
-        shown = describe(fact) + converted.format(a=a)
-        relation = self.op if holds(self.op, order) else NEGATED[self.op]
-        unit = f" {target.display_unit}" if isinstance(target, Measure) else ""
+        wanted, unit = self._wanted
+        shown = f"{fact.text} (= {a}{unit})" if converted else fact.text
+        relation = self.op if passed else NEGATED[self.op]
         text = f"{self.label} {shown} {OPERATORS[relation]} {b}{unit}"
-        proof = Evidence(fact.path, self.label, describe(fact), f"{a}{unit}" if converted else "",
-                         f"{OPERATORS[self.op]} {self.threshold}")
-        return Outcome(holds(self.op, order), (text,), evidence=(proof,))
+        proof = Evidence(fact.path, self.label, fact.text, f"{a}{unit}" if converted else "",
+                         wanted)
+        return Outcome(passed, (text,), evidence=(proof,))
 
     def _uln(self, fact: Fact, value: Measure | float) -> Outcome:
         lab: LabValue = fact.value
@@ -271,15 +284,15 @@ class Compare(Leaf):
         else:
             ratio = float(value) / float(uln)  # type: ignore[arg-type]
         goal = float(self.threshold.amount)  # type: ignore[arg-type]
-        order = units.compare(ratio, goal)
+        passed = holds(self.op, units.compare(ratio, goal))
         a, b = units.fmt_pair(ratio, goal)
-        relation = self.op if holds(self.op, order) else NEGATED[self.op]
+        relation = self.op if passed else NEGATED[self.op]
         uln_text = uln.written if isinstance(uln, Measure) else units.fmt(uln)
-        text = (f"{self.label} {describe(fact)} = {a} × ULN (ULN {uln_text}{assumed}) "
+        text = (f"{self.label} {fact.text} = {a} × ULN (ULN {uln_text}{assumed}) "
                 f"{OPERATORS[relation]} {b} × ULN")
-        proof = Evidence(fact.path, self.label, describe(fact), f"{a} × ULN",
-                         f"{OPERATORS[self.op]} {self.threshold} (ULN {uln_text}{assumed})")
-        return Outcome(holds(self.op, order), (text,), evidence=(proof,))
+        proof = Evidence(fact.path, self.label, fact.text, f"{a} × ULN",
+                         f"{self._wanted[0]} (ULN {uln_text}{assumed})")
+        return Outcome(passed, (text,), evidence=(proof,))
 
 
 @dataclass(frozen=True)
@@ -298,7 +311,7 @@ class OneOf(Leaf):
         if isinstance(fact, Missing):
             return _missing(fact, self.label)
         found = fact.value in self.values
-        shown = describe(fact)
+        shown = fact.text
         if len(self.values) == 1:
             expected = _word(self.values[0])
             # "on supplemental oxygen: yes" says it all; a word gets what it was tested for.

@@ -21,8 +21,10 @@ from .units import Measure
 
 def _attestation(patient: Patient, trial: str, criterion: Criterion) -> bool | None:
     """The value a review leaf takes once the investigator has decided the criterion."""
+    if not criterion.judged:
+        return None
     said = patient.data.get("attestations", {}).get(f"{trial}/{criterion.id}")
-    if said is None or not criterion.judged:
+    if said is None:
         return None
     passes = said == "pass"
     # For an exclusion the tree says whether the excluding condition is present.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import units, vocabulary as v
+from .memo import once
 from .patient import LabValue, Patient, age_on
 from .units import Measure, shift
 
@@ -23,6 +24,13 @@ class Fact:
     path: str
     note: str = ""  # how a derived value was obtained
     date: dt.date | None = None  # when a lab, marker or test was taken, if the file says
+
+    @once
+    def text(self) -> str:
+        """The value as written in the file, with how a derived one was obtained.
+
+        Worked out once: a fact is shown by every leaf that reads it."""
+        return _describe(self)
 
 
 @dataclass(frozen=True)
@@ -119,25 +127,24 @@ class Scope:
         return self.lookup(path)
 
     def lookup(self, path: str) -> Fact | Missing:
+        spec, parts = _plan(self.spec, path)
         node: Any = self.data
         taken: dt.date | None = None  # the date of the result this value belongs to
-        parts = path.split(".")
-        for depth, part in enumerate(parts):
-            if isinstance(node, LabValue):
-                taken = node.date
-                node = {"value": node.value, "uln": node.uln, "date": node.date}.get(part)
-            elif isinstance(node, dict):
-                if depth and isinstance(node.get("date"), dt.date):
+        for part in parts:
+            if isinstance(node, dict):
+                if node is not self.data and isinstance(node.get("date"), dt.date):
                     taken = node["date"]
                 node = node.get(part)
+            elif isinstance(node, LabValue):
+                taken = node.date
+                node = node.value if part == "value" else node.uln if part == "uln" else \
+                    node.date if part == "date" else None
             else:
                 node = None
             if node is None:
                 return Missing((self.prefix + path,))
         if isinstance(node, LabValue):
             taken = node.date
-        spec = v.resolve(path, self.spec)
-        assert spec is not None, f"rule loader let through unknown field {path}"
         if self.prefix:
             # Dates inside list items are event dates (a transplant), not result dates.
             return Fact(node, spec, path=self.prefix + path)
@@ -167,6 +174,19 @@ class Scope:
         if isinstance(measured, Fact):
             return measured
         return cockcroft_gault(self, spec)
+
+
+_PLANS: dict[tuple[int, str], tuple[v.Record, v.Spec, tuple[str, ...]]] = {}
+
+
+def _plan(root: v.Record, path: str) -> tuple[v.Spec, tuple[str, ...]]:
+    """A field's spec and path steps, worked out once per field rather than per patient."""
+    found = _PLANS.get((id(root), path))
+    if found is None or found[0] is not root:
+        spec = v.resolve(path, root)
+        assert spec is not None, f"rule loader let through unknown field {path}"
+        found = _PLANS[(id(root), path)] = (root, spec, tuple(path.split(".")))
+    return found[1], found[2]
 
 
 def fingerprint(fact: Fact | Missing) -> Any:
@@ -221,7 +241,7 @@ def cockcroft_gault(scope: Scope, spec: v.Spec) -> Fact | Missing:
 
 def _short(measure: Measure) -> str:
     """As written, unless it is an export's long float (3.2362191736536725 mg/dL)."""
-    digits = sum(ch.isdigit() for ch in measure.written.split()[0]) if measure.written else 0
+    digits = sum(map(str.isdigit, measure.written.split()[0])) if measure.written else 0
     if digits <= 6:
         return measure.written
     return f"{units.fmt(measure.magnitude, 6)} {measure.display_unit}"
@@ -229,6 +249,10 @@ def _short(measure: Measure) -> str:
 
 def describe(fact: Fact) -> str:
     """The value as written in the file, with how a derived one was obtained."""
+    return fact.text
+
+
+def _describe(fact: Fact) -> str:
     value = fact.value
     if isinstance(value, LabValue):
         text = _short(value.value) if isinstance(value.value, Measure) else value.written

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from functools import lru_cache
 from typing import Any
 
 from .batch import FileError, Record
@@ -18,21 +19,24 @@ from .model import (CriterionResult, Evidence, Kind, PartResult, Screening, Stat
                     Verdict)
 
 
+# The keys of these three are written in sorted order, so the text _criterion_text makes
+# without sorting is the text json.dumps(sort_keys=True) makes.
+
 def _evidence_json(evidence: tuple[Evidence, ...]) -> list[dict[str, str]]:
-    return [{"field": e.field, "label": e.label, "value": e.value, "converted": e.converted,
-             "threshold": e.threshold} for e in evidence]
+    return [{"converted": e.converted, "field": e.field, "label": e.label,
+             "threshold": e.threshold, "value": e.value} for e in evidence]
 
 
 def _part_json(part: PartResult) -> dict[str, Any]:
-    return {"id": part.id, "status": part.status.value, "reason": part.reason,
-            "missing": list(part.missing), "review": list(part.review),
+    return {"id": part.id, "missing": list(part.missing), "reason": part.reason,
+            "review": list(part.review), "status": part.status.value,
             "values": _evidence_json(part.evidence)}
 
 
 def _criterion_json(c: CriterionResult) -> dict[str, Any]:
-    return {"id": c.id, "kind": c.kind.value, "label": c.label, "status": c.status.value,
-            "reason": c.reason, "missing": list(c.missing), "review": list(c.review),
-            "attested": c.attested, "parts": [_part_json(p) for p in c.parts],
+    return {"attested": c.attested, "id": c.id, "kind": c.kind.value, "label": c.label,
+            "missing": list(c.missing), "parts": [_part_json(p) for p in c.parts],
+            "reason": c.reason, "review": list(c.review), "status": c.status.value,
             "values": _evidence_json(c.evidence)}
 
 
@@ -80,28 +84,41 @@ def dumps(data: Any, compact: bool = False) -> str:
 
 
 _compact = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+_in_order = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # keys as built
 
 # Criterion results are shared by patients with the same facts (engine.screen_criterion), so
-# their JSON text can be too. Kept by identity, next to the result itself so that its id
-# cannot pass to another object while the entry lives.
+# their JSON text can be too: kept by identity, least recently used first out, next to the
+# result itself so that its id cannot pass to another object while the entry lives.
 _FRAGMENTS: dict[int, tuple[CriterionResult, str]] = {}
-_FRAGMENTS_SIZE = 4096
+_FRAGMENTS_SIZE = 8192
 
 
 def _criterion_text(c: CriterionResult) -> str:
-    found = _FRAGMENTS.get(id(c))
-    if found is not None and found[0] is c:
-        return found[1]
-    if len(_FRAGMENTS) >= _FRAGMENTS_SIZE:
-        _FRAGMENTS.clear()
-    text = _compact(_criterion_json(c))
-    _FRAGMENTS[id(c)] = (c, text)
-    return text
+    key = id(c)
+    found = _FRAGMENTS.pop(key, None)
+    if found is None or found[0] is not c:
+        if len(_FRAGMENTS) >= _FRAGMENTS_SIZE:
+            del _FRAGMENTS[next(iter(_FRAGMENTS))]
+        found = (c, _in_order(_criterion_json(c)))
+    _FRAGMENTS[key] = found
+    return found[1]
+
+
+@lru_cache(maxsize=None)
+def _key(name: str) -> str:
+    return _compact(name) + ":"
 
 
 def _object(members: dict[str, str]) -> str:
     """A JSON object from members already in JSON text, keys sorted as json.dumps sorts them."""
-    return "{" + ",".join(f"{_compact(k)}:{v}" for k, v in sorted(members.items())) + "}"
+    return "{" + ",".join(_key(k) + v for k, v in sorted(members.items())) + "}"
+
+
+@lru_cache(maxsize=64)
+def _trial_constants(trial: str, product: str, title: str, caveats: tuple[str, ...]
+                     ) -> dict[str, str]:
+    return {"trial": _compact(trial), "product": _compact(product), "title": _compact(title),
+            "caveats": _compact(list(caveats))}
 
 
 def jsonl_line(record: Record) -> str:
@@ -111,8 +128,11 @@ def jsonl_line(record: Record) -> str:
         return _compact(_error_json(record)) + "\n"
     trials = []
     for t in record.trials:
-        members = {k: _compact(v) for k, v in _trial_fields(t).items()}
-        members["criteria"] = "[" + ",".join(map(_criterion_text, t.criteria)) + "]"
+        statuses = [c.status for c in t.criteria]
+        members = {**_trial_constants(t.trial, t.product, t.title, t.caveats),
+                   "verdict": _compact(t.verdict.value),
+                   "counts": _compact({s.value: statuses.count(s) for s in Status}),
+                   "criteria": "[" + ",".join(map(_criterion_text, t.criteria)) + "]"}
         trials.append(_object(members))
     members = {k: _compact(v) for k, v in _screening_fields(record).items()}
     members["trials"] = "[" + ",".join(trials) + "]"

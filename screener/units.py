@@ -326,6 +326,7 @@ def compare(a: float, b: float) -> int:
     return -1 if a < b else 1
 
 
+@lru_cache(maxsize=4096, typed=True)  # thresholds and common values recur across patients
 def fmt(x: float, digits: int = 3) -> str:
     """A number as a nurse would read it: a few significant digits, no float noise."""
     if x == 0:
