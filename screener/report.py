@@ -90,7 +90,7 @@ _in_order = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  
 # their JSON text can be too: kept by identity, least recently used first out, next to the
 # result itself so that its id cannot pass to another object while the entry lives.
 _FRAGMENTS: dict[int, tuple[CriterionResult, str]] = {}
-_FRAGMENTS_SIZE = 8192
+_FRAGMENTS_SIZE = 1024  # results in use by the criterion memos are far fewer
 
 
 def _criterion_text(c: CriterionResult) -> str:
