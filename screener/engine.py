@@ -6,7 +6,8 @@ condition trees compute; the trees themselves only say true, false or unknown an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from . import vocabulary as v
 from .errors import nearest
@@ -15,7 +16,7 @@ from .facts import Scope
 from .model import (CriterionResult, Kind, Outcome, PartResult, Screening, TrialResult,
                     kleene_and, kleene_or, status_of, verdict_of)
 from .patient import Patient
-from .rules import Criterion, RuleSet
+from .rules import Criterion, Part, RuleSet
 from .units import Measure
 
 
@@ -41,6 +42,7 @@ def _part(pid: str, outcome: Outcome, kind: Kind) -> PartResult:
 # Tests turn this off to check that reuse never changes a result.
 MEMOISE = True
 _MEMO_SIZE = 64  # results kept per criterion; a criterion that keeps missing starts afresh
+T = TypeVar("T")
 
 
 def screen_criterion(patient: Patient, trial: str, criterion: Criterion, facts: Scope
@@ -54,13 +56,16 @@ def screen_criterion(patient: Patient, trial: str, criterion: Criterion, facts: 
     attestation = _attestation(patient, trial, criterion)
     if not MEMOISE:
         return _screen_criterion(criterion, facts, attestation)
-    key = facts.key(criterion.inputs, criterion.dated, attestation)
-    memo = criterion.memo
+    return _remember(criterion.memo, facts.key(criterion.inputs, criterion.dated, attestation),
+                     lambda: _screen_criterion(criterion, facts, attestation))
+
+
+def _remember(memo: dict[Any, T], key: Any, compute: Callable[[], T]) -> T:
     found = memo.get(key)
     if found is None:
         if len(memo) >= _MEMO_SIZE:
             memo.clear()
-        found = memo[key] = _screen_criterion(criterion, facts, attestation)
+        found = memo[key] = compute()
     return found
 
 
@@ -69,8 +74,11 @@ def _screen_criterion(criterion: Criterion, facts: Scope, attestation: bool | No
     scope = facts.judged(attestation)
     parts: tuple[PartResult, ...] = ()
     if criterion.check is None:
-        outcomes = [p.check.evaluate(scope) for p in criterion.parts]
-        parts = tuple(_part(p.id, o, criterion.kind) for p, o in zip(criterion.parts, outcomes))
+        # A part has its own inputs, so an organ-function criterion whose bilirubin is new
+        # still reuses its unchanged coagulation and oxygen parts.
+        screened = [_screen_part(p, criterion.kind, facts, scope) for p in criterion.parts]
+        outcomes = [outcome for outcome, _ in screened]
+        parts = tuple(result for _, result in screened)
         outcome = combine(outcomes, kleene_and if criterion.combine == "all" else kleene_or)
     else:
         outcome = criterion.check.evaluate(scope)
@@ -80,6 +88,17 @@ def _screen_criterion(criterion: Criterion, facts: Scope, attestation: bool | No
         reason=outcome.reason, missing=outcome.missing, review=outcome.review, parts=parts,
         combine=criterion.combine, attested=attestation is not None, evidence=outcome.evidence,
         text=criterion.text, note=criterion.note)
+
+
+def _screen_part(part: Part, kind: Kind, facts: Scope, scope: Scope
+                 ) -> tuple[Outcome, PartResult]:
+    def compute() -> tuple[Outcome, PartResult]:
+        outcome = part.check.evaluate(scope)
+        return outcome, _part(part.id, outcome, kind)
+
+    if not MEMOISE:
+        return compute()
+    return _remember(part.memo, facts.key(part.inputs, part.dated, scope.attestation), compute)
 
 
 def facts_of(patient: Patient, max_age: Measure | None = None) -> Scope:

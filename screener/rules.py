@@ -40,6 +40,9 @@ class Part:
     label: str
     text: str
     check: Node
+    inputs: tuple[str, ...] = ()  # as for Criterion
+    dated: bool = False
+    memo: dict[Any, Any] = _field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -194,9 +197,11 @@ class _Compiler:
         pid = self.text(data["id"], path + ("id",), "id")
         if not re.match(rf"^{re.escape(cid)}\.[a-z]$", pid):
             raise self.fail(path + ("id",), f"part id {_q(pid)} must be {cid}.a, {cid}.b, …")
+        check = self.node(data["check"], path + ("check",), v.PATIENT, False)
+        fields, dated = inputs([check])
         return Part(pid, self.text(data["label"], path + ("label",), "label"),
                     self.text(data["text"], path + ("text",), "text") if "text" in data else "",
-                    self.node(data["check"], path + ("check",), v.PATIENT, False))
+                    check, fields, dated)
 
     # --------------------------------------------------------------------------- nodes
 

@@ -55,17 +55,21 @@ def _reads(patient: screener.Patient, check: Node,
     return scope.trace
 
 
-def test_inputs_name_every_fact_a_criterion_reads():
+def test_inputs_name_every_fact_a_criterion_or_part_reads():
     for patient in corpus():
         for rule_set in RULE_SETS:
             for c in rule_set.criteria:
-                checks = [c.check] if c.check is not None else [p.check for p in c.parts]
-                for attestation in (None, True, False) if c.judged else (None,):
-                    read = set().union(*(_reads(patient, n, attestation) for n in checks))
-                    dates = {"(as of)", "(apheresis date)"} & read
-                    where = f"{rule_set.trial} {c.id}, {patient.file}"
-                    assert read - dates <= set(c.inputs), where
-                    assert c.dated or not dates, where
+                # A criterion made of parts is remembered whole and part by part.
+                units = [(c.id, [c.check] if c.check is not None else [p.check for p in c.parts],
+                          c.inputs, c.dated)]
+                units += [(p.id, [p.check], p.inputs, p.dated) for p in c.parts]
+                for name, checks, inputs, dated in units:
+                    for attestation in (None, True, False) if c.judged else (None,):
+                        read = set().union(*(_reads(patient, n, attestation) for n in checks))
+                        dates = {"(as of)", "(apheresis date)"} & read
+                        where = f"{rule_set.trial} {name}, {patient.file}"
+                        assert read - dates <= set(inputs), where
+                        assert dated or not dates, where
 
 
 def _screen_all(patients: tuple[screener.Patient, ...]) -> list[screener.Screening]:
