@@ -108,7 +108,9 @@ def facts_of(patient: Patient, max_age: Measure | None = None) -> Scope:
 
 def screen(patient: Patient, rule_set: RuleSet, max_age: Measure | None = None,
            facts: Scope | None = None) -> TrialResult:
-    """Screen one patient against one trial. Pure: no I/O, no global state.
+    """Screen one patient against one trial. Pure: no I/O; the only state kept between
+    calls is the memory of earlier results (see screen_criterion), which returns the result
+    that would be computed.
 
     With `max_age`, a dated lab, marker or test older than that before the screening date
     counts as missing, so stale data never silently decides a screen.

@@ -137,3 +137,17 @@ def test_jsonl_line_is_dumps_of_to_json_for_errors_and_imports(tmp_path: Path):
         assert isinstance(record, FileError) or record.sources
         assert report.jsonl_line(record) == report.dumps(report.to_json(record),
                                                          compact=True) + "\n"
+
+
+def test_the_memory_of_results_stays_bounded_however_many_patients():
+    # Flat memory over a cohort of any size: every memory has a fixed bound.
+    records = [{"id": f"P{i}", "screening_date": "2026-11-20", "birth_date": f"19{40 + i % 50}-01-"
+                f"{1 + i % 28:02d}", "weight": f"{50 + i} kg",
+                "labs": {"creatinine": f"{0.5 + i / 100:.2f} mg/dL", "ast": f"{10 + i} U/L"}}
+               for i in range(engine._MEMO_SIZE * 3)]
+    for record in records:
+        report.jsonl_line(screener.screen_patient(patient_from(record), RULE_SETS))
+    sizes = [len(m) for r in RULE_SETS for c in r.criteria
+             for m in [c.memo, *(p.memo for p in c.parts)]]
+    assert max(sizes) <= engine._MEMO_SIZE
+    assert len(report._FRAGMENTS) <= report._FRAGMENTS_SIZE
