@@ -247,11 +247,6 @@ def _short(measure: Measure) -> str:
     return f"{units.fmt(measure.magnitude, 6)} {measure.display_unit}"
 
 
-def describe(fact: Fact) -> str:
-    """The value as written in the file, with how a derived one was obtained."""
-    return fact.text
-
-
 def _describe(fact: Fact) -> str:
     value = fact.value
     if isinstance(value, LabValue):

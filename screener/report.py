@@ -40,12 +40,14 @@ def _criterion_json(c: CriterionResult) -> dict[str, Any]:
             "values": _evidence_json(c.evidence)}
 
 
+def _counts(t: TrialResult) -> dict[str, int]:
+    statuses = [c.status for c in t.criteria]
+    return {s.value: statuses.count(s) for s in Status}
+
+
 def _trial_fields(t: TrialResult) -> dict[str, Any]:
-    counts = {s.value: 0 for s in Status}
-    for c in t.criteria:
-        counts[c.status.value] += 1
     return {"trial": t.trial, "product": t.product, "title": t.title, "verdict": t.verdict.value,
-            "caveats": list(t.caveats), "counts": counts}
+            "caveats": list(t.caveats), "counts": _counts(t)}
 
 
 def _trial_json(t: TrialResult) -> dict[str, Any]:
@@ -128,10 +130,8 @@ def jsonl_line(record: Record) -> str:
         return _compact(_error_json(record)) + "\n"
     trials = []
     for t in record.trials:
-        statuses = [c.status for c in t.criteria]
         members = {**_trial_constants(t.trial, t.product, t.title, t.caveats),
-                   "verdict": _compact(t.verdict.value),
-                   "counts": _compact({s.value: statuses.count(s) for s in Status}),
+                   "verdict": _compact(t.verdict.value), "counts": _compact(_counts(t)),
                    "criteria": "[" + ",".join(map(_criterion_text, t.criteria)) + "]"}
         trials.append(_object(members))
     members = {k: _compact(v) for k, v in _screening_fields(record).items()}
