@@ -8,7 +8,7 @@ reads and, for an unknown, the fields to collect and the judgments left open.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 Truth = bool | None
@@ -147,6 +147,9 @@ class CriterionResult:
     evidence: tuple[Evidence, ...] = ()
     text: str = ""  # the source's words, for --verbose
     note: str = ""  # the rule set's reading of them
+    # Patients with the same facts share one result (engine.screen_criterion), so what is
+    # worked out from it, such as its JSON text, is kept with it and lives as long as it.
+    memo: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

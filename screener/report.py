@@ -88,39 +88,37 @@ def dumps(data: Any, compact: bool = False) -> str:
 _compact = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 _in_order = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # keys as built
 
-# Criterion results are shared by patients with the same facts (engine.screen_criterion), so
-# their JSON text can be too: kept by identity, least recently used first out, next to the
-# result itself so that its id cannot pass to another object while the entry lives.
-_FRAGMENTS: dict[int, tuple[CriterionResult, str]] = {}
-_FRAGMENTS_SIZE = 1024  # results in use by the criterion memos are far fewer
-
 
 def _criterion_text(c: CriterionResult) -> str:
-    key = id(c)
-    found = _FRAGMENTS.pop(key, None)
-    if found is None or found[0] is not c:
-        if len(_FRAGMENTS) >= _FRAGMENTS_SIZE:
-            del _FRAGMENTS[next(iter(_FRAGMENTS))]
-        found = (c, _in_order(_criterion_json(c)))
-    _FRAGMENTS[key] = found
-    return found[1]
+    # Criterion results are shared by patients with the same facts (engine.screen_criterion),
+    # so their JSON text is too: worked out once and kept with the result.
+    text = c.memo.get("json")
+    if text is None:
+        text = c.memo["json"] = _in_order(_criterion_json(c))
+    return text
+
+
+@lru_cache(maxsize=64)
+def _trial_frame(trial: str, product: str, title: str, caveats: tuple[str, ...]
+                 ) -> tuple[str, str, str]:
+    """A trial's JSON object around its counts, criteria and verdict, keys in sorted order:
+    caveats, counts, criteria, product, title, trial, verdict."""
+    return ('{"caveats":' + _compact(list(caveats)) + ',"counts":', ',"criteria":[',
+            "]," + ",".join(_key(k) + _compact(v) for k, v in
+                            (("product", product), ("title", title), ("trial", trial)))
+            + ',"verdict":')
+
+
+_VERDICTS = {v: _compact(v.value) for v in Verdict}
+
+
+def _counts_text(t: TrialResult) -> str:
+    return "{" + ",".join(f'"{k}":{n}' for k, n in sorted(_counts(t).items())) + "}"
 
 
 @lru_cache(maxsize=None)
 def _key(name: str) -> str:
     return _compact(name) + ":"
-
-
-def _object(members: dict[str, str]) -> str:
-    """A JSON object from members already in JSON text, keys sorted as json.dumps sorts them."""
-    return "{" + ",".join(_key(k) + v for k, v in sorted(members.items())) + "}"
-
-
-@lru_cache(maxsize=64)
-def _trial_constants(trial: str, product: str, title: str, caveats: tuple[str, ...]
-                     ) -> dict[str, str]:
-    return {"trial": _compact(trial), "product": _compact(product), "title": _compact(title),
-            "caveats": _compact(list(caveats))}
 
 
 def jsonl_line(record: Record) -> str:
@@ -130,13 +128,13 @@ def jsonl_line(record: Record) -> str:
         return _compact(_error_json(record)) + "\n"
     trials = []
     for t in record.trials:
-        members = {**_trial_constants(t.trial, t.product, t.title, t.caveats),
-                   "verdict": _compact(t.verdict.value), "counts": _compact(_counts(t)),
-                   "criteria": "[" + ",".join(map(_criterion_text, t.criteria)) + "]"}
-        trials.append(_object(members))
+        head, criteria, tail = _trial_frame(t.trial, t.product, t.title, t.caveats)
+        trials.append(head + _counts_text(t) + criteria
+                      + ",".join(map(_criterion_text, t.criteria)) + tail + _VERDICTS[t.verdict]
+                      + "}")
     members = {k: _compact(v) for k, v in _screening_fields(record).items()}
     members["trials"] = "[" + ",".join(trials) + "]"
-    return _object(members) + "\n"
+    return "{" + ",".join(_key(k) + v for k, v in sorted(members.items())) + "}\n"
 
 
 def json_document(record: Record) -> str:

@@ -150,4 +150,3 @@ def test_the_memory_of_results_stays_bounded_however_many_patients():
     sizes = [len(m) for r in RULE_SETS for c in r.criteria
              for m in [c.memo, *(p.memo for p in c.parts)]]
     assert max(sizes) <= engine._MEMO_SIZE
-    assert len(report._FRAGMENTS) <= report._FRAGMENTS_SIZE
