@@ -117,12 +117,17 @@ Render = Callable[[Record], str]
 
 @dataclass(frozen=True)
 class Done:
-    """One screened entry: the record (kept only when not rendered) and its rendered text."""
+    """One screened entry: the record (kept only when not rendered) and its rendered text,
+    as UTF-8: what is written out, and cheaper than text to send between processes."""
 
     file: str
     failed: bool
     record: Record | None
-    text: str
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8")
 
 
 def _init_worker(rule_sets: list[RuleSet], as_of: dt.date | None, max_age: Measure | None,
@@ -136,8 +141,8 @@ def _finish(record: Record, render: Render | None) -> Done:
     # processes and leaves the parent only writing text.
     failed = isinstance(record, FileError)
     if render is None:
-        return Done(record.file, failed, record, "")
-    return Done(record.file, failed, None, render(record))
+        return Done(record.file, failed, record, b"")
+    return Done(record.file, failed, None, render(record).encode("utf-8"))
 
 
 def _screen_chunk(names: list[str]) -> list[Done]:

@@ -154,7 +154,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
            verbose: bool) -> Exit:
     from .batch import expand, run
     from .catalog import select
-    from .output import atomic_output
+    from .output import atomic_output, utf8_writer
     from .report import (csv_header, csv_rows, json_array, json_document, jsonl_line, markdown,
                          render as render_record)
     from .summary import Cohort, markdown as cohort_markdown, render as render_cohort
@@ -183,6 +183,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         try:
             if fmt is Format.csv:
                 stream.write(csv_header())
+            write = utf8_writer(stream)
             for index, done in enumerate(run(entries, rule_sets, as_of, max_age, jobs, render,
                                              known)):
                 failed |= done.failed
@@ -197,7 +198,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 elif fmt is Format.json:
                     documents.append(done.text)
                 else:
-                    stream.write(done.text)
+                    write(done.data)
                 if progress:
                     progress.advance(task)
         finally:
@@ -435,7 +436,7 @@ def import_bundle(
     """
     from .errors import ScreenerError
     from .importer import bundle_to_yaml
-    from .output import atomic_output
+    from .output import atomic_output, utf8_writer
 
     try:
         text = bundle_to_yaml(bundle, as_of=_as_of(as_of))

@@ -7,11 +7,12 @@ leaves any existing target untouched.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -36,3 +37,21 @@ def atomic_output(target: Path | None) -> Iterator[TextIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def utf8_writer(stream: TextIO) -> Callable[[bytes], object]:
+    """A writer of UTF-8 text already encoded, for text rendered in worker processes.
+
+    When the stream encodes as UTF-8 anyway, the bytes go straight to its buffer (after
+    what it holds), sparing a decode and an encode of every record; otherwise they are
+    written as text, in the stream's own encoding, as before.
+    """
+    buffer = getattr(stream, "buffer", None)
+    try:
+        utf8 = codecs.lookup(stream.encoding).name == "utf-8"
+    except (AttributeError, LookupError, TypeError):
+        utf8 = False
+    if buffer is None or not utf8:
+        return lambda data: stream.write(data.decode("utf-8"))
+    stream.flush()
+    return buffer.write

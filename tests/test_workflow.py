@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from screener.cli import app
+from screener.output import utf8_writer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "patients"
@@ -62,6 +63,23 @@ def test_csv_has_a_row_per_criterion_and_part_and_an_error_row(cohort: Path):
     assert len(broken) == 1 and broken[0]["line"] == "3"
     criteria = {r["criterion"] for r in rows if r["trial"] == "NCT04684147"}
     assert {"I8", "I8.a", "I8.f", "I10"} <= criteria
+
+
+@pytest.mark.parametrize("encoding, row", [("utf-8", "≤ 1.6 µmol/L"), ("UTF8", "≤ 1.6 µmol/L"),
+                                           ("latin-1", "1.6 µmol/L")])
+def test_rendered_bytes_follow_earlier_text_in_the_streams_encoding(encoding: str, row: str):
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding=encoding, newline="")
+    stream.write("header µ\n")  # still in the text layer's buffer when the bytes come
+    utf8_writer(stream)(f"{row}\n".encode("utf-8"))
+    stream.flush()
+    assert raw.getvalue() == f"header µ\n{row}\n".encode(encoding)
+
+
+def test_rendered_bytes_reach_a_stream_without_a_buffer():
+    stream = io.StringIO()
+    utf8_writer(stream)("≤ 3 × ULN\n".encode("utf-8"))
+    assert stream.getvalue() == "≤ 3 × ULN\n"
 
 
 def test_table_batch_ends_with_cohort_summary(cohort: Path):
