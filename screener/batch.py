@@ -112,7 +112,7 @@ def screen_file(name: str, rule_sets: list[RuleSet], as_of: dt.date | None = Non
 # Worker processes receive the rule sets once, at start-up, not with every file.
 _worker: dict[str, object] = {}
 
-Render = Callable[[Record], str]
+Render = Callable[[Record], str | bytes]  # text, or text already encoded as UTF-8
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,8 @@ def _finish(record: Record, render: Render | None) -> Done:
     failed = isinstance(record, FileError)
     if render is None:
         return Done(record.file, failed, record, b"")
-    return Done(record.file, failed, None, render(record).encode("utf-8"))
+    text = render(record)
+    return Done(record.file, failed, None, text if isinstance(text, bytes) else text.encode())
 
 
 def _screen_chunk(names: list[str]) -> list[Done]:

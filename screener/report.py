@@ -89,31 +89,33 @@ _compact = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",",
 _in_order = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # keys as built
 
 
-def _criterion_text(c: CriterionResult) -> str:
+def _criterion_bytes(c: CriterionResult) -> bytes:
     # Criterion results are shared by patients with the same facts (engine.screen_criterion),
-    # so their JSON text is too: worked out once and kept with the result.
-    text = c.memo.get("json")
-    if text is None:
-        text = c.memo["json"] = _in_order(_criterion_json(c))
-    return text
+    # so their JSON is too: encoded once and kept with the result. Kept as UTF-8 since the
+    # text has characters such as ≤ and ×, which make Python store a whole record two bytes
+    # a character: joining and encoding that cost more than the rest of the record.
+    data = c.memo.get("jsonl")
+    if data is None:
+        data = c.memo["jsonl"] = _in_order(_criterion_json(c)).encode()
+    return data
 
 
 @lru_cache(maxsize=64)
 def _trial_frame(trial: str, product: str, title: str, caveats: tuple[str, ...]
-                 ) -> tuple[str, str, str]:
+                 ) -> tuple[bytes, bytes, bytes]:
     """A trial's JSON object around its counts, criteria and verdict, keys in sorted order:
     caveats, counts, criteria, product, title, trial, verdict."""
-    return ('{"caveats":' + _compact(list(caveats)) + ',"counts":', ',"criteria":[',
-            "]," + ",".join(_key(k) + _compact(v) for k, v in
-                            (("product", product), ("title", title), ("trial", trial)))
-            + ',"verdict":')
+    tail = ",".join(_key(k) + _compact(v) for k, v in
+                    (("product", product), ("title", title), ("trial", trial)))
+    return (('{"caveats":' + _compact(list(caveats)) + ',"counts":').encode(), b',"criteria":[',
+            ("]," + tail + ',"verdict":').encode())
 
 
-_VERDICTS = {v: _compact(v.value) for v in Verdict}
+_VERDICTS = {v: _compact(v.value).encode() for v in Verdict}
 
 
-def _counts_text(t: TrialResult) -> str:
-    return "{" + ",".join(f'"{k}":{n}' for k, n in sorted(_counts(t).items())) + "}"
+def _counts_bytes(t: TrialResult) -> bytes:
+    return ("{" + ",".join(f'"{k}":{n}' for k, n in sorted(_counts(t).items())) + "}").encode()
 
 
 @lru_cache(maxsize=None)
@@ -121,20 +123,20 @@ def _key(name: str) -> str:
     return _compact(name) + ":"
 
 
-def jsonl_line(record: Record) -> str:
-    """The same bytes as dumps(to_json(record), compact=True), plus a newline; assembled from
-    each criterion's cached text, since a cohort repeats most criterion results."""
+def jsonl_line(record: Record) -> bytes:
+    """One JSON Lines record as UTF-8: dumps(to_json(record), compact=True) and a newline,
+    assembled from each criterion's cached JSON, since a cohort repeats most results."""
     if isinstance(record, FileError):
-        return _compact(_error_json(record)) + "\n"
+        return (_compact(_error_json(record)) + "\n").encode()
     trials = []
     for t in record.trials:
         head, criteria, tail = _trial_frame(t.trial, t.product, t.title, t.caveats)
-        trials.append(head + _counts_text(t) + criteria
-                      + ",".join(map(_criterion_text, t.criteria)) + tail + _VERDICTS[t.verdict]
-                      + "}")
-    members = {k: _compact(v) for k, v in _screening_fields(record).items()}
-    members["trials"] = "[" + ",".join(trials) + "]"
-    return "{" + ",".join(_key(k) + v for k, v in sorted(members.items())) + "}\n"
+        trials.append(b"".join((head, _counts_bytes(t), criteria,
+                                b",".join(map(_criterion_bytes, t.criteria)), tail,
+                                _VERDICTS[t.verdict], b"}")))
+    members = {k: _compact(v).encode() for k, v in _screening_fields(record).items()}
+    members["trials"] = b"[" + b",".join(trials) + b"]"
+    return b"{" + b",".join(_key(k).encode() + v for k, v in sorted(members.items())) + b"}\n"
 
 
 def json_document(record: Record) -> str:

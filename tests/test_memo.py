@@ -99,7 +99,8 @@ def test_reused_results_are_the_results_computed_afresh(monkeypatch: pytest.Monk
     for memo, second, new in zip(remembered, again, fresh):
         assert memo == new, memo.file
         assert second == new, memo.file
-        assert report.jsonl_line(memo) == report.dumps(report.to_json(new), compact=True) + "\n"
+        assert report.jsonl_line(memo) == \
+            (report.dumps(report.to_json(new), compact=True) + "\n").encode()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -135,8 +136,8 @@ def test_jsonl_line_is_dumps_of_to_json_for_errors_and_imports(tmp_path: Path):
     for record in (screen_file(str(bad), list(RULE_SETS)), screen_file(str(bundle),
                                                                         list(RULE_SETS))):
         assert isinstance(record, FileError) or record.sources
-        assert report.jsonl_line(record) == report.dumps(report.to_json(record),
-                                                         compact=True) + "\n"
+        assert report.jsonl_line(record) == \
+            (report.dumps(report.to_json(record), compact=True) + "\n").encode()
 
 
 def test_the_memory_of_results_stays_bounded_however_many_patients():
