@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+import yaml
 
 from screener import units
 from screener.errors import Diagnostic, PatientError
@@ -401,6 +402,26 @@ def test_fast_read_agrees_with_the_positioned_parse_on_every_patient_file():
             fast_reads += 1
             assert fast.data == parse(text, str(path), PatientError).data, path
     assert fast_reads > len(files) / 2
+
+
+SCALARS = ["true", "yes", "No", "off", "~", "null", "", "12", "012", "0x1A", "1_000", "1:30",
+           "1.5", "1e3", ".5", ".inf", "-.Inf", ".NaN", "2026-11-20", "12 mg/dL", "PT-1"]
+
+
+@pytest.mark.parametrize("quote", ["", "'", '"'])
+def test_fast_read_types_scalars_as_yaml_does_quoted_or_not_first_or_again(quote: str):
+    from screener.document import parse_fast
+
+    # Each text twice, and plain before quoted or the other way round: the type of a plain
+    # scalar is remembered by its text, which must never give a quoted one a type.
+    other = "'" if not quote else ""
+    styles = [(v, quote) for v in SCALARS] + [(v, other) for v in SCALARS]
+    text = "".join(f"k{i}: {q}{value}{q}\n" for i, (value, q) in enumerate(styles * 2))
+    expected = yaml.load(text, Loader=yaml.CSafeLoader)
+    got = parse_fast("id: X\n" + text, "p.yaml")
+    assert got is not None
+    assert {k: v for k, v in got.data.items() if k != "id"} == expected
+    assert [type(v) for k, v in got.data.items() if k != "id"] == [type(v) for v in expected.values()]
 
 
 def test_warnings_from_a_fast_read_still_carry_positions():
