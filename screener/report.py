@@ -100,15 +100,20 @@ def _criterion_bytes(c: CriterionResult) -> bytes:
     return data
 
 
+@lru_cache(maxsize=None)
+def _key(name: str) -> bytes:
+    return (_compact(name) + ":").encode()
+
+
 @lru_cache(maxsize=64)
 def _trial_frame(trial: str, product: str, title: str, caveats: tuple[str, ...]
                  ) -> tuple[bytes, bytes, bytes]:
     """A trial's JSON object around its counts, criteria and verdict, keys in sorted order:
     caveats, counts, criteria, product, title, trial, verdict."""
-    tail = ",".join(_key(k) + _compact(v) for k, v in
-                    (("product", product), ("title", title), ("trial", trial)))
-    return (('{"caveats":' + _compact(list(caveats)) + ',"counts":').encode(), b',"criteria":[',
-            ("]," + tail + ',"verdict":').encode())
+    tail = b",".join(_key(k) + _compact(v).encode() for k, v in
+                     (("product", product), ("title", title), ("trial", trial)))
+    return (b'{"caveats":' + _compact(list(caveats)).encode() + b',"counts":', b',"criteria":[',
+            b"]," + tail + b',"verdict":')
 
 
 _VERDICTS = {v: _compact(v.value).encode() for v in Verdict}
@@ -118,25 +123,34 @@ def _counts_bytes(t: TrialResult) -> bytes:
     return ("{" + ",".join(f'"{k}":{n}' for k, n in sorted(_counts(t).items())) + "}").encode()
 
 
-@lru_cache(maxsize=None)
-def _key(name: str) -> str:
-    return _compact(name) + ":"
+def _trials_pieces(record: Screening) -> list[bytes]:
+    pieces = [b"["]
+    for i, t in enumerate(record.trials):
+        head, criteria, tail = _trial_frame(t.trial, t.product, t.title, t.caveats)
+        pieces += (b"," if i else b"", head, _counts_bytes(t), criteria,
+                   b",".join(map(_criterion_bytes, t.criteria)), tail, _VERDICTS[t.verdict], b"}")
+    pieces.append(b"]")
+    return pieces
 
 
 def jsonl_line(record: Record) -> bytes:
     """One JSON Lines record as UTF-8: dumps(to_json(record), compact=True) and a newline,
-    assembled from each criterion's cached JSON, since a cohort repeats most results."""
+    assembled from each criterion's cached JSON, since a cohort repeats most results.
+    The pieces are joined once, at the end: a record is some 32 kB."""
     if isinstance(record, FileError):
         return (_compact(_error_json(record)) + "\n").encode()
-    trials = []
-    for t in record.trials:
-        head, criteria, tail = _trial_frame(t.trial, t.product, t.title, t.caveats)
-        trials.append(b"".join((head, _counts_bytes(t), criteria,
-                                b",".join(map(_criterion_bytes, t.criteria)), tail,
-                                _VERDICTS[t.verdict], b"}")))
-    members = {k: _compact(v).encode() for k, v in _screening_fields(record).items()}
-    members["trials"] = b"[" + b",".join(trials) + b"]"
-    return b"{" + b",".join(_key(k).encode() + v for k, v in sorted(members.items())) + b"}\n"
+    members: dict[str, Any] = {k: _compact(v).encode()
+                               for k, v in _screening_fields(record).items()}
+    members["trials"] = None  # its place in the sorted order
+    pieces: list[bytes] = []
+    for name, value in sorted(members.items()):
+        pieces += (b"," if pieces else b"{", _key(name))
+        if value is None:
+            pieces += _trials_pieces(record)
+        else:
+            pieces.append(value)
+    pieces.append(b"}\n")
+    return b"".join(pieces)
 
 
 def json_document(record: Record) -> str:
