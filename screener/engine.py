@@ -6,7 +6,7 @@ condition trees compute; the trees themselves only say true, false or unknown an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from . import vocabulary as v
@@ -21,9 +21,8 @@ from .units import Measure
 
 
 def _attestation(patient: Patient, trial: str, criterion: Criterion) -> bool | None:
-    """The value a review leaf takes once the investigator has decided the criterion."""
-    if not criterion.judged:
-        return None
+    """The value a review leaf takes once the investigator has decided the criterion
+    (which must be a judged one)."""
     said = patient.data.get("attestations", {}).get(f"{trial}/{criterion.id}")
     if said is None:
         return None
@@ -53,20 +52,21 @@ def screen_criterion(patient: Patient, trial: str, criterion: Criterion, facts: 
     screening and apheresis dates) and on its attestation, so it is computed once per
     distinct set of those and reused.
     """
-    attestation = _attestation(patient, trial, criterion)
+    attestation = _attestation(patient, trial, criterion) if criterion.judged else None
     if not MEMOISE:
         return _screen_criterion(criterion, facts, attestation)
-    return _remember(criterion.memo, facts.key(criterion.inputs, criterion.dated, attestation),
-                     lambda: _screen_criterion(criterion, facts, attestation))
-
-
-def _remember(memo: dict[Any, T], key: Any, compute: Callable[[], T]) -> T:
-    found = memo.get(key)
+    key = facts.key(criterion.inputs, criterion.dated, attestation)
+    found = criterion.memo.get(key)
     if found is None:
-        if len(memo) >= _MEMO_SIZE:
-            memo.clear()
-        found = memo[key] = compute()
+        found = _keep(criterion.memo, key, _screen_criterion(criterion, facts, attestation))
     return found
+
+
+def _keep(memo: dict[Any, T], key: Any, value: T) -> T:
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+    return value
 
 
 def _screen_criterion(criterion: Criterion, facts: Scope, attestation: bool | None
@@ -92,13 +92,18 @@ def _screen_criterion(criterion: Criterion, facts: Scope, attestation: bool | No
 
 def _screen_part(part: Part, kind: Kind, facts: Scope, scope: Scope
                  ) -> tuple[Outcome, PartResult]:
-    def compute() -> tuple[Outcome, PartResult]:
-        outcome = part.check.evaluate(scope)
-        return outcome, _part(part.id, outcome, kind)
-
     if not MEMOISE:
-        return compute()
-    return _remember(part.memo, facts.key(part.inputs, part.dated, scope.attestation), compute)
+        return _fresh_part(part, kind, scope)
+    key = facts.key(part.inputs, part.dated, scope.attestation)
+    found = part.memo.get(key)
+    if found is None:
+        found = _keep(part.memo, key, _fresh_part(part, kind, scope))
+    return found
+
+
+def _fresh_part(part: Part, kind: Kind, scope: Scope) -> tuple[Outcome, PartResult]:
+    outcome = part.check.evaluate(scope)
+    return outcome, _part(part.id, outcome, kind)
 
 
 def facts_of(patient: Patient, max_age: Measure | None = None) -> Scope:
