@@ -81,6 +81,7 @@ SPELLINGS: dict[str, tuple[str, str]] = {
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*(.*?)\s*$")
+_DECIMAL_COMMA = re.compile(rf"^\s*{_NUMBER},\d")
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,20 @@ def dimension_of(unit: str) -> str:
 
 def split_quantity(text: str) -> tuple[float, str]:
     """Split `1.4 mg/dL` into (1.4, "mg/dl"); the unit is "" for a bare number."""
-    if re.match(rf"^\s*{_NUMBER},\d", text):
+    found = _SPLIT.get(text)
+    if found is None:
+        if len(_SPLIT) >= 4096:
+            _SPLIT.clear()
+        found = _SPLIT[text] = _split(text)
+    return found
+
+
+# Quantities read before, by their text: a cohort repeats most of its values and units.
+_SPLIT: dict[str, tuple[float, str]] = {}
+
+
+def _split(text: str) -> tuple[float, str]:
+    if _DECIMAL_COMMA.match(text):
         raise UnitError(f"cannot read {clip(text)!r} as a quantity",
                         "use a decimal point: 1.4, not 1,4")
     match = _QUANTITY.match(text)

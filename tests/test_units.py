@@ -322,3 +322,13 @@ def test_a_damaged_unit_cache_is_rebuilt(tmp_path):
     again = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                            text=True, check=True).stdout
     assert first == again and abs(float(first) - 88.4017) < 1e-3
+
+
+def test_a_quantity_read_again_reads_the_same_and_a_bad_one_is_refused_again():
+    # Quantities are remembered by their text; refusals must not be.
+    for _ in range(2):
+        assert u.split_quantity(" 1.4 mg/dL") == (1.4, "mg/dl")
+        with pytest.raises(u.UnitError, match="cannot read"):
+            u.split_quantity("1,4 mg/dL")
+        with pytest.raises(u.UnitError, match="unknown unit"):
+            u.split_quantity("1.4 mg/dLL")
