@@ -27,6 +27,9 @@ from .fhir import Extract, clean, patient_from_extract, read_bundle
 from .rules import RuleSet
 
 _PLAIN = re.compile(r"^[A-Za-z0-9µ_][A-Za-z0-9µ_ .%/+\-()]*$")
+# What json.dumps leaves raw but YAML refuses in its text (DEL, C1 controls, non-characters)
+# or reads as a line break even inside quotes (NEL, the Unicode line and paragraph separators).
+_UNSAFE_IN_YAML = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 # Facts the engine computes when they are not given: what each needs instead.
 _DERIVED = {
     "age": (("birth_date",), ("age",)),
@@ -144,7 +147,8 @@ def scalar(value: Any) -> str:
                 return text
         except yaml.YAMLError:
             pass
-    return json.dumps(text, ensure_ascii=False)
+    return _UNSAFE_IN_YAML.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                               json.dumps(text, ensure_ascii=False))
 
 
 def flow(mapping: dict[str, Any]) -> str:

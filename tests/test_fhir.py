@@ -1162,3 +1162,13 @@ def test_any_damage_to_a_bundle_is_a_patient_error_or_a_patient(tmp_path, where,
         for rule_set in RULE_SETS.values():
             engine.screen(patient, rule_set)
         parse_patient(importer.bundle_to_yaml(file, today=TODAY), "fuzz.yaml", today=TODAY)
+
+
+@pytest.mark.parametrize("odd", ["\x7f", "\x85", "\x9f", "\u2028", "\u2029", "\ufffe", "\x01"])
+def test_imported_text_with_characters_yaml_refuses_or_breaks_reads_back_the_same(odd: str):
+    # Found by the fuzz test above: a DEL in a coding system made `import` write a file that
+    # `check` refused ("character U+007F is not allowed in YAML text").
+    text = f"surgery{odd} 45595009"
+    written = f"id: PT-1\nnote: {importer.scalar(text)}\n"
+    assert yaml.safe_load(written)["note"] == text
+    assert parse_patient(written, "p.yaml").data["id"] == "PT-1"
