@@ -192,7 +192,7 @@ def _plan(root: v.Record, path: str) -> tuple[v.Spec, tuple[str, ...]]:
 def fingerprint(fact: Fact | Missing) -> Any:
     """A hashable stand-in for a fact, equal only for facts that read the same."""
     if isinstance(fact, Missing):
-        return fact
+        return (Missing, fact.fields, fact.why)  # a tuple hashes and compares in C
     return (_freeze(fact.value), fact.note, fact.date)
 
 

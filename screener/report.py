@@ -40,9 +40,12 @@ def _criterion_json(c: CriterionResult) -> dict[str, Any]:
             "values": _evidence_json(c.evidence)}
 
 
+_STATUSES = tuple((s, s.value) for s in Status)  # Enum's .value is a Python-level property
+
+
 def _counts(t: TrialResult) -> dict[str, int]:
     statuses = [c.status for c in t.criteria]
-    return {s.value: statuses.count(s) for s in Status}
+    return {value: statuses.count(status) for status, value in _STATUSES}
 
 
 def _trial_fields(t: TrialResult) -> dict[str, Any]:
