@@ -225,17 +225,30 @@ _SCALARS: dict[str, Callable[[yaml.ScalarNode], Any]] = {
 }
 
 
+_MADE: dict[tuple[str, str], Any] = {}
+_MISSING = object()
+
+
 def _build(node: yaml.Node) -> Any:
     """The data of a composed node tree, as SafeLoader makes it but without its generic
     machinery (a third of the time of a plain file); anything unusual falls back."""
     kind = type(node)
     if kind is yaml.ScalarNode:
-        if node.tag == _STR:
+        tag = node.tag
+        if tag == _STR:
             return node.value
-        make = _SCALARS.get(node.tag)
-        if make is None:
-            raise _Fallback
-        return make(node)
+        # Values of other types are immutable (numbers, booleans, dates, None), so one made
+        # from the same text can be shared; files repeat most of theirs (dates above all).
+        key = (tag, node.value)
+        value = _MADE.get(key, _MISSING)
+        if value is _MISSING:
+            make = _SCALARS.get(tag)
+            if make is None:
+                raise _Fallback
+            if len(_MADE) >= 4096:
+                _MADE.clear()
+            value = _MADE[key] = make(node)
+        return value
     if kind is yaml.MappingNode:
         mapping: dict[str, Any] = {}
         for key_node, value_node in node.value:
