@@ -140,18 +140,19 @@ def _error(file: str, text: str, message: str, line: int | None, column: int | N
     return error(Diagnostic(message, file, pos, hint, source))
 
 
-def read_text(path: Path, display: str, error: type[ScreenerError]) -> str:
+def read_text(path: str | Path, display: str, error: type[ScreenerError]) -> str:
     """Read a file as UTF-8 text, refusing binary, oversized and undecodable input."""
     try:
-        with path.open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            size = info.st_size
             if size > MAX_BYTES:
                 raise error(Diagnostic(f"file is {size:,} bytes; the limit is {MAX_BYTES:,}",
                                        display))
             # A device or pipe has no size (/dev/zero never ends): read one byte past the
             # limit at most. A regular file says its size; asking for just that much (plus
             # one) avoids allocating a megabyte for every few-kilobyte patient file.
-            regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+            regular = stat.S_ISREG(info.st_mode)
             raw = handle.read((size if regular else MAX_BYTES) + 1)
     except OSError as exc:
         raise error(Diagnostic(f"cannot read file: {exc.strerror or exc}", display)) from None

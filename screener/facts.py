@@ -115,25 +115,23 @@ class Scope:
         # shows in their own value and note, so it is part of their fingerprint.
         found = self.known.get(path)
         if found is None:
-            found = self.known[path] = self._get(path)
+            if path in _DERIVED and not self.prefix:
+                found = self._age() if path == "age" else self._clearance()
+            else:
+                found = self.lookup(path)
+            self.known[path] = found
         return found
-
-    def _get(self, path: str) -> Fact | Missing:
-        if not self.prefix:
-            if path == "age":
-                return self._age()
-            if path == "labs.creatinine_clearance":
-                return self._clearance()
-        return self.lookup(path)
 
     def lookup(self, path: str) -> Fact | Missing:
         spec, parts = _plan(self.spec, path)
-        node: Any = self.data
+        data = node = self.data
         taken: dt.date | None = None  # the date of the result this value belongs to
         for part in parts:
             if isinstance(node, dict):
-                if node is not self.data and isinstance(node.get("date"), dt.date):
-                    taken = node["date"]
+                if node is not data:
+                    date = node.get("date")
+                    if isinstance(date, dt.date):
+                        taken = date
                 node = node.get(part)
             elif isinstance(node, LabValue):
                 taken = node.date
@@ -147,13 +145,13 @@ class Scope:
             taken = node.date
         if self.prefix:
             # Dates inside list items are event dates (a transplant), not result dates.
-            return Fact(node, spec, path=self.prefix + path)
+            return Fact(node, spec, self.prefix + path)
         if taken is not None and self.max_age is not None and parts[-1] != "date" and \
                 taken < shift(self.patient.as_of, self.max_age, -1):
             return Missing((path,), f"{path} dated {taken} is older than "
                                     f"{self.max_age.written} before {self.patient.as_of} "
                                     "(--max-age): a current result is needed")
-        return Fact(node, spec, path, date=taken)
+        return Fact(node, spec, path, "", taken)
 
     def _age(self) -> Fact | Missing:
         spec = v.DERIVED["age"]
@@ -176,6 +174,7 @@ class Scope:
         return cockcroft_gault(self, spec)
 
 
+_DERIVED = frozenset(("age", "labs.creatinine_clearance"))  # facts computed from others
 _PLANS: dict[tuple[int, str], tuple[v.Record, v.Spec, tuple[str, ...]]] = {}
 
 

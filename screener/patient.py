@@ -391,7 +391,7 @@ def load_patient(path: str | Path, as_of: dt.date | None = None, display: str | 
                  today: dt.date | None = None) -> Patient:
     """Read a patient file; raises PatientError (with file, line and column) if it is unusable."""
     name = display if display is not None else str(path)
-    return parse_patient(read_text(Path(path), name, PatientError), name, as_of, today)
+    return parse_patient(read_text(path, name, PatientError), name, as_of, today)
 
 
 def from_mapping(record: dict[str, Any], file: str, as_of: dt.date | None = None,
