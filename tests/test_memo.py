@@ -151,3 +151,20 @@ def test_the_memory_of_results_stays_bounded_however_many_patients():
     sizes = [len(m) for r in RULE_SETS for c in r.criteria
              for m in [c.memo, *(p.memo for p in c.parts)]]
     assert max(sizes) <= engine._MEMO_SIZE
+
+
+def test_screening_and_writing_a_patient_leaves_no_reference_cycles():
+    # Worker processes collect garbage rarely (batch._init_worker) on the strength of this:
+    # a cycle would keep each patient's objects alive until the next collection.
+    import gc
+
+    files = [p for folder in (ROOT / "examples" / "patients", ROOT / "tests" / "acceptance"
+                              / "patients") for p in sorted(folder.glob("*.yaml"))]
+    gc.collect()
+    gc.disable()
+    try:
+        for path in files:
+            report.jsonl_line(screen_file(str(path), list(RULE_SETS)))
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
