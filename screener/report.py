@@ -88,8 +88,12 @@ def dumps(data: Any, compact: bool = False) -> str:
     return json.dumps(data, sort_keys=True, ensure_ascii=False, indent=2)
 
 
-_compact = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
-_in_order = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # keys as built
+# What is encoded here is built afresh from frozen results and holds no cycles, so the
+# encoders skip the bookkeeping that detects them (a dict entry per container).
+_compact = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                            check_circular=False).encode
+_in_order = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),  # keys as built
+                             check_circular=False).encode
 
 
 def _criterion_bytes(c: CriterionResult) -> bytes:
