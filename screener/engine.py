@@ -40,7 +40,9 @@ def _part(pid: str, outcome: Outcome, kind: Kind) -> PartResult:
 # share (negative serology, signed consent), so a cohort mostly repeats what it has seen.
 # Tests turn this off to check that reuse never changes a result.
 MEMOISE = True
-_MEMO_SIZE = 64  # results kept per criterion; a criterion that keeps missing starts afresh
+# Results kept per criterion or part: room for every whole percentage (marrow blasts); a
+# criterion that keeps meeting new facts (a lab value) empties its memory and starts again.
+_MEMO_SIZE = 128
 T = TypeVar("T")
 
 
