@@ -176,7 +176,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
               Format.csv: csv_rows}.get(fmt)
     progress = _progress(len(entries))
     with atomic_output(output) as stream:
-        out = _table_console(stream)
+        # Only tables need rich's console: JSON and the other formats start without it.
+        out = _table_console(stream) if fmt is Format.table else None
         task = progress.add_task("screening", total=len(entries)) if progress else None
         if progress:
             progress.start()
@@ -189,7 +190,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 failed |= done.failed
                 if done.record is not None:
                     cohort.add(done.record)
-                if fmt is Format.table:
+                if out is not None:
                     if index:
                         out.rule()
                     render_record(out, done.record, verbose)
@@ -206,7 +207,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 progress.stop()
         if fmt is Format.json:
             stream.write((documents[0] if len(entries) == 1 else json_array(documents)) + "\n")
-        elif len(entries) > 1 and fmt is Format.table:
+        elif len(entries) > 1 and out is not None:
             render_cohort(out, cohort)
         elif len(entries) > 1 and fmt is Format.markdown:
             stream.write(cohort_markdown(cohort))

@@ -150,6 +150,18 @@ def test_trials_command_lists_all_five():
         assert trial in result.stdout
 
 
+def test_a_json_check_starts_without_the_table_library():
+    # A single check should feel instant: rich's console is for tables only.
+    probe = ("import sys\nfrom screener.cli import app\n"
+             f"sys.argv = ['screener', 'check', {str(EXAMPLE)!r}, '-f', 'json']\n"
+             "try:\n    app()\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert json.loads(done.stdout)["patient"] == "PT-0002"
+    assert done.stderr.strip() == "[]"
+
+
 def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "screener", "check", str(EXAMPLE), "-f", "json"],
                           capture_output=True, text=True, check=False)
