@@ -437,7 +437,7 @@ def import_bundle(
     """
     from .errors import ScreenerError
     from .importer import bundle_to_yaml
-    from .output import atomic_output, utf8_writer
+    from .output import atomic_output
 
     try:
         text = bundle_to_yaml(bundle, as_of=_as_of(as_of))
