@@ -421,7 +421,8 @@ def test_fast_read_types_scalars_as_yaml_does_quoted_or_not_first_or_again(quote
     got = parse_fast("id: X\n" + text, "p.yaml")
     assert got is not None
     assert {k: v for k, v in got.data.items() if k != "id"} == expected
-    assert [type(v) for k, v in got.data.items() if k != "id"] == [type(v) for v in expected.values()]
+    assert [type(v) for k, v in got.data.items() if k != "id"] == \
+        [type(v) for v in expected.values()]
 
 
 def test_warnings_from_a_fast_read_still_carry_positions():
