@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import Diagnostic, Position, ScreenerError, clip, describe_value, nearest
+from .memo import keep
 
 PathKey = tuple[str | int, ...]
 
@@ -193,9 +194,7 @@ class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
             return super().resolve(kind, value, implicit)
         tag = _PLAIN_TAGS.get(value)
         if tag is None:
-            if len(_PLAIN_TAGS) >= 4096:
-                _PLAIN_TAGS.clear()
-            tag = _PLAIN_TAGS[value] = super().resolve(kind, value, implicit)
+            tag = keep(_PLAIN_TAGS, value, super().resolve(kind, value, implicit), _KEPT)
         return tag
 
     def construct_date(self, node: yaml.Node) -> Any:
@@ -210,6 +209,7 @@ class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
         return value
 
 
+_KEPT = 4096  # scalar texts remembered (their tags, and the values made from them)
 _PLAIN_TAGS: dict[str, str] = {}
 _FastLoader.add_constructor(_CORE + "timestamp", _FastLoader.construct_date)
 _FastLoader.add_constructor(_CORE + "int", _FastLoader.construct_int)
@@ -246,9 +246,7 @@ def _build(node: yaml.Node) -> Any:
             make = _SCALARS.get(tag)
             if make is None:
                 raise _Fallback
-            if len(_MADE) >= 4096:
-                _MADE.clear()
-            value = _MADE[key] = make(node)
+            value = keep(_MADE, key, make(node), _KEPT)
         return value
     if kind is yaml.MappingNode:
         mapping: dict[str, Any] = {}

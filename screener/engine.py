@@ -7,12 +7,12 @@ condition trees compute; the trees themselves only say true, false or unknown an
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, TypeVar
 
 from . import vocabulary as v
 from .errors import nearest
 from .conditions import combine
 from .facts import Scope
+from .memo import keep
 from .model import (CriterionResult, Kind, Outcome, PartResult, Screening, TrialResult,
                     kleene_and, kleene_or, status_of, verdict_of)
 from .patient import Patient
@@ -43,7 +43,6 @@ MEMOISE = True
 # Results kept per criterion or part: room for every whole percentage (marrow blasts); a
 # criterion that keeps meeting new facts (a lab value) empties its memory and starts again.
 _MEMO_SIZE = 128
-T = TypeVar("T")
 
 
 def screen_criterion(patient: Patient, trial: str, criterion: Criterion, facts: Scope
@@ -60,15 +59,9 @@ def screen_criterion(patient: Patient, trial: str, criterion: Criterion, facts: 
     key = facts.key(criterion.inputs, criterion.dated, attestation)
     found = criterion.memo.get(key)
     if found is None:
-        found = _keep(criterion.memo, key, _screen_criterion(criterion, facts, attestation))
+        found = keep(criterion.memo, key, _screen_criterion(criterion, facts, attestation),
+                     _MEMO_SIZE)
     return found
-
-
-def _keep(memo: dict[Any, T], key: Any, value: T) -> T:
-    if len(memo) >= _MEMO_SIZE:
-        memo.clear()
-    memo[key] = value
-    return value
 
 
 def _screen_criterion(criterion: Criterion, facts: Scope, attestation: bool | None
@@ -99,7 +92,7 @@ def _screen_part(part: Part, kind: Kind, facts: Scope, scope: Scope
     key = facts.key(part.inputs, part.dated, scope.attestation)
     found = part.memo.get(key)
     if found is None:
-        found = _keep(part.memo, key, _fresh_part(part, kind, scope))
+        found = keep(part.memo, key, _fresh_part(part, kind, scope), _MEMO_SIZE)
     return found
 
 

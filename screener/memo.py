@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def keep(memo: dict[Any, T], key: Hashable, value: T, size: int) -> T:
+    """Store `value` in a memory of at most `size` entries and return it.
+
+    A full memory is emptied rather than trimmed: what a cohort repeats is found again at
+    once, and what it never repeats (a lab value) costs no bookkeeping per entry. Called only
+    when a lookup missed, so the lookups themselves stay plain dict reads.
+    """
+    if len(memo) >= size:
+        memo.clear()
+    memo[key] = value
+    return value
 
 
 class once(Generic[T]):  # noqa: N801 - used as a decorator, like property

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from . import reference
 from .errors import clip, describe_value, nearest
+from .memo import keep
 
 if TYPE_CHECKING:  # pragma: no cover
     import pint
@@ -246,9 +247,7 @@ def split_quantity(text: str) -> tuple[float, str]:
     """Split `1.4 mg/dL` into (1.4, "mg/dl"); the unit is "" for a bare number."""
     found = _SPLIT.get(text)
     if found is None:
-        if len(_SPLIT) >= 4096:
-            _SPLIT.clear()
-        found = _SPLIT[text] = _split(text)
+        found = keep(_SPLIT, text, _split(text), 4096)
     return found
 
 
