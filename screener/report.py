@@ -19,7 +19,7 @@ from .model import (CriterionResult, Evidence, Kind, PartResult, Screening, Stat
                     Verdict)
 
 
-# The keys of these three are written in sorted order, so the text _criterion_text makes
+# The keys of these three are written in sorted order, so the text _criterion_bytes makes
 # without sorting is the text json.dumps(sort_keys=True) makes.
 
 def _evidence_json(evidence: tuple[Evidence, ...]) -> list[dict[str, str]]:
@@ -347,7 +347,7 @@ def _parts_summary(c: CriterionResult) -> str:
 
 # -------------------------------------------------------------------------------- Markdown
 
-_MD_GLYPH = {Status.PASS: "✔", Status.FAIL: "✘", Status.UNKNOWN: "?", Status.REVIEW: "⚑"}
+_MD_GLYPH = {status: glyph for status, (glyph, _) in GLYPHS.items()}
 
 
 def markdown(record: Record, verbose: bool = False) -> str:
