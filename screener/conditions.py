@@ -10,6 +10,7 @@ already checked every field, operator and unit before a patient is seen.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -47,6 +48,10 @@ class Node:
         """The fields this node itself looks up in its scope (not its children's)."""
         return ()
 
+    def outer_reads(self) -> tuple[str, ...]:
+        """Patient fields a node inside a list item looks up outside its item."""
+        return ()
+
 
 def inputs(nodes: list[Node]) -> tuple[tuple[str, ...], bool]:
     """Everything a tree's outcome depends on: the patient's fields it reads, and whether
@@ -54,7 +59,8 @@ def inputs(nodes: list[Node]) -> tuple[tuple[str, ...], bool]:
 
     The engine reuses a criterion's result for any patient whose facts at these fields are
     the same, so this must name every input. Nodes inside a list item read the item, which
-    is part of the list's value; only their dates count.
+    is part of the list's value; only their dates, and the patient fields they compare the
+    item with (`outer_reads`), count.
     """
     fields: dict[str, None] = {}
     dated = False
@@ -64,6 +70,7 @@ def inputs(nodes: list[Node]) -> tuple[tuple[str, ...], bool]:
         dated = dated or node.dated
         if top:
             fields.update(dict.fromkeys(node.reads()))
+        fields.update(dict.fromkeys(node.outer_reads()))
         for child in node.children():
             visit(child, top and not isinstance(node, _OverList))
 
@@ -351,6 +358,98 @@ class Contains(Leaf):
         listed = ", ".join(fact.value) or "none"
         return Outcome(found, (f"{self.label}: {listed} ({'includes' if found else 'no'} "
                                f"{self.value})",))
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words_of(text: str) -> frozenset[str]:
+    """The words of a text, case folded: "CD19/CD22" has the words cd19 and cd22."""
+    return frozenset(w.casefold() for w in _WORD.findall(text))
+
+
+@dataclass(frozen=True)
+class Mentions(Leaf):
+    """A free-text field (a therapy's target or drug) names one of `words` as whole words,
+    in any case: a target "CD19/CD22" mentions CD22, a drug "Inotuzumab ozogamicin"
+    mentions inotuzumab, but "CD220" does not mention CD22."""
+
+    field: str
+    words: tuple[str, ...]
+    label: str
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def outcome(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        written = words_of(str(fact.value))
+        found = next((w for w in self.words if words_of(w) <= written), None)
+        said = f"names {found}" if found is not None else \
+            f"names none of {', '.join(self.words)}"
+        return Outcome(found is not None, (f"{self.label}: {fact.text} ({said})",))
+
+
+# How a date relates to another, for reasons ("2026-03-01 is before 2026-05-10").
+_DATE_WORDS = {"lt": "before", "le": "on or before", "gt": "after", "ge": "on or after",
+               "eq": "on", "ne": "not on"}
+
+
+@dataclass(frozen=True)
+class DateOrder(Leaf):
+    """A date compared with another date of the patient's: `{field: date, lt:
+    diagnosis.markers.CD22.date}` inside a therapy holds when the therapy came first.
+
+    The other date is always a patient field, looked up in the patient's own scope even when
+    this leaf reads an item of a list."""
+
+    field: str
+    op: str
+    other: str
+    label: str
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def outer_reads(self) -> tuple[str, ...]:
+        return (self.other,)
+
+    def outcome(self, scope: Scope) -> Outcome:
+        mine, other = scope.get(self.field), scope.top.get(self.other)
+        gaps = tuple(f for fact in (mine, other) if isinstance(fact, Missing) for f in fact.fields)
+        if gaps:
+            return Outcome(None, (f"{self.label}: both dates are needed to order them, "
+                                  f"{', '.join(gaps)} not recorded",), gaps)
+        assert isinstance(mine, Fact) and isinstance(other, Fact)
+        order = (mine.value > other.value) - (mine.value < other.value)
+        passed = holds(self.op, order)
+        relation = self.op if passed else NEGATED[self.op]
+        return Outcome(passed, (f"{self.label}: {mine.path} {mine.value} is "
+                                f"{_DATE_WORDS[relation]} {other.path} {other.value}",))
+
+
+@dataclass(frozen=True)
+class Unrecorded(Node):
+    """`if_missing`: what a condition on a list item's attribute means when the item does
+    not record it. A medication with no stop date and not marked as stopped has not been
+    stopped; a marker with no date cannot be shown to postdate a therapy. Allowed only
+    inside list items (the rule loader checks it): a patient's own missing fact stays
+    unknown. The reason says the value was read from an absence."""
+
+    item: Node
+    value: bool
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.item,)
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        outcome = self.item.evaluate(scope)
+        if outcome.value is None and outcome.missing and not outcome.review:
+            read = "yes" if self.value else "no"
+            return Outcome(self.value, tuple(f"{r}: read as {read}" for r in outcome.reasons))
+        return outcome
 
 
 ANCHORS = {"screening": "screening", "apheresis": "apheresis_date"}

@@ -48,7 +48,7 @@ class Scope:
     """
 
     __slots__ = ("patient", "data", "spec", "prefix", "attestation", "max_age", "known", "memo",
-                 "prints", "trace")
+                 "prints", "trace", "root")
 
     def __init__(self, patient: Patient, data: dict[str, Any], spec: v.Record, prefix: str = "",
                  attestation: bool | None = None, max_age: Measure | None = None,
@@ -65,6 +65,10 @@ class Scope:
         self.prints: dict[str, Any] = {}  # fingerprints of facts, by field
         # Tests set this to a set to see what a tree really reads (conditions.inputs).
         self.trace: set[str] | None = None
+        # The patient's own scope, where a node inside a list item finds the patient fields
+        # it compares the item with (a therapy's date against a marker's date); None for the
+        # patient's scope itself (a reference to itself would be a cycle for the collector).
+        self.root: Scope | None = None
 
     @property
     def as_of(self) -> dt.date:
@@ -80,15 +84,20 @@ class Scope:
 
     def item(self, data: dict[str, Any], spec: v.Record, prefix: str) -> Scope:
         inner = Scope(self.patient, data, spec, prefix, self.attestation, self.max_age, {})
-        inner.trace = self.trace
+        inner.trace, inner.root = self.trace, self.top
         return inner
 
     def judged(self, attestation: bool | None) -> Scope:
         """The same patient and facts, with a criterion's attestation for its review items."""
         scope = Scope(self.patient, self.data, self.spec, self.prefix, attestation, self.max_age,
                       self.known, self.memo)
-        scope.prints, scope.trace = self.prints, self.trace
+        scope.prints, scope.trace, scope.root = self.prints, self.trace, self.root
         return scope
+
+    @property
+    def top(self) -> Scope:
+        """The patient's own scope."""
+        return self if self.root is None else self.root
 
     def key(self, fields: tuple[str, ...], dated: bool, attestation: bool | None) -> Any:
         """What a criterion reading `fields` (and, if `dated`, the screening and apheresis

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from . import units, vocabulary as v
-from .conditions import (ANCHORS, NEGATED, All, Any_, AtLeast, Compare, Contains, Count, Every,
-                         Exists, Fresh, If, Node, Not, OneOf, Review, Threshold, Window, inputs)
+from .conditions import (ANCHORS, NEGATED, All, Any_, AtLeast, Compare, Contains, Count,
+                         DateOrder, Every, Exists, Fresh, If, Mentions, Node, Not, OneOf, Review,
+                         Threshold, Unrecorded, Window, inputs, words_of)
 from .document import Document, PathKey, load, parse
 from .errors import RuleSetError, describe_value as _q, nearest
 from .model import Kind
@@ -301,10 +302,26 @@ class _Compiler:
         return spec
 
     def leaf(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        if "if_missing" in data:
+            return self.unrecorded(data, path, scope)
         node = self._leaf(data, path, scope)
         # Equal leaves of different criteria and trials become one object, so screening
         # a patient computes each once (conditions.Leaf memoises by identity).
         return _LEAVES.setdefault(node, node)
+
+    def unrecorded(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        """`if_missing: false` on a condition about a list item's attribute."""
+        value = data["if_missing"]
+        at = path + ("if_missing",)
+        if scope is v.PATIENT:
+            raise self.fail(at, "if_missing applies only inside a list item (where, check)",
+                            "a patient's own missing fact stays unknown: the nurse collects it")
+        if not isinstance(value, bool):
+            raise self.fail(at, f"if_missing is true or false, not {_q(value)}")
+        if "fresh" in data:
+            raise self.fail(at, "if_missing does not go with fresh")
+        rest = {k: x for k, x in data.items() if k != "if_missing"}
+        return Unrecorded(self.leaf(rest, path, scope), value)
 
     def _leaf(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
         field = data["field"]
@@ -320,11 +337,27 @@ class _Compiler:
             return self.window(field, spec, data, path)
         if len(ops) != 1:
             raise self.fail(path, "a field condition has one operator: lt, le, gt, ge, eq, ne, is, "
-                                  "in, contains, or within/at_least with before")
+                                  "in, contains, mentions, or within/at_least with before")
         op = ops[0]
         at = path + (op,)
+        if op in NEGATED and isinstance(spec, v.Date):
+            # A date is compared with another date of the patient's, named by its field.
+            other = data[op]
+            if not isinstance(other, str) or \
+                    not isinstance(self.field_spec(other, at, v.PATIENT), v.Date):
+                raise self.fail(at, f"a date is compared with another date field, not {_q(other)}",
+                                "for a span before screening use within/at_least with before")
+            return DateOrder(field, op, other, spec.label)
         if op in NEGATED:
             return self.compare(field, spec, op, data[op], at)
+        if op == "mentions":
+            if not isinstance(spec, v.Text):
+                raise self.fail(at, f"mentions looks for words in free text; {field} is "
+                                    f"{spec.label}", "use is or in for a field with set values")
+            raw = data[op] if isinstance(data[op], list) else [data[op]]
+            if not raw or not all(isinstance(w, str) and words_of(w) for w in raw):
+                raise self.fail(at, "mentions needs a word or a non-empty list of words")
+            return Mentions(field, tuple(str(w).strip() for w in raw), spec.label)
         if op in ("is", "in"):
             raw = [data[op]] if op == "is" else data[op]
             if op == "in" and (not isinstance(raw, list) or not raw):
@@ -342,7 +375,7 @@ class _Compiler:
                 raise self.fail(at, f"cannot read {_q(data[op])} as a protein change")
             return Contains(field, name, spec.label)
         guess = _OPERATOR_ALIASES.get(str(op).lower()) or nearest(str(op), [
-            *NEGATED, "is", "in", "contains", "within"])
+            *NEGATED, "is", "in", "contains", "mentions", "within"])
         raise self.fail(at, f"unknown operator {_q(op)}", key=True,
                         hint=f"did you mean {guess!r}?" if guess else None)
 

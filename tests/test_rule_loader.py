@@ -517,3 +517,124 @@ def test_results_keep_source_order():
                      criterion("{field: ecog, ge: 4}", "E1"))
     p = parse_patient(PATIENT + "ecog: 1\n", "pt.yaml")
     assert [c.id for c in screen(p, rules).criteria] == ["I1", "I2", "E1"]
+
+
+# ------------------------------------- mentions, dates compared with dates, if_missing
+
+
+MENTIONS = "{exists: therapies, where: {field: target, mentions: CD22}}"
+
+
+@pytest.mark.parametrize(("target", "status"), [
+    ("CD22", Status.FAIL), ("cd22", Status.FAIL), ("CD19/CD22", Status.FAIL),
+    ("anti-CD22 scFv", Status.FAIL), ("CD19", Status.PASS), ("CD220", Status.PASS),
+])
+def test_mentions_finds_a_whole_word_in_any_case(target, status):
+    rules = rule_set(criterion(MENTIONS, "E1"))
+    body = f"therapies: [{{type: car-t, target: '{target}'}}]\n"
+    assert run(rules, body)["E1"].status is status
+
+
+def test_mentions_takes_a_list_of_words_and_phrases():
+    check = "{exists: therapies, where: {field: drug, mentions: [inotuzumab ozogamicin, besponsa]}}"
+    rules = rule_set(criterion(check, "E1"))
+    assert run(rules, "therapies: [{type: other, drug: Ozogamicin inotuzumab}]\n")["E1"].status \
+        is Status.FAIL
+    assert run(rules, "therapies: [{type: other, drug: inotuzumab}]\n")["E1"].status \
+        is Status.PASS  # half a phrase is not the phrase
+    assert run(rules, "therapies: [{type: other, drug: BESPONSA}]\n")["E1"].status is Status.FAIL
+
+
+def test_mentions_of_an_unrecorded_text_is_unknown():
+    rules = rule_set(criterion(MENTIONS, "E1"))
+    result = run(rules, "therapies: [{type: car-t}]\n")["E1"]
+    assert result.status is Status.UNKNOWN
+    assert result.missing == ("therapies[0].target",)
+
+
+@pytest.mark.parametrize(("check", "words"), [
+    ("{field: ecog, mentions: CD22}", ["mentions", "free text"]),
+    ("{exists: therapies, where: {field: type, mentions: tki}}", ["free text", "is or in"]),
+    ("{exists: therapies, where: {field: target, mentions: []}}", ["word"]),
+    ("{exists: therapies, where: {field: target, mentions: ' - '}}", ["word"]),
+])
+def test_mentions_is_refused_where_it_cannot_mean_anything(check, words):
+    d = refused(criterion(check))
+    text = f"{d.message} {d.hint}"
+    assert all(w in text for w in words), text
+
+
+DATE_ORDER = "{exists: therapies, where: {field: date, lt: diagnosis.markers.CD22.date}}"
+
+
+@pytest.mark.parametrize(("therapy", "marker", "status"), [
+    ("2026-01-01", "2026-02-01", Status.FAIL),  # the therapy came first
+    ("2026-02-01", "2026-02-01", Status.PASS),  # the same day is not before
+    ("2026-03-01", "2026-02-01", Status.PASS),
+])
+def test_a_date_in_a_list_item_is_compared_with_a_patient_date(therapy, marker, status):
+    rules = rule_set(criterion(DATE_ORDER, "E1"))
+    body = (f"diagnosis: {{markers: {{CD22: {{result: positive, date: {marker}}}}}}}\n"
+            f"therapies: [{{type: other, date: {therapy}}}]\n")
+    result = run(rules, body)["E1"]
+    assert result.status is status
+    if status is Status.FAIL:
+        assert f"is before diagnosis.markers.CD22.date {marker}" in result.reason
+
+
+def test_a_date_comparison_names_both_dates_when_one_is_missing():
+    rules = rule_set(criterion(DATE_ORDER, "E1"))
+    result = run(rules, "therapies: [{type: other, date: 2026-01-01}]\n")["E1"]
+    assert result.status is Status.UNKNOWN
+    assert result.missing == ("diagnosis.markers.CD22.date",)
+
+
+def test_a_date_comparison_is_an_input_of_its_criterion():
+    # Reuse of results keys on a criterion's inputs: the patient date read from inside a
+    # list item must be one of them, or two patients differing only there would share one.
+    rules = rule_set(criterion(DATE_ORDER, "E1"))
+    assert rules.criteria[0].inputs == ("therapies", "diagnosis.markers.CD22.date")
+
+
+@pytest.mark.parametrize(("check", "words"), [
+    ("{exists: therapies, where: {field: date, lt: 2026-01-01}}", ["date field"]),
+    ("{exists: therapies, where: {field: date, lt: ecog}}", ["date field"]),
+    ("{exists: therapies, where: {field: date, lt: diagnosis.markers.CD22.dat}}", ["unknown field"]),
+])
+def test_a_date_is_compared_only_with_another_date_field(check, words):
+    d = refused(criterion(check))
+    assert all(w in d.message for w in words), d.message
+
+
+UNRECORDED = ("{exists: medications, where: {all: [{field: class, is: corticosteroid}, "
+              "{not: {field: ongoing, is: false, if_missing: false}}]}}")
+
+
+@pytest.mark.parametrize(("medication", "status"), [
+    ("{name: prednisone, class: corticosteroid, ongoing: true}", Status.FAIL),
+    ("{name: prednisone, class: corticosteroid, ongoing: false}", Status.PASS),
+    ("{name: prednisone, class: corticosteroid}", Status.FAIL),  # not marked stopped
+])
+def test_if_missing_gives_an_items_unrecorded_attribute_a_stated_value(medication, status):
+    rules = rule_set(criterion(UNRECORDED, "E1"))
+    result = run(rules, f"medications: [{medication}]\n")["E1"]
+    assert result.status is status
+    if "ongoing" not in medication:
+        assert "read as no" in result.reason
+
+
+def test_if_missing_leaves_the_other_facts_of_the_item_unknown():
+    rules = rule_set(criterion(UNRECORDED, "E1"))
+    assert run(rules, "medications: [{name: prednisone}]\n")["E1"].status is Status.UNKNOWN
+
+
+@pytest.mark.parametrize(("check", "words"), [
+    ("{field: pregnant, is: true, if_missing: false}", ["only inside a list item"]),
+    ("{exists: medications, where: {field: ongoing, is: true, if_missing: maybe}}",
+     ["true or false"]),
+    ("{exists: medications, where: {field: ongoing, is: true, if_missing: 0}}",
+     ["true or false"]),
+])
+def test_if_missing_is_refused_outside_list_items_and_for_non_booleans(check, words):
+    d = refused(criterion(check))
+    assert all(w in d.message for w in words), d.message
