@@ -275,6 +275,9 @@ PATIENT = Record("patient", {
     "informed_consent": Bool("informed consent"),
     "apheresis_date": Date("apheresis date"),
     "childbearing_potential": Bool("childbearing potential"),
+    # A man's fertility is not "childbearing": one field says it for either sex, and for a
+    # woman childbearing_potential says it too.
+    "reproductive_potential": Bool("reproductive potential"),
     "pregnant": Bool("pregnant"),
     "lactating": Bool("lactating"),
     "pregnancy_test": Record("pregnancy test", {"result": result("pregnancy test result"),
@@ -298,6 +301,11 @@ PATIENT = Record("patient", {
                                   (("no", "none"), ("cns1", "none"))),
         "bone_marrow_blasts": quantity("bone marrow blasts", units.FRACTION, high=100,
                                        range_unit="%"),
+        "peripheral_blood_blasts": quantity("peripheral blood blasts", units.FRACTION,
+                                            high=100, range_unit="%"),
+        # Leukemic lesions outside marrow and blood now (CNS, testis, skin, masses), with or
+        # without marrow disease; isolated_extramedullary says whether the marrow is spared.
+        "extramedullary_disease": Bool("extramedullary disease"),
         "ph_positive": Bool("Philadelphia chromosome positive"),
         "abl1_mutations": Mutations("ABL1 mutations"),
         "markers": OpenMap("markers", MARKER),
