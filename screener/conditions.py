@@ -532,10 +532,18 @@ class Fresh(Leaf):
             return Outcome(None, (f"{self.label}: date not recorded, needed to tell it is "
                                   f"recent ({self.date_field})",), fact.fields)
         placed = self.window.place(scope, fact.path, fact.value)
-        if placed.value is True:
+        # A result dated after the screening date (taken after the screening visit) is newer
+        # than any window before screening asks for. Not so for apheresis: a test after it
+        # is not the test before apheresis that the criterion asks for.
+        if placed.value is True or self.window.anchor == "screening" and fact.value > scope.as_of:
             return self.item.evaluate(scope)
         if placed.value is None:
             return placed
+        anchor = scope.as_of if self.window.anchor == "screening" else scope.apheresis_date
+        if anchor is not None and fact.value > anchor:
+            return Outcome(None, (f"{self.label} is dated after {self.window.anchor}: "
+                                  f"{placed.reason}; one taken in that window is needed",),
+                           (self.date_field.rsplit(".", 1)[0],))
         return Outcome(None, (f"{self.label} is out of date: {placed.reason}; a current one is "
                               f"needed",), (self.date_field.rsplit(".", 1)[0],))
 
