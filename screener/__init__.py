@@ -9,6 +9,7 @@ The public Python API, usable without the command line::
         print(result.trial, result.verdict.value)
 """
 
+from ._version import __version__
 from .catalog import load_rule_sets, rules_dir
 from .engine import screen, screen_patient
 from .errors import PatientError, RuleSetError, ScreenerError
@@ -16,10 +17,8 @@ from .model import CriterionResult, Screening, Status, TrialResult, Verdict
 from .patient import Patient, load_patient, parse_patient
 from .rules import RuleSet, load_rule_set, parse_rule_set
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "CriterionResult", "Patient", "PatientError", "RuleSet", "RuleSetError", "ScreenerError",
+    "__version__", "CriterionResult", "Patient", "PatientError", "RuleSet", "RuleSetError", "ScreenerError",
     "Screening", "Status", "TrialResult", "Verdict", "load_patient", "load_rule_set",
     "load_rule_sets", "parse_patient", "parse_rule_set", "rules_dir", "screen",
     "screen_patient",

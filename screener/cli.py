@@ -39,6 +39,23 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from ._version import __version__
+
+        print(f"screener {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True,
+        help="Print screener's version and exit.")] = False,
+) -> None:
+    """Pre-screen patients for clinical trials in relapsed/refractory B-ALL."""
+
+
 class Exit(IntEnum):
     OK = 0
     INPUT_ERROR = 1

@@ -16,7 +16,7 @@ from .memo import keep
 from .model import (CriterionResult, Kind, Outcome, PartResult, Screening, TrialResult,
                     kleene_and, kleene_or, status_of, verdict_of)
 from .patient import Patient
-from .rules import Criterion, Part, RuleSet
+from .rules import Criterion, Part, RuleSet, rules_digest
 from .units import Measure
 
 
@@ -120,7 +120,7 @@ def screen(patient: Patient, rule_set: RuleSet, max_age: Measure | None = None,
                     for c in rule_set.criteria)
     return TrialResult(trial=rule_set.trial, product=rule_set.product, title=rule_set.title,
                        verdict=verdict_of(r.status for r in results), criteria=results,
-                       caveats=rule_set.caveats)
+                       caveats=rule_set.caveats, digest=rule_set.digest)
 
 
 def attestation_warnings(patient: Patient, rule_sets: Iterable[RuleSet],
@@ -162,4 +162,5 @@ def screen_patient(patient: Patient, rule_sets: Iterable[RuleSet],
     return Screening(patient=patient.id, file=patient.file, as_of=patient.as_of.isoformat(),
                      as_of_source=patient.as_of_source,
                      trials=tuple(screen(patient, r, max_age, facts) for r in rule_sets),
-                     warnings=tuple(warnings), sources=tuple(sorted(patient.sources.items())))
+                     warnings=tuple(warnings), sources=tuple(sorted(patient.sources.items())),
+                     rules_digest=rules_digest(tuple((r.trial, r.digest) for r in rule_sets)))

@@ -160,6 +160,7 @@ class TrialResult:
     verdict: Verdict
     criteria: tuple[CriterionResult, ...]
     caveats: tuple[str, ...] = ()
+    digest: str = ""  # of the rule set that decided it (rules.RuleSet.digest)
 
 
 @dataclass(frozen=True)
@@ -173,3 +174,4 @@ class Screening:
     trials: tuple[TrialResult, ...]
     warnings: tuple[str, ...] = ()
     sources: tuple[tuple[str, str], ...] = ()  # (field, where it came from), for imports
+    rules_digest: str = ""  # of all the rule sets screened (rules.rules_digest)

@@ -14,6 +14,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from ._version import __version__
 from .batch import FileError, Record
 from .model import (CriterionResult, Evidence, Kind, PartResult, Screening, Status, TrialResult,
                     Verdict)
@@ -50,7 +51,7 @@ def _counts(t: TrialResult) -> dict[str, int]:
 
 def _trial_fields(t: TrialResult) -> dict[str, Any]:
     return {"trial": t.trial, "product": t.product, "title": t.title, "verdict": t.verdict.value,
-            "caveats": list(t.caveats), "counts": _counts(t)}
+            "caveats": list(t.caveats), "counts": _counts(t), "rules_digest": t.digest}
 
 
 def _trial_json(t: TrialResult) -> dict[str, Any]:
@@ -68,9 +69,13 @@ def _error_json(record: FileError) -> dict[str, Any]:
 
 
 def _screening_fields(record: Screening) -> dict[str, Any]:
+    # The tool's version and the rule sets' digest say what decided the record; the time
+    # of the run does not belong here, so the same input still gives the same bytes.
     data: dict[str, Any] = {"patient": record.patient, "file": record.file,
                             "as_of": record.as_of, "as_of_source": record.as_of_source,
-                            "warnings": list(record.warnings)}
+                            "warnings": list(record.warnings),
+                            "screener_version": __version__,
+                            "rules_digest": record.rules_digest}
     if record.sources:
         data["sources"] = dict(record.sources)
     return data
@@ -113,12 +118,13 @@ def _key(name: str) -> bytes:
 
 
 @lru_cache(maxsize=64)
-def _trial_frame(trial: str, product: str, title: str, caveats: tuple[str, ...]
+def _trial_frame(trial: str, product: str, title: str, caveats: tuple[str, ...], digest: str
                  ) -> tuple[bytes, bytes, bytes]:
     """A trial's JSON object around its counts, criteria and verdict, keys in sorted order:
-    caveats, counts, criteria, product, title, trial, verdict."""
+    caveats, counts, criteria, product, rules_digest, title, trial, verdict."""
     tail = b",".join(_key(k) + _compact(v).encode() for k, v in
-                     (("product", product), ("title", title), ("trial", trial)))
+                     (("product", product), ("rules_digest", digest), ("title", title),
+                      ("trial", trial)))
     return (b'{"caveats":' + _compact(list(caveats)).encode() + b',"counts":', b',"criteria":[',
             b"]," + tail + b',"verdict":')
 
@@ -133,7 +139,7 @@ def _counts_bytes(t: TrialResult) -> bytes:
 def _trials_pieces(record: Screening) -> list[bytes]:
     pieces = [b"["]
     for i, t in enumerate(record.trials):
-        head, criteria, tail = _trial_frame(t.trial, t.product, t.title, t.caveats)
+        head, criteria, tail = _trial_frame(t.trial, t.product, t.title, t.caveats, t.digest)
         pieces += (b"," if i else b"", head, _counts_bytes(t), criteria,
                    b",".join(map(_criterion_bytes, t.criteria)), tail, _VERDICTS[t.verdict], b"}")
     pieces.append(b"]")

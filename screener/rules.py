@@ -9,9 +9,11 @@ surprise.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field as _field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,9 @@ class RuleSet:
     caveats: tuple[str, ...]
     criteria: tuple[Criterion, ...]
     file: str
+    # The rule set's version: a digest of the rule file's text, so a report, a log or a
+    # checklist says exactly which encoding of the criteria decided it.
+    digest: str = ""
 
     def criterion(self, cid: str) -> Criterion | None:
         return next((c for c in self.criteria if c.id == cid), None)
@@ -130,7 +135,7 @@ class _Compiler:
                        title=self.text(data["title"], ("title",), "title"),
                        sources=self.texts(data["sources"], ("sources",), "sources"),
                        caveats=self.texts(data.get("caveats"), ("caveats",), "caveats"),
-                       criteria=criteria, file=self.doc.file)
+                       criteria=criteria, file=self.doc.file, digest=text_digest(self.doc.text))
 
     def check_order(self, criteria: tuple[Criterion, ...]) -> None:
         """Ids run I1, I2, … then E1, E2, …: a gap would be a silently dropped criterion."""
@@ -481,6 +486,18 @@ class _Compiler:
             label = field.split("markers.", 1)[1].split(".")[0] + " " + label
         return Fresh(date_field, self.window(date_field, v.Date("date"), window, path + ("fresh",)),
                      inner, label)
+
+
+def text_digest(text: str) -> str:
+    """A short, stable digest of a text (the first 16 hex digits of its SHA-256)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@lru_cache(maxsize=16)
+def rules_digest(versions: tuple[tuple[str, str], ...]) -> str:
+    """One digest for the rule sets a screening used, from their (trial, digest) pairs in
+    order; a cohort screens every patient with the same ones, so it is worked out once."""
+    return text_digest("\n".join(f"{trial} {digest}" for trial, digest in versions))
 
 
 def from_document(doc: Document) -> RuleSet:

@@ -167,3 +167,39 @@ def test_python_dash_m_entry_point():
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["patient"] == "PT-0002"
+
+
+# ------------------------------------------------------------------ version and digests
+
+
+def test_version_is_printed_and_is_the_installed_version():
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"screener {version('screener')}"
+
+
+def test_json_says_which_tool_and_rule_sets_decided_it(tmp_path):
+    import shutil
+
+    report = json.loads(run("check", str(EXAMPLE), "--format", "json").stdout)
+    from importlib.metadata import version
+
+    assert report["screener_version"] == version("screener")
+    digests = {t["trial"]: t["rules_digest"] for t in report["trials"]}
+    assert all(len(d) == 16 for d in digests.values()) and len(set(digests.values())) == 5
+    # Editing one rule file changes its trial's digest and the overall one, nothing else.
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    edited = rules / "NCT06559644.yaml"
+    edited.write_text(edited.read_text("utf-8") + "\n# a reviewer's comment\n", "utf-8")
+    again = json.loads(run("check", str(EXAMPLE), "--format", "json", "--rules",
+                           str(rules)).stdout)
+    changed = {t["trial"] for t in again["trials"]
+               if t["rules_digest"] != digests[t["trial"]]}
+    assert changed == {"NCT06559644"}
+    assert again["rules_digest"] != report["rules_digest"]
+    # The time of the run is not in it: the same input gives the same bytes.
+    assert run("check", str(EXAMPLE), "--format", "json").stdout == \
+        run("check", str(EXAMPLE), "--format", "json").stdout
