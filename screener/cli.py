@@ -131,6 +131,9 @@ def check(
                                     "whatever the number.")] = os.cpu_count() or 1,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Add each criterion's source text and reading notes.")] = False,
+    everything: Annotated[bool, typer.Option(
+        "--all", help="Tables and Markdown: list passing criteria too, and what trials the "
+                      "patient is already ineligible for would still need.")] = False,
     rules: Annotated[Optional[Path], typer.Option(
         help="Directory of rule sets to use instead of the bundled ones.")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of internal errors.")] = False,
@@ -141,7 +144,7 @@ def check(
     """
     try:
         code = _check(paths, format, output, _as_of(as_of), trial or [], rules,
-                      _max_age(max_age), jobs, verbose)
+                      _max_age(max_age), jobs, verbose, everything)
     except (typer.Exit, typer.BadParameter):
         raise
     except KeyboardInterrupt:
@@ -168,12 +171,12 @@ def _progress(total: int) -> Optional[Progress]:
 
 def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optional[dt.date],
            trials: list[str], rules: Optional[Path], max_age: object, jobs: int,
-           verbose: bool) -> Exit:
+           verbose: bool, everything: bool = False) -> Exit:
     from .batch import expand, run
     from .catalog import select
     from .output import atomic_output, utf8_writer
-    from .report import (csv_header, csv_rows, json_array, json_document, jsonl_line, markdown,
-                         render as render_record)
+    from .report import (asks_of, csv_header, csv_rows, json_array, json_document, jsonl_line,
+                         markdown, render as render_record)
     from .summary import Cohort, markdown as cohort_markdown, render as render_cohort
 
     rule_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
@@ -186,6 +189,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     if not entries:
         raise typer.BadParameter("no patient files (*.yaml, *.yml, *.json) found",
                                  param_hint="PATH")
+    asks = asks_of(rule_sets)
     failed = False
     cohort = Cohort()
     documents: list[str] = []
@@ -210,9 +214,9 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 if out is not None:
                     if index:
                         out.rule()
-                    render_record(out, done.record, verbose)
+                    render_record(out, done.record, verbose, everything, asks)
                 elif fmt is Format.markdown:
-                    stream.write(markdown(done.record, verbose) + "\n")
+                    stream.write(markdown(done.record, verbose, everything, asks) + "\n")
                 elif fmt is Format.json:
                     documents.append(done.text)
                 else:

@@ -130,6 +130,7 @@ class PartResult:
     missing: tuple[str, ...] = ()
     review: tuple[str, ...] = ()
     evidence: tuple[Evidence, ...] = ()
+    label: str = ""  # the part's short label, for reports (not in the JSON record)
 
 
 @dataclass(frozen=True)

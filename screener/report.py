@@ -16,8 +16,9 @@ from typing import Any
 
 from ._version import __version__
 from .batch import FileError, Record
-from .model import (CriterionResult, Evidence, Kind, PartResult, Screening, Status, TrialResult,
-                    Verdict)
+from . import worklist
+from .model import (CriterionResult, Evidence, Kind, PartResult, Screening, Status,
+                    TrialResult, Verdict)
 
 
 # The keys of these three are written in sorted order, so the text _criterion_bytes makes
@@ -211,144 +212,236 @@ def _csv_line(values: list[Any]) -> str:
     return buffer.getvalue()
 
 
-# ------------------------------------------------------------------------------ to-do list
-
-# How a nurse gathers missing data: what to order, what to ask, what to assess or record.
-_LABS = ("labs.", "serology.", "pregnancy_test", "diagnosis.markers", "diagnosis.bone_marrow",
-         "diagnosis.abl1", "diagnosis.ph_positive", "lvef", "spo2")
-_HISTORY = ("therapies", "conditions", "medications", "procedures", "vaccinations", "allergies",
-            "immunotherapy_ae_grade", "diagnosis.", "birth_date", "pregnan", "lactating",
-            "childbearing_potential")
-TODO_GROUPS = ("labs and tests to order", "history to ask about",
-               "assessments and consent to record")
-
-
-def todo_group(field: str) -> str:
-    if field.startswith(_LABS):
-        return TODO_GROUPS[0]
-    if field.startswith(_HISTORY):
-        return TODO_GROUPS[1]
-    return TODO_GROUPS[2]
-
-
-def todo(record: Screening) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
-    """Data to collect (group -> field -> criteria needing it) and investigator items."""
-    collect: dict[str, dict[str, list[str]]] = {g: {} for g in TODO_GROUPS}
-    judge: list[str] = []
-    for t in record.trials:
-        for c in t.criteria:
-            if c.status is Status.UNKNOWN:
-                for name in c.missing:
-                    collect[todo_group(name)].setdefault(name, []).append(f"{t.trial} {c.id}")
-            if c.status in (Status.REVIEW, Status.UNKNOWN):
-                judge.extend(f"{t.trial} {c.id}: {item}" for item in c.review)
-    return collect, judge
-
-
 # ------------------------------------------------------------------------------ rich table
 
 GLYPHS = {Status.PASS: ("✔", "green"), Status.FAIL: ("✘", "red"),
           Status.UNKNOWN: ("?", "yellow"), Status.REVIEW: ("⚑", "magenta")}
+LEGEND = "✔ pass  ✘ fail: blocks enrolment  ? unknown: collect data  ⚑ review"
 VERDICT_STYLE = {Verdict.ELIGIBLE: "bold green", Verdict.INELIGIBLE: "bold red",
                  Verdict.INCOMPLETE: "bold yellow", Verdict.NEEDS_REVIEW: "bold magenta"}
 AS_OF_SOURCE = {"screening_date": "the file's screening_date", "--as-of": "--as-of",
                 "today": "today's date (no screening_date in the file)"}
 
 
-def _cells(result: CriterionResult | PartResult, kind: Kind) -> tuple[str, str, str]:
-    """Value (as written, then as converted), the rule, and the reason when they say less.
-
-    An exclusion's tree describes what excludes, so its rule reads "excluded if …".
-    """
-    if not result.evidence:
-        return "", "", result.reason
-    # One line per fact: "age 45 years" once, with both its bounds ("≥ 18 years, < 70 years").
-    facts: dict[tuple[str, str, str], list[str]] = {}
-    for e in result.evidence:
-        facts.setdefault((f"{e.label} {e.value}", e.converted, e.field), []).append(e.threshold)
-    values, required = [], []
-    prefix = "excluded if " if kind is Kind.EXCLUSION else ""
-    for (shown, converted, _), thresholds in facts.items():
-        values.append(shown + (f" = {converted}" if converted else ""))
-        required.append(prefix + ", ".join(thresholds))
-    return "\n".join(values), "\n".join(required), ""
+def verdict_word(verdict: Verdict) -> str:
+    return verdict.value.upper().replace("_", " ")
 
 
-def render(console: Any, record: Record, verbose: bool = False) -> None:
-    """Print one patient's screening (or its error) on a rich console."""
+def counts_text(t: TrialResult) -> str:
+    """"25 ✔  1 ✘  2 ?  3 ⚑": the criteria of a trial by status, in a fixed order."""
+    n = _counts(t)
+    return "  ".join(f"{n[s.value]:>2} {GLYPHS[s][0]}" for s in Status)
+
+
+def blockers(t: TrialResult) -> list[tuple[str, str]]:
+    """The failing criteria (or failing parts) of a trial: (id, "label: the patient's
+    values"). A label states its threshold ("Estimated survival > 3 months"), so with the
+    values it says why in one line; the trial's section gives the whole reason."""
+    out = []
+    for c in t.criteria:
+        if c.status is not Status.FAIL:
+            continue
+        failing = [p for p in c.parts if p.status is Status.FAIL]
+        for item in failing or [c]:
+            name = item.label or c.label
+            values = "; ".join(dict.fromkeys(f"{e.label} {e.value}" + (
+                f" = {e.converted}" if e.converted else "") for e in item.evidence))
+            out.append((item.id, f"{name}: {values}" if values else name))
+    return out
+
+
+def brief(text: str, limit: int = 110) -> str:
+    """A reason cut at a word to about two lines, for the summary; the trial's section
+    below gives it whole."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(";,: ") + " …"
+
+
+def shown(t: TrialResult, everything: bool
+          ) -> tuple[list[CriterionResult], list[CriterionResult], int]:
+    """What a compact report lists of a trial: the criteria that fail or await review, one
+    by one; those that need data, by id only (the worklist says what to collect for them);
+    and how many more are not listed (they pass, or the trial is already ineligible and
+    only its failures matter). `everything` lists every criterion one by one."""
+    if everything:
+        return list(t.criteria), [], 0
+    ineligible = t.verdict is Verdict.INELIGIBLE
+    wanted = (Status.FAIL,) if ineligible else (Status.FAIL, Status.REVIEW)
+    listed = [c for c in t.criteria if c.status in wanted]
+    unknown = [] if ineligible else [c for c in t.criteria if c.status is Status.UNKNOWN]
+    return listed, unknown, len(t.criteria) - len(listed) - len(unknown)
+
+
+def asks_of(rule_sets: Any) -> dict[tuple[str, str], dict[str, tuple[str, ...]]]:
+    """What each criterion's list conditions ask about, for the worklist."""
+    return {(r.trial, c.id): dict(c.asks) for r in rule_sets for c in r.criteria if c.asks}
+
+
+def _grid(console: Any) -> Any:
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")
+    return grid
+
+
+def _summary(console: Any, record: Screening) -> None:
     from rich.markup import escape
     from rich.table import Table
+
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True, min_width=12)
+    grid.add_column(ratio=1)
+    width = max(len(t.product) for t in record.trials) if record.trials else 0
+    for t in record.trials:
+        # A caveat (unpublished criteria, a withdrawn registration) qualifies the verdict.
+        caveat = "[yellow]*[/]" if t.caveats else " "
+        grid.add_row(f"[{VERDICT_STYLE[t.verdict]}]{verdict_word(t.verdict)}[/]",
+                     f"[bold]{t.trial}[/]{caveat}{escape(t.product.ljust(width))}  "
+                     f"[dim]{counts_text(t)}[/]")
+        for cid, text in blockers(t):
+            grid.add_row("", f"[red]✘ {cid}[/] {escape(brief(text))}")
+    console.print(grid)
+    if any(t.caveats for t in record.trials):
+        console.print("[yellow]*[/] [dim]caveat: see the trial's section[/]")
+
+
+def render(console: Any, record: Record, verbose: bool = False, everything: bool = False,
+           asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None) -> None:
+    """Print one patient's screening (or its error) on a rich console: the verdicts and
+    blockers first, then per trial the criteria that are not met, the worklist, the
+    warnings, and the verdicts again. `everything` lists passing criteria and the needs of
+    trials already ineligible too."""
+    from rich.markup import escape
 
     if isinstance(record, FileError):
         for d in record.diagnostics:
             # Never wrap: the caret must stay under the column it points at.
             console.print(escape(d.render()), style="red", highlight=False, soft_wrap=True)
         return
-    console.print(f"[bold]{escape(record.patient)}[/] ({escape(record.file)}) — screened as of "
-                  f"{record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}")
-    for warning in record.warnings:
-        console.print(escape(warning), style="yellow", highlight=False)
-    for trial in record.trials:
+    console.print(f"[bold]{escape(record.patient)}[/] · {escape(record.file)} [dim]· as of "
+                  f"{record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}[/]")
+    _summary(console, record)
+    console.print(LEGEND, style="dim", highlight=False)
+    for t in record.trials:
         console.print()
-        console.print(f"[{VERDICT_STYLE[trial.verdict]}] {trial.verdict.value.upper()} [/] "
-                      f"[bold]{trial.trial}[/] · {escape(trial.product)}",
-                      style=VERDICT_STYLE[trial.verdict].replace("bold ", "reverse "))
-        for caveat in trial.caveats:
-            console.print(f"  [bold yellow]caveat:[/] {escape(caveat)}")
-        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-        table.add_column("", width=1)
-        table.add_column("id", no_wrap=True)
-        table.add_column("criterion", ratio=3)
-        table.add_column("patient value", ratio=2)
-        table.add_column("rule", ratio=2)
-        table.add_column("reason", ratio=4)
-        for c in trial.criteria:
+        console.print(f"[{VERDICT_STYLE[t.verdict]}] {verdict_word(t.verdict)} [/] "
+                      f"[bold]{t.trial}[/] · {escape(t.product)}   [dim]{counts_text(t)}[/]",
+                      highlight=False)
+        if t.caveats:
+            notes = _grid(console)
+            for caveat in t.caveats:
+                notes.add_row("", "[bold yellow]caveat:[/]", escape(caveat))
+            console.print(notes)
+        listed, unknown, passed = shown(t, everything)
+        grid = _grid(console)
+        for c in listed:
             glyph, colour = GLYPHS[c.status]
-            label = c.label + (" (attested)" if c.attested else "")
-            value, required, reason = _cells(c, c.kind)
-            if c.parts:
-                value, required, reason = "", "", _parts_summary(c)
-            if verbose:
-                reason = c.reason
-            table.add_row(f"[{colour}]{glyph}[/]", c.id, escape(label), escape(value),
-                          escape(required), escape(reason))
-            for p in c.parts:
+            attested = " (attested)" if c.attested else ""
+            grid.add_row(f"[{colour}]{glyph}[/]", c.id, f"[bold]{escape(c.label)}[/]{attested}")
+            parts = c.parts if everything else [p for p in c.parts if p.status is not Status.PASS]
+            if not c.parts or verbose:
+                grid.add_row("", "", f"[dim]{escape(detail(c, c.kind))}[/]")
+            for p in parts:
                 glyph, colour = GLYPHS[p.status]
-                value, required, reason = _cells(p, c.kind)
-                table.add_row(f"[{colour}]{glyph}[/]", f" {p.id}", "", escape(value),
-                              escape(required), escape(p.reason if verbose else reason))
+                grid.add_row("", f"[{colour}]{glyph}[/] {p.id}",
+                             f"{escape(p.label)}: [dim]{escape(detail(p, c.kind))}[/]")
             if verbose:
-                table.add_row("", "", f"[dim]{escape(c.text)}[/]", "", "",
-                              f"[dim italic]{escape(c.note)}[/]" if c.note else "")
-        console.print(table)
+                grid.add_row("", "", f"[dim italic]source: {escape(c.text)}[/]")
+                if c.note:
+                    grid.add_row("", "", f"[dim italic]note: {escape(c.note)}[/]")
+        if unknown:
+            grid.add_row("[yellow]?[/]", str(len(unknown)),
+                         "need data: " + " ".join(c.id for c in unknown)
+                         + " [dim](see To do)[/]" + (f" · [green]✔[/] {passed} pass" if passed
+                                                      else ""))
+        elif passed:
+            grid.add_row("[green]✔[/]" if t.verdict is not Verdict.INELIGIBLE else "·",
+                         str(passed), _unlisted(t) + " [dim](--all)[/]")
+        console.print(grid)
     if verbose and record.sources:
         console.print()
         console.print("[bold]Where the facts came from[/]")
         for field, source in record.sources:
             console.print(f"  {escape(field)}: [dim]{escape(source)}[/]", highlight=False)
-    collect, judge = todo(record)
-    if any(collect.values()) or judge:
+    _render_worklist(console, worklist.build(record, everything, asks))
+    if len(record.trials) > 1:
         console.print()
+        console.print("[bold]Verdicts[/]")
+        _summary(console, record)
+
+
+def _unlisted(t: TrialResult) -> str:
+    """What the compact report leaves out of a trial: "pass", or for an ineligible trial
+    "more: 6 pass, 1 review, 7 need data"."""
+    if t.verdict is not Verdict.INELIGIBLE:
+        return "pass"
+    n = _counts(t)
+    words = {Status.PASS: "pass", Status.REVIEW: "review", Status.UNKNOWN: "need data"}
+    return "more not listed (ineligible anyway): " + ", ".join(
+        f"{n[st.value]} {word}" for st, word in words.items() if n[st.value])
+
+
+def detail(result: CriterionResult | PartResult, kind: Kind) -> str:
+    """What a report says under a criterion: for a decided one compared with values, each
+    value and the rule it met or broke ("disease B-ALL (excluded if Burkitt)"); else the
+    reason, which says what is missing or what the investigator is to judge."""
+    if result.evidence and result.status in (Status.PASS, Status.FAIL):
+        # An exclusion's tree describes what excludes, so its rule reads "excluded if …".
+        rule = "excluded if " if kind is Kind.EXCLUSION else "needs "
+        return "; ".join(dict.fromkeys(
+            f"{e.label} {e.value}" + (f" = {e.converted}" if e.converted else "")
+            + (f" ({e.threshold})" if e.threshold.startswith("applies only")
+               else f" ({rule}{e.threshold})")
+            for e in result.evidence))
+    # Under a ⚑ the words "investigator to judge" say again what the glyph says.
+    return result.reason.removeprefix("investigator to judge: ")
+
+
+def _skipped(work: worklist.Worklist) -> str:
+    if work.everywhere:
+        return "every trial screened"
+    return ", ".join(work.skipped)
+
+
+def _render_worklist(console: Any, work: worklist.Worklist) -> None:
+    from rich.markup import escape
+
+    console.print()
+    if work.empty():
+        if work.skipped:
+            console.print("[bold]To do:[/] nothing that could change a verdict: ineligible for "
+                          + _skipped(work) + " [dim](--all lists their gaps)[/]")
+        else:
+            console.print("[bold]To do:[/] nothing: every criterion is decided")
+    else:
         console.print("[bold]To do[/]")
-        for group, fields in collect.items():
-            if fields:
+        if work.skipped:
+            console.print(f"  [dim]not asked for {', '.join(work.skipped)}: ineligible "
+                          "anyway (--all)[/]")
+        for group, bullets in work.collect.items():
+            if bullets:
                 console.print(f"  [bold]{group}:[/]")
-                for name, needed_by in fields.items():
-                    console.print(f"    • {escape(name)}  [dim](for {escape(', '.join(needed_by))})[/]",
+                for b in bullets:
+                    console.print(f"    • {escape(b.text)} [dim]— {escape(b.for_text())}[/]",
                                   highlight=False)
-        if judge:
-            console.print("  [bold]for the investigator:[/]")
-            for item in judge:
-                console.print(f"    • {escape(item)}", highlight=False)
-
-
-def _parts_summary(c: CriterionResult) -> str:
-    """A criterion made of parts reads as a tally; each part's own row gives the reason."""
-    tally: dict[str, int] = {}
-    for p in c.parts:
-        tally[p.status.value] = tally.get(p.status.value, 0) + 1
-    rule = "all parts must hold" if c.combine == "all" else "one part suffices"
-    return f"{rule}: " + ", ".join(f"{n} {s}" for s, n in tally.items())
+        if work.judge:
+            # The questions themselves stand in each trial's section above.
+            console.print("  [bold]for the investigator[/] [dim](questions above)[/]: " + escape(
+                " · ".join(f"{trial.split(' · ', 1)[-1]} "
+                           + " ".join(i.split(":", 1)[0] for i in items)
+                           for trial, items in work.judge.items())), highlight=False)
+    if work.warnings:
+        console.print()
+        console.print(f"[bold yellow]{len(work.warnings)} warning"
+                      f"{'s' if len(work.warnings) > 1 else ''} about the file[/]")
+        for text, left in work.warnings:
+            console.print(escape(text), style="yellow", highlight=False)
+            if left:
+                console.print(f"  [dim]left unknown: {escape(', '.join(left))}[/]")
 
 
 # -------------------------------------------------------------------------------- Markdown
@@ -356,39 +449,80 @@ def _parts_summary(c: CriterionResult) -> str:
 _MD_GLYPH = {status: glyph for status, (glyph, _) in GLYPHS.items()}
 
 
-def markdown(record: Record, verbose: bool = False) -> str:
-    """One patient's report (or error) as Markdown."""
+def markdown(record: Record, verbose: bool = False, everything: bool = False,
+             asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None) -> str:
+    """One patient's report (or error) as Markdown, in the order of the table report."""
     if isinstance(record, FileError):
-        return "\n".join([f"## `{record.file}`: could not be screened", "", "```",
+        return "\n".join([f"## `{_md(record.file)}`: could not be screened", "", "```",
                           *(d.render() for d in record.diagnostics), "```", ""]) + "\n"
-    out = [f"## {_md(record.patient)} (`{record.file}`)", "",
+    out = [f"## {_md(record.patient)} (`{_md(record.file)}`)", "",
            f"Screened as of {record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}.", ""]
-    out += [f"> warning: {_md(w)}" for w in record.warnings]
+    summary = _md_summary(record)
+    out += summary + [LEGEND, ""]
     for t in record.trials:
-        out += [f"### {t.trial} · {_md(t.product)} — **{t.verdict.value}**", ""]
-        out += [f"> caveat: {_md(c)}" for c in t.caveats]
-        out += ["| | id | criterion | status | reason |", "|---|---|---|---|---|"]
-        for c in t.criteria:
-            out.append(f"| {_MD_GLYPH[c.status]} | {c.id} | {_md(c.label)} | {c.status.value} "
-                       f"| {_md(c.reason)} |")
-            out += [f"| {_MD_GLYPH[p.status]} | {p.id} | | {p.status.value} | {_md(p.reason)} |"
-                    for p in c.parts]
-            if verbose:
-                out.append(f"| | | {_md(c.text)} | | {_md(c.note)} |")
-        out.append("")
-    collect, judge = todo(record)
-    if any(collect.values()) or judge:
-        out += ["### To do", ""]
-        for group, fields in collect.items():
-            if fields:
-                out.append(f"**{group}**")
-                out += [f"- [ ] `{name}` (for {', '.join(ids)})" for name, ids in fields.items()]
-                out.append("")
-        if judge:
-            out.append("**for the investigator**")
-            out += [f"- [ ] {_md(item)}" for item in judge]
+        n = _counts(t)
+        tally = ", ".join(f"{n[st.value]} {st.value}" for st in Status if n[st.value])
+        out += [f"### {t.trial} · {_md(t.product)} — **{t.verdict.value}** ({tally})", ""]
+        if t.caveats:
+            # A blank line ends the quote: without it the table below would be read as
+            # part of the quoted paragraph and not render as a table.
+            out += "\n>\n".join(f"> caveat: {_md(c)}" for c in t.caveats).split("\n") + [""]
+        listed, unknown, passed = shown(t, everything)
+        if listed:
+            out += ["| | id | criterion | reason |", "|---|---|---|---|"]
+            for c in listed:
+                attested = " (attested)" if c.attested else ""
+                out.append(f"| {_MD_GLYPH[c.status]} | {c.id} | {_md(c.label)}{attested} | "
+                           f"{_md(detail(c, c.kind))} |")
+                parts = c.parts if everything else \
+                    [p for p in c.parts if p.status is not Status.PASS]
+                out += [f"| {_MD_GLYPH[p.status]} | {p.id} | {_md(p.label)} | "
+                        f"{_md(detail(p, c.kind))} |" for p in parts]
+                if verbose:
+                    out.append(f"| | | {_md(c.text)} | {_md(c.note)} |")
             out.append("")
+        if unknown:
+            out += [f"? {len(unknown)} need data (see To do): "
+                    + ", ".join(c.id for c in unknown), ""]
+        if passed:
+            out += [f"{passed} {_unlisted(t)} (`--all` lists them).", ""]
+    work = worklist.build(record, everything, asks)
+    out += ["### To do", ""]
+    if work.empty():
+        out += ["Nothing that could change a verdict: ineligible for " + _skipped(work)
+                + "." if work.skipped else "Nothing: every criterion is decided.", ""]
+    else:
+        if work.skipped:
+            out += [f"Nothing asked for {', '.join(work.skipped)}: already ineligible.", ""]
+        for group, bullets in work.collect.items():
+            if bullets:
+                out += [f"**{group}**", ""]
+                out += [f"- [ ] {_md(b.text)} — {_md(b.for_text())}" for b in bullets]
+                out.append("")
+        for trial, items in work.judge.items():
+            out += [f"**for the investigator, {_md(trial)}**", ""]
+            out += [f"- [ ] {_md(item)}" for item in items] + [""]
+    if work.warnings:
+        out += [f"### {len(work.warnings)} warning{'s' if len(work.warnings) > 1 else ''} "
+                "about the file", ""]
+        for text, left in work.warnings:
+            out.append(f"- {_md(text)}" + (f" (left unknown: {', '.join(left)})" if left else ""))
+        out.append("")
+    if len(record.trials) > 1:
+        out += ["### Verdicts", ""] + summary
     return "\n".join(out) + "\n"
+
+
+def _md_summary(record: Screening) -> list[str]:
+    out = ["| trial | product | verdict | ✔ | ✘ | ? | ⚑ | blocked by |",
+           "|---|---|---|---|---|---|---|---|"]
+    for t in record.trials:
+        n = _counts(t)
+        blocked = "; ".join(f"{cid} {_md(text)}" for cid, text in blockers(t))
+        caveat = " (caveat)" if t.caveats else ""
+        out.append(f"| {t.trial}{caveat} | {_md(t.product)} | **{t.verdict.value}** | "
+                   + " | ".join(str(n[st.value]) for st in Status) + f" | {blocked} |")
+    return out + [""]
 
 
 def _md(text: str) -> str:

@@ -63,6 +63,9 @@ class Criterion:
     # are counted from the screening or apheresis date.
     inputs: tuple[str, ...] = ()
     dated: bool = False
+    # The item types its list conditions look for, by list ("conditions": gvhd, stroke, …),
+    # so a worklist can say which conditions to ask about.
+    asks: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # Results already computed, by the facts they were computed from (engine.screen_criterion).
     # Not part of the criterion's value: left out of equality, hashing and repr.
     memo: dict[Any, Any] = _field(default_factory=dict, compare=False, repr=False)
@@ -195,7 +198,9 @@ class _Compiler:
                          note=self.text(data["note"], path + ("note",), "note")
                          if "note" in data else "",
                          check=check, parts=parts, combine=combine, judged=self.reviews > 0,
-                         inputs=fields, dated=dated)
+                         inputs=fields, dated=dated,
+                         asks=asked_types([check] if check is not None else
+                                          [p.check for p in parts]))
 
     def part(self, data: Any, path: PathKey, cid: str) -> Part:
         data = self.mapping(data, path, {"id", "label", "text", "check"}, {"id", "label", "check"},
@@ -486,6 +491,26 @@ class _Compiler:
             label = field.split("markers.", 1)[1].split(".")[0] + " " + label
         return Fresh(date_field, self.window(date_field, v.Date("date"), window, path + ("fresh",)),
                      inner, label)
+
+
+def asked_types(nodes: list[Node]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """For each list a tree looks into, the `type` values its conditions select items by."""
+    found: dict[str, dict[str, None]] = {}
+
+    def types(node: Node) -> list[str]:
+        here = [str(x) for x in node.values] if isinstance(node, OneOf) and \
+            node.field == "type" else []
+        return here + [t for child in node.children() for t in types(child)]
+
+    def visit(node: Node) -> None:
+        if isinstance(node, (Exists, Every, Count)) and node.where is not None:
+            found.setdefault(node.list, {}).update(dict.fromkeys(types(node.where)))
+        for child in node.children():
+            visit(child)
+
+    for node in nodes:
+        visit(node)
+    return tuple((name, tuple(values)) for name, values in found.items() if values)
 
 
 def text_digest(text: str) -> str:

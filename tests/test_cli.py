@@ -94,8 +94,8 @@ def test_table_shows_verdicts_and_todo():
     result = run("check", str(ACCEPTANCE / "missing-lvef.yaml"))
     assert result.exit_code == 0
     assert "INCOMPLETE" in result.stdout and "NCT06559644" in result.stdout
-    assert "To do" in result.stdout and "labs and tests to order" in result.stdout
-    assert "lvef" in result.stdout
+    assert "To do" in result.stdout and "tests to order" in result.stdout
+    assert "echocardiogram: LVEF" in result.stdout
     assert "for the investigator" in result.stdout
 
 

@@ -140,8 +140,8 @@ def test_trial_filter_accepts_product_names_and_is_repeatable():
 
 
 def test_verbose_adds_source_text_and_notes():
-    plain = run("check", str(BASELINE), "-t", "NCT06559644").stdout
-    verbose = run("check", str(BASELINE), "-t", "NCT06559644", "--verbose").stdout
+    plain = run("check", str(BASELINE), "-t", "NCT06559644", "--all").stdout
+    verbose = run("check", str(BASELINE), "-t", "NCT06559644", "--all", "--verbose").stdout
     phrase = "Cooperative"
     assert phrase not in plain and phrase in verbose
     assert "113.12" in verbose  # I9 note: creatinine molar mass
@@ -149,8 +149,8 @@ def test_verbose_adds_source_text_and_notes():
 
 def test_todo_groups_missing_data_and_investigator_items():
     out = run("check", str(BASELINE), "-t", "NCT06559644").stdout
-    assert "history to ask about" in out and "conditions" in out
-    assert "for the investigator" in out and "NCT06559644 E16" in out
+    assert "to ask the patient or find in the chart" in out and "conditions" in out
+    assert "for the investigator" in out and "Hema-NeoTIL01 I12 E9 E16" in out
 
 
 def test_trials_command_lists_products_and_caveats():
@@ -261,7 +261,8 @@ def test_attestations_for_trials_left_out_by_trial_are_not_warned_about(tmp_path
 
 
 def test_exclusion_rules_read_excluded_if():
-    out = runner.invoke(app, ["check", str(BASELINE), "-t", "HY004"], env={"COLUMNS": "200"}).stdout
+    out = runner.invoke(app, ["check", str(BASELINE), "-t", "HY004", "--all"],
+                        env={"COLUMNS": "200"}).stdout
     assert "excluded if Burkitt" in out
 
 

@@ -1,0 +1,147 @@
+"""The per-patient report as a research nurse reads it: verdicts and blockers first, only what
+is not met, a worklist in words, warnings repeated at the end; the same in Markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from markdown_it import MarkdownIt
+from typer.testing import CliRunner
+
+from screener.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples" / "patients").glob("*.yaml"))
+runner = CliRunner()
+
+
+def table(*args: str, columns: int = 80) -> list[str]:
+    result = runner.invoke(app, ["check", *args], env={"COLUMNS": str(columns)})
+    assert result.exit_code in (0, 1), result.output
+    return result.stdout.splitlines()
+
+
+def verdicts(path: Path) -> dict[str, tuple[str, list[str]]]:
+    data = json.loads(runner.invoke(app, ["check", str(path), "-f", "json"]).stdout)
+    return {t["trial"]: (t["verdict"].upper().replace("_", " "),
+                         [c["id"] for c in t["criteria"] if c["status"] == "fail"])
+            for t in data["trials"]}
+
+
+def first_section(lines: list[str]) -> int:
+    """The line where the first trial's own section starts (after the summary)."""
+    return next(i for i, line in enumerate(lines) if line.startswith(" ") and " · " in line
+                and line.strip().split()[0].isupper() and "NCT" in line)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_verdict_and_blocker_comes_before_the_details(path: Path):
+    lines = table(str(path))
+    top = "\n".join(lines[:first_section(lines)])
+    for trial, (verdict, failing) in verdicts(path).items():
+        assert f"{verdict}" in top and trial in top
+        for cid in failing:
+            assert f"✘ {cid}" in top or any(f"✘ {cid}." in line for line in lines[:40]), \
+                (trial, cid)
+
+
+def test_a_typical_patients_verdicts_and_blockers_fit_one_screen():
+    lines = table(str(ROOT / "examples" / "patients" / "active-gvhd-after-allo-transplant.yaml"))
+    assert first_section(lines) <= 24
+
+
+def test_the_same_summary_closes_the_report():
+    lines = [line.rstrip() for line in
+             table(str(ROOT / "examples" / "patients" / "relapsed-t-all.yaml"))]
+    begin = next(i for i, line in enumerate(lines) if line.startswith("INELIGIBLE"))
+    opening = lines[begin:first_section(lines)]
+    closing = lines[lines.index("Verdicts") + 1:]
+    assert closing == opening[:len(closing)]
+    assert sum("NCT" in line for line in closing) == 5
+
+
+def test_passing_criteria_are_counted_not_listed_unless_all():
+    path = str(ROOT / "examples" / "patients" / "complete-record-b-all.yaml")
+    compact, everything = "\n".join(table(path)), "\n".join(table(path, "--all"))
+    assert "Age 2 to 70 years" not in compact and "pass (--all)" in compact
+    assert "Age 2 to 70 years" in everything
+
+
+def test_criteria_that_need_data_are_named_once_and_collected_in_the_worklist():
+    out = "\n".join(table(str(ROOT / "examples" / "patients" / "first-visit-minimal-record.yaml"),
+                          columns=200))
+    assert "need data: I1 I3 I4 I5 I6 I7 I8 I9 I10" in out  # CNCT19, by id only
+    assert "CD19 and CD22 by flow cytometry" in out
+    flow = next(line for line in out.splitlines() if "by flow cytometry" in line)
+    assert "CNCT19 I4" in flow and "HY004 I4" in flow
+    # Words for people, never a field path.
+    assert "diagnosis.markers" not in out and "labs.ast" not in out
+    conditions = next(line for line in out.splitlines() if "• conditions" in line)
+    assert "ask about" in conditions and "gvhd" in conditions
+
+
+def test_a_patient_ineligible_everywhere_gets_a_one_line_worklist():
+    lines = table(str(ROOT / "examples" / "patients" / "relapsed-t-all.yaml"), columns=200)
+    todo = [i for i, line in enumerate(lines) if line.startswith("To do")]
+    assert len(todo) == 1
+    assert "nothing that could change a verdict" in lines[todo[0]]
+    assert lines[todo[0] + 1] == ""  # the next thing is the closing summary
+    everything = "\n".join(table(str(ROOT / "examples" / "patients" / "relapsed-t-all.yaml"),
+                                 "--all", columns=200))
+    assert "tests to order" in everything or "to ask the patient" in everything
+
+
+def test_an_ineligible_trial_adds_nothing_to_the_worklist(tmp_path: Path):
+    lines = "\n".join(table(str(ROOT / "examples" / "patients" / "full-record-ph-positive.yaml"),
+                            columns=200))
+    assert "not asked for NCT06009107 (HY004)" in lines
+    assert "HY004 E" not in lines.split("To do", 1)[1].split("for the investigator")[0]
+
+
+def test_warnings_are_counted_at_the_end_with_the_criteria_they_left_unknown(tmp_path: Path):
+    patient = tmp_path / "typo.yaml"
+    text = (ROOT / "tests" / "acceptance" / "patients" / "baseline.yaml").read_text("utf-8")
+    patient.write_text(text.replace("ecog: 1", "ecgo: 1"), "utf-8")
+    lines = table(str(patient), columns=200)
+    end = "\n".join(lines[[i for i, x in enumerate(lines) if x.startswith("To do")][0]:])
+    assert "1 warning about the file" in end
+    assert "ecgo" in end
+    left = next(line for line in end.splitlines() if "left unknown" in line)
+    assert "CNCT19 I7" in left and "Hema-NeoTIL01 I6" in left
+
+
+# --------------------------------------------------------------------------------- Markdown
+
+
+def _tables(markdown: str) -> tuple[int, int]:
+    """How many tables the text means (a header row followed by |---|), and how many a
+    CommonMark renderer with GFM tables renders."""
+    lines = markdown.splitlines()
+    meant = sum(1 for a, b in zip(lines, lines[1:]) if a.startswith("|") and b.startswith("|---"))
+    rendered = sum(t.type == "table_open"
+                   for t in MarkdownIt("commonmark").enable("table").parse(markdown))
+    return meant, rendered
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_markdown_table_renders_as_a_table(path: Path):
+    out = runner.invoke(app, ["check", str(path), "-f", "markdown"]).stdout
+    meant, rendered = _tables(out)
+    assert meant >= 2 and rendered == meant
+
+
+def test_the_cohort_markdown_renders_every_table():
+    out = runner.invoke(app, ["check", str(ROOT / "examples" / "patients"), "-f",
+                              "markdown"]).stdout
+    meant, rendered = _tables(out)
+    assert meant > 20 and rendered == meant
+
+
+def test_a_caveat_quote_is_closed_before_the_table_that_follows():
+    out = runner.invoke(app, ["check", str(EXAMPLES[0]), "-f", "markdown", "-t",
+                              "CNCT19"]).stdout
+    lines = out.splitlines()
+    quote = max(i for i, line in enumerate(lines) if line.startswith("> caveat"))
+    assert lines[quote + 1] == ""
