@@ -71,6 +71,7 @@ class Format(str, Enum):
     jsonl = "jsonl"
     csv = "csv"
     markdown = "markdown"
+    html = "html"
 
 
 def _as_of(value: Optional[str]) -> Optional[dt.date]:
@@ -189,6 +190,9 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     if not entries:
         raise typer.BadParameter("no patient files (*.yaml, *.yml, *.json) found",
                                  param_hint="PATH")
+    if fmt is Format.html and len(entries) != 1:
+        raise typer.BadParameter("the HTML checklist is for one patient file",
+                                 param_hint="--format")
     asks = asks_of(rule_sets)
     failed = False
     cohort = Cohort()
@@ -217,6 +221,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                     render_record(out, done.record, verbose, everything, asks)
                 elif fmt is Format.markdown:
                     stream.write(markdown(done.record, verbose, everything, asks) + "\n")
+                elif fmt is Format.html:
+                    stream.write(_html(done.record))
                 elif fmt is Format.json:
                     documents.append(done.text)
                 else:
@@ -233,6 +239,22 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         elif len(entries) > 1 and fmt is Format.markdown:
             stream.write(cohort_markdown(cohort))
     return Exit.INPUT_ERROR if failed else Exit.OK
+
+
+def _html(record: object) -> str:
+    """The chart checklist of one screened patient; a file that could not be read gets its
+    errors on a page of their own, so the output is still HTML."""
+    from html import escape
+
+    from .batch import FileError
+    from .checklist import checklist
+
+    if isinstance(record, FileError):
+        errors = "".join(f"<pre>{escape(d.render())}</pre>" for d in record.diagnostics)
+        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>Could not be screened</title></head><body><h1>{escape(record.file)}: "
+                f"could not be screened</h1>{errors}</body></html>\n")
+    return checklist(record, dt.datetime.now(dt.timezone.utc))  # type: ignore[arg-type]
 
 
 def _table_console(stream: TextIO) -> Console:

@@ -26,7 +26,7 @@ def _attestation(patient: Patient, trial: str, criterion: Criterion) -> bool | N
     said = patient.data.get("attestations", {}).get(f"{trial}/{criterion.id}")
     if said is None:
         return None
-    passes = said == "pass"
+    passes = said["result"] == "pass"
     # For an exclusion the tree says whether the excluding condition is present.
     return passes if criterion.kind is Kind.INCLUSION else not passes
 
@@ -163,4 +163,7 @@ def screen_patient(patient: Patient, rule_sets: Iterable[RuleSet],
                      as_of_source=patient.as_of_source,
                      trials=tuple(screen(patient, r, max_age, facts) for r in rule_sets),
                      warnings=tuple(warnings), sources=tuple(sorted(patient.sources.items())),
-                     rules_digest=rules_digest(tuple((r.trial, r.digest) for r in rule_sets)))
+                     rules_digest=rules_digest(tuple((r.trial, r.digest) for r in rule_sets)),
+                     attestations=tuple(
+                         (key, a["result"], a.get("by", ""), str(a.get("date", "")))
+                         for key, a in patient.data.get("attestations", {}).items()))

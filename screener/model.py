@@ -176,3 +176,7 @@ class Screening:
     warnings: tuple[str, ...] = ()
     sources: tuple[tuple[str, str], ...] = ()  # (field, where it came from), for imports
     rules_digest: str = ""  # of all the rule sets screened (rules.rules_digest)
+    # Investigator decisions the file records: (trial/criterion, result, by, date), for the
+    # chart checklist. Not in the JSON record (results are shared by patients with the same
+    # facts; who signed is the patient's own).
+    attestations: tuple[tuple[str, str, str, str], ...] = ()

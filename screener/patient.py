@@ -144,6 +144,14 @@ class _Reader:
                 self.error(path, f"missing required key {key!r}")
         return out
 
+    def _attestation(self, spec: v.Attestation, value: Any, path: PathKey
+                     ) -> dict[str, Any] | None:
+        # `pass` is short for {result: pass}: who and when are optional.
+        if isinstance(value, dict):
+            return self._record(spec, value, path)
+        result = self.read(spec.fields["result"], value, path)
+        return None if result is None else {"result": result}
+
     def _openmap(self, spec: v.OpenMap, value: Any, path: PathKey) -> dict[str, Any] | None:
         if not isinstance(value, dict):
             self.error(path, f"expected a mapping, got {_kind(value)}")

@@ -52,6 +52,12 @@ def _quantity(spec: v.Quantity) -> dict[str, Any]:
 
 def spec_schema(spec: v.Spec) -> dict[str, Any]:
     """The JSON Schema of one vocabulary field."""
+    if isinstance(spec, v.Attestation):
+        record = {"type": "object", "additionalProperties": False,
+                  "properties": {k: spec_schema(s) for k, s in spec.fields.items()},
+                  "required": list(spec.required)}
+        return {"description": f"{spec.label}: pass or fail, or {{result, by, date}}",
+                "anyOf": [spec_schema(spec.fields["result"]), record]}
     if isinstance(spec, v.Record):
         return {"type": "object", "description": spec.label, "additionalProperties": False,
                 "properties": {k: spec_schema(s) for k, s in spec.fields.items()},

@@ -108,6 +108,12 @@ class Record(Spec):
 
 
 @dataclass(frozen=True)
+class Attestation(Record):
+    """An investigator's decision on a judged criterion: `pass` or `fail`, or the same with
+    who decided and when, `{result: pass, by: Dr A. Rivera, date: 2026-11-21}`."""
+
+
+@dataclass(frozen=True)
 class OpenMap(Spec):
     """A mapping whose keys are names (CD19, CD22) and values all of one kind."""
 
@@ -348,7 +354,11 @@ PATIENT = Record("patient", {
     "procedures": ListOf("procedures", PROCEDURE),
     "vaccinations": ListOf("vaccinations", VACCINATION),
     "allergies": ListOf("allergies", ALLERGY),
-    "attestations": OpenMap("attestations", Choice("attestation", ("pass", "fail"))),
+    "attestations": OpenMap("attestations", Attestation("attestation", {
+        "result": Choice("attestation", ("pass", "fail")),
+        "by": Text("attested by"),
+        "date": Date("attestation date"),
+    }, required=("result",))),
 }, required=("id",))
 
 # Facts computed from others; a rule may name them like any field.

@@ -69,7 +69,7 @@ def test_the_spec_example_is_normalised():
     assert [t["type"] for t in d["therapies"]] == ["chemotherapy", "tki", "tki", "car-t",
                                                     "transplant"]
     assert d["therapies"][3]["response"] == "NR"
-    assert d["attestations"] == {"NCT06559644/E16": "pass"}
+    assert d["attestations"] == {"NCT06559644/E16": {"result": "pass"}}
 
 
 # ------------------------------------------------------------------- errors are located
@@ -435,3 +435,23 @@ def test_duplicate_keys_are_errors_whichever_path_reads_them():
     with pytest.raises(PatientError) as caught:
         parse_patient("id: PT-1\necog: 1\necog: 2\n", "p.yaml")
     assert caught.value.diagnostic.position.line == 3
+
+
+def test_an_attestation_may_say_who_decided_and_when():
+    p = parse_patient("id: A\nattestations:\n"
+                      "  NCT06559644/E16: {result: fail, by: Dr A. Rivera, date: 2026-11-21}\n"
+                      "  NCT06559644/E9: pass\n", "a.yaml")
+    assert p.data["attestations"] == {
+        "NCT06559644/E16": {"result": "fail", "by": "Dr A. Rivera",
+                            "date": dt.date(2026, 11, 21)},
+        "NCT06559644/E9": {"result": "pass"}}
+
+
+@pytest.mark.parametrize("body", ["{by: Dr A}", "{result: maybe}", "{result: pass, when: today}"])
+def test_an_attestation_needs_a_result_and_known_keys(body):
+    text = f"id: A\nattestations:\n  NCT06559644/E16: {body}\n"
+    try:
+        p = parse_patient(text, "a.yaml")
+    except PatientError:
+        return
+    assert p.warnings  # an unknown key is a warning with the nearest name
