@@ -332,3 +332,39 @@ def test_a_quantity_read_again_reads_the_same_and_a_bad_one_is_refused_again():
             u.split_quantity("1,4 mg/dL")
         with pytest.raises(u.UnitError, match="unknown unit"):
             u.split_quantity("1.4 mg/dLL")
+
+
+# ------------------------------------------------------------- micro spellings and hints
+
+
+@pytest.mark.parametrize("written", ["mcmol/L", "micromol/L", "MCMOL/l", "umol/L"])
+def test_pharmacy_spellings_of_micromole_are_micromole(written):
+    m = creatinine(f"97 {written}")
+    assert m.display_unit == "µmol/L"
+    assert u.convert(m, "mg/dl", CREATININE) == pytest.approx(97 / 88.4, rel=1e-3)
+
+
+@pytest.mark.parametrize("written", ["mcmol/L", "micromol/L", "micromoles/L", "mcmol/dL",
+                                     "nmol/L", "umol/dL", "mmol/dL", "mol/L", "mcg/dL", "U/mL",
+                                     "IU/mL", "ug/L", "mg/100mL"])
+def test_a_unit_hint_never_changes_the_magnitude(written):
+    # The old hint was difflib's nearest display: mcmol/L and micromol/L were "did you mean
+    # 'mmol/L'?" (a thousandfold off), nmol/L was µmol/L, U/mL was U/L, mg/100mL was mg/L.
+    try:
+        magnitude, unit = u.split_quantity(f"97 {written}")
+    except UnitError as exc:
+        hint = exc.hint or ""
+        for wrong in ("mmol/L", "mg/dL", "mg/L", "U/L", "IU/L", "g/L", "g/dL"):
+            assert f"'{wrong}'" not in hint, (written, hint)
+        if written == "micromoles/L":
+            assert hint == "did you mean 'µmol/L'?"
+    else:
+        assert u.SPELLINGS[unit][1] == "µmol/L"
+
+
+@pytest.mark.parametrize(("written", "meant"), [("mgdl", "mg/dL"), ("mg/dLL", "mg/dL"),
+                                                 ("wekes", "weeks"), ("kgs", "kg")])
+def test_a_misspelt_unit_still_gets_a_hint(written, meant):
+    with pytest.raises(UnitError) as caught:
+        u.split_quantity(f"1.4 {written}")
+    assert caught.value.hint == f"did you mean {meant!r}?"
