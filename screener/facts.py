@@ -13,7 +13,7 @@ from typing import Any
 
 from . import units, vocabulary as v
 from .memo import once
-from .patient import LabValue, Patient, age_on
+from .patient import LabValue, Patient, age_on, completed_years
 from .units import Measure, shift
 
 
@@ -162,7 +162,12 @@ class Scope:
                         f"born {birth}, on {self.patient.as_of}")
         stated = self.data.get("age")
         if stated is not None:
-            return Fact(stated, spec, "age", "as stated")
+            years = completed_years(stated)
+            if stated.display_unit == "years" and units.compare(stated.magnitude, years) == 0:
+                return Fact(stated, spec, "age", "as stated")
+            # 65.5 years is 65 completed years for every criterion, as a birth date gives it.
+            return Fact(Measure(years, "years", f"{years} years"), spec, "age",
+                        f"completed years of the stated {stated.written}")
         return Missing(("birth_date",), "birth date (or age) not recorded")
 
     def _clearance(self) -> Fact | Missing:

@@ -54,6 +54,9 @@ _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4}
 # Quantities that cannot be zero: a weight of 0 kg would make a Cockcroft–Gault clearance
 # of 0 mL/min and fail a patient on a typo.
 _POSITIVE = {("weight",)}
+# Maps keyed by names that have one canonical spelling: rules name markers CD19 and CD22, and
+# `cd19:` or `Cd22:` in a file is the same marker, not an unknown one.
+_UPPER_KEYS = {("diagnosis", "markers")}
 # Errors and warnings kept per file: a file of 90,000 misspelt keys must neither spend
 # minutes finding did-you-means nor print 90,000 messages. The rest are counted.
 MAX_DIAGNOSTICS = 100
@@ -149,10 +152,20 @@ class _Reader:
             self.error(path, f"expected a mapping, got {_kind(value)}")
             return None
         out = {}
+        upper = path in _UPPER_KEYS
+        seen: dict[str, Any] = {}
         for key, item in value.items():
+            name = str(key)
+            if upper:
+                name = name.strip().upper()
+                if name in seen:
+                    self.error(path + (key,), f"{name} is given twice (as {seen[name]!r} and "
+                                              f"{key!r})", "keep one entry per marker")
+                    continue
+                seen[name] = key
             normalised = self.read(spec.value, item, path + (key,))
             if normalised is not None:
-                out[str(key)] = normalised
+                out[name] = normalised
         return out
 
     def _listof(self, spec: v.ListOf, value: Any, path: PathKey) -> tuple[Any, ...] | None:
@@ -353,7 +366,7 @@ def from_document(doc: Document, as_of: dt.date | None = None,
     if birth is not None and "age" in data:
         years = age_on(birth, on)
         stated = data["age"]
-        if abs(units.convert(stated, "years") - years) >= 1:
+        if completed_years(stated) != years:
             reader.warn(("age",),
                         f"age {stated.written} disagrees with birth date {birth} (age {years} "
                         f"on {on}); the birth date is used")
@@ -385,6 +398,17 @@ def _stopped(medication: dict[str, Any], on: dt.date) -> dict[str, Any]:
 def age_on(birth: dt.date, on: dt.date) -> int:
     """Completed years on a date; someone born on 29 February turns a year older on 1 March."""
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def completed_years(age: Measure) -> int:
+    """A stated age in completed years, as a birth date gives it: 65.5 years is 65, so an
+    age limit (≤ 65 years, > 65 years) reads a stated age as it reads a birth date.
+
+    An amount within the comparison tolerance of a whole year is that year: 780 months is
+    65 years, whatever the float rounding of twelfths."""
+    years = units.convert(age, "years")
+    whole = math.floor(years)
+    return whole + 1 if units.compare(years, whole + 1) == 0 else whole
 
 
 def load_patient(path: str | Path, as_of: dt.date | None = None, display: str | None = None,

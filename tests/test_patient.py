@@ -435,3 +435,65 @@ def test_duplicate_keys_are_errors_whichever_path_reads_them():
     with pytest.raises(PatientError) as caught:
         parse_patient("id: PT-1\necog: 1\necog: 2\n", "p.yaml")
     assert caught.value.diagnostic.position.line == 3
+
+
+# ---------------------------------------------------------- markers and completed years
+
+
+def _criterion(p, trial: str, cid: str):
+    from screener import catalog, engine
+
+    rule_set = next(r for r in catalog.load_rule_sets() if r.trial == trial)
+    result = engine.screen(p, rule_set)
+    return next(c for c in result.criteria if c.id == cid)
+
+
+@pytest.mark.parametrize("name", ["cd19", "Cd19", "CD19", " cD19"])
+def test_marker_names_are_read_in_any_case(name):
+    p = patient("screening_date: 2026-11-20\ndiagnosis:\n  markers:\n"
+                f"    '{name}': {{result: positive, specimen: BM, date: 2026-11-01}}\n")
+    assert list(p.data["diagnosis"]["markers"]) == ["CD19"]
+    assert p.warnings == ()
+    # CNCT19 I4 reads diagnosis.markers.CD19: a lower-case key used to leave it unknown.
+    assert _criterion(p, "NCT04684147", "I4").status.value == "pass"
+
+
+def test_one_marker_under_two_spellings_is_an_error():
+    d = only_error("diagnosis:\n  markers:\n    CD22: {result: positive}\n"
+                   "    cd22: {result: negative}\n")
+    assert d.message.startswith("diagnosis.markers.cd22: CD22 is given twice")
+    assert d.position.line == 5
+
+
+@pytest.mark.parametrize(("written", "shown"), [("65.5 years", "65 years"),
+                                                 ("65.99 years", "65 years"),
+                                                 ("786 months", "65 years")])
+def test_a_fractional_stated_age_is_completed_years(written, shown):
+    # ≤ 65 years: 65.5 years used to fail CNCT19 I2 and HY004 I2, while a birth date giving
+    # the same person (65 completed years) passed.
+    p = patient(f"screening_date: 2026-11-20\nage: {written}\n")
+    for trial in ("NCT04684147", "NCT06009107"):
+        c = _criterion(p, trial, "I2")
+        assert c.status.value == "pass", c.reason
+        assert f"age {shown} (completed years of the stated {written})" in c.reason
+    assert _criterion(patient(f"screening_date: 2026-11-20\nage: 66.2 years\n"),
+                      "NCT04684147", "I2").status.value == "fail"
+
+
+def test_a_whole_stated_age_reads_as_before():
+    c = _criterion(patient("screening_date: 2026-11-20\nage: 65 years\n"), "NCT04684147", "I2")
+    assert "age 65 years (as stated) ≤ 65 years" in c.reason
+
+
+def test_cockcroft_gault_uses_completed_years_of_a_stated_age():
+    from screener.engine import facts_of
+
+    body = "sex: male\nweight: 72 kg\nlabs: {creatinine: 1 mg/dL}\n"
+    fractional = facts_of(patient("age: 40.9 years\n" + body)).get("labs.creatinine_clearance")
+    whole = facts_of(patient("age: 40 years\n" + body)).get("labs.creatinine_clearance")
+    assert fractional.value.value.magnitude == whole.value.value.magnitude == 100
+
+
+def test_a_stated_age_half_a_year_short_of_the_birth_date_age_is_a_warning():
+    p = patient("screening_date: 2026-11-20\nbirth_date: 1979-04-02\nage: 46.5 years\n")
+    assert "disagrees with birth date" in p.warnings[0].message
