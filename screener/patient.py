@@ -347,7 +347,8 @@ def from_document(doc: Document, as_of: dt.date | None = None,
     data = reader._record(v.PATIENT, doc.data, ()) or {}
     therapies = data.get("therapies")
     if therapies is not None:
-        data["therapies"] = tuple(_with_generation(t) for t in therapies)
+        data["therapies"] = tuple(_with_generation(t, ("therapies", i), reader)
+                                  for i, t in enumerate(therapies))
     if data.get("screening_date") is not None:
         on, source = data["screening_date"], "screening_date"
     elif as_of is not None:
@@ -377,13 +378,32 @@ def from_document(doc: Document, as_of: dt.date | None = None,
                    warnings=tuple(reader.warnings), document=doc)
 
 
-def _with_generation(therapy: dict[str, Any]) -> dict[str, Any]:
-    """Add a TKI's generation from the reference table when the file does not state it."""
+# Brand names and development codes of TKIs -> generic name (reference data, with its source).
+_TKI_NAMES: dict[str, str] = {v.fold(name): generic
+                              for name, generic in reference.values("tki_names").items()}
+_TKI_KNOWN = sorted(reference.values("tki_generations")) + sorted(reference.values("tki_names"))
+
+
+def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader
+                     ) -> dict[str, Any]:
+    """Add a TKI's generation from the reference tables when the file does not state it.
+
+    A drug name the tables do not know leaves the generation unknown, with a warning naming
+    the nearest known drug: `dasatinb` must not silently drop out of a count of generations.
+    """
     drug = therapy.get("drug")
-    if therapy.get("type") == "tki" and "generation" not in therapy and drug:
-        generation = v.TKI_GENERATIONS.get(v.fold(drug))
-        if generation is not None:
-            return {**therapy, "generation": generation}
+    if therapy.get("type") != "tki" or "generation" in therapy or not drug:
+        return therapy
+    folded = v.fold(drug)
+    generation = v.TKI_GENERATIONS.get(v.fold(_TKI_NAMES.get(folded, folded)))
+    if generation is not None:
+        return {**therapy, "generation": generation}
+    guess = nearest(clip(drug), _TKI_KNOWN)
+    if guess is not None and v.fold(guess) in _TKI_NAMES:
+        guess = f"{guess} ({_TKI_NAMES[v.fold(guess)]})"
+    reader.warn(path + ("drug",), f"{_dotted(path + ('drug',))}: unknown TKI {clip(drug)!r}; "
+                "its generation is unknown",
+                f"did you mean {guess}?" if guess else "give its generation: 1, 2 or 3")
     return therapy
 
 

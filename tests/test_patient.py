@@ -497,3 +497,51 @@ def test_cockcroft_gault_uses_completed_years_of_a_stated_age():
 def test_a_stated_age_half_a_year_short_of_the_birth_date_age_is_a_warning():
     p = patient("screening_date: 2026-11-20\nbirth_date: 1979-04-02\nage: 46.5 years\n")
     assert "disagrees with birth date" in p.warnings[0].message
+
+
+# ------------------------------------------------------------------------- TKI names
+
+
+def _tki(drug: str, extra: str = ""):
+    return patient(f"therapies:\n  - type: tki\n    drug: {drug}\n{extra}")
+
+
+@pytest.mark.parametrize(("drug", "generation"), [
+    ("Gleevec", 1), ("Glivec", 1), ("STI571", 1), ("Sprycel", 2), ("Tasigna", 2),
+    ("Bosulif", 2), ("Iclusig", 3), ("Scemblix", 3), ("HQP1351", 3), ("hqp-1351", 3),
+    ("ICLUSIG", 3), ("dasatinib", 2), ("Imatinib", 1)])
+def test_tki_brand_names_and_codes_have_their_generation(drug, generation):
+    p = _tki(drug)
+    assert p.data["therapies"][0]["generation"] == generation
+    assert p.warnings == ()
+
+
+def test_two_brands_of_two_generations_satisfy_cnct19_i5():
+    p = patient("screening_date: 2026-11-20\ndiagnosis: {ph_positive: true, abl1_mutations: []}\n"
+                "therapies:\n  - {type: tki, drug: Glivec, outcome: failed}\n"
+                "  - {type: tki, drug: Sprycel, outcome: intolerant}\n")
+    assert _criterion(p, "NCT04684147", "I5").status.value == "pass"
+
+
+def test_an_unknown_tki_name_is_a_warning_with_the_nearest_drug():
+    p = _tki("dasatinb")
+    assert "generation" not in p.data["therapies"][0]
+    (warning,) = p.warnings
+    assert warning.message == ("therapies[0].drug: unknown TKI 'dasatinb'; its generation is "
+                               "unknown")
+    assert warning.hint == "did you mean dasatinib?"
+    assert warning.position.line == 4
+
+
+def test_a_misspelt_brand_is_offered_the_brand_and_its_drug():
+    assert _tki("Sprycl").warnings[0].hint == "did you mean Sprycel (dasatinib)?"
+
+
+def test_a_stated_generation_needs_no_known_name():
+    p = _tki("investigational TKI", "    generation: 3\n")
+    assert p.warnings == () and p.data["therapies"][0]["generation"] == 3
+
+
+def test_a_drug_of_another_type_is_not_checked_as_a_tki():
+    p = patient("therapies:\n  - {type: immunotherapy, drug: blinatumomab}\n")
+    assert p.warnings == ()
