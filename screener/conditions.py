@@ -430,8 +430,13 @@ class Fresh(Leaf):
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.date_field)
         if isinstance(fact, Missing):
+            # Without a date the result is still needed: a record with no marker at all
+            # must ask for the marker result, not only for its date and specimen.
+            item = self.item.evaluate(scope)
+            gap = item.value is None and bool(item.missing)
             return Outcome(None, (f"{self.label}: date not recorded, needed to tell it is "
-                                  f"recent ({self.date_field})",), fact.fields)
+                                  f"recent ({self.date_field})",) + (item.reasons if gap else ()),
+                           tuple(dict.fromkeys(fact.fields + (item.missing if gap else ()))))
         placed = self.window.place(scope, fact.path, fact.value)
         if placed.value is True:
             return self.item.evaluate(scope)

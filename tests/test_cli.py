@@ -167,3 +167,36 @@ def test_python_dash_m_entry_point():
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["patient"] == "PT-0002"
+
+
+def _todo_fields(path: Path) -> dict[str, list[str]]:
+    from screener import catalog, engine, report
+    from screener.patient import load_patient
+
+    screening = engine.screen_patient(load_patient(path), catalog.load_rule_sets())
+    collect, _ = report.todo(screening)
+    return {name: ids for group in collect.values() for name, ids in group.items()}
+
+
+def test_the_todo_list_asks_for_the_marker_result_when_there_are_no_markers(tmp_path: Path):
+    # A record with no markers used to be asked only for CD19's date and specimen: the
+    # freshness check stopped at the missing date and never said the result was missing.
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("id: X\nscreening_date: 2026-11-20\nsex: female\n"
+                    "diagnosis: {disease: B-ALL}\n", encoding="utf-8")
+    fields = _todo_fields(bare)
+    assert fields["diagnosis.markers.CD19.result"] == ["NCT04684147 I4", "NCT06009107 I4"]
+    assert "NCT06009107 I4" in fields["diagnosis.markers.CD22.result"]
+    assert "diagnosis.markers.CD19.date" in fields
+    assert "pregnancy_test.result" in fields
+    shown = run("check", str(bare)).stdout
+    assert "diagnosis.markers.CD19.result" in shown
+
+
+def test_a_recorded_undated_marker_is_asked_only_for_its_date(tmp_path: Path):
+    undated = tmp_path / "undated.yaml"
+    undated.write_text("id: X\nscreening_date: 2026-11-20\ndiagnosis:\n  markers:\n"
+                       "    CD19: {result: positive, specimen: BM}\n", encoding="utf-8")
+    fields = _todo_fields(undated)
+    assert "diagnosis.markers.CD19.date" in fields
+    assert "diagnosis.markers.CD19.result" not in fields
