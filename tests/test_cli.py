@@ -200,3 +200,26 @@ def test_a_recorded_undated_marker_is_asked_only_for_its_date(tmp_path: Path):
     fields = _todo_fields(undated)
     assert "diagnosis.markers.CD19.date" in fields
     assert "diagnosis.markers.CD19.result" not in fields
+
+
+def test_validate_warns_about_attestations_naming_no_trial_or_criterion(tmp_path: Path):
+    # validate used to say "ok" here; check warned. It now loads the rule sets to check them.
+    patient = tmp_path / "p.yaml"
+    patient.write_text("id: X\nattestations:\n  CNCT19/I3: pass\n  NCT06559644/E99: fail\n"
+                       "  NCT06559644/E16: pass\n", encoding="utf-8")
+    result = run("validate", str(patient))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert (f"{patient}:3:3: warning: attestation CNCT19/I3: 'CNCT19' is a product, not a "
+            "trial id (did you mean NCT04684147/I3?)") in out
+    assert f"{patient}:4:3: warning: attestation NCT06559644/E99: NCT06559644 has no " \
+           "criterion 'E99'" in out
+    assert "E16" not in out.replace("NCT06559644/E99", "")  # a real judged criterion is quiet
+    checked = json.loads(run("check", str(patient), "-f", "json").stdout)
+    assert len(checked["warnings"]) == 2 and all(w in out for w in checked["warnings"])
+
+
+def test_validate_of_a_file_with_good_attestations_is_quiet():
+    attested = ROOT / "examples" / "patients" / "attested-eligible-for-all-five-trials.yaml"
+    result = run("validate", str(attested))
+    assert result.exit_code == 0 and "warning" not in result.stdout
