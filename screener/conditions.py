@@ -279,13 +279,19 @@ class Compare(Leaf):
                                (f"{fact.path}.uln",))
             uln = self.default_uln
             assumed = " assumed, no ULN in the record"
+        # The ratio is printed so that it times the ULN gives back the value as shown.
+        slack = units.resolution(value)
         if isinstance(uln, Measure):
-            ratio = units.convert(value, uln.unit, self.analyte) / uln.magnitude  # type: ignore[arg-type]
+            amount = units.convert(value, uln.unit, self.analyte)  # type: ignore[arg-type]
+            size = uln.magnitude
+            if value.unit != uln.unit:  # type: ignore[union-attr]
+                slack *= amount / value.magnitude if value.magnitude else 1.0  # type: ignore[union-attr]
         else:
-            ratio = float(value) / float(uln)  # type: ignore[arg-type]
+            amount, size = float(value), float(uln)  # type: ignore[arg-type]
+        ratio = amount / size
         goal = float(self.threshold.amount)  # type: ignore[arg-type]
         passed = holds(self.op, units.compare(ratio, goal))
-        a, b = units.fmt_pair(ratio, goal)
+        a, b = units.fmt_ratio(ratio, goal, amount, size, slack)
         relation = self.op if passed else NEGATED[self.op]
         uln_text = uln.written if isinstance(uln, Measure) else units.fmt(uln)
         text = (f"{self.label} {fact.text} = {a} × ULN (ULN {uln_text}{assumed}) "

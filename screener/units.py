@@ -410,13 +410,52 @@ def fmt(x: float, digits: int = 3) -> str:
     return text
 
 
-def fmt_pair(x: float, threshold: float) -> tuple[str, str]:
-    """Format a value and a threshold with enough digits that unequal ones never look equal."""
-    for digits in range(3, 10):
-        a, b = fmt(x, digits), fmt(threshold, digits)
-        if (a == b) == (compare(x, threshold) == 0):
+def fmt_pair(x: float, threshold: float, digits: int = 3) -> tuple[str, str]:
+    """Format a value and a threshold with enough digits that the printed numbers stand in
+    the order the values do: unequal ones never look equal, and a value just below a
+    threshold never prints above it."""
+    order = compare(x, threshold)
+    for more in range(digits, 16):
+        a, b = fmt(x, more), fmt(threshold, more)
+        printed = 0 if a == b else (float(a) > float(b)) - (float(a) < float(b))
+        if printed == order:
             return a, b
     return repr(x), repr(threshold)
+
+
+def fmt_ratio(ratio: float, threshold: float, amount: float, uln: float, slack: float
+              ) -> tuple[str, str]:
+    """A multiple of the ULN and its limit, printed so that both relations a reason states
+    visibly hold: "3.594 mg/dL = 2.995 × ULN (ULN 1.2 mg/dL) > 2 × ULN", never "= 3 × ULN",
+    which reads as 3.6 mg/dL and, beside a 3 × ULN limit, as a value at that limit.
+
+    `amount` is the value in the ULN's unit and `slack` half the last digit the value is
+    shown with, in that unit: digits are added until the printed multiple times the ULN
+    gives back the value as shown.
+    """
+    for digits in range(3, 16):
+        a, b = fmt_pair(ratio, threshold, digits)
+        if abs(float(a) * uln - amount) <= slack * (1 + REL_TOL):
+            return a, b
+    return fmt_pair(ratio, threshold)
+
+
+def resolution(value: Measure | float) -> float:
+    """Half the last digit a value is shown with, in its own unit (3.59 mg/dL -> 0.005), but
+    no finer than its third significant digit (3.594 mg/dL -> 0.005): a multiple of the
+    ULN has to give back what a reader sees, not every digit an export wrote."""
+    magnitude = value.magnitude if isinstance(value, Measure) else float(value)
+    text = value.written.split()[0] if isinstance(value, Measure) and value.written \
+        else fmt(magnitude)
+    coarse = 0.5 * 10.0 ** (math.floor(math.log10(abs(magnitude))) - 2) if magnitude else 0.0
+    try:
+        float(text)
+    except ValueError:
+        return coarse
+    if "e" in text.lower():
+        return coarse
+    decimals = len(text.split(".", 1)[1]) if "." in text else 0
+    return max(0.5 * 10.0 ** -decimals, coarse)
 
 
 def shift(day: dt.date, amount: Measure, sign: int) -> dt.date:

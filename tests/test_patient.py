@@ -545,3 +545,14 @@ def test_a_stated_generation_needs_no_known_name():
 def test_a_drug_of_another_type_is_not_checked_as_a_tki():
     p = patient("therapies:\n  - {type: immunotherapy, drug: blinatumomab}\n")
     assert p.warnings == ()
+
+
+def test_a_bilirubin_just_under_three_times_uln_is_not_printed_as_three():
+    # "3.594 mg/dL = 3 × ULN (ULN 1.2 mg/dL) > 2 × ULN" read as a value at the 3 × ULN limit
+    # (and 3 × 1.2 is 3.6, not 3.594).
+    p = patient("screening_date: 2026-11-20\nconditions: []\n"
+                "labs:\n  total_bilirubin: {value: 3.594 mg/dL, uln: 1.2 mg/dL}\n")
+    part = next(x for x in _criterion(p, "NCT04684147", "I8").parts if x.id == "I8.c")
+    assert part.reason.startswith("total bilirubin 3.594 mg/dL = 2.995 × ULN (ULN 1.2 mg/dL) "
+                                  "> 2 × ULN")
+    assert part.evidence[0].converted == "2.995 × ULN"

@@ -368,3 +368,36 @@ def test_a_misspelt_unit_still_gets_a_hint(written, meant):
     with pytest.raises(UnitError) as caught:
         u.split_quantity(f"1.4 {written}")
     assert caught.value.hint == f"did you mean {meant!r}?"
+
+
+# ------------------------------------------------- printed numbers that visibly hold
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
+       st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False))
+def test_printed_values_stand_in_the_order_of_the_values(x, threshold):
+    # fmt rounds monotonically, so this held before too; fmt_pair now checks it directly.
+    a, b = u.fmt_pair(x, threshold)
+    printed = 0 if a == b else (float(a) > float(b)) - (float(a) < float(b))
+    assert printed == u.compare(x, threshold)
+
+
+def test_a_uln_multiple_is_printed_so_that_it_gives_back_the_value():
+    # 3.594 mg/dL with a ULN of 1.2 mg/dL is 2.995 × ULN; "3 × ULN" (3.6 mg/dL) was printed.
+    slack = u.resolution(bilirubin("3.594 mg/dL"))
+    assert slack == pytest.approx(0.005)
+    assert u.fmt_ratio(3.594 / 1.2, 2.0, 3.594, 1.2, slack) == ("2.995", "2")
+    # ordinary values keep three digits
+    assert u.fmt_ratio(71 / 40, 3.0, 71.0, 40.0, 0.5) == ("1.77", "3")
+    assert u.fmt_ratio(1.4 / 1.2, 2.0, 1.4, 1.2, 0.05) == ("1.17", "2")
+
+
+@pytest.mark.parametrize(("written", "slack"), [("71 U/L", 0.5), ("1.4 mg/dL", 0.05),
+                                                 ("3.2362191736536725 mg/dL", 0.005),
+                                                 ("163.40549045276282 IU/L", 0.5),
+                                                 ("0.05 mg/dL", 0.005), ("1234 U/L", 5)])
+def test_resolution_is_half_the_last_digit_shown_to_three_digits(written, slack):
+    kind, analyte = (ENZYME, None) if "U/L" in written else (CONCENTRATION, BILIRUBIN)
+    assert u.resolution(measure(written, kind, analyte)) == pytest.approx(slack)
+    assert u.resolution(1.1) == pytest.approx(0.05)
