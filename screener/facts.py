@@ -151,7 +151,9 @@ class Scope:
             return Missing((path,), f"{path} dated {taken} is older than "
                                     f"{self.max_age.written} before {self.patient.as_of} "
                                     "(--max-age): a current result is needed")
-        return Fact(node, spec, path, "", taken)
+        # An implausible lab value says so wherever it is shown (reason and evidence).
+        note = node.implausible if isinstance(node, LabValue) else ""
+        return Fact(node, spec, path, note, taken)
 
     def _age(self) -> Fact | Missing:
         spec = v.DERIVED["age"]
@@ -206,7 +208,8 @@ def _freeze(value: Any) -> Any:
     if kind is Measure:
         return (kind, type(value.magnitude), value.magnitude, value.unit, value.written)
     if kind is LabValue:
-        return (kind, _freeze(value.value), _freeze(value.uln), value.date, value.written)
+        return (kind, _freeze(value.value), _freeze(value.uln), value.date, value.written,
+                value.implausible)
     if kind is dict:
         return (kind, tuple((k, _freeze(x)) for k, x in value.items()))
     if kind is list or kind is tuple:
@@ -238,6 +241,8 @@ def cockcroft_gault(scope: Scope, spec: v.Spec) -> Fact | Missing:
     estimate = max(estimate, 0.0)
     note = (f"Cockcroft–Gault estimate: age {units.fmt(years)}, {units.fmt(kg)} kg, "
             f"{sex.value}, creatinine {units.fmt(scr)} mg/dL")
+    if creatinine.value.implausible:  # an estimate from an implausible creatinine is too
+        note += f" ({creatinine.value.implausible})"
     text = f"{units.fmt(estimate)} mL/min"
     return Fact(LabValue(Measure(estimate, "ml/min", text), None, None, text), spec,
                 "labs.creatinine_clearance", note)

@@ -28,6 +28,7 @@ class LabValue:
     uln: Measure | float | None = None
     date: dt.date | None = None
     written: str = ""
+    implausible: str = ""  # e.g. "implausible: above 30 mg/dL", shown with every result
 
 
 @dataclass(frozen=True)
@@ -302,13 +303,48 @@ class _Reader:
                 date = self._date(v.Date("date"), value["date"], path + ("date",))
             if result is None:
                 return None
+            if uln is not None and self._plausible(spec, uln, path + ("uln",), uln=True) is None:
+                return None
+            note = self._plausible(spec, result, path + ("value",))
+            if note is None:
+                return None
             written = result.written if isinstance(result, Measure) else units.fmt(result)
-            return LabValue(result, uln, date, written)
+            return LabValue(result, uln, date, written, note)
         result = self.read(spec.value, value, path)
         if result is None:
             return None
+        note = self._plausible(spec, result, path)
+        if note is None:
+            return None
         written = result.written if isinstance(result, Measure) else units.fmt(result)
-        return LabValue(result, None, None, written)
+        return LabValue(result, None, None, written, note)
+
+    def _plausible(self, spec: v.Lab, value: Measure | float, path: PathKey, uln: bool = False
+                   ) -> str | None:
+        """Check a lab value (or ULN) against the lab's plausible ranges.
+
+        None if it is impossible (an error is recorded, naming the likely unit slip); else
+        "" or, for an implausible value, the note its results show (a warning is recorded).
+        """
+        if spec.hard == (None, None) and spec.soft == (None, None):
+            return ""
+        amount = _in_range_unit(spec, value)
+        label = f"{spec.label} ULN" if uln else spec.label
+        shown = value.written if isinstance(value, Measure) else units.fmt(value)
+        slip = _unit_slip(spec, value) if isinstance(value, Measure) else None
+        hint = f"did you mean {slip}?" if slip else "check the value and its unit"
+        outside = _outside(amount, spec.hard)
+        if outside:
+            self.error(path, f"{label} {shown} is not a possible result "
+                             f"({_bound(spec, value, *outside)}): a typo or a unit slip", hint)
+            return None
+        outside = None if uln else _outside(amount, spec.soft)
+        if outside:
+            bound = _bound(spec, value, *outside)
+            self.warn(path, f"{_dotted(path)}: {label} {shown} is implausible ({bound}); "
+                            "its results are shown as such", hint)
+            return f"implausible: {bound}"
+        return ""
 
     def _mutations(self, spec: v.Mutations, value: Any, path: PathKey) -> tuple[str, ...] | None:
         if not isinstance(value, list):
@@ -324,6 +360,79 @@ class _Reader:
             else:
                 found.append(name)
         return tuple(found)
+
+
+def _in_range_unit(spec: v.Lab, value: Measure | float) -> float:
+    if not isinstance(value, Measure):
+        return float(value)
+    analyte = spec.value.analyte if isinstance(spec.value, v.Quantity) else None
+    return units.convert(value, units.normalise_unit(spec.range_unit), analyte)
+
+
+def _outside(amount: float, bounds: v.Bounds) -> tuple[str, float] | None:
+    """("above", 100) or ("below", 0.5) when `amount` lies outside `bounds`, else None."""
+    low, high = bounds
+    if low is not None and units.compare(amount, low) < 0:
+        return "below", low
+    if high is not None and units.compare(amount, high) > 0:
+        return "above", high
+    return None
+
+
+def _bound(spec: v.Lab, value: Measure | float, side: str, limit: float) -> str:
+    """"above 15 mg/dL", and the limit in the unit written when that is another one:
+    "above 15 mg/dL = 1326 µmol/L"."""
+    text = f"{side} {units.fmt(limit)}" + (f" {spec.range_unit}" if spec.range_unit else "")
+    if isinstance(value, Measure) and value.display_unit != spec.range_unit:
+        analyte = spec.value.analyte if isinstance(spec.value, v.Quantity) else None
+        mass = analyte.molar_mass if analyte else None
+        factor = units.factor(units.normalise_unit(spec.range_unit), value.unit, mass)
+        if units.compare(factor, 1.0) != 0:  # IU/L is U/L
+            text += f" = {units.fmt(limit * factor)} {value.display_unit}"
+    return text
+
+
+def _unit_slip(spec: v.Lab, value: Measure) -> str | None:
+    """The accepted unit in which the number written would be a plausible result, for an
+    impossible or implausible one: 30 mmol/L total bilirubin is 30 µmol/L.
+
+    Only units of another magnitude than the one written are tried (IU/L for U/L would
+    change nothing); of those that make the number plausible, the one that puts it nearest
+    the lab's usual ULN is offered."""
+    quantity = spec.value
+    if not isinstance(quantity, v.Quantity):
+        return None
+    mass = quantity.analyte.molar_mass if quantity.analyte else None
+    target = units.normalise_unit(spec.range_unit)
+    usual = _usual(spec, target)
+    best: tuple[float, str] | None = None
+    tried = {value.display_unit}
+    for key, (_, display) in units.SPELLINGS.items():
+        if display in tried:
+            continue
+        try:
+            units.check_kind(key, quantity.kind, quantity.analyte)
+        except UnitError:
+            continue
+        tried.add(display)
+        if units.compare(units.factor(value.unit, key, mass), 1.0) == 0:
+            continue  # the same magnitude as written
+        amount = value.magnitude * units.factor(key, target, mass)
+        if amount <= 0 or _outside(amount, spec.soft) or _outside(amount, spec.hard):
+            continue
+        distance = abs(math.log(amount / usual))
+        if best is None or distance < best[0]:
+            best = (distance, display)
+    return best[1] if best else None
+
+
+def _usual(spec: v.Lab, target: str) -> float:
+    """A typical result in `target`: the default ULN, else half the soft upper limit."""
+    quantity = spec.value
+    if spec.default_uln and isinstance(quantity, v.Quantity):
+        default = units.parse_measure(spec.default_uln, quantity.kind, quantity.analyte)
+        return units.convert(default, target, quantity.analyte)
+    return (spec.soft[1] or spec.hard[1] or 1.0) / 2
 
 
 def _dotted(path: PathKey) -> str:

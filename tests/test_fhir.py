@@ -444,8 +444,10 @@ def _observation_for(rule: fhir.ObservationRule) -> tuple[dict[str, Any], Any]:
     if isinstance(inner, v.Number):
         return obs(rule.code.code, 1.1), {"value": 1.1, "date": dt.date(2026, 11, 10)}
     unit = _UCUM_FOR[inner.kind.references[0]]
-    resource = obs(rule.code.code, 42.5, unit)
-    text = f"42.5 {fhir.mapping().ucum_units[unit]}"
+    # a possible result for every lab: 42.5 mg/dL creatinine is beyond its hard limit
+    amount = 12.5 if isinstance(spec, v.Lab) else 42.5
+    resource = obs(rule.code.code, amount, unit)
+    text = f"{amount} {fhir.mapping().ucum_units[unit]}"
     if isinstance(spec, v.Lab):
         return resource, {"value": text, "date": dt.date(2026, 11, 10)}
     return resource, text
@@ -1223,3 +1225,20 @@ def test_a_retrospective_screen_of_michele_wolf_before_her_death():
     assert any("died 2016-04-05" in w.message for w in patient.warnings)
     # her LVEF of 2015-10-06 counts, and fails LVEF ≥ 50 %
     assert criterion(patient, "NCT06559644", "I7").status is Status.FAIL
+
+
+def test_an_impossible_lab_value_in_an_export_is_an_error_naming_its_resource(tmp_path):
+    # 97 "mg/dL" creatinine is 97 µmol/L with the wrong unit code; it used to fail the
+    # creatinine criteria with confidence.
+    error = failure(tmp_path, bundle_dict(obs("2160-0", 97, "mg/dL")))
+    (d,) = error.diagnostics
+    assert d.message.startswith("labs.creatinine.value: creatinine 97 mg/dL is not a possible "
+                                "result (above 40 mg/dL)")
+    assert "(from Observation/" in d.message and d.hint == "did you mean µmol/L?"
+
+
+def test_an_implausible_lab_value_in_an_export_is_screened_with_a_warning(tmp_path):
+    patient = patient_of(tmp_path, obs("1975-2", 45, "mg/dL"))
+    assert any(w.message.startswith("labs.total_bilirubin.value: total bilirubin 45 mg/dL is "
+                                    "implausible") for w in patient.warnings)
+    assert "(implausible: above 30 mg/dL)" in criterion(patient, "NCT06559644", "I9.a").reason

@@ -556,3 +556,87 @@ def test_a_bilirubin_just_under_three_times_uln_is_not_printed_as_three():
     assert part.reason.startswith("total bilirubin 3.594 mg/dL = 2.995 × ULN (ULN 1.2 mg/dL) "
                                   "> 2 × ULN")
     assert part.evidence[0].converted == "2.995 × ULN"
+
+
+# ------------------------------------------------------------------ lab plausibility
+
+
+def test_every_lab_declares_a_hard_and_a_soft_range():
+    from screener import vocabulary as v
+
+    for name, spec in v.PATIENT.fields["labs"].fields.items():
+        assert spec.hard != (None, None) and spec.soft != (None, None), name
+
+
+@pytest.mark.parametrize(("lab", "written", "bound", "hint"), [
+    ("total_bilirubin", "30 mmol/L", "above 100 mg/dL = 1.71 mmol/L", "did you mean µmol/L?"),
+    ("creatinine", "97 mg/dL", "above 40 mg/dL", "did you mean µmol/L?"),
+    ("creatinine", "97 mmol/L", "above 40 mg/dL = 3.54 mmol/L", "did you mean µmol/L?"),
+    ("direct_bilirubin", "60 mg/dL", "above 50 mg/dL", "did you mean µmol/L?"),
+    ("ast", "60000 IU/L", "above 50000 U/L", "check the value and its unit"),
+    ("alt", "75000 U/L", "above 50000 U/L", "check the value and its unit"),
+    ("creatinine_clearance", "600 mL/min", "above 500 mL/min", "check the value and its unit"),
+    ("inr", "0.3", "below 0.5", "check the value and its unit"),
+    ("inr", "25", "above 20", "check the value and its unit"),
+    ("aptt", "400 s", "above 300 s", "check the value and its unit"),
+    ("aptt", "3 s", "below 5 s", "check the value and its unit"),
+])
+def test_an_impossible_lab_value_is_an_error_naming_the_field_and_the_slip(lab, written, bound,
+                                                                          hint):
+    d = only_error(f"labs:\n  {lab}: {written}\n")
+    assert d.message.startswith(f"labs.{lab}: ")
+    assert f"{written} is not a possible result ({bound}): a typo or a unit slip" in d.message
+    assert d.hint == hint
+    assert d.position.line == 3
+
+
+def test_an_impossible_uln_is_an_error_too():
+    d = only_error("labs:\n  total_bilirubin: {value: 1.1 mg/dL, uln: 200 mg/dL}\n")
+    assert d.message.startswith("labs.total_bilirubin.uln: total bilirubin ULN 200 mg/dL is "
+                                "not a possible result")
+
+
+def test_a_unit_slip_hint_never_offers_a_unit_of_the_same_magnitude():
+    # U/L and IU/L are the same unit; mcmol/L is µmol/L: suggesting either changes nothing.
+    assert only_error("labs:\n  ast: 60000 IU/L\n").hint == "check the value and its unit"
+    d = only_error("labs:\n  total_bilirubin: 3000 mcmol/L\n")
+    assert "µmol/L" not in (d.hint or "")
+
+
+@pytest.mark.parametrize(("lab", "written", "bound"), [
+    ("total_bilirubin", "45 mg/dL", "above 30 mg/dL"),
+    ("creatinine", "1400 umol/L", "above 15 mg/dL = 1326 µmol/L"),
+    ("creatinine", "0.05 mg/dL", "below 0.1 mg/dL"),
+    ("ast", "6000 U/L", "above 5000 U/L"),
+    ("inr", "12", "above 10"),
+    ("aptt", "160 s", "above 150 s"),
+    ("creatinine_clearance", "300 mL/min", "above 250 mL/min"),
+])
+def test_an_implausible_lab_value_is_a_warning_and_shown_with_its_results(lab, written, bound):
+    p = patient(f"screening_date: 2026-11-20\nlabs:\n  {lab}: {written}\n")
+    (warning,) = p.warnings
+    assert warning.message.startswith(f"labs.{lab}: ")
+    assert f"{written} is implausible ({bound})" in warning.message
+    assert warning.position.line == 4
+    assert p.data["labs"][lab].implausible == f"implausible: {bound}"
+    from screener import catalog, engine
+
+    screening = engine.screen_patient(p, catalog.load_rule_sets())
+    shown = [(r.reason, e.value) for t in screening.trials for c in t.criteria
+             for r in (c, *c.parts) for e in r.evidence if e.field == f"labs.{lab}"]
+    assert shown, "some criterion reads the lab"
+    for reason, value in shown:
+        assert f"(implausible: {bound})" in value
+        assert f"(implausible: {bound})" in reason
+
+
+def test_an_implausible_bilirubin_suggests_the_likely_unit():
+    (warning,) = patient("labs:\n  total_bilirubin: 45 mg/dL\n").warnings
+    assert warning.hint == "did you mean µmol/L?"
+
+
+def test_plausible_labs_are_quiet_and_read_as_before():
+    p = patient("labs:\n  total_bilirubin: 97 umol/L\n  creatinine: 1.4 mg/dL\n  inr: 1.1\n"
+                "  aptt: 34 s\n  ast: {value: 52 U/L, uln: 40 U/L}\n")
+    assert p.warnings == ()
+    assert all(lab.implausible == "" for lab in p.data["labs"].values())
