@@ -330,21 +330,22 @@ class _Reader:
             return ""
         amount = _in_range_unit(spec, value)
         label = f"{spec.label} ULN" if uln else spec.label
+        hard = _outside(amount, spec.hard)
+        soft = None if hard or uln else _outside(amount, spec.soft)
+        if not (hard or soft):
+            return ""  # the usual case, decided without looking for a unit slip
         shown = value.written if isinstance(value, Measure) else units.fmt(value)
         slip = _unit_slip(spec, value) if isinstance(value, Measure) else None
         hint = f"did you mean {slip}?" if slip else "check the value and its unit"
-        outside = _outside(amount, spec.hard)
-        if outside:
+        if hard:
             self.error(path, f"{label} {shown} is not a possible result "
-                             f"({_bound(spec, value, *outside)}): a typo or a unit slip", hint)
+                             f"({_bound(spec, value, *hard)}): a typo or a unit slip", hint)
             return None
-        outside = None if uln else _outside(amount, spec.soft)
-        if outside:
-            bound = _bound(spec, value, *outside)
-            self.warn(path, f"{_dotted(path)}: {label} {shown} is implausible ({bound}); "
-                            "its results are shown as such", hint)
-            return f"implausible: {bound}"
-        return ""
+        assert soft is not None
+        bound = _bound(spec, value, *soft)
+        self.warn(path, f"{_dotted(path)}: {label} {shown} is implausible ({bound}); "
+                        "its results are shown as such", hint)
+        return f"implausible: {bound}"
 
     def _mutations(self, spec: v.Mutations, value: Any, path: PathKey) -> tuple[str, ...] | None:
         if not isinstance(value, list):
