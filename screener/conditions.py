@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import units, vocabulary as v
-from .facts import Fact, Missing, Scope
+from .facts import Fact, Missing, Scope, abbreviated
 from .memo import once
 from .model import Evidence, Outcome, at_least, gather, kleene_and, kleene_not, kleene_or
 from .patient import LabValue
@@ -262,6 +262,11 @@ class Compare(Leaf):
         order = units.compare(amount, goal)
         passed = holds(self.op, order)
         a, b = units.fmt_pair(amount, goal)
+        if not converted and isinstance(value, Measure) and abbreviated(value):
+            # An export's float is shown to six digits: 1.6000004 mg/dL as "1.6 mg/dL", which
+            # must not read "1.6 mg/dL > 1.6 mg/dL"; then the digits that decide are shown.
+            shown, limit = float(units.fmt(value.magnitude, 6)), float(b)
+            converted = ((shown > limit) - (shown < limit)) != order
         wanted, unit = self._wanted
         shown = f"{fact.text} (= {a}{unit})" if converted else fact.text
         relation = self.op if passed else NEGATED[self.op]

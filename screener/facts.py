@@ -250,10 +250,14 @@ def cockcroft_gault(scope: Scope, spec: v.Spec) -> Fact | Missing:
 
 def _short(measure: Measure) -> str:
     """As written, unless it is an export's long float (3.2362191736536725 mg/dL)."""
-    digits = sum(map(str.isdigit, measure.written.split()[0])) if measure.written else 0
-    if digits <= 6:
+    if not abbreviated(measure):
         return measure.written
     return f"{units.fmt(measure.magnitude, 6)} {measure.display_unit}"
+
+
+def abbreviated(measure: Measure) -> bool:
+    """Whether a value is shown to six digits rather than as written (an export's float)."""
+    return bool(measure.written) and sum(map(str.isdigit, measure.written.split()[0])) > 6
 
 
 def _describe(fact: Fact) -> str:

@@ -640,3 +640,16 @@ def test_plausible_labs_are_quiet_and_read_as_before():
                 "  aptt: 34 s\n  ast: {value: 52 U/L, uln: 40 U/L}\n")
     assert p.warnings == ()
     assert all(lab.implausible == "" for lab in p.data["labs"].values())
+
+
+@pytest.mark.parametrize(("written", "status", "reason"), [
+    ("1.6000004 mg/dL", "fail", "creatinine 1.6 mg/dL (= 1.6000004 mg/dL) > 1.6 mg/dL"),
+    ("1.5999996 mg/dL", "pass", "creatinine 1.6 mg/dL (= 1.5999996 mg/dL) ≤ 1.6 mg/dL"),
+    ("1.23456789 mg/dL", "pass", "creatinine 1.23457 mg/dL ≤ 1.6 mg/dL"),
+])
+def test_an_export_float_shown_short_still_shows_the_digits_that_decide(written, status, reason):
+    # An export's long float is shown to six digits; 1.6000004 mg/dL read "creatinine 1.6 mg/dL
+    # > 1.6 mg/dL", a comparison that visibly does not hold.
+    p = patient(f"labs:\n  creatinine: {written}\n")
+    part = next(x for x in _criterion(p, "NCT06559644", "I9").parts if x.id == "I9.c")
+    assert (part.status.value, part.reason) == (status, reason)
