@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load 
     from rich.progress import Progress
 
     from .errors import Diagnostic
+    from .patient import Patient
     from .rules import RuleSet
     from .units import Measure
 
@@ -338,7 +339,8 @@ def validate(
     from .batch import FileError, expand, load_any
     from .cases import SUFFIX, load_suite
     from .document import load
-    from .errors import ScreenerError
+    from .engine import attestation_problems
+    from .errors import Diagnostic, ScreenerError
     from .patient import from_document as patient_from
     from .rules import from_document as rules_from
 
@@ -347,6 +349,19 @@ def validate(
     entries = expand(paths)
     if not entries:
         raise typer.BadParameter("no files to validate found", param_hint="PATH")
+    rule_sets: list[RuleSet] = []
+
+    def attestations(patient: Patient) -> None:
+        # As `check` warns: an attestation naming no trial or criterion settles nothing.
+        if not patient.data.get("attestations"):
+            return
+        if not rule_sets:
+            rule_sets.extend(_rule_sets(None, "\nattestations were not checked"))
+        doc = patient.document
+        _warn(out, [doc.diagnostic(message, ("attestations", key), key=True)
+                    if doc is not None and doc.text else Diagnostic(message, patient.file)
+                    for key, message in attestation_problems(patient, rule_sets)])
+
     for entry in entries:
         name = entry.file if isinstance(entry, FileError) else entry
         problems = list(entry.diagnostics) if isinstance(entry, FileError) else []
@@ -355,14 +370,18 @@ def validate(
                 if name.endswith(SUFFIX):
                     load_suite(name)
                 elif name.lower().endswith(".json"):
-                    _warn(out, load_any(name).warnings)
+                    patient = load_any(name)
+                    _warn(out, patient.warnings)
+                    attestations(patient)
                 else:
                     doc = load(Path(name), name)
                     # A rule set names its trial and lists criteria; anything else is a patient.
                     if isinstance(doc.data, dict) and {"trial", "criteria"} <= set(doc.data):
                         rules_from(doc)
                     else:
-                        _warn(out, patient_from(doc).warnings)
+                        patient = patient_from(doc)
+                        _warn(out, patient.warnings)
+                        attestations(patient)
             except ScreenerError as exc:
                 problems = list(exc.diagnostics)
         if problems:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import units, vocabulary as v
-from .facts import Fact, Missing, Scope
+from .facts import Fact, Missing, Scope, abbreviated
 from .memo import once
 from .model import Evidence, Outcome, at_least, gather, kleene_and, kleene_not, kleene_or
 from .patient import LabValue
@@ -269,6 +269,11 @@ class Compare(Leaf):
         order = units.compare(amount, goal)
         passed = holds(self.op, order)
         a, b = units.fmt_pair(amount, goal)
+        if not converted and isinstance(value, Measure) and abbreviated(value):
+            # An export's float is shown to six digits: 1.6000004 mg/dL as "1.6 mg/dL", which
+            # must not read "1.6 mg/dL > 1.6 mg/dL"; then the digits that decide are shown.
+            shown, limit = float(units.fmt(value.magnitude, 6)), float(b)
+            converted = ((shown > limit) - (shown < limit)) != order
         wanted, unit = self._wanted
         shown = f"{fact.text} (= {a}{unit})" if converted else fact.text
         relation = self.op if passed else NEGATED[self.op]
@@ -286,13 +291,19 @@ class Compare(Leaf):
                                (f"{fact.path}.uln",))
             uln = self.default_uln
             assumed = " assumed, no ULN in the record"
+        # The ratio is printed so that it times the ULN gives back the value as shown.
+        slack = units.resolution(value)
         if isinstance(uln, Measure):
-            ratio = units.convert(value, uln.unit, self.analyte) / uln.magnitude  # type: ignore[arg-type]
+            amount = units.convert(value, uln.unit, self.analyte)  # type: ignore[arg-type]
+            size = uln.magnitude
+            if value.unit != uln.unit:  # type: ignore[union-attr]
+                slack *= amount / value.magnitude if value.magnitude else 1.0  # type: ignore[union-attr]
         else:
-            ratio = float(value) / float(uln)  # type: ignore[arg-type]
+            amount, size = float(value), float(uln)  # type: ignore[arg-type]
+        ratio = amount / size
         goal = float(self.threshold.amount)  # type: ignore[arg-type]
         passed = holds(self.op, units.compare(ratio, goal))
-        a, b = units.fmt_pair(ratio, goal)
+        a, b = units.fmt_ratio(ratio, goal, amount, size, slack)
         relation = self.op if passed else NEGATED[self.op]
         uln_text = uln.written if isinstance(uln, Measure) else units.fmt(uln)
         text = (f"{self.label} {fact.text} = {a} × ULN (ULN {uln_text}{assumed}) "
@@ -529,8 +540,13 @@ class Fresh(Leaf):
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.date_field)
         if isinstance(fact, Missing):
+            # Without a date the result is still needed: a record with no marker at all
+            # must ask for the marker result, not only for its date and specimen.
+            item = self.item.evaluate(scope)
+            gap = item.value is None and bool(item.missing)
             return Outcome(None, (f"{self.label}: date not recorded, needed to tell it is "
-                                  f"recent ({self.date_field})",), fact.fields)
+                                  f"recent ({self.date_field})",) + (item.reasons if gap else ()),
+                           tuple(dict.fromkeys(fact.fields + (item.missing if gap else ()))))
         placed = self.window.place(scope, fact.path, fact.value)
         # A result dated after the screening date (taken after the screening visit) is newer
         # than any window before screening asks for. Not so for apheresis: a test after it

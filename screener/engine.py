@@ -130,24 +130,35 @@ def attestation_warnings(patient: Patient, rule_sets: Iterable[RuleSet],
     `known_trials` are trials that exist but were not screened this time (--trial): their
     attestations are simply not used, not mistakes.
     """
+    return [message for _, message in attestation_problems(patient, rule_sets, known_trials)]
+
+
+def attestation_problems(patient: Patient, rule_sets: Iterable[RuleSet],
+                         known_trials: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """As attestation_warnings, each with the attestation key it is about (for a position)."""
     sets = {r.trial: r for r in rule_sets}
     elsewhere = set(known_trials) - set(sets)
+    products = {v.fold(r.product): r.trial for r in sets.values()}
     warnings = []
     for key in patient.data.get("attestations", {}):
         trial, _, cid = key.partition("/")
         rule_set = sets.get(trial)
         if rule_set is None:
             if trial not in elsewhere:
-                guess = nearest(trial, sorted(set(sets) | elsewhere))
-                warnings.append(f"attestation {key}: no trial {trial!r}"
-                                + (f" (did you mean {guess}?)" if guess else ""))
+                # CNCT19/I3 names the product: attestations are keyed by the NCT id.
+                named = products.get(v.fold(trial))
+                guess = f"{named}/{cid}" if named else nearest(trial, sorted(set(sets) | elsewhere))
+                what = f"{trial!r} is a product, not a trial id" if named else \
+                    f"no trial {trial!r}"
+                warnings.append((key, f"attestation {key}: {what}"
+                                 + (f" (did you mean {guess}?)" if guess else "")))
             continue
         criterion = rule_set.criterion(cid)
         if criterion is None:
-            warnings.append(f"attestation {key}: {trial} has no criterion {cid!r}")
+            warnings.append((key, f"attestation {key}: {trial} has no criterion {cid!r}"))
         elif not criterion.judged:
-            warnings.append(f"attestation {key} ignored: {cid} is computed from the record, "
-                            "not judged")
+            warnings.append((key, f"attestation {key} ignored: {cid} is computed from the "
+                             "record, not judged"))
     return warnings
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import units, vocabulary as v
 from .memo import once
-from .patient import LabValue, Patient, age_on
+from .patient import LabValue, Patient, age_on, completed_years
 from .units import Measure, shift
 
 
@@ -160,7 +160,9 @@ class Scope:
             return Missing((path,), f"{path} dated {taken} is older than "
                                     f"{self.max_age.written} before {self.patient.as_of} "
                                     "(--max-age): a current result is needed")
-        return Fact(node, spec, path, "", taken)
+        # An implausible lab value says so wherever it is shown (reason and evidence).
+        note = node.implausible if isinstance(node, LabValue) else ""
+        return Fact(node, spec, path, note, taken)
 
     def _age(self) -> Fact | Missing:
         spec = v.DERIVED["age"]
@@ -171,7 +173,12 @@ class Scope:
                         f"born {birth}, on {self.patient.as_of}")
         stated = self.data.get("age")
         if stated is not None:
-            return Fact(stated, spec, "age", "as stated")
+            years = completed_years(stated)
+            if stated.display_unit == "years" and units.compare(stated.magnitude, years) == 0:
+                return Fact(stated, spec, "age", "as stated")
+            # 65.5 years is 65 completed years for every criterion, as a birth date gives it.
+            return Fact(Measure(years, "years", f"{years} years"), spec, "age",
+                        f"completed years of the stated {stated.written}")
         return Missing(("birth_date",), "birth date (or age) not recorded")
 
     def _clearance(self) -> Fact | Missing:
@@ -210,7 +217,8 @@ def _freeze(value: Any) -> Any:
     if kind is Measure:
         return (kind, type(value.magnitude), value.magnitude, value.unit, value.written)
     if kind is LabValue:
-        return (kind, _freeze(value.value), _freeze(value.uln), value.date, value.written)
+        return (kind, _freeze(value.value), _freeze(value.uln), value.date, value.written,
+                value.implausible)
     if kind is dict:
         return (kind, tuple((k, _freeze(x)) for k, x in value.items()))
     if kind is list or kind is tuple:
@@ -242,6 +250,8 @@ def cockcroft_gault(scope: Scope, spec: v.Spec) -> Fact | Missing:
     estimate = max(estimate, 0.0)
     note = (f"Cockcroft–Gault estimate: age {units.fmt(years)}, {units.fmt(kg)} kg, "
             f"{sex.value}, creatinine {units.fmt(scr)} mg/dL")
+    if creatinine.value.implausible:  # an estimate from an implausible creatinine is too
+        note += f" ({creatinine.value.implausible})"
     text = f"{units.fmt(estimate)} mL/min"
     return Fact(LabValue(Measure(estimate, "ml/min", text), None, None, text), spec,
                 "labs.creatinine_clearance", note)
@@ -249,10 +259,14 @@ def cockcroft_gault(scope: Scope, spec: v.Spec) -> Fact | Missing:
 
 def _short(measure: Measure) -> str:
     """As written, unless it is an export's long float (3.2362191736536725 mg/dL)."""
-    digits = sum(map(str.isdigit, measure.written.split()[0])) if measure.written else 0
-    if digits <= 6:
+    if not abbreviated(measure):
         return measure.written
     return f"{units.fmt(measure.magnitude, 6)} {measure.display_unit}"
+
+
+def abbreviated(measure: Measure) -> bool:
+    """Whether a value is shown to six digits rather than as written (an export's float)."""
+    return bool(measure.written) and sum(map(str.isdigit, measure.written.split()[0])) > 6
 
 
 def _describe(fact: Fact) -> str:

@@ -18,7 +18,8 @@ Rules, in one place:
   resources of that kind, so an absent list stays unknown.
 * **Values are copied exactly**, never rounded: rounding 49.96 % to 50 % would pass an
   LVEF ≥ 50 % criterion the patient fails.
-* **A deceased patient is not screened** (`PatientError`: the patient died on …).
+* **A deceased patient is not screened** (`PatientError`: the patient died on …), unless
+  the screening date (`as_of`) is before the death: a retrospective screen, with a warning.
 * Only the Patient's id, birth date and sex are copied from the Patient: no name.
 """
 
@@ -232,6 +233,18 @@ class When:
             sign = 1 if zone[0] == "+" else -1
             moment -= sign * dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
         return cls(date, moment)
+
+
+def _period_start(text: Any) -> dt.date | None:
+    """The first day of a partial FHIR date (2016, 2016-04): a death recorded so happened on
+    or after it. None for anything else."""
+    match = _DATETIME.match(text.strip()) if isinstance(text, str) else None
+    if not match or match.group(3) is not None:
+        return None
+    try:
+        return dt.date(int(match.group(1)), int(match.group(2) or 1), 1)
+    except ValueError:
+        return None
 
 
 def _number(value: Any) -> str:
@@ -480,10 +493,19 @@ class _Reader:
         if died is not None:
             when = When.parse(died)
             day = when.date.isoformat() if when else clean(str(died))
+            first = when.date if when else _period_start(died)
+            if first is not None and self.on < first:
+                # A retrospective screen (as of a date when the patient was alive) is
+                # legitimate: screen it, and say the patient has since died.
+                self.warn(f"patient {pid} died {day} ({where}), after the screening date "
+                          f"{self.on}: screened as of {self.on}",
+                          "a retrospective screen: only results up to that date are used")
+                return None
             return Diagnostic(f"patient {pid} is deceased (died {day}, {where}): not screened",
                               self.display,
                               hint="the EHR export records a death; check the file is the "
-                                   "right patient")
+                                   "right patient, or screen as of a date before the death "
+                                   "(--as-of)")
         return None
 
     def subject_check(self, resource: dict[str, Any], index: int, idx: _Index,

@@ -28,6 +28,7 @@ class LabValue:
     uln: Measure | float | None = None
     date: dt.date | None = None
     written: str = ""
+    implausible: str = ""  # e.g. "implausible: above 30 mg/dL", shown with every result
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4}
 # Quantities that cannot be zero: a weight of 0 kg would make a Cockcroft–Gault clearance
 # of 0 mL/min and fail a patient on a typo.
 _POSITIVE = {("weight",)}
+# Maps keyed by names that have one canonical spelling: rules name markers CD19 and CD22, and
+# `cd19:` or `Cd22:` in a file is the same marker, not an unknown one.
+_UPPER_KEYS = {("diagnosis", "markers")}
 # Errors and warnings kept per file: a file of 90,000 misspelt keys must neither spend
 # minutes finding did-you-means nor print 90,000 messages. The rest are counted.
 MAX_DIAGNOSTICS = 100
@@ -157,10 +161,20 @@ class _Reader:
             self.error(path, f"expected a mapping, got {_kind(value)}")
             return None
         out = {}
+        upper = path in _UPPER_KEYS
+        seen: dict[str, Any] = {}
         for key, item in value.items():
+            name = str(key)
+            if upper:
+                name = name.strip().upper()
+                if name in seen:
+                    self.error(path + (key,), f"{name} is given twice (as {seen[name]!r} and "
+                                              f"{key!r})", "keep one entry per marker")
+                    continue
+                seen[name] = key
             normalised = self.read(spec.value, item, path + (key,))
             if normalised is not None:
-                out[str(key)] = normalised
+                out[name] = normalised
         return out
 
     def _listof(self, spec: v.ListOf, value: Any, path: PathKey) -> tuple[Any, ...] | None:
@@ -297,13 +311,49 @@ class _Reader:
                 date = self._date(v.Date("date"), value["date"], path + ("date",))
             if result is None:
                 return None
+            if uln is not None and self._plausible(spec, uln, path + ("uln",), uln=True) is None:
+                return None
+            note = self._plausible(spec, result, path + ("value",))
+            if note is None:
+                return None
             written = result.written if isinstance(result, Measure) else units.fmt(result)
-            return LabValue(result, uln, date, written)
+            return LabValue(result, uln, date, written, note)
         result = self.read(spec.value, value, path)
         if result is None:
             return None
+        note = self._plausible(spec, result, path)
+        if note is None:
+            return None
         written = result.written if isinstance(result, Measure) else units.fmt(result)
-        return LabValue(result, None, None, written)
+        return LabValue(result, None, None, written, note)
+
+    def _plausible(self, spec: v.Lab, value: Measure | float, path: PathKey, uln: bool = False
+                   ) -> str | None:
+        """Check a lab value (or ULN) against the lab's plausible ranges.
+
+        None if it is impossible (an error is recorded, naming the likely unit slip); else
+        "" or, for an implausible value, the note its results show (a warning is recorded).
+        """
+        if spec.hard == (None, None) and spec.soft == (None, None):
+            return ""
+        amount = _in_range_unit(spec, value)
+        label = f"{spec.label} ULN" if uln else spec.label
+        hard = _outside(amount, spec.hard)
+        soft = None if hard or uln else _outside(amount, spec.soft)
+        if not (hard or soft):
+            return ""  # the usual case, decided without looking for a unit slip
+        shown = value.written if isinstance(value, Measure) else units.fmt(value)
+        slip = _unit_slip(spec, value) if isinstance(value, Measure) else None
+        hint = f"did you mean {slip}?" if slip else "check the value and its unit"
+        if hard:
+            self.error(path, f"{label} {shown} is not a possible result "
+                             f"({_bound(spec, value, *hard)}): a typo or a unit slip", hint)
+            return None
+        assert soft is not None
+        bound = _bound(spec, value, *soft)
+        self.warn(path, f"{_dotted(path)}: {label} {shown} is implausible ({bound}); "
+                        "its results are shown as such", hint)
+        return f"implausible: {bound}"
 
     def _mutations(self, spec: v.Mutations, value: Any, path: PathKey) -> tuple[str, ...] | None:
         if not isinstance(value, list):
@@ -319,6 +369,79 @@ class _Reader:
             else:
                 found.append(name)
         return tuple(found)
+
+
+def _in_range_unit(spec: v.Lab, value: Measure | float) -> float:
+    if not isinstance(value, Measure):
+        return float(value)
+    analyte = spec.value.analyte if isinstance(spec.value, v.Quantity) else None
+    return units.convert(value, units.normalise_unit(spec.range_unit), analyte)
+
+
+def _outside(amount: float, bounds: v.Bounds) -> tuple[str, float] | None:
+    """("above", 100) or ("below", 0.5) when `amount` lies outside `bounds`, else None."""
+    low, high = bounds
+    if low is not None and units.compare(amount, low) < 0:
+        return "below", low
+    if high is not None and units.compare(amount, high) > 0:
+        return "above", high
+    return None
+
+
+def _bound(spec: v.Lab, value: Measure | float, side: str, limit: float) -> str:
+    """"above 15 mg/dL", and the limit in the unit written when that is another one:
+    "above 15 mg/dL = 1326 µmol/L"."""
+    text = f"{side} {units.fmt(limit)}" + (f" {spec.range_unit}" if spec.range_unit else "")
+    if isinstance(value, Measure) and value.display_unit != spec.range_unit:
+        analyte = spec.value.analyte if isinstance(spec.value, v.Quantity) else None
+        mass = analyte.molar_mass if analyte else None
+        factor = units.factor(units.normalise_unit(spec.range_unit), value.unit, mass)
+        if units.compare(factor, 1.0) != 0:  # IU/L is U/L
+            text += f" = {units.fmt(limit * factor)} {value.display_unit}"
+    return text
+
+
+def _unit_slip(spec: v.Lab, value: Measure) -> str | None:
+    """The accepted unit in which the number written would be a plausible result, for an
+    impossible or implausible one: 30 mmol/L total bilirubin is 30 µmol/L.
+
+    Only units of another magnitude than the one written are tried (IU/L for U/L would
+    change nothing); of those that make the number plausible, the one that puts it nearest
+    the lab's usual ULN is offered."""
+    quantity = spec.value
+    if not isinstance(quantity, v.Quantity):
+        return None
+    mass = quantity.analyte.molar_mass if quantity.analyte else None
+    target = units.normalise_unit(spec.range_unit)
+    usual = _usual(spec, target)
+    best: tuple[float, str] | None = None
+    tried = {value.display_unit}
+    for key, (_, display) in units.SPELLINGS.items():
+        if display in tried:
+            continue
+        try:
+            units.check_kind(key, quantity.kind, quantity.analyte)
+        except UnitError:
+            continue
+        tried.add(display)
+        if units.compare(units.factor(value.unit, key, mass), 1.0) == 0:
+            continue  # the same magnitude as written
+        amount = value.magnitude * units.factor(key, target, mass)
+        if amount <= 0 or _outside(amount, spec.soft) or _outside(amount, spec.hard):
+            continue
+        distance = abs(math.log(amount / usual))
+        if best is None or distance < best[0]:
+            best = (distance, display)
+    return best[1] if best else None
+
+
+def _usual(spec: v.Lab, target: str) -> float:
+    """A typical result in `target`: the default ULN, else half the soft upper limit."""
+    quantity = spec.value
+    if spec.default_uln and isinstance(quantity, v.Quantity):
+        default = units.parse_measure(spec.default_uln, quantity.kind, quantity.analyte)
+        return units.convert(default, target, quantity.analyte)
+    return (spec.soft[1] or spec.hard[1] or 1.0) / 2
 
 
 def _dotted(path: PathKey) -> str:
@@ -342,7 +465,8 @@ def from_document(doc: Document, as_of: dt.date | None = None,
     data = reader._record(v.PATIENT, doc.data, ()) or {}
     therapies = data.get("therapies")
     if therapies is not None:
-        data["therapies"] = tuple(_with_generation(t) for t in therapies)
+        data["therapies"] = tuple(_with_generation(t, ("therapies", i), reader)
+                                  for i, t in enumerate(therapies))
     if data.get("screening_date") is not None:
         on, source = data["screening_date"], "screening_date"
     elif as_of is not None:
@@ -361,7 +485,7 @@ def from_document(doc: Document, as_of: dt.date | None = None,
     if birth is not None and "age" in data:
         years = age_on(birth, on)
         stated = data["age"]
-        if abs(units.convert(stated, "years") - years) >= 1:
+        if completed_years(stated) != years:
             reader.warn(("age",),
                         f"age {stated.written} disagrees with birth date {birth} (age {years} "
                         f"on {on}); the birth date is used")
@@ -372,13 +496,32 @@ def from_document(doc: Document, as_of: dt.date | None = None,
                    warnings=tuple(reader.warnings), document=doc)
 
 
-def _with_generation(therapy: dict[str, Any]) -> dict[str, Any]:
-    """Add a TKI's generation from the reference table when the file does not state it."""
+# Brand names and development codes of TKIs -> generic name (reference data, with its source).
+_TKI_NAMES: dict[str, str] = {v.fold(name): generic
+                              for name, generic in reference.values("tki_names").items()}
+_TKI_KNOWN = sorted(reference.values("tki_generations")) + sorted(reference.values("tki_names"))
+
+
+def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader
+                     ) -> dict[str, Any]:
+    """Add a TKI's generation from the reference tables when the file does not state it.
+
+    A drug name the tables do not know leaves the generation unknown, with a warning naming
+    the nearest known drug: `dasatinb` must not silently drop out of a count of generations.
+    """
     drug = therapy.get("drug")
-    if therapy.get("type") == "tki" and "generation" not in therapy and drug:
-        generation = v.TKI_GENERATIONS.get(v.fold(drug))
-        if generation is not None:
-            return {**therapy, "generation": generation}
+    if therapy.get("type") != "tki" or "generation" in therapy or not drug:
+        return therapy
+    folded = v.fold(drug)
+    generation = v.TKI_GENERATIONS.get(v.fold(_TKI_NAMES.get(folded, folded)))
+    if generation is not None:
+        return {**therapy, "generation": generation}
+    guess = nearest(clip(drug), _TKI_KNOWN)
+    if guess is not None and v.fold(guess) in _TKI_NAMES:
+        guess = f"{guess} ({_TKI_NAMES[v.fold(guess)]})"
+    reader.warn(path + ("drug",), f"{_dotted(path + ('drug',))}: unknown TKI {clip(drug)!r}; "
+                "its generation is unknown",
+                f"did you mean {guess}?" if guess else "give its generation: 1, 2 or 3")
     return therapy
 
 
@@ -393,6 +536,17 @@ def _stopped(medication: dict[str, Any], on: dt.date) -> dict[str, Any]:
 def age_on(birth: dt.date, on: dt.date) -> int:
     """Completed years on a date; someone born on 29 February turns a year older on 1 March."""
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def completed_years(age: Measure) -> int:
+    """A stated age in completed years, as a birth date gives it: 65.5 years is 65, so an
+    age limit (≤ 65 years, > 65 years) reads a stated age as it reads a birth date.
+
+    An amount within the comparison tolerance of a whole year is that year: 780 months is
+    65 years, whatever the float rounding of twelfths."""
+    years = units.convert(age, "years")
+    whole = math.floor(years)
+    return whole + 1 if units.compare(years, whole + 1) == 0 else whole
 
 
 def load_patient(path: str | Path, as_of: dt.date | None = None, display: str | None = None,

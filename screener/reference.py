@@ -1,4 +1,5 @@
-"""Reference data (screener/data/reference.yaml): ULN defaults, molar masses, TKI generations.
+"""Reference data (screener/data/reference.yaml): ULN defaults, molar masses, TKI generations
+and names.
 
 Kept as data with a source per table, so a reviewer can check a number against its source
 without reading code.

@@ -70,6 +70,10 @@ def spec_schema(spec: v.Spec) -> dict[str, Any]:
                 "items": spec_schema(spec.item)}
     if isinstance(spec, v.Lab):
         value = spec_schema(spec.value)
+        if isinstance(spec.value, v.Number):  # a bare number (INR): its hard range
+            low, high = spec.hard
+            value = {**value, **({"minimum": low} if low is not None else {}),
+                     **({"maximum": high} if high is not None else {})}
         mapping = {"type": "object", "additionalProperties": False, "required": ["value"],
                    "properties": {"value": value, "uln": value,
                                   "date": {"type": "string", "format": "date"}}}

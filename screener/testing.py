@@ -162,7 +162,7 @@ def _molar(grams_per_mol: float) -> dict[str, float]:
     # 1 µmol/L = M µg/L = M/10000 mg/dL
     per_umol = grams_per_mol / 10000.0
     return {**_MASS_CONC, "umol/L": per_umol, "µmol/L": per_umol, "μmol/L": per_umol,
-            "mmol/L": per_umol * 1000.0}
+            "mcmol/L": per_umol, "micromol/L": per_umol, "mmol/L": per_umol * 1000.0}
 
 
 FAMILIES: dict[str, dict[str, float]] = {

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import reference
-from .errors import clip, describe_value, nearest
+from .errors import clip, describe_value
 from .memo import keep
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,6 +49,9 @@ SPELLINGS: dict[str, tuple[str, str]] = {
     "g/dl": ("gram / deciliter", "g/dL"),
     "g/l": ("gram / liter", "g/L"),
     "umol/l": ("micromole / liter", "µmol/L"),
+    # Pharmacy style writes micro as mc (mcg, mcmol) or in full; same unit, same magnitude.
+    "mcmol/l": ("micromole / liter", "µmol/L"),
+    "micromol/l": ("micromole / liter", "µmol/L"),
     "mmol/l": ("millimole / liter", "mmol/L"),
     "u/l": ("enzyme_unit / liter", "U/L"),
     # The international unit of enzyme activity is the same µmol/min as U.
@@ -273,10 +276,63 @@ def _split(text: str) -> tuple[float, str]:
         return magnitude, ""
     key = normalise_unit(unit)
     if key not in SPELLINGS:
-        guess = nearest(unit, [display for _, display in SPELLINGS.values()])
+        guess = unit_hint(unit)
         hint = f"did you mean {guess!r}?" if guess else None
         raise UnitError(f"unknown unit {clip(unit)!r}", hint)
     return magnitude, key
+
+
+# SI prefixes as lab reports spell them, by the power of ten they scale by, and base units
+# by what they measure.
+_PREFIXES = {"": 0, "k": 3, "kilo": 3, "d": -1, "deci": -1, "c": -2, "centi": -2, "m": -3,
+             "milli": -3, "u": -6, "mc": -6, "micro": -6, "n": -9, "nano": -9, "p": -12,
+             "pico": -12}
+_BASES = {"moles": "mol", "mole": "mol", "mol": "mol", "grams": "g", "gram": "g", "g": "g",
+          "liter": "l", "litre": "l", "l": "l", "iu": "u", "u": "u"}
+
+
+def _scale(unit: str) -> tuple[int, tuple[str, ...]] | None:
+    """The power of ten a unit's prefixes add up to (mg/dL: -3 - -1 = -2) and its base units,
+    if it reads as prefixed base units at all; None for anything else (lb, %, misspellings)."""
+    parts = normalise_unit(unit).split("/")
+    if len(parts) > 2:
+        return None
+    power, bases = 0, []
+    for sign, part in zip((1, -1), parts):
+        for base in sorted(_BASES, key=len, reverse=True):
+            if part.endswith(base) and part[: -len(base)] in _PREFIXES:
+                power += sign * _PREFIXES[part[: -len(base)]]
+                bases.append(_BASES[base])
+                break
+        else:
+            return None
+    return power, tuple(bases)
+
+
+def unit_hint(unit: str) -> str | None:
+    """The accepted unit a misspelt one most likely means, never one of another magnitude.
+
+    A did-you-mean that changes a prefix (nmol/L -> µmol/L, mcg/dL -> mg/dL, U/mL -> U/L)
+    would invite a nurse to rewrite the value a thousandfold wrong; so a unit that reads as
+    prefixed units is offered only the accepted one with the same power of ten and base
+    units (micromoles/L -> µmol/L), if any.
+    """
+    import difflib
+
+    displays = {display.lower(): display for _, display in SPELLINGS.values()}
+    written = _scale(unit)
+    if written is not None:  # micromoles/L is µmol/L however unlike it looks
+        same = [d for d in displays.values() if _scale(d) == written]
+        if same:
+            return same[0]
+    for match in difflib.get_close_matches(unit.lower(), list(displays), n=len(displays),
+                                           cutoff=0.6):
+        scale = _scale(match)
+        # A misspelling (mgdl) may mean a prefixed unit, unless it writes a factor of its
+        # own (mg/100mL is mg/dL, not mg/L).
+        if scale is None or (written is None and not any(c.isdigit() for c in unit)):
+            return displays[match]
+    return None
 
 
 def parse_measure(value: object, kind: Kind, analyte: Analyte | None = None) -> Measure:
@@ -354,13 +410,52 @@ def fmt(x: float, digits: int = 3) -> str:
     return text
 
 
-def fmt_pair(x: float, threshold: float) -> tuple[str, str]:
-    """Format a value and a threshold with enough digits that unequal ones never look equal."""
-    for digits in range(3, 10):
-        a, b = fmt(x, digits), fmt(threshold, digits)
-        if (a == b) == (compare(x, threshold) == 0):
+def fmt_pair(x: float, threshold: float, digits: int = 3) -> tuple[str, str]:
+    """Format a value and a threshold with enough digits that the printed numbers stand in
+    the order the values do: unequal ones never look equal, and a value just below a
+    threshold never prints above it."""
+    order = compare(x, threshold)
+    for more in range(digits, 16):
+        a, b = fmt(x, more), fmt(threshold, more)
+        printed = 0 if a == b else (float(a) > float(b)) - (float(a) < float(b))
+        if printed == order:
             return a, b
     return repr(x), repr(threshold)
+
+
+def fmt_ratio(ratio: float, threshold: float, amount: float, uln: float, slack: float
+              ) -> tuple[str, str]:
+    """A multiple of the ULN and its limit, printed so that both relations a reason states
+    visibly hold: "3.594 mg/dL = 2.995 × ULN (ULN 1.2 mg/dL) > 2 × ULN", never "= 3 × ULN",
+    which reads as 3.6 mg/dL and, beside a 3 × ULN limit, as a value at that limit.
+
+    `amount` is the value in the ULN's unit and `slack` half the last digit the value is
+    shown with, in that unit: digits are added until the printed multiple times the ULN
+    gives back the value as shown.
+    """
+    for digits in range(3, 16):
+        a, b = fmt_pair(ratio, threshold, digits)
+        if abs(float(a) * uln - amount) <= slack * (1 + REL_TOL):
+            return a, b
+    return fmt_pair(ratio, threshold)
+
+
+def resolution(value: Measure | float) -> float:
+    """Half the last digit a value is shown with, in its own unit (3.59 mg/dL -> 0.005), but
+    no finer than its third significant digit (3.594 mg/dL -> 0.005): a multiple of the
+    ULN has to give back what a reader sees, not every digit an export wrote."""
+    magnitude = value.magnitude if isinstance(value, Measure) else float(value)
+    text = value.written.split()[0] if isinstance(value, Measure) and value.written \
+        else fmt(magnitude)
+    coarse = 0.5 * 10.0 ** (math.floor(math.log10(abs(magnitude))) - 2) if magnitude else 0.0
+    try:
+        float(text)
+    except ValueError:
+        return coarse
+    if "e" in text.lower():
+        return coarse
+    decimals = len(text.split(".", 1)[1]) if "." in text else 0
+    return max(0.5 * 10.0 ** -decimals, coarse)
 
 
 def shift(day: dt.date, amount: Measure, sign: int) -> dt.date:

@@ -90,13 +90,25 @@ class Quantity(Spec):
     range_unit: str = ""
 
 
+Bounds = tuple[float | None, float | None]  # (low, high); None = no bound on that side
+
+
 @dataclass(frozen=True)
 class Lab(Spec):
-    """A lab result: a bare quantity (or number), or {value, uln, date}."""
+    """A lab result: a bare quantity (or number), or {value, uln, date}.
+
+    Plausibility, in `range_unit` ("" for a bare number such as the INR): a value or ULN
+    outside `hard` cannot be a living patient's result, so it is an error (most often a unit
+    slip, which the error names); a value outside `soft` is implausible, a warning that the
+    result shows. A unit typo must not turn into a confident verdict.
+    """
 
     value: Quantity | Number = field(default_factory=lambda: Number("value"))
     default_uln: str | None = None  # used only when the file gives none; said in the result
     uln_source: str | None = None
+    hard: Bounds = (None, None)
+    soft: Bounds = (None, None)
+    range_unit: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,11 +162,13 @@ _DEFAULT_ULN = reference.values("default_uln")
 DEFAULT_ULN_SOURCE = reference.source("default_uln")
 
 
-def lab(key: str, label: str, value: Quantity | Number) -> Lab:
-    """A lab field, with its default ULN from the reference data when it has one."""
+def lab(key: str, label: str, value: Quantity | Number, hard: Bounds = (None, None),
+        soft: Bounds = (None, None), unit: str = "") -> Lab:
+    """A lab field, with its default ULN from the reference data when it has one, and its
+    plausible ranges (`hard`, `soft`) in `unit`."""
     default = _DEFAULT_ULN.get(key)
     return Lab(label, value, None if default is None else str(default),
-               DEFAULT_ULN_SOURCE if default is not None else None)
+               DEFAULT_ULN_SOURCE if default is not None else None, hard, soft, unit)
 
 
 _DATE = Date("date")
@@ -325,20 +339,35 @@ PATIENT = Record("patient", {
     "supplemental_oxygen": Bool("on supplemental oxygen"),
     "immunotherapy_ae_grade": Integer("grade of adverse events of prior immunotherapy", 0, 5),
     "apheresis_access": Bool("vascular access adequate for apheresis"),
+    # Plausible ranges (hard: impossible beyond, an error; soft: implausible beyond, a
+    # warning). Source: limits set for this screener from the input audit of 2026-12, not
+    # a laboratory's reference range or a guideline. Soft: rarely seen in anyone well
+    # enough to be screened (bilirubin above 30 mg/dL = 513 µmol/L or AST/ALT above
+    # 5,000 U/L mean fulminant liver failure or shock liver; creatinine above 15 mg/dL =
+    # 1,326 µmol/L untreated kidney failure; INR above 10 or APTT above 150 s an
+    # anticoagulant overdose or a factor deficiency). Hard: beyond what any living patient
+    # shows, so a typo or a unit slip (97 µmol/L creatinine written as 97 mg/dL).
     "labs": Record("labs", {
         "total_bilirubin": lab("total_bilirubin", "total bilirubin",
-                               quantity("total bilirubin", units.CONCENTRATION, units.BILIRUBIN)),
+                               quantity("total bilirubin", units.CONCENTRATION, units.BILIRUBIN),
+                               hard=(None, 100), soft=(None, 30), unit="mg/dL"),
         "direct_bilirubin": lab("direct_bilirubin", "direct bilirubin",
                                 quantity("direct bilirubin", units.CONCENTRATION,
-                                         units.BILIRUBIN)),
-        "ast": lab("ast", "AST", quantity("AST", units.ENZYME)),
-        "alt": lab("alt", "ALT", quantity("ALT", units.ENZYME)),
+                                         units.BILIRUBIN),
+                                hard=(None, 50), soft=(None, 20), unit="mg/dL"),
+        "ast": lab("ast", "AST", quantity("AST", units.ENZYME),
+                   hard=(None, 50_000), soft=(None, 5_000), unit="U/L"),
+        "alt": lab("alt", "ALT", quantity("ALT", units.ENZYME),
+                   hard=(None, 50_000), soft=(None, 5_000), unit="U/L"),
         "creatinine": lab("creatinine", "creatinine",
-                          quantity("creatinine", units.CONCENTRATION, units.CREATININE)),
+                          quantity("creatinine", units.CONCENTRATION, units.CREATININE),
+                          hard=(None, 40), soft=(0.1, 15), unit="mg/dL"),
         "creatinine_clearance": lab("creatinine_clearance", "creatinine clearance",
-                                    quantity("creatinine clearance", units.FLOW)),
-        "inr": lab("inr", "INR", Number("INR", 0.0, 20.0)),
-        "aptt": lab("aptt", "APTT", quantity("APTT", units.SECONDS)),
+                                    quantity("creatinine clearance", units.FLOW),
+                                    hard=(None, 500), soft=(None, 250), unit="mL/min"),
+        "inr": lab("inr", "INR", Number("INR"), hard=(0.5, 20), soft=(0.8, 10)),
+        "aptt": lab("aptt", "APTT", quantity("APTT", units.SECONDS),
+                    hard=(5, 300), soft=(15, 150), unit="s"),
     }),
     "serology": Record("serology", {
         "hbsag": result("HBsAg"),

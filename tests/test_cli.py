@@ -203,3 +203,67 @@ def test_json_says_which_tool_and_rule_sets_decided_it(tmp_path):
     # The time of the run is not in it: the same input gives the same bytes.
     assert run("check", str(EXAMPLE), "--format", "json").stdout == \
         run("check", str(EXAMPLE), "--format", "json").stdout
+
+
+def _todo_fields(path: Path) -> dict[str, list[str]]:
+    """The fields to collect, each with the unknown criteria waiting for it."""
+    from screener import catalog, engine
+    from screener.model import Status
+    from screener.patient import load_patient
+
+    screening = engine.screen_patient(load_patient(path), catalog.load_rule_sets())
+    fields: dict[str, list[str]] = {}
+    for t in screening.trials:
+        for c in t.criteria:
+            if c.status is Status.UNKNOWN:
+                for name in c.missing:
+                    fields.setdefault(name, []).append(f"{t.trial} {c.id}")
+    return fields
+
+
+def test_the_todo_list_asks_for_the_marker_result_when_there_are_no_markers(tmp_path: Path):
+    # A record with no markers used to be asked only for CD19's date and specimen: the
+    # freshness check stopped at the missing date and never said the result was missing.
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("id: X\nscreening_date: 2026-11-20\nsex: female\n"
+                    "diagnosis: {disease: B-ALL}\n", encoding="utf-8")
+    fields = _todo_fields(bare)
+    assert fields["diagnosis.markers.CD19.result"] == ["NCT04684147 I4", "NCT06009107 I4"]
+    assert "NCT06009107 I4" in fields["diagnosis.markers.CD22.result"]
+    assert "diagnosis.markers.CD19.date" in fields
+    assert "pregnancy_test.result" in fields
+    shown = run("check", str(bare)).stdout
+    assert "CD19 and CD22 by flow cytometry on bone marrow or peripheral blood: result" in \
+        " ".join(shown.split())
+
+
+def test_a_recorded_undated_marker_is_asked_only_for_its_date(tmp_path: Path):
+    undated = tmp_path / "undated.yaml"
+    undated.write_text("id: X\nscreening_date: 2026-11-20\ndiagnosis:\n  markers:\n"
+                       "    CD19: {result: positive, specimen: BM}\n", encoding="utf-8")
+    fields = _todo_fields(undated)
+    assert "diagnosis.markers.CD19.date" in fields
+    assert "diagnosis.markers.CD19.result" not in fields
+
+
+def test_validate_warns_about_attestations_naming_no_trial_or_criterion(tmp_path: Path):
+    # validate used to say "ok" here; check warned. It now loads the rule sets to check them.
+    patient = tmp_path / "p.yaml"
+    patient.write_text("id: X\nattestations:\n  CNCT19/I3: pass\n  NCT06559644/E99: fail\n"
+                       "  NCT06559644/E16: pass\n", encoding="utf-8")
+    result = run("validate", str(patient))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert (f"{patient}:3:3: warning: attestation CNCT19/I3: 'CNCT19' is a product, not a "
+            "trial id (did you mean NCT04684147/I3?)") in out
+    assert f"{patient}:4:3: warning: attestation NCT06559644/E99: NCT06559644 has no " \
+           "criterion 'E99'" in out
+    assert "E16" not in out.replace("NCT06559644/E99", "")  # a real judged criterion is quiet
+    checked = json.loads(run("check", str(patient), "-f", "json").stdout)
+    assert len(checked["warnings"]) == 2 and all(w in out for w in checked["warnings"])
+
+
+def test_validate_of_a_file_with_good_attestations_is_quiet():
+    attested = ROOT / "examples" / "patients" / "attested-eligible-for-all-five-trials.yaml"
+    result = run("validate", str(attested))
+    assert result.exit_code == 0 and "warning" not in result.stdout

@@ -444,8 +444,10 @@ def _observation_for(rule: fhir.ObservationRule) -> tuple[dict[str, Any], Any]:
     if isinstance(inner, v.Number):
         return obs(rule.code.code, 1.1), {"value": 1.1, "date": dt.date(2026, 11, 10)}
     unit = _UCUM_FOR[inner.kind.references[0]]
-    resource = obs(rule.code.code, 42.5, unit)
-    text = f"42.5 {fhir.mapping().ucum_units[unit]}"
+    # a possible result for every lab: 42.5 mg/dL creatinine is beyond its hard limit
+    amount = 12.5 if isinstance(spec, v.Lab) else 42.5
+    resource = obs(rule.code.code, amount, unit)
+    text = f"{amount} {fhir.mapping().ucum_units[unit]}"
     if isinstance(spec, v.Lab):
         return resource, {"value": text, "date": dt.date(2026, 11, 10)}
     return resource, text
@@ -1141,7 +1143,8 @@ _SAMPLE_PATHS = _paths(_sample_bundle())
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(where=st.lists(st.sampled_from(_SAMPLE_PATHS), min_size=1, max_size=3), junk=JSON)
 def test_any_damage_to_a_bundle_is_a_patient_error_or_a_patient(tmp_path, where, junk):
-    data = _sample_bundle()
+    # A deep copy: the sample shares the module's PATIENT, which the damage must not reach.
+    data = copy.deepcopy(_sample_bundle())
     for path in where:
         if not path:
             data = copy.deepcopy(junk)
@@ -1172,3 +1175,70 @@ def test_imported_text_with_characters_yaml_refuses_or_breaks_reads_back_the_sam
     written = f"id: {importer.scalar(text)}\n"
     assert yaml.safe_load(written)["id"] == text
     assert parse_patient(written, "p.yaml").id == text
+
+
+# ------------------------------------------------------------- deaths and retrospective screens
+
+
+def test_a_screen_dated_before_the_death_is_screened_with_a_warning(tmp_path):
+    # A retrospective screen as of a day the patient was alive used to be refused outright.
+    died = {**PATIENT, "deceasedDateTime": "2026-01-02T03:04:05Z"}
+    patient = patient_of(tmp_path, patient=died, as_of=dt.date(2026, 1, 1))
+    assert patient.as_of == dt.date(2026, 1, 1)
+    (warning,) = [w for w in patient.warnings if "died" in w.message]
+    assert warning.message == ("patient pt-1 died 2026-01-02 (Patient/pt-1), after the "
+                               "screening date 2026-01-01: screened as of 2026-01-01")
+    screening = engine.screen_patient(patient, RULE_SETS.values())
+    assert any("died 2026-01-02" in w for w in screening.warnings)
+
+
+@pytest.mark.parametrize("as_of", [dt.date(2026, 1, 2), dt.date(2026, 6, 1)])
+def test_a_screen_on_or_after_the_death_is_still_an_error(tmp_path, as_of):
+    died = {**PATIENT, "deceasedDateTime": "2026-01-02T03:04:05Z"}
+    error = failure(tmp_path, bundle_dict(patient=died), as_of=as_of)
+    assert error.diagnostic.message == ("patient pt-1 is deceased (died 2026-01-02, "
+                                        "Patient/pt-1): not screened")
+    assert "--as-of" in error.diagnostic.hint
+
+
+def test_deceased_boolean_is_refused_whatever_the_screening_date(tmp_path):
+    error = failure(tmp_path, bundle_dict(patient={**PATIENT, "deceasedBoolean": True}),
+                    as_of=dt.date(1990, 1, 1))
+    assert error.diagnostic.message.startswith("patient pt-1 is deceased")
+
+
+@pytest.mark.parametrize(("died", "as_of", "screened"), [
+    ("2026-04", dt.date(2026, 3, 31), True), ("2026-04", dt.date(2026, 4, 1), False),
+    ("2026", dt.date(2025, 12, 31), True), ("2026", dt.date(2026, 2, 1), False),
+    ("sometime", dt.date(2000, 1, 1), False)])
+def test_a_partial_death_date_counts_from_its_first_day(tmp_path, died, as_of, screened):
+    data = bundle_dict(patient={**PATIENT, "deceasedDateTime": died})
+    if screened:
+        patient = fhir.load_bundle_patient(write(tmp_path, data), "b.json", as_of=as_of)
+        assert any(f"died {died}" in w.message for w in patient.warnings)
+    else:
+        assert "is deceased" in failure(tmp_path, data, as_of=as_of).diagnostic.message
+
+
+def test_a_retrospective_screen_of_michele_wolf_before_her_death():
+    patient = load("Michele_Wolf", as_of=dt.date(2016, 1, 1))
+    assert any("died 2016-04-05" in w.message for w in patient.warnings)
+    # her LVEF of 2015-10-06 counts, and fails LVEF ≥ 50 %
+    assert criterion(patient, "NCT06559644", "I7").status is Status.FAIL
+
+
+def test_an_impossible_lab_value_in_an_export_is_an_error_naming_its_resource(tmp_path):
+    # 97 "mg/dL" creatinine is 97 µmol/L with the wrong unit code; it used to fail the
+    # creatinine criteria with confidence.
+    error = failure(tmp_path, bundle_dict(obs("2160-0", 97, "mg/dL")))
+    (d,) = error.diagnostics
+    assert d.message.startswith("labs.creatinine.value: creatinine 97 mg/dL is not a possible "
+                                "result (above 40 mg/dL)")
+    assert "(from Observation/" in d.message and d.hint == "did you mean µmol/L?"
+
+
+def test_an_implausible_lab_value_in_an_export_is_screened_with_a_warning(tmp_path):
+    patient = patient_of(tmp_path, obs("1975-2", 45, "mg/dL"))
+    assert any(w.message.startswith("labs.total_bilirubin.value: total bilirubin 45 mg/dL is "
+                                    "implausible") for w in patient.warnings)
+    assert "(implausible: above 30 mg/dL)" in criterion(patient, "NCT06559644", "I9.a").reason

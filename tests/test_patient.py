@@ -455,3 +455,221 @@ def test_an_attestation_needs_a_result_and_known_keys(body):
     except PatientError:
         return
     assert p.warnings  # an unknown key is a warning with the nearest name
+
+
+# ---------------------------------------------------------- markers and completed years
+
+
+def _criterion(p, trial: str, cid: str):
+    from screener import catalog, engine
+
+    rule_set = next(r for r in catalog.load_rule_sets() if r.trial == trial)
+    result = engine.screen(p, rule_set)
+    return next(c for c in result.criteria if c.id == cid)
+
+
+@pytest.mark.parametrize("name", ["cd19", "Cd19", "CD19", " cD19"])
+def test_marker_names_are_read_in_any_case(name):
+    p = patient("screening_date: 2026-11-20\ndiagnosis:\n  markers:\n"
+                f"    '{name}': {{result: positive, specimen: BM, date: 2026-11-01}}\n")
+    assert list(p.data["diagnosis"]["markers"]) == ["CD19"]
+    assert p.warnings == ()
+    # CNCT19 I4 reads diagnosis.markers.CD19: a lower-case key used to leave it unknown.
+    assert _criterion(p, "NCT04684147", "I4").status.value == "pass"
+
+
+def test_one_marker_under_two_spellings_is_an_error():
+    d = only_error("diagnosis:\n  markers:\n    CD22: {result: positive}\n"
+                   "    cd22: {result: negative}\n")
+    assert d.message.startswith("diagnosis.markers.cd22: CD22 is given twice")
+    assert d.position.line == 5
+
+
+@pytest.mark.parametrize(("written", "shown"), [("65.5 years", "65 years"),
+                                                 ("65.99 years", "65 years"),
+                                                 ("786 months", "65 years")])
+def test_a_fractional_stated_age_is_completed_years(written, shown):
+    # ≤ 65 years: 65.5 years used to fail CNCT19 I2 and HY004 I2, while a birth date giving
+    # the same person (65 completed years) passed.
+    p = patient(f"screening_date: 2026-11-20\nage: {written}\n")
+    for trial in ("NCT04684147", "NCT06009107"):
+        c = _criterion(p, trial, "I2")
+        assert c.status.value == "pass", c.reason
+        assert f"age {shown} (completed years of the stated {written})" in c.reason
+    assert _criterion(patient(f"screening_date: 2026-11-20\nage: 66.2 years\n"),
+                      "NCT04684147", "I2").status.value == "fail"
+
+
+def test_a_whole_stated_age_reads_as_before():
+    c = _criterion(patient("screening_date: 2026-11-20\nage: 65 years\n"), "NCT04684147", "I2")
+    assert "age 65 years (as stated) ≤ 65 years" in c.reason
+
+
+def test_cockcroft_gault_uses_completed_years_of_a_stated_age():
+    from screener.engine import facts_of
+
+    body = "sex: male\nweight: 72 kg\nlabs: {creatinine: 1 mg/dL}\n"
+    fractional = facts_of(patient("age: 40.9 years\n" + body)).get("labs.creatinine_clearance")
+    whole = facts_of(patient("age: 40 years\n" + body)).get("labs.creatinine_clearance")
+    assert fractional.value.value.magnitude == whole.value.value.magnitude == 100
+
+
+def test_a_stated_age_half_a_year_short_of_the_birth_date_age_is_a_warning():
+    p = patient("screening_date: 2026-11-20\nbirth_date: 1979-04-02\nage: 46.5 years\n")
+    assert "disagrees with birth date" in p.warnings[0].message
+
+
+# ------------------------------------------------------------------------- TKI names
+
+
+def _tki(drug: str, extra: str = ""):
+    return patient(f"therapies:\n  - type: tki\n    drug: {drug}\n{extra}")
+
+
+@pytest.mark.parametrize(("drug", "generation"), [
+    ("Gleevec", 1), ("Glivec", 1), ("STI571", 1), ("Sprycel", 2), ("Tasigna", 2),
+    ("Bosulif", 2), ("Iclusig", 3), ("Scemblix", 3), ("HQP1351", 3), ("hqp-1351", 3),
+    ("ICLUSIG", 3), ("dasatinib", 2), ("Imatinib", 1)])
+def test_tki_brand_names_and_codes_have_their_generation(drug, generation):
+    p = _tki(drug)
+    assert p.data["therapies"][0]["generation"] == generation
+    assert p.warnings == ()
+
+
+def test_two_brands_of_two_generations_satisfy_cnct19_i5():
+    p = patient("screening_date: 2026-11-20\ndiagnosis: {ph_positive: true, abl1_mutations: []}\n"
+                "therapies:\n  - {type: tki, drug: Glivec, outcome: failed}\n"
+                "  - {type: tki, drug: Sprycel, outcome: intolerant}\n")
+    assert _criterion(p, "NCT04684147", "I5").status.value == "pass"
+
+
+def test_an_unknown_tki_name_is_a_warning_with_the_nearest_drug():
+    p = _tki("dasatinb")
+    assert "generation" not in p.data["therapies"][0]
+    (warning,) = p.warnings
+    assert warning.message == ("therapies[0].drug: unknown TKI 'dasatinb'; its generation is "
+                               "unknown")
+    assert warning.hint == "did you mean dasatinib?"
+    assert warning.position.line == 4
+
+
+def test_a_misspelt_brand_is_offered_the_brand_and_its_drug():
+    assert _tki("Sprycl").warnings[0].hint == "did you mean Sprycel (dasatinib)?"
+
+
+def test_a_stated_generation_needs_no_known_name():
+    p = _tki("investigational TKI", "    generation: 3\n")
+    assert p.warnings == () and p.data["therapies"][0]["generation"] == 3
+
+
+def test_a_drug_of_another_type_is_not_checked_as_a_tki():
+    p = patient("therapies:\n  - {type: immunotherapy, drug: blinatumomab}\n")
+    assert p.warnings == ()
+
+
+def test_a_bilirubin_just_under_three_times_uln_is_not_printed_as_three():
+    # "3.594 mg/dL = 3 × ULN (ULN 1.2 mg/dL) > 2 × ULN" read as a value at the 3 × ULN limit
+    # (and 3 × 1.2 is 3.6, not 3.594).
+    p = patient("screening_date: 2026-11-20\nconditions: []\n"
+                "labs:\n  total_bilirubin: {value: 3.594 mg/dL, uln: 1.2 mg/dL}\n")
+    part = next(x for x in _criterion(p, "NCT04684147", "I8").parts if x.id == "I8.c")
+    assert part.reason.startswith("total bilirubin 3.594 mg/dL = 2.995 × ULN (ULN 1.2 mg/dL) "
+                                  "> 2 × ULN")
+    assert part.evidence[0].converted == "2.995 × ULN"
+
+
+# ------------------------------------------------------------------ lab plausibility
+
+
+def test_every_lab_declares_a_hard_and_a_soft_range():
+    from screener import vocabulary as v
+
+    for name, spec in v.PATIENT.fields["labs"].fields.items():
+        assert spec.hard != (None, None) and spec.soft != (None, None), name
+
+
+@pytest.mark.parametrize(("lab", "written", "bound", "hint"), [
+    ("total_bilirubin", "30 mmol/L", "above 100 mg/dL = 1.71 mmol/L", "did you mean µmol/L?"),
+    ("creatinine", "97 mg/dL", "above 40 mg/dL", "did you mean µmol/L?"),
+    ("creatinine", "97 mmol/L", "above 40 mg/dL = 3.54 mmol/L", "did you mean µmol/L?"),
+    ("direct_bilirubin", "60 mg/dL", "above 50 mg/dL", "did you mean µmol/L?"),
+    ("ast", "60000 IU/L", "above 50000 U/L", "check the value and its unit"),
+    ("alt", "75000 U/L", "above 50000 U/L", "check the value and its unit"),
+    ("creatinine_clearance", "600 mL/min", "above 500 mL/min", "check the value and its unit"),
+    ("inr", "0.3", "below 0.5", "check the value and its unit"),
+    ("inr", "25", "above 20", "check the value and its unit"),
+    ("aptt", "400 s", "above 300 s", "check the value and its unit"),
+    ("aptt", "3 s", "below 5 s", "check the value and its unit"),
+])
+def test_an_impossible_lab_value_is_an_error_naming_the_field_and_the_slip(lab, written, bound,
+                                                                          hint):
+    d = only_error(f"labs:\n  {lab}: {written}\n")
+    assert d.message.startswith(f"labs.{lab}: ")
+    assert f"{written} is not a possible result ({bound}): a typo or a unit slip" in d.message
+    assert d.hint == hint
+    assert d.position.line == 3
+
+
+def test_an_impossible_uln_is_an_error_too():
+    d = only_error("labs:\n  total_bilirubin: {value: 1.1 mg/dL, uln: 200 mg/dL}\n")
+    assert d.message.startswith("labs.total_bilirubin.uln: total bilirubin ULN 200 mg/dL is "
+                                "not a possible result")
+
+
+def test_a_unit_slip_hint_never_offers_a_unit_of_the_same_magnitude():
+    # U/L and IU/L are the same unit; mcmol/L is µmol/L: suggesting either changes nothing.
+    assert only_error("labs:\n  ast: 60000 IU/L\n").hint == "check the value and its unit"
+    d = only_error("labs:\n  total_bilirubin: 3000 mcmol/L\n")
+    assert "µmol/L" not in (d.hint or "")
+
+
+@pytest.mark.parametrize(("lab", "written", "bound"), [
+    ("total_bilirubin", "45 mg/dL", "above 30 mg/dL"),
+    ("creatinine", "1400 umol/L", "above 15 mg/dL = 1326 µmol/L"),
+    ("creatinine", "0.05 mg/dL", "below 0.1 mg/dL"),
+    ("ast", "6000 U/L", "above 5000 U/L"),
+    ("inr", "12", "above 10"),
+    ("aptt", "160 s", "above 150 s"),
+    ("creatinine_clearance", "300 mL/min", "above 250 mL/min"),
+])
+def test_an_implausible_lab_value_is_a_warning_and_shown_with_its_results(lab, written, bound):
+    p = patient(f"screening_date: 2026-11-20\nlabs:\n  {lab}: {written}\n")
+    (warning,) = p.warnings
+    assert warning.message.startswith(f"labs.{lab}: ")
+    assert f"{written} is implausible ({bound})" in warning.message
+    assert warning.position.line == 4
+    assert p.data["labs"][lab].implausible == f"implausible: {bound}"
+    from screener import catalog, engine
+
+    screening = engine.screen_patient(p, catalog.load_rule_sets())
+    shown = [(r.reason, e.value) for t in screening.trials for c in t.criteria
+             for r in (c, *c.parts) for e in r.evidence if e.field == f"labs.{lab}"]
+    assert shown, "some criterion reads the lab"
+    for reason, value in shown:
+        assert f"(implausible: {bound})" in value
+        assert f"(implausible: {bound})" in reason
+
+
+def test_an_implausible_bilirubin_suggests_the_likely_unit():
+    (warning,) = patient("labs:\n  total_bilirubin: 45 mg/dL\n").warnings
+    assert warning.hint == "did you mean µmol/L?"
+
+
+def test_plausible_labs_are_quiet_and_read_as_before():
+    p = patient("labs:\n  total_bilirubin: 97 umol/L\n  creatinine: 1.4 mg/dL\n  inr: 1.1\n"
+                "  aptt: 34 s\n  ast: {value: 52 U/L, uln: 40 U/L}\n")
+    assert p.warnings == ()
+    assert all(lab.implausible == "" for lab in p.data["labs"].values())
+
+
+@pytest.mark.parametrize(("written", "status", "reason"), [
+    ("1.6000004 mg/dL", "fail", "creatinine 1.6 mg/dL (= 1.6000004 mg/dL) > 1.6 mg/dL"),
+    ("1.5999996 mg/dL", "pass", "creatinine 1.6 mg/dL (= 1.5999996 mg/dL) ≤ 1.6 mg/dL"),
+    ("1.23456789 mg/dL", "pass", "creatinine 1.23457 mg/dL ≤ 1.6 mg/dL"),
+])
+def test_an_export_float_shown_short_still_shows_the_digits_that_decide(written, status, reason):
+    # An export's long float is shown to six digits; 1.6000004 mg/dL read "creatinine 1.6 mg/dL
+    # > 1.6 mg/dL", a comparison that visibly does not hold.
+    p = patient(f"labs:\n  creatinine: {written}\n")
+    part = next(x for x in _criterion(p, "NCT06559644", "I9").parts if x.id == "I9.c")
+    assert (part.status.value, part.reason) == (status, reason)

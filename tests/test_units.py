@@ -332,3 +332,73 @@ def test_a_quantity_read_again_reads_the_same_and_a_bad_one_is_refused_again():
             u.split_quantity("1,4 mg/dL")
         with pytest.raises(u.UnitError, match="unknown unit"):
             u.split_quantity("1.4 mg/dLL")
+
+
+# ------------------------------------------------------------- micro spellings and hints
+
+
+@pytest.mark.parametrize("written", ["mcmol/L", "micromol/L", "MCMOL/l", "umol/L"])
+def test_pharmacy_spellings_of_micromole_are_micromole(written):
+    m = creatinine(f"97 {written}")
+    assert m.display_unit == "µmol/L"
+    assert u.convert(m, "mg/dl", CREATININE) == pytest.approx(97 / 88.4, rel=1e-3)
+
+
+@pytest.mark.parametrize("written", ["mcmol/L", "micromol/L", "micromoles/L", "mcmol/dL",
+                                     "nmol/L", "umol/dL", "mmol/dL", "mol/L", "mcg/dL", "U/mL",
+                                     "IU/mL", "ug/L", "mg/100mL"])
+def test_a_unit_hint_never_changes_the_magnitude(written):
+    # The old hint was difflib's nearest display: mcmol/L and micromol/L were "did you mean
+    # 'mmol/L'?" (a thousandfold off), nmol/L was µmol/L, U/mL was U/L, mg/100mL was mg/L.
+    try:
+        magnitude, unit = u.split_quantity(f"97 {written}")
+    except UnitError as exc:
+        hint = exc.hint or ""
+        for wrong in ("mmol/L", "mg/dL", "mg/L", "U/L", "IU/L", "g/L", "g/dL"):
+            assert f"'{wrong}'" not in hint, (written, hint)
+        if written == "micromoles/L":
+            assert hint == "did you mean 'µmol/L'?"
+    else:
+        assert u.SPELLINGS[unit][1] == "µmol/L"
+
+
+@pytest.mark.parametrize(("written", "meant"), [("mgdl", "mg/dL"), ("mg/dLL", "mg/dL"),
+                                                 ("wekes", "weeks"), ("kgs", "kg")])
+def test_a_misspelt_unit_still_gets_a_hint(written, meant):
+    with pytest.raises(UnitError) as caught:
+        u.split_quantity(f"1.4 {written}")
+    assert caught.value.hint == f"did you mean {meant!r}?"
+
+
+# ------------------------------------------------- printed numbers that visibly hold
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
+       st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False))
+def test_printed_values_stand_in_the_order_of_the_values(x, threshold):
+    # fmt rounds monotonically, so this held before too; fmt_pair now checks it directly.
+    a, b = u.fmt_pair(x, threshold)
+    printed = 0 if a == b else (float(a) > float(b)) - (float(a) < float(b))
+    if u.compare(x, threshold) != 0:  # values equal within the tolerance may print apart
+        assert printed == u.compare(x, threshold)
+
+
+def test_a_uln_multiple_is_printed_so_that_it_gives_back_the_value():
+    # 3.594 mg/dL with a ULN of 1.2 mg/dL is 2.995 × ULN; "3 × ULN" (3.6 mg/dL) was printed.
+    slack = u.resolution(bilirubin("3.594 mg/dL"))
+    assert slack == pytest.approx(0.005)
+    assert u.fmt_ratio(3.594 / 1.2, 2.0, 3.594, 1.2, slack) == ("2.995", "2")
+    # ordinary values keep three digits
+    assert u.fmt_ratio(71 / 40, 3.0, 71.0, 40.0, 0.5) == ("1.77", "3")
+    assert u.fmt_ratio(1.4 / 1.2, 2.0, 1.4, 1.2, 0.05) == ("1.17", "2")
+
+
+@pytest.mark.parametrize(("written", "slack"), [("71 U/L", 0.5), ("1.4 mg/dL", 0.05),
+                                                 ("3.2362191736536725 mg/dL", 0.005),
+                                                 ("163.40549045276282 IU/L", 0.5),
+                                                 ("0.05 mg/dL", 0.005), ("1234 U/L", 5)])
+def test_resolution_is_half_the_last_digit_shown_to_three_digits(written, slack):
+    kind, analyte = (ENZYME, None) if "U/L" in written else (CONCENTRATION, BILIRUBIN)
+    assert u.resolution(measure(written, kind, analyte)) == pytest.approx(slack)
+    assert u.resolution(1.1) == pytest.approx(0.05)
