@@ -114,6 +114,9 @@ def check(
                                     "whatever the number.")] = os.cpu_count() or 1,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Add each criterion's source text and reading notes.")] = False,
+    each: Annotated[bool, typer.Option(
+        "--each", help="For a directory (table, Markdown): every patient's report before the "
+                       "cohort summary, not the summary alone.")] = False,
     rules: Annotated[Optional[Path], typer.Option(
         help="Directory of rule sets to use instead of the bundled ones.")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of internal errors.")] = False,
@@ -124,7 +127,7 @@ def check(
     """
     try:
         code = _check(paths, format, output, _as_of(as_of), trial or [], rules,
-                      _max_age(max_age), jobs, verbose)
+                      _max_age(max_age), jobs, verbose, each)
     except (typer.Exit, typer.BadParameter):
         raise
     except KeyboardInterrupt:
@@ -151,13 +154,13 @@ def _progress(total: int) -> Optional[Progress]:
 
 def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optional[dt.date],
            trials: list[str], rules: Optional[Path], max_age: object, jobs: int,
-           verbose: bool) -> Exit:
+           verbose: bool, each: bool = False) -> Exit:
     from .batch import expand, run
     from .catalog import select
     from .output import atomic_output, utf8_writer
     from .report import (csv_header, csv_rows, json_array, json_document, jsonl_line, markdown,
                          render as render_record)
-    from .summary import Cohort, markdown as cohort_markdown, render as render_cohort
+    from .summary import Cohort, entry, markdown as cohort_markdown, render as render_cohort
 
     rule_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
     known = tuple(r.trial for r in rule_sets)
@@ -171,9 +174,14 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                                  param_hint="PATH")
     failed = False
     cohort = Cohort()
+    cohort.describe(rule_sets)
     documents: list[str] = []
+    # A coordinator screening a directory reads the cohort summary first: 20 full reports
+    # are thousands of lines. The workers then send only what the summary needs.
+    summary_only = (fmt in (Format.table, Format.markdown) and not each
+                    and any(Path(p).is_dir() for p in paths))
     render = {Format.json: json_document, Format.jsonl: jsonl_line,
-              Format.csv: csv_rows}.get(fmt)
+              Format.csv: csv_rows}.get(fmt, entry if summary_only else None)
     progress = _progress(len(entries))
     with atomic_output(output) as stream:
         # Only tables need rich's console: JSON and the other formats start without it.
@@ -190,7 +198,9 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 failed |= done.failed
                 if done.record is not None:
                     cohort.add(done.record)
-                if out is not None:
+                if summary_only:
+                    cohort.add_entry(done.data)
+                elif out is not None:
                     if index:
                         out.rule()
                     render_record(out, done.record, verbose)
@@ -207,9 +217,9 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 progress.stop()
         if fmt is Format.json:
             stream.write((documents[0] if len(entries) == 1 else json_array(documents)) + "\n")
-        elif len(entries) > 1 and out is not None:
+        elif (summary_only or len(entries) > 1) and out is not None:
             render_cohort(out, cohort)
-        elif len(entries) > 1 and fmt is Format.markdown:
+        elif (summary_only or len(entries) > 1) and fmt is Format.markdown:
             stream.write(cohort_markdown(cohort))
     return Exit.INPUT_ERROR if failed else Exit.OK
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,7 +84,7 @@ def test_rendered_bytes_reach_a_stream_without_a_buffer():
 
 
 def test_table_batch_ends_with_cohort_summary(cohort: Path):
-    result = run("check", str(cohort))
+    result = run("check", str(cohort), "--each")
     assert result.exit_code == 1
     out = result.stdout
     assert "Cohort summary" in out and "3 patients screened, 1 files with errors" in out
@@ -92,7 +93,7 @@ def test_table_batch_ends_with_cohort_summary(cohort: Path):
 
 
 def test_markdown_report_and_summary(cohort: Path):
-    result = run("check", str(cohort), "-f", "markdown")
+    result = run("check", str(cohort), "-f", "markdown", "--each")
     assert "## PT-0006" in result.stdout
     assert "## Cohort summary" in result.stdout
     assert "| **ineligible** |" in result.stdout
@@ -307,3 +308,78 @@ def test_cohort_matrix_never_truncates_patient_ids_on_a_narrow_terminal():
     matrix = out.split("Cohort summary", 1)[1]
     for number in range(1, 21):
         assert f"PT-{number:04d}" in matrix
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_a_directory_shows_the_summary_alone_unless_each(cohort: Path, fmt: str):
+    alone = run("check", str(cohort), "-f", fmt)
+    each = run("check", str(cohort), "-f", fmt, "--each")
+    assert alone.exit_code == each.exit_code == 1
+    assert "Cohort summary" in alone.stdout and "Cohort summary" in each.stdout
+    # A per-patient report opens with "screened as of" and ends with its to-do list.
+    assert "creened as of" not in alone.stdout and "To do" not in alone.stdout
+    assert "creened as of" in each.stdout and "To do" in each.stdout
+    # The bad file is still explained, not just named.
+    assert "did not find expected node content" in alone.stdout
+    # Files named one by one keep their reports.
+    named = run("check", str(cohort / "a.yaml"), str(cohort / "d.yaml"), "-f", fmt)
+    assert "creened as of" in named.stdout and "Cohort summary" in named.stdout
+
+
+def _patient(folder: Path, name: str, patient_id: str, source: Path = BASELINE) -> None:
+    text = source.read_text("utf-8")
+    old = next(line for line in text.splitlines() if line.startswith("id:"))
+    (folder / name).write_text(text.replace(old, f"id: {patient_id}", 1), "utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_matrix_is_in_patient_id_order_and_warns_of_a_duplicated_id(tmp_path: Path, fmt: str):
+    _patient(tmp_path, "a.yaml", "PT-ZULU")
+    _patient(tmp_path, "b.yaml", "PT-ALPHA")
+    _patient(tmp_path, "c.yaml", "PT-MIKE")
+    _patient(tmp_path, "d.yaml", "PT-ALPHA")
+    out = runner.invoke(app, ["check", str(tmp_path), "-f", fmt],
+                        env={"COLUMNS": "200"}).stdout
+    matrix = out.split("Cohort summary", 1)[1]
+    positions = [matrix.index(p) for p in ("PT-ALPHA", "PT-MIKE", "PT-ZULU")]
+    assert positions == sorted(positions)
+    assert (f"patient id PT-ALPHA appears in 2 files: {tmp_path / 'b.yaml'}, "
+            f"{tmp_path / 'd.yaml'}") in out
+    assert "PT-MIKE appears" not in out
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_summary_marks_trials_with_caveats_and_names_criteria(fmt: str):
+    out = runner.invoke(app, ["check", str(EXAMPLES), "-f", fmt],
+                        env={"COLUMNS": "200"}).stdout
+    matrix, rest = out.split("Cohort summary", 1)[1].split("ineligible", 1)
+    # Every trial but NCT06559644 carries a caveat: its header is marked, and the note says why.
+    assert re.search(r"HY004\)? †", matrix) and not re.search(r"Hema-NeoTIL01\)? †", matrix)
+    assert "† NCT06009107: Registry status is withdrawn" in rest
+    assert "† NCT05571540: Eligibility criteria are not published" in rest
+    # Attrition and closest-to-eligible name each criterion by id and label ...
+    assert "E10 Prior CAR-T therapy" in rest
+    closest = rest.split("losest to eligible", 1)[1]
+    # ... and show what blocked: PT-0006 is 70, and NCT04684147 admits up to 65.
+    row = next(line for line in closest.splitlines()
+               if "PT-0006" in line and "NCT04684147" in line)
+    assert "I2 Age 18 to 65 years" in row and "age 70 years" in row and "> 65 years" in row
+    # A criterion of parts is blocked by a part, which is named.
+    row = next(line for line in closest.splitlines()
+               if "PT-0007" in line and "NCT06559644" in line)
+    assert "I9.c: creatinine 150 umol/L" in row
+
+
+def test_summary_from_worker_entries_equals_summary_from_records():
+    from screener.batch import expand, run as run_batch
+    from screener.catalog import load_rule_sets
+    from screener.summary import Cohort, entry, markdown
+
+    rule_sets = load_rule_sets()
+    entries = expand([str(EXAMPLES)])
+    from_records, from_entries = Cohort(), Cohort()
+    from_entries.describe(rule_sets)
+    for done in run_batch(entries, rule_sets):
+        from_records.add(done.record)
+        from_entries.add_entry(entry(done.record))
+    assert markdown(from_records) == markdown(from_entries)
