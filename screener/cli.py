@@ -114,6 +114,9 @@ def check(
                                     "whatever the number.")] = os.cpu_count() or 1,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Add each criterion's source text and reading notes.")] = False,
+    excel: Annotated[bool, typer.Option(
+        "--excel", help="CSV for spreadsheets: start with a UTF-8 byte-order mark, so Excel "
+                        "reads ≤ and × as written.")] = False,
     each: Annotated[bool, typer.Option(
         "--each", help="For a directory (table, Markdown): every patient's report before the "
                        "cohort summary, not the summary alone.")] = False,
@@ -126,8 +129,10 @@ def check(
     Example: screener check examples/patients/ --format csv --output cohort.csv
     """
     try:
+        if excel and format is not Format.csv:
+            raise typer.BadParameter("--excel is for --format csv", param_hint="--excel")
         code = _check(paths, format, output, _as_of(as_of), trial or [], rules,
-                      _max_age(max_age), jobs, verbose, each)
+                      _max_age(max_age), jobs, verbose, each, excel)
     except (typer.Exit, typer.BadParameter):
         raise
     except KeyboardInterrupt:
@@ -154,7 +159,7 @@ def _progress(total: int) -> Optional[Progress]:
 
 def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optional[dt.date],
            trials: list[str], rules: Optional[Path], max_age: object, jobs: int,
-           verbose: bool, each: bool = False) -> Exit:
+           verbose: bool, each: bool = False, excel: bool = False) -> Exit:
     from .batch import expand, run
     from .catalog import select
     from .output import atomic_output, utf8_writer
@@ -191,7 +196,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
             progress.start()
         try:
             if fmt is Format.csv:
-                stream.write(csv_header())
+                # Excel takes a CSV without a byte-order mark for the local code page.
+                stream.write(("\ufeff" if excel else "") + csv_header())
             write = utf8_writer(stream)
             for index, done in enumerate(run(entries, rule_sets, as_of, max_age, jobs, render,
                                              known)):

@@ -31,9 +31,9 @@ def _attestation(patient: Patient, trial: str, criterion: Criterion) -> bool | N
     return passes if criterion.kind is Kind.INCLUSION else not passes
 
 
-def _part(pid: str, outcome: Outcome, kind: Kind) -> PartResult:
+def _part(pid: str, outcome: Outcome, kind: Kind, label: str = "") -> PartResult:
     return PartResult(pid, status_of(outcome.value, kind, outcome.missing), outcome.reason,
-                      outcome.missing, outcome.review, outcome.evidence)
+                      outcome.missing, outcome.review, outcome.evidence, label)
 
 
 # Results are reused across patients: most criteria read a few facts that most patients
@@ -98,7 +98,7 @@ def _screen_part(part: Part, kind: Kind, facts: Scope, scope: Scope
 
 def _fresh_part(part: Part, kind: Kind, scope: Scope) -> tuple[Outcome, PartResult]:
     outcome = part.check.evaluate(scope)
-    return outcome, _part(part.id, outcome, kind)
+    return outcome, _part(part.id, outcome, kind, part.label)
 
 
 def facts_of(patient: Patient, max_age: Measure | None = None) -> Scope:

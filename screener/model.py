@@ -130,6 +130,7 @@ class PartResult:
     missing: tuple[str, ...] = ()
     review: tuple[str, ...] = ()
     evidence: tuple[Evidence, ...] = ()
+    label: str = ""  # the rule set's short label, for the CSV (not in the JSON, kept stable)
 
 
 @dataclass(frozen=True)

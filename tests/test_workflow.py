@@ -66,6 +66,56 @@ def test_csv_has_a_row_per_criterion_and_part_and_an_error_row(cohort: Path):
     assert {"I8", "I8.a", "I8.f", "I10"} <= criteria
 
 
+def test_csv_tells_parts_from_their_criterion_and_names_product_and_label(cohort: Path):
+    rows = list(csv.DictReader(io.StringIO(run("check", str(cohort), "-f", "csv").stdout)))
+    one = [r for r in rows if r["patient"] == "PT-0006" and r["trial"] == "NCT04684147"]
+    i8 = next(r for r in one if r["criterion"] == "I8")
+    i8a = next(r for r in one if r["criterion"] == "I8.a")
+    assert (i8["level"], i8["parent"], i8["product"]) == ("criterion", "", "CNCT19")
+    assert i8["label"] == "Adequate organ function"
+    assert (i8a["level"], i8a["parent"]) == ("part", "I8")
+    assert i8a["label"] and i8a["label"] != i8["label"]
+    # Filtering on level=criterion counts each failing criterion once.
+    failing = [r for r in one if r["status"] == "fail" and r["level"] == "criterion"]
+    assert [r["criterion"] for r in failing] == ["I2"]
+
+
+HOSTILE_IDS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\tTAB",
+               "\rCR first", "line\nbreak", "a\rb", "plain, with comma"]
+
+
+def test_csv_neutralises_formulas_and_quotes_line_breaks(tmp_path: Path):
+    from screener.report import _csv_line
+
+    text = _csv_line(HOSTILE_IDS + [3])
+    (row,) = list(csv.reader(io.StringIO(text, newline="")))
+    assert row == ["'" + v if v[0] in "=+-@\t\r" else v for v in HOSTILE_IDS] + ["3"]
+    # Written through the CLI, from patient files, read back as a spreadsheet would.
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    for i, hostile in enumerate(HOSTILE_IDS):
+        _patient(folder, f"p{i}.yaml", json.dumps(hostile))
+    target = tmp_path / "out.csv"
+    result = run("check", str(folder), "-f", "csv", "--excel", "-o", str(target), "-t", "CNCT19")
+    assert result.exit_code == 0, result.output
+    raw = target.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and raw.count(b"\xef\xbb\xbf") == 1
+    with target.open(encoding="utf-8-sig", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert "≤" in "".join(r["reason"] for r in rows)  # the reason text survives whole
+    patients = {r["patient"] for r in rows}
+    assert patients == {"'" + v if v[0] in "=+-@\t\r" else v for v in HOSTILE_IDS}
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+                   for r in rows for cell in r.values())
+    # No line break started a row of its own: each patient has the same rows, all whole.
+    assert len(rows) == len(HOSTILE_IDS) * len([r for r in rows if r["patient"] == "'+1+1"])
+    assert all(None not in r and r["level"] in ("criterion", "part") for r in rows)
+
+
+def test_excel_is_only_for_csv(cohort: Path):
+    assert run("check", str(cohort), "-f", "jsonl", "--excel").exit_code == 2
+
+
 @pytest.mark.parametrize("encoding, row", [("utf-8", "≤ 1.6 µmol/L"), ("UTF8", "≤ 1.6 µmol/L"),
                                            ("latin-1", "1.6 µmol/L")])
 def test_rendered_bytes_follow_earlier_text_in_the_streams_encoding(encoding: str, row: str):
