@@ -12,6 +12,7 @@ Exit statuses (also in the README):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -120,6 +121,9 @@ def check(
     each: Annotated[bool, typer.Option(
         "--each", help="For a directory (table, Markdown): every patient's report before the "
                        "cohort summary, not the summary alone.")] = False,
+    log: Annotated[Optional[Path], typer.Option(
+        "--log", help="Append this run to a screening log (SQLite; created if missing): "
+                      "every patient, verdict and criterion, all or nothing.")] = None,
     rules: Annotated[Optional[Path], typer.Option(
         help="Directory of rule sets to use instead of the bundled ones.")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of internal errors.")] = False,
@@ -132,13 +136,19 @@ def check(
         if excel and format is not Format.csv:
             raise typer.BadParameter("--excel is for --format csv", param_hint="--excel")
         code = _check(paths, format, output, _as_of(as_of), trial or [], rules,
-                      _max_age(max_age), jobs, verbose, each, excel)
+                      _max_age(max_age), jobs, verbose, each, excel, log,
+                      (as_of, max_age))
     except (typer.Exit, typer.BadParameter):
         raise
     except KeyboardInterrupt:
-        _fail("interrupted" + ("; no output file was written" if output else ""),
-              Exit.INTERRUPTED)
+        _fail("interrupted" + ("; no output file was written" if output else "")
+              + ("; nothing was added to the log" if log else ""), Exit.INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+        if log is not None:
+            from .log import LogError
+
+            if isinstance(exc, LogError):  # the run was screened, but the log refused it
+                _fail(str(exc), Exit.INPUT_ERROR)
         if debug:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc}\n"
@@ -159,7 +169,8 @@ def _progress(total: int) -> Optional[Progress]:
 
 def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optional[dt.date],
            trials: list[str], rules: Optional[Path], max_age: object, jobs: int,
-           verbose: bool, each: bool = False, excel: bool = False) -> Exit:
+           verbose: bool, each: bool = False, excel: bool = False,
+           log: Optional[Path] = None, given: tuple[Optional[str], ...] = (None, None)) -> Exit:
     from .batch import expand, run
     from .catalog import select
     from .output import atomic_output, utf8_writer
@@ -167,7 +178,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                          render as render_record)
     from .summary import Cohort, entry, markdown as cohort_markdown, render as render_cohort
 
-    rule_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
+    rule_sets = known_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
     known = tuple(r.trial for r in rule_sets)
     try:
         rule_sets = select(rule_sets, trials)
@@ -187,8 +198,11 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                     and any(Path(p).is_dir() for p in paths))
     render = {Format.json: json_document, Format.jsonl: jsonl_line,
               Format.csv: csv_rows}.get(fmt, entry if summary_only else None)
+    recorder = _recorder(log, rule_sets, known_sets, given) if log is not None else None
     progress = _progress(len(entries))
-    with atomic_output(output) as stream:
+    # The log is appended after the output file is in place, and not at all if the run
+    # stops early: the recorder's exit commits or drops the run (log.Recorder).
+    with recorder or contextlib.nullcontext(), atomic_output(output) as stream:
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
         task = progress.add_task("screening", total=len(entries)) if progress else None
@@ -199,23 +213,27 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 # Excel takes a CSV without a byte-order mark for the local code page.
                 stream.write(("\ufeff" if excel else "") + csv_header())
             write = utf8_writer(stream)
-            for index, done in enumerate(run(entries, rule_sets, as_of, max_age, jobs, render,
-                                             known)):
+            for index, done in enumerate(run(entries, rule_sets, as_of, max_age, jobs,
+                                             None if recorder else render, known)):
                 failed |= done.failed
-                if done.record is not None:
-                    cohort.add(done.record)
+                record, data = done.record, done.data
+                if recorder is not None:
+                    # The log needs whole records, so they come back unrendered.
+                    record, data = recorder.add(record, render)
+                if record is not None:
+                    cohort.add(record)
                 if summary_only:
-                    cohort.add_entry(done.data)
+                    cohort.add_entry(data)
                 elif out is not None:
                     if index:
                         out.rule()
-                    render_record(out, done.record, verbose)
+                    render_record(out, record, verbose)
                 elif fmt is Format.markdown:
-                    stream.write(markdown(done.record, verbose) + "\n")
+                    stream.write(markdown(record, verbose) + "\n")
                 elif fmt is Format.json:
-                    documents.append(done.text)
+                    documents.append(data.decode("utf-8"))
                 else:
-                    write(done.data)
+                    write(data)
                 if progress:
                     progress.advance(task)
         finally:
@@ -228,6 +246,20 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         elif (summary_only or len(entries) > 1) and fmt is Format.markdown:
             stream.write(cohort_markdown(cohort))
     return Exit.INPUT_ERROR if failed else Exit.OK
+
+
+def _recorder(log: Path, rule_sets: list[RuleSet], known_sets: list[RuleSet],
+              given: tuple[Optional[str], ...]) -> object:
+    """A recorder for --log, or exit 2 with why the log cannot be used."""
+    from . import __version__
+    from .log import LogError, Recorder, RunInfo, rules_digest
+
+    info = RunInfo(tool_version=__version__, rules_digest=rules_digest(r.file for r in known_sets),
+                   as_of=given[0], max_age=given[1], trials=tuple(r.trial for r in rule_sets))
+    try:
+        return Recorder(log, info)
+    except LogError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--log") from None
 
 
 def _table_console(stream: TextIO) -> Console:
