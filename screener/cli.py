@@ -495,6 +495,96 @@ def import_bundle(
         stream.write(text)
 
 
+class LogFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+LogOption = Annotated[Path, typer.Option("--log", help="The screening log (SQLite) that "
+                                                       "check --log wrote.", show_default=False)]
+LogFormatOption = Annotated[LogFormat, typer.Option("--format", "-f", help="Output format.")]
+LogOutput = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Write to this file (atomically) instead of standard output.")]
+
+
+def _read_log(log: Path, read: object) -> object:
+    """What `read(connection)` returns from the log, or exit 1 with why it cannot be read."""
+    from .log import LogError, open_log
+
+    try:
+        db = open_log(log, create=False)
+        try:
+            return read(db)  # type: ignore[operator]
+        finally:
+            db.close()
+    except LogError as exc:
+        _fail(str(exc), Exit.INPUT_ERROR)
+
+
+@app.command()
+def changes(
+    log: LogOption,
+    run: Annotated[Optional[int], typer.Option(
+        "--run", help="Compare this run (default: the latest) with the one before it.")] = None,
+    format: LogFormatOption = LogFormat.table,
+    output: LogOutput = None,
+) -> None:
+    """What changed since the previous run in a screening log: per patient and trial, the
+    verdict and each criterion that moved, with old and new status and reason.
+
+    Example: screener changes --log screening.db
+    """
+    from . import log as screening_log
+    from .logview import changes_csv, changes_json, render_changes
+    from .output import atomic_output
+
+    data = _read_log(log, lambda db: screening_log.changes(db, run))
+    with atomic_output(output) as stream:
+        if format is LogFormat.table:
+            render_changes(_table_console(stream), data)
+        else:
+            stream.write((changes_json if format is LogFormat.json else changes_csv)(data))
+
+
+@app.command("log")
+def log_history(
+    log: LogOption,
+    patient: Annotated[Optional[str], typer.Argument(
+        help="A patient id; without it, the runs in the log.", show_default=False)] = None,
+    format: LogFormatOption = LogFormat.table,
+    output: LogOutput = None,
+) -> None:
+    """A patient's screening history from a screening log: every run that screened them,
+    with the file's digest, the rules' digest and each trial's verdict.
+
+    Example: screener log --log screening.db PT-0006
+    """
+    from . import log as screening_log
+    from .logview import (history_csv, history_json, render_history, render_runs, runs_csv)
+    from .output import atomic_output
+    from .report import dumps
+
+    if patient is None:
+        runs = _read_log(log, screening_log.runs)
+        with atomic_output(output) as stream:
+            if format is LogFormat.table:
+                render_runs(_table_console(stream), runs)
+            else:
+                stream.write(dumps(runs) + "\n" if format is LogFormat.json else runs_csv(runs))
+        return
+    screenings = _read_log(log, lambda db: screening_log.history(db, patient))
+    if not screenings:
+        _fail(f"no screening of patient {patient!r} in {log}", Exit.INPUT_ERROR)
+    with atomic_output(output) as stream:
+        if format is LogFormat.table:
+            render_history(_table_console(stream), patient, screenings)
+        elif format is LogFormat.json:
+            stream.write(history_json(patient, screenings))
+        else:
+            stream.write(history_csv(screenings))
+
+
 class SchemaKind(str, Enum):
     patient = "patient"
     rules = "rules"

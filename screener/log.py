@@ -74,6 +74,7 @@ MIGRATIONS: tuple[str, ...] = (
         trial TEXT NOT NULL,
         criterion TEXT NOT NULL,
         parent TEXT,
+        label TEXT NOT NULL,
         status TEXT NOT NULL,
         reason TEXT NOT NULL,
         missing TEXT NOT NULL,
@@ -98,7 +99,8 @@ CREATE TEMP TABLE stage_verdicts (
     verdict TEXT NOT NULL);
 CREATE TEMP TABLE stage_criteria (
     screening_id INTEGER NOT NULL, trial TEXT NOT NULL, criterion TEXT NOT NULL,
-    parent TEXT, status TEXT NOT NULL, reason TEXT NOT NULL, missing TEXT NOT NULL);
+    parent TEXT, label TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
+    missing TEXT NOT NULL);
 """
 
 
@@ -251,11 +253,11 @@ class Recorder:
         rows = []
         for t in record.trials:
             for c in t.criteria:
-                rows.append((sid, t.trial, c.id, None, c.status.value, c.reason,
+                rows.append((sid, t.trial, c.id, None, c.label, c.status.value, c.reason,
                              ";".join(c.missing)))
-                rows += [(sid, t.trial, p.id, c.id, p.status.value, p.reason,
+                rows += [(sid, t.trial, p.id, c.id, p.label, p.status.value, p.reason,
                           ";".join(p.missing)) for p in c.parts]
-        self.db.executemany("INSERT INTO stage_criteria VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        self.db.executemany("INSERT INTO stage_criteria VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def commit(self) -> int:
         """Append the staged run to the log; returns its run id."""
@@ -286,7 +288,7 @@ class Recorder:
             db.execute("INSERT INTO verdicts SELECT screening_id + ?, trial, product, verdict "
                        "FROM stage_verdicts", (offset,))
             db.execute("INSERT INTO criteria SELECT screening_id + ?, trial, criterion, parent, "
-                       "status, reason, missing FROM stage_criteria", (offset,))
+                       "label, status, reason, missing FROM stage_criteria", (offset,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -330,10 +332,11 @@ def _screening(db: sqlite3.Connection, sid: int) -> dict[str, Any]:
             "SELECT trial, product, verdict FROM verdicts WHERE screening_id = ? ORDER BY trial",
             (sid,)):
         trials[trial] = {"product": product, "verdict": verdict, "criteria": {}}
-    for trial, cid, parent, status, reason, missing in db.execute(
-            "SELECT trial, criterion, parent, status, reason, missing FROM criteria "
+    for trial, cid, parent, label, status, reason, missing in db.execute(
+            "SELECT trial, criterion, parent, label, status, reason, missing FROM criteria "
             "WHERE screening_id = ? ORDER BY rowid", (sid,)):
-        trials[trial]["criteria"][cid] = {"parent": parent, "status": status, "reason": reason,
+        trials[trial]["criteria"][cid] = {"parent": parent, "label": label, "status": status,
+                                          "reason": reason,
                                           "missing": missing.split(";") if missing else []}
     return trials
 
@@ -358,10 +361,12 @@ def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
     if run is None or run not in ids:
         raise LogError("the log holds no runs" if not ids else f"the log has no run {run}")
     before = [r for r in ids if r < run]
-    if not before:
-        raise LogError(f"run {run} is the first in the log: nothing to compare it with")
+    new = _patients(db, run)
+    if not before:  # the first run: every patient is new, nothing moved
+        return {"run": _run_row(db, run), "previous": None, "changes": [],
+                "added": sorted(new), "removed": []}
     previous = before[-1]
-    old, new = _patients(db, previous), _patients(db, run)
+    old = _patients(db, previous)
     moved = []
     for patient in sorted(set(old) & set(new)):
         (old_sid, _, old_digest), (new_sid, file, new_digest) = old[patient], new[patient]
@@ -374,6 +379,7 @@ def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
                 x, y = a["criteria"].get(cid, {}), b["criteria"].get(cid, {})
                 if (x.get("status"), x.get("reason")) != (y.get("status"), y.get("reason")):
                     criteria.append({"criterion": cid, "parent": (y or x).get("parent"),
+                                     "label": (y or x).get("label"),
                                      "old_status": x.get("status"), "old_reason": x.get("reason"),
                                      "new_status": y.get("status"), "new_reason": y.get("reason")})
             if criteria or a["verdict"] != b["verdict"]:

@@ -225,6 +225,9 @@ def _csv_line(values: list[Any]) -> str:
     return ",".join(map(_csv_cell, values)) + "\n"
 
 
+csv_line = _csv_line  # for the other tables written as CSV (the screening log's)
+
+
 # ------------------------------------------------------------------------------ to-do list
 
 # How a nurse gathers missing data: what to order, what to ask, what to assess or record.

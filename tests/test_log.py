@@ -219,3 +219,86 @@ def test_output_is_the_same_with_and_without_a_log(cohort: Path, tmp_path: Path)
         plain = run("check", str(cohort), "-f", fmt)
         logged = run("check", str(cohort), "-f", fmt, "--log", str(tmp_path / "s.db"))
         assert plain.stdout == logged.stdout, fmt
+
+
+# ------------------------------------------------------------------ changes and history
+
+def _rescreen_after_an_edit(cohort: Path, db: Path) -> None:
+    """Two logged runs; in between PT-0006's birth date is corrected (70 -> 64 years old)
+    and the T-ALL patient's file is removed."""
+    run("check", str(cohort), "--log", str(db))
+    patient = cohort / "age-70-on-screening-day.yaml"
+    patient.write_text(patient.read_text("utf-8").replace("birth_date: 1956-11-20",
+                                                          "birth_date: 1962-11-20"), "utf-8")
+    (cohort / "relapsed-t-all.yaml").unlink()
+    run("check", str(cohort), "--log", str(db))
+
+
+def test_changes_lists_the_verdicts_and_criteria_that_moved(cohort: Path, tmp_path: Path):
+    import json
+
+    db = tmp_path / "screening.db"
+    _rescreen_after_an_edit(cohort, db)
+    data = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
+    assert (data["run"]["run"], data["previous"]["run"]) == (2, 1)
+    assert {c["patient"] for c in data["changes"]} == {"PT-0006"}  # nobody else moved
+    cnct19 = next(c for c in data["changes"] if c["trial"] == "NCT04684147")
+    assert (cnct19["old_verdict"], cnct19["new_verdict"]) == ("ineligible", "needs_review")
+    assert cnct19["file_changed"] is True
+    (i2,) = [c for c in cnct19["criteria"] if c["criterion"] == "I2"]
+    assert (i2["old_status"], i2["new_status"], i2["label"]) == ("fail", "pass",
+                                                                  "Age 18 to 65 years")
+    assert "> 65 years" in i2["old_reason"] and "64 years" in i2["new_reason"]
+    assert data["removed"] == ["PT-0012"] and data["added"] == []
+
+    table = runner.invoke(app, ["changes", "--log", str(db)], env={"COLUMNS": "200"}).stdout
+    assert "PT-0006 · NCT04684147: ineligible → needs_review" in table
+    assert "I2 Age 18 to 65 years: fail → pass" in table
+    assert "was: age 70 years" in table and "not screened in this run: PT-0012" in table
+
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(run("changes", "--log", str(db), "-f", "csv").stdout)))
+    assert {(r["trial"], r["criterion"], r["old_status"], r["new_status"]) for r in rows
+            if r["patient"] == "PT-0006"} >= {("NCT04684147", "I2", "fail", "pass")}
+
+
+def test_changes_after_a_single_run_has_nothing_to_compare(cohort: Path, tmp_path: Path):
+    db = tmp_path / "screening.db"
+    run("check", str(cohort), "--log", str(db))
+    result = run("changes", "--log", str(db))
+    assert result.exit_code == 0 and "nothing to compare" in result.stdout
+
+
+def test_a_missing_log_is_an_error_and_is_not_created(tmp_path: Path):
+    for command in (["changes"], ["log", "PT-0006"]):
+        result = run(*command, "--log", str(tmp_path / "none.db"))
+        assert result.exit_code == 1 and "no screening log" in result.output
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_log_shows_a_patients_history(cohort: Path, tmp_path: Path):
+    import csv
+    import io
+    import json
+
+    db = tmp_path / "screening.db"
+    _rescreen_after_an_edit(cohort, db)
+    data = json.loads(run("log", "--log", str(db), "PT-0006", "-f", "json").stdout)
+    first, second = data["screenings"]
+    assert (first["run"], second["run"]) == (1, 2)
+    assert first["file_digest"] != second["file_digest"]
+    assert first["trials"]["NCT04684147"]["verdict"] == "ineligible"
+    assert first["trials"]["NCT04684147"]["criteria"]["I2"]["status"] == "fail"
+    assert second["trials"]["NCT04684147"]["verdict"] == "needs_review"
+    table = runner.invoke(app, ["log", "--log", str(db), "PT-0006"],
+                          env={"COLUMNS": "200"}).stdout
+    assert "screened 2 times" in table and "NCT04684147 CNCT19: ineligible (fails I2)" in table
+    assert "changed" in table  # the file's digest moved between the runs
+    rows = list(csv.DictReader(io.StringIO(run("log", "--log", str(db), "PT-0006",
+                                               "-f", "csv").stdout)))
+    assert len(rows) == 10 and rows[1]["trial"] == "NCT04684147" and rows[1]["failing"] == "I2"
+    assert run("log", "--log", str(db), "PT-9999").exit_code == 1
+    runs = json.loads(run("log", "--log", str(db), "-f", "json").stdout)
+    assert [(r["run"], r["files"], r["errors"]) for r in runs] == [(1, 5, 1), (2, 4, 1)]

@@ -240,7 +240,8 @@ def test_validate_checks_rule_files_as_rules(tmp_path: Path):
     assert "did you mean 'ecog'?" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["check", "trials", "show", "validate", "schema", "test"])
+@pytest.mark.parametrize("command", ["check", "trials", "show", "validate", "schema", "test",
+                                     "changes", "log"])
 def test_every_command_has_help_with_an_example(command: str):
     result = run(command, "--help")
     assert result.exit_code == 0 and "Example:" in result.stdout
