@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from .batch import FileError, Record
@@ -179,25 +180,22 @@ def render(console: object, cohort: Cohort) -> None:
     for line in _duplicate_lines(cohort):
         console.print(f"[bold yellow]warning:[/] {escape(line)}")  # type: ignore[attr-defined]
     trials = cohort.screened()
-    matrix = Table(title=_title(cohort), title_justify="left",
-                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    # The patient id is what a coordinator acts on: never truncate it; trial headers wrap.
-    widest = max((len(patient) for patient, _ in cohort.rows), default=7)
-    matrix.add_column("patient", no_wrap=True, min_width=min(max(widest, 7), 40))
-    for trial in trials:
-        tally = cohort.trials[trial]
-        mark = f" {CAVEAT}" if tally.caveats else ""
-        matrix.add_column(f"{trial}\n{escape(tally.product)}{mark}", overflow="fold",
-                          min_width=len(trial))
-    # A cohort repeats four verdicts: each cell's markup is made once.
-    cell = {v.value: f"[{VERDICT_STYLE[v]}]{SHORT[v.value]}[/]" for v in Verdict}
-    for patient, verdicts in cohort.sorted_rows():
-        matrix.add_row(escape(patient), *(cell.get(verdicts.get(t, ""), "") for t in trials))
-    matrix.add_section()
-    for verdict in VERDICTS:
-        matrix.add_row(f"[bold]{SHORT[verdict]}[/]",
-                       *(str(cohort.trials[t].verdicts[verdict]) for t in trials))
-    console.print(matrix)  # type: ignore[attr-defined]
+    # The matrix and the closest-to-eligible list grow with the cohort: they are laid out
+    # here as one styled text, since rich's Table measures and wraps every cell (12 s for
+    # 10,000 patients, against well under a second). The patient id is never truncated.
+    header = [["", "patient"]] + [
+        [trial, cohort.trials[trial].product
+         + (f" {CAVEAT}" if cohort.trials[trial].caveats else "")] for trial in trials]
+    style = {v.value: VERDICT_STYLE[v] for v in Verdict}
+    rows: list[list[tuple[str, str]] | None] = [
+        [(patient, "")] + [(SHORT.get(verdicts.get(t, ""), ""), style.get(verdicts.get(t, ""), ""))
+                           for t in trials]
+        for patient, verdicts in cohort.sorted_rows()]
+    rows.append(None)
+    rows += [[(SHORT[verdict], "bold")] + [(str(cohort.trials[t].verdicts[verdict]), "")
+                                           for t in trials] for verdict in VERDICTS]
+    console.print(_title(cohort), style="italic")  # type: ignore[attr-defined]
+    _grid(console, header, rows, wrap=len(trials) + 1)
     for trial in trials:
         for caveat in cohort.trials[trial].caveats:
             console.print(f"[bold yellow]{CAVEAT} {trial}:[/] {escape(caveat)}",  # type: ignore[attr-defined]
@@ -217,22 +215,82 @@ def render(console: object, cohort: Cohort) -> None:
         console.print(attrition)  # type: ignore[attr-defined]
     closest = _closest(cohort, trials)
     if closest:
-        near = Table(title="Closest to eligible: blocked by exactly one criterion",
-                     title_justify="left", box=box.SIMPLE_HEAD)
-        near.add_column("patient", no_wrap=True)
-        near.add_column("trial")
-        near.add_column("blocked by")
-        near.add_column("value")
-        for patient, trial, cid, blocking in closest:
-            near.add_row(escape(patient), trial, escape(cohort.criterion(trial, cid)),
-                         escape(blocking))
-        console.print(near)  # type: ignore[attr-defined]
+        console.print()  # type: ignore[attr-defined]
+        console.print("Closest to eligible: blocked by exactly one criterion",  # type: ignore[attr-defined]
+                      style="italic")
+        _grid(console, [["patient"], ["trial"], ["blocked by"], ["value"]],
+              [[(patient, ""), (trial, ""), (cohort.criterion(trial, cid), ""), (blocking, "")]
+               for patient, trial, cid, blocking in closest], wrap=2)
     for name in cohort.errors:
         console.print(f"[red]could not screen[/] {escape(name)}")  # type: ignore[attr-defined]
         message = cohort.messages.get(name)
         if message:
             console.print(escape(message), style="red", highlight=False,  # type: ignore[attr-defined]
                           soft_wrap=True)
+
+
+_GAP = "  "
+
+
+def _grid(console: Any, header: list[list[str]], rows: list[list[tuple[str, str]] | None],
+          wrap: int) -> None:
+    """Print a table as one rich Text: `header` gives each column's heading lines, a row
+    is (text, style) per cell, None a rule. Columns from `wrap` on share what is left of
+    the console's width and wrap their words (headings always fit their column); those
+    before it are as wide as their widest cell, never cut."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    body = [row for row in rows if row is not None]
+    # A column is as wide as its widest cell or its heading's lines (a long one wraps).
+    widths = [max([cell_len(row[i][0]) for row in body]
+                  + [min(cell_len(part), 16) for part in column]
+                  + [cell_len(word) for part in column for word in part.split()] + [1])
+              for i, column in enumerate(header)]
+    if wrap < len(header):
+        room = max(console.width - sum(widths[:wrap]) - len(_GAP) * (len(header) - 1),
+                   20 * (len(header) - wrap))
+        natural = widths[wrap:]
+        # Narrowest first: each takes what it needs up to a fair share of what is left.
+        for k, i in enumerate(sorted(range(len(natural)), key=natural.__getitem__)):
+            natural[i] = min(natural[i], room // (len(natural) - k))
+            room -= natural[i]
+        widths[wrap:] = natural
+
+    text = Text()
+
+    def line(cells: list[list[str]], styles: list[str]) -> None:
+        for depth in range(max(len(c) for c in cells)):
+            for i, (lines, cell_style) in enumerate(zip(cells, styles)):
+                piece = lines[depth] if depth < len(lines) else ""
+                padding = " " * (widths[i] - cell_len(piece))
+                text.append(_GAP if i else "")
+                text.append(piece, cell_style or None)
+                text.append(padding if i < len(cells) - 1 else "")
+            text.append("\n")
+
+    head_lines = [[line_ for part in column for line_ in _wrapped(part, widths[i])]
+                  for i, column in enumerate(header)]
+    height = max(len(h) for h in head_lines)
+    line([[""] * (height - len(h)) + h for h in head_lines], ["bold"] * len(header))
+    text.append("─" * (sum(widths) + len(_GAP) * (len(widths) - 1)) + "\n", "dim")
+    for row in rows:
+        if row is None:
+            text.append("\n")
+            continue
+        line([_wrapped(cell, widths[i]) if i >= wrap else [cell]
+              for i, (cell, _) in enumerate(row)], [cell_style for _, cell_style in row])
+    console.print(text, soft_wrap=True, end="")
+
+
+@lru_cache(maxsize=4096)
+def _wrapped(text: str, width: int) -> list[str]:
+    """A cell's lines at a column's width (a cohort repeats labels and reasons)."""
+    import textwrap
+
+    if len(text) <= width:
+        return [text]
+    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
 
 
 def _closest(cohort: Cohort, trials: list[str]) -> list[tuple[str, str, str, str]]:
