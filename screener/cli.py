@@ -55,6 +55,7 @@ class Format(str, Enum):
     jsonl = "jsonl"
     csv = "csv"
     markdown = "markdown"
+    html = "html"
 
 
 def _as_of(value: Optional[str]) -> Optional[dt.date]:
@@ -194,8 +195,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     documents: list[str] = []
     # A coordinator screening a directory reads the cohort summary first: 20 full reports
     # are thousands of lines. The workers then send only what the summary needs.
-    summary_only = (fmt in (Format.table, Format.markdown) and not each
-                    and any(Path(p).is_dir() for p in paths))
+    summary_only = fmt is Format.html or (fmt in (Format.table, Format.markdown) and not each
+                                           and any(Path(p).is_dir() for p in paths))
     render = {Format.json: json_document, Format.jsonl: jsonl_line,
               Format.csv: csv_rows}.get(fmt, entry if summary_only else None)
     recorder = _recorder(log, rule_sets, known_sets, given) if log is not None else None
@@ -241,6 +242,10 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 progress.stop()
         if fmt is Format.json:
             stream.write((documents[0] if len(entries) == 1 else json_array(documents)) + "\n")
+        elif fmt is Format.html:  # the cohort page, for one patient or many
+            from .htmlreport import page
+
+            stream.write(page(cohort))
         elif (summary_only or len(entries) > 1) and out is not None:
             render_cohort(out, cohort)
         elif (summary_only or len(entries) > 1) and fmt is Format.markdown:

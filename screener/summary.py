@@ -27,12 +27,30 @@ class TrialTally:
     closest: list[tuple[str, str, str]] = field(default_factory=list)
     caveats: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)  # criterion id -> short label
+    # How many patients failed exactly this set of criteria: enough to draw the attrition
+    # funnel in any order, and a cohort has few distinct sets.
+    failing_sets: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    missing: Counter[str] = field(default_factory=Counter)  # field -> patients it is missing for
+
+    def funnel(self, order: list[str]) -> list[tuple[str, int, int]]:
+        """(criterion, patients it removes at its step, patients left after it), taking the
+        criteria in `order`: a patient leaves at the first criterion they fail."""
+        left = sum(self.verdicts.values())
+        steps = []
+        remaining = dict(self.failing_sets)
+        for cid in order:
+            gone = sum(n for failing, n in remaining.items() if cid in failing)
+            remaining = {f: n for f, n in remaining.items() if cid not in f}
+            left -= gone
+            steps.append((cid, gone, left))
+        return steps
 
 
 # What the summary keeps of one patient, as JSON: small enough for a worker process to send
 # instead of the whole record (a record is some 32 kB; this is a few hundred bytes), so a
 # summary-only run of a cohort costs about what a JSON Lines run does.
-#   {"patient", "file", "trials": [[trial, verdict, [failing ids], blocking]], "missing": [...]}
+#   {"patient", "file", "trials": [[trial, verdict, [failing ids], blocking, [missing fields]]],
+#    "missing": [fields missing for any trial]}
 #   {"error": file, "message": the first diagnostic}        for a file that could not be read
 
 def entry(record: Record) -> bytes:
@@ -48,10 +66,10 @@ def _entry(record: Record) -> dict[str, Any]:
     for t in record.trials:
         failing = [c for c in t.criteria if c.status is Status.FAIL]
         blocking = blocking_value(failing[0]) if len(failing) == 1 else None
-        trials.append([t.trial, t.verdict.value, [c.id for c in failing], blocking])
-        for c in t.criteria:
-            if c.status is Status.UNKNOWN:
-                missing.update(c.missing)
+        lacking = sorted({name for c in t.criteria if c.status is Status.UNKNOWN
+                          for name in c.missing})
+        trials.append([t.trial, t.verdict.value, [c.id for c in failing], blocking, lacking])
+        missing.update(lacking)
     return {"patient": record.patient, "file": record.file, "trials": trials,
             "missing": sorted(missing)}
 
@@ -104,13 +122,15 @@ class Cohort:
             return
         patient = item["patient"]
         verdicts = {}
-        for trial, verdict, failing, blocking in item["trials"]:
+        for trial, verdict, failing, blocking, lacking in item["trials"]:
             tally = self.trials.get(trial)
             if tally is None:
                 tally = self.trials[trial] = TrialTally(trial, "")
             tally.verdicts[verdict] += 1
             verdicts[trial] = verdict
             tally.excluded_by.update(failing)
+            tally.failing_sets[tuple(failing)] += 1
+            tally.missing.update(lacking)
             if len(failing) == 1:
                 tally.alone[failing[0]] += 1
                 tally.closest.append((patient, failing[0], blocking or ""))
