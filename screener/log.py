@@ -354,6 +354,10 @@ def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
 
     For each patient screened in both: per trial whose verdict or any criterion's status
     or reason changed, the old and new verdict and each criterion (or part) that moved.
+    Patients are matched by id; an id found in several files of a run counts as the file
+    screened last (the cohort summary warns about such ids). Files that could not be
+    screened in the run are listed as `errors`, since a patient who vanished from the
+    comparison may be one of them.
     """
     ids = [r for (r,) in db.execute("SELECT id FROM runs ORDER BY id")]
     if run is None:
@@ -362,9 +366,12 @@ def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
         raise LogError("the log holds no runs" if not ids else f"the log has no run {run}")
     before = [r for r in ids if r < run]
     new = _patients(db, run)
+    errors = [{"file": file, "error": error} for file, error in db.execute(
+        "SELECT file, error FROM screenings WHERE run_id = ? AND error IS NOT NULL ORDER BY id",
+        (run,))]
     if not before:  # the first run: every patient is new, nothing moved
         return {"run": _run_row(db, run), "previous": None, "changes": [],
-                "added": sorted(new), "removed": []}
+                "added": sorted(new), "removed": [], "errors": errors}
     previous = before[-1]
     old = _patients(db, previous)
     moved = []
@@ -387,7 +394,8 @@ def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
                               "old_verdict": a["verdict"], "new_verdict": b["verdict"],
                               "file_changed": old_digest != new_digest, "criteria": criteria})
     return {"run": _run_row(db, run), "previous": _run_row(db, previous), "changes": moved,
-            "added": sorted(set(new) - set(old)), "removed": sorted(set(old) - set(new))}
+            "added": sorted(set(new) - set(old)), "removed": sorted(set(old) - set(new)),
+            "errors": errors}
 
 
 def history(db: sqlite3.Connection, patient: str) -> list[dict[str, Any]]:

@@ -93,6 +93,8 @@ def render_changes(console: Any, data: dict[str, Any]) -> None:
         console.print(f"[bold]new in this run:[/] {escape(', '.join(data['added']))}")
     if data["removed"]:
         console.print(f"[bold]not screened in this run:[/] {escape(', '.join(data['removed']))}")
+    for error in data["errors"]:
+        console.print(f"[red]could not be screened in this run:[/] {escape(error['file'])}")
 
 
 # ------------------------------------------------------------------------------ history

@@ -250,6 +250,7 @@ def test_changes_lists_the_verdicts_and_criteria_that_moved(cohort: Path, tmp_pa
                                                                   "Age 18 to 65 years")
     assert "> 65 years" in i2["old_reason"] and "64 years" in i2["new_reason"]
     assert data["removed"] == ["PT-0012"] and data["added"] == []
+    assert [Path(e["file"]).name for e in data["errors"]] == ["zz-broken.yaml"]
 
     table = runner.invoke(app, ["changes", "--log", str(db)], env={"COLUMNS": "200"}).stdout
     assert "PT-0006 · NCT04684147: ineligible → needs_review" in table
@@ -269,6 +270,19 @@ def test_changes_after_a_single_run_has_nothing_to_compare(cohort: Path, tmp_pat
     run("check", str(cohort), "--log", str(db))
     result = run("changes", "--log", str(db))
     assert result.exit_code == 0 and "nothing to compare" in result.stdout
+
+
+def test_changes_of_an_earlier_run(cohort: Path, tmp_path: Path):
+    import json
+
+    db = tmp_path / "screening.db"
+    _rescreen_after_an_edit(cohort, db)
+    run("check", str(cohort), "--log", str(db))  # run 3: nothing changed since run 2
+    latest = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
+    assert latest["previous"]["run"] == 2 and latest["changes"] == []
+    second = json.loads(run("changes", "--log", str(db), "--run", "2", "-f", "json").stdout)
+    assert second["previous"]["run"] == 1 and second["changes"]
+    assert run("changes", "--log", str(db), "--run", "9").exit_code == 1
 
 
 def test_a_missing_log_is_an_error_and_is_not_created(tmp_path: Path):
