@@ -255,11 +255,16 @@ _GAP = "  "
 def _grid(console: Any, header: list[list[str]], rows: list[list[tuple[str, str]] | None],
           wrap: int) -> None:
     """Print a table as one rich Text: `header` gives each column's heading lines, a row
-    is (text, style) per cell, None a rule. Columns from `wrap` on share what is left of
-    the console's width and wrap their words (headings always fit their column); those
+    is (text, style) per cell, None a blank line. Columns from `wrap` on share what is left
+    of the console's width and wrap their words (headings always fit their column); those
     before it are as wide as their widest cell, never cut."""
     from rich.cells import cell_len
     from rich.text import Text
+
+    # A patient id is anyone's text: a line break or a terminal control in it would break
+    # the rows, so it is shown as its Unicode control picture, one column wide.
+    rows = [row if row is None else [(_visible(cell), cell_style) for cell, cell_style in row]
+            for row in rows]
 
     body = [row for row in rows if row is not None]
     # A column is as wide as its widest cell or its heading's lines (a long one wraps).
@@ -301,6 +306,14 @@ def _grid(console: Any, header: list[list[str]], rows: list[list[tuple[str, str]
         line([_wrapped(cell, widths[i]) if i >= wrap else [cell]
               for i, (cell, _) in enumerate(row)], [cell_style for _, cell_style in row])
     console.print(text, soft_wrap=True, end="")
+
+
+def _visible(text: str) -> str:
+    if text.isprintable():
+        return text
+    from .errors import _CONTROLS, _picture
+
+    return _CONTROLS.sub(_picture, text.replace("\t", " "))
 
 
 @lru_cache(maxsize=4096)

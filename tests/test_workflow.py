@@ -434,3 +434,11 @@ def test_summary_from_worker_entries_equals_summary_from_records():
         from_records.add(done.record)
         from_entries.add_entry(entry(done.record))
     assert markdown(from_records) == markdown(from_entries)
+
+
+def test_a_line_break_in_a_patient_id_does_not_break_the_matrix(tmp_path: Path):
+    _patient(tmp_path, "a.yaml", json.dumps("PT-1\nPT-FAKE eligible eligible"))
+    _patient(tmp_path, "b.yaml", "PT-2")
+    out = runner.invoke(app, ["check", str(tmp_path)], env={"COLUMNS": "200"}).stdout
+    rows = [line for line in out.splitlines() if line.startswith("PT-")]
+    assert [row.split()[0] for row in rows[:2]] == ["PT-1␊PT-FAKE", "PT-2"]
