@@ -4,7 +4,8 @@ Exit statuses (also in the README):
 
     0  every input was screened, whatever the verdicts
     1  at least one input could not be read or screened (the others were reported)
-    2  usage error: an unknown option, a bad --as-of date, an unknown --trial
+    2  usage error: an unknown option, a bad --as-of date, an unknown --trial, a --log that
+       is not a screening log or comes from a newer screener
     3  a rule set is broken: nothing was screened
     4  internal error (a bug): rerun with SCREENER_DEBUG=1 (or check --debug) for the traceback
   130  interrupted (Ctrl-C); an --output file is left as it was
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load 
     from rich.progress import Progress
 
     from .errors import Diagnostic
+    from .log import Recorder
     from .rules import RuleSet
     from .units import Measure
 
@@ -254,7 +256,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
 
 
 def _recorder(log: Path, rule_sets: list[RuleSet], known_sets: list[RuleSet],
-              given: tuple[Optional[str], ...]) -> object:
+              given: tuple[Optional[str], ...]) -> Recorder:
     """A recorder for --log, or exit 2 with why the log cannot be used."""
     from . import __version__
     from .log import LogError, Recorder, RunInfo, rules_digest

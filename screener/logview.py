@@ -147,6 +147,11 @@ def render_history(console: Any, patient: str, screenings: list[dict[str, Any]])
             console.print(f"  {trial} {escape(t['product'])}: "
                           f"[{VERDICT_STYLE[verdict]}]{verdict.value}[/]"
                           + (f" [dim]({why})[/]" if why else ""), highlight=False)
+            # Why the patient was not enrolled: each failing criterion with its reason.
+            for cid, c in t["criteria"].items():
+                if c["status"] == Status.FAIL.value and not c["parent"]:
+                    console.print(f"      {cid} {escape(c['label'])}: {escape(c['reason'])}",
+                                  highlight=False)
         previous = s
 
 

@@ -309,6 +309,8 @@ def test_log_shows_a_patients_history(cohort: Path, tmp_path: Path):
     table = runner.invoke(app, ["log", "--log", str(db), "PT-0006"],
                           env={"COLUMNS": "200"}).stdout
     assert "screened 2 times" in table and "NCT04684147 CNCT19: ineligible (fails I2)" in table
+    assert "I2 Age 18 to 65 years: age 70 years (born 1956-11-20, on 2026-11-20) > 65 years" \
+        in table  # why the patient was not enrolled, as the log recorded it
     assert "changed" in table  # the file's digest moved between the runs
     rows = list(csv.DictReader(io.StringIO(run("log", "--log", str(db), "PT-0006",
                                                "-f", "csv").stdout)))
