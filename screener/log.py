@@ -69,17 +69,31 @@ MIGRATIONS: tuple[str, ...] = (
         verdict TEXT NOT NULL,
         PRIMARY KEY (screening_id, trial)
     );
-    CREATE TABLE criteria (
-        screening_id INTEGER NOT NULL REFERENCES screenings (id),
+    -- A cohort repeats most outcomes (negative serology, signed consent), so each distinct
+    -- one is stored once and a screening points at its own; the criteria view joins them
+    -- back into one row per screening and criterion. parent is '' for a criterion (a NULL
+    -- would make every criterion's row distinct under UNIQUE).
+    CREATE TABLE results (
+        id INTEGER PRIMARY KEY,
         trial TEXT NOT NULL,
         criterion TEXT NOT NULL,
-        parent TEXT,
+        parent TEXT NOT NULL,
         label TEXT NOT NULL,
         status TEXT NOT NULL,
         reason TEXT NOT NULL,
         missing TEXT NOT NULL,
-        PRIMARY KEY (screening_id, trial, criterion)
+        UNIQUE (trial, criterion, parent, label, status, reason, missing)
     );
+    CREATE TABLE outcomes (
+        screening_id INTEGER NOT NULL REFERENCES screenings (id),
+        position INTEGER NOT NULL,
+        result_id INTEGER NOT NULL REFERENCES results (id),
+        PRIMARY KEY (screening_id, position)
+    ) WITHOUT ROWID;
+    CREATE VIEW criteria AS
+        SELECT o.screening_id, o.position, r.trial, r.criterion, NULLIF(r.parent, '') AS parent,
+               r.label, r.status, r.reason, r.missing
+        FROM outcomes o JOIN results r ON r.id = o.result_id;
     """,
     # 1 -> 2: a patient's history is looked up by id, in run order.
     """
@@ -98,9 +112,9 @@ CREATE TEMP TABLE stage_verdicts (
     screening_id INTEGER NOT NULL, trial TEXT NOT NULL, product TEXT NOT NULL,
     verdict TEXT NOT NULL);
 CREATE TEMP TABLE stage_criteria (
-    screening_id INTEGER NOT NULL, trial TEXT NOT NULL, criterion TEXT NOT NULL,
-    parent TEXT, label TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
-    missing TEXT NOT NULL);
+    screening_id INTEGER NOT NULL, position INTEGER NOT NULL, trial TEXT NOT NULL,
+    criterion TEXT NOT NULL, parent TEXT NOT NULL, label TEXT NOT NULL, status TEXT NOT NULL,
+    reason TEXT NOT NULL, missing TEXT NOT NULL);
 """
 
 
@@ -167,8 +181,17 @@ def open_log(path: Path, create: bool = True) -> sqlite3.Connection:
 
 
 def _statements(script: str) -> Iterator[str]:
-    """The statements of a migration (which holds no semicolons inside strings)."""
-    return (s.strip() for s in script.split(";") if s.strip())
+    """The statements of a migration, one by one (sqlite3 says where each one ends, so a
+    semicolon in a comment or a string does not cut one short)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip() and not all(part.strip().startswith("--") or not part.strip()
+                                   for part in pending.splitlines()):
+        raise ValueError(f"unfinished statement in a migration: {pending.strip()[:60]}")
 
 
 def file_digest(name: str) -> str | None:
@@ -253,11 +276,12 @@ class Recorder:
         rows = []
         for t in record.trials:
             for c in t.criteria:
-                rows.append((sid, t.trial, c.id, None, c.label, c.status.value, c.reason,
-                             ";".join(c.missing)))
-                rows += [(sid, t.trial, p.id, c.id, p.label, p.status.value, p.reason,
-                          ";".join(p.missing)) for p in c.parts]
-        self.db.executemany("INSERT INTO stage_criteria VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                rows.append((sid, len(rows), t.trial, c.id, "", c.label, c.status.value,
+                             c.reason, ";".join(c.missing)))
+                rows += [(sid, len(rows) + i, t.trial, p.id, c.id, p.label, p.status.value,
+                          p.reason, ";".join(p.missing)) for i, p in enumerate(c.parts)]
+        self.db.executemany("INSERT INTO stage_criteria VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            rows)
 
     def commit(self) -> int:
         """Append the staged run to the log; returns its run id."""
@@ -287,8 +311,14 @@ class Recorder:
                        (offset, run))
             db.execute("INSERT INTO verdicts SELECT screening_id + ?, trial, product, verdict "
                        "FROM stage_verdicts", (offset,))
-            db.execute("INSERT INTO criteria SELECT screening_id + ?, trial, criterion, parent, "
-                       "label, status, reason, missing FROM stage_criteria", (offset,))
+            db.execute("INSERT OR IGNORE INTO results (trial, criterion, parent, label, status, "
+                       "reason, missing) SELECT DISTINCT trial, criterion, parent, label, "
+                       "status, reason, missing FROM stage_criteria")
+            db.execute("INSERT INTO outcomes SELECT s.screening_id + ?, s.position, r.id "
+                       "FROM stage_criteria s JOIN results r ON r.trial = s.trial AND "
+                       "r.criterion = s.criterion AND r.parent = s.parent AND "
+                       "r.label = s.label AND r.status = s.status AND r.reason = s.reason "
+                       "AND r.missing = s.missing", (offset,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -334,7 +364,7 @@ def _screening(db: sqlite3.Connection, sid: int) -> dict[str, Any]:
         trials[trial] = {"product": product, "verdict": verdict, "criteria": {}}
     for trial, cid, parent, label, status, reason, missing in db.execute(
             "SELECT trial, criterion, parent, label, status, reason, missing FROM criteria "
-            "WHERE screening_id = ? ORDER BY rowid", (sid,)):
+            "WHERE screening_id = ? ORDER BY position", (sid,)):
         trials[trial]["criteria"][cid] = {"parent": parent, "label": label, "status": status,
                                           "reason": reason,
                                           "missing": missing.split(";") if missing else []}
