@@ -177,6 +177,9 @@ def test_a_log_from_a_newer_screener_is_refused_untouched(cohort: Path, tmp_path
     result = run("check", str(cohort), "--log", str(db))
     assert result.exit_code == 2
     assert "newer screener" in result.output and f"version {VERSION + 1}" in result.output
+    for command in (["changes"], ["log", "PT-0006"]):
+        refused = run(*command, "--log", str(db))
+        assert refused.exit_code == 1 and "newer screener" in refused.output
     assert db.read_bytes() == before
 
 
