@@ -321,7 +321,8 @@ class Recorder:
                        "AND r.missing = s.missing", (offset,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # not when BEGIN IMMEDIATE itself gave up waiting
+                db.execute("ROLLBACK")
             raise
         finally:
             db.close()

@@ -168,6 +168,24 @@ def test_two_processes_logging_at_once_both_land_whole(tmp_path: Path):
     assert per_run[0][1] == per_run[1][1] > 0
 
 
+def test_a_run_still_screening_does_not_hold_up_another_runs_append(cohort: Path,
+                                                                    tmp_path: Path):
+    from screener.batch import expand, run as run_batch
+    from screener.catalog import load_rule_sets
+    from screener.log import Recorder, RunInfo
+
+    db = tmp_path / "screening.db"
+    slow = Recorder(db, RunInfo("test", "sha256:x", None, None, ("NCT04684147",)))
+    rule_sets = load_rule_sets()
+    for done in run_batch(expand([str(cohort)])[:2], rule_sets):
+        slow.add(done.record)  # staged, not yet appended: as if still screening
+    # Another run starts, screens and appends meanwhile, without waiting for the first.
+    assert run("check", str(cohort), "--log", str(db)).exit_code == 1
+    assert rows(db, "SELECT id, tool_version FROM runs") == [(1, __version__)]
+    assert slow.commit() == 2
+    assert rows(db, "SELECT run_id, COUNT(*) FROM screenings GROUP BY run_id") == [(1, 5), (2, 2)]
+
+
 def test_a_log_from_a_newer_screener_is_refused_untouched(cohort: Path, tmp_path: Path):
     db = tmp_path / "screening.db"
     run("check", str(cohort), "--log", str(db))
