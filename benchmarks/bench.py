@@ -7,10 +7,13 @@ then measures, each in a fresh process so start-up counts the same way for all:
   (b) parsing the same files with yaml.CSafeLoader in one process, wall time
       ((a) and (b) are run --repeats times, interleaved, and the best of each kept);
   (c) one-patient `screener check` against `python -c "import pint"` (best of several);
-  (d) peak memory (max RSS of any one process) at 1,000 and at N patients.
+  (d) peak memory (max RSS of any one process) at 1,000 and at N patients;
+  (e) the cohort summary of the same directory, `--format table` and `--format markdown`
+      (what a coordinator reads; run with (a), interleaved, best of each).
 
-and prints the ratios a/b and c/(import pint), patients per second and the memory ratio.
-Targets (2-core machine): a/b <= 1.5, c <= 2.0 x import pint, memory(N)/memory(1000) <= 1.2.
+and prints the ratios a/b, c/(import pint) and e/a, patients per second and the memory ratio.
+Targets (2-core machine): a/b <= 1.5, c <= 2.0 x import pint, memory(N)/memory(1000) <= 1.2,
+summary/jsonl <= 1.5.
 
     python benchmarks/bench.py            # N = 10,000
     python benchmarks/bench.py -n 2000 --jobs 2
@@ -137,10 +140,13 @@ def main() -> None:
         check = [*screener, "check", "--format", "jsonl", "--jobs", str(args.jobs)]
 
         timed([*check, str(one)])  # warm caches (pint's, the OS's) before measuring
-        a = b = float("inf")
+        a = b = table = markdown = float("inf")
+        summary = [*screener, "check", "--jobs", str(args.jobs), str(big), "--format"]
         for _ in range(max(1, args.repeats)):
             a = min(a, timed([*check, str(big)]))
             b = min(b, timed([sys.executable, "-c", PARSE_ONLY, str(big)]))
+            table = min(table, timed([*summary, "table"]))
+            markdown = min(markdown, timed([*summary, "markdown"]))
         c = best([*screener, "check", "--format", "json", str(one)], args.runs)
         pint = best([sys.executable, "-c", "import pint"], args.runs)
         mem_small = peak_rss_mb([*check, str(small)])
@@ -157,6 +163,9 @@ def main() -> None:
         print(f"(d) peak memory: {mem_small:.0f} MB at 1,000 patients, {mem_big:.0f} MB at "
               f"{args.n:,}")
         print(f"    memory ratio = {mem_big / mem_small:.2f}   (target <= 1.2)")
+        print(f"(e) cohort summary, {args.n:,} patients: table {table:.2f} s, "
+              f"Markdown {markdown:.2f} s")
+        print(f"    table/a = {table / a:.2f}, Markdown/a = {markdown / a:.2f}   (target <= 1.5)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -4,7 +4,8 @@ Exit statuses (also in the README):
 
     0  every input was screened, whatever the verdicts
     1  at least one input could not be read or screened (the others were reported)
-    2  usage error: an unknown option, a bad --as-of date, an unknown --trial
+    2  usage error: an unknown option, a bad --as-of date, an unknown --trial, a --log that
+       is not a screening log or comes from a newer screener
     3  a rule set is broken: nothing was screened
     4  internal error (a bug): rerun with SCREENER_DEBUG=1 (or check --debug) for the traceback
   130  interrupted (Ctrl-C); an --output file is left as it was
@@ -12,6 +13,7 @@ Exit statuses (also in the README):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -28,6 +30,7 @@ if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load 
 
     from .errors import Diagnostic
     from .patient import Patient
+    from .log import Recorder
     from .rules import RuleSet
     from .units import Measure
 
@@ -136,6 +139,15 @@ def check(
     everything: Annotated[bool, typer.Option(
         "--all", help="Tables and Markdown: list passing criteria too, and what trials the "
                       "patient is already ineligible for would still need.")] = False,
+    excel: Annotated[bool, typer.Option(
+        "--excel", help="CSV for spreadsheets: start with a UTF-8 byte-order mark, so Excel "
+                        "reads ≤ and × as written.")] = False,
+    each: Annotated[bool, typer.Option(
+        "--each", help="For a directory (table, Markdown): every patient's report before the "
+                       "cohort summary, not the summary alone.")] = False,
+    log: Annotated[Optional[Path], typer.Option(
+        "--log", help="Append this run to a screening log (SQLite; created if missing): "
+                      "every patient, verdict and criterion, all or nothing.")] = None,
     rules: Annotated[Optional[Path], typer.Option(
         help="Directory of rule sets to use instead of the bundled ones.")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of internal errors.")] = False,
@@ -145,14 +157,22 @@ def check(
     Example: screener check examples/patients/ --format csv --output cohort.csv
     """
     try:
+        if excel and format is not Format.csv:
+            raise typer.BadParameter("--excel is for --format csv", param_hint="--excel")
         code = _check(paths, format, output, _as_of(as_of), trial or [], rules,
-                      _max_age(max_age), jobs, verbose, everything)
+                      _max_age(max_age), jobs, verbose, each, excel, log,
+                      (as_of, max_age), everything)
     except (typer.Exit, typer.BadParameter):
         raise
     except KeyboardInterrupt:
-        _fail("interrupted" + ("; no output file was written" if output else ""),
-              Exit.INTERRUPTED)
+        _fail("interrupted" + ("; no output file was written" if output else "")
+              + ("; nothing was added to the log" if log else ""), Exit.INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+        if log is not None:
+            from .log import LogError
+
+            if isinstance(exc, LogError):  # the run was screened, but the log refused it
+                _fail(str(exc), Exit.INPUT_ERROR)
         if debug:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc}\n"
@@ -173,15 +193,17 @@ def _progress(total: int) -> Optional[Progress]:
 
 def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optional[dt.date],
            trials: list[str], rules: Optional[Path], max_age: object, jobs: int,
-           verbose: bool, everything: bool = False) -> Exit:
+           verbose: bool, each: bool = False, excel: bool = False,
+           log: Optional[Path] = None, given: tuple[Optional[str], ...] = (None, None),
+           everything: bool = False) -> Exit:
     from .batch import expand, run
     from .catalog import select
     from .output import atomic_output, utf8_writer
     from .report import (asks_of, csv_header, csv_rows, json_array, json_document, jsonl_line,
                          markdown, render as render_record)
-    from .summary import Cohort, markdown as cohort_markdown, render as render_cohort
+    from .summary import Cohort, entry, markdown as cohort_markdown, render as render_cohort
 
-    rule_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
+    rule_sets = known_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
     known = tuple(r.trial for r in rule_sets)
     try:
         rule_sets = select(rule_sets, trials)
@@ -191,17 +213,25 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     if not entries:
         raise typer.BadParameter("no patient files (*.yaml, *.yml, *.json) found",
                                  param_hint="PATH")
-    if fmt is Format.html and len(entries) != 1:
-        raise typer.BadParameter("the HTML checklist is for one patient file",
-                                 param_hint="--format")
+    # HTML for one patient file is the chart checklist; for a cohort, the cohort page.
+    checklist = fmt is Format.html and len(entries) == 1 and not Path(paths[0]).is_dir()
     asks = asks_of(rule_sets)
     failed = False
     cohort = Cohort()
+    cohort.describe(rule_sets)
     documents: list[str] = []
+    # A coordinator screening a directory reads the cohort summary first: 20 full reports
+    # are thousands of lines. The workers then send only what the summary needs.
+    summary_only = (fmt is Format.html and not checklist) or (
+        fmt in (Format.table, Format.markdown) and not each
+        and any(Path(p).is_dir() for p in paths))
     render = {Format.json: json_document, Format.jsonl: jsonl_line,
-              Format.csv: csv_rows}.get(fmt)
+              Format.csv: csv_rows}.get(fmt, entry if summary_only else None)
+    recorder = _recorder(log, rule_sets, known_sets, given) if log is not None else None
     progress = _progress(len(entries))
-    with atomic_output(output) as stream:
+    # The log is appended after the output file is in place, and not at all if the run
+    # stops early: the recorder's exit commits or drops the run (log.Recorder).
+    with recorder or contextlib.nullcontext(), atomic_output(output) as stream:
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
         task = progress.add_task("screening", total=len(entries)) if progress else None
@@ -209,25 +239,32 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
             progress.start()
         try:
             if fmt is Format.csv:
-                stream.write(csv_header())
+                # Excel takes a CSV without a byte-order mark for the local code page.
+                stream.write(("\ufeff" if excel else "") + csv_header())
             write = utf8_writer(stream)
-            for index, done in enumerate(run(entries, rule_sets, as_of, max_age, jobs, render,
-                                             known)):
+            for index, done in enumerate(run(entries, rule_sets, as_of, max_age, jobs,
+                                             None if recorder else render, known)):
                 failed |= done.failed
-                if done.record is not None:
-                    cohort.add(done.record)
-                if out is not None:
+                record, data = done.record, done.data
+                if recorder is not None:
+                    # The log needs whole records, so they come back unrendered.
+                    record, data = recorder.add(record, render)
+                if record is not None:
+                    cohort.add(record)
+                if summary_only:
+                    cohort.add_entry(data)
+                elif out is not None:
                     if index:
                         out.rule()
-                    render_record(out, done.record, verbose, everything, asks)
+                    render_record(out, record, verbose, everything, asks)
                 elif fmt is Format.markdown:
-                    stream.write(markdown(done.record, verbose, everything, asks) + "\n")
-                elif fmt is Format.html:
-                    stream.write(_html(done.record))
+                    stream.write(markdown(record, verbose, everything, asks) + "\n")
+                elif checklist:
+                    stream.write(_html(record))
                 elif fmt is Format.json:
-                    documents.append(done.text)
+                    documents.append(data.decode("utf-8"))
                 else:
-                    write(done.data)
+                    write(data)
                 if progress:
                     progress.advance(task)
         finally:
@@ -235,9 +272,13 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 progress.stop()
         if fmt is Format.json:
             stream.write((documents[0] if len(entries) == 1 else json_array(documents)) + "\n")
-        elif len(entries) > 1 and out is not None:
+        elif fmt is Format.html and not checklist:  # the cohort page
+            from .htmlreport import page
+
+            stream.write(page(cohort))
+        elif (summary_only or len(entries) > 1) and out is not None:
             render_cohort(out, cohort)
-        elif len(entries) > 1 and fmt is Format.markdown:
+        elif (summary_only or len(entries) > 1) and fmt is Format.markdown:
             stream.write(cohort_markdown(cohort))
     return Exit.INPUT_ERROR if failed else Exit.OK
 
@@ -256,6 +297,20 @@ def _html(record: object) -> str:
                 f"<title>Could not be screened</title></head><body><h1>{escape(record.file)}: "
                 f"could not be screened</h1>{errors}</body></html>\n")
     return checklist(record, dt.datetime.now(dt.timezone.utc))  # type: ignore[arg-type]
+
+
+def _recorder(log: Path, rule_sets: list[RuleSet], known_sets: list[RuleSet],
+              given: tuple[Optional[str], ...]) -> Recorder:
+    """A recorder for --log, or exit 2 with why the log cannot be used."""
+    from . import __version__
+    from .log import LogError, Recorder, RunInfo, rules_digest
+
+    info = RunInfo(tool_version=__version__, rules_digest=rules_digest(r.file for r in known_sets),
+                   as_of=given[0], max_age=given[1], trials=tuple(r.trial for r in rule_sets))
+    try:
+        return Recorder(log, info)
+    except LogError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--log") from None
 
 
 def _table_console(stream: TextIO) -> Console:
@@ -507,6 +562,96 @@ def import_bundle(
         _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
     with atomic_output(output) as stream:
         stream.write(text)
+
+
+class LogFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+LogOption = Annotated[Path, typer.Option("--log", help="The screening log (SQLite) that "
+                                                       "check --log wrote.", show_default=False)]
+LogFormatOption = Annotated[LogFormat, typer.Option("--format", "-f", help="Output format.")]
+LogOutput = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Write to this file (atomically) instead of standard output.")]
+
+
+def _read_log(log: Path, read: object) -> object:
+    """What `read(connection)` returns from the log, or exit 1 with why it cannot be read."""
+    from .log import LogError, open_log
+
+    try:
+        db = open_log(log, create=False)
+        try:
+            return read(db)  # type: ignore[operator]
+        finally:
+            db.close()
+    except LogError as exc:
+        _fail(str(exc), Exit.INPUT_ERROR)
+
+
+@app.command()
+def changes(
+    log: LogOption,
+    run: Annotated[Optional[int], typer.Option(
+        "--run", help="Compare this run (default: the latest) with the one before it.")] = None,
+    format: LogFormatOption = LogFormat.table,
+    output: LogOutput = None,
+) -> None:
+    """What changed since the previous run in a screening log: per patient and trial, the
+    verdict and each criterion that moved, with old and new status and reason.
+
+    Example: screener changes --log screening.db
+    """
+    from . import log as screening_log
+    from .logview import changes_csv, changes_json, render_changes
+    from .output import atomic_output
+
+    data = _read_log(log, lambda db: screening_log.changes(db, run))
+    with atomic_output(output) as stream:
+        if format is LogFormat.table:
+            render_changes(_table_console(stream), data)
+        else:
+            stream.write((changes_json if format is LogFormat.json else changes_csv)(data))
+
+
+@app.command("log")
+def log_history(
+    log: LogOption,
+    patient: Annotated[Optional[str], typer.Argument(
+        help="A patient id; without it, the runs in the log.", show_default=False)] = None,
+    format: LogFormatOption = LogFormat.table,
+    output: LogOutput = None,
+) -> None:
+    """A patient's screening history from a screening log: every run that screened them,
+    with the file's digest, the rules' digest and each trial's verdict.
+
+    Example: screener log --log screening.db PT-0006
+    """
+    from . import log as screening_log
+    from .logview import (history_csv, history_json, render_history, render_runs, runs_csv)
+    from .output import atomic_output
+    from .report import dumps
+
+    if patient is None:
+        runs = _read_log(log, screening_log.runs)
+        with atomic_output(output) as stream:
+            if format is LogFormat.table:
+                render_runs(_table_console(stream), runs)
+            else:
+                stream.write(dumps(runs) + "\n" if format is LogFormat.json else runs_csv(runs))
+        return
+    screenings = _read_log(log, lambda db: screening_log.history(db, patient))
+    if not screenings:
+        _fail(f"no screening of patient {patient!r} in {log}", Exit.INPUT_ERROR)
+    with atomic_output(output) as stream:
+        if format is LogFormat.table:
+            render_history(_table_console(stream), patient, screenings)
+        elif format is LogFormat.json:
+            stream.write(history_json(patient, screenings))
+        else:
+            stream.write(history_csv(screenings))
 
 
 class SchemaKind(str, Enum):

@@ -130,7 +130,7 @@ class PartResult:
     missing: tuple[str, ...] = ()
     review: tuple[str, ...] = ()
     evidence: tuple[Evidence, ...] = ()
-    label: str = ""  # the part's short label, for reports (not in the JSON record)
+    label: str = ""  # the part's short label, for reports and the CSV (not in the JSON)
 
 
 @dataclass(frozen=True)

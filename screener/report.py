@@ -8,8 +8,6 @@ list: data to collect, grouped as a nurse gathers it, and items for the investig
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from functools import lru_cache
 from typing import Any
@@ -181,8 +179,10 @@ def json_array(documents: list[str]) -> str:
 
 # ------------------------------------------------------------------------------------ CSV
 
-CSV_COLUMNS = ["file", "patient", "as_of", "trial", "verdict", "criterion", "kind", "status",
-               "reason", "missing", "error", "line"]
+# `level` tells a criterion's row from its parts' rows (`parent` names the criterion), so a
+# filter on status=fail counts a failing criterion once.
+CSV_COLUMNS = ["file", "patient", "as_of", "trial", "product", "verdict", "level", "criterion",
+               "parent", "label", "kind", "status", "reason", "missing", "error", "line"]
 
 
 def csv_header() -> str:
@@ -194,22 +194,45 @@ def csv_rows(record: Record) -> str:
     if isinstance(record, FileError):
         first = record.diagnostics[0]
         line = first.position.line if first.position else ""
-        return _csv_line([record.file, "", "", "", "", "", "", "", "", "", first.message, line])
+        return _csv_line([record.file, "", "", "", "", "", "", "", "", "", "", "", "", "",
+                          first.message, line])
     out = []
+    head = [record.file, record.patient, record.as_of]
     for t in record.trials:
+        trial = [*head, t.trial, t.product, t.verdict.value]
         for c in t.criteria:
-            for cid, status, reason, missing in [(c.id, c.status, c.reason, c.missing)] + [
-                    (p.id, p.status, p.reason, p.missing) for p in c.parts]:
-                out.append(_csv_line([record.file, record.patient, record.as_of, t.trial,
-                                      t.verdict.value, cid, c.kind.value, status.value, reason,
-                                      ";".join(missing), "", ""]))
+            kind = c.kind.value
+            out.append(_csv_line([*trial, "criterion", c.id, "", c.label, kind, c.status.value,
+                                  c.reason, ";".join(c.missing), "", ""]))
+            out += [_csv_line([*trial, "part", p.id, c.id, p.label, kind, p.status.value,
+                               p.reason, ";".join(p.missing), "", ""]) for p in c.parts]
     return "".join(out)
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...),
+# +cmd|...): a patient id or file name can be anything, so such text is shown as text.
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_QUOTE = (",", '"', "\r", "\n")
+
+
+def _csv_cell(value: Any) -> str:
+    if not isinstance(value, str):
+        return str(value)  # numbers (a line number) are data, not text to neutralise
+    if value.startswith(_FORMULA):
+        value = "'" + value
+    # Quoted whenever it holds a CR or LF, not only LF: the csv module leaves a lone CR
+    # unquoted when lines end in LF, and a spreadsheet then starts a new row there.
+    if any(mark in value for mark in _QUOTE):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
 def _csv_line(values: list[Any]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue()
+    """The one place CSV text is made: every cell of every row passes through _csv_cell."""
+    return ",".join(map(_csv_cell, values)) + "\n"
+
+
+csv_line = _csv_line  # for the other tables written as CSV (the screening log's)
 
 
 # ------------------------------------------------------------------------------ rich table

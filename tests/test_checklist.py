@@ -110,6 +110,7 @@ def test_every_value_from_the_patient_file_is_escaped(tmp_path: Path):
         assert outside not in lowered.replace("&lt;img src=x", ""), outside
 
 
-def test_the_checklist_is_for_one_patient():
+def test_html_for_a_directory_is_the_cohort_page_not_a_checklist():
     result = runner.invoke(app, ["check", str(ROOT / "examples" / "patients"), "-f", "html"])
-    assert result.exit_code == 2
+    assert result.exit_code == 0
+    assert "Pre-screening checklist" not in result.stdout and "<svg" in result.stdout

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,6 +66,56 @@ def test_csv_has_a_row_per_criterion_and_part_and_an_error_row(cohort: Path):
     assert {"I8", "I8.a", "I8.f", "I10"} <= criteria
 
 
+def test_csv_tells_parts_from_their_criterion_and_names_product_and_label(cohort: Path):
+    rows = list(csv.DictReader(io.StringIO(run("check", str(cohort), "-f", "csv").stdout)))
+    one = [r for r in rows if r["patient"] == "PT-0006" and r["trial"] == "NCT04684147"]
+    i8 = next(r for r in one if r["criterion"] == "I8")
+    i8a = next(r for r in one if r["criterion"] == "I8.a")
+    assert (i8["level"], i8["parent"], i8["product"]) == ("criterion", "", "CNCT19")
+    assert i8["label"] == "Adequate organ function"
+    assert (i8a["level"], i8a["parent"]) == ("part", "I8")
+    assert i8a["label"] and i8a["label"] != i8["label"]
+    # Filtering on level=criterion counts each failing criterion once.
+    failing = [r for r in one if r["status"] == "fail" and r["level"] == "criterion"]
+    assert [r["criterion"] for r in failing] == ["I2"]
+
+
+HOSTILE_IDS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\tTAB",
+               "\rCR first", "line\nbreak", "a\rb", "plain, with comma"]
+
+
+def test_csv_neutralises_formulas_and_quotes_line_breaks(tmp_path: Path):
+    from screener.report import _csv_line
+
+    text = _csv_line(HOSTILE_IDS + [3])
+    (row,) = list(csv.reader(io.StringIO(text, newline="")))
+    assert row == ["'" + v if v[0] in "=+-@\t\r" else v for v in HOSTILE_IDS] + ["3"]
+    # Written through the CLI, from patient files, read back as a spreadsheet would.
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    for i, hostile in enumerate(HOSTILE_IDS):
+        _patient(folder, f"p{i}.yaml", json.dumps(hostile))
+    target = tmp_path / "out.csv"
+    result = run("check", str(folder), "-f", "csv", "--excel", "-o", str(target), "-t", "CNCT19")
+    assert result.exit_code == 0, result.output
+    raw = target.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and raw.count(b"\xef\xbb\xbf") == 1
+    with target.open(encoding="utf-8-sig", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert "≤" in "".join(r["reason"] for r in rows)  # the reason text survives whole
+    patients = {r["patient"] for r in rows}
+    assert patients == {"'" + v if v[0] in "=+-@\t\r" else v for v in HOSTILE_IDS}
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+                   for r in rows for cell in r.values())
+    # No line break started a row of its own: each patient has the same rows, all whole.
+    assert len(rows) == len(HOSTILE_IDS) * len([r for r in rows if r["patient"] == "'+1+1"])
+    assert all(None not in r and r["level"] in ("criterion", "part") for r in rows)
+
+
+def test_excel_is_only_for_csv(cohort: Path):
+    assert run("check", str(cohort), "-f", "jsonl", "--excel").exit_code == 2
+
+
 @pytest.mark.parametrize("encoding, row", [("utf-8", "≤ 1.6 µmol/L"), ("UTF8", "≤ 1.6 µmol/L"),
                                            ("latin-1", "1.6 µmol/L")])
 def test_rendered_bytes_follow_earlier_text_in_the_streams_encoding(encoding: str, row: str):
@@ -83,7 +134,7 @@ def test_rendered_bytes_reach_a_stream_without_a_buffer():
 
 
 def test_table_batch_ends_with_cohort_summary(cohort: Path):
-    result = run("check", str(cohort))
+    result = run("check", str(cohort), "--each")
     assert result.exit_code == 1
     out = result.stdout
     assert "Cohort summary" in out and "3 patients screened, 1 files with errors" in out
@@ -92,7 +143,7 @@ def test_table_batch_ends_with_cohort_summary(cohort: Path):
 
 
 def test_markdown_report_and_summary(cohort: Path):
-    result = run("check", str(cohort), "-f", "markdown")
+    result = run("check", str(cohort), "-f", "markdown", "--each")
     assert "## PT-0006" in result.stdout
     assert "## Cohort summary" in result.stdout
     assert "| **ineligible** |" in result.stdout
@@ -189,7 +240,8 @@ def test_validate_checks_rule_files_as_rules(tmp_path: Path):
     assert "did you mean 'ecog'?" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["check", "trials", "show", "validate", "schema", "test"])
+@pytest.mark.parametrize("command", ["check", "trials", "show", "validate", "schema", "test",
+                                     "changes", "log"])
 def test_every_command_has_help_with_an_example(command: str):
     result = run(command, "--help")
     assert result.exit_code == 0 and "Example:" in result.stdout
@@ -308,3 +360,86 @@ def test_cohort_matrix_never_truncates_patient_ids_on_a_narrow_terminal():
     matrix = out.split("Cohort summary", 1)[1]
     for number in range(1, 21):
         assert f"PT-{number:04d}" in matrix
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_a_directory_shows_the_summary_alone_unless_each(cohort: Path, fmt: str):
+    alone = run("check", str(cohort), "-f", fmt)
+    each = run("check", str(cohort), "-f", fmt, "--each")
+    assert alone.exit_code == each.exit_code == 1
+    assert "Cohort summary" in alone.stdout and "Cohort summary" in each.stdout
+    # A per-patient report names where its as-of date came from and ends with its to-do list.
+    assert "the file's screening_date" not in alone.stdout and "To do" not in alone.stdout
+    assert "the file's screening_date" in each.stdout and "To do" in each.stdout
+    # The bad file is still explained, not just named.
+    assert "did not find expected node content" in alone.stdout
+    # Files named one by one keep their reports.
+    named = run("check", str(cohort / "a.yaml"), str(cohort / "d.yaml"), "-f", fmt)
+    assert "the file's screening_date" in named.stdout and "Cohort summary" in named.stdout
+
+
+def _patient(folder: Path, name: str, patient_id: str, source: Path = BASELINE) -> None:
+    text = source.read_text("utf-8")
+    old = next(line for line in text.splitlines() if line.startswith("id:"))
+    (folder / name).write_text(text.replace(old, f"id: {patient_id}", 1), "utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_matrix_is_in_patient_id_order_and_warns_of_a_duplicated_id(tmp_path: Path, fmt: str):
+    _patient(tmp_path, "a.yaml", "PT-ZULU")
+    _patient(tmp_path, "b.yaml", "PT-ALPHA")
+    _patient(tmp_path, "c.yaml", "PT-MIKE")
+    _patient(tmp_path, "d.yaml", "PT-ALPHA")
+    out = runner.invoke(app, ["check", str(tmp_path), "-f", fmt],
+                        env={"COLUMNS": "200"}).stdout
+    matrix = out.split("Cohort summary", 1)[1]
+    positions = [matrix.index(p) for p in ("PT-ALPHA", "PT-MIKE", "PT-ZULU")]
+    assert positions == sorted(positions)
+    assert (f"patient id PT-ALPHA appears in 2 files: {tmp_path / 'b.yaml'}, "
+            f"{tmp_path / 'd.yaml'}") in out
+    assert "PT-MIKE appears" not in out
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_summary_marks_trials_with_caveats_and_names_criteria(fmt: str):
+    out = runner.invoke(app, ["check", str(EXAMPLES), "-f", fmt],
+                        env={"COLUMNS": "200"}).stdout
+    matrix, rest = out.split("Cohort summary", 1)[1].split("ineligible", 1)
+    # Every trial but NCT06559644 carries a caveat: its header is marked, and the note says why.
+    assert re.search(r"HY004\)? †", matrix) and not re.search(r"Hema-NeoTIL01\)? †", matrix)
+    assert "† NCT06009107: Registry status is withdrawn" in rest
+    assert "† NCT05571540: Eligibility criteria are not published" in rest
+    # Attrition and closest-to-eligible name each criterion by id and label ...
+    assert "E10 Prior CAR-T therapy" in rest
+    closest = rest.split("losest to eligible", 1)[1]
+    # ... and show what blocked: PT-0006 is 70, and NCT04684147 admits up to 65.
+    row = next(line for line in closest.splitlines()
+               if "PT-0006" in line and "NCT04684147" in line)
+    assert "I2 Age 18 to 65 years" in row and "age 70 years" in row and "> 65 years" in row
+    # A criterion of parts is blocked by a part, which is named.
+    row = next(line for line in closest.splitlines()
+               if "PT-0007" in line and "NCT06559644" in line)
+    assert "I9.c: creatinine 150 umol/L" in row
+
+
+def test_summary_from_worker_entries_equals_summary_from_records():
+    from screener.batch import expand, run as run_batch
+    from screener.catalog import load_rule_sets
+    from screener.summary import Cohort, entry, markdown
+
+    rule_sets = load_rule_sets()
+    entries = expand([str(EXAMPLES)])
+    from_records, from_entries = Cohort(), Cohort()
+    from_entries.describe(rule_sets)
+    for done in run_batch(entries, rule_sets):
+        from_records.add(done.record)
+        from_entries.add_entry(entry(done.record))
+    assert markdown(from_records) == markdown(from_entries)
+
+
+def test_a_line_break_in_a_patient_id_does_not_break_the_matrix(tmp_path: Path):
+    _patient(tmp_path, "a.yaml", json.dumps("PT-1\nPT-FAKE eligible eligible"))
+    _patient(tmp_path, "b.yaml", "PT-2")
+    out = runner.invoke(app, ["check", str(tmp_path)], env={"COLUMNS": "200"}).stdout
+    rows = [line for line in out.splitlines() if line.startswith("PT-")]
+    assert [row.split()[0] for row in rows[:2]] == ["PT-1␊PT-FAKE", "PT-2"]

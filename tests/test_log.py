@@ -1,0 +1,341 @@
+"""The screening log (--log): what a run records, all or nothing, safe under concurrency.
+
+Every test uses a real SQLite file and real runs of the command; none mocks the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from screener import __version__
+from screener.cli import app
+from screener.log import MIGRATIONS, VERSION, LogError, open_log
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "patients"
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def rows(db: Path, sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def dump(db: Path) -> list[str]:
+    connection = sqlite3.connect(db)
+    try:
+        return list(connection.iterdump())
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def cohort(tmp_path: Path) -> Path:
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    for name in ("age-70-on-screening-day.yaml", "complete-record-b-all.yaml",
+                 "lab-units-si-and-lb-weight.yaml", "relapsed-t-all.yaml"):
+        shutil.copy(EXAMPLES / name, folder / name)
+    (folder / "zz-broken.yaml").write_text("id: broken\necog: [\n", encoding="utf-8")
+    return folder
+
+
+def test_a_run_records_its_context_every_verdict_and_every_criterion(cohort: Path,
+                                                                     tmp_path: Path):
+    db = tmp_path / "screening.db"
+    result = run("check", str(cohort), "--log", str(db), "-f", "jsonl", "--as-of", "2026-11-20",
+                 "-t", "CNCT19", "-t", "HY004")
+    assert result.exit_code == 1  # the broken file; the run is logged all the same
+    ((run_id, started, tool, digest, as_of, trials),) = rows(
+        db, "SELECT id, started_at, tool_version, rules_digest, as_of, trials FROM runs")
+    assert started.endswith("+00:00") and tool == __version__ and as_of == "2026-11-20"
+    assert trials == "NCT04684147,NCT06009107"
+    expected = hashlib.sha256()
+    for rule_file in sorted((ROOT / "rules").glob("*.yaml")):
+        expected.update(rule_file.name.encode() + b"\0" + rule_file.read_bytes() + b"\0")
+    assert digest == "sha256:" + expected.hexdigest()
+    screened = rows(db, "SELECT id, file, file_digest, patient, error FROM screenings "
+                        "WHERE run_id = ? ORDER BY id", run_id)
+    assert len(screened) == 5
+    for sid, file, file_digest, patient, error in screened:
+        assert file_digest == "sha256:" + hashlib.sha256(Path(file).read_bytes()).hexdigest()
+        assert (patient is None) == (error is not None) == file.endswith("zz-broken.yaml")
+    age_70 = next(sid for sid, file, *_ in screened if "age-70" in file)
+    assert rows(db, "SELECT trial, verdict FROM verdicts WHERE screening_id = ? ORDER BY trial",
+                age_70) == [("NCT04684147", "ineligible"), ("NCT06009107", "ineligible")]
+    assert rows(db, "SELECT parent, status, reason FROM criteria WHERE screening_id = ? AND "
+                    "trial = 'NCT04684147' AND criterion = 'I2'", age_70) == [
+        (None, "fail", "age 70 years (born 1956-11-20, on 2026-11-20) > 65 years")]
+    parts = rows(db, "SELECT criterion FROM criteria WHERE screening_id = ? AND parent = 'I8' "
+                     "AND trial = 'NCT04684147'", age_70)
+    assert ("I8.a",) in parts
+    # Every criterion of both trials is there, once per patient screened.
+    assert rows(db, "SELECT COUNT(DISTINCT screening_id) FROM criteria") == [(4,)]
+
+
+def test_each_run_is_appended(cohort: Path, tmp_path: Path):
+    db = tmp_path / "screening.db"
+    for _ in range(2):
+        run("check", str(cohort), "--log", str(db))
+    assert rows(db, "SELECT run_id, COUNT(*) FROM screenings GROUP BY run_id") == [(1, 5), (2, 5)]
+
+
+def test_ctrl_c_during_a_run_leaves_the_log_as_it_was(cohort: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    db = tmp_path / "screening.db"
+    run("check", str(cohort), "--log", str(db), "-f", "jsonl")
+    before = dump(db)
+    import screener.report as report
+
+    calls = {"n": 0}
+    real = report.jsonl_line
+
+    def interrupted(record):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(record)
+
+    monkeypatch.setattr(report, "jsonl_line", interrupted)
+    result = run("check", str(cohort), "--log", str(db), "-f", "jsonl", "--jobs", "1")
+    assert result.exit_code == 130 and "nothing was added to the log" in result.output
+    assert dump(db) == before
+
+
+CRASH = """
+import os, signal, sys
+import screener.report as report
+real, seen = report.jsonl_line, []
+def crash(record):
+    seen.append(record)
+    if len(seen) == 3:  # mid-run: two patients staged, no cleanup of any kind
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(record)
+report.jsonl_line = crash
+from screener.cli import main
+sys.argv = ["screener", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_process_killed_during_a_run_leaves_the_log_as_it_was(cohort: Path, tmp_path: Path):
+    db = tmp_path / "screening.db"
+    run("check", str(cohort), "--log", str(db), "-f", "jsonl")
+    before = dump(db)
+    done = subprocess.run([sys.executable, "-c", CRASH, "check", str(cohort), "--log", str(db),
+                           "-f", "jsonl", "--jobs", "1"], capture_output=True, check=False)
+    assert done.returncode == -signal.SIGKILL
+    assert dump(db) == before
+    assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+    assert run("check", str(cohort), "--log", str(db)).exit_code == 1  # still usable
+    assert rows(db, "SELECT COUNT(*) FROM runs") == [(2,)]
+
+
+def test_two_processes_logging_at_once_both_land_whole(tmp_path: Path):
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    for copy in range(3):  # 60 patients, so the runs overlap
+        for source in EXAMPLES.glob("*.yaml"):
+            shutil.copy(source, folder / f"{copy}-{source.name}")
+    db = tmp_path / "screening.db"  # new: both processes also race to create the schema
+    command = [sys.executable, "-m", "screener", "check", str(folder), "--log", str(db),
+               "-f", "jsonl", "--jobs", "1"]
+    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for _ in range(2)]
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err.decode()
+    assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+    assert rows(db, "SELECT version FROM schema_version") == [(VERSION,)]
+    assert rows(db, "SELECT run_id, COUNT(*) FROM screenings GROUP BY run_id") == [(1, 60),
+                                                                                  (2, 60)]
+    per_run = rows(db, "SELECT s.run_id, COUNT(*) FROM criteria c JOIN screenings s "
+                       "ON s.id = c.screening_id GROUP BY s.run_id")
+    assert per_run[0][1] == per_run[1][1] > 0
+
+
+def test_a_run_still_screening_does_not_hold_up_another_runs_append(cohort: Path,
+                                                                    tmp_path: Path):
+    from screener.batch import expand, run as run_batch
+    from screener.catalog import load_rule_sets
+    from screener.log import Recorder, RunInfo
+
+    db = tmp_path / "screening.db"
+    slow = Recorder(db, RunInfo("test", "sha256:x", None, None, ("NCT04684147",)))
+    rule_sets = load_rule_sets()
+    for done in run_batch(expand([str(cohort)])[:2], rule_sets):
+        slow.add(done.record)  # staged, not yet appended: as if still screening
+    # Another run starts, screens and appends meanwhile, without waiting for the first.
+    assert run("check", str(cohort), "--log", str(db)).exit_code == 1
+    assert rows(db, "SELECT id, tool_version FROM runs") == [(1, __version__)]
+    assert slow.commit() == 2
+    assert rows(db, "SELECT run_id, COUNT(*) FROM screenings GROUP BY run_id") == [(1, 5), (2, 2)]
+
+
+def test_a_log_from_a_newer_screener_is_refused_untouched(cohort: Path, tmp_path: Path):
+    db = tmp_path / "screening.db"
+    run("check", str(cohort), "--log", str(db))
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE schema_version SET version = ?", (VERSION + 1,))
+    before = db.read_bytes()
+    result = run("check", str(cohort), "--log", str(db))
+    assert result.exit_code == 2
+    assert "newer screener" in result.output and f"version {VERSION + 1}" in result.output
+    for command in (["changes"], ["log", "PT-0006"]):
+        refused = run(*command, "--log", str(db))
+        assert refused.exit_code == 1 and "newer screener" in refused.output
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", ["text", "other tables"])
+def test_a_file_that_is_not_a_log_is_refused(tmp_path: Path, content: str):
+    db = tmp_path / "not-a-log.db"
+    if content == "text":
+        db.write_text("patient list\n" * 200, encoding="utf-8")
+    else:
+        with sqlite3.connect(db) as connection:
+            connection.execute("CREATE TABLE patients (id TEXT)")
+    before = db.read_bytes()
+    result = run("check", str(EXAMPLES / "complete-record-b-all.yaml"), "--log", str(db))
+    assert result.exit_code == 2 and "screening log" in result.output
+    assert db.read_bytes() == before
+
+
+def test_an_older_log_is_migrated_and_keeps_its_runs(cohort: Path, tmp_path: Path):
+    db = tmp_path / "screening.db"
+    with sqlite3.connect(db) as connection:  # a log as the first schema version left it
+        connection.executescript(MIGRATIONS[0])
+        connection.execute("UPDATE schema_version SET version = 1")
+        connection.execute("INSERT INTO runs VALUES (1, '2026-11-01T08:00:00+00:00', "
+                           "'2026-11-01T08:00:01+00:00', '0.0.9', 'sha256:x', NULL, NULL, 'T')")
+    assert run("check", str(cohort), "--log", str(db)).exit_code == 1
+    assert rows(db, "SELECT version FROM schema_version") == [(VERSION,)]
+    assert rows(db, "SELECT id, tool_version FROM runs") == [(1, "0.0.9"), (2, __version__)]
+    assert rows(db, "SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                    "name = 'screenings_by_patient'")
+
+
+def test_opening_a_missing_log_to_read_does_not_create_it(tmp_path: Path):
+    with pytest.raises(LogError, match="no screening log"):
+        open_log(tmp_path / "none.db", create=False)
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_output_is_the_same_with_and_without_a_log(cohort: Path, tmp_path: Path):
+    for fmt in ("jsonl", "csv", "json", "markdown", "table"):
+        plain = run("check", str(cohort), "-f", fmt)
+        logged = run("check", str(cohort), "-f", fmt, "--log", str(tmp_path / "s.db"))
+        assert plain.stdout == logged.stdout, fmt
+
+
+# ------------------------------------------------------------------ changes and history
+
+def _rescreen_after_an_edit(cohort: Path, db: Path) -> None:
+    """Two logged runs; in between PT-0006's birth date is corrected (70 -> 64 years old)
+    and the T-ALL patient's file is removed."""
+    run("check", str(cohort), "--log", str(db))
+    patient = cohort / "age-70-on-screening-day.yaml"
+    patient.write_text(patient.read_text("utf-8").replace("birth_date: 1956-11-20",
+                                                          "birth_date: 1962-11-20"), "utf-8")
+    (cohort / "relapsed-t-all.yaml").unlink()
+    run("check", str(cohort), "--log", str(db))
+
+
+def test_changes_lists_the_verdicts_and_criteria_that_moved(cohort: Path, tmp_path: Path):
+    import json
+
+    db = tmp_path / "screening.db"
+    _rescreen_after_an_edit(cohort, db)
+    data = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
+    assert (data["run"]["run"], data["previous"]["run"]) == (2, 1)
+    assert {c["patient"] for c in data["changes"]} == {"PT-0006"}  # nobody else moved
+    cnct19 = next(c for c in data["changes"] if c["trial"] == "NCT04684147")
+    assert (cnct19["old_verdict"], cnct19["new_verdict"]) == ("ineligible", "needs_review")
+    assert cnct19["file_changed"] is True
+    (i2,) = [c for c in cnct19["criteria"] if c["criterion"] == "I2"]
+    assert (i2["old_status"], i2["new_status"], i2["label"]) == ("fail", "pass",
+                                                                  "Age 18 to 65 years")
+    assert "> 65 years" in i2["old_reason"] and "64 years" in i2["new_reason"]
+    assert data["removed"] == ["PT-0012"] and data["added"] == []
+    assert [Path(e["file"]).name for e in data["errors"]] == ["zz-broken.yaml"]
+
+    table = runner.invoke(app, ["changes", "--log", str(db)], env={"COLUMNS": "200"}).stdout
+    assert "PT-0006 · NCT04684147: ineligible → needs_review" in table
+    assert "I2 Age 18 to 65 years: fail → pass" in table
+    assert "was: age 70 years" in table and "not screened in this run: PT-0012" in table
+
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(run("changes", "--log", str(db), "-f", "csv").stdout)))
+    assert {(r["trial"], r["criterion"], r["old_status"], r["new_status"]) for r in rows
+            if r["patient"] == "PT-0006"} >= {("NCT04684147", "I2", "fail", "pass")}
+
+
+def test_changes_after_a_single_run_has_nothing_to_compare(cohort: Path, tmp_path: Path):
+    db = tmp_path / "screening.db"
+    run("check", str(cohort), "--log", str(db))
+    result = run("changes", "--log", str(db))
+    assert result.exit_code == 0 and "nothing to compare" in result.stdout
+
+
+def test_changes_of_an_earlier_run(cohort: Path, tmp_path: Path):
+    import json
+
+    db = tmp_path / "screening.db"
+    _rescreen_after_an_edit(cohort, db)
+    run("check", str(cohort), "--log", str(db))  # run 3: nothing changed since run 2
+    latest = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
+    assert latest["previous"]["run"] == 2 and latest["changes"] == []
+    second = json.loads(run("changes", "--log", str(db), "--run", "2", "-f", "json").stdout)
+    assert second["previous"]["run"] == 1 and second["changes"]
+    assert run("changes", "--log", str(db), "--run", "9").exit_code == 1
+
+
+def test_a_missing_log_is_an_error_and_is_not_created(tmp_path: Path):
+    for command in (["changes"], ["log", "PT-0006"]):
+        result = run(*command, "--log", str(tmp_path / "none.db"))
+        assert result.exit_code == 1 and "no screening log" in result.output
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_log_shows_a_patients_history(cohort: Path, tmp_path: Path):
+    import csv
+    import io
+    import json
+
+    db = tmp_path / "screening.db"
+    _rescreen_after_an_edit(cohort, db)
+    data = json.loads(run("log", "--log", str(db), "PT-0006", "-f", "json").stdout)
+    first, second = data["screenings"]
+    assert (first["run"], second["run"]) == (1, 2)
+    assert first["file_digest"] != second["file_digest"]
+    assert first["trials"]["NCT04684147"]["verdict"] == "ineligible"
+    assert first["trials"]["NCT04684147"]["criteria"]["I2"]["status"] == "fail"
+    assert second["trials"]["NCT04684147"]["verdict"] == "needs_review"
+    table = runner.invoke(app, ["log", "--log", str(db), "PT-0006"],
+                          env={"COLUMNS": "200"}).stdout
+    assert "screened 2 times" in table and "NCT04684147 CNCT19: ineligible (fails I2)" in table
+    assert "I2 Age 18 to 65 years: age 70 years (born 1956-11-20, on 2026-11-20) > 65 years" \
+        in table  # why the patient was not enrolled, as the log recorded it
+    assert "changed" in table  # the file's digest moved between the runs
+    rows = list(csv.DictReader(io.StringIO(run("log", "--log", str(db), "PT-0006",
+                                               "-f", "csv").stdout)))
+    assert len(rows) == 10 and rows[1]["trial"] == "NCT04684147" and rows[1]["failing"] == "I2"
+    assert run("log", "--log", str(db), "PT-9999").exit_code == 1
+    runs = json.loads(run("log", "--log", str(db), "-f", "json").stdout)
+    assert [(r["run"], r["files"], r["errors"]) for r in runs] == [(1, 5, 1), (2, 4, 1)]
