@@ -7,11 +7,15 @@ Exit statuses (also in the README):
     2  usage error: an unknown option, a bad --as-of date, an unknown --trial
     3  a rule set is broken: nothing was screened
     4  internal error (a bug): rerun with SCREENER_DEBUG=1 (or check --debug) for the traceback
+    5  the output cannot be written (a missing or read-only directory, a full disk, a closed
+       or broken pipe); an --output file is left as it was
   130  interrupted (Ctrl-C); an --output file is left as it was
+  143  terminated (SIGTERM), 129 hung up (SIGHUP): as for Ctrl-C
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -21,6 +25,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional, TextIO
 
 import typer
+
+from .files import shown
 
 if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load only what they use
     from rich.console import Console
@@ -45,7 +51,64 @@ class Exit(IntEnum):
     USAGE = 2
     RULES = 3
     INTERNAL = 4
-    INTERRUPTED = 130
+    OUTPUT = 5
+    INTERRUPTED = 130  # 128 + SIGINT; SIGTERM and SIGHUP exit 128 + their number as well
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised wherever the program is, so it unwinds as Ctrl-C does:
+    the temporary output file is removed, worker processes are stopped, the old output
+    stays. A KeyboardInterrupt, so every path that handles Ctrl-C handles these too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signals() -> None:
+    """Turn SIGTERM and SIGHUP into Terminated (by default they kill the process at once,
+    leaving a temporary file behind and workers without a parent)."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            try:
+                signal.signal(number, handler)
+            except ValueError:  # not the main thread (a test driving the app): leave as is
+                pass
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    return 128 + exc.signum if isinstance(exc, Terminated) else int(Exit.INTERRUPTED)
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, point standard output at /dev/null, so the interpreter's final
+    flush does not print a second error about the same pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _io_failure(exc: OSError, output: object) -> NoReturn:
+    """An ordinary I/O error is a one-line message and exit 5 (2 for an output that is an
+    input), never "a bug in screener"."""
+    from .output import OutputError
+
+    if isinstance(exc, OutputError):
+        _fail(str(exc), Exit.USAGE if exc.usage else Exit.OUTPUT)
+    kept = "; the output file was left as it was" if output else ""
+    if isinstance(exc, BrokenPipeError):
+        _quiet_stdout()
+        _fail("output closed before it was complete (broken pipe)" + kept, Exit.OUTPUT)
+    where = f" ({shown(exc.filename)})" if isinstance(exc.filename, str) else ""
+    _fail(f"cannot write output: {exc.strerror or exc}{where}{kept}", Exit.OUTPUT)
 
 
 class Format(str, Enum):
@@ -86,8 +149,11 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
 
 
-def _fail(message: str, code: Exit) -> NoReturn:
-    _console(stderr=True).print(message, style="red", markup=False, highlight=False)
+def _fail(message: str, code: int) -> NoReturn:
+    try:
+        _console(stderr=True).print(message, style="red", markup=False, highlight=False)
+    except (OSError, ValueError):  # standard error closed too: the status still says it
+        pass
     raise typer.Exit(int(code))
 
 
@@ -122,14 +188,18 @@ def check(
 
     Example: screener check examples/patients/ --format csv --output cohort.csv
     """
+    _on_signals()
     try:
         code = _check(paths, format, output, _as_of(as_of), trial or [], rules,
                       _max_age(max_age), jobs, verbose)
     except (typer.Exit, typer.BadParameter):
         raise
-    except KeyboardInterrupt:
-        _fail("interrupted" + ("; no output file was written" if output else ""),
-              Exit.INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        _fail(("terminated" if isinstance(exc, Terminated) else "interrupted")
+              + ("; the output file was left as it was" if output else ""),
+              _interrupted(exc))
+    except OSError as exc:
+        _io_failure(exc, output)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if debug:
             raise
@@ -155,8 +225,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     from .batch import expand, run
     from .catalog import select
     from .output import atomic_output, utf8_writer
-    from .report import (csv_header, csv_rows, json_array, json_document, jsonl_line, markdown,
-                         render as render_record)
+    from .report import (csv_header, csv_rows, indent_document, json_document, jsonl_line,
+                         markdown, render as render_record)
     from .summary import Cohort, markdown as cohort_markdown, render as render_cohort
 
     rule_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
@@ -171,11 +241,10 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                                  param_hint="PATH")
     failed = False
     cohort = Cohort()
-    documents: list[str] = []
     render = {Format.json: json_document, Format.jsonl: jsonl_line,
               Format.csv: csv_rows}.get(fmt)
     progress = _progress(len(entries))
-    with atomic_output(output) as stream:
+    with atomic_output(output, [e for e in entries if isinstance(e, str)]) as stream:
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
         task = progress.add_task("screening", total=len(entries)) if progress else None
@@ -197,7 +266,14 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 elif fmt is Format.markdown:
                     stream.write(markdown(done.record, verbose) + "\n")
                 elif fmt is Format.json:
-                    documents.append(done.text)
+                    # Streamed, not collected: a report is some 370 KB of indented JSON,
+                    # and holding 5,000 of them took 1.86 GB. The bytes are the ones
+                    # json_array would make of the whole list.
+                    if len(entries) == 1:
+                        stream.write(done.text + "\n")
+                    else:
+                        stream.write(("[\n" if index == 0 else ",\n")
+                                     + indent_document(done.text))
                 else:
                     write(done.data)
                 if progress:
@@ -205,8 +281,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         finally:
             if progress:
                 progress.stop()
-        if fmt is Format.json:
-            stream.write((documents[0] if len(entries) == 1 else json_array(documents)) + "\n")
+        if fmt is Format.json and len(entries) > 1:
+            stream.write("\n]\n")
         elif len(entries) > 1 and out is not None:
             render_cohort(out, cohort)
         elif len(entries) > 1 and fmt is Format.markdown:
@@ -439,12 +515,19 @@ def import_bundle(
     from .importer import bundle_to_yaml
     from .output import atomic_output
 
+    _on_signals()
     try:
-        text = bundle_to_yaml(bundle, as_of=_as_of(as_of))
-    except ScreenerError as exc:
-        _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
-    with atomic_output(output) as stream:
-        stream.write(text)
+        # Entered before the bundle is read: a bad --output fails before any work.
+        with atomic_output(output, [bundle]) as stream:
+            try:
+                text = bundle_to_yaml(bundle, as_of=_as_of(as_of))
+            except ScreenerError as exc:
+                _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
+            stream.write(text)
+    except KeyboardInterrupt as exc:
+        _fail("interrupted", _interrupted(exc))
+    except OSError as exc:
+        _io_failure(exc, output)
 
 
 class SchemaKind(str, Enum):
@@ -471,6 +554,14 @@ def main() -> None:
     """The console script: any command's unexpected failure is a short message, not a traceback."""
     try:
         app()
+    except OSError as exc:  # an I/O error outside check and import: not a bug either
+        if os.environ.get("SCREENER_DEBUG"):
+            raise
+        if isinstance(exc, BrokenPipeError):
+            _quiet_stdout()
+        with contextlib.suppress(Exception):
+            print(f"screener: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(int(Exit.OUTPUT))
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if os.environ.get("SCREENER_DEBUG"):
             raise

@@ -1,0 +1,388 @@
+"""No input, file system or signal loses a batch or a file.
+
+Each test here is about one class of failure a user met (the README's promise that one bad
+file never stops a batch, and that --output never leaves a half file or destroys one).
+Hostile files small enough to commit are in tests/bad_inputs/; the rest (odd names, FIFOs,
+devices, deep trees) cannot live in git and are made here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import screener
+from screener import batch, catalog, document, fhir
+from screener.errors import PatientError, RuleSetError
+
+HERE = Path(__file__).parent
+CORPUS = HERE / "bad_inputs"
+EXAMPLES = HERE.parent / "examples" / "patients"
+GOOD = EXAMPLES / "first-visit-minimal-record.yaml"
+FORMATS = ["table", "json", "jsonl", "csv", "markdown"]
+
+
+def screener_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                 **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "screener", *args], capture_output=True,
+                          timeout=300, cwd=cwd, env=env, **kwargs)
+
+
+def not_a_bug(run: subprocess.CompletedProcess[bytes]) -> None:
+    err = run.stderr.decode("utf-8", "replace")
+    assert run.returncode != 4, err
+    assert "Traceback" not in err and "bug in screener" not in err, err
+
+
+def records(out: bytes) -> dict[str, dict[str, Any]]:
+    found = [json.loads(line) for line in out.decode("utf-8").splitlines() if line.strip()]
+    return {Path(r["file"]).name: r for r in found}
+
+
+# ------------------------------------------------------ 1. one odd name or value kills a batch
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_file_name_that_is_not_utf8_is_screened_and_written_escaped(tmp_path, fmt):
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    shutil.copy(GOOD, folder / "a.yaml")
+    odd = os.fsencode(folder) + b"/b\xff\x1b.yaml"
+    shutil.copy(GOOD, odd)
+    run = screener_cli("check", "cohort", "-f", fmt, "--as-of", "2026-11-20", cwd=tmp_path)
+    not_a_bug(run)
+    assert run.returncode == 0, run.stderr
+    text = run.stdout.decode("utf-8")  # valid UTF-8 in every format
+    assert "b\\xff\\x1b.yaml" in text.replace("\\\\", "\\")  # the bytes, said losslessly
+    assert "\x1b" not in text
+
+
+def test_a_name_with_a_backslash_stays_distinct_from_an_escaped_one():
+    from screener.files import shown
+
+    assert shown("plain.yaml") == "plain.yaml"
+    assert shown(os.fsdecode(b"b\xff.yaml")) != shown("b\\xff.yaml")
+
+
+EDGE = "9999-12-31T23:59:59-23:59"
+
+
+def edge_bundle(tmp_path: Path) -> Path:
+    data = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:pt-1", "resource": {"resourceType": "Patient", "id": "pt-1",
+                                                  "birthDate": "1980-05-17"}},
+        {"fullUrl": "urn:uuid:o1", "resource": {
+            "resourceType": "Observation", "id": "o1", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "1742-6"}]},
+            "subject": {"reference": "urn:uuid:pt-1"}, "effectiveDateTime": EDGE,
+            "valueQuantity": {"value": 20, "unit": "U/L"}}}]}
+    path = tmp_path / "edge.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("command", ["check", "validate", "import"])
+def test_a_datetime_at_the_end_of_the_calendar_with_an_offset_is_no_crash(tmp_path, command):
+    path = edge_bundle(tmp_path)
+    args = [command, str(path)] + (["--as-of", "2026-11-20"] if command != "validate" else [])
+    run = screener_cli(*args)
+    not_a_bug(run)
+    assert run.returncode in (0, 1)
+    assert fhir.When.parse(EDGE) is None  # an unusable date, like any other garbage
+
+
+def test_a_tree_1100_levels_deep_is_screened(tmp_path):
+    top = tmp_path / "deep"
+    # Made relative to each level, since the whole path is longer than some calls accept.
+    os.makedirs(top)
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(1100):
+            os.mkdir("d", dir_fd=fd)
+            new = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        with open(os.open("p.yaml", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
+            f.write(GOOD.read_bytes())
+    finally:
+        os.close(fd)
+    entries = batch.expand([str(top)])
+    assert len(entries) == 1  # found (or, past the system's path limit, an error record)
+    run = screener_cli("check", str(top), "-f", "jsonl", "--as-of", "2026-11-20", cwd=tmp_path)
+    not_a_bug(run)
+    assert run.returncode in (0, 1)
+    assert len(run.stdout.splitlines()) == 1
+
+
+def test_a_300_character_name_is_that_input_s_error_record(tmp_path):
+    long = tmp_path / ("p" * 300 + ".yaml")
+    shutil.copy(GOOD, tmp_path / "good.yaml")
+    run = screener_cli("check", str(tmp_path / "good.yaml"), str(long), "-f", "jsonl",
+                       "--as-of", "2026-11-20")
+    not_a_bug(run)
+    assert run.returncode == 1
+    found = [json.loads(line) for line in run.stdout.splitlines()]
+    assert "trials" in found[0]
+    assert "too long" in found[1]["error"]["message"]
+
+
+# ------------------------------------------------------------ 2. nothing but regular files
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_fifo_in_a_cohort_is_an_error_record_not_a_hang(tmp_path):
+    shutil.copy(GOOD, tmp_path / "a.yaml")
+    os.mkfifo(tmp_path / "b.yaml")
+    os.mkfifo(tmp_path / "c.json")
+    run = screener_cli("check", str(tmp_path), "-f", "jsonl", "--as-of", "2026-11-20")
+    not_a_bug(run)
+    assert run.returncode == 1
+    found = records(run.stdout)
+    assert "trials" in found["a.yaml"]
+    for name in ("b.yaml", "c.json"):
+        assert "not a regular file" in found[name]["error"]["message"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_fifo_among_the_rule_files_is_a_rule_error_not_a_hang(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(catalog.rules_dir(), rules)
+    os.mkfifo(rules / "NCT00000001.yaml")
+    run = screener_cli("check", str(GOOD), "--rules", str(rules))
+    not_a_bug(run)
+    assert run.returncode == 3
+    assert b"not a regular file" in run.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_a_json_link_to_an_endless_device_is_refused_unread(tmp_path):
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    with pytest.raises(PatientError) as caught:
+        batch.load_any(str(tmp_path / "zero.json"))
+    assert "a device, not a regular file" in caught.value.diagnostic.message
+
+
+def test_the_size_limit_applies_to_what_is_read(tmp_path, monkeypatch):
+    """A file that grows after stat (here: stat is made to lie) is still cut at the limit."""
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"id: PT-1\n" + b"#\n" * document.MAX_BYTES)
+    real_fstat = os.fstat
+
+    def small(fd: int) -> os.stat_result:
+        info = real_fstat(fd)
+        fields = list(info)
+        fields[stat.ST_SIZE] = 10
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "fstat", small)
+    with pytest.raises(PatientError) as caught:
+        screener.load_patient(path)
+    assert "limit" in caught.value.diagnostic.message
+
+
+# ----------------------------------------------------------- 3. --output destroys nothing
+
+
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path):
+    path = tmp_path / "p.yaml"
+    shutil.copy(GOOD, path)
+    before = path.read_bytes()
+    run = screener_cli("check", str(path), "-o", str(path))
+    not_a_bug(run)
+    assert run.returncode == 2
+    assert b"is one of the inputs" in run.stderr
+    assert path.read_bytes() == before
+
+
+def test_an_output_that_is_an_input_through_a_directory_or_link_is_refused(tmp_path):
+    shutil.copy(GOOD, tmp_path / "p.yaml")
+    (tmp_path / "out.yaml").symlink_to("p.yaml")
+    before = (tmp_path / "p.yaml").read_bytes()
+    run = screener_cli("check", str(tmp_path), "-o", str(tmp_path / "out.yaml"))
+    assert run.returncode == 2, run.stderr
+    assert (tmp_path / "p.yaml").read_bytes() == before
+
+
+def test_import_onto_its_own_bundle_is_refused(tmp_path):
+    path = edge_bundle(tmp_path)
+    before = path.read_bytes()
+    run = screener_cli("import", str(path), "-o", str(path))
+    not_a_bug(run)
+    assert run.returncode == 2
+    assert path.read_bytes() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_an_output_onto_a_fifo_writes_through_it(tmp_path):
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def reader() -> None:
+        with open(fifo, "rb") as handle:
+            received.append(handle.read())
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    run = screener_cli("check", str(GOOD), "-f", "jsonl", "-o", str(fifo))
+    not_a_bug(run)
+    assert run.returncode == 0, run.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced by a regular file"
+    thread.join(60)
+    assert received and json.loads(received[0])["file"] == str(GOOD)
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="no /dev/null")
+def test_an_output_onto_dev_stdout_reaches_standard_output(tmp_path):
+    run = screener_cli("check", str(GOOD), "-f", "jsonl", "-o", "/dev/stdout")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["file"] == str(GOOD)
+
+
+def test_an_output_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = elsewhere / "report.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "report.jsonl"
+    link.symlink_to(target)
+    run = screener_cli("check", str(GOOD), "-f", "jsonl", "-o", str(link))
+    assert run.returncode == 0, run.stderr
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert json.loads(target.read_text())["file"] == str(GOOD)
+    assert not [p for p in elsewhere.iterdir() if p.name.endswith(".partial")]
+
+
+def test_an_output_in_a_missing_directory_fails_before_screening(tmp_path):
+    run = screener_cli("check", str(GOOD), "-o", str(tmp_path / "no" / "such" / "out.txt"))
+    not_a_bug(run)
+    assert run.returncode == 5
+    assert len(run.stderr.decode().strip().splitlines()) == 1
+    assert run.stdout == b""
+
+
+def test_an_output_keeps_the_old_mode_or_follows_the_umask(tmp_path):
+    old = tmp_path / "old.jsonl"
+    old.write_text("x\n")
+    old.chmod(0o640)
+    assert screener_cli("check", str(GOOD), "-f", "jsonl", "-o", str(old)).returncode == 0
+    assert stat.S_IMODE(old.stat().st_mode) == 0o640
+    new = tmp_path / "new.jsonl"
+    run = subprocess.run(["sh", "-c", f'umask 027; exec "{sys.executable}" -m screener check '
+                          f'"{GOOD}" -f jsonl -o "{new}"'], capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640
+
+
+def test_an_output_of_dash_is_standard_output(tmp_path):
+    run = screener_cli("check", str(GOOD), "-f", "jsonl", "-o", "-", cwd=tmp_path)
+    assert run.returncode == 0
+    assert json.loads(run.stdout)["file"] == str(GOOD)
+    assert not (tmp_path / "-").exists()
+
+
+# ----------------------------------------------------------------- 10-13. deceiving input
+
+
+def test_a_duplicate_key_in_fhir_json_is_an_error(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text('{"resourceType": "Bundle", "type": "collection", "entry": [{"resource":'
+                    ' {"resourceType": "Patient", "id": "p", "deceasedBoolean": true,'
+                    ' "deceasedBoolean": false}}]}')
+    with pytest.raises(PatientError) as caught:
+        batch.load_any(str(path))
+    assert "duplicate key 'deceasedBoolean'" in caught.value.diagnostic.message
+
+
+def test_an_observation_whose_subject_is_only_an_identifier_is_not_used(tmp_path):
+    path = edge_bundle(tmp_path)
+    data = json.loads(path.read_text())
+    observation = data["entry"][1]["resource"]
+    observation["effectiveDateTime"] = "2026-11-10"
+    observation["subject"] = {"identifier": {"system": "urn:mrn", "value": "123"}}
+    path.write_text(json.dumps(data))
+    extract = fhir.read_bundle(path, "b.json", today=dt.date(2026, 11, 20))
+    assert extract.record.get("labs", {}) == {}
+    assert any("only an identifier" in w.message for w in extract.warnings)
+
+
+RULE = textwrap.dedent("""\
+    trial: NCT00000001
+    product: P
+    title: T
+    sources: [https://example.org]
+    criteria:
+      - id: I1
+        kind: inclusion
+        label: L
+        text: T
+        check: {check}
+""")
+
+
+def test_a_rule_file_named_yml_is_loaded_not_skipped(tmp_path):
+    (tmp_path / "NCT00000001.yml").write_text(RULE.format(check="{field: age, ge: 18 years}"))
+    assert [r.trial for r in catalog.load_rule_sets(tmp_path)] == ["NCT00000001"]
+
+
+@pytest.mark.parametrize(("check", "message"), [
+    ("{field: age, ge: -18 years}", "cannot be negative"),
+    ("{field: labs.total_bilirubin, le: 0 x ULN}", "above zero"),
+])
+def test_a_threshold_that_cannot_be_meant_is_an_error(check, message):
+    with pytest.raises(RuleSetError) as caught:
+        screener.parse_rule_set(RULE.format(check=check), "<rules>")
+    assert message in caught.value.diagnostic.message
+
+
+@pytest.mark.parametrize("text", [RULE.replace("NCT00000001", "NCT0000000\u0661"),
+                                  RULE.replace("id: I1", "id: I\u0661")])
+def test_ids_with_digits_that_are_not_ascii_are_refused(text):
+    with pytest.raises(RuleSetError):
+        screener.parse_rule_set(text.format(check="{field: age, ge: 18 years}"), "<rules>")
+
+
+def test_editor_and_os_leftovers_are_not_screened(tmp_path):
+    shutil.copy(GOOD, tmp_path / "a.yaml")
+    shutil.copy(GOOD, tmp_path / "a.yaml~")
+    shutil.copy(GOOD, tmp_path / "._a.yaml")
+    (tmp_path / ".#a.yaml").symlink_to("user@host.1234:1700000000")  # an Emacs lock
+    assert batch.expand([str(tmp_path)]) == [str(tmp_path / "a.yaml")]
+
+
+def test_a_json_report_written_into_the_cohort_is_not_screened_next_time(tmp_path):
+    shutil.copy(GOOD, tmp_path / "a.yaml")
+    shutil.copy(GOOD, tmp_path / "b.yaml")
+    first = screener_cli("check", str(tmp_path), "-f", "json", "-o", str(tmp_path / "r.json"))
+    assert first.returncode == 0, first.stderr
+    single = screener_cli("check", str(GOOD), "-f", "json", "-o", str(tmp_path / "s.json"))
+    assert single.returncode == 0, single.stderr
+    assert batch.expand([str(tmp_path)]) == [str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]
+
+
+def test_a_symlinked_sibling_directory_is_screened_once_and_not_called_a_loop(tmp_path):
+    (tmp_path / "real").mkdir()
+    shutil.copy(GOOD, tmp_path / "real" / "p.yaml")
+    (tmp_path / "zlink").symlink_to("real")
+    entries = batch.expand([str(tmp_path)])
+    assert entries == [str(tmp_path / "real" / "p.yaml")]
+
+
+def test_a_real_loop_is_still_reported(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "up").symlink_to("..")
+    entries = batch.expand([str(tmp_path)])
+    assert len(entries) == 1 and isinstance(entries[0], batch.FileError)
+    assert "loop" in entries[0].diagnostics[0].message
