@@ -7,7 +7,6 @@ come back in input order, so the output is the same whatever the number of worke
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import gc
 import os
@@ -261,20 +260,13 @@ class _Pool:
         self.stop()
         self.pool = self._start()
 
-    def stop(self, wait: bool = False) -> None:
-        if wait:
-            self.pool.shutdown(wait=True)
-            return
-        # An interrupted or broken batch: nothing more is wanted from the workers, and
-        # shutdown(wait=True) would first finish every chunk in flight.
-        processes = list((getattr(self.pool, "_processes", None) or {}).values())
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.kill()
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.join(5)
+    def stop(self, finished: bool = False) -> None:
+        # An interrupted or broken batch wants nothing more from the workers: the chunks
+        # not yet started are cancelled and only those running are waited for (a chunk is
+        # at most 64 files). The workers then exit, none is left without its parent.
+        # (Killing them instead can leave the pool's feeder thread blocked on a full pipe,
+        # and the interpreter waiting for it at exit.)
+        self.pool.shutdown(wait=True, cancel_futures=not finished)
 
 
 def _lost(chunk: list[str], render: Render | None) -> list[Done]:
@@ -324,6 +316,6 @@ def _pooled(chunks: Iterator[list[str]], jobs: int, initargs: tuple[object, ...]
             yield from done
         finished = True
     finally:
-        pool.stop(wait=finished)
+        pool.stop(finished)
 
 

@@ -105,8 +105,7 @@ def _io_failure(exc: OSError, output: object) -> NoReturn:
         _fail(str(exc), Exit.USAGE if exc.usage else Exit.OUTPUT)
     kept = "; the output file was left as it was" if output else ""
     if isinstance(exc, BrokenPipeError):
-        _quiet_stdout()
-        _fail("output closed before it was complete (broken pipe)" + kept, Exit.OUTPUT)
+        _broken_pipe(kept)
     where = f" ({shown(exc.filename)})" if isinstance(exc.filename, str) else ""
     _fail(f"cannot write output: {exc.strerror or exc}{where}{kept}", Exit.OUTPUT)
 
@@ -143,10 +142,26 @@ def _max_age(value: Optional[str]) -> Optional[Measure]:
     return span
 
 
-def _console(stderr: bool = False) -> Console:
+def _console(stderr: bool = False, **options: object) -> Console:
+    """A rich console whose broken pipe is screener's documented exit 5.
+
+    rich's own answer to a broken pipe is a silent exit 1, the status that means "some
+    input failed"; `| head` is no such thing.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+    class Quiet(Console):
+        def on_broken_pipe(self) -> None:
+            _broken_pipe()
+
+    if "file" not in options:
+        options["stderr"] = stderr
+    return Quiet(highlight=False, soft_wrap=stderr, **options)  # type: ignore[arg-type]
+
+
+def _broken_pipe(kept: str = "") -> NoReturn:
+    _quiet_stdout()
+    _fail("output closed before it was complete (broken pipe)" + kept, Exit.OUTPUT)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -292,11 +307,9 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
 
 def _table_console(stream: TextIO) -> Console:
     """Rich output to the terminal, or plain text (no colour codes) to a file or pipe."""
-    from rich.console import Console
-
     if stream is sys.stdout:
-        return Console(highlight=False)
-    return Console(file=stream, highlight=False, no_color=True, width=120)
+        return _console()
+    return _console(file=stream, no_color=True, width=120)
 
 
 @app.command()

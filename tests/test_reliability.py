@@ -118,12 +118,28 @@ def test_a_tree_1100_levels_deep_is_screened(tmp_path):
             f.write(GOOD.read_bytes())
     finally:
         os.close(fd)
-    entries = batch.expand([str(top)])
-    assert len(entries) == 1  # found (or, past the system's path limit, an error record)
-    run = screener_cli("check", str(top), "-f", "jsonl", "--as-of", "2026-11-20", cwd=tmp_path)
-    not_a_bug(run)
-    assert run.returncode in (0, 1)
-    assert len(run.stdout.splitlines()) == 1
+    try:
+        entries = batch.expand([str(top)])
+        assert len(entries) == 1  # found (or, past the system's path limit, an error record)
+        run = screener_cli("check", "deep", "-f", "jsonl", "--as-of", "2026-11-20",
+                           cwd=tmp_path)
+        not_a_bug(run)
+        assert run.returncode in (0, 1)
+        assert len(run.stdout.splitlines()) == 1
+    finally:
+        remove_deep(top)
+
+
+def remove_deep(top: Path) -> None:
+    """Remove the tree a level at a time: shutil.rmtree (and pytest's clean-up of old
+    temporary folders) recurses, and fails on it."""
+    while (top / "d").exists():
+        if (top / "d" / "d").exists():
+            os.rename(top / "d" / "d", top / "next")
+            shutil.rmtree(top / "d")
+            os.rename(top / "next", top / "d")
+        else:
+            shutil.rmtree(top / "d")
 
 
 def test_a_300_character_name_is_that_input_s_error_record(tmp_path):
@@ -386,3 +402,138 @@ def test_a_real_loop_is_still_reported(tmp_path):
     entries = batch.expand([str(tmp_path)])
     assert len(entries) == 1 and isinstance(entries[0], batch.FileError)
     assert "loop" in entries[0].diagnostics[0].message
+
+
+# -------------------------------------------------------------- 4. signals and workers
+
+
+def cohort(folder: Path, size: int) -> Path:
+    folder.mkdir()
+    for i in range(size):
+        shutil.copy(GOOD, folder / f"p{i:05}.yaml")
+    return folder
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_termination_signal_leaves_the_old_output_and_no_worker(tmp_path, signum, status):
+    folder = cohort(tmp_path / "cohort", 1500)
+    out = tmp_path / "out.jsonl"
+    out.write_text("old\n")
+    child = subprocess.Popen([sys.executable, "-m", "screener", "check", str(folder), "-f",
+                              "jsonl", "-o", str(out), "-j", "2"], stderr=subprocess.PIPE,
+                             start_new_session=True)
+    # The temporary file exists from before the first patient until the rename; the signal
+    # is sent while it does (no sleeping for a guessed time).
+    while child.poll() is None and not list(tmp_path.glob(".out.jsonl.*.partial")):
+        pass
+    assert child.poll() is None, "finished before it could be interrupted: make the cohort larger"
+    os.kill(child.pid, signum)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == status, err
+    assert b"terminated" in err and b"bug" not in err
+    assert out.read_text() == "old\n"
+    assert not list(tmp_path.glob(".out.jsonl.*"))
+    with pytest.raises(ProcessLookupError):  # nothing of its session is left running
+        os.killpg(child.pid, 0)
+
+
+def dying_render(record: Any) -> bytes:
+    """Rendering in a worker; a file named poison* kills the worker (once, or always)."""
+    from screener.report import jsonl_line
+
+    # Only a screened record: the parent renders the error records of a lost chunk itself.
+    if isinstance(record, screener.Screening) and Path(record.file).name.startswith("poison"):
+        marker = Path(os.environ["SCREENER_TEST_MARKER"])
+        if os.environ.get("SCREENER_TEST_ALWAYS") or not marker.exists():
+            marker.touch()
+            os._exit(9)
+    return jsonl_line(record)
+
+
+@pytest.mark.parametrize("always", [False, True], ids=["dies-once", "dies-every-time"])
+def test_a_worker_killed_mid_batch_loses_no_file(tmp_path, monkeypatch, always):
+    folder = cohort(tmp_path / "cohort", 60)
+    shutil.copy(GOOD, folder / "poison.yaml")
+    monkeypatch.setenv("SCREENER_TEST_MARKER", str(tmp_path / "died"))
+    if always:
+        monkeypatch.setenv("SCREENER_TEST_ALWAYS", "1")
+    monkeypatch.setattr(batch, "usable_cores", lambda: 2)
+    entries = batch.expand([str(folder)])
+    done = list(batch.run(entries, catalog.load_rule_sets(), jobs=2, render=dying_render))
+    assert [d.file for d in done] == [shown_name(e) for e in entries]  # all, in order
+    assert (tmp_path / "died").exists()
+    failed = [json.loads(d.data) for d in done if d.failed]
+    if not always:
+        assert failed == []  # the chunk was screened again
+    else:
+        assert failed and len(failed) <= 64  # one chunk's files, as error records
+        assert any(r["file"].endswith("poison.yaml") for r in failed)
+        assert all("worker process" in r["error"]["message"] for r in failed)
+        assert "bug" not in failed[0]["error"]["message"]
+
+
+def shown_name(entry: Any) -> str:
+    return entry if isinstance(entry, str) else entry.file
+
+
+def test_jobs_are_capped_at_the_usable_cores(monkeypatch):
+    started: list[int] = []
+    real = batch._Pool.__init__
+
+    def spy(self: Any, jobs: int, initargs: Any) -> None:
+        started.append(jobs)
+        real(self, jobs, initargs)
+
+    monkeypatch.setattr(batch._Pool, "__init__", spy)
+    monkeypatch.setattr(batch, "usable_cores", lambda: 2)
+    names = [str(GOOD)] * 5
+    assert len(list(batch.run(names, catalog.load_rule_sets(), jobs=10_000))) == 5
+    assert started == [2]
+
+
+# ------------------------------------------------------------ 5. I/O errors are not bugs
+
+
+def full_device(tmp_path: Path) -> Path:
+    """A /dev/full of the test's own: the code under test once replaced the device it was
+    given by a regular file, which must not happen to the system's."""
+    node = tmp_path / "full"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+        with open(node, "wb") as handle:
+            handle.write(b"x")
+    except OSError as exc:
+        if exc.errno != 28:  # ENOSPC: it is /dev/full
+            pytest.skip(f"cannot make a full device here: {exc}")
+    else:
+        pytest.skip("not a full device")
+    return node
+
+
+def test_a_full_disk_is_a_one_line_message_and_exit_5(tmp_path):
+    run = screener_cli("check", str(GOOD), "-f", "jsonl", "-o", str(full_device(tmp_path)))
+    not_a_bug(run)
+    assert run.returncode == 5
+    assert b"No space left on device" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["table", "jsonl", "markdown"])
+def test_a_broken_pipe_is_a_one_line_message_and_exit_5(tmp_path, fmt):
+    folder = cohort(tmp_path / "cohort", 40)  # far more output than a pipe holds
+    child = subprocess.Popen([sys.executable, "-m", "screener", "check", str(folder), "-f", fmt],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None
+    child.stdout.readline()
+    child.stdout.close()  # as `| head -1` does
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 5, err
+    assert err.strip().splitlines() == [b"output closed before it was complete (broken pipe)"]
+
+
+def test_a_closed_standard_output_is_a_message_and_exit_5():
+    run = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m screener check "{GOOD}" '
+                          "-f jsonl >&-"], capture_output=True, timeout=300)
+    not_a_bug(run)
+    assert run.returncode == 5
+    assert b"standard output is closed" in run.stderr
