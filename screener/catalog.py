@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import Diagnostic, RuleSetError, nearest
+from .files import shown
 from .rules import RuleSet, load_rule_set
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -28,9 +29,13 @@ def rules_dir() -> Path:
 def load_rule_sets(directory: Path | None = None) -> list[RuleSet]:
     """Every rule set in a directory, ordered by trial id; any broken one stops the load."""
     folder = directory if directory is not None else rules_dir()
-    files = sorted(folder.glob("*.yaml"))
+    # Both YAML suffixes: an NCT….yml file silently skipped would screen without its trial.
+    # Editor leftovers (.#NCT….yaml, NCT….yaml~) are not rule sets.
+    files = sorted(f for f in folder.glob("*") if f.suffix in (".yaml", ".yml")
+                   and not f.name.startswith((".#", "._")))
     if not files:
-        raise RuleSetError(Diagnostic(f"no rule files (*.yaml) in {folder}", str(folder)))
+        raise RuleSetError(Diagnostic(f"no rule files (*.yaml, *.yml) in {shown(str(folder))}",
+                                      shown(str(folder))))
     return [load_rule_set(f) for f in files]
 
 

@@ -8,7 +8,10 @@ Exit statuses (also in the README):
        is not a screening log or comes from a newer screener
     3  a rule set is broken: nothing was screened
     4  internal error (a bug): rerun with SCREENER_DEBUG=1 (or check --debug) for the traceback
+    5  the output cannot be written (a missing or read-only directory, a full disk, a closed
+       or broken pipe); an --output file is left as it was
   130  interrupted (Ctrl-C); an --output file is left as it was
+  143  terminated (SIGTERM), 129 hung up (SIGHUP): as for Ctrl-C
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional, TextIO
 
 import typer
+
+from .files import shown
 
 if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load only what they use
     from rich.console import Console
@@ -66,7 +71,63 @@ class Exit(IntEnum):
     USAGE = 2
     RULES = 3
     INTERNAL = 4
-    INTERRUPTED = 130
+    OUTPUT = 5
+    INTERRUPTED = 130  # 128 + SIGINT; SIGTERM and SIGHUP exit 128 + their number as well
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised wherever the program is, so it unwinds as Ctrl-C does:
+    the temporary output file is removed, worker processes are stopped, the old output
+    stays. A KeyboardInterrupt, so every path that handles Ctrl-C handles these too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signals() -> None:
+    """Turn SIGTERM and SIGHUP into Terminated (by default they kill the process at once,
+    leaving a temporary file behind and workers without a parent)."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            try:
+                signal.signal(number, handler)
+            except ValueError:  # not the main thread (a test driving the app): leave as is
+                pass
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    return 128 + exc.signum if isinstance(exc, Terminated) else int(Exit.INTERRUPTED)
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, point standard output at /dev/null, so the interpreter's final
+    flush does not print a second error about the same pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _io_failure(exc: OSError, output: object) -> NoReturn:
+    """An ordinary I/O error is a one-line message and exit 5 (2 for an output that is an
+    input), never "a bug in screener"."""
+    from .output import OutputError
+
+    if isinstance(exc, OutputError):
+        _fail(str(exc), Exit.USAGE if exc.usage else Exit.OUTPUT)
+    kept = "; the output file was left as it was" if output else ""
+    if isinstance(exc, BrokenPipeError):
+        _broken_pipe(kept)
+    where = f" ({shown(exc.filename)})" if isinstance(exc.filename, str) else ""
+    _fail(f"cannot write output: {exc.strerror or exc}{where}{kept}", Exit.OUTPUT)
 
 
 class Format(str, Enum):
@@ -102,14 +163,33 @@ def _max_age(value: Optional[str]) -> Optional[Measure]:
     return span
 
 
-def _console(stderr: bool = False) -> Console:
+def _console(stderr: bool = False, **options: object) -> Console:
+    """A rich console whose broken pipe is screener's documented exit 5.
+
+    rich's own answer to a broken pipe is a silent exit 1, the status that means "some
+    input failed"; `| head` is no such thing.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+    class Quiet(Console):
+        def on_broken_pipe(self) -> None:
+            _broken_pipe()
+
+    if "file" not in options:
+        options["stderr"] = stderr
+    return Quiet(highlight=False, soft_wrap=stderr, **options)  # type: ignore[arg-type]
 
 
-def _fail(message: str, code: Exit) -> NoReturn:
-    _console(stderr=True).print(message, style="red", markup=False, highlight=False)
+def _broken_pipe(kept: str = "") -> NoReturn:
+    _quiet_stdout()
+    _fail("output closed before it was complete (broken pipe)" + kept, Exit.OUTPUT)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    try:
+        _console(stderr=True).print(message, style="red", markup=False, highlight=False)
+    except (OSError, ValueError):  # standard error closed too: the status still says it
+        pass
     raise typer.Exit(int(code))
 
 
@@ -156,6 +236,7 @@ def check(
 
     Example: screener check examples/patients/ --format csv --output cohort.csv
     """
+    _on_signals()
     try:
         if excel and format is not Format.csv:
             raise typer.BadParameter("--excel is for --format csv", param_hint="--excel")
@@ -164,9 +245,12 @@ def check(
                       (as_of, max_age), everything)
     except (typer.Exit, typer.BadParameter):
         raise
-    except KeyboardInterrupt:
-        _fail("interrupted" + ("; no output file was written" if output else "")
-              + ("; nothing was added to the log" if log else ""), Exit.INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        _fail(("terminated" if isinstance(exc, Terminated) else "interrupted")
+              + ("; the output file was left as it was" if output else "")
+              + ("; nothing was added to the log" if log else ""), _interrupted(exc))
+    except OSError as exc:
+        _io_failure(exc, output)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if log is not None:
             from .log import LogError
@@ -199,8 +283,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     from .batch import expand, run
     from .catalog import select
     from .output import atomic_output, utf8_writer
-    from .report import (asks_of, csv_header, csv_rows, json_array, json_document, jsonl_line,
-                         markdown, render as render_record)
+    from .report import (asks_of, csv_header, csv_rows, indent_document, json_document,
+                         jsonl_line, markdown, render as render_record)
     from .summary import Cohort, entry, markdown as cohort_markdown, render as render_cohort
 
     rule_sets = known_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
@@ -219,7 +303,6 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     failed = False
     cohort = Cohort()
     cohort.describe(rule_sets)
-    documents: list[str] = []
     # A coordinator screening a directory reads the cohort summary first: 20 full reports
     # are thousands of lines. The workers then send only what the summary needs.
     summary_only = (fmt is Format.html and not checklist) or (
@@ -231,7 +314,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     progress = _progress(len(entries))
     # The log is appended after the output file is in place, and not at all if the run
     # stops early: the recorder's exit commits or drops the run (log.Recorder).
-    with recorder or contextlib.nullcontext(), atomic_output(output) as stream:
+    with recorder or contextlib.nullcontext(), \
+            atomic_output(output, [e for e in entries if isinstance(e, str)]) as stream:
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
         task = progress.add_task("screening", total=len(entries)) if progress else None
@@ -262,7 +346,14 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 elif checklist:
                     stream.write(_html(record))
                 elif fmt is Format.json:
-                    documents.append(data.decode("utf-8"))
+                    # Streamed, not collected: a report is some 370 KB of indented JSON,
+                    # and holding 5,000 of them took 1.86 GB. The bytes are the ones
+                    # json_array would make of the whole list.
+                    text = data.decode("utf-8")
+                    if len(entries) == 1:
+                        stream.write(text + "\n")
+                    else:
+                        stream.write(("[\n" if index == 0 else ",\n") + indent_document(text))
                 else:
                     write(data)
                 if progress:
@@ -270,8 +361,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         finally:
             if progress:
                 progress.stop()
-        if fmt is Format.json:
-            stream.write((documents[0] if len(entries) == 1 else json_array(documents)) + "\n")
+        if fmt is Format.json and len(entries) > 1:
+            stream.write("\n]\n")
         elif fmt is Format.html and not checklist:  # the cohort page
             from .htmlreport import page
 
@@ -315,11 +406,9 @@ def _recorder(log: Path, rule_sets: list[RuleSet], known_sets: list[RuleSet],
 
 def _table_console(stream: TextIO) -> Console:
     """Rich output to the terminal, or plain text (no colour codes) to a file or pipe."""
-    from rich.console import Console
-
     if stream is sys.stdout:
-        return Console(highlight=False)
-    return Console(file=stream, highlight=False, no_color=True, width=120)
+        return _console()
+    return _console(file=stream, no_color=True, width=120)
 
 
 @app.command()
@@ -556,12 +645,19 @@ def import_bundle(
     from .importer import bundle_to_yaml
     from .output import atomic_output
 
+    _on_signals()
     try:
-        text = bundle_to_yaml(bundle, as_of=_as_of(as_of))
-    except ScreenerError as exc:
-        _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
-    with atomic_output(output) as stream:
-        stream.write(text)
+        # Entered before the bundle is read: a bad --output fails before any work.
+        with atomic_output(output, [bundle]) as stream:
+            try:
+                text = bundle_to_yaml(bundle, as_of=_as_of(as_of))
+            except ScreenerError as exc:
+                _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
+            stream.write(text)
+    except KeyboardInterrupt as exc:
+        _fail("interrupted", _interrupted(exc))
+    except OSError as exc:
+        _io_failure(exc, output)
 
 
 class LogFormat(str, Enum):
@@ -678,6 +774,14 @@ def main() -> None:
     """The console script: any command's unexpected failure is a short message, not a traceback."""
     try:
         app()
+    except OSError as exc:  # an I/O error outside check and import: not a bug either
+        if os.environ.get("SCREENER_DEBUG"):
+            raise
+        if isinstance(exc, BrokenPipeError):
+            _quiet_stdout()
+        with contextlib.suppress(Exception):
+            print(f"screener: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(int(Exit.OUTPUT))
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if os.environ.get("SCREENER_DEBUG"):
             raise

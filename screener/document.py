@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
-import os
 import re
-import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 import yaml
 
 from .errors import Diagnostic, Position, ScreenerError, clip, describe_value, nearest
+from .files import TooLarge, read_regular
 from .memo import keep
 
 PathKey = tuple[str | int, ...]
@@ -144,21 +143,12 @@ def _error(file: str, text: str, message: str, line: int | None, column: int | N
 def read_text(path: str | Path, display: str, error: type[ScreenerError]) -> str:
     """Read a file as UTF-8 text, refusing binary, oversized and undecodable input."""
     try:
-        with open(path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            size = info.st_size
-            if size > MAX_BYTES:
-                raise error(Diagnostic(f"file is {size:,} bytes; the limit is {MAX_BYTES:,}",
-                                       display))
-            # A device or pipe has no size (/dev/zero never ends): read one byte past the
-            # limit at most. A regular file says its size; asking for just that much (plus
-            # one) avoids allocating a megabyte for every few-kilobyte patient file.
-            regular = stat.S_ISREG(info.st_mode)
-            raw = handle.read((size if regular else MAX_BYTES) + 1)
+        raw = read_regular(path, MAX_BYTES)
+    except TooLarge:
+        raise error(Diagnostic(f"file is over the limit of {MAX_BYTES:,} bytes", display)) \
+            from None
     except OSError as exc:
         raise error(Diagnostic(f"cannot read file: {exc.strerror or exc}", display)) from None
-    if len(raw) > MAX_BYTES:
-        raise error(Diagnostic(f"file is over the limit of {MAX_BYTES:,} bytes", display))
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
             raise error(Diagnostic(f"file is {encoding} text, not UTF-8", display,

@@ -39,6 +39,7 @@ import yaml
 
 from . import units, vocabulary as v
 from .errors import Diagnostic, PatientError, Position
+from .files import TooLarge, read_regular
 from .patient import Patient, from_mapping
 
 MAPPING_FILE = Path(__file__).resolve().parent / "data" / "fhir_mapping.yaml"
@@ -231,7 +232,12 @@ class When:
             return None
         if zone and zone != "Z":
             sign = 1 if zone[0] == "+" else -1
-            moment -= sign * dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+            try:
+                moment -= sign * dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+            except OverflowError:
+                # 9999-12-31T23:59:59-23:59 is past the end of Python's calendar in UTC:
+                # no real record, so it reads as an unusable date, like garbage.
+                return None
         return cls(date, moment)
 
 
@@ -281,14 +287,19 @@ def _fail(display: str, message: str, hint: str | None = None,
     return PatientError(Diagnostic(message, display, position, hint, source_line))
 
 
+class _Duplicate(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
 def read_json(path: Path, display: str) -> Any:
     """Parse a JSON file; any problem is a PatientError naming the file (and line/column)."""
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise _fail(display, f"file is {size:,} bytes; the limit for a FHIR bundle is "
-                                 f"{MAX_BYTES:,}", "export one patient per file")
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_BYTES)
+    except TooLarge:
+        raise _fail(display, f"file is over the limit for a FHIR bundle of {MAX_BYTES:,} "
+                             "bytes", "export one patient per file") from None
     except OSError as exc:
         raise _fail(display, f"cannot read file: {exc.strerror or exc}") from None
     try:
@@ -310,8 +321,24 @@ def read_json(path: Path, display: str) -> Any:
             raise ValueError(f"{digits} is too large a number")
         return value
 
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # JSON allows a key twice and json.loads keeps the last; in a clinical record the
+        # two values disagree (a second deceasedBoolean), so, as in YAML, it is an error.
+        made = dict(pairs)
+        if len(made) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise _Duplicate(key)
+                seen.add(key)
+        return made
+
     try:
-        return json.loads(text, parse_constant=constant, parse_float=number)
+        return json.loads(text, parse_constant=constant, parse_float=number,
+                          object_pairs_hook=unique)
+    except _Duplicate as exc:
+        raise _fail(display, f"not valid FHIR JSON: duplicate key {clean(exc.key)!r} in an "
+                             "object", "each key may appear once; check the export") from None
     except json.JSONDecodeError as exc:
         lines = text.splitlines()
         source = lines[exc.lineno - 1] if 0 < exc.lineno <= len(lines) else None
@@ -509,11 +536,19 @@ class _Reader:
         return None
 
     def subject_check(self, resource: dict[str, Any], index: int, idx: _Index,
-                      patient: dict[str, Any]) -> None:
+                      patient: dict[str, Any]) -> bool:
+        """Whether the resource is about the bundle's patient, so its data may be used."""
         key = "patient" if resource["resourceType"] == "Immunization" else "subject"
         ref = resource.get(key)
+        if ref is None:
+            return True  # no subject at all: in a one-patient bundle it is about that patient
         if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
-            return  # no reference: in a one-patient bundle it is about that patient
+            # Only an identifier (or a display name): nothing ties it to this Patient, and
+            # an MRN of another patient would pass unseen. Not this patient's data.
+            self.warn(f"{_name(resource, index)}: {key} names no resource of the bundle "
+                      "(only an identifier or a display); not used",
+                      "export the bundle with references to its Patient")
+            return False
         target = idx.resolve(ref["reference"])
         if target is None:
             self.error(f"{_name(resource, index)}: {key} refers to "
@@ -523,6 +558,7 @@ class _Reader:
             self.error(f"{_name(resource, index)}: {key} refers to "
                        f"{clean(ref['reference'])}, not to this bundle's "
                        f"Patient/{clean(str(patient.get('id')))}")
+        return target is patient
 
     # -------------------------------------------------------------------- observations
 
@@ -1066,8 +1102,8 @@ def read_bundle(path: Path, display: str, as_of: dt.date | None = None,
     deceased = reader.demographics(patient, full_url)
     by_type: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for i, resource, _ in entries:
-        if resource["resourceType"] in CLINICAL:
-            reader.subject_check(resource, i, index, patient)
+        if resource["resourceType"] in CLINICAL and \
+                reader.subject_check(resource, i, index, patient):
             by_type.setdefault(resource["resourceType"], []).append((i, resource))
     reader.observations(by_type.get("Observation", []))
     if "Condition" in by_type:

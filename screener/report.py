@@ -169,11 +169,16 @@ def json_document(record: Record) -> str:
     return dumps(to_json(record))
 
 
+def indent_document(document: str) -> str:
+    """One indented document as it stands inside json_array's list."""
+    return "\n".join("  " + line for line in document.split("\n"))
+
+
 def json_array(documents: list[str]) -> str:
     """Indented documents joined into the bytes json.dumps(list, indent=2) would give."""
     if not documents:
         return "[]"
-    inner = ",\n".join("\n".join("  " + line for line in d.split("\n")) for d in documents)
+    inner = ",\n".join(indent_document(d) for d in documents)
     return "[\n" + inner + "\n]"
 
 

@@ -28,9 +28,11 @@ from .patient import normalise_mutation
 from .units import Measure, UnitError
 
 _LEAVES: dict[Node, Node] = {}
-_ULN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x|×|\*)?\s*ULN\s*$", re.IGNORECASE)
-_CRITERION_ID = re.compile(r"^([IE])(\d+)$")
-_TRIAL_ID = re.compile(r"^NCT\d{8}$")
+# ASCII digits only, to the end of the text: Python's \d also matches Arabic-Indic and
+# other digits (NCT٠٠٠…), and $ a final line break, which would make look-alike ids.
+_ULN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x|×|\*)?\s*ULN\s*\Z", re.IGNORECASE | re.ASCII)
+_CRITERION_ID = re.compile(r"^([IE])(\d+)\Z", re.ASCII)
+_TRIAL_ID = re.compile(r"^NCT\d{8}\Z", re.ASCII)
 # Spellings other languages use for the operators, so the hint names the right one
 # (difflib alone suggests lt for lte).
 _OPERATOR_ALIASES = {"lte": "le", "gte": "ge", "<": "lt", "<=": "le", ">": "gt", ">=": "ge",
@@ -422,11 +424,19 @@ class _Compiler:
             multiple = float(match.group(1))
             if multiple > units.MAX_MAGNITUDE:  # 400 nines would be inf
                 raise self.fail(path, f"{_q(raw)} is too large a multiple of ULN")
+            if multiple <= 0:  # 0 x ULN would hold for no lab value, or for every one
+                raise self.fail(path, f"{_q(raw)} cannot be meant: a multiple of ULN must be "
+                                      "above zero")
             return Compare(field, op, Threshold(multiple, True), label, analyte,
                            default, spec.uln_source)
         if isinstance(value_spec, v.Quantity):
-            return Compare(field, op, Threshold(self.amount(value_spec, raw, path)), label,
-                           value_spec.analyte)
+            amount = self.amount(value_spec, raw, path)
+            if isinstance(amount, Measure) and amount.magnitude < 0:
+                # Ages, durations, masses and concentrations are never negative: such a
+                # threshold is a typo (`ge: -18 years`) that would pass every patient.
+                raise self.fail(path, f"threshold for {label} cannot be negative: "
+                                      f"{amount.written}")
+            return Compare(field, op, Threshold(amount), label, value_spec.analyte)
         if isinstance(value_spec, (v.Integer, v.Number)):
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                 raise self.fail(path, f"{label} is a plain number; compare it with one, "

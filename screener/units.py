@@ -5,10 +5,10 @@ Policy, in one place:
 * **Accepted spellings only.** A unit is looked up in `SPELLINGS` before pint ever sees it.
   pint parses unit strings as arithmetic (`10*9/L` is 90 per litre, `10^9` an exponent),
   and knows offset units such as degC that break multiplication; neither can reach it here.
-* **One registry**, created once on first use. pint computes each accepted unit's
-  dimensionality and factor to SI base units once per pint install; that small table is
-  kept in the user's cache folder (`table()`), so a run normally never imports pint, and
-  every conversion is one cached multiplication.
+* **One registry**, used at development time: pint computes each accepted unit's
+  dimensionality and factor to SI base units, and that small table ships in the package
+  (`unit_table.py`, `table()`), so a run never imports pint, reads no cache, and every
+  conversion is one cached multiplication.
 * **Mass and molar concentrations** convert only through the molar mass of the analyte a
   field measures (bilirubin 584.66 g/mol, creatinine 113.12 g/mol); a field without a molar
   mass accepts no molar unit, so nothing ever converts across analytes.
@@ -21,13 +21,10 @@ Policy, in one place:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import reference
@@ -166,18 +163,15 @@ def normalise_unit(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def registry() -> pint.UnitRegistry:
-    """The program's only pint registry.
+    """The program's only pint registry, used only to compute the unit table.
 
-    pint's own definition cache (in the user's cache folder) turns the ~130 ms parse of its
-    unit definitions into ~20 ms on every run after the first; where that folder cannot be
-    written, the registry is built without it.
+    Built without pint's definition cache: that cache is a pickle in the user's cache
+    folder, which anyone who can write there could make run code, and a truncated one
+    broke every later run until deleted by hand.
     """
     import pint
 
-    try:
-        return pint.UnitRegistry(cache_folder=":auto:")
-    except OSError:
-        return pint.UnitRegistry()
+    return pint.UnitRegistry()
 
 
 @lru_cache(maxsize=1)
@@ -185,27 +179,18 @@ def table() -> dict[str, tuple[str, float]]:
     """Each accepted unit's dimensionality and factor to SI base units, as pint computes them.
 
     Importing pint and building its registry is most of a single check's start-up, and the
-    answers for a fixed list of spellings never change for one pint install. So pint
-    computes them once; they are kept in the user's cache folder, keyed to the pint install
-    and to this module's spellings, and every conversion is then one multiplication.
+    answers for a fixed list of spellings never change. So the table is computed when
+    screener is developed (`python tools/unit_table.py`) and shipped in the package
+    (`unit_table.py`); a test checks it equals what the installed pint computes. Nothing is
+    cached at run time, so no file outside the package can change a verdict. Should the
+    spellings ever differ from the shipped table's (an edit without regenerating it), pint
+    computes the table in memory for this run.
     """
-    key = _table_key()
-    path = _cache_dir() / f"units-{key}.json"
-    try:
-        cached = json.loads(path.read_text(encoding="utf-8"))
-        if set(cached) == set(SPELLINGS) | {_MOLAR_MASS_UNIT}:
-            return {unit: (str(dim), float(base)) for unit, (dim, base) in cached.items()}
-    except (OSError, ValueError, TypeError):
-        pass
-    computed = _table_from_pint()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(computed, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError:
-        pass  # a read-only home only costs the next run the same computation
-    return computed
+    from .unit_table import TABLE
+
+    if set(TABLE) == set(SPELLINGS) | {_MOLAR_MASS_UNIT}:
+        return dict(TABLE)
+    return _table_from_pint()
 
 
 _MOLAR_MASS_UNIT = "gram / mole"
@@ -220,26 +205,6 @@ def _table_from_pint() -> dict[str, tuple[str, float]]:
     mass = ureg.Quantity(1.0, _MOLAR_MASS_UNIT).to_base_units()
     found[_MOLAR_MASS_UNIT] = (str(mass.dimensionality), float(mass.magnitude))
     return found
-
-
-def _table_key() -> str:
-    """Changes whenever pint is reinstalled or the accepted spellings change."""
-    import hashlib
-    import importlib.util
-
-    spec = importlib.util.find_spec("pint")
-    origin = spec.origin if spec and spec.origin else "pint"
-    try:
-        stamp = f"{origin}:{os.stat(origin).st_mtime_ns}"
-    except OSError:
-        stamp = origin
-    text = stamp + json.dumps(SPELLINGS, sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "screener"
 
 
 def dimension_of(unit: str) -> str:

@@ -1,0 +1,541 @@
+"""No input, file system or signal loses a batch or a file.
+
+Each test here is about one class of failure a user met (the README's promise that one bad
+file never stops a batch, and that --output never leaves a half file or destroys one).
+Hostile files small enough to commit are in tests/bad_inputs/; the rest (odd names, FIFOs,
+devices, deep trees) cannot live in git and are made here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import screener
+from screener import batch, catalog, document, fhir
+from screener.errors import PatientError, RuleSetError
+
+HERE = Path(__file__).parent
+CORPUS = HERE / "bad_inputs"
+EXAMPLES = HERE.parent / "examples" / "patients"
+GOOD = EXAMPLES / "first-visit-minimal-record.yaml"
+FORMATS = ["table", "json", "jsonl", "csv", "markdown"]
+
+
+def screener_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                 **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "screener", *args], capture_output=True,
+                          timeout=300, cwd=cwd, env=env, **kwargs)
+
+
+def not_a_bug(run: subprocess.CompletedProcess[bytes]) -> None:
+    err = run.stderr.decode("utf-8", "replace")
+    assert run.returncode != 4, err
+    assert "Traceback" not in err and "bug in screener" not in err, err
+
+
+def records(out: bytes) -> dict[str, dict[str, Any]]:
+    found = [json.loads(line) for line in out.decode("utf-8").splitlines() if line.strip()]
+    return {Path(r["file"]).name: r for r in found}
+
+
+# ------------------------------------------------------ 1. one odd name or value kills a batch
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_file_name_that_is_not_utf8_is_screened_and_written_escaped(tmp_path, fmt):
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    shutil.copy(GOOD, folder / "a.yaml")
+    odd = os.fsencode(folder) + b"/b\xff\x1b.yaml"
+    shutil.copy(GOOD, odd)
+    run = screener_cli("check", "cohort", "-f", fmt, "--as-of", "2026-11-20", cwd=tmp_path)
+    not_a_bug(run)
+    assert run.returncode == 0, run.stderr
+    text = run.stdout.decode("utf-8")  # valid UTF-8 in every format
+    assert "b\\xff\\x1b.yaml" in text.replace("\\\\", "\\")  # the bytes, said losslessly
+    assert "\x1b" not in text
+
+
+def test_a_name_with_a_backslash_stays_distinct_from_an_escaped_one():
+    from screener.files import shown
+
+    assert shown("plain.yaml") == "plain.yaml"
+    assert shown(os.fsdecode(b"b\xff.yaml")) != shown("b\\xff.yaml")
+
+
+EDGE = "9999-12-31T23:59:59-23:59"
+
+
+def edge_bundle(tmp_path: Path) -> Path:
+    data = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:pt-1", "resource": {"resourceType": "Patient", "id": "pt-1",
+                                                  "birthDate": "1980-05-17"}},
+        {"fullUrl": "urn:uuid:o1", "resource": {
+            "resourceType": "Observation", "id": "o1", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "1742-6"}]},
+            "subject": {"reference": "urn:uuid:pt-1"}, "effectiveDateTime": EDGE,
+            "valueQuantity": {"value": 20, "unit": "U/L"}}}]}
+    path = tmp_path / "edge.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("command", ["check", "validate", "import"])
+def test_a_datetime_at_the_end_of_the_calendar_with_an_offset_is_no_crash(tmp_path, command):
+    path = edge_bundle(tmp_path)
+    args = [command, str(path)] + (["--as-of", "2026-11-20"] if command != "validate" else [])
+    run = screener_cli(*args)
+    not_a_bug(run)
+    assert run.returncode in (0, 1)
+    assert fhir.When.parse(EDGE) is None  # an unusable date, like any other garbage
+
+
+def test_a_tree_1100_levels_deep_is_screened(tmp_path):
+    top = tmp_path / "deep"
+    # Made relative to each level, since the whole path is longer than some calls accept.
+    os.makedirs(top)
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(1100):
+            os.mkdir("d", dir_fd=fd)
+            new = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        with open(os.open("p.yaml", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
+            f.write(GOOD.read_bytes())
+    finally:
+        os.close(fd)
+    try:
+        entries = batch.expand([str(top)])
+        assert len(entries) == 1  # found (or, past the system's path limit, an error record)
+        run = screener_cli("check", "deep", "-f", "jsonl", "--as-of", "2026-11-20",
+                           cwd=tmp_path)
+        not_a_bug(run)
+        assert run.returncode in (0, 1)
+        assert len(run.stdout.splitlines()) == 1
+    finally:
+        remove_deep(top)
+
+
+def remove_deep(top: Path) -> None:
+    """Remove the tree a level at a time: shutil.rmtree (and pytest's clean-up of old
+    temporary folders) recurses, and fails on it."""
+    while (top / "d").exists():
+        if (top / "d" / "d").exists():
+            os.rename(top / "d" / "d", top / "next")
+            shutil.rmtree(top / "d")
+            os.rename(top / "next", top / "d")
+        else:
+            shutil.rmtree(top / "d")
+
+
+def test_a_300_character_name_is_that_input_s_error_record(tmp_path):
+    long = tmp_path / ("p" * 300 + ".yaml")
+    shutil.copy(GOOD, tmp_path / "good.yaml")
+    run = screener_cli("check", str(tmp_path / "good.yaml"), str(long), "-f", "jsonl",
+                       "--as-of", "2026-11-20")
+    not_a_bug(run)
+    assert run.returncode == 1
+    found = [json.loads(line) for line in run.stdout.splitlines()]
+    assert "trials" in found[0]
+    assert "too long" in found[1]["error"]["message"]
+
+
+# ------------------------------------------------------------ 2. nothing but regular files
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_fifo_in_a_cohort_is_an_error_record_not_a_hang(tmp_path):
+    shutil.copy(GOOD, tmp_path / "a.yaml")
+    os.mkfifo(tmp_path / "b.yaml")
+    os.mkfifo(tmp_path / "c.json")
+    run = screener_cli("check", str(tmp_path), "-f", "jsonl", "--as-of", "2026-11-20")
+    not_a_bug(run)
+    assert run.returncode == 1
+    found = records(run.stdout)
+    assert "trials" in found["a.yaml"]
+    for name in ("b.yaml", "c.json"):
+        assert "not a regular file" in found[name]["error"]["message"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_fifo_among_the_rule_files_is_a_rule_error_not_a_hang(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(catalog.rules_dir(), rules)
+    os.mkfifo(rules / "NCT00000001.yaml")
+    run = screener_cli("check", str(GOOD), "--rules", str(rules))
+    not_a_bug(run)
+    assert run.returncode == 3
+    assert b"not a regular file" in run.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_a_json_link_to_an_endless_device_is_refused_unread(tmp_path):
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    with pytest.raises(PatientError) as caught:
+        batch.load_any(str(tmp_path / "zero.json"))
+    assert "a device, not a regular file" in caught.value.diagnostic.message
+
+
+def test_the_size_limit_applies_to_what_is_read(tmp_path, monkeypatch):
+    """A file that grows after stat (here: stat is made to lie) is still cut at the limit."""
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"id: PT-1\n" + b"#\n" * document.MAX_BYTES)
+    real_fstat = os.fstat
+
+    def small(fd: int) -> os.stat_result:
+        info = real_fstat(fd)
+        fields = list(info)
+        fields[stat.ST_SIZE] = 10
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "fstat", small)
+    with pytest.raises(PatientError) as caught:
+        screener.load_patient(path)
+    assert "limit" in caught.value.diagnostic.message
+
+
+# ----------------------------------------------------------- 3. --output destroys nothing
+
+
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path):
+    path = tmp_path / "p.yaml"
+    shutil.copy(GOOD, path)
+    before = path.read_bytes()
+    run = screener_cli("check", str(path), "-o", str(path))
+    not_a_bug(run)
+    assert run.returncode == 2
+    assert b"is one of the inputs" in run.stderr
+    assert path.read_bytes() == before
+
+
+def test_an_output_that_is_an_input_through_a_directory_or_link_is_refused(tmp_path):
+    shutil.copy(GOOD, tmp_path / "p.yaml")
+    (tmp_path / "out.yaml").symlink_to("p.yaml")
+    before = (tmp_path / "p.yaml").read_bytes()
+    run = screener_cli("check", str(tmp_path), "-o", str(tmp_path / "out.yaml"))
+    assert run.returncode == 2, run.stderr
+    assert (tmp_path / "p.yaml").read_bytes() == before
+
+
+def test_import_onto_its_own_bundle_is_refused(tmp_path):
+    path = edge_bundle(tmp_path)
+    before = path.read_bytes()
+    run = screener_cli("import", str(path), "-o", str(path))
+    not_a_bug(run)
+    assert run.returncode == 2
+    assert path.read_bytes() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_an_output_onto_a_fifo_writes_through_it(tmp_path):
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def reader() -> None:
+        with open(fifo, "rb") as handle:
+            received.append(handle.read())
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    run = screener_cli("check", str(GOOD), "-f", "jsonl", "-o", str(fifo))
+    not_a_bug(run)
+    assert run.returncode == 0, run.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced by a regular file"
+    thread.join(60)
+    assert received and json.loads(received[0])["file"] == str(GOOD)
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="no /dev/null")
+def test_an_output_onto_dev_stdout_reaches_standard_output(tmp_path):
+    run = screener_cli("check", str(GOOD), "-f", "jsonl", "-o", "/dev/stdout")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["file"] == str(GOOD)
+
+
+def test_an_output_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = elsewhere / "report.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "report.jsonl"
+    link.symlink_to(target)
+    run = screener_cli("check", str(GOOD), "-f", "jsonl", "-o", str(link))
+    assert run.returncode == 0, run.stderr
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert json.loads(target.read_text())["file"] == str(GOOD)
+    assert not [p for p in elsewhere.iterdir() if p.name.endswith(".partial")]
+
+
+def test_an_output_in_a_missing_directory_fails_before_screening(tmp_path):
+    run = screener_cli("check", str(GOOD), "-o", str(tmp_path / "no" / "such" / "out.txt"))
+    not_a_bug(run)
+    assert run.returncode == 5
+    assert len(run.stderr.decode().strip().splitlines()) == 1
+    assert run.stdout == b""
+
+
+def test_an_output_keeps_the_old_mode_or_follows_the_umask(tmp_path):
+    old = tmp_path / "old.jsonl"
+    old.write_text("x\n")
+    old.chmod(0o640)
+    assert screener_cli("check", str(GOOD), "-f", "jsonl", "-o", str(old)).returncode == 0
+    assert stat.S_IMODE(old.stat().st_mode) == 0o640
+    new = tmp_path / "new.jsonl"
+    run = subprocess.run(["sh", "-c", f'umask 027; exec "{sys.executable}" -m screener check '
+                          f'"{GOOD}" -f jsonl -o "{new}"'], capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640
+
+
+def test_an_output_of_dash_is_standard_output(tmp_path):
+    run = screener_cli("check", str(GOOD), "-f", "jsonl", "-o", "-", cwd=tmp_path)
+    assert run.returncode == 0
+    assert json.loads(run.stdout)["file"] == str(GOOD)
+    assert not (tmp_path / "-").exists()
+
+
+# ----------------------------------------------------------------- 10-13. deceiving input
+
+
+def test_a_duplicate_key_in_fhir_json_is_an_error(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text('{"resourceType": "Bundle", "type": "collection", "entry": [{"resource":'
+                    ' {"resourceType": "Patient", "id": "p", "deceasedBoolean": true,'
+                    ' "deceasedBoolean": false}}]}')
+    with pytest.raises(PatientError) as caught:
+        batch.load_any(str(path))
+    assert "duplicate key 'deceasedBoolean'" in caught.value.diagnostic.message
+
+
+def test_an_observation_whose_subject_is_only_an_identifier_is_not_used(tmp_path):
+    path = edge_bundle(tmp_path)
+    data = json.loads(path.read_text())
+    observation = data["entry"][1]["resource"]
+    observation["effectiveDateTime"] = "2026-11-10"
+    observation["subject"] = {"identifier": {"system": "urn:mrn", "value": "123"}}
+    path.write_text(json.dumps(data))
+    extract = fhir.read_bundle(path, "b.json", today=dt.date(2026, 11, 20))
+    assert extract.record.get("labs", {}) == {}
+    assert any("only an identifier" in w.message for w in extract.warnings)
+
+
+RULE = textwrap.dedent("""\
+    trial: NCT00000001
+    product: P
+    title: T
+    sources: [https://example.org]
+    criteria:
+      - id: I1
+        kind: inclusion
+        label: L
+        text: T
+        check: {check}
+""")
+
+
+def test_a_rule_file_named_yml_is_loaded_not_skipped(tmp_path):
+    (tmp_path / "NCT00000001.yml").write_text(RULE.format(check="{field: age, ge: 18 years}"))
+    assert [r.trial for r in catalog.load_rule_sets(tmp_path)] == ["NCT00000001"]
+
+
+@pytest.mark.parametrize(("check", "message"), [
+    ("{field: age, ge: -18 years}", "cannot be negative"),
+    ("{field: labs.total_bilirubin, le: 0 x ULN}", "above zero"),
+])
+def test_a_threshold_that_cannot_be_meant_is_an_error(check, message):
+    with pytest.raises(RuleSetError) as caught:
+        screener.parse_rule_set(RULE.format(check=check), "<rules>")
+    assert message in caught.value.diagnostic.message
+
+
+@pytest.mark.parametrize("text", [RULE.replace("NCT00000001", "NCT0000000\u0661"),
+                                  RULE.replace("id: I1", "id: I\u0661")])
+def test_ids_with_digits_that_are_not_ascii_are_refused(text):
+    with pytest.raises(RuleSetError):
+        screener.parse_rule_set(text.format(check="{field: age, ge: 18 years}"), "<rules>")
+
+
+def test_editor_and_os_leftovers_are_not_screened(tmp_path):
+    shutil.copy(GOOD, tmp_path / "a.yaml")
+    shutil.copy(GOOD, tmp_path / "a.yaml~")
+    shutil.copy(GOOD, tmp_path / "._a.yaml")
+    (tmp_path / ".#a.yaml").symlink_to("user@host.1234:1700000000")  # an Emacs lock
+    assert batch.expand([str(tmp_path)]) == [str(tmp_path / "a.yaml")]
+
+
+def test_a_json_report_written_into_the_cohort_is_not_screened_next_time(tmp_path):
+    shutil.copy(GOOD, tmp_path / "a.yaml")
+    shutil.copy(GOOD, tmp_path / "b.yaml")
+    first = screener_cli("check", str(tmp_path), "-f", "json", "-o", str(tmp_path / "r.json"))
+    assert first.returncode == 0, first.stderr
+    single = screener_cli("check", str(GOOD), "-f", "json", "-o", str(tmp_path / "s.json"))
+    assert single.returncode == 0, single.stderr
+    assert batch.expand([str(tmp_path)]) == [str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]
+
+
+def test_a_symlinked_sibling_directory_is_screened_once_and_not_called_a_loop(tmp_path):
+    (tmp_path / "real").mkdir()
+    shutil.copy(GOOD, tmp_path / "real" / "p.yaml")
+    (tmp_path / "zlink").symlink_to("real")
+    entries = batch.expand([str(tmp_path)])
+    assert entries == [str(tmp_path / "real" / "p.yaml")]
+
+
+def test_a_real_loop_is_still_reported(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "up").symlink_to("..")
+    entries = batch.expand([str(tmp_path)])
+    assert len(entries) == 1 and isinstance(entries[0], batch.FileError)
+    assert "loop" in entries[0].diagnostics[0].message
+
+
+# -------------------------------------------------------------- 4. signals and workers
+
+
+def cohort(folder: Path, size: int) -> Path:
+    folder.mkdir()
+    for i in range(size):
+        shutil.copy(GOOD, folder / f"p{i:05}.yaml")
+    return folder
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_termination_signal_leaves_the_old_output_and_no_worker(tmp_path, signum, status):
+    folder = cohort(tmp_path / "cohort", 1500)
+    out = tmp_path / "out.jsonl"
+    out.write_text("old\n")
+    child = subprocess.Popen([sys.executable, "-m", "screener", "check", str(folder), "-f",
+                              "jsonl", "-o", str(out), "-j", "2"], stderr=subprocess.PIPE,
+                             start_new_session=True)
+    # The temporary file exists from before the first patient until the rename; the signal
+    # is sent while it does (no sleeping for a guessed time).
+    while child.poll() is None and not list(tmp_path.glob(".out.jsonl.*.partial")):
+        pass
+    assert child.poll() is None, "finished before it could be interrupted: make the cohort larger"
+    os.kill(child.pid, signum)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == status, err
+    assert b"terminated" in err and b"bug" not in err
+    assert out.read_text() == "old\n"
+    assert not list(tmp_path.glob(".out.jsonl.*"))
+    with pytest.raises(ProcessLookupError):  # nothing of its session is left running
+        os.killpg(child.pid, 0)
+
+
+def dying_render(record: Any) -> bytes:
+    """Rendering in a worker; a file named poison* kills the worker (once, or always)."""
+    from screener.report import jsonl_line
+
+    # Only a screened record: the parent renders the error records of a lost chunk itself.
+    if isinstance(record, screener.Screening) and Path(record.file).name.startswith("poison"):
+        marker = Path(os.environ["SCREENER_TEST_MARKER"])
+        if os.environ.get("SCREENER_TEST_ALWAYS") or not marker.exists():
+            marker.touch()
+            os._exit(9)
+    return jsonl_line(record)
+
+
+@pytest.mark.parametrize("always", [False, True], ids=["dies-once", "dies-every-time"])
+def test_a_worker_killed_mid_batch_loses_no_file(tmp_path, monkeypatch, always):
+    folder = cohort(tmp_path / "cohort", 60)
+    shutil.copy(GOOD, folder / "poison.yaml")
+    monkeypatch.setenv("SCREENER_TEST_MARKER", str(tmp_path / "died"))
+    if always:
+        monkeypatch.setenv("SCREENER_TEST_ALWAYS", "1")
+    monkeypatch.setattr(batch, "usable_cores", lambda: 2)
+    entries = batch.expand([str(folder)])
+    done = list(batch.run(entries, catalog.load_rule_sets(), jobs=2, render=dying_render))
+    assert [d.file for d in done] == [shown_name(e) for e in entries]  # all, in order
+    assert (tmp_path / "died").exists()
+    failed = [json.loads(d.data) for d in done if d.failed]
+    if not always:
+        assert failed == []  # the chunk was screened again
+    else:
+        assert failed and len(failed) <= 64  # one chunk's files, as error records
+        assert any(r["file"].endswith("poison.yaml") for r in failed)
+        assert all("worker process" in r["error"]["message"] for r in failed)
+        assert "bug" not in failed[0]["error"]["message"]
+
+
+def shown_name(entry: Any) -> str:
+    return entry if isinstance(entry, str) else entry.file
+
+
+def test_jobs_are_capped_at_the_usable_cores(monkeypatch):
+    started: list[int] = []
+    real = batch._Pool.__init__
+
+    def spy(self: Any, jobs: int, initargs: Any) -> None:
+        started.append(jobs)
+        real(self, jobs, initargs)
+
+    monkeypatch.setattr(batch._Pool, "__init__", spy)
+    monkeypatch.setattr(batch, "usable_cores", lambda: 2)
+    names = [str(GOOD)] * 5
+    assert len(list(batch.run(names, catalog.load_rule_sets(), jobs=10_000))) == 5
+    assert started == [2]
+
+
+# ------------------------------------------------------------ 5. I/O errors are not bugs
+
+
+def full_device(tmp_path: Path) -> Path:
+    """A /dev/full of the test's own: the code under test once replaced the device it was
+    given by a regular file, which must not happen to the system's."""
+    node = tmp_path / "full"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+        with open(node, "wb") as handle:
+            handle.write(b"x")
+    except OSError as exc:
+        if exc.errno != 28:  # ENOSPC: it is /dev/full
+            pytest.skip(f"cannot make a full device here: {exc}")
+    else:
+        pytest.skip("not a full device")
+    return node
+
+
+def test_a_full_disk_is_a_one_line_message_and_exit_5(tmp_path):
+    run = screener_cli("check", str(GOOD), "-f", "jsonl", "-o", str(full_device(tmp_path)))
+    not_a_bug(run)
+    assert run.returncode == 5
+    assert b"No space left on device" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["table", "jsonl", "markdown"])
+def test_a_broken_pipe_is_a_one_line_message_and_exit_5(tmp_path, fmt):
+    folder = cohort(tmp_path / "cohort", 40)  # far more output than a pipe holds
+    each = ["--each"] if fmt != "jsonl" else []  # a directory alone shows only its summary
+    child = subprocess.Popen([sys.executable, "-m", "screener", "check", str(folder), "-f", fmt,
+                              *each],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None
+    child.stdout.readline()
+    child.stdout.close()  # as `| head -1` does
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 5, err
+    assert err.strip().splitlines() == [b"output closed before it was complete (broken pipe)"]
+
+
+def test_a_closed_standard_output_is_a_message_and_exit_5():
+    run = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m screener check "{GOOD}" '
+                          "-f jsonl >&-"], capture_output=True, timeout=300)
+    not_a_bug(run)
+    assert run.returncode == 5
+    assert b"standard output is closed" in run.stderr
