@@ -48,6 +48,11 @@ class Exit(IntEnum):
     INTERRUPTED = 130
 
 
+class Engine(str, Enum):
+    local = "local"
+    dask = "dask"
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"
@@ -117,14 +122,22 @@ def check(
     rules: Annotated[Optional[Path], typer.Option(
         help="Directory of rule sets to use instead of the bundled ones.")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of internal errors.")] = False,
+    engine: Annotated[Engine, typer.Option(
+        help="Where to screen: local worker processes, or a Dask cluster (--scheduler); "
+             "output is the same.")] = Engine.local,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786.")] = None,
 ) -> None:
-    """Screen patient files against the trials' criteria.
+    """Screen patient files (or FHIR bulk export folders) against the trials' criteria.
 
     Example: screener check examples/patients/ --format csv --output cohort.csv
     """
+    if engine is Engine.dask and not scheduler:
+        raise typer.BadParameter("--engine dask needs --scheduler ADDRESS",
+                                 param_hint="--scheduler")
     try:
         code = _check(paths, format, output, _as_of(as_of), trial or [], rules,
-                      _max_age(max_age), jobs, verbose)
+                      _max_age(max_age), jobs, verbose, engine.value, scheduler)
     except (typer.Exit, typer.BadParameter):
         raise
     except KeyboardInterrupt:
@@ -151,8 +164,9 @@ def _progress(total: int) -> Optional[Progress]:
 
 def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optional[dt.date],
            trials: list[str], rules: Optional[Path], max_age: object, jobs: int,
-           verbose: bool) -> Exit:
-    from .batch import expand, run
+           verbose: bool, engine: str = "local", scheduler: Optional[str] = None) -> Exit:
+    from .batch import Export, expand
+    from .engines import run_all
     from .catalog import select
     from .output import atomic_output, utf8_writer
     from .report import (csv_header, csv_rows, json_array, json_document, jsonl_line, markdown,
@@ -165,16 +179,19 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         rule_sets = select(rule_sets, trials)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--trial") from None
-    entries = expand(paths)
+    entries = expand(paths, exports=True)
     if not entries:
         raise typer.BadParameter("no patient files (*.yaml, *.yml, *.json) found",
                                  param_hint="PATH")
+    # A bulk export holds any number of patients: a batch, whose size is known only later.
+    many = len(entries) > 1 or any(isinstance(e, Export) for e in entries)
     failed = False
     cohort = Cohort()
     documents: list[str] = []
     render = {Format.json: json_document, Format.jsonl: jsonl_line,
               Format.csv: csv_rows}.get(fmt)
-    progress = _progress(len(entries))
+    # (no bar for an export: its number of patients is known only once it is indexed)
+    progress = None if any(isinstance(e, Export) for e in entries) else _progress(len(entries))
     with atomic_output(output) as stream:
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
@@ -185,8 +202,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
             if fmt is Format.csv:
                 stream.write(csv_header())
             write = utf8_writer(stream)
-            for index, done in enumerate(run(entries, rule_sets, as_of, max_age, jobs, render,
-                                             known)):
+            for index, done in enumerate(run_all(entries, rule_sets, as_of, max_age, jobs,
+                                                 render, known, engine, scheduler)):
                 failed |= done.failed
                 if done.record is not None:
                     cohort.add(done.record)
@@ -206,10 +223,10 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
             if progress:
                 progress.stop()
         if fmt is Format.json:
-            stream.write((documents[0] if len(entries) == 1 else json_array(documents)) + "\n")
-        elif len(entries) > 1 and out is not None:
+            stream.write((json_array(documents) if many else documents[0]) + "\n")
+        elif many and out is not None:
             render_cohort(out, cohort)
-        elif len(entries) > 1 and fmt is Format.markdown:
+        elif many and fmt is Format.markdown:
             stream.write(cohort_markdown(cohort))
     return Exit.INPUT_ERROR if failed else Exit.OK
 
