@@ -437,7 +437,8 @@ def test_cases(
 
 @app.command("import")
 def import_bundle(
-    bundle: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle exported by the EHR (.json).",
+    bundle: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle exported by the EHR (.json), "
+                                           "or a FHIR bulk export folder.",
                                            show_default=False)],
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Write the patient YAML to this file (atomically) instead of "
@@ -456,12 +457,53 @@ def import_bundle(
     from .importer import bundle_to_yaml
     from .output import atomic_output
 
+    if bundle.is_dir():
+        raise typer.Exit(int(_import_export(bundle, output, _as_of(as_of))))
     try:
         text = bundle_to_yaml(bundle, as_of=_as_of(as_of))
     except ScreenerError as exc:
         _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
     with atomic_output(output) as stream:
         stream.write(text)
+
+
+def _import_export(folder: Path, output: Optional[Path], as_of: Optional[dt.date]) -> Exit:
+    """`import` of a FHIR bulk export: one patient YAML per patient, in the --output folder."""
+    import re
+
+    from .errors import ScreenerError
+    from .importer import export_to_yaml
+    from .output import atomic_output
+
+    if output is None:
+        raise typer.BadParameter("a bulk export imports to a folder: give --output DIR",
+                                 param_hint="--output")
+    output.mkdir(parents=True, exist_ok=True)
+    err = _console(stderr=True)
+    failed = written = 0
+    names: set[str] = set()
+    try:
+        for name, text, problems in export_to_yaml(folder, as_of=as_of):
+            if text is None:
+                failed += 1
+                for d in problems:
+                    err.print(d.render(), style="red", markup=False, soft_wrap=True)
+                continue
+            # a FHIR id is [A-Za-z0-9.-]; anything else is kept out of the file name
+            stem = re.sub(r"[^A-Za-z0-9.\-]", "_", name).lstrip(".") or "patient"
+            base, n = stem, 1
+            while stem.lower() in names:
+                n += 1
+                stem = f"{base}-{n}"
+            names.add(stem.lower())
+            with atomic_output(output / f"{stem}.yaml") as stream:
+                stream.write(text)
+            written += 1
+    except ScreenerError as exc:
+        _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
+    err.print(f"{written} patient file(s) written to {output}"
+              + (f"; {failed} could not be imported" if failed else ""), markup=False)
+    return Exit.INPUT_ERROR if failed else Exit.OK
 
 
 class SchemaKind(str, Enum):

@@ -240,3 +240,23 @@ print(r.output)
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "pip install 'screener[bulk]'" in done.stdout
+
+
+def test_import_of_an_export_writes_each_patient_as_its_bundle_would_be_imported(tmp_path):
+    from screener.importer import bundle_to_yaml
+
+    owners = make_export(tmp_path / "export")
+    out = tmp_path / "patients"
+    result = runner.invoke(app, ["import", str(tmp_path / "export"), "--output", str(out),
+                                 "--as-of", "2026-11-20"])
+    assert result.exit_code == 1  # the two deceased patients are refused, as when screened
+    written = sorted(out.glob("*.yaml"))
+    assert len(written) == 4
+    for path in written:
+        bundle = owners[path.stem]
+        expected = bundle_to_yaml(bundle, as_of=AS_OF)
+        got = path.read_text(encoding="utf-8")
+        # the same file but for its first line, which names where the patient came from
+        assert got.split("\n", 1)[1] == expected.split("\n", 1)[1]
+    usage = runner.invoke(app, ["import", str(tmp_path / "export")])
+    assert usage.exit_code == 2 and "--output" in usage.output
