@@ -144,6 +144,10 @@ def check(
         _fail("interrupted" + ("; no output file was written" if output else ""),
               Exit.INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+        from .engines import EngineError
+
+        if isinstance(exc, EngineError):  # no dask, or no scheduler there: not a bug
+            _fail(f"{exc}\nno patient was screened", Exit.USAGE)
         if debug:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc}\n"

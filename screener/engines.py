@@ -37,6 +37,10 @@ from .rules import RuleSet
 from .units import Measure
 
 ENGINES = ("local", "dask")
+
+
+class EngineError(RuntimeError):
+    """An engine cannot start: dask is not installed, or the scheduler cannot be reached."""
 PARTITION = 32  # patients per partition: large enough to amortise a task, small for memory
 
 
@@ -146,13 +150,17 @@ def dask_client(scheduler: Any) -> tuple[Any, bool]:
     try:
         from distributed import Client
     except ImportError:
-        raise RuntimeError("the dask engine needs dask.distributed: "
-                           "pip install 'screener[dask]'") from None
+        raise EngineError("the dask engine needs dask.distributed: "
+                          "pip install 'screener[dask]'") from None
     if isinstance(scheduler, Client):
         return scheduler, False
     if scheduler is None:
-        raise ValueError("the dask engine needs a scheduler address (--scheduler)")
-    return Client(scheduler), True
+        raise EngineError("the dask engine needs a scheduler address (--scheduler)")
+    try:
+        # how long to try: Dask's distributed.comm.timeouts.connect (30 s unless configured)
+        return Client(scheduler), True
+    except (OSError, ValueError, TypeError) as exc:  # unreachable, or not an address
+        raise EngineError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
 
 
 def _on_dask(scheduler: Any, task: Callable[..., list[Done]], settings: Settings,
@@ -257,4 +265,4 @@ def run_all(entries: list[Any], rule_sets: Iterable[RuleSet], as_of: dt.date | N
     yield from flush()
 
 
-__all__ = ["ENGINES", "run_all", "Settings", "dask_client", "run_export", "run_files", "screen_group"]
+__all__ = ["ENGINES", "EngineError", "run_all", "Settings", "dask_client", "run_export", "run_files", "screen_group"]

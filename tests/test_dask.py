@@ -120,3 +120,27 @@ def test_a_worker_killed_mid_run_loses_and_repeats_no_patient(tmp_path, cluster)
     assert killed
     assert got == expected
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the next test
+
+
+def test_a_cohort_folder_on_the_cluster_from_the_cli_and_an_unreachable_scheduler(
+        tmp_path, cluster):
+    dask_cluster, _ = cluster
+    out = tmp_path / "dask.jsonl"
+    result = CliRunner().invoke(app, [
+        "check", str(EXAMPLES), "--as-of", "2026-11-20", "-f", "jsonl", "-o", str(out),
+        "--engine", "dask", "--scheduler", dask_cluster.scheduler_address])
+    local_out = tmp_path / "local.jsonl"
+    local_run = CliRunner().invoke(app, ["check", str(EXAMPLES), "--as-of", "2026-11-20",
+                                         "-f", "jsonl", "-o", str(local_out)])
+    assert result.exit_code == local_run.exit_code
+    assert out.read_bytes() == local_out.read_bytes()
+    # a port nothing listens on, on this machine: a clear message, exit 2, no output file
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        gone = CliRunner().invoke(app, [
+            "check", str(EXAMPLES), "-f", "jsonl", "-o", str(tmp_path / "none.jsonl"),
+            "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"])
+    assert gone.exit_code == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in gone.output
+    assert not (tmp_path / "none.jsonl").exists()
