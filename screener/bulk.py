@@ -13,12 +13,14 @@ How, in two passes:
    once, to find its patient (`subject` or `patient`: `Patient/ID`, `urn:uuid:ID`, or a
    full URL ending in `Patient/ID`); only its place (file, byte offset, length, line
    number) and that key are written to a temporary TSV file. A malformed line becomes an
-   error naming its file and line; the run goes on.
+   error naming its file and line; the run goes on. Medication resources (not a
+   patient's own) are indexed by id, with the medicationReferences of each patient.
 2. DuckDB sorts that index by patient, file and line, spilling to its temporary folder
-   past a fixed memory limit, so memory stays bounded whatever the export's size. Each
-   patient's lines are then read back by offset and put in a Bundle (its Patient first,
-   then its resources in file and line order), which `fhir.extract_bundle` reads exactly
-   as it reads an exported bundle.
+   past a fixed memory limit, so memory stays bounded whatever the export's size; a join
+   adds to each patient the Medications its prescriptions refer to. Each patient's lines
+   are then read back by offset and put in a Bundle (its Patient first, then its
+   resources in file and line order, then those Medications), which
+   `fhir.extract_bundle` reads exactly as it reads a `Patient/$everything` bundle.
 
 Resources that name no patient, or a patient the export does not hold, are never dropped
 silently: each such patient key becomes one error record giving the count and the first
@@ -46,6 +48,12 @@ from . import fhir
 from .errors import Diagnostic, PatientError, Position
 
 READ_TYPES = ("Patient",) + fhir.CLINICAL
+# Not a patient's own resource, but what a medicationReference names; a bundle holds it.
+REFERENCED = ("Medication",)
+_MEDICATION_USERS = ("MedicationRequest", "MedicationStatement")
+# The role of an index row: the patient's Patient, one of its resources, or a resource one
+# of them refers to (added to the group by the join).
+_PATIENT, _RESOURCE, _REFERENCED = 0, 1, 2
 SUFFIX = ".ndjson"
 # What DuckDB may hold in memory for the sort before it spills to disk: small, so a
 # 100,000-patient export peaks near a 10,000-patient one; the sort is not the slow part
@@ -82,11 +90,13 @@ class Line:
 
 @dataclass(frozen=True)
 class Group:
-    """One patient key and the places of its resources; `patients` are Patient lines."""
+    """One patient key and the places of its resources; `patients` are Patient lines,
+    `referenced` the Medications its prescriptions name."""
 
     key: str
     patients: tuple[Line, ...]
     resources: tuple[Line, ...]
+    referenced: tuple[Line, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,13 +194,18 @@ def parse_line(raw: bytes) -> Any:
 
 def patient_key(reference: Any) -> str | None:
     """The patient id a Reference names (`Patient/ID`, `urn:uuid:ID`, `…/Patient/ID`)."""
+    return target_id(reference, "Patient")
+
+
+def target_id(reference: Any, kind: str) -> str | None:
+    """The id a Reference names for a resource of `kind` (`Kind/ID`, `urn:uuid:ID`, URL)."""
     if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
         return None
     text = reference["reference"].strip().split("/_history/")[0].rstrip("/")
     if text.startswith("urn:uuid:"):
         return text[len("urn:uuid:"):] or None
     parts = text.split("/")
-    if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1]:
+    if len(parts) >= 2 and parts[-2] == kind and parts[-1]:
         return parts[-1]
     return None
 
@@ -249,24 +264,29 @@ class ExportIndex:
                 "reading a FHIR bulk export needs the DuckDB package, which is not "
                 "installed", self.display, hint=HINT_BULK)) from None
         self._tmp = tempfile.mkdtemp(prefix="screener-bulk-", dir=self.workdir)
-        index = Path(self._tmp) / "index.tsv"
-        with open(index, "w", encoding="ascii", newline="\n") as out:
+        tsv = {name: Path(self._tmp) / f"{name}.tsv" for name in ("lines", "refs", "targets")}
+        with contextlib.ExitStack() as stack:
+            out = {name: stack.enter_context(open(path, "w", encoding="ascii", newline="\n"))
+                   for name, path in tsv.items()}
             for number, file in enumerate(self.files):
-                if file.type is None or file.type in READ_TYPES:
+                if file.type is None or file.type in READ_TYPES + REFERENCED:
                     self._index_file(number, out)
         self._db = duckdb.connect(str(Path(self._tmp) / "index.duckdb"), config={
             "memory_limit": self.memory_limit, "threads": 1,
             "temp_directory": str(Path(self._tmp) / "spill"),
             "preserve_insertion_order": False,  # the query's ORDER BY is the only order
         })
-        # The index has no header and no quoting: keys are JSON-escaped, the rest numbers.
-        self._db.execute(
-            "CREATE TABLE lines AS SELECT * FROM read_csv(?, delim='\t', header=false, "
-            f"quote='', escape='', auto_detect=false, buffer_size={_CSV_BUFFER}, "
-            "columns={'key': 'VARCHAR', "
-            "'patient': 'BOOLEAN', 'file': 'INTEGER', 'line': 'BIGINT', 'offset': 'BIGINT', "
-            "'length': 'BIGINT'})", [str(index)])
-        index.unlink()  # the table holds it now; the disk need not hold it twice
+        # The index has no header and no quoting: keys are JSON strings, the rest numbers.
+        place = "'file': 'INTEGER', 'line': 'BIGINT', 'offset': 'BIGINT', 'length': 'BIGINT'"
+        columns = {"lines": "'key': 'VARCHAR', 'role': 'TINYINT', " + place,
+                   "refs": "'key': 'VARCHAR', 'target': 'VARCHAR'",
+                   "targets": "'target': 'VARCHAR', " + place}
+        for name, path in tsv.items():
+            self._db.execute(
+                f"CREATE TABLE {name} AS SELECT * FROM read_csv(?, delim='\t', header=false, "
+                f"quote='', escape='', auto_detect=false, buffer_size={_CSV_BUFFER}, "
+                f"columns={{{columns[name]}}})", [str(path)])
+            path.unlink()  # the table holds it now; the disk need not hold it twice
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -288,7 +308,7 @@ class ExportIndex:
 
     def _index_file(self, number: int, out: Any) -> None:
         file = self.files[number]
-        wanted = set(READ_TYPES)
+        wanted = set(READ_TYPES)  # and REFERENCED, kept apart
         try:
             stream = open(self.paths[number], "rb")
         except OSError as exc:
@@ -317,15 +337,25 @@ class ExportIndex:
                     self._bad(file.path, line, "not a FHIR resource (a JSON object with a "
                                                "resourceType)")
                     continue
-                if resource["resourceType"] not in wanted:
+                kind = resource["resourceType"]
+                where = f"{number}\t{line}\t{start}\t{offset - start}\n"
+                if kind in REFERENCED:
+                    rid = resource.get("id")
+                    if isinstance(rid, str) and rid:
+                        out["targets"].write(f"{_escape(f'{kind}/{rid}')}\t{where}")
+                    continue
+                if kind not in wanted:
                     continue  # in a file named for no type: not read by screening
                 key = _key_of(resource)
                 if key is None:
                     self._bad(file.path, line, "a Patient resource without an id")
                     continue
-                patient = resource["resourceType"] == "Patient"
-                out.write(f"{_escape(key)}\t{'true' if patient else 'false'}\t{number}\t"
-                          f"{line}\t{start}\t{offset - start}\n")
+                role = _PATIENT if kind == "Patient" else _RESOURCE
+                out["lines"].write(f"{_escape(key)}\t{role}\t{where}")
+                if kind in _MEDICATION_USERS:
+                    target = target_id(resource.get("medicationReference"), "Medication")
+                    if target is not None:
+                        out["refs"].write(f"{_escape(key)}\t{_escape(f'Medication/{target}')}\n")
                 self.resources += 1
 
     def line_errors(self) -> list[Problem]:
@@ -339,24 +369,26 @@ class ExportIndex:
 
     def groups(self) -> Iterator[Group]:
         """Every patient key with its resources, by key, each key's lines by file and line."""
+        # A patient's referenced Medications join it once each, however often prescribed.
         cursor = self._db.execute(
-            'SELECT key, patient, file, line, "offset", length FROM lines '
-            "ORDER BY key, file, line")
+            'SELECT key, role, file, line, "offset", length FROM lines UNION ALL '
+            f'SELECT r.key, {_REFERENCED}, t.file, t.line, t."offset", t.length '
+            "FROM (SELECT DISTINCT key, target FROM refs) r JOIN targets t USING (target) "
+            "ORDER BY key, role, file, line")
         key: str | None = None  # no key is None: every field is a JSON string
-        patients: list[Line] = []
-        resources: list[Line] = []
+        rows_of: tuple[list[Line], list[Line], list[Line]] = ([], [], [])
         while True:
             rows = cursor.fetchmany(_FETCH)
             if not rows:
                 break
-            for row_key, is_patient, file, line, offset, length in rows:
+            for row_key, role, file, line, offset, length in rows:
                 if row_key != key:
                     if key is not None:
-                        yield Group(_unescape(key), tuple(patients), tuple(resources))
-                    key, patients, resources = row_key, [], []
-                (patients if is_patient else resources).append(Line(file, offset, length, line))
+                        yield Group(_unescape(key), *map(tuple, rows_of))
+                    key, rows_of = row_key, ([], [], [])
+                rows_of[role].append(Line(file, offset, length, line))
         if key is not None:
-            yield Group(_unescape(key), tuple(patients), tuple(resources))
+            yield Group(_unescape(key), *map(tuple, rows_of))
 
 
 # ----------------------------------------------------------------------------- reading
@@ -413,9 +445,10 @@ class Reader:
             # What `urn:uuid:ID` references resolve to, as in a bundle's fullUrl.
             entries.append({"fullUrl": f"urn:uuid:{patient['id']}", "resource": patient})
         entries += [{"resource": self.resource(line)} for line in group.resources]
+        entries += [{"resource": self.resource(line)} for line in group.referenced]
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
         return display, fhir.extract_bundle(bundle, display, as_of, today)
 
 
 __all__ = ["ExportIndex", "Group", "Line", "Problem", "Reader", "export_files", "is_export",
-           "patient_key", "type_from_name"]
+           "patient_key", "target_id", "type_from_name"]

@@ -260,3 +260,39 @@ def test_import_of_an_export_writes_each_patient_as_its_bundle_would_be_imported
         assert got.split("\n", 1)[1] == expected.split("\n", 1)[1]
     usage = runner.invoke(app, ["import", str(tmp_path / "export")])
     assert usage.exit_code == 2 and "--output" in usage.output
+
+
+def test_a_medication_reference_is_resolved_from_the_exports_medication_file(tmp_path):
+    """A prescription naming Medication/ID reads the Medication as the bundle would."""
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female",
+               "birthDate": "1980-05-17"}
+    medication = {"resourceType": "Medication", "id": "m1", "code": {"coding": [{
+        "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3264",
+        "display": "dexamethasone"}]}}
+    prescriptions = [
+        {"resourceType": "MedicationRequest", "id": f"rx{i}", "status": "active",
+         "intent": "order", "subject": {"reference": f"Patient/{who}"},
+         "authoredOn": "2026-11-01", "medicationReference": {"reference": ref}}
+        for i, (who, ref) in enumerate([("p1", "Medication/m1"), ("p1", "Medication/m1"),
+                                        ("p2", "Medication/gone")])]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": f"urn:uuid:{r['id']}", "resource": r}
+        for r in [patient, *prescriptions[:2], medication]]}
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle), encoding="utf-8")
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for name, resources in (("Patient", [patient, {**patient, "id": "p2"}]),
+                            ("MedicationRequest", prescriptions),
+                            ("Medication", [{"resourceType": "Medication", "id": "other"},
+                                            medication])):
+        (folder / f"{name}.ndjson").write_text(
+            "".join(json.dumps(r) + "\n" for r in resources), encoding="utf-8")
+    line, other = screened(folder)
+    expected = jsonl_line(screen_file(str(tmp_path / "bundle.json"), RULE_SETS, AS_OF))
+    shown = json.loads(line)["file"]
+    assert line.replace(shown, "FILE") == expected.decode().replace(
+        str(tmp_path / "bundle.json"), "FILE")
+    assert '"medications[0]":"MedicationRequest/rx0 (RxNorm 3264), 2026-11-01"' in line
+    assert '"medications[1]"' in line and '"medications[2]"' not in line
+    # a Medication the export lacks is a broken reference, as in a bundle
+    assert "medicationReference 'Medication/gone' is not in the bundle" in other
