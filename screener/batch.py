@@ -41,14 +41,28 @@ class FileError:
 Record = Screening | FileError
 
 
-def expand(paths: Iterable[str]) -> list[str | FileError]:
+@dataclass(frozen=True)
+class Export:
+    """A FHIR bulk export (a folder of NDJSON files), screened by engines.run_export."""
+
+    folder: str
+
+
+def expand(paths: Iterable[str], exports: bool = False) -> list[str | FileError | Export]:
     """Files as given; directories as their patient files, recursively, in sorted order.
 
     A directory that cannot be listed, or a symlink loop, becomes an error in its place
-    rather than stopping the run.
+    rather than stopping the run. With `exports`, a directory holding NDJSON files is a
+    bulk export, kept whole as an `Export`.
     """
-    found: list[str | FileError] = []
+    found: list[str | FileError | Export] = []
     for name in paths:
+        if exports and is_dir(name):
+            from .bulk import is_export
+
+            if is_export(Path(name)):
+                found.append(Export(name))
+                continue
         if is_dir(name):
             found.extend(_walk(Path(name)))
         else:

@@ -130,6 +130,11 @@ def _io_failure(exc: OSError, output: object) -> NoReturn:
     _fail(f"cannot write output: {exc.strerror or exc}{where}{kept}", Exit.OUTPUT)
 
 
+class Engine(str, Enum):
+    local = "local"
+    dask = "dask"
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"
@@ -231,18 +236,26 @@ def check(
     rules: Annotated[Optional[Path], typer.Option(
         help="Directory of rule sets to use instead of the bundled ones.")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of internal errors.")] = False,
+    engine: Annotated[Engine, typer.Option(
+        help="Where to screen: local worker processes, or a Dask cluster (--scheduler); "
+             "output is the same.")] = Engine.local,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786.")] = None,
 ) -> None:
-    """Screen patient files against the trials' criteria.
+    """Screen patient files (or FHIR bulk export folders) against the trials' criteria.
 
     Example: screener check examples/patients/ --format csv --output cohort.csv
     """
+    if engine is Engine.dask and not scheduler:
+        raise typer.BadParameter("--engine dask needs --scheduler ADDRESS",
+                                 param_hint="--scheduler")
     _on_signals()
     try:
         if excel and format is not Format.csv:
             raise typer.BadParameter("--excel is for --format csv", param_hint="--excel")
         code = _check(paths, format, output, _as_of(as_of), trial or [], rules,
                       _max_age(max_age), jobs, verbose, each, excel, log,
-                      (as_of, max_age), everything)
+                      (as_of, max_age), everything, engine.value, scheduler)
     except (typer.Exit, typer.BadParameter):
         raise
     except KeyboardInterrupt as exc:
@@ -257,6 +270,10 @@ def check(
 
             if isinstance(exc, LogError):  # the run was screened, but the log refused it
                 _fail(str(exc), Exit.INPUT_ERROR)
+        from .engines import EngineError
+
+        if isinstance(exc, EngineError):  # no dask, or no scheduler there: not a bug
+            _fail(f"{exc}\nno patient was screened", Exit.USAGE)
         if debug:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc}\n"
@@ -279,8 +296,10 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
            trials: list[str], rules: Optional[Path], max_age: object, jobs: int,
            verbose: bool, each: bool = False, excel: bool = False,
            log: Optional[Path] = None, given: tuple[Optional[str], ...] = (None, None),
-           everything: bool = False) -> Exit:
-    from .batch import expand, run
+           everything: bool = False, engine: str = "local", scheduler: Optional[str] = None
+           ) -> Exit:
+    from .batch import Export, expand
+    from .engines import run_all
     from .catalog import select
     from .output import atomic_output, utf8_writer
     from .report import (asks_of, csv_header, csv_rows, indent_document, json_document,
@@ -293,14 +312,17 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         rule_sets = select(rule_sets, trials)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--trial") from None
-    entries = expand(paths)
+    entries = expand(paths, exports=True)
     if not entries:
         raise typer.BadParameter("no patient files (*.yaml, *.yml, *.json) found",
                                  param_hint="PATH")
+    # A bulk export holds any number of patients: a batch, whose size is known only later.
+    many = len(entries) > 1 or any(isinstance(e, Export) for e in entries)
     # HTML for one patient file is the chart checklist; for a cohort, the cohort page.
-    checklist = fmt is Format.html and len(entries) == 1 and not Path(paths[0]).is_dir()
+    checklist = fmt is Format.html and not many and not Path(paths[0]).is_dir()
     asks = asks_of(rule_sets)
     failed = False
+    first_json = True  # no record written yet to a JSON array
     cohort = Cohort()
     cohort.describe(rule_sets)
     # A coordinator screening a directory reads the cohort summary first: 20 full reports
@@ -311,7 +333,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     render = {Format.json: json_document, Format.jsonl: jsonl_line,
               Format.csv: csv_rows}.get(fmt, entry if summary_only else None)
     recorder = _recorder(log, rule_sets, known_sets, given) if log is not None else None
-    progress = _progress(len(entries))
+    # (no bar for an export: its number of patients is known only once it is indexed)
+    progress = None if any(isinstance(e, Export) for e in entries) else _progress(len(entries))
     # The log is appended after the output file is in place, and not at all if the run
     # stops early: the recorder's exit commits or drops the run (log.Recorder).
     with recorder or contextlib.nullcontext(), \
@@ -326,8 +349,9 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 # Excel takes a CSV without a byte-order mark for the local code page.
                 stream.write(("\ufeff" if excel else "") + csv_header())
             write = utf8_writer(stream)
-            for index, done in enumerate(run(entries, rule_sets, as_of, max_age, jobs,
-                                             None if recorder else render, known)):
+            for index, done in enumerate(run_all(entries, rule_sets, as_of, max_age, jobs,
+                                                 None if recorder else render, known, engine,
+                                                 scheduler)):
                 failed |= done.failed
                 record, data = done.record, done.data
                 if recorder is not None:
@@ -350,10 +374,11 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                     # and holding 5,000 of them took 1.86 GB. The bytes are the ones
                     # json_array would make of the whole list.
                     text = data.decode("utf-8")
-                    if len(entries) == 1:
+                    if not many:
                         stream.write(text + "\n")
                     else:
-                        stream.write(("[\n" if index == 0 else ",\n") + indent_document(text))
+                        stream.write(("[\n" if first_json else ",\n") + indent_document(text))
+                        first_json = False
                 else:
                     write(data)
                 if progress:
@@ -361,15 +386,15 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         finally:
             if progress:
                 progress.stop()
-        if fmt is Format.json and len(entries) > 1:
-            stream.write("\n]\n")
+        if fmt is Format.json and many:
+            stream.write("[]\n" if first_json else "\n]\n")
         elif fmt is Format.html and not checklist:  # the cohort page
             from .htmlreport import page
 
             stream.write(page(cohort))
-        elif (summary_only or len(entries) > 1) and out is not None:
+        elif (summary_only or many) and out is not None:
             render_cohort(out, cohort)
-        elif (summary_only or len(entries) > 1) and fmt is Format.markdown:
+        elif (summary_only or many) and fmt is Format.markdown:
             stream.write(cohort_markdown(cohort))
     return Exit.INPUT_ERROR if failed else Exit.OK
 
@@ -626,7 +651,8 @@ def test_cases(
 
 @app.command("import")
 def import_bundle(
-    bundle: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle exported by the EHR (.json).",
+    bundle: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle exported by the EHR (.json), "
+                                           "or a FHIR bulk export folder.",
                                            show_default=False)],
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Write the patient YAML to this file (atomically) instead of "
@@ -645,6 +671,8 @@ def import_bundle(
     from .importer import bundle_to_yaml
     from .output import atomic_output
 
+    if bundle.is_dir():
+        raise typer.Exit(int(_import_export(bundle, output, _as_of(as_of))))
     _on_signals()
     try:
         # Entered before the bundle is read: a bad --output fails before any work.
@@ -748,6 +776,45 @@ def log_history(
             stream.write(history_json(patient, screenings))
         else:
             stream.write(history_csv(screenings))
+
+
+def _import_export(folder: Path, output: Optional[Path], as_of: Optional[dt.date]) -> Exit:
+    """`import` of a FHIR bulk export: one patient YAML per patient, in the --output folder."""
+    import re
+
+    from .errors import ScreenerError
+    from .importer import export_to_yaml
+    from .output import atomic_output
+
+    if output is None:
+        raise typer.BadParameter("a bulk export imports to a folder: give --output DIR",
+                                 param_hint="--output")
+    output.mkdir(parents=True, exist_ok=True)
+    err = _console(stderr=True)
+    failed = written = 0
+    names: set[str] = set()
+    try:
+        for name, text, problems in export_to_yaml(folder, as_of=as_of):
+            if text is None:
+                failed += 1
+                for d in problems:
+                    err.print(d.render(), style="red", markup=False, soft_wrap=True)
+                continue
+            # a FHIR id is [A-Za-z0-9.-]; anything else is kept out of the file name
+            stem = re.sub(r"[^A-Za-z0-9.\-]", "_", name).lstrip(".") or "patient"
+            base, n = stem, 1
+            while stem.lower() in names:
+                n += 1
+                stem = f"{base}-{n}"
+            names.add(stem.lower())
+            with atomic_output(output / f"{stem}.yaml") as stream:
+                stream.write(text)
+            written += 1
+    except ScreenerError as exc:
+        _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
+    err.print(f"{written} patient file(s) written to {output}"
+              + (f"; {failed} could not be imported" if failed else ""), markup=False)
+    return Exit.INPUT_ERROR if failed else Exit.OK
 
 
 class SchemaKind(str, Enum):

@@ -1090,8 +1090,13 @@ def read_bundle(path: Path, display: str, as_of: dt.date | None = None,
     Problems with single resources (unknown units, values missing, broken references) are
     collected in `errors`, and a recorded death in `deceased`, for the caller to raise.
     """
+    return extract_bundle(read_json(path, display), display, as_of, today)
+
+
+def extract_bundle(bundle: Any, display: str, as_of: dt.date | None = None,
+                   today: dt.date | None = None) -> Extract:
+    """`read_bundle` for a bundle already parsed (e.g. one patient's lines of a bulk export)."""
     on = as_of or today or dt.date.today()
-    bundle = read_json(path, display)
     reader = _Reader(display, on)
     entries = reader.entries(bundle)
     patient = reader.patient(entries)

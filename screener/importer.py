@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import yaml
 
 from . import vocabulary as v
 from .catalog import load_rule_sets
+from .errors import Diagnostic, PatientError
 from .fhir import Extract, clean, patient_from_extract, read_bundle
 from .rules import RuleSet
 
@@ -343,4 +344,32 @@ def bundle_to_yaml(path: Path, as_of: dt.date | None = None, today: dt.date | No
     return _Writer(extract, needed).write()
 
 
-__all__ = ["bundle_to_yaml", "needed_fields", "missing_fields"]
+def export_to_yaml(folder: Path, as_of: dt.date | None = None, today: dt.date | None = None,
+                   rule_sets: Iterable[RuleSet] | None = None
+                   ) -> Iterator[tuple[str, str | None, tuple[Diagnostic, ...]]]:
+    """`bundle_to_yaml` for every patient of a FHIR bulk export (see bulk.py), by id.
+
+    Yields (patient id, YAML text, ()) for each patient, and (file, None, diagnostics) for
+    each malformed line, orphaned resources and each patient that cannot be screened.
+    """
+    from .bulk import ExportIndex, Reader
+
+    needed = _order(needed_fields(rule_sets))
+    with ExportIndex(Path(folder), str(folder)) as index:
+        for problem in index.line_errors():
+            yield problem.file, None, (problem.diagnostic,)
+        reader = Reader(index.paths, tuple(f.path for f in index.files))
+        try:
+            for group in index.groups():
+                try:
+                    _, extract = reader.extract(group, as_of, today)
+                    patient_from_extract(extract, as_of, today)
+                except PatientError as exc:
+                    yield exc.diagnostics[0].file or str(folder), None, exc.diagnostics
+                    continue
+                yield str(extract.record["id"]), _Writer(extract, needed).write(), ()
+        finally:
+            reader.close()
+
+
+__all__ = ["bundle_to_yaml", "export_to_yaml", "needed_fields", "missing_fields"]
