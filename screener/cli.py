@@ -306,7 +306,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                          jsonl_line, markdown, render as render_record)
     from .summary import Cohort, entry, markdown as cohort_markdown, render as render_cohort
 
-    rule_sets = known_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
+    rule_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
     known = tuple(r.trial for r in rule_sets)
     try:
         rule_sets = select(rule_sets, trials)
@@ -332,7 +332,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         and any(Path(p).is_dir() for p in paths))
     render = {Format.json: json_document, Format.jsonl: jsonl_line,
               Format.csv: csv_rows}.get(fmt, entry if summary_only else None)
-    recorder = _recorder(log, rule_sets, known_sets, given) if log is not None else None
+    recorder = _recorder(log, rule_sets, given) if log is not None else None
     # (no bar for an export: its number of patients is known only once it is indexed)
     progress = None if any(isinstance(e, Export) for e in entries) else _progress(len(entries))
     # The log is appended after the output file is in place, and not at all if the run
@@ -415,13 +415,16 @@ def _html(record: object) -> str:
     return checklist(record, dt.datetime.now(dt.timezone.utc))  # type: ignore[arg-type]
 
 
-def _recorder(log: Path, rule_sets: list[RuleSet], known_sets: list[RuleSet],
-              given: tuple[Optional[str], ...]) -> Recorder:
+def _recorder(log: Path, rule_sets: list[RuleSet], given: tuple[Optional[str], ...]
+              ) -> Recorder:
     """A recorder for --log, or exit 2 with why the log cannot be used."""
     from . import __version__
-    from .log import LogError, Recorder, RunInfo, rules_digest
+    from .log import LogError, Recorder, RunInfo
+    from .rules import rules_digest
 
-    info = RunInfo(tool_version=__version__, rules_digest=rules_digest(r.file for r in known_sets),
+    # The digest every JSON record of the run carries too: one name, one value.
+    digest = rules_digest(tuple((r.trial, r.digest) for r in rule_sets))
+    info = RunInfo(tool_version=__version__, rules_digest=digest,
                    as_of=given[0], max_age=given[1], trials=tuple(r.trial for r in rule_sets))
     try:
         return Recorder(log, info)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,16 +200,6 @@ def file_digest(name: str) -> str | None:
         return "sha256:" + hashlib.sha256(Path(name).read_bytes()).hexdigest()
     except OSError:
         return None
-
-
-def rules_digest(files: Iterable[str]) -> str:
-    """One SHA-256 over the rule files' names and bytes: two runs with the same digest used
-    the same rules, whatever the tool version."""
-    digest = hashlib.sha256()
-    for name in sorted(files, key=lambda f: Path(f).name):
-        digest.update(Path(name).name.encode() + b"\0")
-        digest.update(Path(name).read_bytes() + b"\0")
-    return "sha256:" + digest.hexdigest()
 
 
 def _now() -> str:
