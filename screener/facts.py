@@ -125,7 +125,9 @@ class Scope:
         found = self.known.get(path)
         if found is None:
             if path in _DERIVED and not self.prefix:
-                found = self._age() if path == "age" else self._clearance()
+                found = self._age() if path == "age" else self._clearance() \
+                    if path == "labs.creatinine_clearance" else \
+                    cockcroft_gault(self, v.DERIVED[path], path)
             else:
                 found = self.lookup(path)
             self.known[path] = found
@@ -190,7 +192,9 @@ class Scope:
         return cockcroft_gault(self, spec)
 
 
-_DERIVED = frozenset(("age", "labs.creatinine_clearance"))  # facts computed from others
+# Facts computed from others: age; creatinine clearance as measured, else estimated; and
+# the Cockcroft–Gault estimate alone, for criteria that ask for it by name.
+_DERIVED = frozenset(("age", "labs.creatinine_clearance", "labs.cockcroft_gault"))
 _PLANS: dict[tuple[int, str], tuple[v.Record, v.Spec, tuple[str, ...]]] = {}
 
 
@@ -227,8 +231,12 @@ def _freeze(value: Any) -> Any:
     return (kind, value)
 
 
-def cockcroft_gault(scope: Scope, spec: v.Spec) -> Fact | Missing:
-    """(140 − age) × weight[kg] / (72 × creatinine[mg/dL]), × 0.85 for women, in mL/min."""
+def cockcroft_gault(scope: Scope, spec: v.Spec, path: str = "labs.creatinine_clearance"
+                    ) -> Fact | Missing:
+    """(140 − age) × weight[kg] / (72 × creatinine[mg/dL]), × 0.85 for women, in mL/min.
+
+    As `labs.creatinine_clearance` it stands in for a measured clearance the record lacks;
+    as `labs.cockcroft_gault` it is the estimate whatever was measured."""
     age = scope._cached("age")
     weight = scope.lookup("weight")
     sex = scope.lookup("sex")
@@ -236,6 +244,8 @@ def cockcroft_gault(scope: Scope, spec: v.Spec) -> Fact | Missing:
     gaps = [f for fact in (age, weight, sex, creatinine) if isinstance(fact, Missing)
             for f in fact.fields]
     if gaps:
+        if path != "labs.creatinine_clearance":
+            return Missing(tuple(gaps), "a Cockcroft–Gault estimate needs " + ", ".join(gaps))
         return Missing(("labs.creatinine_clearance", *gaps),
                        "no measured creatinine clearance, and a Cockcroft–Gault estimate needs "
                        + ", ".join(gaps))
@@ -253,8 +263,7 @@ def cockcroft_gault(scope: Scope, spec: v.Spec) -> Fact | Missing:
     if creatinine.value.implausible:  # an estimate from an implausible creatinine is too
         note += f" ({creatinine.value.implausible})"
     text = f"{units.fmt(estimate)} mL/min"
-    return Fact(LabValue(Measure(estimate, "ml/min", text), None, None, text), spec,
-                "labs.creatinine_clearance", note)
+    return Fact(LabValue(Measure(estimate, "ml/min", text), None, None, text), spec, path, note)
 
 
 def _short(measure: Measure) -> str:

@@ -63,6 +63,27 @@ SPELLINGS: dict[str, tuple[str, str]] = {
     "lb": ("pound", "lb"),
     "lbs": ("pound", "lb"),
     "ml/min": ("milliliter / minute", "mL/min"),
+    # Cells per volume, as blood counts write them: 10⁹/L = 10³/µL = one per nanolitre.
+    # (G/L, giga per litre in UCUM, is not accepted: folded to lower case it would read as
+    # grams per litre, which a count field refuses as the wrong kind.)
+    "10^9/l": ("1 / nanoliter", "×10⁹/L"),
+    "10*9/l": ("1 / nanoliter", "×10⁹/L"),
+    "x10^9/l": ("1 / nanoliter", "×10⁹/L"),
+    "×10^9/l": ("1 / nanoliter", "×10⁹/L"),
+    "10⁹/l": ("1 / nanoliter", "×10⁹/L"),
+    "x10⁹/l": ("1 / nanoliter", "×10⁹/L"),
+    "×10⁹/l": ("1 / nanoliter", "×10⁹/L"),
+    "10^3/ul": ("1 / nanoliter", "×10³/µL"),
+    "10*3/ul": ("1 / nanoliter", "×10³/µL"),
+    "x10^3/ul": ("1 / nanoliter", "×10³/µL"),
+    "×10^3/ul": ("1 / nanoliter", "×10³/µL"),
+    "10³/ul": ("1 / nanoliter", "×10³/µL"),
+    "×10³/ul": ("1 / nanoliter", "×10³/µL"),
+    "k/ul": ("1 / nanoliter", "K/µL"),
+    "/ul": ("1 / microliter", "/µL"),
+    "cells/ul": ("1 / microliter", "cells/µL"),
+    "/mm3": ("1 / millimeter ** 3", "/mm³"),
+    "/mm³": ("1 / millimeter ** 3", "/mm³"),
     "day": ("day", "days"),
     "days": ("day", "days"),
     "d": ("day", "days"),
@@ -105,10 +126,11 @@ MASS = Kind("a mass", ("kg",), "62 kg")
 DURATION = Kind("a duration", ("days",), "6 months")
 SECONDS = Kind("a time in seconds", ("s",), "34 s")
 FLOW = Kind("a clearance rate", ("ml/min",), "78 mL/min")
+COUNT = Kind("a cell count", ("10^9/l",), "150 ×10⁹/L")
 
 _KIND_NAMES = {"mg/dl": "a mass concentration", "umol/l": "a molar concentration",
                "u/l": "an enzyme activity", "%": "a percentage", "kg": "a mass",
-               "days": "a duration", "ml/min": "a flow rate"}
+               "days": "a duration", "ml/min": "a flow rate", "10^9/l": "a cell count"}
 
 
 def kind_name(unit: str) -> str:
@@ -131,6 +153,7 @@ class Analyte:
 _MOLAR_MASS = reference.values("molar_mass")
 BILIRUBIN = Analyte("bilirubin", float(_MOLAR_MASS["bilirubin"]))
 CREATININE = Analyte("creatinine", float(_MOLAR_MASS["creatinine"]))
+HAEMOGLOBIN = Analyte("haemoglobin", float(_MOLAR_MASS["haemoglobin"]))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ same fields for people.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from . import reference, units
@@ -326,6 +326,7 @@ PATIENT = Record("patient", {
         # Leukemic lesions outside marrow and blood now (CNS, testis, skin, masses), with or
         # without marrow disease; isolated_extramedullary says whether the marrow is spared.
         "extramedullary_disease": Bool("extramedullary disease"),
+        "liver_involvement": Bool("leukemic liver involvement"),
         "ph_positive": Bool("Philadelphia chromosome positive"),
         "abl1_mutations": Mutations("ABL1 mutations"),
         "markers": OpenMap("markers", MARKER),
@@ -339,6 +340,10 @@ PATIENT = Record("patient", {
     "supplemental_oxygen": Bool("on supplemental oxygen"),
     "immunotherapy_ae_grade": Integer("grade of adverse events of prior immunotherapy", 0, 5),
     "apheresis_access": Bool("vascular access adequate for apheresis"),
+    "hsct_planned": Bool("intends to proceed to allogeneic HSCT"),
+    # Whether abnormal organ function is attributed to the leukemia (liver or kidney
+    # infiltration, say): some trials then leave enrolment to the investigator.
+    "organ_dysfunction_disease_related": Bool("organ dysfunction attributed to the leukemia"),
     # Plausible ranges (hard: impossible beyond, an error; soft: implausible beyond, a
     # warning). Source: limits set for this screener from the input audit of 2026-12, not
     # a laboratory's reference range or a guideline. Soft: rarely seen in anyone well
@@ -366,6 +371,13 @@ PATIENT = Record("patient", {
                                     quantity("creatinine clearance", units.FLOW),
                                     hard=(None, 500), soft=(None, 250), unit="mL/min"),
         "inr": lab("inr", "INR", Number("INR"), hard=(0.5, 20), soft=(0.8, 10)),
+        # Blood counts. Transfused values count: the record need not say how a value was
+        # reached (NCT07406178 I6 permits transfusion).
+        "haemoglobin": lab("haemoglobin", "haemoglobin",
+                           quantity("haemoglobin", units.CONCENTRATION, units.HAEMOGLOBIN),
+                           hard=(0.5, 30), soft=(2, 25), unit="g/dL"),
+        "platelets": lab("platelets", "platelets", quantity("platelets", units.COUNT),
+                         hard=(None, 5_000), soft=(None, 2_000), unit="×10⁹/L"),
         "aptt": lab("aptt", "APTT", quantity("APTT", units.SECONDS),
                     hard=(5, 300), soft=(15, 150), unit="s"),
     }),
@@ -393,6 +405,9 @@ PATIENT = Record("patient", {
 # Facts computed from others; a rule may name them like any field.
 DERIVED: dict[str, Spec] = {
     "age": PATIENT.fields["age"],
+    "labs.cockcroft_gault": replace(
+        PATIENT.fields["labs"].fields["creatinine_clearance"],  # type: ignore[attr-defined]
+        label="Cockcroft–Gault creatinine clearance"),
 }
 
 # TKI generations, keyed by folded drug name (reference data, with its source).

@@ -421,7 +421,7 @@ def test_imported_text_is_quoted_where_yaml_would_misread_it(tmp_path):
 # ====================================================== every mapped code, hand-made
 
 _UCUM_FOR = {"mg/dl": "mg/dL", "u/l": "U/L", "%": "%", "kg": "kg", "s": "s",
-             "ml/min": "mL/min", "days": "d"}
+             "ml/min": "mL/min", "days": "d", "10^9/l": "10*9/L", "g/dl": "g/dL"}
 OBSERVATION_RULES = sorted(fhir.mapping().observations.values(),
                            key=lambda r: (r.field, r.code.code))
 
@@ -444,6 +444,8 @@ def _observation_for(rule: fhir.ObservationRule) -> tuple[dict[str, Any], Any]:
     if isinstance(inner, v.Number):
         return obs(rule.code.code, 1.1), {"value": 1.1, "date": dt.date(2026, 11, 10)}
     unit = _UCUM_FOR[inner.kind.references[0]]
+    if isinstance(spec, v.Lab) and spec.range_unit:  # the unit its plausible range is in
+        unit = _UCUM_FOR[units.normalise_unit(spec.range_unit).replace("×10⁹", "10^9")]
     # a possible result for every lab: 42.5 mg/dL creatinine is beyond its hard limit
     amount = 12.5 if isinstance(spec, v.Lab) else 42.5
     resource = obs(rule.code.code, amount, unit)
@@ -752,14 +754,18 @@ def test_every_ucum_code_is_read_without_a_warning(tmp_path, code):
     field = {"mg/dL": "creatinine", "mg/L": "creatinine", "umol/L": "creatinine",
              "mmol/L": "creatinine", "U/L": "ast", "IU/L": "ast", "%": None, "kg": None,
              "g": None, "lb": None, "s": "aptt", "mL/min": "creatinine_clearance",
-             "": "inr"}[spelling]
+             "": "inr", "g/dL": "haemoglobin", "g/L": "haemoglobin", "10^3/uL": "platelets",
+             "10^9/L": "platelets", "/uL": "platelets"}[spelling]
     lab_code = {"creatinine": "2160-0", "ast": "1920-8", "aptt": "14979-9",
-                "creatinine_clearance": "2164-2", "inr": "6301-6"}
+                "creatinine_clearance": "2164-2", "inr": "6301-6", "haemoglobin": "718-7",
+                "platelets": "777-3"}
+    # A plausible value in each unit: no warning may come from the value itself.
+    plausible = {"g/dL": 12.5, "g/L": 125, "10^3/uL": 150, "10^9/L": 150, "/uL": 150000}
     if field is None:
         loinc = "10230-1" if spelling == "%" else "29463-7"
         value = 5000 if spelling == "g" else 55
     else:
-        loinc, value = lab_code[field], 1.5
+        loinc, value = lab_code[field], plausible.get(spelling, 1.5)
     ex = read(tmp_path, obs(loinc, value, code))
     assert ex.errors == [] and ex.warnings == []
     got = ex.record["labs"][field]["value"] if field else ex.record[
@@ -771,8 +777,10 @@ def test_every_ucum_code_is_read_without_a_warning(tmp_path, code):
 def test_non_ucum_spellings_are_read_with_a_warning(tmp_path, written):
     spelling = fhir.mapping().non_ucum_units[written]
     loinc = {"IU/L": "1920-8", "U/L": "1920-8", "umol/L": "14682-9", "mg/dL": "2160-0",
-             "lb": "29463-7", "s": "3173-2", "": "34714-6"}[spelling]
-    quantity = {"value": 2.5, "unit": written}  # no UCUM code, as many exports write it
+             "lb": "29463-7", "s": "3173-2", "": "34714-6", "K/uL": "777-3",
+             "10^3/uL": "777-3", "10^9/L": "777-3", "/mm3": "777-3"}[spelling]
+    value = 150000 if spelling == "/mm3" else 150 if loinc == "777-3" else 2.5
+    quantity = {"value": value, "unit": written}  # no UCUM code, as many exports write it
     ex = read(tmp_path, obs(loinc, valueQuantity=quantity))
     assert ex.errors == []
     [warning] = ex.warnings

@@ -82,18 +82,43 @@ def test_a_bare_number_has_no_unit():
 # -------------------------------------------------------------------------- refusals
 
 
-@pytest.mark.parametrize("unit", ["10*9/L", "10^9/L", "degC", "furlong"])
+@pytest.mark.parametrize("unit", ["degC", "furlong", "10*6/L", "10^12/L"])
 def test_unknown_units_are_refused(unit):
     with pytest.raises(UnitError, match="unknown unit"):
         u.split_quantity(f"3.2 {unit}")
 
 
-@pytest.mark.parametrize("unit", ["10*9/L", "10^9/L"])
-def test_arithmetic_looking_units_never_reach_pint(unit):
-    # pint would read 10*9/L as 90 per litre; the screener must refuse, not compute.
-    with pytest.raises(UnitError) as caught:
+@pytest.mark.parametrize("unit", ["10*9/L", "10^9/L", "x10^9/L", "×10⁹/L", "10*3/uL",
+                                  "x10^3/µL", "K/uL"])
+def test_arithmetic_looking_units_are_counts_never_pint_arithmetic(unit):
+    # pint would read 10*9/L as 90 per litre: each spelling is looked up as a whole, and is
+    # a count of 10⁹ per litre (10³ per µL).
+    count = measure(f"3.2 {unit}", u.COUNT)
+    assert u.convert(count, "/ul") == pytest.approx(3200)
+    assert u.convert(count, "10^9/l") == pytest.approx(3.2)
+    # ... and a count is refused where a concentration is asked for, not converted.
+    with pytest.raises(UnitError, match="a cell count"):
         measure(f"3.2 {unit}", CONCENTRATION, CREATININE)
-    assert unit in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "per_ul"), [("150000 /µL", 150000), ("150 K/µL", 150000),
+                                               ("150000 cells/uL", 150000),
+                                               ("150000 /mm3", 150000), ("0.15 ×10⁹/L", 150)])
+def test_counts_per_microlitre_and_per_litre_agree(text, per_ul):
+    assert u.convert(measure(text, u.COUNT), "/ul") == pytest.approx(per_ul)
+
+
+def test_g_per_litre_is_grams_never_giga_so_a_count_refuses_it():
+    # UCUM's G/L is giga per litre; folded to lower case it would read as grams per litre.
+    with pytest.raises(UnitError, match="mass concentration"):
+        measure("150 G/L", u.COUNT)
+
+
+def test_haemoglobin_converts_through_its_molar_mass():
+    assert u.convert(measure("12.4 g/dL", CONCENTRATION, u.HAEMOGLOBIN), "mmol/l",
+                     u.HAEMOGLOBIN) == pytest.approx(7.695, abs=1e-3)
+    assert u.convert(measure("124 g/L", CONCENTRATION, u.HAEMOGLOBIN), "g/dl",
+                     u.HAEMOGLOBIN) == pytest.approx(12.4)
 
 
 @pytest.mark.parametrize(
