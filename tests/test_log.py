@@ -339,3 +339,22 @@ def test_log_shows_a_patients_history(cohort: Path, tmp_path: Path):
     assert run("log", "--log", str(db), "PT-9999").exit_code == 1
     runs = json.loads(run("log", "--log", str(db), "-f", "json").stdout)
     assert [(r["run"], r["files"], r["errors"]) for r in runs] == [(1, 5, 1), (2, 4, 1)]
+
+
+def test_changes_explains_a_criterion_of_parts_by_the_part_that_moved(cohort: Path,
+                                                                      tmp_path: Path):
+    db = tmp_path / "screening.db"
+    run("check", str(cohort), "--log", str(db))
+    patient = cohort / "lab-units-si-and-lb-weight.yaml"  # PT-0007: creatinine 150 umol/L
+    patient.write_text(patient.read_text("utf-8").replace(
+        "creatinine: {value: 150 umol/L, uln: 1.0 mg/dL, date: 2026-11-18}",
+        "creatinine: {value: 120 umol/L, uln: 1.0 mg/dL, date: 2026-11-27}"), "utf-8")
+    run("check", str(cohort), "--log", str(db))
+    out = runner.invoke(app, ["changes", "--log", str(db)], env={"COLUMNS": "200"}).stdout
+    hema = out.split("PT-0007 · NCT06559644: ineligible → needs_review", 1)[1]
+    assert hema.startswith("  (the patient file changed)\n")
+    lines = hema.strip().splitlines()[1:]
+    assert lines[0].strip() == "I9 Bilirubin, AST/ALT, creatinine: fail → pass"
+    assert lines[1].strip() == "I9.c Creatinine ≤ 1.6 mg/dL: fail → pass"
+    assert lines[2].strip() == "was: creatinine 150 umol/L on 2026-11-18 (= 1.7 mg/dL) > 1.6 mg/dL"
+    assert lines[3].strip() == "now: creatinine 120 umol/L on 2026-11-27 (= 1.36 mg/dL) ≤ 1.6 mg/dL"
