@@ -358,3 +358,19 @@ def test_changes_explains_a_criterion_of_parts_by_the_part_that_moved(cohort: Pa
     assert lines[1].strip() == "I9.c Creatinine ≤ 1.6 mg/dL: fail → pass"
     assert lines[2].strip() == "was: creatinine 150 umol/L on 2026-11-18 (= 1.7 mg/dL) > 1.6 mg/dL"
     assert lines[3].strip() == "now: creatinine 120 umol/L on 2026-11-27 (= 1.36 mg/dL) ≤ 1.6 mg/dL"
+
+
+def test_the_digest_of_what_is_not_a_regular_file_is_none(tmp_path: Path):
+    from screener.log import file_digest
+
+    fifo = tmp_path / "p.yaml"
+    os.mkfifo(fifo)
+    # In a child process, so a digest that waited for a writer fails the test, not hangs it.
+    code = f"from screener.log import file_digest; print(file_digest({str(fifo)!r}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "None"
+    assert file_digest(str(tmp_path)) is None and file_digest(str(tmp_path / "none")) is None
+    regular = tmp_path / "a.yaml"
+    regular.write_bytes(b"id: A\n" * 50_000)  # more than one read's worth
+    assert file_digest(str(regular)) == "sha256:" + hashlib.sha256(regular.read_bytes()).hexdigest()
