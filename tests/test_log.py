@@ -236,10 +236,12 @@ def test_opening_a_missing_log_to_read_does_not_create_it(tmp_path: Path):
 
 
 def test_output_is_the_same_with_and_without_a_log(cohort: Path, tmp_path: Path):
-    for fmt in ("jsonl", "csv", "json", "markdown", "table"):
-        plain = run("check", str(cohort), "-f", fmt)
-        logged = run("check", str(cohort), "-f", fmt, "--log", str(tmp_path / "s.db"))
-        assert plain.stdout == logged.stdout, fmt
+    for options in (["-f", "jsonl"], ["-f", "csv"], ["-f", "json"], ["-f", "markdown"],
+                    ["-f", "table"], ["-f", "html"], ["-f", "markdown", "--each"],
+                    ["-f", "table", "--each"]):
+        plain = run("check", str(cohort), *options)
+        logged = run("check", str(cohort), *options, "--log", str(tmp_path / "s.db"))
+        assert plain.stdout == logged.stdout, options
 
 
 # ------------------------------------------------------------------ changes and history
