@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,11 +197,21 @@ def _statements(script: str) -> Iterator[str]:
 
 
 def file_digest(name: str) -> str | None:
-    """The SHA-256 of a file's bytes, to show later exactly which version was screened."""
+    """The SHA-256 of a file's bytes, to show later exactly which version was screened;
+    None for what is not a regular file (a FIFO would block, or give other bytes, on a
+    second read) or cannot be read."""
+    digest = hashlib.sha256()
     try:
-        return "sha256:" + hashlib.sha256(Path(name).read_bytes()).hexdigest()
+        # O_NONBLOCK: opening a FIFO to read would otherwise wait for a writer.
+        handle = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(handle, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(handle).st_mode):
+                return None
+            for block in iter(lambda: stream.read(1 << 16), b""):
+                digest.update(block)
     except OSError:
         return None
+    return "sha256:" + digest.hexdigest()
 
 
 def _now() -> str:

@@ -84,11 +84,18 @@ def render_changes(console: Any, data: dict[str, Any]) -> None:
                       f"{_moved(change['old_verdict'], change['new_verdict'])}"
                       + ("  [dim](the patient file changed)[/]" if change["file_changed"] else ""),
                       highlight=False)
+        # A criterion of parts gives all its parts' reasons in one: its parts that moved
+        # say what changed, so the criterion itself shows only its status.
+        explained = {c["parent"] for c in change["criteria"] if c["parent"]}
         for c in change["criteria"]:
-            console.print(f"  [bold]{c['criterion']}[/] {escape(c['label'] or '')}: "
+            indent = "    " if c["parent"] else "  "
+            console.print(f"{indent}[bold]{c['criterion']}[/] {escape(c['label'] or '')}: "
                           f"{_moved(c['old_status'], c['new_status'])}", highlight=False)
-            console.print(f"      was: {escape(c['old_reason'] or '—')}", highlight=False)
-            console.print(f"      now: {escape(c['new_reason'] or '—')}", highlight=False)
+            if c["criterion"] not in explained:
+                console.print(f"{indent}    was: {escape(c['old_reason'] or '—')}",
+                              highlight=False)
+                console.print(f"{indent}    now: {escape(c['new_reason'] or '—')}",
+                              highlight=False)
     if data["added"]:
         console.print(f"[bold]new in this run:[/] {escape(', '.join(data['added']))}")
     if data["removed"]:

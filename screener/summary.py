@@ -259,7 +259,7 @@ def _grid(console: Any, header: list[list[str]], rows: list[list[tuple[str, str]
     of the console's width and wrap their words (headings always fit their column); those
     before it are as wide as their widest cell, never cut."""
     from rich.cells import cell_len
-    from rich.text import Text
+    from rich.text import Span, Text
 
     # A patient id is anyone's text: a line break or a terminal control in it would break
     # the rows, so it is shown as its Unicode control picture, one column wide.
@@ -282,30 +282,49 @@ def _grid(console: Any, header: list[list[str]], rows: list[list[tuple[str, str]
             room -= natural[i]
         widths[wrap:] = natural
 
-    text = Text()
+    # The text is joined once and styled by spans: appending 500,000 pieces to a rich Text
+    # one by one cost more than the rest of the summary.
+    parts: list[str] = []
+    spans: list[Span] = []
+    at = 0
+
+    def put(piece: str, style: str = "") -> None:
+        nonlocal at
+        if style and piece:
+            spans.append(Span(at, at + len(piece), style))
+        parts.append(piece)
+        at += len(piece)
 
     def line(cells: list[list[str]], styles: list[str]) -> None:
         for depth in range(max(len(c) for c in cells)):
             for i, (lines, cell_style) in enumerate(zip(cells, styles)):
                 piece = lines[depth] if depth < len(lines) else ""
-                padding = " " * (widths[i] - cell_len(piece))
-                text.append(_GAP if i else "")
-                text.append(piece, cell_style or None)
-                text.append(padding if i < len(cells) - 1 else "")
-            text.append("\n")
+                if i:
+                    put(_GAP)
+                put(piece, cell_style)
+                if i < len(cells) - 1:
+                    put(" " * (widths[i] - cell_len(piece)))
+            put("\n")
 
-    head_lines = [[line_ for part in column for line_ in _wrapped(part, widths[i])]
+    head_lines = [[line_ for part in column for line_ in _wrapped(_visible(part), widths[i])]
                   for i, column in enumerate(header)]
     height = max(len(h) for h in head_lines)
     line([[""] * (height - len(h)) + h for h in head_lines], ["bold"] * len(header))
-    text.append("─" * (sum(widths) + len(_GAP) * (len(widths) - 1)) + "\n", "dim")
+    put("─" * (sum(widths) + len(_GAP) * (len(widths) - 1)), "dim")
+    put("\n")
     for row in rows:
         if row is None:
-            text.append("\n")
+            put("\n")
             continue
         line([_wrapped(cell, widths[i]) if i >= wrap else [cell]
               for i, (cell, _) in enumerate(row)], [cell_style for _, cell_style in row])
-    console.print(text, soft_wrap=True, end="")
+    plain = "".join(parts)
+    if console.color_system is None:
+        # A file or a pipe: rich would emit no style, only copy the text, and copying
+        # 40,000 lines through its renderer costs seconds.
+        console.file.write(plain)
+        return
+    console.print(Text(plain, spans=spans), soft_wrap=True, end="")
 
 
 def _visible(text: str) -> str:

@@ -236,10 +236,12 @@ def test_opening_a_missing_log_to_read_does_not_create_it(tmp_path: Path):
 
 
 def test_output_is_the_same_with_and_without_a_log(cohort: Path, tmp_path: Path):
-    for fmt in ("jsonl", "csv", "json", "markdown", "table"):
-        plain = run("check", str(cohort), "-f", fmt)
-        logged = run("check", str(cohort), "-f", fmt, "--log", str(tmp_path / "s.db"))
-        assert plain.stdout == logged.stdout, fmt
+    for options in (["-f", "jsonl"], ["-f", "csv"], ["-f", "json"], ["-f", "markdown"],
+                    ["-f", "table"], ["-f", "html"], ["-f", "markdown", "--each"],
+                    ["-f", "table", "--each"]):
+        plain = run("check", str(cohort), *options)
+        logged = run("check", str(cohort), *options, "--log", str(tmp_path / "s.db"))
+        assert plain.stdout == logged.stdout, options
 
 
 # ------------------------------------------------------------------ changes and history
@@ -339,3 +341,38 @@ def test_log_shows_a_patients_history(cohort: Path, tmp_path: Path):
     assert run("log", "--log", str(db), "PT-9999").exit_code == 1
     runs = json.loads(run("log", "--log", str(db), "-f", "json").stdout)
     assert [(r["run"], r["files"], r["errors"]) for r in runs] == [(1, 5, 1), (2, 4, 1)]
+
+
+def test_changes_explains_a_criterion_of_parts_by_the_part_that_moved(cohort: Path,
+                                                                      tmp_path: Path):
+    db = tmp_path / "screening.db"
+    run("check", str(cohort), "--log", str(db))
+    patient = cohort / "lab-units-si-and-lb-weight.yaml"  # PT-0007: creatinine 150 umol/L
+    patient.write_text(patient.read_text("utf-8").replace(
+        "creatinine: {value: 150 umol/L, uln: 1.0 mg/dL, date: 2026-11-18}",
+        "creatinine: {value: 120 umol/L, uln: 1.0 mg/dL, date: 2026-11-27}"), "utf-8")
+    run("check", str(cohort), "--log", str(db))
+    out = runner.invoke(app, ["changes", "--log", str(db)], env={"COLUMNS": "200"}).stdout
+    hema = out.split("PT-0007 · NCT06559644: ineligible → needs_review", 1)[1]
+    assert hema.startswith("  (the patient file changed)\n")
+    lines = hema.strip().splitlines()[1:]
+    assert lines[0].strip() == "I9 Bilirubin, AST/ALT, creatinine: fail → pass"
+    assert lines[1].strip() == "I9.c Creatinine ≤ 1.6 mg/dL: fail → pass"
+    assert lines[2].strip() == "was: creatinine 150 umol/L on 2026-11-18 (= 1.7 mg/dL) > 1.6 mg/dL"
+    assert lines[3].strip() == "now: creatinine 120 umol/L on 2026-11-27 (= 1.36 mg/dL) ≤ 1.6 mg/dL"
+
+
+def test_the_digest_of_what_is_not_a_regular_file_is_none(tmp_path: Path):
+    from screener.log import file_digest
+
+    fifo = tmp_path / "p.yaml"
+    os.mkfifo(fifo)
+    # In a child process, so a digest that waited for a writer fails the test, not hangs it.
+    code = f"from screener.log import file_digest; print(file_digest({str(fifo)!r}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "None"
+    assert file_digest(str(tmp_path)) is None and file_digest(str(tmp_path / "none")) is None
+    regular = tmp_path / "a.yaml"
+    regular.write_bytes(b"id: A\n" * 50_000)  # more than one read's worth
+    assert file_digest(str(regular)) == "sha256:" + hashlib.sha256(regular.read_bytes()).hexdigest()

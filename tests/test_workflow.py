@@ -435,6 +435,9 @@ def test_summary_from_worker_entries_equals_summary_from_records():
         from_records.add(done.record)
         from_entries.add_entry(entry(done.record))
     assert markdown(from_records) == markdown(from_entries)
+    from screener.htmlreport import page
+
+    assert page(from_records) == page(from_entries)
 
 
 def test_a_line_break_in_a_patient_id_does_not_break_the_matrix(tmp_path: Path):
