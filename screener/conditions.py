@@ -443,11 +443,12 @@ class DateOrder(Leaf):
 
 @dataclass(frozen=True)
 class Unrecorded(Node):
-    """`if_missing`: what a condition on a list item's attribute means when the item does
-    not record it. A medication with no stop date and not marked as stopped has not been
-    stopped; a marker with no date cannot be shown to postdate a therapy. Allowed only
-    inside list items (the rule loader checks it): a patient's own missing fact stays
-    unknown. The reason says the value was read from an absence."""
+    """`if_missing`: what a condition means when its fact is not recorded, where the text
+    makes an absence an answer: a medication not marked as stopped is still taken; a marker
+    with no date cannot be shown to postdate a therapy; an exception only a positive
+    statement invokes ("if organ dysfunction links to the disease") does not apply when the
+    record does not state it. Everywhere else a missing fact stays unknown; the reason says
+    the value was read from an absence, and the criterion's note says why."""
 
     item: Node
     value: bool

@@ -510,9 +510,13 @@ def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader
     the nearest known drug: `dasatinb` must not silently drop out of a count of generations.
     """
     drug = therapy.get("drug")
-    if therapy.get("type") != "tki" or "generation" in therapy or not drug:
+    if therapy.get("type") != "tki" or not drug:
         return therapy
     folded = v.fold(drug)
+    # One name per drug, so "Gleevec" and "imatinib" count as one TKI, not two different.
+    therapy = {**therapy, "generic": _TKI_NAMES.get(folded, drug.strip().casefold())}
+    if "generation" in therapy:
+        return therapy
     generation = v.TKI_GENERATIONS.get(v.fold(_TKI_NAMES.get(folded, folded)))
     if generation is not None:
         return {**therapy, "generation": generation}

@@ -322,12 +322,9 @@ class _Compiler:
         return _LEAVES.setdefault(node, node)
 
     def unrecorded(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
-        """`if_missing: false` on a condition about a list item's attribute."""
+        """`if_missing: false`: what a condition means when its fact is not recorded."""
         value = data["if_missing"]
         at = path + ("if_missing",)
-        if scope is v.PATIENT:
-            raise self.fail(at, "if_missing applies only inside a list item (where, check)",
-                            "a patient's own missing fact stays unknown: the nurse collects it")
         if not isinstance(value, bool):
             raise self.fail(at, f"if_missing is true or false, not {_q(value)}")
         if "fresh" in data:

@@ -188,6 +188,8 @@ THERAPY = Record("therapy", {
     "cycles": Integer("cycles", 0, 100),
     "drug": Text("drug"),
     "generation": Integer("TKI generation", 1, 3),
+    # Filled in from `drug` (a brand or code counts as its generic name), never written.
+    "generic": Text("TKI generic name"),
     "outcome": Choice("TKI outcome", ("failed", "intolerant", "responding", "ongoing"),
                       (("failure", "failed"), ("resistant", "failed"),
                        ("intolerance", "intolerant"))),

@@ -113,7 +113,7 @@ def test_coverage_names_criteria_without_passing_and_failing_cases(cases_dir: Pa
     (cases_dir / "NCT06559644.cases.yaml").write_text(GOOD, encoding="utf-8")
     result = runner.invoke(app, ["test", str(cases_dir), "--coverage"])
     assert result.exit_code == 1
-    section = result.stdout.split("NCT06559644 coverage", 1)[1]
+    section = result.stdout.split("NCT06559644 coverage", 1)[1].split(" coverage ", 1)[0]
     lines = {line.split()[1]: line for line in section.splitlines()
              if line.strip().startswith(("✔", "✘", "·"))}
     assert lines["I9"].lstrip().startswith("✔")        # driven to pass and to fail

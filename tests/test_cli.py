@@ -31,7 +31,8 @@ def test_json_has_every_source_criterion_in_order():
         rules = yaml.safe_load((ROOT / "rules" / f"{trial['trial']}.yaml").read_text("utf-8"))
         assert [c["id"] for c in trial["criteria"]] == [c["id"] for c in rules["criteria"]]
     assert {t["trial"] for t in report["trials"]} == {
-        "NCT04546906", "NCT04684147", "NCT05571540", "NCT06009107", "NCT06559644"}
+        "NCT04546906", "NCT04684147", "NCT05571540", "NCT05679687", "NCT06009107",
+        "NCT06559644", "NCT07406178"}
 
 
 def test_json_is_sorted_and_byte_stable():
@@ -188,7 +189,7 @@ def test_json_says_which_tool_and_rule_sets_decided_it(tmp_path):
 
     assert report["screener_version"] == version("screener")
     digests = {t["trial"]: t["rules_digest"] for t in report["trials"]}
-    assert all(len(d) == 16 for d in digests.values()) and len(set(digests.values())) == 5
+    assert all(len(d) == 16 for d in digests.values()) and len(set(digests.values())) == 7
     # Editing one rule file changes its trial's digest and the overall one, nothing else.
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
@@ -228,7 +229,8 @@ def test_the_todo_list_asks_for_the_marker_result_when_there_are_no_markers(tmp_
     bare.write_text("id: X\nscreening_date: 2026-11-20\nsex: female\n"
                     "diagnosis: {disease: B-ALL}\n", encoding="utf-8")
     fields = _todo_fields(bare)
-    assert fields["diagnosis.markers.CD19.result"] == ["NCT04684147 I4", "NCT06009107 I4"]
+    assert fields["diagnosis.markers.CD19.result"] == [
+        "NCT04684147 I4", "NCT05679687 I8", "NCT06009107 I4", "NCT07406178 I2"]
     assert "NCT06009107 I4" in fields["diagnosis.markers.CD22.result"]
     assert "diagnosis.markers.CD19.date" in fields
     assert "pregnancy_test.result" in fields
@@ -264,6 +266,6 @@ def test_validate_warns_about_attestations_naming_no_trial_or_criterion(tmp_path
 
 
 def test_validate_of_a_file_with_good_attestations_is_quiet():
-    attested = ROOT / "examples" / "patients" / "attested-eligible-for-all-five-trials.yaml"
+    attested = ROOT / "examples" / "patients" / "attested-eligible-for-the-adult-trials.yaml"
     result = run("validate", str(attested))
     assert result.exit_code == 0 and "warning" not in result.stdout

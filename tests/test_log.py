@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from screener import __version__
+from screener import __version__, catalog
 from screener.cli import app
 from screener.log import MIGRATIONS, VERSION, LogError, open_log
 
@@ -148,7 +148,7 @@ def test_a_process_killed_during_a_run_leaves_the_log_as_it_was(cohort: Path, tm
 def test_two_processes_logging_at_once_both_land_whole(tmp_path: Path):
     folder = tmp_path / "cohort"
     folder.mkdir()
-    for copy in range(3):  # 60 patients, so the runs overlap
+    for copy in range(3):  # three copies of the examples, so the runs overlap
         for source in EXAMPLES.glob("*.yaml"):
             shutil.copy(source, folder / f"{copy}-{source.name}")
     db = tmp_path / "screening.db"  # new: both processes also race to create the schema
@@ -161,8 +161,9 @@ def test_two_processes_logging_at_once_both_land_whole(tmp_path: Path):
         assert process.returncode == 0, err.decode()
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
     assert rows(db, "SELECT version FROM schema_version") == [(VERSION,)]
-    assert rows(db, "SELECT run_id, COUNT(*) FROM screenings GROUP BY run_id") == [(1, 60),
-                                                                                  (2, 60)]
+    patients = 3 * len(list((ROOT / "examples" / "patients").glob("*.yaml")))
+    assert rows(db, "SELECT run_id, COUNT(*) FROM screenings GROUP BY run_id") == [
+        (1, patients), (2, patients)]
     per_run = rows(db, "SELECT s.run_id, COUNT(*) FROM criteria c JOIN screenings s "
                        "ON s.id = c.screening_id GROUP BY s.run_id")
     assert per_run[0][1] == per_run[1][1] > 0
@@ -337,7 +338,9 @@ def test_log_shows_a_patients_history(cohort: Path, tmp_path: Path):
     assert "changed" in table  # the file's digest moved between the runs
     rows = list(csv.DictReader(io.StringIO(run("log", "--log", str(db), "PT-0006",
                                                "-f", "csv").stdout)))
-    assert len(rows) == 10 and rows[1]["trial"] == "NCT04684147" and rows[1]["failing"] == "I2"
+    trials = len(catalog.load_rule_sets())
+    assert len(rows) == 2 * trials  # two screenings, each against every trial
+    assert rows[1]["trial"] == "NCT04684147" and rows[1]["failing"] == "I2"
     assert run("log", "--log", str(db), "PT-9999").exit_code == 1
     runs = json.loads(run("log", "--log", str(db), "-f", "json").stdout)
     assert [(r["run"], r["files"], r["errors"]) for r in runs] == [(1, 5, 1), (2, 4, 1)]

@@ -629,12 +629,25 @@ def test_if_missing_leaves_the_other_facts_of_the_item_unknown():
 
 
 @pytest.mark.parametrize(("check", "words"), [
-    ("{field: pregnant, is: true, if_missing: false}", ["only inside a list item"]),
     ("{exists: medications, where: {field: ongoing, is: true, if_missing: maybe}}",
      ["true or false"]),
     ("{exists: medications, where: {field: ongoing, is: true, if_missing: 0}}",
      ["true or false"]),
+    ("{field: pregnancy_test.result, is: negative, if_missing: true, "
+     "fresh: {within: 3 days, before: screening}}", ["fresh"]),
 ])
-def test_if_missing_is_refused_outside_list_items_and_for_non_booleans(check, words):
+def test_if_missing_is_refused_for_non_booleans_and_with_fresh(check, words):
     d = refused(criterion(check))
     assert all(w in d.message for w in words), d.message
+
+
+def test_if_missing_on_a_patient_fact_reads_its_absence_and_says_so():
+    # An exception only a positive statement invokes: unrecorded, it does not apply.
+    check = ("{any: [{field: lvef, ge: 50 %}, {all: [{field: organ_dysfunction_disease_related,"
+             " is: true, if_missing: false}, {review: disease-related?}]}]}")
+    rules = rule_set(criterion(check))
+    failed = run(rules, "lvef: 40 %\n")["I1"]
+    assert failed.status is Status.FAIL and "read as no" in failed.reason
+    assert run(rules, "lvef: 40 %\norgan_dysfunction_disease_related: true\n")["I1"].status \
+        is Status.REVIEW
+    assert run(rules, "lvef: 55 %\n")["I1"].status is Status.PASS
