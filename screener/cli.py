@@ -324,12 +324,14 @@ def trials(
     from rich.table import Table
 
     from .model import Kind
+    from .report import safe
 
     table = Table("trial", "product", "inclusion", "exclusion", "caveats", title_justify="left")
     for r in _rule_sets(rules):
         inclusions = sum(c.kind is Kind.INCLUSION for c in r.criteria)
-        table.add_row(r.trial, r.product, str(inclusions), str(len(r.criteria) - inclusions),
-                      "\n".join(r.caveats) or "—")
+        # Rule files are input too: their text is printed as written, never as markup.
+        table.add_row(r.trial, safe(r.product), str(inclusions),
+                      str(len(r.criteria) - inclusions), safe("\n".join(r.caveats)) or "—")
     _console().print(table)
 
 
@@ -344,9 +346,8 @@ def show(
 
     Example: screener show NCT06559644
     """
-    from rich.markup import escape
-
     from .catalog import select
+    from .report import safe as escape
 
     try:
         (rule_set,) = select(_rule_sets(rules), [trial])
@@ -416,7 +417,7 @@ def validate(
             for d in problems:
                 out.print(d.render(), style="red", markup=False, soft_wrap=True)
         else:
-            out.print(f"ok  {name}", markup=False)
+            out.print(f"ok  {shown(name)}", markup=False)
     out.print(f"{len(entries) - bad} valid, {bad} with errors")
     raise typer.Exit(int(Exit.INPUT_ERROR if bad else Exit.OK))
 
@@ -454,6 +455,7 @@ def test_cases(
     Example: screener test tests/cases --coverage
     """
     from .cases import CaseFileError, coverage as cover, explain, find_suites, load_suite, run_case
+    from .errors import printable
 
     rule_sets = {r.trial: r for r in _rule_sets(rules)}
     files = find_suites(paths or [Path(".")])
@@ -471,7 +473,8 @@ def test_cases(
             continue
         rule_set = rule_sets.get(suite.trial)
         if rule_set is None:
-            out.print(f"{file}: no rule set for trial {suite.trial}", style="red", markup=False)
+            out.print(printable(f"{file}: no rule set for trial {suite.trial}"), style="red",
+                      markup=False)
             broken += 1
             continue
         for case in suite.cases:
@@ -484,7 +487,7 @@ def test_cases(
                 out.print(f"{case.file}:{case.line}: case {case.name} was expected to fail "
                           f"({case.xfail}) but passed", style="red", markup=False)
             else:
-                out.print(explain(outcome), markup=False, soft_wrap=True)
+                out.print(printable(explain(outcome)), markup=False, soft_wrap=True)
     total = sum(len(o) for o in outcomes_by_trial.values())
     gaps = 0
     if coverage:

@@ -27,6 +27,18 @@ def _picture(match: re.Match[str]) -> str:
     return chr(0x2400 + code) if code < 0x20 else "\u2421" if code == 0x7F else "\ufffd"
 
 
+# What must never reach a terminal raw, from any input: C0 controls but tab and line
+# feed (ESC starts CSI and OSC-8 hyperlink sequences), DEL, the C1 controls (0x9B is a
+# one-byte CSI) and the bidirectional overrides that make text read other than it is.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Text from an input made harmless on a terminal: each control character shown as a
+    visible symbol (its Unicode control picture, or U+FFFD), everything else unchanged."""
+    return _UNPRINTABLE.sub(_picture, text) if _UNPRINTABLE.search(text) else text
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One finding about an input file: an error or a warning."""
@@ -45,7 +57,7 @@ class Diagnostic:
 
     def render(self, severity: str = "error") -> str:
         """Format as `file:line:col: error: message`, the line, a caret and a hint."""
-        lines = [f"{self.location()}: {severity}: {self.message}"]
+        lines = [printable(f"{self.location()}: {severity}: {self.message}")]
         if self.position is not None and self.source_line is not None:
             gutter = f"{self.position.line:>5} | "
             # A control character the error is about would print as nothing (or ring the
@@ -59,7 +71,7 @@ class Diagnostic:
             )
             lines.append(" " * (len(gutter) - 2) + "| " + prefix + "^")
         if self.hint:
-            lines.append(f"hint: {self.hint}")
+            lines.append(printable(f"hint: {self.hint}"))
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from functools import lru_cache
 from typing import Any
 
 from .batch import FileError, Record
+from .errors import printable
 from .model import (CriterionResult, Evidence, Kind, PartResult, Screening, Status, TrialResult,
                     Verdict)
 
@@ -246,6 +248,16 @@ def todo(record: Screening) -> tuple[dict[str, dict[str, list[str]]], list[str]]
 
 # ------------------------------------------------------------------------------ rich table
 
+
+def safe(text: str) -> str:
+    """Input text (ids, values, labels, rule texts, names) for a rich console: control
+    characters made visible, so no escape sequence reaches a terminal or a text file, and
+    markup brackets escaped, so `[/bold]` in a rule file prints as written."""
+    from rich.markup import escape
+
+    return escape(printable(text))
+
+
 GLYPHS = {Status.PASS: ("✔", "green"), Status.FAIL: ("✘", "red"),
           Status.UNKNOWN: ("?", "yellow"), Status.REVIEW: ("⚑", "magenta")}
 VERDICT_STYLE = {Verdict.ELIGIBLE: "bold green", Verdict.INELIGIBLE: "bold red",
@@ -275,25 +287,24 @@ def _cells(result: CriterionResult | PartResult, kind: Kind) -> tuple[str, str, 
 
 def render(console: Any, record: Record, verbose: bool = False) -> None:
     """Print one patient's screening (or its error) on a rich console."""
-    from rich.markup import escape
     from rich.table import Table
 
     if isinstance(record, FileError):
         for d in record.diagnostics:
             # Never wrap: the caret must stay under the column it points at.
-            console.print(escape(d.render()), style="red", highlight=False, soft_wrap=True)
+            console.print(safe(d.render()), style="red", highlight=False, soft_wrap=True)
         return
-    console.print(f"[bold]{escape(record.patient)}[/] ({escape(record.file)}) — screened as of "
+    console.print(f"[bold]{safe(record.patient)}[/] ({safe(record.file)}) — screened as of "
                   f"{record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}")
     for warning in record.warnings:
-        console.print(escape(warning), style="yellow", highlight=False)
+        console.print(safe(warning), style="yellow", highlight=False)
     for trial in record.trials:
         console.print()
         console.print(f"[{VERDICT_STYLE[trial.verdict]}] {trial.verdict.value.upper()} [/] "
-                      f"[bold]{trial.trial}[/] · {escape(trial.product)}",
+                      f"[bold]{trial.trial}[/] · {safe(trial.product)}",
                       style=VERDICT_STYLE[trial.verdict].replace("bold ", "reverse "))
         for caveat in trial.caveats:
-            console.print(f"  [bold yellow]caveat:[/] {escape(caveat)}")
+            console.print(f"  [bold yellow]caveat:[/] {safe(caveat)}")
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         table.add_column("", width=1)
         table.add_column("id", no_wrap=True)
@@ -309,22 +320,22 @@ def render(console: Any, record: Record, verbose: bool = False) -> None:
                 value, required, reason = "", "", _parts_summary(c)
             if verbose:
                 reason = c.reason
-            table.add_row(f"[{colour}]{glyph}[/]", c.id, escape(label), escape(value),
-                          escape(required), escape(reason))
+            table.add_row(f"[{colour}]{glyph}[/]", c.id, safe(label), safe(value),
+                          safe(required), safe(reason))
             for p in c.parts:
                 glyph, colour = GLYPHS[p.status]
                 value, required, reason = _cells(p, c.kind)
-                table.add_row(f"[{colour}]{glyph}[/]", f" {p.id}", "", escape(value),
-                              escape(required), escape(p.reason if verbose else reason))
+                table.add_row(f"[{colour}]{glyph}[/]", f" {p.id}", "", safe(value),
+                              safe(required), safe(p.reason if verbose else reason))
             if verbose:
-                table.add_row("", "", f"[dim]{escape(c.text)}[/]", "", "",
-                              f"[dim italic]{escape(c.note)}[/]" if c.note else "")
+                table.add_row("", "", f"[dim]{safe(c.text)}[/]", "", "",
+                              f"[dim italic]{safe(c.note)}[/]" if c.note else "")
         console.print(table)
     if verbose and record.sources:
         console.print()
         console.print("[bold]Where the facts came from[/]")
         for field, source in record.sources:
-            console.print(f"  {escape(field)}: [dim]{escape(source)}[/]", highlight=False)
+            console.print(f"  {safe(field)}: [dim]{safe(source)}[/]", highlight=False)
     collect, judge = todo(record)
     if any(collect.values()) or judge:
         console.print()
@@ -333,12 +344,12 @@ def render(console: Any, record: Record, verbose: bool = False) -> None:
             if fields:
                 console.print(f"  [bold]{group}:[/]")
                 for name, needed_by in fields.items():
-                    console.print(f"    • {escape(name)}  [dim](for {escape(', '.join(needed_by))})[/]",
+                    console.print(f"    • {safe(name)}  [dim](for {safe(', '.join(needed_by))})[/]",
                                   highlight=False)
         if judge:
             console.print("  [bold]for the investigator:[/]")
             for item in judge:
-                console.print(f"    • {escape(item)}", highlight=False)
+                console.print(f"    • {safe(item)}", highlight=False)
 
 
 def _parts_summary(c: CriterionResult) -> str:
@@ -358,9 +369,11 @@ _MD_GLYPH = {status: glyph for status, (glyph, _) in GLYPHS.items()}
 def markdown(record: Record, verbose: bool = False) -> str:
     """One patient's report (or error) as Markdown."""
     if isinstance(record, FileError):
-        return "\n".join([f"## `{record.file}`: could not be screened", "", "```",
-                          *(d.render() for d in record.diagnostics), "```", ""]) + "\n"
-    out = [f"## {_md(record.patient)} (`{record.file}`)", "",
+        lines = [d.render() for d in record.diagnostics]
+        fence = _fence(lines)
+        return "\n".join([f"## {code_span(record.file)}: could not be screened", "", fence,
+                          *lines, fence, ""]) + "\n"
+    out = [f"## {_md(record.patient)} ({code_span(record.file)})", "",
            f"Screened as of {record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}.", ""]
     out += [f"> warning: {_md(w)}" for w in record.warnings]
     for t in record.trials:
@@ -381,7 +394,8 @@ def markdown(record: Record, verbose: bool = False) -> str:
         for group, fields in collect.items():
             if fields:
                 out.append(f"**{group}**")
-                out += [f"- [ ] `{name}` (for {', '.join(ids)})" for name, ids in fields.items()]
+                out += [f"- [ ] {code_span(name)} (for {_md(', '.join(ids))})"
+                        for name, ids in fields.items()]
                 out.append("")
         if judge:
             out.append("**for the investigator**")
@@ -390,5 +404,34 @@ def markdown(record: Record, verbose: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+# The Markdown characters that can turn input text into something else: with these
+# escaped it opens no link or image (`[x](javascript:…)`, `<javascript:…>`), no raw HTML
+# (`<img onerror=…>`), no code span and no table cell. (Emphasis is left alone: it cannot
+# hide or run anything, and escaping every `_` would change every field name.)
+# A `<` opens HTML or an autolink only before a letter, `/`, `!` or `?`: `< 70 years` stays.
+_MD_ACTIVE = re.compile(r"([\\`\[\]|]|<(?=[A-Za-z/!?]))")
+_MD_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]+")
+
+
+def md(text: str) -> str:
+    """Input text for Markdown: one line, printable, every active character escaped."""
+    return _MD_ACTIVE.sub(r"\\\1", printable(_MD_BREAKS.sub(" ", text)))
+
+
+_md = md
+
+
+def code_span(text: str) -> str:
+    """Input text as a Markdown code span (nothing inside one is a link or HTML), its
+    delimiter longer than any run of backticks in the text, so it cannot be closed early."""
+    text = printable(_MD_BREAKS.sub(" ", text)).replace("|", "\\|")
+    ticks = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _fence(lines: list[str]) -> str:
+    """A code fence longer than any run of backticks in what it holds, so it cannot be
+    closed from inside."""
+    longest = max((len(run) for line in lines for run in re.findall("`+", line)), default=0)
+    return "`" * max(3, longest + 1)

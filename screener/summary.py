@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .batch import FileError, Record
 from .model import Status, Verdict
+from .report import code_span, md as _md
 
 
 @dataclass
@@ -66,7 +67,7 @@ SHORT = {"eligible": "eligible", "ineligible": "ineligible", "incomplete": "inco
 def render(console: object, cohort: Cohort) -> None:
     """The cohort summary as rich tables."""
     from rich import box
-    from rich.markup import escape
+    from .report import safe as escape
     from rich.table import Table
 
     from .report import VERDICT_STYLE
@@ -82,7 +83,7 @@ def render(console: object, cohort: Cohort) -> None:
     widest = max((len(patient) for patient, _ in cohort.rows), default=7)
     matrix.add_column("patient", no_wrap=True, min_width=min(max(widest, 7), 40))
     for trial in trials:
-        matrix.add_column(f"{trial}\n{cohort.trials[trial].product}", overflow="fold",
+        matrix.add_column(f"{trial}\n{escape(cohort.trials[trial].product)}", overflow="fold",
                           min_width=len(trial))
     for patient, verdicts in cohort.rows:
         cells = []
@@ -100,7 +101,8 @@ def render(console: object, cohort: Cohort) -> None:
         tally = cohort.trials[trial]
         if not tally.excluded_by:
             continue
-        attrition = Table(title=f"{trial} · {tally.product}: attrition", title_justify="left")
+        attrition = Table(title=f"{trial} · {escape(tally.product)}: attrition",
+                          title_justify="left")
         attrition.add_column("criterion")
         attrition.add_column("patients excluded", justify="right")
         attrition.add_column("excluded by it alone", justify="right")
@@ -127,7 +129,8 @@ def markdown(cohort: Cohort) -> str:
     out = ["## Cohort summary", "",
            f"{len(cohort.rows)} patients screened"
            + (f", {len(cohort.errors)} files with errors" if cohort.errors else "") + ".", "",
-           "| patient | " + " | ".join(f"{t} ({cohort.trials[t].product})" for t in trials) + " |",
+           "| patient | "
+           + " | ".join(f"{t} ({_md(cohort.trials[t].product)})" for t in trials) + " |",
            "|---|" + "---|" * len(trials)]
     for patient, verdicts in cohort.rows:
         out.append(f"| {_md(patient)} | " + " | ".join(verdicts.get(t, "") for t in trials) + " |")
@@ -138,7 +141,7 @@ def markdown(cohort: Cohort) -> str:
         tally = cohort.trials[trial]
         if not tally.excluded_by:
             continue
-        out += ["", f"### {trial} · {tally.product}: attrition", "",
+        out += ["", f"### {trial} · {_md(tally.product)}: attrition", "",
                 "| criterion | patients excluded | excluded by it alone |", "|---|---:|---:|"]
         out += [f"| {c} | {tally.excluded_by[c]} | {tally.alone[c]} |"
                 for c in cohort.order(trial)]
@@ -149,9 +152,5 @@ def markdown(cohort: Cohort) -> str:
         out += [f"| {_md(p)} | {t} | {c} |" for p, t, c in closest]
     if cohort.errors:
         out += ["", "### Files that could not be screened", ""]
-        out += [f"- `{name}`" for name in cohort.errors]
+        out += [f"- {code_span(name)}" for name in cohort.errors]
     return "\n".join(out) + "\n"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")

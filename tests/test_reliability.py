@@ -537,3 +537,66 @@ def test_a_closed_standard_output_is_a_message_and_exit_5():
     not_a_bug(run)
     assert run.returncode == 5
     assert b"standard output is closed" in run.stderr
+
+
+# ---------------------------------------------- 7, 9. outputs turned against their readers
+
+HOSTILE_ID = r'"PT-\e]8;;https://evil.example\e\\click\e]8;;\e\\ \e[2J\x9b31m"'
+
+
+def hostile_patient(folder: Path) -> Path:
+    path = folder / "hostile.yaml"
+    path.write_text(GOOD.read_text().replace("id: PT-0011", f"id: {HOSTILE_ID}", 1)
+                    + '"\\e[5munknown": 1\n', encoding="utf-8")
+    assert "\x1b" not in path.read_text()  # the file itself is plain text
+    return path
+
+
+@pytest.mark.parametrize("command", [("check",), ("check", "--verbose"), ("validate",)])
+def test_no_escape_sequence_from_an_input_reaches_the_terminal_or_a_text_file(tmp_path,
+                                                                              command):
+    path = hostile_patient(tmp_path)
+    run = screener_cli(*command, str(path), str(GOOD))
+    not_a_bug(run)
+    for stream in (run.stdout, run.stderr):
+        assert b"\x1b" not in stream and "\x9b".encode() not in stream, stream[:2000]
+    if command[0] == "check":
+        out = tmp_path / "report.txt"
+        assert screener_cli(*command, str(path), "-o", str(out)).returncode in (0, 1)
+        assert b"\x1b" not in out.read_bytes()
+
+
+def test_markup_and_escapes_in_a_rule_file_print_as_written(tmp_path):
+    text = RULE.format(check="{field: age, ge: 18 years}").replace(
+        "sources: [https://example.org]",
+        'sources: [https://example.org]\ncaveats: ["see [/bold] and [link=x]here\\e[2J"]')
+    (tmp_path / "NCT00000001.yaml").write_text(text.replace("product: P", 'product: "[red]P"'))
+    for command in (["trials"], ["show", "NCT00000001"]):
+        run = screener_cli(*command, "--rules", str(tmp_path))
+        not_a_bug(run)
+        assert run.returncode == 0, run.stderr
+        assert b"[/bold]" in run.stdout and b"[red]P" in run.stdout
+        assert b"\x1b" not in run.stdout
+
+
+def test_markdown_quotes_html_links_and_line_breaks_from_inputs_as_text(tmp_path):
+    path = tmp_path / "md.yaml"
+    payload = "<img src=x onerror=alert(1)> [click](javascript:alert(1)) <javascript:x>\n# h"
+    path.write_text(GOOD.read_text().replace("id: PT-0011", f"id: {json.dumps(payload)}", 1))
+    weird = tmp_path / "a`b<script>.yaml"
+    weird.write_text("id: [unclosed\n")
+    run = screener_cli("check", str(path), str(weird), "-f", "markdown", "--as-of", "2026-11-20")
+    not_a_bug(run)
+    text = run.stdout.decode()
+    import re
+
+    # Every `<` before a letter is escaped (no HTML, no autolink), every bracket too (no
+    # link); the odd file name sits in a code span its backtick cannot close.
+    outside_code = re.sub(r"^(`{3,})\n.*?^\1$", "", text, flags=re.M | re.S)  # fences
+    outside_code = re.sub(r"(`+)[^`].*?\1", "", outside_code)  # code spans
+    assert not re.search(r"(?<!\\)<[A-Za-z]", outside_code), outside_code[:500]
+    assert not re.search(r"(?<!\\)\]\(javascript:", outside_code)
+    assert "a`b<script>.yaml``" in text and "- ``/" in text
+    headers = [line for line in text.splitlines() if "onerror" in line]
+    assert headers and all(line.startswith(("## ", "| ")) for line in headers)
+    assert not any(line.startswith("# h") for line in text.splitlines())
