@@ -19,6 +19,7 @@ class Position:
     column: int
 
 
+QUOTE_LIMIT = 160  # characters of an offending line an error quotes, at most
 _CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
@@ -63,12 +64,18 @@ class Diagnostic:
             # A control character the error is about would print as nothing (or ring the
             # terminal bell): show it as its Unicode control picture, one column wide.
             shown = _CONTROLS.sub(_picture, self.source_line.rstrip("\n"))
+            column = max(self.position.column - 1, 0)
+            if len(shown) > QUOTE_LIMIT:
+                # A minified or pasted line can be a megabyte, and every error record
+                # quotes it: only a window around the column is shown, marked with "…".
+                start = max(0, min(column - QUOTE_LIMIT // 2, len(shown) - QUOTE_LIMIT))
+                end = start + QUOTE_LIMIT
+                shown = ("…" if start else "") + shown[start:end] + ("…" if end < len(shown)
+                                                                     else "")
+                column = column - start + (1 if start else 0)
             lines.append(gutter + shown)
             # Tabs are kept so the caret lines up under the same characters.
-            prefix = "".join(
-                ch if ch == "\t" else " "
-                for ch in shown[: max(self.position.column - 1, 0)]
-            )
+            prefix = "".join(ch if ch == "\t" else " " for ch in shown[:column])
             lines.append(" " * (len(gutter) - 2) + "| " + prefix + "^")
         if self.hint:
             lines.append(printable(f"hint: {self.hint}"))

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import screener
-from screener import batch, catalog, document, fhir
+from screener import batch, catalog, document, fhir, report
 from screener.errors import PatientError, RuleSetError
 
 HERE = Path(__file__).parent
@@ -600,3 +600,60 @@ def test_markdown_quotes_html_links_and_line_breaks_from_inputs_as_text(tmp_path
     headers = [line for line in text.splitlines() if "onerror" in line]
     assert headers and all(line.startswith(("## ", "| ")) for line in headers)
     assert not any(line.startswith("# h") for line in text.splitlines())
+
+
+# ---------------------------------------------------------------- 15. bounded quotations
+
+
+@pytest.mark.parametrize("where", ["end", "middle", "start"])
+def test_an_error_quotes_a_bounded_slice_of_a_long_line(where):
+    QUOTE_LIMIT = 200  # what "bounded" means here; screener quotes 160 characters
+
+    before = {"start": 0, "middle": 20_000, "end": 40_000}[where]
+    after = 40_000 - before
+    text = "id: PT-1\nx: [" + "1, " * before + "!!python/object 1" + ", 2" * after + "]\n"
+    with pytest.raises(PatientError) as caught:
+        screener.parse_patient(text, "pt.yaml")
+    d = caught.value.diagnostic
+    assert d.position is not None and d.position.line == 2
+    rendered = d.render().splitlines()
+    assert all(len(line) <= QUOTE_LIMIT + 20 for line in rendered), [len(x) for x in rendered]
+    quoted, caret = rendered[1], rendered[2]
+    assert quoted[caret.index("^")] == "!"  # the caret still points at the tag
+    record = json.loads(report.jsonl_line(batch.FileError("pt.yaml", (d,))))
+    assert len(record["error"]["text"]) < 3 * QUOTE_LIMIT
+
+
+# ----------------------------------------------------- 14. --format json is streamed
+
+
+def test_json_output_for_many_patients_is_streamed_not_held(tmp_path):
+    """Memory for 40 patients is that for 5, give or take one report (the old code held
+    every report, some 370 KB each, until the end); the bytes are those of one array."""
+    import tracemalloc
+
+    from typer.testing import CliRunner
+
+    from screener.cli import app
+
+    def peak(size: int) -> tuple[int, Path]:
+        folder = cohort(tmp_path / f"c{size}", size)
+        out = tmp_path / f"out{size}.json"
+        tracemalloc.start()
+        try:
+            result = CliRunner().invoke(app, ["check", str(folder), "-f", "json", "-o", str(out),
+                                              "-j", "1", "--as-of", "2026-11-20"])
+            _, top = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert result.exit_code == 0, result.output
+        return top, out
+
+    peak(2)  # warm: rule sets, tables and imports are loaded once
+    small, _ = peak(5)
+    large, out = peak(40)
+    documents = json.loads(out.read_text())
+    one = len(json.dumps(documents[0], indent=2))
+    assert large - small < 3 * one, (small, large, one)
+    assert out.read_text() == report.json_array(
+        [report.dumps(d) for d in documents]) + "\n"
