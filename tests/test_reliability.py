@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import screener
 from screener import batch, catalog, document, fhir, report
@@ -310,6 +311,28 @@ def test_an_output_of_dash_is_standard_output(tmp_path):
 
 
 # ----------------------------------------------------------------- 10-13. deceiving input
+
+BUNDLES = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))["bundles"]
+
+
+def test_every_bundle_of_the_corpus_has_an_expectation_and_back():
+    assert {p.name for p in (CORPUS / "bundles").glob("*.json")} == set(BUNDLES)
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(BUNDLES.items()), ids=sorted(BUNDLES))
+def test_bad_bundle(name, expected):
+    path = str(CORPUS / "bundles" / name)
+    if not expected.get("accepted"):
+        with pytest.raises(PatientError) as caught:
+            batch.load_any(path, dt.date(2026, 11, 20))
+        assert expected["message"] in caught.value.diagnostic.message
+        return
+    patient = batch.load_any(path, dt.date(2026, 11, 20))
+    for want in expected["warnings"]:
+        assert any(want in w.message for w in patient.warnings), patient.warnings
+    for field in expected.get("absent", []):
+        assert field not in patient.data
+
 
 
 def test_a_duplicate_key_in_fhir_json_is_an_error(tmp_path):
