@@ -4,7 +4,8 @@ Exit statuses (also in the README):
 
     0  every input was screened, whatever the verdicts
     1  at least one input could not be read or screened (the others were reported)
-    2  usage error: an unknown option, a bad --as-of date, an unknown --trial
+    2  usage error: an unknown option, a bad --as-of date, an unknown --trial, an --output
+       that is one of the inputs
     3  a rule set is broken: nothing was screened
     4  internal error (a bug): rerun with SCREENER_DEBUG=1 (or check --debug) for the traceback
     5  the output cannot be written (a missing or read-only directory, a full disk, a closed
@@ -181,7 +182,8 @@ def check(
     Format.table,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Write to this file (atomically: never a half file) instead "
-                               "of standard output.")] = None,
+                               "of standard output ('-'). A link is followed; a FIFO or "
+                               "device is written through; an input is refused.")] = None,
     trial: Annotated[Optional[list[str]], typer.Option(
         "--trial", "-t", help="Only this trial (NCT id or product name); repeatable.")] = None,
     as_of: Annotated[Optional[str], typer.Option(
@@ -191,8 +193,8 @@ def check(
         help="Count dated labs, markers and tests older than this before the screening date "
              "as missing (e.g. 30d, 6 weeks).")] = None,
     jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", min=1, help="Worker processes for a batch; output is the same "
-                                    "whatever the number.")] = os.cpu_count() or 1,
+        "--jobs", "-j", min=1, help="Worker processes for a batch (at most the usable "
+                                    "cores); output is the same whatever the number.")] = os.cpu_count() or 1,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Add each criterion's source text and reading notes.")] = False,
     rules: Annotated[Optional[Path], typer.Option(
