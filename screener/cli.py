@@ -406,7 +406,7 @@ def validate(
                 elif name.lower().endswith(".json"):
                     _warn(out, load_any(name).warnings)
                 else:
-                    doc = load(Path(name), name)
+                    doc = load(Path(name), shown(name))
                     # A rule set names its trial and lists criteria; anything else is a patient.
                     if isinstance(doc.data, dict) and {"trial", "criteria"} <= set(doc.data):
                         rules_from(doc)

@@ -31,13 +31,22 @@ def _picture(match: re.Match[str]) -> str:
 # What must never reach a terminal raw, from any input: C0 controls but tab and line
 # feed (ESC starts CSI and OSC-8 hyperlink sequences), DEL, the C1 controls (0x9B is a
 # one-byte CSI) and the bidirectional overrides that make text read other than it is.
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Lone surrogates (a file name's bytes that were not UTF-8) could not even be encoded.
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode escaped, said as the byte it was
+        return f"\\x{code - 0xDC00:02x}"
+    return _picture(match)
 
 
 def printable(text: str) -> str:
     """Text from an input made harmless on a terminal: each control character shown as a
     visible symbol (its Unicode control picture, or U+FFFD), everything else unchanged."""
-    return _UNPRINTABLE.sub(_picture, text) if _UNPRINTABLE.search(text) else text
+    return _UNPRINTABLE.sub(_shown, text) if _UNPRINTABLE.search(text) else text
 
 
 @dataclass(frozen=True)

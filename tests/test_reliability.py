@@ -70,6 +70,18 @@ def test_a_file_name_that_is_not_utf8_is_screened_and_written_escaped(tmp_path, 
     assert "\x1b" not in text
 
 
+def test_validate_names_a_file_name_that_is_not_utf8_escaped(tmp_path):
+    (tmp_path / "cohort").mkdir()
+    shutil.copy(GOOD, os.fsencode(tmp_path / "cohort") + b"/good\xfe.yaml")
+    (Path(os.fsdecode(os.fsencode(tmp_path / "cohort") + b"/bad\xfe.yaml"))
+     .write_text("id: [\n"))
+    run = screener_cli("validate", "cohort", cwd=tmp_path)
+    not_a_bug(run)
+    assert run.returncode == 1
+    text = run.stdout.decode("utf-8")
+    assert "cohort/bad\\xfe.yaml:2:1: error:" in text and "ok  cohort/good\\xfe.yaml" in text
+
+
 def test_a_name_with_a_backslash_stays_distinct_from_an_escaped_one():
     from screener.files import shown
 
@@ -680,3 +692,40 @@ def test_json_output_for_many_patients_is_streamed_not_held(tmp_path):
     assert large - small < 3 * one, (small, large, one)
     assert out.read_text() == report.json_array(
         [report.dumps(d) for d in documents]) + "\n"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_do_not_outlive_a_parent_killed_outright(tmp_path):
+    folder = cohort(tmp_path / "cohort", 1500)
+    out = tmp_path / "out.jsonl"
+    child = subprocess.Popen([sys.executable, "-m", "screener", "check", str(folder), "-f",
+                              "jsonl", "-o", str(out), "-j", "2"], stderr=subprocess.PIPE)
+    workers: list[int] = []
+    while child.poll() is None and len(workers) < 2:  # until both workers are started
+        try:
+            workers = [int(p) for p in Path(f"/proc/{child.pid}/task/{child.pid}/children")
+                       .read_text().split()]
+        except OSError:
+            pass
+    assert child.poll() is None, "finished before it could be killed: make the cohort larger"
+    child.kill()  # SIGKILL: no handler, no clean-up in the parent
+    child.wait(timeout=300)
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    # The kernel kills them at once; the bound only keeps an orphan from hanging the test.
+    import time
+
+    end = time.monotonic() + 60
+    while any(alive(pid) for pid in workers) and time.monotonic() < end:
+        time.sleep(0.05)
+    orphans = [pid for pid in workers if alive(pid)]
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)
+    assert orphans == [], "workers outlived their parent"
+    assert not out.exists()  # and the old (missing) output was not touched
