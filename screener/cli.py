@@ -247,6 +247,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     from .summary import Cohort, markdown as cohort_markdown, render as render_cohort
 
     rule_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
+    rule_files = [r.file for r in rule_sets]  # inputs too: an output must not replace one
     known = tuple(r.trial for r in rule_sets)
     try:
         rule_sets = select(rule_sets, trials)
@@ -261,7 +262,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     render = {Format.json: json_document, Format.jsonl: jsonl_line,
               Format.csv: csv_rows}.get(fmt)
     progress = _progress(len(entries))
-    with atomic_output(output, [e for e in entries if isinstance(e, str)]) as stream:
+    with atomic_output(output, [e for e in entries if isinstance(e, str)] + rule_files) \
+            as stream:
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
         task = progress.add_task("screening", total=len(entries)) if progress else None

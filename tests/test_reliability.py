@@ -729,3 +729,13 @@ def test_workers_do_not_outlive_a_parent_killed_outright(tmp_path):
         os.kill(pid, signal.SIGKILL)
     assert orphans == [], "workers outlived their parent"
     assert not out.exists()  # and the old (missing) output was not touched
+
+
+def test_an_output_onto_a_rule_file_is_refused(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(catalog.rules_dir(), rules)
+    target = sorted(rules.glob("NCT*.yaml"))[0]
+    before = target.read_bytes()
+    run = screener_cli("check", str(GOOD), "--rules", str(rules), "-o", str(target))
+    assert run.returncode == 2, run.stderr
+    assert target.read_bytes() == before
