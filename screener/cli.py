@@ -194,7 +194,8 @@ def check(
              "as missing (e.g. 30d, 6 weeks).")] = None,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", min=1, help="Worker processes for a batch (at most the usable "
-                                    "cores); output is the same whatever the number.")] = os.cpu_count() or 1,
+                                    "cores); output is the same whatever the number.")] =
+    os.cpu_count() or 1,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Add each criterion's source text and reading notes.")] = False,
     rules: Annotated[Optional[Path], typer.Option(

@@ -344,7 +344,8 @@ def render(console: Any, record: Record, verbose: bool = False) -> None:
             if fields:
                 console.print(f"  [bold]{group}:[/]")
                 for name, needed_by in fields.items():
-                    console.print(f"    • {safe(name)}  [dim](for {safe(', '.join(needed_by))})[/]",
+                    console.print(f"    • {safe(name)}  "
+                                  f"[dim](for {safe(', '.join(needed_by))})[/]",
                                   highlight=False)
         if judge:
             console.print("  [bold]for the investigator:[/]")
