@@ -567,8 +567,11 @@ def schema(
     from .report import dumps
     from .schema import patient_schema, rules_schema
 
+    from .output import atomic_output
+
     data = patient_schema() if kind is SchemaKind.patient else rules_schema()
-    sys.stdout.write(dumps(data) + "\n")
+    with atomic_output(None) as stream:  # a closed standard output: exit 5, not "a bug"
+        stream.write(dumps(data) + "\n")
 
 
 def main() -> None:

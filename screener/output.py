@@ -73,7 +73,7 @@ def atomic_output(target: Path | str | None, inputs: Iterable[str | os.PathLike[
     """
     if target is None or str(target) == "-":
         if sys.stdout is None:  # started with standard output closed (`>&-`)
-            raise OutputError("standard output is closed; use --output FILE")
+            raise OutputError("standard output is closed: there is nowhere to write")
         yield sys.stdout
         sys.stdout.flush()
         return

@@ -739,3 +739,10 @@ def test_an_output_onto_a_rule_file_is_refused(tmp_path):
     run = screener_cli("check", str(GOOD), "--rules", str(rules), "-o", str(target))
     assert run.returncode == 2, run.stderr
     assert target.read_bytes() == before
+
+
+def test_schema_to_a_closed_standard_output_is_exit_5_not_a_bug():
+    run = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m screener schema patient >&-'],
+                         capture_output=True, timeout=300)
+    not_a_bug(run)
+    assert run.returncode == 5
