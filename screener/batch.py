@@ -263,8 +263,8 @@ def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date
 
 
 class _Pool:
-    """A process pool that can be replaced when a worker dies, and is stopped for good
-    (its workers killed, not left running without a parent) however the batch ends."""
+    """A process pool that can be replaced when a worker dies, and is shut down however
+    the batch ends, so no worker is left running without its parent."""
 
     def __init__(self, jobs: int, initargs: tuple[object, ...]) -> None:
         self.jobs, self.initargs = jobs, initargs
@@ -277,7 +277,17 @@ class _Pool:
                                    initargs=(*self.initargs, os.getpid()))
 
     def submit(self, chunk: list[str]) -> Future[list[Done]]:
-        return self.pool.submit(_screen_chunk, chunk)
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self.pool.submit(_screen_chunk, chunk)
+        except BrokenProcessPool as exc:
+            # The pool broke before this chunk was handed over: the chunk fails like those
+            # in flight, when its result is asked for, and is retried with them.
+            failed: Future[list[Done]] = Future()
+            failed.set_exception(exc)
+            return failed
 
     def restart(self) -> None:
         self.stop()
