@@ -147,7 +147,7 @@ def jsonl_line(record: Record) -> bytes:
     assembled from each criterion's cached JSON, since a cohort repeats most results.
     The pieces are joined once, at the end: a record is some 32 kB."""
     if isinstance(record, FileError):
-        return (_compact(_error_json(record)) + "\n").encode()
+        return _terminal_safe((_compact(_error_json(record)) + "\n").encode())
     members: dict[str, Any] = {k: _compact(v).encode()
                                for k, v in _screening_fields(record).items()}
     members["trials"] = None  # its place in the sorted order
@@ -159,11 +159,27 @@ def jsonl_line(record: Record) -> bytes:
         else:
             pieces.append(value)
     pieces.append(b"}\n")
-    return b"".join(pieces)
+    return _terminal_safe(b"".join(pieces))
 
 
 def json_document(record: Record) -> str:
-    return dumps(to_json(record))
+    text = dumps(to_json(record))
+    return _C1_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _C1_TEXT.search(text) \
+        else text
+
+
+# JSON escapes C0 controls (ESC is written \u001b) but, with ensure_ascii=False, writes the
+# C1 controls (U+009B is a one-byte CSI) and bidirectional overrides as they are, so a JSON
+# file shown with `cat` could still drive a terminal. They are written as \u escapes: the
+# same strings for every JSON reader, and bytes unchanged for text without them.
+_C1_TEXT = re.compile("[\x80-\x9f\u202a-\u202e\u2066-\u2069]")
+_C1_UTF8 = re.compile(b"\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]")
+
+
+def _terminal_safe(data: bytes) -> bytes:
+    if _C1_UTF8.search(data) is None:  # the usual case: one scan, no copy
+        return data
+    return _C1_UTF8.sub(lambda m: f"\\u{ord(m.group().decode()):04x}".encode(), data)
 
 
 def indent_document(document: str) -> str:

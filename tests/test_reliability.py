@@ -587,7 +587,9 @@ def hostile_patient(folder: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", [("check",), ("check", "--verbose"), ("validate",)])
+@pytest.mark.parametrize("command", [("check",), ("check", "--verbose"), ("validate",),
+                                     ("check", "-f", "json"), ("check", "-f", "jsonl"),
+                                     ("check", "-f", "markdown")])
 def test_no_escape_sequence_from_an_input_reaches_the_terminal_or_a_text_file(tmp_path,
                                                                               command):
     path = hostile_patient(tmp_path)
