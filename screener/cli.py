@@ -153,11 +153,17 @@ def _console(stderr: bool = False, **options: object) -> Console:
 
     class Quiet(Console):
         def on_broken_pipe(self) -> None:
+            if self.stderr:  # nowhere left to say anything: the caller exits with its status
+                raise _StderrGone
             _broken_pipe()
 
     if "file" not in options:
         options["stderr"] = stderr
     return Quiet(highlight=False, soft_wrap=stderr, **options)  # type: ignore[arg-type]
+
+
+class _StderrGone(Exception):
+    """Standard error is a broken pipe too."""
 
 
 def _broken_pipe(kept: str = "") -> NoReturn:
@@ -168,7 +174,7 @@ def _broken_pipe(kept: str = "") -> NoReturn:
 def _fail(message: str, code: int) -> NoReturn:
     try:
         _console(stderr=True).print(message, style="red", markup=False, highlight=False)
-    except (OSError, ValueError):  # standard error closed too: the status still says it
+    except (OSError, ValueError, _StderrGone):  # standard error closed too: the status says it
         pass
     raise typer.Exit(int(code))
 
