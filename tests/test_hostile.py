@@ -1,7 +1,8 @@
 """Hostile and broken input: every bad patient or rule file gives a clear error, quickly.
 
 The corpus is tests/bad_inputs/: one small file per case under patients/ and rules/, and
-expected.yaml saying what each must produce (message substring, line, column, hint). Files
+expected.yaml saying what each must produce (message substring, line, column, hint); its
+bundles/ (FHIR JSON) are read by tests/test_reliability.py. Files
 too large to commit are generated here. Every case runs within a time budget, since
 bounded handling of input (alias bombs, deep nesting, huge numbers) is what is tested.
 """
