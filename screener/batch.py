@@ -12,6 +12,7 @@ import gc
 import os
 import re
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -188,8 +189,29 @@ class Done:
         return self.data.decode("utf-8")
 
 
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when its parent dies, however it dies.
+
+    A worker waits on a pipe whose write end it holds itself, so a parent killed with
+    SIGKILL (or by the OOM killer) would leave it waiting forever. Linux only; elsewhere
+    nothing changes.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError, ImportError):
+        return
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
 def _init_worker(rule_sets: list[RuleSet], as_of: dt.date | None, max_age: Measure | None,
-                 render: Render | None, known_trials: tuple[str, ...]) -> None:
+                 render: Render | None, known_trials: tuple[str, ...],
+                 parent: int | None = None) -> None:
+    if parent is not None and sys.platform.startswith("linux"):
+        _die_with(parent)
     # Ctrl-C at a terminal reaches the whole process group: the parent alone decides what
     # happens (it stops the workers), so a worker does not die printing a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -255,8 +277,8 @@ def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date
 
 
 class _Pool:
-    """A process pool that can be replaced when a worker dies, and is stopped for good
-    (its workers killed, not left running without a parent) however the batch ends."""
+    """A process pool that can be replaced when a worker dies, and is shut down however
+    the batch ends, so no worker is left running without its parent."""
 
     def __init__(self, jobs: int, initargs: tuple[object, ...]) -> None:
         self.jobs, self.initargs = jobs, initargs
@@ -265,10 +287,21 @@ class _Pool:
     def _start(self) -> ProcessPoolExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(self.jobs, initializer=_init_worker, initargs=self.initargs)
+        return ProcessPoolExecutor(self.jobs, initializer=_init_worker,
+                                   initargs=(*self.initargs, os.getpid()))
 
     def submit(self, chunk: list[str]) -> Future[list[Done]]:
-        return self.pool.submit(_screen_chunk, chunk)
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self.pool.submit(_screen_chunk, chunk)
+        except BrokenProcessPool as exc:
+            # The pool broke before this chunk was handed over: the chunk fails like those
+            # in flight, when its result is asked for, and is retried with them.
+            failed: Future[list[Done]] = Future()
+            failed.set_exception(exc)
+            return failed
 
     def restart(self) -> None:
         self.stop()

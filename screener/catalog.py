@@ -31,7 +31,7 @@ def load_rule_sets(directory: Path | None = None) -> list[RuleSet]:
     folder = directory if directory is not None else rules_dir()
     # Both YAML suffixes: an NCT….yml file silently skipped would screen without its trial.
     # Editor leftovers (.#NCT….yaml, NCT….yaml~) are not rule sets.
-    files = sorted(f for f in folder.glob("*") if f.suffix in (".yaml", ".yml")
+    files = sorted(f for f in folder.glob("*") if f.suffix.lower() in (".yaml", ".yml")
                    and not f.name.startswith((".#", "._")))
     if not files:
         raise RuleSetError(Diagnostic(f"no rule files (*.yaml, *.yml) in {shown(str(folder))}",

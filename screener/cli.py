@@ -4,8 +4,9 @@ Exit statuses (also in the README):
 
     0  every input was screened, whatever the verdicts
     1  at least one input could not be read or screened (the others were reported)
-    2  usage error: an unknown option, a bad --as-of date, an unknown --trial, a --log that
-       is not a screening log or comes from a newer screener
+    2  usage error: an unknown option, a bad --as-of date, an unknown --trial, an --output
+       that is one of the inputs, a --log that is not a screening log or comes from a newer
+       screener
     3  a rule set is broken: nothing was screened
     4  internal error (a bug): rerun with SCREENER_DEBUG=1 (or check --debug) for the traceback
     5  the output cannot be written (a missing or read-only directory, a full disk, a closed
@@ -178,11 +179,17 @@ def _console(stderr: bool = False, **options: object) -> Console:
 
     class Quiet(Console):
         def on_broken_pipe(self) -> None:
+            if self.stderr:  # nowhere left to say anything: the caller exits with its status
+                raise _StderrGone
             _broken_pipe()
 
     if "file" not in options:
         options["stderr"] = stderr
     return Quiet(highlight=False, soft_wrap=stderr, **options)  # type: ignore[arg-type]
+
+
+class _StderrGone(Exception):
+    """Standard error is a broken pipe too."""
 
 
 def _broken_pipe(kept: str = "") -> NoReturn:
@@ -193,7 +200,7 @@ def _broken_pipe(kept: str = "") -> NoReturn:
 def _fail(message: str, code: int) -> NoReturn:
     try:
         _console(stderr=True).print(message, style="red", markup=False, highlight=False)
-    except (OSError, ValueError):  # standard error closed too: the status still says it
+    except (OSError, ValueError, _StderrGone):  # standard error closed too: the status says it
         pass
     raise typer.Exit(int(code))
 
@@ -207,7 +214,8 @@ def check(
     Format.table,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Write to this file (atomically: never a half file) instead "
-                               "of standard output.")] = None,
+                               "of standard output ('-'). A link is followed; a FIFO or "
+                               "device is written through; an input is refused.")] = None,
     trial: Annotated[Optional[list[str]], typer.Option(
         "--trial", "-t", help="Only this trial (NCT id or product name); repeatable.")] = None,
     as_of: Annotated[Optional[str], typer.Option(
@@ -217,8 +225,9 @@ def check(
         help="Count dated labs, markers and tests older than this before the screening date "
              "as missing (e.g. 30d, 6 weeks).")] = None,
     jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", min=1, help="Worker processes for a batch; output is the same "
-                                    "whatever the number.")] = os.cpu_count() or 1,
+        "--jobs", "-j", min=1, help="Worker processes for a batch (at most the usable "
+                                    "cores); output is the same whatever the number.")] =
+    os.cpu_count() or 1,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Add each criterion's source text and reading notes.")] = False,
     everything: Annotated[bool, typer.Option(
@@ -307,6 +316,7 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     from .summary import Cohort, entry, markdown as cohort_markdown, render as render_cohort
 
     rule_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
+    rule_files = [r.file for r in rule_sets]  # inputs too: an output must not replace one
     known = tuple(r.trial for r in rule_sets)
     try:
         rule_sets = select(rule_sets, trials)
@@ -338,7 +348,8 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     # The log is appended after the output file is in place, and not at all if the run
     # stops early: the recorder's exit commits or drops the run (log.Recorder).
     with recorder or contextlib.nullcontext(), \
-            atomic_output(output, [e for e in entries if isinstance(e, str)]) as stream:
+            atomic_output(output, [e for e in entries if isinstance(e, str)] + rule_files) \
+            as stream:
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
         task = progress.add_task("screening", total=len(entries)) if progress else None
@@ -451,12 +462,14 @@ def trials(
     from rich.table import Table
 
     from .model import Kind
+    from .report import safe
 
     table = Table("trial", "product", "inclusion", "exclusion", "caveats", title_justify="left")
     for r in _rule_sets(rules):
         inclusions = sum(c.kind is Kind.INCLUSION for c in r.criteria)
-        table.add_row(r.trial, r.product, str(inclusions), str(len(r.criteria) - inclusions),
-                      "\n".join(r.caveats) or "—")
+        # Rule files are input too: their text is printed as written, never as markup.
+        table.add_row(r.trial, safe(r.product), str(inclusions),
+                      str(len(r.criteria) - inclusions), safe("\n".join(r.caveats)) or "—")
     _console().print(table)
 
 
@@ -471,9 +484,8 @@ def show(
 
     Example: screener show NCT06559644
     """
-    from rich.markup import escape
-
     from .catalog import select
+    from .report import safe as escape
 
     try:
         (rule_set,) = select(_rule_sets(rules), [trial])
@@ -546,7 +558,7 @@ def validate(
                     _warn(out, patient.warnings)
                     attestations(patient)
                 else:
-                    doc = load(Path(name), name)
+                    doc = load(Path(name), shown(name))
                     # A rule set names its trial and lists criteria; anything else is a patient.
                     if isinstance(doc.data, dict) and {"trial", "criteria"} <= set(doc.data):
                         rules_from(doc)
@@ -561,7 +573,7 @@ def validate(
             for d in problems:
                 out.print(d.render(), style="red", markup=False, soft_wrap=True)
         else:
-            out.print(f"ok  {name}", markup=False)
+            out.print(f"ok  {shown(name)}", markup=False)
     out.print(f"{len(entries) - bad} valid, {bad} with errors")
     raise typer.Exit(int(Exit.INPUT_ERROR if bad else Exit.OK))
 
@@ -599,6 +611,7 @@ def test_cases(
     Example: screener test tests/cases --coverage
     """
     from .cases import CaseFileError, coverage as cover, explain, find_suites, load_suite, run_case
+    from .errors import printable
 
     rule_sets = {r.trial: r for r in _rule_sets(rules)}
     files = find_suites(paths or [Path(".")])
@@ -616,7 +629,8 @@ def test_cases(
             continue
         rule_set = rule_sets.get(suite.trial)
         if rule_set is None:
-            out.print(f"{file}: no rule set for trial {suite.trial}", style="red", markup=False)
+            out.print(printable(f"{file}: no rule set for trial {suite.trial}"), style="red",
+                      markup=False)
             broken += 1
             continue
         for case in suite.cases:
@@ -629,7 +643,7 @@ def test_cases(
                 out.print(f"{case.file}:{case.line}: case {case.name} was expected to fail "
                           f"({case.xfail}) but passed", style="red", markup=False)
             else:
-                out.print(explain(outcome), markup=False, soft_wrap=True)
+                out.print(printable(explain(outcome)), markup=False, soft_wrap=True)
     total = sum(len(o) for o in outcomes_by_trial.values())
     gaps = 0
     if coverage:
@@ -836,8 +850,11 @@ def schema(
     from .report import dumps
     from .schema import patient_schema, rules_schema
 
+    from .output import atomic_output
+
     data = patient_schema() if kind is SchemaKind.patient else rules_schema()
-    sys.stdout.write(dumps(data) + "\n")
+    with atomic_output(None) as stream:  # a closed standard output: exit 5, not "a bug"
+        stream.write(dumps(data) + "\n")
 
 
 def main() -> None:

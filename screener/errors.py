@@ -19,12 +19,34 @@ class Position:
     column: int
 
 
+QUOTE_LIMIT = 160  # characters of an offending line an error quotes, at most
 _CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 def _picture(match: re.Match[str]) -> str:
     code = ord(match.group())
     return chr(0x2400 + code) if code < 0x20 else "\u2421" if code == 0x7F else "\ufffd"
+
+
+# What must never reach a terminal raw, from any input: C0 controls but tab and line
+# feed (ESC starts CSI and OSC-8 hyperlink sequences), DEL, the C1 controls (0x9B is a
+# one-byte CSI) and the bidirectional overrides that make text read other than it is.
+# Lone surrogates (a file name's bytes that were not UTF-8) could not even be encoded.
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode escaped, said as the byte it was
+        return f"\\x{code - 0xDC00:02x}"
+    return _picture(match)
+
+
+def printable(text: str) -> str:
+    """Text from an input made harmless on a terminal: each control character shown as a
+    visible symbol (its Unicode control picture, or U+FFFD), everything else unchanged."""
+    return _UNPRINTABLE.sub(_shown, text) if _UNPRINTABLE.search(text) else text
 
 
 @dataclass(frozen=True)
@@ -45,21 +67,27 @@ class Diagnostic:
 
     def render(self, severity: str = "error") -> str:
         """Format as `file:line:col: error: message`, the line, a caret and a hint."""
-        lines = [f"{self.location()}: {severity}: {self.message}"]
+        lines = [printable(f"{self.location()}: {severity}: {self.message}")]
         if self.position is not None and self.source_line is not None:
             gutter = f"{self.position.line:>5} | "
             # A control character the error is about would print as nothing (or ring the
             # terminal bell): show it as its Unicode control picture, one column wide.
             shown = _CONTROLS.sub(_picture, self.source_line.rstrip("\n"))
+            column = max(self.position.column - 1, 0)
+            if len(shown) > QUOTE_LIMIT:
+                # A minified or pasted line can be a megabyte, and every error record
+                # quotes it: only a window around the column is shown, marked with "…".
+                start = max(0, min(column - QUOTE_LIMIT // 2, len(shown) - QUOTE_LIMIT))
+                end = start + QUOTE_LIMIT
+                shown = ("…" if start else "") + shown[start:end] + ("…" if end < len(shown)
+                                                                     else "")
+                column = column - start + (1 if start else 0)
             lines.append(gutter + shown)
             # Tabs are kept so the caret lines up under the same characters.
-            prefix = "".join(
-                ch if ch == "\t" else " "
-                for ch in shown[: max(self.position.column - 1, 0)]
-            )
+            prefix = "".join(ch if ch == "\t" else " " for ch in shown[:column])
             lines.append(" " * (len(gutter) - 2) + "| " + prefix + "^")
         if self.hint:
-            lines.append(f"hint: {self.hint}")
+            lines.append(printable(f"hint: {self.hint}"))
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:

@@ -73,7 +73,7 @@ def atomic_output(target: Path | str | None, inputs: Iterable[str | os.PathLike[
     """
     if target is None or str(target) == "-":
         if sys.stdout is None:  # started with standard output closed (`>&-`)
-            raise OutputError("standard output is closed; use --output FILE")
+            raise OutputError("standard output is closed: there is nowhere to write")
         yield sys.stdout
         sys.stdout.flush()
         return
@@ -97,13 +97,18 @@ def atomic_output(target: Path | str | None, inputs: Iterable[str | os.PathLike[
             return
     real = os.path.realpath(name)  # the file a link points to, even one not there yet
     folder = os.path.dirname(real) or "."
+    temporary: str | None = None
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(real)}.",
-                                             suffix=".partial", dir=folder)
-    except OSError as exc:
-        raise OutputError(f"cannot write {shown(name)}: {exc.strerror or exc} "
-                          f"({shown(folder)})") from None
-    try:
+        # A signal handled as an exception (Ctrl-C, SIGTERM) arriving between the creation
+        # of the temporary file and the note of its name would leave it behind: signals
+        # wait while it is made, and arrive (when released) with the name known.
+        with _signals_held():
+            try:
+                handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(real)}.",
+                                                     suffix=".partial", dir=folder)
+            except OSError as exc:
+                raise OutputError(f"cannot write {shown(name)}: {exc.strerror or exc} "
+                                  f"({shown(folder)})") from None
         # mkstemp makes the file private (0600); a replaced file keeps its permissions,
         # a new one gets what the umask gives any new file.
         mode = stat.S_IMODE(info.st_mode) if info is not None else 0o666 & ~_umask()
@@ -114,9 +119,26 @@ def atomic_output(target: Path | str | None, inputs: Iterable[str | os.PathLike[
             os.fsync(stream.fileno())
         os.replace(temporary, real)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
         raise
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
+    try:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, OSError, ValueError):  # no signal masks here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _write_through(name: str) -> Iterator[TextIO]:

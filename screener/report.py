@@ -9,12 +9,14 @@ list: data to collect, grouped as a nurse gathers it, and items for the investig
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Any
 
 from ._version import __version__
 from .batch import FileError, Record
 from . import worklist
+from .errors import printable
 from .model import (CriterionResult, Evidence, Kind, PartResult, Screening, Status,
                     TrialResult, Verdict)
 
@@ -150,7 +152,7 @@ def jsonl_line(record: Record) -> bytes:
     assembled from each criterion's cached JSON, since a cohort repeats most results.
     The pieces are joined once, at the end: a record is some 32 kB."""
     if isinstance(record, FileError):
-        return (_compact(_error_json(record)) + "\n").encode()
+        return _terminal_safe((_compact(_error_json(record)) + "\n").encode())
     members: dict[str, Any] = {k: _compact(v).encode()
                                for k, v in _screening_fields(record).items()}
     members["trials"] = None  # its place in the sorted order
@@ -162,11 +164,27 @@ def jsonl_line(record: Record) -> bytes:
         else:
             pieces.append(value)
     pieces.append(b"}\n")
-    return b"".join(pieces)
+    return _terminal_safe(b"".join(pieces))
 
 
 def json_document(record: Record) -> str:
-    return dumps(to_json(record))
+    text = dumps(to_json(record))
+    return _C1_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _C1_TEXT.search(text) \
+        else text
+
+
+# JSON escapes C0 controls (ESC is written \u001b) but, with ensure_ascii=False, writes the
+# C1 controls (U+009B is a one-byte CSI) and bidirectional overrides as they are, so a JSON
+# file shown with `cat` could still drive a terminal. They are written as \u escapes: the
+# same strings for every JSON reader, and bytes unchanged for text without them.
+_C1_TEXT = re.compile("[\x80-\x9f\u202a-\u202e\u2066-\u2069]")
+_C1_UTF8 = re.compile(b"\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]")
+
+
+def _terminal_safe(data: bytes) -> bytes:
+    if _C1_UTF8.search(data) is None:  # the usual case: one scan, no copy
+        return data
+    return _C1_UTF8.sub(lambda m: f"\\u{ord(m.group().decode()):04x}".encode(), data)
 
 
 def indent_document(document: str) -> str:
@@ -241,6 +259,16 @@ csv_line = _csv_line  # for the other tables written as CSV (the screening log's
 
 
 # ------------------------------------------------------------------------------ rich table
+
+
+def safe(text: str) -> str:
+    """Input text (ids, values, labels, rule texts, names) for a rich console: control
+    characters made visible, so no escape sequence reaches a terminal or a text file, and
+    markup brackets escaped, so `[/bold]` in a rule file prints as written."""
+    from rich.markup import escape
+
+    return escape(printable(text))
+
 
 GLYPHS = {Status.PASS: ("✔", "green"), Status.FAIL: ("✘", "red"),
           Status.UNKNOWN: ("?", "yellow"), Status.REVIEW: ("⚑", "magenta")}
@@ -317,7 +345,6 @@ def _grid(console: Any) -> Any:
 
 
 def _summary(console: Any, record: Screening) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     grid = Table.grid(padding=(0, 1))
@@ -328,10 +355,10 @@ def _summary(console: Any, record: Screening) -> None:
         # A caveat (unpublished criteria, a withdrawn registration) qualifies the verdict.
         caveat = "[yellow]*[/]" if t.caveats else " "
         grid.add_row(f"[{VERDICT_STYLE[t.verdict]}]{verdict_word(t.verdict)}[/]",
-                     f"[bold]{t.trial}[/]{caveat}{escape(t.product.ljust(width))}  "
+                     f"[bold]{t.trial}[/]{caveat}{safe(t.product.ljust(width))}  "
                      f"[dim]{counts_text(t)}[/]")
         for cid, text in blockers(t):
-            grid.add_row("", f"[red]✘ {cid}[/] {escape(brief(text))}")
+            grid.add_row("", f"[red]✘ {cid}[/] {safe(brief(text))}")
     console.print(grid)
     if any(t.caveats for t in record.trials):
         console.print("[yellow]*[/] [dim]caveat: see the trial's section[/]")
@@ -343,44 +370,42 @@ def render(console: Any, record: Record, verbose: bool = False, everything: bool
     blockers first, then per trial the criteria that are not met, the worklist, the
     warnings, and the verdicts again. `everything` lists passing criteria and the needs of
     trials already ineligible too."""
-    from rich.markup import escape
-
     if isinstance(record, FileError):
         for d in record.diagnostics:
             # Never wrap: the caret must stay under the column it points at.
-            console.print(escape(d.render()), style="red", highlight=False, soft_wrap=True)
+            console.print(safe(d.render()), style="red", highlight=False, soft_wrap=True)
         return
-    console.print(f"[bold]{escape(record.patient)}[/] · {escape(record.file)} [dim]· as of "
+    console.print(f"[bold]{safe(record.patient)}[/] · {safe(record.file)} [dim]· as of "
                   f"{record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}[/]")
     _summary(console, record)
     console.print(LEGEND, style="dim", highlight=False)
     for t in record.trials:
         console.print()
         console.print(f"[{VERDICT_STYLE[t.verdict]}] {verdict_word(t.verdict)} [/] "
-                      f"[bold]{t.trial}[/] · {escape(t.product)}   [dim]{counts_text(t)}[/]",
+                      f"[bold]{t.trial}[/] · {safe(t.product)}   [dim]{counts_text(t)}[/]",
                       highlight=False)
         if t.caveats:
             notes = _grid(console)
             for caveat in t.caveats:
-                notes.add_row("", "[bold yellow]caveat:[/]", escape(caveat))
+                notes.add_row("", "[bold yellow]caveat:[/]", safe(caveat))
             console.print(notes)
         listed, unknown, passed = shown(t, everything)
         grid = _grid(console)
         for c in listed:
             glyph, colour = GLYPHS[c.status]
             attested = " (attested)" if c.attested else ""
-            grid.add_row(f"[{colour}]{glyph}[/]", c.id, f"[bold]{escape(c.label)}[/]{attested}")
+            grid.add_row(f"[{colour}]{glyph}[/]", c.id, f"[bold]{safe(c.label)}[/]{attested}")
             parts = c.parts if everything else [p for p in c.parts if p.status is not Status.PASS]
             if not c.parts or verbose:
-                grid.add_row("", "", f"[dim]{escape(detail(c, c.kind))}[/]")
+                grid.add_row("", "", f"[dim]{safe(detail(c, c.kind))}[/]")
             for p in parts:
                 glyph, colour = GLYPHS[p.status]
                 grid.add_row("", f"[{colour}]{glyph}[/] {p.id}",
-                             f"{escape(p.label)}: [dim]{escape(detail(p, c.kind))}[/]")
+                             f"{safe(p.label)}: [dim]{safe(detail(p, c.kind))}[/]")
             if verbose:
-                grid.add_row("", "", f"[dim italic]source: {escape(c.text)}[/]")
+                grid.add_row("", "", f"[dim italic]source: {safe(c.text)}[/]")
                 if c.note:
-                    grid.add_row("", "", f"[dim italic]note: {escape(c.note)}[/]")
+                    grid.add_row("", "", f"[dim italic]note: {safe(c.note)}[/]")
         if unknown:
             grid.add_row("[yellow]?[/]", str(len(unknown)),
                          "need data: " + " ".join(c.id for c in unknown)
@@ -394,7 +419,7 @@ def render(console: Any, record: Record, verbose: bool = False, everything: bool
         console.print()
         console.print("[bold]Where the facts came from[/]")
         for field, source in record.sources:
-            console.print(f"  {escape(field)}: [dim]{escape(source)}[/]", highlight=False)
+            console.print(f"  {safe(field)}: [dim]{safe(source)}[/]", highlight=False)
     _render_worklist(console, worklist.build(record, everything, asks))
     if len(record.trials) > 1:
         console.print()
@@ -436,8 +461,6 @@ def _skipped(work: worklist.Worklist) -> str:
 
 
 def _render_worklist(console: Any, work: worklist.Worklist) -> None:
-    from rich.markup import escape
-
     console.print()
     if work.empty():
         if work.skipped:
@@ -454,11 +477,11 @@ def _render_worklist(console: Any, work: worklist.Worklist) -> None:
             if bullets:
                 console.print(f"  [bold]{group}:[/]")
                 for b in bullets:
-                    console.print(f"    • {escape(b.text)} [dim]— {escape(b.for_text())}[/]",
+                    console.print(f"    • {safe(b.text)} [dim]— {safe(b.for_text())}[/]",
                                   highlight=False)
         if work.judge:
             # The questions themselves stand in each trial's section above.
-            console.print("  [bold]for the investigator[/] [dim](questions above)[/]: " + escape(
+            console.print("  [bold]for the investigator[/] [dim](questions above)[/]: " + safe(
                 " · ".join(f"{trial.split(' · ', 1)[-1]} "
                            + " ".join(i.split(":", 1)[0] for i in items)
                            for trial, items in work.judge.items())), highlight=False)
@@ -467,9 +490,9 @@ def _render_worklist(console: Any, work: worklist.Worklist) -> None:
         console.print(f"[bold yellow]{len(work.warnings)} warning"
                       f"{'s' if len(work.warnings) > 1 else ''} about the file[/]")
         for text, left in work.warnings:
-            console.print(escape(text), style="yellow", highlight=False)
+            console.print(safe(text), style="yellow", highlight=False)
             if left:
-                console.print(f"  [dim]left unknown: {escape(', '.join(left))}[/]")
+                console.print(f"  [dim]left unknown: {safe(', '.join(left))}[/]")
 
 
 # -------------------------------------------------------------------------------- Markdown
@@ -481,9 +504,11 @@ def markdown(record: Record, verbose: bool = False, everything: bool = False,
              asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None) -> str:
     """One patient's report (or error) as Markdown, in the order of the table report."""
     if isinstance(record, FileError):
-        return "\n".join([f"## `{_md(record.file)}`: could not be screened", "", "```",
-                          *(d.render() for d in record.diagnostics), "```", ""]) + "\n"
-    out = [f"## {_md(record.patient)} (`{_md(record.file)}`)", "",
+        lines = [d.render() for d in record.diagnostics]
+        fence = _fence(lines)
+        return "\n".join([f"## {code_span(record.file)}: could not be screened", "", fence,
+                          *lines, fence, ""]) + "\n"
+    out = [f"## {_md(record.patient)} ({code_span(record.file)})", "",
            f"Screened as of {record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}.", ""]
     summary = _md_summary(record)
     out += summary + [LEGEND, ""]
@@ -553,5 +578,35 @@ def _md_summary(record: Screening) -> list[str]:
     return out + [""]
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+
+# The Markdown characters that can turn input text into something else: with these
+# escaped it opens no link or image (`[x](javascript:…)`, `<javascript:…>`), no raw HTML
+# (`<img onerror=…>`), no code span and no table cell. (Emphasis is left alone: it cannot
+# hide or run anything, and escaping every `_` would change every field name.)
+# A `<` opens HTML or an autolink only before a letter, `/`, `!` or `?`: `< 70 years` stays.
+_MD_ACTIVE = re.compile(r"([\\`\[\]|]|<(?=[A-Za-z/!?]))")
+_MD_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]+")
+
+
+def md(text: str) -> str:
+    """Input text for Markdown: one line, printable, every active character escaped."""
+    return _MD_ACTIVE.sub(r"\\\1", printable(_MD_BREAKS.sub(" ", text)))
+
+
+_md = md
+
+
+def code_span(text: str) -> str:
+    """Input text as a Markdown code span (nothing inside one is a link or HTML), its
+    delimiter longer than any run of backticks in the text, so it cannot be closed early."""
+    text = printable(_MD_BREAKS.sub(" ", text)).replace("|", "\\|")
+    ticks = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _fence(lines: list[str]) -> str:
+    """A code fence longer than any run of backticks in what it holds, so it cannot be
+    closed from inside."""
+    longest = max((len(run) for line in lines for run in re.findall("`+", line)), default=0)
+    return "`" * max(3, longest + 1)

@@ -14,6 +14,7 @@ from typing import Any
 
 from .batch import FileError, Record
 from .model import CriterionResult, Screening, Status, Verdict
+from .report import _fence, code_span, md as _md, safe
 
 
 @dataclass
@@ -190,7 +191,7 @@ def _duplicate_lines(cohort: Cohort) -> list[str]:
 def render(console: object, cohort: Cohort) -> None:
     """The cohort summary as rich tables."""
     from rich import box
-    from rich.markup import escape
+    from .report import safe as escape
     from rich.table import Table
 
     from .report import VERDICT_STYLE
@@ -242,10 +243,10 @@ def render(console: object, cohort: Cohort) -> None:
               [[(patient, ""), (trial, ""), (cohort.criterion(trial, cid), ""), (blocking, "")]
                for patient, trial, cid, blocking in closest], wrap=2)
     for name in cohort.errors:
-        console.print(f"[red]could not screen[/] {escape(name)}")  # type: ignore[attr-defined]
+        console.print(f"[red]could not screen[/] {safe(name)}")  # type: ignore[attr-defined]
         message = cohort.messages.get(name)
         if message:
-            console.print(escape(message), style="red", highlight=False,  # type: ignore[attr-defined]
+            console.print(safe(message), style="red", highlight=False,  # type: ignore[attr-defined]
                           soft_wrap=True)
 
 
@@ -384,12 +385,12 @@ def markdown(cohort: Cohort) -> str:
     if cohort.errors:
         out += ["", "### Files that could not be screened", ""]
         for name in cohort.errors:
-            out.append(f"- `{name}`")
+            out.append(f"- {code_span(name)}")
             message = cohort.messages.get(name)
             if message:
-                out += ["", "  ```", *(f"  {line}" for line in message.splitlines()), "  ```"]
+                # A fence longer than any run of backticks in the message (a file name may
+                # hold some), so the message cannot close it and turn into Markdown.
+                lines = message.splitlines()
+                fence = _fence(lines)
+                out += ["", fence, *lines, fence, ""]
     return "\n".join(out) + "\n"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")

@@ -1,7 +1,8 @@
 """Hostile and broken input: every bad patient or rule file gives a clear error, quickly.
 
 The corpus is tests/bad_inputs/: one small file per case under patients/ and rules/, and
-expected.yaml saying what each must produce (message substring, line, column, hint). Files
+expected.yaml saying what each must produce (message substring, line, column, hint); its
+bundles/ (FHIR JSON) are read by tests/test_reliability.py. Files
 too large to commit are generated here. Every case runs within a time budget, since
 bounded handling of input (alias bombs, deep nesting, huge numbers) is what is tested.
 """
@@ -25,6 +26,7 @@ import yaml
 import screener
 from screener import PatientError, RuleSetError, ScreenerError
 from screener import document
+from screener.errors import QUOTE_LIMIT
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "bad_inputs"
@@ -70,14 +72,20 @@ def check_diagnostic(exc: ScreenerError, expected: dict[str, Any], display: str)
     gutter = f"{d.position.line:>5} | "
     assert lines[1].startswith(gutter)
     shown = lines[1][len(gutter):]
-    # The line as written, but a control character shows as a visible one-column symbol.
-    assert len(shown) == len(d.source_line)
-    assert all(a == b or not b.isprintable() for a, b in zip(shown, d.source_line))
     assert all(ch.isprintable() or ch == "\t" for ch in rendered.replace("\n", ""))
     caret = lines[2]
     assert caret.startswith(" " * (len(gutter) - 2) + "| ")
-    assert caret.index("^") - len(gutter) == d.position.column - 1
     assert caret.rstrip().endswith("^")
+    if len(d.source_line) > QUOTE_LIMIT:
+        # A long line is quoted as a window around the column, the caret under its spot.
+        assert len(shown) <= QUOTE_LIMIT + 2
+        under = shown[caret.index("^") - len(gutter)]
+        assert under == d.source_line[d.position.column - 1] or not under.isprintable()
+        return
+    # The line as written, but a control character shows as a visible one-column symbol.
+    assert len(shown) == len(d.source_line)
+    assert all(a == b or not b.isprintable() for a, b in zip(shown, d.source_line))
+    assert caret.index("^") - len(gutter) == d.position.column - 1
 
 
 def lookup(data: Any, dotted: str) -> Any:

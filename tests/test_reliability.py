@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import screener
-from screener import batch, catalog, document, fhir
+from screener import batch, catalog, document, fhir, report
 from screener.errors import PatientError, RuleSetError
 
 HERE = Path(__file__).parent
@@ -67,6 +68,18 @@ def test_a_file_name_that_is_not_utf8_is_screened_and_written_escaped(tmp_path, 
     text = run.stdout.decode("utf-8")  # valid UTF-8 in every format
     assert "b\\xff\\x1b.yaml" in text.replace("\\\\", "\\")  # the bytes, said losslessly
     assert "\x1b" not in text
+
+
+def test_validate_names_a_file_name_that_is_not_utf8_escaped(tmp_path):
+    (tmp_path / "cohort").mkdir()
+    shutil.copy(GOOD, os.fsencode(tmp_path / "cohort") + b"/good\xfe.yaml")
+    (Path(os.fsdecode(os.fsencode(tmp_path / "cohort") + b"/bad\xfe.yaml"))
+     .write_text("id: [\n"))
+    run = screener_cli("validate", "cohort", cwd=tmp_path)
+    not_a_bug(run)
+    assert run.returncode == 1
+    text = run.stdout.decode("utf-8")
+    assert "cohort/bad\\xfe.yaml:2:1: error:" in text and "ok  cohort/good\\xfe.yaml" in text
 
 
 def test_a_name_with_a_backslash_stays_distinct_from_an_escaped_one():
@@ -311,6 +324,28 @@ def test_an_output_of_dash_is_standard_output(tmp_path):
 
 # ----------------------------------------------------------------- 10-13. deceiving input
 
+BUNDLES = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))["bundles"]
+
+
+def test_every_bundle_of_the_corpus_has_an_expectation_and_back():
+    assert {p.name for p in (CORPUS / "bundles").glob("*.json")} == set(BUNDLES)
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(BUNDLES.items()), ids=sorted(BUNDLES))
+def test_bad_bundle(name, expected):
+    path = str(CORPUS / "bundles" / name)
+    if not expected.get("accepted"):
+        with pytest.raises(PatientError) as caught:
+            batch.load_any(path, dt.date(2026, 11, 20))
+        assert expected["message"] in caught.value.diagnostic.message
+        return
+    patient = batch.load_any(path, dt.date(2026, 11, 20))
+    for want in expected["warnings"]:
+        assert any(want in w.message for w in patient.warnings), patient.warnings
+    for field in expected.get("absent", []):
+        assert field not in patient.data
+
+
 
 def test_a_duplicate_key_in_fhir_json_is_an_error(tmp_path):
     path = tmp_path / "dup.json"
@@ -539,3 +574,179 @@ def test_a_closed_standard_output_is_a_message_and_exit_5():
     not_a_bug(run)
     assert run.returncode == 5
     assert b"standard output is closed" in run.stderr
+
+
+# ---------------------------------------------- 7, 9. outputs turned against their readers
+
+HOSTILE_ID = r'"PT-\e]8;;https://evil.example\e\\click\e]8;;\e\\ \e[2J\x9b31m"'
+
+
+def hostile_patient(folder: Path) -> Path:
+    path = folder / "hostile.yaml"
+    path.write_text(GOOD.read_text().replace("id: PT-0011", f"id: {HOSTILE_ID}", 1)
+                    + '"\\e[5munknown": 1\n', encoding="utf-8")
+    assert "\x1b" not in path.read_text()  # the file itself is plain text
+    return path
+
+
+@pytest.mark.parametrize("command", [("check",), ("check", "--verbose"), ("validate",),
+                                     ("check", "-f", "json"), ("check", "-f", "jsonl"),
+                                     ("check", "-f", "markdown")])
+def test_no_escape_sequence_from_an_input_reaches_the_terminal_or_a_text_file(tmp_path,
+                                                                              command):
+    path = hostile_patient(tmp_path)
+    run = screener_cli(*command, str(path), str(GOOD))
+    not_a_bug(run)
+    for stream in (run.stdout, run.stderr):
+        assert b"\x1b" not in stream and "\x9b".encode() not in stream, stream[:2000]
+    if command[0] == "check":
+        out = tmp_path / "report.txt"
+        assert screener_cli(*command, str(path), "-o", str(out)).returncode in (0, 1)
+        assert b"\x1b" not in out.read_bytes()
+
+
+def test_markup_and_escapes_in_a_rule_file_print_as_written(tmp_path):
+    text = RULE.format(check="{field: age, ge: 18 years}").replace(
+        "sources: [https://example.org]",
+        'sources: [https://example.org]\ncaveats: ["see [/bold] and [link=x]here\\e[2J"]')
+    (tmp_path / "NCT00000001.yaml").write_text(text.replace("product: P", 'product: "[red]P"'))
+    for command in (["trials"], ["show", "NCT00000001"]):
+        run = screener_cli(*command, "--rules", str(tmp_path))
+        not_a_bug(run)
+        assert run.returncode == 0, run.stderr
+        assert b"[/bold]" in run.stdout and b"[red]P" in run.stdout
+        assert b"\x1b" not in run.stdout
+
+
+def test_markdown_quotes_html_links_and_line_breaks_from_inputs_as_text(tmp_path):
+    path = tmp_path / "md.yaml"
+    payload = "<img src=x onerror=alert(1)> [click](javascript:alert(1)) <javascript:x>\n# h"
+    path.write_text(GOOD.read_text().replace("id: PT-0011", f"id: {json.dumps(payload)}", 1))
+    weird = tmp_path / "a`b<script>.yaml"
+    weird.write_text("id: [unclosed\n")
+    run = screener_cli("check", str(path), str(weird), "-f", "markdown", "--as-of", "2026-11-20")
+    not_a_bug(run)
+    text = run.stdout.decode()
+    import re
+
+    # Every `<` before a letter is escaped (no HTML, no autolink), every bracket too (no
+    # link); the odd file name sits in a code span its backtick cannot close.
+    outside_code = re.sub(r"^(`{3,})\n.*?^\1$", "", text, flags=re.M | re.S)  # fences
+    outside_code = re.sub(r"(`+)[^`].*?\1", "", outside_code)  # code spans
+    assert not re.search(r"(?<!\\)<[A-Za-z]", outside_code), outside_code[:500]
+    assert not re.search(r"(?<!\\)\]\(javascript:", outside_code)
+    assert "a`b<script>.yaml``" in text and "- ``/" in text
+    headers = [line for line in text.splitlines() if "onerror" in line]
+    assert headers and all(line.startswith(("## ", "| ")) for line in headers)
+    assert not any(line.startswith("# h") for line in text.splitlines())
+
+
+# ---------------------------------------------------------------- 15. bounded quotations
+
+
+@pytest.mark.parametrize("where", ["end", "middle", "start"])
+def test_an_error_quotes_a_bounded_slice_of_a_long_line(where):
+    QUOTE_LIMIT = 200  # what "bounded" means here; screener quotes 160 characters
+
+    before = {"start": 0, "middle": 20_000, "end": 40_000}[where]
+    after = 40_000 - before
+    text = "id: PT-1\nx: [" + "1, " * before + "!!python/object 1" + ", 2" * after + "]\n"
+    with pytest.raises(PatientError) as caught:
+        screener.parse_patient(text, "pt.yaml")
+    d = caught.value.diagnostic
+    assert d.position is not None and d.position.line == 2
+    rendered = d.render().splitlines()
+    assert all(len(line) <= QUOTE_LIMIT + 20 for line in rendered), [len(x) for x in rendered]
+    quoted, caret = rendered[1], rendered[2]
+    assert quoted[caret.index("^")] == "!"  # the caret still points at the tag
+    record = json.loads(report.jsonl_line(batch.FileError("pt.yaml", (d,))))
+    assert len(record["error"]["text"]) < 3 * QUOTE_LIMIT
+
+
+# ----------------------------------------------------- 14. --format json is streamed
+
+
+def test_json_output_for_many_patients_is_streamed_not_held(tmp_path):
+    """Memory for 40 patients is that for 5, give or take one report (the old code held
+    every report, some 370 KB each, until the end); the bytes are those of one array."""
+    import tracemalloc
+
+    from typer.testing import CliRunner
+
+    from screener.cli import app
+
+    def peak(size: int) -> tuple[int, Path]:
+        folder = cohort(tmp_path / f"c{size}", size)
+        out = tmp_path / f"out{size}.json"
+        tracemalloc.start()
+        try:
+            result = CliRunner().invoke(app, ["check", str(folder), "-f", "json", "-o", str(out),
+                                              "-j", "1", "--as-of", "2026-11-20"])
+            _, top = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert result.exit_code == 0, result.output
+        return top, out
+
+    peak(2)  # warm: rule sets, tables and imports are loaded once
+    small, _ = peak(5)
+    large, out = peak(40)
+    documents = json.loads(out.read_text())
+    one = len(json.dumps(documents[0], indent=2))
+    assert large - small < 3 * one, (small, large, one)
+    assert out.read_text() == report.json_array(
+        [report.dumps(d) for d in documents]) + "\n"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_do_not_outlive_a_parent_killed_outright(tmp_path):
+    folder = cohort(tmp_path / "cohort", 1500)
+    out = tmp_path / "out.jsonl"
+    child = subprocess.Popen([sys.executable, "-m", "screener", "check", str(folder), "-f",
+                              "jsonl", "-o", str(out), "-j", "2"], stderr=subprocess.PIPE)
+    workers: list[int] = []
+    while child.poll() is None and len(workers) < 2:  # until both workers are started
+        try:
+            workers = [int(p) for p in Path(f"/proc/{child.pid}/task/{child.pid}/children")
+                       .read_text().split()]
+        except OSError:
+            pass
+    assert child.poll() is None, "finished before it could be killed: make the cohort larger"
+    child.kill()  # SIGKILL: no handler, no clean-up in the parent
+    child.wait(timeout=300)
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    # The kernel kills them at once; the bound only keeps an orphan from hanging the test.
+    import time
+
+    end = time.monotonic() + 60
+    while any(alive(pid) for pid in workers) and time.monotonic() < end:
+        time.sleep(0.05)
+    orphans = [pid for pid in workers if alive(pid)]
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)
+    assert orphans == [], "workers outlived their parent"
+    assert not out.exists()  # and the old (missing) output was not touched
+
+
+def test_an_output_onto_a_rule_file_is_refused(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(catalog.rules_dir(), rules)
+    target = sorted(rules.glob("NCT*.yaml"))[0]
+    before = target.read_bytes()
+    run = screener_cli("check", str(GOOD), "--rules", str(rules), "-o", str(target))
+    assert run.returncode == 2, run.stderr
+    assert target.read_bytes() == before
+
+
+def test_schema_to_a_closed_standard_output_is_exit_5_not_a_bug():
+    run = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m screener schema patient >&-'],
+                         capture_output=True, timeout=300)
+    not_a_bug(run)
+    assert run.returncode == 5
