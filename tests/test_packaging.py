@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,3 +33,22 @@ def test_wheel_ships_rule_sets_and_finds_them(tmp_path: Path):
     assert Path(package) == target / "screener"
     assert Path(rules) == target / "screener" / "rules"
     assert int(count) == len(list(ROOT.glob("rules/*.yaml")))
+
+
+def test_no_file_holds_a_merge_conflict_marker():
+    # A marker left in the README or a rule file reads as content to users and tools.
+    root = Path(__file__).resolve().parent.parent
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    markers = ("<<<<<<< ", ">>>>>>> ")
+    found = []
+    for name in tracked.stdout.splitlines():
+        path = root / name
+        if path.suffix not in {".py", ".md", ".yaml", ".yml", ".toml", ".json", ""} or \
+                not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text("utf-8", "replace").splitlines(), 1):
+            if line.startswith(markers) or line == "=======":
+                found.append(f"{name}:{number}")
+    assert not found, found
