@@ -379,7 +379,12 @@ def render(console: Any, record: Record, verbose: bool = False, everything: bool
                   f"{record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}[/]")
     _summary(console, record)
     console.print(LEGEND, style="dim", highlight=False)
+    # A trial the patient is already ineligible for is told by its blockers in the summary;
+    # its own section (what else it lacks) only lengthens the report, so it waits for --all.
+    decided = [t for t in record.trials if t.verdict is Verdict.INELIGIBLE and not everything]
     for t in record.trials:
+        if t in decided:
+            continue
         console.print()
         console.print(f"[{VERDICT_STYLE[t.verdict]}] {verdict_word(t.verdict)} [/] "
                       f"[bold]{t.trial}[/] · {safe(t.product)}   [dim]{counts_text(t)}[/]",
@@ -415,6 +420,18 @@ def render(console: Any, record: Record, verbose: bool = False, everything: bool
             grid.add_row("[green]✔[/]" if t.verdict is not Verdict.INELIGIBLE else "·",
                          str(passed), _unlisted(t) + " [dim](--all)[/]")
         console.print(grid)
+    if decided:
+        console.print()
+        console.print(f"[{VERDICT_STYLE[Verdict.INELIGIBLE]}] INELIGIBLE [/] "
+                      + ", ".join(f"{t.trial} {safe(t.product)}" for t in decided)
+                      + " [dim]— the blockers above say why; --all lists their criteria[/]",
+                      highlight=False)
+        notes = _grid(console)
+        for t in decided:
+            for caveat in t.caveats:
+                notes.add_row("", f"[bold yellow]caveat[/] {t.trial}:", safe(caveat))
+        if notes.row_count:
+            console.print(notes)
     if verbose and record.sources:
         console.print()
         console.print("[bold]Where the facts came from[/]")

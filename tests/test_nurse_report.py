@@ -31,9 +31,8 @@ def verdicts(path: Path) -> dict[str, tuple[str, list[str]]]:
 
 
 def first_section(lines: list[str]) -> int:
-    """The line where the first trial's own section starts (after the summary)."""
-    return next(i for i, line in enumerate(lines) if line.startswith(" ") and " · " in line
-                and line.strip().split()[0].isupper() and "NCT" in line)
+    """The line where the details start: after the summary and the legend under it."""
+    return next(i for i, line in enumerate(lines) if line.startswith("✔ pass")) + 1
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
@@ -45,6 +44,18 @@ def test_every_verdict_and_blocker_comes_before_the_details(path: Path):
         for cid in failing:
             assert f"✘ {cid}" in top or any(f"✘ {cid}." in line for line in lines[:40]), \
                 (trial, cid)
+
+
+def test_an_ineligible_trial_is_told_by_its_blockers_and_listed_whole_with_all():
+    path = str(ROOT / "examples" / "patients" / "relapsed-t-all.yaml")
+    compact, everything = table(path, columns=400), table(path, "--all", columns=400)
+    grouped = [line for line in compact if line.strip().startswith("INELIGIBLE") and
+               "the blockers above say why" in line]
+    assert len(grouped) == 1 and all(t in grouped[0] for t in verdicts(Path(path)))
+    # Every caveat still stands in the report.
+    assert sum("caveat" in line for line in compact) >= 7
+    assert any("NCT04546906 · CD22 CAR-T" in line for line in everything)
+    assert not any("NCT04546906 · CD22 CAR-T" in line for line in compact)
 
 
 def test_a_typical_patients_verdicts_and_blockers_fit_one_screen():
