@@ -87,7 +87,8 @@ def _sign_off(record: Screening, t: TrialResult) -> list[str]:
     rows = []
     for c in t.criteria:
         key = f"{t.trial}/{c.id}"
-        if c.status is not Status.REVIEW and key not in said:
+        # A criterion still waiting for data may already hold a judgment to make.
+        if not c.review and key not in said:
             continue
         questions = c.review or (c.reason,)
         result, by, date = said.get(key, ("", "", ""))

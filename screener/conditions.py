@@ -459,8 +459,8 @@ class Unrecorded(Node):
     def evaluate(self, scope: Scope) -> Outcome:
         outcome = self.item.evaluate(scope)
         if outcome.value is None and outcome.missing and not outcome.review:
-            read = "yes" if self.value else "no"
-            return Outcome(self.value, tuple(f"{r}: read as {read}" for r in outcome.reasons))
+            read = "met" if self.value else "not met"
+            return Outcome(self.value, tuple(f"{r}: taken as {read}" for r in outcome.reasons))
         return outcome
 
 

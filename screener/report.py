@@ -306,6 +306,13 @@ def blockers(t: TrialResult) -> list[tuple[str, str]]:
     return out
 
 
+def ineligible_anyway(record: Screening, everything: bool) -> list[TrialResult]:
+    """The trials a compact report tells only by their blockers in the summary: the patient
+    is ineligible for them, and their own sections (what else they lack) would only
+    lengthen the report; `--all` shows them."""
+    return [] if everything else [t for t in record.trials if t.verdict is Verdict.INELIGIBLE]
+
+
 def brief(text: str, limit: int = 110) -> str:
     """A reason cut at a word to about two lines, for the summary; the trial's section
     below gives it whole."""
@@ -334,7 +341,7 @@ def asks_of(rule_sets: Any) -> dict[tuple[str, str], dict[str, tuple[str, ...]]]
     return {(r.trial, c.id): dict(c.asks) for r in rule_sets for c in r.criteria if c.asks}
 
 
-def _grid(console: Any) -> Any:
+def _grid() -> Any:
     from rich.table import Table
 
     grid = Table.grid(padding=(0, 1))
@@ -355,13 +362,13 @@ def _summary(console: Any, record: Screening) -> None:
         # A caveat (unpublished criteria, a withdrawn registration) qualifies the verdict.
         caveat = "[yellow]*[/]" if t.caveats else " "
         grid.add_row(f"[{VERDICT_STYLE[t.verdict]}]{verdict_word(t.verdict)}[/]",
-                     f"[bold]{t.trial}[/]{caveat}{safe(t.product.ljust(width))}  "
+                     f"[bold]{t.trial}[/]{caveat} {safe(t.product.ljust(width))}  "
                      f"[dim]{counts_text(t)}[/]")
         for cid, text in blockers(t):
             grid.add_row("", f"[red]✘ {cid}[/] {safe(brief(text))}")
     console.print(grid)
     if any(t.caveats for t in record.trials):
-        console.print("[yellow]*[/] [dim]caveat: see the trial's section[/]")
+        console.print("[yellow]*[/] [dim]a caveat qualifies the verdict: see below[/]")
 
 
 def render(console: Any, record: Record, verbose: bool = False, everything: bool = False,
@@ -379,9 +386,7 @@ def render(console: Any, record: Record, verbose: bool = False, everything: bool
                   f"{record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}[/]")
     _summary(console, record)
     console.print(LEGEND, style="dim", highlight=False)
-    # A trial the patient is already ineligible for is told by its blockers in the summary;
-    # its own section (what else it lacks) only lengthens the report, so it waits for --all.
-    decided = [t for t in record.trials if t.verdict is Verdict.INELIGIBLE and not everything]
+    decided = ineligible_anyway(record, everything)
     for t in record.trials:
         if t in decided:
             continue
@@ -390,12 +395,12 @@ def render(console: Any, record: Record, verbose: bool = False, everything: bool
                       f"[bold]{t.trial}[/] · {safe(t.product)}   [dim]{counts_text(t)}[/]",
                       highlight=False)
         if t.caveats:
-            notes = _grid(console)
+            notes = _grid()
             for caveat in t.caveats:
                 notes.add_row("", "[bold yellow]caveat:[/]", safe(caveat))
             console.print(notes)
         listed, unknown, passed = shown(t, everything)
-        grid = _grid(console)
+        grid = _grid()
         for c in listed:
             glyph, colour = GLYPHS[c.status]
             attested = " (attested)" if c.attested else ""
@@ -422,16 +427,14 @@ def render(console: Any, record: Record, verbose: bool = False, everything: bool
         console.print(grid)
     if decided:
         console.print()
-        console.print(f"[{VERDICT_STYLE[Verdict.INELIGIBLE]}] INELIGIBLE [/] "
-                      + ", ".join(f"{t.trial} {safe(t.product)}" for t in decided)
-                      + " [dim]— the blockers above say why; --all lists their criteria[/]",
-                      highlight=False)
-        notes = _grid(console)
+        notes = _grid()
+        notes.add_row(f"[{VERDICT_STYLE[Verdict.INELIGIBLE]}] INELIGIBLE [/]", "",
+                      ", ".join(f"{t.trial} {safe(t.product)}" for t in decided)
+                      + " [dim]— the blockers above say why; --all lists their criteria[/]")
         for t in decided:
             for caveat in t.caveats:
                 notes.add_row("", f"[bold yellow]caveat[/] {t.trial}:", safe(caveat))
-        if notes.row_count:
-            console.print(notes)
+        console.print(notes)
     if verbose and record.sources:
         console.print()
         console.print("[bold]Where the facts came from[/]")
@@ -497,11 +500,21 @@ def _render_worklist(console: Any, work: worklist.Worklist) -> None:
                     console.print(f"    • {safe(b.text)} [dim]— {safe(b.for_text())}[/]",
                                   highlight=False)
         if work.judge:
-            # The questions themselves stand in each trial's section above.
-            console.print("  [bold]for the investigator[/] [dim](questions above)[/]: " + safe(
-                " · ".join(f"{trial.split(' · ', 1)[-1]} "
-                           + " ".join(i.split(":", 1)[0] for i in items)
-                           for trial, items in work.judge.items())), highlight=False)
+            # A review criterion's question stands in its trial's section above: named here
+            # by id. A criterion still waiting for data is listed by id only there, so its
+            # open question is asked here in full.
+            console.print("  [bold]for the investigator:[/]")
+            for trial, items in work.judge.items():
+                ids = trial.split(" · ", 1)[0]
+                named = [i.split(":", 1)[0] for i in items
+                         if f"{ids}/{i.split(':', 1)[0]}" not in work.pending]
+                asked = [i for i in items if f"{ids}/{i.split(':', 1)[0]}" in work.pending]
+                line = " ".join(dict.fromkeys(named)) + (" (questions above)" if named else "")
+                console.print(f"    • {safe(trial)}: {safe(line)}" if named else
+                              f"    • {safe(trial)}:", highlight=False)
+                for item in asked:
+                    console.print(f"      {safe(item)} [dim](still needs data too)[/]",
+                                  highlight=False)
     if work.warnings:
         console.print()
         console.print(f"[bold yellow]{len(work.warnings)} warning"
@@ -529,7 +542,10 @@ def markdown(record: Record, verbose: bool = False, everything: bool = False,
            f"Screened as of {record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}.", ""]
     summary = _md_summary(record)
     out += summary + [LEGEND, ""]
+    decided = ineligible_anyway(record, everything)
     for t in record.trials:
+        if t in decided:
+            continue
         n = _counts(t)
         tally = ", ".join(f"{n[st.value]} {st.value}" for st in Status if n[st.value])
         out += [f"### {t.trial} · {_md(t.product)} — **{t.verdict.value}** ({tally})", ""]
@@ -556,6 +572,12 @@ def markdown(record: Record, verbose: bool = False, everything: bool = False,
                     + ", ".join(c.id for c in unknown), ""]
         if passed:
             out += [f"{passed} {_unlisted(t)} (`--all` lists them).", ""]
+    if decided:
+        out += ["### Ineligible: " + ", ".join(f"{t.trial} · {_md(t.product)}" for t in decided),
+                "", "The blockers in the table above say why; `--all` lists their criteria.", ""]
+        out += "\n>\n".join(f"> caveat ({t.trial}): {_md(c)}" for t in decided
+                             for c in t.caveats).split("\n") + [""] if any(
+            t.caveats for t in decided) else []
     work = worklist.build(record, everything, asks)
     out += ["### To do", ""]
     if work.empty():

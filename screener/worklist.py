@@ -99,10 +99,13 @@ class Bullet:
 @dataclass(frozen=True)
 class Worklist:
     collect: dict[str, list[Bullet]]  # group -> bullets
-    judge: dict[str, list[str]]  # "NCT… · product" -> investigator questions
+    judge: dict[str, list[str]]  # "NCT… · product" -> "I3: question", open now
     skipped: tuple[str, ...]  # trials left out because the patient is ineligible for them
     warnings: tuple[tuple[str, tuple[str, ...]], ...]  # warning, criteria it left unknown
     everywhere: bool = False  # every trial screened was skipped
+    # Of the judged criteria, those still waiting for data too ("NCT…/I7"): the report lists
+    # them by id only, so their open questions are asked in the worklist in full.
+    pending: frozenset[str] = frozenset()
 
     def empty(self) -> bool:
         return not any(self.collect.values()) and not self.judge
@@ -122,6 +125,7 @@ def build(record: Screening, everything: bool = False,
     fields: dict[str, dict[tuple[str, str], None]] = {}  # field -> criteria needing it
     wanted: dict[str, set[str]] = {}  # list field -> types asked about
     judge: dict[str, list[str]] = {}
+    pending: set[str] = set()
     skipped = []
     unknown: list[tuple[tuple[str, str], CriterionResult]] = []
     for t in record.trials:
@@ -137,9 +141,14 @@ def build(record: Screening, everything: bool = False,
                     for list_field, types in (asks or {}).get((t.trial, c.id), {}).items():
                         if field == list_field:
                             wanted.setdefault(field, set()).update(types)
-            elif c.status is Status.REVIEW:
+            if c.status in (Status.REVIEW, Status.UNKNOWN):
+                # A criterion still waiting for data may hold a judgment already open
+                # (a part to judge beside a part with a missing lab): ask it now, not on the
+                # next run.
                 judge.setdefault(f"{t.trial} · {_name(t)}", []).extend(
                     f"{c.id}: {item}" for item in c.review)
+                if c.status is Status.UNKNOWN and c.review:
+                    pending.add(f"{t.trial}/{c.id}")
     collect: dict[str, list[Bullet]] = {g: [] for g in GROUPS}
     by_task: dict[_Task, dict[str, list[tuple[str, str]]]] = {}
     for field, who in fields.items():
@@ -159,7 +168,8 @@ def build(record: Screening, everything: bool = False,
         collect[task.group].append(Bullet(text, needed))
     return Worklist(collect, judge, tuple(skipped),
                     tuple((w, _left_unknown(w, unknown)) for w in record.warnings),
-                    everywhere=len(skipped) == len(record.trials) > 1)
+                    everywhere=len(skipped) == len(record.trials) > 1,
+                    pending=frozenset(pending))
 
 
 def _described(field: str, types: set[str] | None) -> str:

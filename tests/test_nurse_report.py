@@ -156,3 +156,24 @@ def test_a_caveat_quote_is_closed_before_the_table_that_follows():
     lines = out.splitlines()
     quote = max(i for i, line in enumerate(lines) if line.startswith("> caveat"))
     assert lines[quote + 1] == ""
+
+
+def test_a_judgment_open_beside_missing_data_is_asked_now(tmp_path: Path):
+    # NCT05679687 I7: marrow function is the investigator's (review) while the oxygen part
+    # waits for data: the criterion is unknown, but its question must not wait a run.
+    patient = tmp_path / "a5.yaml"
+    patient.write_text(
+        "id: A5\nscreening_date: 2026-11-20\nbirth_date: 1980-05-10\nsex: female\n"
+        "weight: 60 kg\ninformed_consent: true\nhsct_planned: true\n"
+        "diagnosis: {disease: B-ALL, status: relapsed, bone_marrow_blasts: 30 %,"
+        " ph_positive: false, markers: {CD19: {result: positive, specimen: bone marrow,"
+        " date: 2026-11-10}}}\necog: 1\nlife_expectancy: 6 months\nlvef: 60 %\nspo2: 97 %\n"
+        "labs: {creatinine: {value: 0.8 mg/dL, uln: 1.1 mg/dL}, alt: {value: 20 U/L, uln: 40 U/L},"
+        " ast: {value: 20 U/L, uln: 40 U/L}, total_bilirubin: {value: 0.5 mg/dL, uln: 1.2 mg/dL}}\n",
+        "utf-8")
+    out = "\n".join(table(str(patient), "-t", "NCT05679687", columns=200))
+    todo = out.split("To do", 1)[1]
+    assert "marrow function adequate for lymphodepletion" in todo
+    assert "on supplemental oxygen" in todo
+    page = runner.invoke(app, ["check", str(patient), "-t", "NCT05679687", "-f", "html"]).stdout
+    assert page.count("☐ pass") == 1  # a sign-off line for it on the chart checklist too

@@ -620,7 +620,7 @@ def test_if_missing_gives_an_items_unrecorded_attribute_a_stated_value(medicatio
     result = run(rules, f"medications: [{medication}]\n")["E1"]
     assert result.status is status
     if "ongoing" not in medication:
-        assert "read as no" in result.reason
+        assert "taken as not met" in result.reason
 
 
 def test_if_missing_leaves_the_other_facts_of_the_item_unknown():
@@ -647,7 +647,7 @@ def test_if_missing_on_a_patient_fact_reads_its_absence_and_says_so():
              " is: true, if_missing: false}, {review: disease-related?}]}]}")
     rules = rule_set(criterion(check))
     failed = run(rules, "lvef: 40 %\n")["I1"]
-    assert failed.status is Status.FAIL and "read as no" in failed.reason
+    assert failed.status is Status.FAIL and "taken as not met" in failed.reason
     assert run(rules, "lvef: 40 %\norgan_dysfunction_disease_related: true\n")["I1"].status \
         is Status.REVIEW
     assert run(rules, "lvef: 55 %\n")["I1"].status is Status.PASS

@@ -201,7 +201,7 @@ def test_verbose_adds_source_text_and_notes():
 def test_todo_groups_missing_data_and_investigator_items():
     out = run("check", str(BASELINE), "-t", "NCT06559644").stdout
     assert "to ask the patient or find in the chart" in out and "conditions" in out
-    assert "for the investigator" in out and "Hema-NeoTIL01 I12 E9 E16" in out
+    assert "for the investigator" in out and "Hema-NeoTIL01: I12 E9 E16" in out
 
 
 def test_trials_command_lists_products_and_caveats():
