@@ -195,6 +195,12 @@ def run_export(folder: str, rule_sets: Iterable[RuleSet], as_of: dt.date | None 
     except ScreenerError as exc:
         yield _finish(FileError(folder, exc.diagnostics), render)
         return
+    except OSError as exc:  # the folder vanished or cannot be listed: its error, not a bug
+        from .errors import Diagnostic
+
+        yield _finish(FileError(folder, (Diagnostic(
+            f"cannot read the export folder: {exc.strerror or exc}", folder),)), render)
+        return
     try:
         for problem in index.line_errors():
             yield _finish(FileError(problem.file, (problem.diagnostic,)), render)
