@@ -264,6 +264,15 @@ class ExportIndex:
                 "reading a FHIR bulk export needs the DuckDB package, which is not "
                 "installed", self.display, hint=HINT_BULK)) from None
         self._tmp = tempfile.mkdtemp(prefix="screener-bulk-", dir=self.workdir)
+        try:
+            self._build(duckdb)
+        except BaseException:  # Ctrl-C or a full disk while indexing: leave no temporary folder
+            self.__exit__()
+            raise
+        return self
+
+    def _build(self, duckdb: Any) -> None:
+        assert self._tmp is not None
         tsv = {name: Path(self._tmp) / f"{name}.tsv" for name in ("lines", "refs", "targets")}
         with contextlib.ExitStack() as stack:
             out = {name: stack.enter_context(open(path, "w", encoding="ascii", newline="\n"))
@@ -287,7 +296,6 @@ class ExportIndex:
                 f"quote='', escape='', auto_detect=false, buffer_size={_CSV_BUFFER}, "
                 f"columns={{{columns[name]}}})", [str(path)])
             path.unlink()  # the table holds it now; the disk need not hold it twice
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self._db is not None:

@@ -296,3 +296,9 @@ def test_a_medication_reference_is_resolved_from_the_exports_medication_file(tmp
     assert '"medications[1]"' in line and '"medications[2]"' not in line
     # a Medication the export lacks is a broken reference, as in a bundle
     assert "medicationReference 'Medication/gone' is not in the bundle" in other
+
+
+def test_an_export_folder_that_cannot_be_read_is_an_error_record(tmp_path):
+    (gone,) = [json.loads(line) for line in screened(tmp_path / "nowhere")]
+    assert gone["file"] == str(tmp_path / "nowhere")
+    assert gone["error"]["message"].startswith("cannot read the export folder")
