@@ -172,6 +172,7 @@ def _id_key(cid: str) -> tuple[int, int]:
 VERDICTS = [v.value for v in Verdict]
 SHORT = {"eligible": "eligible", "ineligible": "ineligible", "incomplete": "incomplete",
          "needs_review": "review"}
+GLYPH = {"eligible": "✔", "ineligible": "✘", "incomplete": "?", "needs_review": "⚑"}
 
 
 CAVEAT = "†"  # marks a trial whose caveats (criteria unpublished, registration withdrawn)
@@ -207,16 +208,32 @@ def render(console: object, cohort: Cohort) -> None:
     header = [["", "patient"]] + [
         [trial, cohort.trials[trial].product
          + (f" {CAVEAT}" if cohort.trials[trial].caveats else "")] for trial in trials]
+    short = SHORT
+    # Seven trials of words ("ineligible") do not fit 80 columns: a narrow terminal gets
+    # one glyph per verdict and the trials by number, named in a key under the matrix.
+    ids = max((len(p) for p, _ in cohort.sorted_rows()), default=7)
+    compact = ids + (len(_GAP) + 11) * len(trials) > console.width  # type: ignore[attr-defined]
+    if compact:
+        short = GLYPH
+        header = [["", "patient"]] + [
+            ["", trial.removeprefix("NCT0") + (CAVEAT if cohort.trials[trial].caveats else "")]
+            for trial in trials]
     style = {v.value: VERDICT_STYLE[v] for v in Verdict}
     rows: list[list[tuple[str, str]] | None] = [
-        [(patient, "")] + [(SHORT.get(verdicts.get(t, ""), ""), style.get(verdicts.get(t, ""), ""))
+        [(patient, "")] + [(short.get(verdicts.get(t, ""), ""), style.get(verdicts.get(t, ""), ""))
                            for t in trials]
         for patient, verdicts in cohort.sorted_rows()]
     rows.append(None)
-    rows += [[(SHORT[verdict], "bold")] + [(str(cohort.trials[t].verdicts[verdict]), "")
+    rows += [[(short[verdict], "bold")] + [(str(cohort.trials[t].verdicts[verdict]), "")
                                            for t in trials] for verdict in VERDICTS]
     console.print(_title(cohort), style="italic")  # type: ignore[attr-defined]
     _grid(console, header, rows, wrap=len(trials) + 1)
+    if compact:
+        console.print("  ".join(f"{GLYPH[v]} {v.replace('_', ' ')}" for v in VERDICTS),  # type: ignore[attr-defined]
+                      style="dim", highlight=False)
+        for trial in trials:
+            console.print(f"[bold]{trial.removeprefix('NCT0')}[/] {trial} "  # type: ignore[attr-defined]
+                          f"{escape(cohort.trials[trial].product)}", highlight=False)
     for trial in trials:
         for caveat in cohort.trials[trial].caveats:
             console.print(f"[bold yellow]{CAVEAT} {trial}:[/] {escape(caveat)}",  # type: ignore[attr-defined]

@@ -446,3 +446,16 @@ def test_a_line_break_in_a_patient_id_does_not_break_the_matrix(tmp_path: Path):
     out = runner.invoke(app, ["check", str(tmp_path)], env={"COLUMNS": "200"}).stdout
     rows = [line for line in out.splitlines() if line.startswith("PT-")]
     assert [row.split()[0] for row in rows[:2]] == ["PT-1␊PT-FAKE", "PT-2"]
+
+
+def test_the_cohort_matrix_fits_80_columns_with_seven_trials():
+    from rich.cells import cell_len
+
+    out = runner.invoke(app, ["check", str(EXAMPLES)], env={"COLUMNS": "80"}).stdout
+    matrix = out.split("Cohort summary", 1)[1].split("attrition", 1)[0]
+    assert max(cell_len(line.rstrip()) for line in matrix.splitlines()) <= 80
+    # The trials are named in a key under the compact matrix, every one of them.
+    for trial in ("NCT04546906", "NCT05679687", "NCT07406178"):
+        assert trial in matrix
+    wide = runner.invoke(app, ["check", str(EXAMPLES)], env={"COLUMNS": "200"}).stdout
+    assert "ineligible" in wide.split("Cohort summary", 1)[1].split("attrition", 1)[0]
