@@ -46,6 +46,10 @@ PARTITION = 32  # patients per partition: large enough to amortise a task, small
 # each, measured: 159 -> 302 MB from 10,000 to 100,000 patients at 32), so fewer tasks keep
 # their memory near flat; six partitions in flight are still only a few MB of results.
 DASK_PARTITION = 128
+# A partition takes well under a second of a worker; one not back after this long (its
+# predecessors in order being back) is sent again, up to STALL_RETRIES times.
+STALL_SECONDS = 120
+STALL_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -174,9 +178,23 @@ def _on_dask(scheduler: Any, task: Callable[..., list[Done]], settings: Settings
         # Once per worker, kept in the worker's memory for every partition it screens.
         shared = client.scatter(settings, broadcast=True, hash=False)
         workers = max(1, len(client.scheduler_info().get("workers", {})))
-        yield from _in_order(
-            lambda args: client.submit(task, *args, shared, pure=False, retries=2),
-            lambda future: future.result(), partitions, workers * 3)
+        def submit(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+            return args, client.submit(task, *args, shared, pure=False, retries=2)
+
+        def result(sent: tuple[tuple[Any, ...], Any]) -> list[Done]:
+            # Seen twice in 100,000-patient benchmarks on a loaded machine: a task that
+            # neither ran nor failed, with both workers idle. A partition is pure and its
+            # result is taken once, so one that stalls is resubmitted, never doubled.
+            args, future = sent
+            for _ in range(STALL_RETRIES):
+                try:
+                    return future.result(timeout=STALL_SECONDS)
+                except TimeoutError:
+                    future.cancel()
+                    future = client.submit(task, *args, shared, pure=False, retries=2)
+            return future.result()
+
+        yield from _in_order(submit, result, partitions, workers * 3)
     finally:
         if ours:
             client.close()
