@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 from .engine import screen_patient
 from .errors import Diagnostic, ScreenerError
 from .files import head, is_dir, shown
-from .model import Screening
+# The result types live with the model; re-exported here, where callers have found them.
+from .model import FileError, Record, Render, Screening
 from .patient import Patient, load_patient
 from .rules import RuleSet
 from .units import Measure
@@ -33,13 +34,6 @@ if TYPE_CHECKING:  # imported when a batch has workers: a single check never nee
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
-@dataclass(frozen=True)
-class FileError:
-    file: str
-    diagnostics: tuple[Diagnostic, ...]
-
-
-Record = Screening | FileError
 
 
 @dataclass(frozen=True)
@@ -171,7 +165,6 @@ def screen_file(name: str, rule_sets: list[RuleSet], as_of: dt.date | None = Non
 # Worker processes receive the rule sets once, at start-up, not with every file.
 _worker: dict[str, object] = {}
 
-Render = Callable[[Record], str | bytes]  # text, or text already encoded as UTF-8
 
 
 @dataclass(frozen=True)

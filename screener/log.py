@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .batch import FileError, Record, Render
-from .model import Screening
+from .model import FileError, Record, Render, Screening
 
 BUSY_TIMEOUT = 120.0  # seconds a run waits for another run's write to finish
 

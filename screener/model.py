@@ -7,9 +7,11 @@ reads and, for an unknown, the fields to collect and the judgments left open.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+
+from .errors import Diagnostic
 
 Truth = bool | None
 
@@ -180,3 +182,17 @@ class Screening:
     # chart checklist. Not in the JSON record (results are shared by patients with the same
     # facts; who signed is the patient's own).
     attestations: tuple[tuple[str, str, str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class FileError:
+    """An input that could not be read or screened, in its place among the results."""
+
+    file: str
+    diagnostics: tuple[Diagnostic, ...]
+
+
+# What screening one input gives: a screening, or the file's error. Here, with the other
+# result types, so that reports and the log need not import the batch runner.
+Record = Screening | FileError
+Render = Callable[[Record], str | bytes]  # text, or text already encoded as UTF-8

@@ -14,11 +14,10 @@ from functools import lru_cache
 from typing import Any
 
 from ._version import __version__
-from .batch import FileError, Record
 from . import worklist
 from .errors import printable
-from .model import (CriterionResult, Evidence, Kind, PartResult, Screening, Status,
-                    TrialResult, Verdict)
+from .model import (CriterionResult, Evidence, FileError, Kind, PartResult, Record, Screening,
+                    Status, TrialResult, Verdict)
 
 
 # The keys of these three are written in sorted order, so the text _criterion_bytes makes

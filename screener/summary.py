@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from .batch import FileError, Record
-from .model import CriterionResult, Screening, Status, Verdict
+from .model import CriterionResult, FileError, Record, Screening, Status, Verdict
 from .report import _fence, code_span, md as _md, safe
 
 
