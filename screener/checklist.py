@@ -18,7 +18,8 @@ from html import escape
 
 from ._version import __version__
 from .model import CriterionResult, PartResult, Screening, Status, TrialResult
-from .report import AS_OF_SOURCE, GLYPHS, counts_text, verdict_word
+from .report import (AS_OF_SOURCE, GLYPHS, counts_text, shown_value, verdict_word,
+                     without_prompt)
 
 _CSS = """
 @page { margin: 14mm 12mm; }
@@ -49,15 +50,9 @@ def _cell(text: str, css: str = "") -> str:
     return f"<td{cls}>{escape(text)}</td>"
 
 
-def _reason(reason: str) -> str:
-    return reason.removeprefix("investigator to judge: ")
-
-
 def _values(result: CriterionResult | PartResult) -> tuple[str, str]:
     """The patient's values and the rule, from the facts the criterion compared."""
-    values = "; ".join(dict.fromkeys(
-        f"{e.label} {e.value}" + (f" = {e.converted}" if e.converted else "")
-        for e in result.evidence))
+    values = "; ".join(dict.fromkeys(map(shown_value, result.evidence)))
     rules = "; ".join(dict.fromkeys(e.threshold for e in result.evidence if e.threshold))
     return values, rules
 
@@ -72,12 +67,13 @@ def _criterion_rows(t: TrialResult) -> list[str]:
         what = (f"<td><b>{escape(c.label)}</b>{' (attested)' if c.attested else ''}"
                 f"<div class=\"source\">{escape(c.text)}</div></td>")
         rows.append(f"<tr>{_cell(c.id)}{what}{_cell(values)}{_cell(rule)}"
-                    f"{_cell(f'{glyph} {c.status.value}')}{_cell(_reason(c.reason))}</tr>")
+                    f"{_cell(f'{glyph} {c.status.value}')}"
+                    f"{_cell(without_prompt(c.reason))}</tr>")
         for p in c.parts:
             p_values, p_rule = _values(p)
             rows.append(f"<tr>{_cell(p.id)}{_cell(p.label)}{_cell(p_values)}{_cell(p_rule)}"
                         f"{_cell(f'{GLYPHS[p.status][0]} {p.status.value}')}"
-                        f"{_cell(_reason(p.reason))}</tr>")
+                        f"{_cell(without_prompt(p.reason))}</tr>")
     return rows
 
 

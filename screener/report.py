@@ -299,8 +299,7 @@ def blockers(t: TrialResult) -> list[tuple[str, str]]:
         failing = [p for p in c.parts if p.status is Status.FAIL]
         for item in failing or [c]:
             name = item.label or c.label
-            values = "; ".join(dict.fromkeys(f"{e.label} {e.value}" + (
-                f" = {e.converted}" if e.converted else "") for e in item.evidence))
+            values = "; ".join(dict.fromkeys(map(shown_value, item.evidence)))
             out.append((item.id, f"{name}: {values}" if values else name))
     return out
 
@@ -465,12 +464,21 @@ def detail(result: CriterionResult | PartResult, kind: Kind) -> str:
         # An exclusion's tree describes what excludes, so its rule reads "excluded if …".
         rule = "excluded if " if kind is Kind.EXCLUSION else "needs "
         return "; ".join(dict.fromkeys(
-            f"{e.label} {e.value}" + (f" = {e.converted}" if e.converted else "")
-            + (f" ({e.threshold})" if e.threshold.startswith("applies only")
-               else f" ({rule}{e.threshold})")
+            shown_value(e) + (f" ({e.threshold})" if e.threshold.startswith("applies only")
+                              else f" ({rule}{e.threshold})")
             for e in result.evidence))
+    return without_prompt(result.reason)
+
+
+def shown_value(e: Evidence) -> str:
+    """A fact a criterion compared, as the file wrote it and as converted: "creatinine
+    150 umol/L = 1.7 mg/dL". One form for the summary, the sections and the checklist."""
+    return f"{e.label} {e.value}" + (f" = {e.converted}" if e.converted else "")
+
+
+def without_prompt(reason: str) -> str:
     # Under a ⚑ the words "investigator to judge" say again what the glyph says.
-    return result.reason.removeprefix("investigator to judge: ")
+    return reason.removeprefix("investigator to judge: ")
 
 
 def _skipped(work: worklist.Worklist) -> str:
