@@ -8,7 +8,8 @@ the number of workers:
 * `local`: this machine's worker processes (`jobs`), as for a folder of files;
 * `dask`: the workers of a Dask distributed cluster (`scheduler`: an address such as
   `tcp://10.0.0.5:8786`, or a `distributed.Client`). The settings (rule sets, dates,
-  renderer) are scattered to every worker once, not sent with each partition; a partition
+  renderer) reach every worker once, as a worker plugin, not with each partition; a worker
+  that joins or restarts mid-run is given them by the scheduler; a partition
   whose worker dies is recomputed by Dask elsewhere, and each partition's result is taken
   once, in order, so no patient is lost or repeated. The workers must be able to import
   screener and read the input at the same absolute paths (a shared file system).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -115,7 +117,8 @@ def screen_files(files: list[tuple[str, str]], settings: Settings) -> list[Done]
     return done
 
 
-# Local worker processes receive the settings once, at start-up.
+# Worker processes receive the settings once: local ones at start-up, Dask ones from a
+# worker plugin (keyed by run, so two runs on one cluster keep theirs apart).
 _local: dict[str, Settings] = {}
 
 
@@ -129,6 +132,22 @@ def _init_local(settings: Settings) -> None:
 def _local_groups(paths: tuple[str, ...], shown: tuple[str, ...], groups: list[Group]
                   ) -> list[Done]:
     return screen_groups(paths, shown, groups, _local["settings"])
+
+
+def _settings_of(run: str) -> Settings:
+    try:
+        return _local[run]
+    except KeyError:  # Dask retries the task elsewhere (retries=2)
+        raise RuntimeError(f"this worker has no settings for run {run}") from None
+
+
+def _dask_groups(paths: tuple[str, ...], shown: tuple[str, ...], groups: list[Group],
+                 run: str) -> list[Done]:
+    return screen_groups(paths, shown, groups, _settings_of(run))
+
+
+def _dask_files(files: list[tuple[str, str]], run: str) -> list[Done]:
+    return screen_files(files, _settings_of(run))
 
 
 # ------------------------------------------------------------------------- the engines
@@ -173,13 +192,20 @@ def dask_client(scheduler: Any) -> tuple[Any, bool]:
 
 def _on_dask(scheduler: Any, task: Callable[..., list[Done]], settings: Settings,
              partitions: Iterable[tuple[Any, ...]]) -> Iterator[Done]:
+    from ._dask_plugin import SettingsPlugin
+
     client, ours = dask_client(scheduler)
+    run = f"screener-{uuid.uuid4().hex}"
     try:
-        # Once per worker, kept in the worker's memory for every partition it screens.
-        shared = client.scatter(settings, broadcast=True, hash=False)
+        # Not client.scatter: the scheduler's active memory manager drops "extra" replicas
+        # of scattered data, so a killed worker could take the only copy with it and every
+        # later partition fails ("lost scattered data"). A plugin is kept by the scheduler
+        # and set up on each worker as it joins, restarted ones included.
+        client.register_plugin(SettingsPlugin(run, settings), name=run)
         workers = max(1, len(client.scheduler_info().get("workers", {})))
+
         def submit(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-            return args, client.submit(task, *args, shared, pure=False, retries=2)
+            return args, client.submit(task, *args, run, pure=False, retries=2)
 
         def result(sent: tuple[tuple[Any, ...], Any]) -> list[Done]:
             # Seen twice in 100,000-patient benchmarks on a loaded machine: a task that
@@ -191,11 +217,15 @@ def _on_dask(scheduler: Any, task: Callable[..., list[Done]], settings: Settings
                     return future.result(timeout=STALL_SECONDS)
                 except TimeoutError:
                     future.cancel()
-                    future = client.submit(task, *args, shared, pure=False, retries=2)
+                    future = client.submit(task, *args, run, pure=False, retries=2)
             return future.result()
 
         yield from _in_order(submit, result, partitions, workers * 3)
     finally:
+        try:
+            client.unregister_worker_plugin(run)
+        except Exception:  # noqa: BLE001 - the cluster may be gone; nothing is left to undo
+            pass
         if ours:
             client.close()
 
@@ -232,7 +262,7 @@ def run_export(folder: str, rule_sets: Iterable[RuleSet], as_of: dt.date | None 
         partitions = ((index.paths, shown, chunk)
                       for chunk in _chunks(index.groups(), partition))
         if engine == "dask":
-            yield from _on_dask(scheduler, screen_groups, settings, partitions)
+            yield from _on_dask(scheduler, _dask_groups, settings, partitions)
         elif jobs <= 1:
             for paths, names, chunk in partitions:
                 yield from screen_groups(paths, names, chunk, settings)
@@ -257,7 +287,7 @@ def run_files(entries: list[str | FileError], rule_sets: Iterable[RuleSet],
     """batch.run on a Dask cluster: patient files in input order, errors in place."""
     settings = Settings(tuple(rule_sets), as_of, max_age, render, tuple(known_trials))
     names = [(str(Path(e).resolve()), e) for e in entries if isinstance(e, str)]
-    results = _on_dask(scheduler, screen_files, settings,
+    results = _on_dask(scheduler, _dask_files, settings,
                        ((chunk,) for chunk in _chunks(names, partition)))
     for entry in entries:
         yield _finish(entry, render) if isinstance(entry, FileError) else next(results)

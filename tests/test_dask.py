@@ -122,6 +122,28 @@ def test_a_worker_killed_mid_run_loses_and_repeats_no_patient(tmp_path, cluster)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the next test
 
 
+def test_every_worker_killed_mid_run_the_restarted_ones_still_have_the_settings(
+        tmp_path, cluster):
+    # No worker that saw the run's start survives: what the run's settings were must come
+    # from the scheduler (a worker plugin), not from a copy held by a worker.
+    _, client = cluster
+    client.wait_for_workers(2, timeout=60)
+    folder = tmp_path / "export"
+    _many(folder, 10)
+    expected = local(folder)
+    pids = client.run(os.getpid)
+    got = []
+    for done in run_export(str(folder), RULE_SETS, AS_OF, render=jsonl_line, engine="dask",
+                           scheduler=client, partition=2):
+        got.append(done.data)
+        if len(got) == 4:
+            for pid in pids.values():
+                os.kill(pid, signal.SIGKILL)
+    assert got == expected
+    assert set(client.run(os.getpid).values()).isdisjoint(pids.values())
+    client.wait_for_workers(2, timeout=60)
+
+
 def test_a_cohort_folder_on_the_cluster_from_the_cli_and_an_unreachable_scheduler(
         tmp_path, cluster):
     dask_cluster, _ = cluster
