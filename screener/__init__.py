@@ -10,12 +10,13 @@ The public Python API, usable without the command line::
 """
 
 from ._version import __version__
-from .catalog import load_rule_sets, rules_dir
-from .engine import screen, screen_patient
-from .errors import PatientError, RuleSetError, ScreenerError
-from .model import CriterionResult, Screening, Status, TrialResult, Verdict
-from .patient import Patient, load_patient, parse_patient
-from .rules import RuleSet, load_rule_set, parse_rule_set
+from screener.criteria._catalog import load_rule_sets, rules_dir
+from screener.screening._engine import screen, screen_patient
+from screener.core._errors import PatientError, RuleSetError, ScreenerError
+from screener.core._model import CriterionResult, Screening, Status, TrialResult, Verdict
+from screener.core._model import Patient
+from screener.reading._patient import load_patient, parse_patient
+from screener.criteria._rules import RuleSet, load_rule_set, parse_rule_set
 
 __all__ = [
     "__version__", "CriterionResult", "Patient", "PatientError", "RuleSet", "RuleSetError", "ScreenerError",

@@ -1,4 +1,4 @@
-"""FHIR bulk exports (screener/bulk.py, screener/engines.py): NDJSON grouped by patient.
+"""FHIR bulk exports (screener/reading/_bulk.py, screener/cli/_engines.py): NDJSON grouped by patient.
 
 Exports are made in tmp_path from the six Synthea bundles in tests/data/fhir, with each
 patient's resources spread over several files per type and every reference form a server
@@ -20,11 +20,13 @@ from typer.testing import CliRunner
 
 pytest.importorskip("duckdb")
 
-from screener import bulk, catalog  # noqa: E402
-from screener.batch import screen_file  # noqa: E402
+from screener.reading import _bulk as bulk
+
+from screener.criteria import _catalog as catalog  # noqa: E402
+from screener.cli._batch import screen_file  # noqa: E402
 from screener.cli import app  # noqa: E402
-from screener.engines import run_export  # noqa: E402
-from screener.report import jsonl_line  # noqa: E402
+from screener.cli._engines import run_export  # noqa: E402
+from screener.reports._report import jsonl_line  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "fhir"
 BUNDLES = sorted(DATA.glob("*.json"))
@@ -243,7 +245,7 @@ print(r.output)
 
 
 def test_import_of_an_export_writes_each_patient_as_its_bundle_would_be_imported(tmp_path):
-    from screener.importer import bundle_to_yaml
+    from screener.screening._importer import bundle_to_yaml
 
     owners = make_export(tmp_path / "export")
     out = tmp_path / "patients"

@@ -208,9 +208,10 @@ def test_json_says_which_tool_and_rule_sets_decided_it(tmp_path):
 
 def _todo_fields(path: Path) -> dict[str, list[str]]:
     """The fields to collect, each with the unknown criteria waiting for it."""
-    from screener import catalog, engine
-    from screener.model import Status
-    from screener.patient import load_patient
+    from screener.criteria import _catalog as catalog
+    from screener.screening import _engine as engine
+    from screener.core._model import Status
+    from screener.reading._patient import load_patient
 
     screening = engine.screen_patient(load_patient(path), catalog.load_rule_sets())
     fields: dict[str, list[str]] = {}

@@ -1,4 +1,4 @@
-"""--engine dask (screener/engines.py) on a real two-worker-process LocalCluster.
+"""--engine dask (screener/cli/_engines.py) on a real two-worker-process LocalCluster.
 
 The same bytes as the local engine, for a bulk export and for a folder of patient files,
 and no patient lost or repeated when a worker is killed in the middle of a run.
@@ -19,11 +19,13 @@ from typer.testing import CliRunner
 pytest.importorskip("duckdb")
 distributed = pytest.importorskip("distributed")
 
-from screener import bulk, catalog  # noqa: E402
-from screener.batch import expand, run  # noqa: E402
+from screener.reading import _bulk as bulk
+
+from screener.criteria import _catalog as catalog  # noqa: E402
+from screener.cli._batch import expand, run  # noqa: E402
 from screener.cli import app  # noqa: E402
-from screener.engines import run_export, run_files  # noqa: E402
-from screener.report import jsonl_line  # noqa: E402
+from screener.cli._engines import run_export, run_files  # noqa: E402
+from screener.reports._report import jsonl_line  # noqa: E402
 
 from test_bulk import BUNDLES, make_export  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""screener/document.py: YAML read safely, with the position of every key and value."""
+"""screener/reading/_document.py: YAML read safely, with the position of every key and value."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from screener import document
-from screener.document import load, parse
-from screener.errors import PatientError, Position, ScreenerError
+from screener.reading import _document as document
+from screener.reading._document import load, parse
+from screener.core._errors import PatientError, Position, ScreenerError
 
 NESTED = textwrap.dedent("""\
     id: PT-1
@@ -277,8 +277,8 @@ def test_very_deep_nesting_under_the_size_limit_is_refused_not_a_crash(build):
     run would lose every other patient's report). Run in a child interpreter so that a
     crash fails this test instead of the whole session."""
     code = textwrap.dedent(f"""\
-        from screener.document import MAX_BYTES, parse
-        from screener.errors import ScreenerError
+        from screener.reading._document import MAX_BYTES, parse
+        from screener.core._errors import ScreenerError
         text = {build}
         assert len(text.encode()) < MAX_BYTES
         try:

@@ -1,4 +1,4 @@
-"""screener/fhir.py and screener/importer.py: FHIR R4 bundles read into patient facts.
+"""screener/reading/_fhir.py and screener/screening/_importer.py: FHIR R4 bundles read into patient facts.
 
 The six Synthea bundles in tests/data/fhir/ (Apache-2.0, see the LICENSE and README there)
 are real-world-shaped exports nobody on the project wrote; small hand-made bundles cover
@@ -18,10 +18,20 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from screener import catalog, engine, fhir, importer, units, vocabulary as v
-from screener.errors import PatientError
-from screener.model import Status, Verdict
-from screener.patient import from_mapping, parse_patient
+from screener.criteria import _catalog as catalog
+
+from screener.screening import _engine as engine
+
+from screener.reading import _fhir as fhir
+
+from screener.screening import _importer as importer
+
+from screener.core import _units as units
+
+from screener.core import _vocabulary as v
+from screener.core._errors import PatientError
+from screener.core._model import Status, Verdict
+from screener.reading._patient import from_mapping, parse_patient
 
 DATA = Path(__file__).parent / "data" / "fhir"
 BUNDLES = {path.name.split("_")[0] + "_" + path.name.split("_")[1]: path

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import screener
 from screener import PatientError, RuleSetError
-from screener.units import SPELLINGS
-from screener.vocabulary import PATIENT, field_names
+from screener.core._units import SPELLINGS
+from screener.core._vocabulary import PATIENT, field_names
 
 HERE = Path(__file__).parent
 TODAY = dt.date(2026, 11, 20)

@@ -25,8 +25,8 @@ import yaml
 
 import screener
 from screener import PatientError, RuleSetError, ScreenerError
-from screener import document
-from screener.errors import QUOTE_LIMIT
+from screener.reading import _document as document
+from screener.core._errors import QUOTE_LIMIT
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "bad_inputs"
@@ -265,7 +265,7 @@ def test_large_hostile_documents_under_the_size_limit_end_quickly(build, outcome
     code = textwrap.dedent(f"""\
         import time
         from screener import PatientError, parse_patient
-        from screener.document import MAX_BYTES
+        from screener.reading._document import MAX_BYTES
         text = {build}
         assert len(text.encode()) <= MAX_BYTES, len(text.encode())
         start = time.perf_counter()

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from screener import __version__, catalog
+from screener import __version__
+
+from screener.criteria import _catalog as catalog
 from screener.cli import app
-from screener.log import MIGRATIONS, VERSION, LogError, open_log
+from screener.reports._log import MIGRATIONS, VERSION, LogError, open_log
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "patients"
@@ -99,7 +101,7 @@ def test_ctrl_c_during_a_run_leaves_the_log_as_it_was(cohort: Path, tmp_path: Pa
     db = tmp_path / "screening.db"
     run("check", str(cohort), "--log", str(db), "-f", "jsonl")
     before = dump(db)
-    import screener.report as report
+    import screener.reports._report as report
 
     calls = {"n": 0}
     real = report.jsonl_line
@@ -118,7 +120,7 @@ def test_ctrl_c_during_a_run_leaves_the_log_as_it_was(cohort: Path, tmp_path: Pa
 
 CRASH = """
 import os, signal, sys
-import screener.report as report
+import screener.reports._report as report
 real, seen = report.jsonl_line, []
 def crash(record):
     seen.append(record)
@@ -171,9 +173,9 @@ def test_two_processes_logging_at_once_both_land_whole(tmp_path: Path):
 
 def test_a_run_still_screening_does_not_hold_up_another_runs_append(cohort: Path,
                                                                     tmp_path: Path):
-    from screener.batch import expand, run as run_batch
-    from screener.catalog import load_rule_sets
-    from screener.log import Recorder, RunInfo
+    from screener.cli._batch import expand, run as run_batch
+    from screener.criteria._catalog import load_rule_sets
+    from screener.reports._log import Recorder, RunInfo
 
     db = tmp_path / "screening.db"
     slow = Recorder(db, RunInfo("test", "sha256:x", None, None, ("NCT04684147",)))
@@ -366,12 +368,12 @@ def test_changes_explains_a_criterion_of_parts_by_the_part_that_moved(cohort: Pa
 
 
 def test_the_digest_of_what_is_not_a_regular_file_is_none(tmp_path: Path):
-    from screener.log import file_digest
+    from screener.reports._log import file_digest
 
     fifo = tmp_path / "p.yaml"
     os.mkfifo(fifo)
     # In a child process, so a digest that waited for a writer fails the test, not hangs it.
-    code = f"from screener.log import file_digest; print(file_digest({str(fifo)!r}))"
+    code = f"from screener.reports._log import file_digest; print(file_digest({str(fifo)!r}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "None"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from screener.model import (Kind, Status, Verdict, at_least, kleene_and, kleene_not, kleene_or,
+from screener.core._model import (Kind, Status, Verdict, at_least, kleene_and, kleene_not, kleene_or,
                             status_of, verdict_of)
 
 T, F, U = True, False, None

@@ -16,12 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import screener
-from screener import engine, report
-from screener.batch import FileError, load_any, screen_file
-from screener.cases import load_case_patient, load_suite
-from screener.catalog import load_rule_sets
-from screener.conditions import Node
-from screener.engine import facts_of
+from screener.screening import _engine as engine
+from screener.reports import _report as report
+from screener.cli._batch import FileError, load_any, screen_file
+from screener.testing._cases import load_case_patient, load_suite
+from screener.criteria._catalog import load_rule_sets
+from screener.criteria._conditions import Node
+from screener.screening._engine import facts_of
 from screener.testing import patient_from, patients
 
 ROOT = Path(__file__).parent.parent

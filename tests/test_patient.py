@@ -1,4 +1,4 @@
-"""screener/patient.py: patient files checked and normalised, every problem located."""
+"""screener/reading/_patient.py: patient files checked and normalised, every problem located."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from screener import units
-from screener.errors import Diagnostic, PatientError
-from screener.patient import LabValue, normalise_mutation, parse_patient
-from screener.units import Measure
+from screener.core import _units as units
+from screener.core._errors import Diagnostic, PatientError
+from screener.core._model import LabValue
+from screener.reading._patient import normalise_mutation, parse_patient
+from screener.core._units import Measure
 
 # A copy of ../shared/spec/patient.yaml (the contract's full example), kept in the project.
 SPEC_EXAMPLE = (Path(__file__).parent / "data" / "spec_patient.yaml").read_text(encoding="utf-8")
@@ -373,9 +374,9 @@ FAST_CASES = [
 
 @pytest.mark.parametrize("text", FAST_CASES)
 def test_fast_read_agrees_with_the_positioned_parse(text: str):
-    from screener.document import parse
-    from screener.errors import PatientError
-    from screener.patient import from_document
+    from screener.reading._document import parse
+    from screener.core._errors import PatientError
+    from screener.reading._patient import from_document
 
     try:
         slow = from_document(parse(text, "p.yaml", PatientError))
@@ -388,8 +389,8 @@ def test_fast_read_agrees_with_the_positioned_parse(text: str):
 
 
 def test_fast_read_agrees_with_the_positioned_parse_on_every_patient_file():
-    from screener.document import parse, parse_fast
-    from screener.errors import PatientError
+    from screener.reading._document import parse, parse_fast
+    from screener.core._errors import PatientError
 
     root = Path(__file__).parent.parent
     files = [*(root / "examples" / "patients").glob("*.yaml"),
@@ -410,7 +411,7 @@ SCALARS = ["true", "yes", "No", "off", "~", "null", "", "12", "012", "0x1A", "1_
 
 @pytest.mark.parametrize("quote", ["", "'", '"'])
 def test_fast_read_types_scalars_as_yaml_does_quoted_or_not_first_or_again(quote: str):
-    from screener.document import parse_fast
+    from screener.reading._document import parse_fast
 
     # Each text twice, and plain before quoted or the other way round: the type of a plain
     # scalar is remembered by its text, which must never give a quoted one a type.
@@ -461,7 +462,8 @@ def test_an_attestation_needs_a_result_and_known_keys(body):
 
 
 def _criterion(p, trial: str, cid: str):
-    from screener import catalog, engine
+    from screener.criteria import _catalog as catalog
+    from screener.screening import _engine as engine
 
     rule_set = next(r for r in catalog.load_rule_sets() if r.trial == trial)
     result = engine.screen(p, rule_set)
@@ -506,7 +508,7 @@ def test_a_whole_stated_age_reads_as_before():
 
 
 def test_cockcroft_gault_uses_completed_years_of_a_stated_age():
-    from screener.engine import facts_of
+    from screener.screening._engine import facts_of
 
     body = "sex: male\nweight: 72 kg\nlabs: {creatinine: 1 mg/dL}\n"
     fractional = facts_of(patient("age: 40.9 years\n" + body)).get("labs.creatinine_clearance")
@@ -582,7 +584,7 @@ def test_a_bilirubin_just_under_three_times_uln_is_not_printed_as_three():
 
 
 def test_every_lab_declares_a_hard_and_a_soft_range():
-    from screener import vocabulary as v
+    from screener.core import _vocabulary as v
 
     for name, spec in v.PATIENT.fields["labs"].fields.items():
         assert spec.hard != (None, None) and spec.soft != (None, None), name
@@ -639,7 +641,8 @@ def test_an_implausible_lab_value_is_a_warning_and_shown_with_its_results(lab, w
     assert f"{written} is implausible ({bound})" in warning.message
     assert warning.position.line == 4
     assert p.data["labs"][lab].implausible == f"implausible: {bound}"
-    from screener import catalog, engine
+    from screener.criteria import _catalog as catalog
+    from screener.screening import _engine as engine
 
     screening = engine.screen_patient(p, catalog.load_rule_sets())
     shown = [(r.reason, e.value) for t in screening.trials for c in t.criteria

@@ -1,4 +1,4 @@
-"""Properties the screener relies on, checked on generated patients (screener.testing).
+"""Properties the screener relies on, checked on generated patients (screener.testing._harness).
 
 * unit invariance: a record written in other units gets the same statuses, for labs and
   life expectancies steered close to the rules' thresholds, where a wrong conversion would
@@ -29,14 +29,16 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from typer.testing import CliRunner
 
 import screener
-from screener import report, units
-from screener.cases import merge
+from screener.reports import _report as report
+from screener.core import _units as units
+from screener.testing._cases import merge
 from screener.cli import app
-from screener.conditions import Compare, Count, Every, Exists
-from screener.patient import LabValue, age_on
+from screener.criteria._conditions import Compare, Count, Every, Exists
+from screener.core._model import LabValue
+from screener.reading._patient import age_on
 from screener.testing import (FAMILIES, in_other_units, load_patient, patient_from, patients,
                               screen, statuses, to_canonical, write)
-from screener.units import Measure
+from screener.core._units import Measure
 
 HERE = Path(__file__).parent
 BASELINE = HERE / "acceptance" / "patients" / "baseline.yaml"

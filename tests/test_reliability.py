@@ -26,8 +26,12 @@ import pytest
 import yaml
 
 import screener
-from screener import batch, catalog, document, fhir, report
-from screener.errors import PatientError, RuleSetError
+from screener.cli import _batch as batch
+from screener.criteria import _catalog as catalog
+from screener.reading import _document as document
+from screener.reading import _fhir as fhir
+from screener.reports import _report as report
+from screener.core._errors import PatientError, RuleSetError
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "bad_inputs"
@@ -84,7 +88,7 @@ def test_validate_names_a_file_name_that_is_not_utf8_escaped(tmp_path):
 
 
 def test_a_name_with_a_backslash_stays_distinct_from_an_escaped_one():
-    from screener.files import shown
+    from screener.reading._files import shown
 
     assert shown("plain.yaml") == "plain.yaml"
     assert shown(os.fsdecode(b"b\xff.yaml")) != shown("b\\xff.yaml")
@@ -484,7 +488,7 @@ def test_a_termination_signal_leaves_the_old_output_and_no_worker(tmp_path, sign
 
 def dying_render(record: Any) -> bytes:
     """Rendering in a worker; a file named poison* kills the worker (once, or always)."""
-    from screener.report import jsonl_line
+    from screener.reports._report import jsonl_line
 
     # Only a screened record: the parent renders the error records of a lost chunk itself.
     if isinstance(record, screener.Screening) and Path(record.file).name.startswith("poison"):

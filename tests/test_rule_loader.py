@@ -1,4 +1,4 @@
-"""screener/rules.py (rule sets checked at load time) and screener/engine.py on small rule sets."""
+"""screener/criteria/_rules.py (rule sets checked at load time) and screener/screening/_engine.py on small rule sets."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import textwrap
 
 import pytest
 
-from screener.engine import screen
-from screener.errors import Diagnostic, RuleSetError
-from screener.model import Kind, Status, Verdict
-from screener.patient import parse_patient
-from screener.rules import RuleSet, parse_rule_set
+from screener.screening._engine import screen
+from screener.core._errors import Diagnostic, RuleSetError
+from screener.core._model import Kind, Status, Verdict
+from screener.reading._patient import parse_patient
+from screener.criteria._rules import RuleSet, parse_rule_set
 
 TRIAL = "NCT00000001"
 FILE = f"rules/{TRIAL}.yaml"

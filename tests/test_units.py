@@ -1,4 +1,4 @@
-"""Unit tests for screener/units.py: reading, refusing, converting and comparing quantities."""
+"""Unit tests for screener/core/_units.py: reading, refusing, converting and comparing quantities."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from screener import units as u
-from screener.units import (BILIRUBIN, CONCENTRATION, CREATININE, DURATION, ENZYME, FLOW,
+from screener.core import _units as u
+from screener.core._units import (BILIRUBIN, CONCENTRATION, CREATININE, DURATION, ENZYME, FLOW,
                             FRACTION, MASS, SECONDS, Analyte, Measure, UnitError)
 
 MICRO_SIGN = "\u00b5"  # µ MICRO SIGN
@@ -312,10 +312,10 @@ def test_nearby_unequal_values_never_print_equal(x, gap):
 
 
 def test_the_shipped_unit_table_is_what_pint_computes():
-    """screener/unit_table.py is generated (tools/unit_table.py); regenerate it when this
+    """screener/core/_unit_table.py is generated (tools/unit_table.py); regenerate it when this
     fails after a change of spellings or of pint."""
-    from screener.unit_table import TABLE
-    from screener.units import _table_from_pint, table
+    from screener.core._unit_table import TABLE
+    from screener.core._units import _table_from_pint, table
 
     assert TABLE == _table_from_pint()
     assert table() == TABLE
@@ -329,7 +329,7 @@ def test_a_run_imports_no_pint_and_writes_no_cache(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
-    probe = ("import sys; from screener import units; units.table(); "
+    probe = ("import sys; from screener.core import _units as units; units.table(); "
              "print('pint' in sys.modules)")
     for _ in range(2):
         run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
@@ -351,7 +351,7 @@ def test_files_in_the_cache_folder_change_no_conversion(tmp_path):
     (tmp_path / "pint").mkdir()
     (tmp_path / "pint" / "registry.pickle").write_bytes(b"\x80\x04not a pickle")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    probe = "from screener import units; print(units.factor('mg/dl', 'umol/l', 113.12))"
+    probe = "from screener.core import _units as units; print(units.factor('mg/dl', 'umol/l', 113.12))"
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                          text=True, check=True).stdout
     assert abs(float(out) - 88.4017) < 1e-3

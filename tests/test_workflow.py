@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from screener.cli import app
-from screener.output import utf8_writer
+from screener.cli._output import utf8_writer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "patients"
@@ -85,7 +85,7 @@ HOSTILE_IDS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\t
 
 
 def test_csv_neutralises_formulas_and_quotes_line_breaks(tmp_path: Path):
-    from screener.report import _csv_line
+    from screener.reports._report import _csv_line
 
     text = _csv_line(HOSTILE_IDS + [3])
     (row,) = list(csv.reader(io.StringIO(text, newline="")))
@@ -166,7 +166,7 @@ def test_failed_run_leaves_existing_output_untouched(cohort: Path, tmp_path: Pat
                                                        monkeypatch: pytest.MonkeyPatch):
     target = tmp_path / "out.jsonl"
     target.write_text("previous\n", encoding="utf-8")
-    import screener.report as report
+    import screener.reports._report as report
 
     calls = {"n": 0}
     real = report.jsonl_line
@@ -325,10 +325,10 @@ def test_a_criterion_that_does_not_apply_says_so_in_its_rule():
 
 
 def test_attrition_lists_criteria_in_source_order_on_ties(cohort: Path):
-    from screener.summary import Cohort
+    from screener.reports._summary import Cohort
 
     tally = Cohort()
-    from screener.summary import TrialTally
+    from screener.reports._summary import TrialTally
 
     tally.trials["T"] = TrialTally("T", "P")
     tally.trials["T"].excluded_by.update({"E2": 1, "I10": 1, "I2": 1, "E10": 1})
@@ -337,7 +337,7 @@ def test_attrition_lists_criteria_in_source_order_on_ties(cohort: Path):
 
 def test_an_internal_error_in_any_command_is_a_short_message(monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture[str]):
-    import screener.cli as cli
+    import screener.cli._commands as cli
 
     def broken() -> None:
         raise RuntimeError("boom")
@@ -423,9 +423,9 @@ def test_summary_marks_trials_with_caveats_and_names_criteria(fmt: str):
 
 
 def test_summary_from_worker_entries_equals_summary_from_records():
-    from screener.batch import expand, run as run_batch
-    from screener.catalog import load_rule_sets
-    from screener.summary import Cohort, entry, markdown
+    from screener.cli._batch import expand, run as run_batch
+    from screener.criteria._catalog import load_rule_sets
+    from screener.reports._summary import Cohort, entry, markdown
 
     rule_sets = load_rule_sets()
     entries = expand([str(EXAMPLES)])
@@ -435,7 +435,7 @@ def test_summary_from_worker_entries_equals_summary_from_records():
         from_records.add(done.record)
         from_entries.add_entry(entry(done.record))
     assert markdown(from_records) == markdown(from_entries)
-    from screener.htmlreport import page
+    from screener.reports._htmlreport import page
 
     assert page(from_records) == page(from_entries)
 

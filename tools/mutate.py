@@ -58,9 +58,9 @@ RUNNER = """\
 import sys
 root = sys.argv[1]
 sys.path.insert(0, root)
-import screener, screener.catalog
-if not screener.__file__.startswith(root) or not str(screener.catalog.rules_dir()).startswith(root):
-    print("screener imported from", screener.__file__, "rules", screener.catalog.rules_dir())
+import screener, screener.criteria._catalog
+if not screener.__file__.startswith(root) or not str(screener.criteria._catalog.rules_dir()).startswith(root):
+    print("screener imported from", screener.__file__, "rules", screener.criteria._catalog.rules_dir())
     sys.exit(97)
 import pytest
 sys.exit(pytest.main(sys.argv[2:]))

@@ -1,4 +1,4 @@
-"""Regenerate screener/unit_table.py: each accepted unit's dimension and SI factor, by pint.
+"""Regenerate screener/core/_unit_table.py: each accepted unit's dimension and SI factor, by pint.
 
 Run after changing `units.SPELLINGS` or upgrading pint:
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from screener import units
+from screener.core import _units as units
 
-TARGET = Path(units.__file__).with_name("unit_table.py")
+TARGET = Path(units.__file__).with_name("_unit_table.py")
 
 
 def source() -> str:

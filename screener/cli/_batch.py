@@ -1,0 +1,362 @@
+"""Screening files: expand paths, screen each, and turn a bad file into an error record.
+
+One unreadable or invalid file never stops the others; it becomes a `FileError` in its
+place, in the same stable order. Batches can run on several worker processes; results
+come back in input order, so the output is the same whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import os
+import re
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from screener.screening._engine import screen_patient
+from screener.core._errors import Diagnostic, ScreenerError
+from screener.reading._files import head, is_dir, shown
+# The result types live with the model; re-exported here, where callers have found them.
+from screener.core._model import FileError, Record, Render, Screening
+from screener.core._model import Patient
+from screener.reading._patient import load_patient
+from screener.criteria._rules import RuleSet
+from screener.core._units import Measure
+
+if TYPE_CHECKING:  # imported when a batch has workers: a single check never needs them
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+
+
+@dataclass(frozen=True)
+class Export:
+    """A FHIR bulk export (a folder of NDJSON files), screened by engines.run_export."""
+
+    folder: str
+
+
+def expand(paths: Iterable[str], exports: bool = False) -> list[str | FileError | Export]:
+    """Files as given; directories as their patient files, recursively, in sorted order.
+
+    A directory that cannot be listed, or a symlink loop, becomes an error in its place
+    rather than stopping the run. With `exports`, a directory holding NDJSON files is a
+    bulk export, kept whole as an `Export`.
+    """
+    found: list[str | FileError | Export] = []
+    for name in paths:
+        if exports and is_dir(name):
+            from screener.reading._bulk import is_export
+
+            if is_export(Path(name)):
+                found.append(Export(name))
+                continue
+        if is_dir(name):
+            found.extend(_walk(Path(name)))
+        else:
+            found.append(name)
+    return found
+
+
+def leftover(name: str) -> bool:
+    """Editor and OS leftovers beside real files: Emacs lock files (.#name), macOS
+    resource forks (._name) and backups (name~). They are not patients, and a lock file
+    is often a dangling link that would only be reported as an error."""
+    return name.startswith((".#", "._")) or name.endswith("~")
+
+
+# What screener's own JSON output starts with (keys are sorted: a screening begins with
+# "as_of", an error record with "error"). A report written into the screened directory is
+# no FHIR bundle; the next run skips it instead of failing on it.
+_OUR_JSON = re.compile(rb'\A\s*(\[\s*)?\{\s*"(as_of|error)"\s*:')
+
+
+def _walk(top: Path) -> list[str | FileError]:
+    entries: list[tuple[str, str | FileError]] = []
+    seen: set[tuple[int, int]] = set()
+    # Depth first with an explicit stack, not recursion: a tree 1,100 levels deep must not
+    # exhaust Python's recursion limit. Each folder carries the identities of the folders
+    # above it, so only a link back to one of them is a loop; a folder reached a second
+    # time another way (a symlinked sibling) is simply not screened twice.
+    stack: list[tuple[Path, frozenset[tuple[int, int]]]] = [(top, frozenset())]
+    while stack:
+        folder, above = stack.pop()
+        try:
+            stat = folder.stat()
+        except OSError as exc:
+            entries.append((str(folder), _unreadable(folder, exc)))
+            continue
+        key = (stat.st_dev, stat.st_ino)
+        if key in above:
+            entries.append((str(folder), FileError(shown(str(folder)), (Diagnostic(
+                "directory links back to a directory above it (a symlink loop); skipped",
+                shown(str(folder))),))))
+            continue
+        if key in seen:  # the same folder linked twice: its files are already listed
+            continue
+        seen.add(key)
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            entries.append((str(folder), _unreadable(folder, exc)))
+            continue
+        below = above | {key}
+        for child in reversed(children):
+            if leftover(child.name):
+                continue
+            path = Path(child.path)
+            try:
+                folder_like = child.is_dir()
+            except OSError as exc:
+                entries.append((str(path), _unreadable(path, exc)))
+                continue
+            if folder_like:
+                stack.append((path, below))
+            elif path.suffix.lower() in SUFFIXES and not _our_output(path):
+                entries.append((str(path), str(path)))
+    return [entry for _, entry in sorted(entries, key=lambda pair: pair[0])]
+
+
+def _our_output(path: Path) -> bool:
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        return bool(_OUR_JSON.match(head(path, 64)))
+    except OSError:
+        return False  # reading it later reports the problem in its place
+
+
+def _unreadable(path: Path, exc: OSError) -> FileError:
+    what = "directory" if is_dir(path) else "file"
+    return FileError(shown(str(path)), (Diagnostic(
+        f"cannot read {what}: {exc.strerror or exc}", shown(str(path))),))
+
+
+def load_any(name: str, as_of: dt.date | None = None, display: str | None = None) -> Patient:
+    """A patient from a YAML patient file or a FHIR R4 Bundle (.json).
+
+    `display` names the file in the patient and its errors; by default the name made
+    printable (`shown`), since a name need not be UTF-8 text.
+    """
+    display = shown(name) if display is None else display
+    if name.lower().endswith(".json"):
+        from screener.reading._fhir import load_bundle_patient
+
+        return load_bundle_patient(Path(name), display, as_of)
+    return load_patient(name, as_of=as_of, display=display)
+
+
+def screen_file(name: str, rule_sets: list[RuleSet], as_of: dt.date | None = None,
+                max_age: Measure | None = None, known_trials: tuple[str, ...] = ()) -> Record:
+    try:
+        patient = load_any(name, as_of)
+    except ScreenerError as exc:
+        return FileError(shown(name), exc.diagnostics)
+    return screen_patient(patient, rule_sets, max_age, known_trials)
+
+
+# Worker processes receive the rule sets once, at start-up, not with every file.
+_worker: dict[str, object] = {}
+
+
+
+@dataclass(frozen=True)
+class Done:
+    """One screened entry: the record (kept only when not rendered) and its rendered text,
+    as UTF-8: what is written out, and cheaper than text to send between processes."""
+
+    file: str
+    failed: bool
+    record: Record | None
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8")
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when its parent dies, however it dies.
+
+    A worker waits on a pipe whose write end it holds itself, so a parent killed with
+    SIGKILL (or by the OOM killer) would leave it waiting forever. Linux only; elsewhere
+    nothing changes.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError, ImportError):
+        return
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
+def _init_worker(rule_sets: list[RuleSet], as_of: dt.date | None, max_age: Measure | None,
+                 render: Render | None, known_trials: tuple[str, ...],
+                 parent: int | None = None) -> None:
+    if parent is not None and sys.platform.startswith("linux"):
+        _die_with(parent)
+    # Ctrl-C at a terminal reaches the whole process group: the parent alone decides what
+    # happens (it stops the workers), so a worker does not die printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A worker makes thousands of short-lived containers per patient, all freed as soon as
+    # they go out of use (screening one makes no reference cycles), so collecting every 700
+    # allocations only walks live objects for nothing. What was loaded before the first
+    # patient (rule sets, tables) lives as long as the worker: kept out of every collection.
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
+    _worker.update(rule_sets=rule_sets, as_of=as_of, max_age=max_age, render=render,
+                   known_trials=known_trials)
+
+
+def _finish(record: Record, render: Render | None) -> Done:
+    # Rendering where the screening happened spares sending whole records between
+    # processes and leaves the parent only writing text.
+    failed = isinstance(record, FileError)
+    if render is None:
+        return Done(record.file, failed, record, b"")
+    text = render(record)
+    return Done(record.file, failed, None, text if isinstance(text, bytes) else text.encode())
+
+
+def _screen_chunk(names: list[str]) -> list[Done]:
+    rule_sets, as_of, max_age = _worker["rule_sets"], _worker["as_of"], _worker["max_age"]
+    render, known = _worker["render"], _worker["known_trials"]
+    return [_finish(screen_file(name, rule_sets, as_of, max_age, known), render)  # type: ignore[arg-type]
+            for name in names]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date | None = None,
+        max_age: Measure | None = None, jobs: int = 1, render: Render | None = None,
+        known_trials: tuple[str, ...] = ()) -> Iterator[Done]:
+    """Screen every entry, in input order; errors pass through in place.
+
+    With `render` (a module-level function, so worker processes can receive it), each
+    record is rendered as soon as it is screened and only the text is kept. Workers get
+    chunks of files, and only a few chunks are in flight at once, so memory stays the same
+    whatever the size of the cohort. More workers than usable cores only compete for
+    them (and `--jobs 10000` would fork ten thousand processes), so `jobs` is capped.
+    """
+    names = [e for e in entries if isinstance(e, str)]
+    jobs = min(jobs, usable_cores(), len(names))
+    if jobs <= 1 or len(names) < 2:
+        for entry in entries:
+            record = entry if isinstance(entry, FileError) else \
+                screen_file(entry, rule_sets, as_of, max_age, known_trials)
+            yield _finish(record, render)
+        return
+    size = max(1, min(64, len(names) // (jobs * 4)))
+    chunks = (names[i:i + size] for i in range(0, len(names), size))
+    results = _pooled(chunks, jobs, (rule_sets, as_of, max_age, render, known_trials))
+    for entry in entries:
+        yield _finish(entry, render) if isinstance(entry, FileError) else next(results)
+
+
+class _Pool:
+    """A process pool that can be replaced when a worker dies, and is shut down however
+    the batch ends, so no worker is left running without its parent."""
+
+    def __init__(self, jobs: int, initargs: tuple[object, ...]) -> None:
+        self.jobs, self.initargs = jobs, initargs
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(self.jobs, initializer=_init_worker,
+                                   initargs=(*self.initargs, os.getpid()))
+
+    def submit(self, chunk: list[str]) -> Future[list[Done]]:
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self.pool.submit(_screen_chunk, chunk)
+        except BrokenProcessPool as exc:
+            # The pool broke before this chunk was handed over: the chunk fails like those
+            # in flight, when its result is asked for, and is retried with them.
+            failed: Future[list[Done]] = Future()
+            failed.set_exception(exc)
+            return failed
+
+    def restart(self) -> None:
+        self.stop()
+        self.pool = self._start()
+
+    def stop(self, finished: bool = False) -> None:
+        # An interrupted or broken batch wants nothing more from the workers: the chunks
+        # not yet started are cancelled and only those running are waited for (a chunk is
+        # at most 64 files). The workers then exit, none is left without its parent.
+        # (Killing them instead can leave the pool's feeder thread blocked on a full pipe,
+        # and the interpreter waiting for it at exit.)
+        self.pool.shutdown(wait=True, cancel_futures=not finished)
+
+
+def _lost(chunk: list[str], render: Render | None) -> list[Done]:
+    """Error records for a chunk whose worker died twice: the batch goes on without it."""
+    return [_finish(FileError(shown(name), (Diagnostic(
+        "not screened: the worker process screening this file stopped (killed, or out of "
+        "memory) twice; screen the file on its own to see whether it is the cause",
+        shown(name)),)), render) for name in chunk]
+
+
+def _pooled(chunks: Iterator[list[str]], jobs: int, initargs: tuple[object, ...]
+            ) -> Iterator[Done]:
+    from concurrent.futures.process import BrokenProcessPool
+
+    render: Render | None = initargs[3]  # type: ignore[assignment]
+    pool = _Pool(jobs, initargs)
+    pending: deque[tuple[list[str], Future[list[Done]]]] = deque()
+    finished = False
+    try:
+        while True:
+            while len(pending) < jobs * 3:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                pending.append((chunk, pool.submit(chunk)))
+            if not pending:
+                break
+            chunk, future = pending.popleft()
+            try:
+                done = future.result()
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory, a crash in C code) and took the
+                # pool with it; which chunk it held is not known. Every chunk in flight is
+                # screened again, one at a time on a fresh pool, so a chunk that kills its
+                # worker a second time is known, and only its files become error records.
+                lost = [chunk] + [c for c, _ in pending]
+                pending.clear()
+                pool.restart()
+                for again in lost:
+                    try:
+                        done = pool.submit(again).result()
+                    except BrokenProcessPool:
+                        pool.restart()
+                        done = _lost(again, render)
+                    yield from done
+                continue
+            yield from done
+        finished = True
+    finally:
+        pool.stop(finished)
+
+

@@ -1,0 +1,697 @@
+"""Condition trees: three-valued nodes a criterion is built from.
+
+Every node answers `evaluate(scope) -> Outcome`. Leaves read facts; `All`, `Any`, `Not`
+and `AtLeast` combine them by Kleene's rules, so a missing fact makes a leaf unknown and
+the unknown travels up only as far as it can still change the answer. Leaves never test a
+number for truthiness and never compare values of different kinds: the rule loader has
+already checked every field, operator and unit before a patient is seen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from screener.core import _units as units
+
+from screener.core import _vocabulary as v
+from screener.reading._facts import Fact, Missing, Scope, abbreviated
+from screener.core._memo import once
+from screener.core._model import Evidence, Outcome, at_least, gather, kleene_and, kleene_not, kleene_or
+from screener.core._model import LabValue
+from screener.core._units import Measure, shift
+
+OPERATORS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥", "eq": "=", "ne": "≠"}
+NEGATED = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt", "eq": "ne", "ne": "eq"}
+
+
+# For each operator, whether it holds when the left side is below, equal to or above the right.
+_HOLDS = {"lt": (True, False, False), "le": (True, True, False), "gt": (False, False, True),
+          "ge": (False, True, True), "eq": (False, True, False), "ne": (True, False, True)}
+
+
+def holds(op: str, order: int) -> bool:
+    return _HOLDS[op][(order > 0) - (order < 0) + 1]
+
+
+class Node:
+    # Whether the node reads dates against the screening or apheresis date.
+    dated = False
+
+    def evaluate(self, scope: Scope) -> Outcome:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def children(self) -> tuple[Node, ...]:
+        return ()
+
+    def reads(self) -> tuple[str, ...]:
+        """The fields this node itself looks up in its scope (not its children's)."""
+        return ()
+
+    def outer_reads(self) -> tuple[str, ...]:
+        """Patient fields a node inside a list item looks up outside its item."""
+        return ()
+
+
+def inputs(nodes: list[Node]) -> tuple[tuple[str, ...], bool]:
+    """Everything a tree's outcome depends on: the patient's fields it reads, and whether
+    it also reads the screening and apheresis dates.
+
+    The engine reuses a criterion's result for any patient whose facts at these fields are
+    the same, so this must name every input. Nodes inside a list item read the item, which
+    is part of the list's value; only their dates, and the patient fields they compare the
+    item with (`outer_reads`), count.
+    """
+    fields: dict[str, None] = {}
+    dated = False
+
+    def visit(node: Node, top: bool) -> None:
+        nonlocal dated
+        dated = dated or node.dated
+        if top:
+            fields.update(dict.fromkeys(node.reads()))
+        fields.update(dict.fromkeys(node.outer_reads()))
+        for child in node.children():
+            visit(child, top and not isinstance(node, _OverList))
+
+    for node in nodes:
+        visit(node, True)
+    return tuple(fields), dated
+
+
+class Leaf(Node):
+    """A node that reads facts. Equal leaves are shared between rule sets (the loader interns
+    them), so one patient's outcome of a leaf is computed once for all trials."""
+
+    def outcome(self, scope: Scope) -> Outcome:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        if scope.prefix:  # inside a list item the answer depends on the item
+            return self.outcome(scope)
+        found = scope.memo.get(id(self))
+        if found is None:
+            found = scope.memo[id(self)] = self.outcome(scope)
+        return found
+
+
+def _missing(fact: Missing, label: str) -> Outcome:
+    why = fact.why or f"{label} not recorded"
+    return Outcome(None, (f"{why} ({', '.join(fact.fields)})",), fact.fields)
+
+
+# ---------------------------------------------------------------------------- combinators
+
+
+@dataclass(frozen=True)
+class All(Node):
+    items: tuple[Node, ...]
+
+    def children(self) -> tuple[Node, ...]:
+        return self.items
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        return combine([n.evaluate(scope) for n in self.items], kleene_and)
+
+
+@dataclass(frozen=True)
+class Any_(Node):
+    items: tuple[Node, ...]
+
+    def children(self) -> tuple[Node, ...]:
+        return self.items
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        outcomes = [n.evaluate(scope) for n in self.items]
+        result = combine(outcomes, kleene_or)
+        if result.value is True:
+            # Show the path to the answer: alternatives that failed before the one that held
+            # ("creatinine 1.7 × ULN > 1.5 × ULN; clearance 67 mL/min ≥ 60 mL/min").
+            first = next(i for i, o in enumerate(outcomes) if o.value is True)
+            tried = tuple(r for o in outcomes[:first] if o.value is False for r in o.reasons)
+            return Outcome(True, tried + result.reasons, evidence=gather(
+                [o for o in outcomes[:first] if o.value is False] + [result]))
+        return result
+
+
+@dataclass(frozen=True)
+class AtLeast(Node):
+    count: int
+    items: tuple[Node, ...]
+
+    def children(self) -> tuple[Node, ...]:
+        return self.items
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        outcomes = [n.evaluate(scope) for n in self.items]
+        value = at_least(self.count, (o.value for o in outcomes))
+        return _explain(value, outcomes)
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    item: Node
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.item,)
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        inner = self.item.evaluate(scope)
+        return Outcome(kleene_not(inner.value), inner.reasons, inner.missing, inner.review,
+                       inner.evidence)
+
+
+@dataclass(frozen=True)
+class If(Node):
+    """`if` applies `then` only to patients it concerns; others get `otherwise` (default: holds).
+
+    When it is unknown whether the condition applies, the answer is still certain if both
+    branches agree; otherwise it is unknown, and names what would decide it.
+    """
+
+    condition: Node
+    then: Node
+    otherwise: Node | None = None
+    inapplicable: bool = True  # the value when `condition` is false and there is no `otherwise`
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.condition, self.then) + ((self.otherwise,) if self.otherwise else ())
+
+    def _else(self, scope: Scope, because: Outcome) -> Outcome:
+        if self.otherwise is not None:
+            return self.otherwise.evaluate(scope)
+        # The facts shown are why the criterion does not apply, not what it requires.
+        return Outcome(self.inapplicable, tuple(f"does not apply: {r}" for r in because.reasons),
+                       evidence=tuple(replace(e, threshold=f"applies only if {e.threshold}")
+                                      for e in because.evidence))
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        cond = self.condition.evaluate(scope)
+        if cond.value is True:
+            return self.then.evaluate(scope)
+        if cond.value is False:
+            return self._else(scope, cond)
+        then, other = self.then.evaluate(scope), self._else(scope, cond)
+        if then.value is not None and then.value == other.value:
+            return Outcome(then.value, then.reasons + other.reasons,
+                           evidence=gather([then, other]))
+        parts = [cond] + [o for o in (then, other) if o.value is None]
+        return Outcome(None, tuple(r for o in parts for r in o.reasons),
+                       tuple(m for o in parts for m in o.missing),
+                       tuple(r for o in parts for r in o.review), gather(parts))
+
+
+def combine(outcomes: list[Outcome], rule: Any) -> Outcome:
+    return _explain(rule(o.value for o in outcomes), outcomes)
+
+
+def _explain(value: bool | None, outcomes: list[Outcome]) -> Outcome:
+    """Keep the reasons that decided the value: the failing parts of a failed `all`, etc."""
+    deciding = [o for o in outcomes if o.value is value] or outcomes
+    if value is None:
+        return Outcome(None, tuple(r for o in deciding for r in o.reasons),
+                       tuple(dict.fromkeys(m for o in deciding for m in o.missing)),
+                       tuple(dict.fromkeys(r for o in deciding for r in o.review)),
+                       gather(deciding))
+    return Outcome(value, tuple(r for o in deciding for r in o.reasons), evidence=gather(deciding))
+
+
+# ---------------------------------------------------------------------------------- leaves
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A comparison target: an absolute amount, or a multiple of the lab's ULN."""
+
+    amount: Measure | float
+    uln_multiple: bool = False
+
+    def __str__(self) -> str:
+        if self.uln_multiple:
+            return f"{units.fmt(float(self.amount))} × ULN"  # type: ignore[arg-type]
+        return self.amount.written if isinstance(self.amount, Measure) else units.fmt(self.amount)
+
+
+@dataclass(frozen=True)
+class Compare(Leaf):
+    field: str
+    op: str
+    threshold: Threshold
+    label: str
+    analyte: units.Analyte | None = None
+    default_uln: Measure | float | None = None
+    uln_source: str | None = None
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    @once
+    def _wanted(self) -> tuple[str, str]:
+        """The threshold as shown ("≤ 1.6 mg/dL"), and its unit (" mg/dL"), worked out once."""
+        target = self.threshold.amount
+        unit = f" {target.display_unit}" if isinstance(target, Measure) else ""
+        return f"{OPERATORS[self.op]} {self.threshold}", unit
+
+    def outcome(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        value = fact.value.value if isinstance(fact.value, LabValue) else fact.value
+        if self.threshold.uln_multiple:
+            return self._uln(fact, value)
+        target = self.threshold.amount
+        if isinstance(target, Measure):
+            amount = units.convert(value, target.unit, self.analyte)
+            converted = value.unit != target.unit
+            goal = target.magnitude
+        else:
+            amount, converted, goal = float(value), False, float(target)
+        order = units.compare(amount, goal)
+        passed = holds(self.op, order)
+        a, b = units.fmt_pair(amount, goal)
+        if not converted and isinstance(value, Measure) and abbreviated(value):
+            # An export's float is shown to six digits: 1.6000004 mg/dL as "1.6 mg/dL", which
+            # must not read "1.6 mg/dL > 1.6 mg/dL"; then the digits that decide are shown.
+            shown, limit = float(units.fmt(value.magnitude, 6)), float(b)
+            converted = ((shown > limit) - (shown < limit)) != order
+        wanted, unit = self._wanted
+        shown = f"{fact.text} (= {a}{unit})" if converted else fact.text
+        relation = self.op if passed else NEGATED[self.op]
+        text = f"{self.label} {shown} {OPERATORS[relation]} {b}{unit}"
+        proof = Evidence(fact.path, self.label, fact.text, f"{a}{unit}" if converted else "",
+                         wanted)
+        return Outcome(passed, (text,), evidence=(proof,))
+
+    def _uln(self, fact: Fact, value: Measure | float) -> Outcome:
+        lab: LabValue = fact.value
+        uln, assumed = lab.uln, ""
+        if uln is None:
+            if self.default_uln is None:
+                return Outcome(None, (f"{self.label} has no ULN in the record ({fact.path}.uln)",),
+                               (f"{fact.path}.uln",))
+            uln = self.default_uln
+            assumed = " assumed, no ULN in the record"
+        # The ratio is printed so that it times the ULN gives back the value as shown.
+        slack = units.resolution(value)
+        if isinstance(uln, Measure):
+            amount = units.convert(value, uln.unit, self.analyte)  # type: ignore[arg-type]
+            size = uln.magnitude
+            if value.unit != uln.unit:  # type: ignore[union-attr]
+                slack *= amount / value.magnitude if value.magnitude else 1.0  # type: ignore[union-attr]
+        else:
+            amount, size = float(value), float(uln)  # type: ignore[arg-type]
+        ratio = amount / size
+        goal = float(self.threshold.amount)  # type: ignore[arg-type]
+        passed = holds(self.op, units.compare(ratio, goal))
+        a, b = units.fmt_ratio(ratio, goal, amount, size, slack)
+        relation = self.op if passed else NEGATED[self.op]
+        uln_text = uln.written if isinstance(uln, Measure) else units.fmt(uln)
+        text = (f"{self.label} {fact.text} = {a} × ULN (ULN {uln_text}{assumed}) "
+                f"{OPERATORS[relation]} {b} × ULN")
+        proof = Evidence(fact.path, self.label, fact.text, f"{a} × ULN",
+                         f"{self._wanted[0]} (ULN {uln_text}{assumed})")
+        return Outcome(passed, (text,), evidence=(proof,))
+
+
+@dataclass(frozen=True)
+class OneOf(Leaf):
+    """The field's value is one of `values` (`is:` is the one-value case)."""
+
+    field: str
+    values: tuple[Any, ...]
+    label: str
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def outcome(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        found = fact.value in self.values
+        shown = fact.text
+        if len(self.values) == 1:
+            expected = _word(self.values[0])
+            # "on supplemental oxygen: yes" says it all; a word gets what it was tested for.
+            hint = "" if found or isinstance(self.values[0], bool) else f" (not {expected})"
+            text = f"{self.label}: {shown}{hint}"
+        else:
+            options = ", ".join(_word(x) for x in self.values)
+            text = f"{self.label}: {shown} ({'one of' if found else 'not one of'} {options})"
+        wanted = _word(self.values[0]) if len(self.values) == 1 else \
+            "one of " + ", ".join(_word(x) for x in self.values)
+        return Outcome(found, (text,),
+                       evidence=(Evidence(fact.path, self.label, shown, "", wanted),))
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Contains(Leaf):
+    """A list field (such as ABL1 mutations) holds a value; [] is a definite no."""
+
+    field: str
+    value: str
+    label: str
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def outcome(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        found = self.value in fact.value
+        listed = ", ".join(fact.value) or "none"
+        return Outcome(found, (f"{self.label}: {listed} ({'includes' if found else 'no'} "
+                               f"{self.value})",))
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words_of(text: str) -> frozenset[str]:
+    """The words of a text, case folded: "CD19/CD22" has the words cd19 and cd22."""
+    return frozenset(w.casefold() for w in _WORD.findall(text))
+
+
+@dataclass(frozen=True)
+class Mentions(Leaf):
+    """A free-text field (a therapy's target or drug) names one of `words` as whole words,
+    in any case: a target "CD19/CD22" mentions CD22, a drug "Inotuzumab ozogamicin"
+    mentions inotuzumab, but "CD220" does not mention CD22."""
+
+    field: str
+    words: tuple[str, ...]
+    label: str
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def outcome(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        written = words_of(str(fact.value))
+        found = next((w for w in self.words if words_of(w) <= written), None)
+        said = f"names {found}" if found is not None else \
+            f"names none of {', '.join(self.words)}"
+        return Outcome(found is not None, (f"{self.label}: {fact.text} ({said})",))
+
+
+# How a date relates to another, for reasons ("2026-03-01 is before 2026-05-10").
+_DATE_WORDS = {"lt": "before", "le": "on or before", "gt": "after", "ge": "on or after",
+               "eq": "on", "ne": "not on"}
+
+
+@dataclass(frozen=True)
+class DateOrder(Leaf):
+    """A date compared with another date of the patient's: `{field: date, lt:
+    diagnosis.markers.CD22.date}` inside a therapy holds when the therapy came first.
+
+    The other date is always a patient field, looked up in the patient's own scope even when
+    this leaf reads an item of a list."""
+
+    field: str
+    op: str
+    other: str
+    label: str
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def outer_reads(self) -> tuple[str, ...]:
+        return (self.other,)
+
+    def outcome(self, scope: Scope) -> Outcome:
+        mine, other = scope.get(self.field), scope.top.get(self.other)
+        gaps = tuple(f for fact in (mine, other) if isinstance(fact, Missing) for f in fact.fields)
+        if gaps:
+            return Outcome(None, (f"{self.label}: both dates are needed to order them, "
+                                  f"{', '.join(gaps)} not recorded",), gaps)
+        assert isinstance(mine, Fact) and isinstance(other, Fact)
+        order = (mine.value > other.value) - (mine.value < other.value)
+        passed = holds(self.op, order)
+        relation = self.op if passed else NEGATED[self.op]
+        return Outcome(passed, (f"{self.label}: {mine.path} {mine.value} is "
+                                f"{_DATE_WORDS[relation]} {other.path} {other.value}",))
+
+
+@dataclass(frozen=True)
+class Unrecorded(Node):
+    """`if_missing`: what a condition means when its fact is not recorded, where the text
+    makes an absence an answer: a medication not marked as stopped is still taken; a marker
+    with no date cannot be shown to postdate a therapy; an exception only a positive
+    statement invokes ("if organ dysfunction links to the disease") does not apply when the
+    record does not state it. Everywhere else a missing fact stays unknown; the reason says
+    the value was read from an absence, and the criterion's note says why."""
+
+    item: Node
+    value: bool
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.item,)
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        outcome = self.item.evaluate(scope)
+        if outcome.value is None and outcome.missing and not outcome.review:
+            read = "met" if self.value else "not met"
+            return Outcome(self.value, tuple(f"{r}: taken as {read}" for r in outcome.reasons))
+        return outcome
+
+
+ANCHORS = {"screening": "screening", "apheresis": "apheresis_date"}
+
+
+@dataclass(frozen=True)
+class Window(Leaf):
+    """A date falls within `within` before the anchor date, first and last day included."""
+
+    field: str
+    within: Measure
+    anchor: str  # "screening" or "apheresis"
+    label: str
+    at_least: bool = False  # True: the date is `within` or more before the anchor instead
+    dated = True
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def place(self, scope: Scope, path: str, day: dt.date) -> Outcome:
+        """Whether `day` lies in the window, with a reason; unknown without an anchor date."""
+        if self.anchor == "screening":
+            anchor, name = scope.as_of, "screening"
+        else:
+            found = scope.apheresis_date
+            if found is None:
+                # Apheresis comes on or after screening, so a date the whole span before
+                # screening is at least that far before apheresis: outside any window
+                # ending there, and old enough for an `at_least`.
+                earliest = shift(scope.as_of, self.within, -1)
+                if day < earliest or (self.at_least and day == earliest):
+                    span = "at least" if self.at_least else "more than"
+                    return Outcome(self.at_least, (
+                        f"{path} {day} is {span} {self.within} before screening "
+                        f"({scope.as_of}), so before apheresis too",))
+                return Outcome(None, (f"{path} {day}: apheresis date not recorded "
+                                      "(apheresis_date)",), ("apheresis_date",))
+            anchor, name = found, "apheresis"
+        start = shift(anchor, self.within, -1)
+        if self.at_least:
+            old = day <= start
+            return Outcome(old, (f"{path} {day} is {'at least' if old else 'less than'} "
+                                 f"{self.within} before {name} ({anchor})",))
+        inside = start <= day <= anchor
+        where = "within" if inside else "not within"
+        return Outcome(inside, (f"{path} {day} is {where} {self.within} before {name} "
+                                f"({anchor})",))
+
+    def outcome(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        return self.place(scope, fact.path, fact.value)
+
+
+@dataclass(frozen=True)
+class Fresh(Leaf):
+    """A dated fact counts only if dated inside a window; an older one is data to collect.
+
+    A pregnancy test from last month does not make a woman ineligible for a trial that
+    wants one from the last three days: it means a new test is needed, so the criterion
+    is unknown, never a silent pass or fail on stale data.
+    """
+
+    date_field: str
+    window: Window
+    item: Node
+    label: str
+    dated = True
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.item,)
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.date_field,)
+
+    def outcome(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.date_field)
+        if isinstance(fact, Missing):
+            # Without a date the result is still needed: a record with no marker at all
+            # must ask for the marker result, not only for its date and specimen.
+            item = self.item.evaluate(scope)
+            gap = item.value is None and bool(item.missing)
+            return Outcome(None, (f"{self.label}: date not recorded, needed to tell it is "
+                                  f"recent ({self.date_field})",) + (item.reasons if gap else ()),
+                           tuple(dict.fromkeys(fact.fields + (item.missing if gap else ()))))
+        placed = self.window.place(scope, fact.path, fact.value)
+        # A result dated after the screening date (taken after the screening visit) is newer
+        # than any window before screening asks for. Not so for apheresis: a test after it
+        # is not the test before apheresis that the criterion asks for.
+        if placed.value is True or self.window.anchor == "screening" and fact.value > scope.as_of:
+            return self.item.evaluate(scope)
+        if placed.value is None:
+            return placed
+        anchor = scope.as_of if self.window.anchor == "screening" else scope.apheresis_date
+        if anchor is not None and fact.value > anchor:
+            return Outcome(None, (f"{self.label} is dated after {self.window.anchor}: "
+                                  f"{placed.reason}; one taken in that window is needed",),
+                           (self.date_field.rsplit(".", 1)[0],))
+        return Outcome(None, (f"{self.label} is out of date: {placed.reason}; a current one is "
+                              f"needed",), (self.date_field.rsplit(".", 1)[0],))
+
+
+@dataclass(frozen=True)
+class Review(Node):
+    """A judgment only the investigator can make; an attestation settles it."""
+
+    text: str
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        if scope.attestation is not None:
+            return Outcome(scope.attestation, (f"investigator attested: {self.text}",))
+        return Outcome(None, (f"investigator to judge: {self.text}",), (), (self.text,))
+
+
+# ------------------------------------------------------------------------------ list nodes
+
+
+@dataclass(frozen=True)
+class _OverList(Node):
+    list: str
+    where: Node | None
+    spec: v.Record
+    label: str
+
+    def children(self) -> tuple[Node, ...]:
+        check = getattr(self, "check", None)
+        return tuple(n for n in (self.where, check) if n is not None)
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.list,)
+
+    @staticmethod
+    def none_found(pairs: list[tuple[Scope, Outcome]]) -> str:
+        # An empty list is an answer ("reviewed: none"); say so, not "not recorded".
+        return f"none matching ({len(pairs)} recorded)" if pairs else "none ([] in the record)"
+
+    def items(self, scope: Scope) -> tuple[list[tuple[Scope, Outcome]], Outcome | None]:
+        fact = scope.get(self.list)
+        if isinstance(fact, Missing):
+            return [], _missing(fact, self.label)
+        pairs = []
+        for i, item in enumerate(fact.value):
+            inner = scope.item(item, self.spec, f"{self.list}[{i}].")
+            selected = self.where.evaluate(inner) if self.where else Outcome(True)
+            pairs.append((inner, selected))
+        return pairs, None
+
+
+@dataclass(frozen=True)
+class Exists(_OverList):
+    """Some item of a list matches `where`; [] is a definite no."""
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        pairs, missing = self.items(scope)
+        if missing:
+            return missing
+        outcomes = [o for _, o in pairs]
+        value = kleene_or(o.value for o in outcomes)
+        if value is False:
+            return Outcome(False, (f"{self.label}: {self.none_found(pairs)}",))
+        return _explain(value, outcomes)
+
+
+@dataclass(frozen=True)
+class Every(_OverList):
+    """Every item matching `where` satisfies `check`; holds when none match."""
+
+    check: Node | None = None
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        pairs, missing = self.items(scope)
+        if missing:
+            return missing
+        assert self.check is not None
+        outcomes = []
+        for inner, selected in pairs:
+            if selected.value is False:
+                continue
+            checked = self.check.evaluate(inner)
+            # An item that may or may not be selected matters only if it could fail the check.
+            if selected.value is None and checked.value is not True:
+                checked = Outcome(None, selected.reasons + checked.reasons,
+                                  selected.missing + checked.missing,
+                                  selected.review + checked.review, gather([selected, checked]))
+            outcomes.append(checked)
+        if not outcomes:
+            return Outcome(True, (f"{self.label}: {self.none_found(pairs)}",))
+        return combine(outcomes, kleene_and)
+
+
+@dataclass(frozen=True)
+class Count(_OverList):
+    """How many items match `where` (or how many distinct values of `distinct` they have)."""
+
+    op: str = "ge"
+    number: int = 1
+    distinct: str | None = None
+
+    def evaluate(self, scope: Scope) -> Outcome:
+        pairs, missing = self.items(scope)
+        if missing:
+            return missing
+        sure: set[Any] = set()
+        maybe = 0
+        gaps: list[str] = []
+        for index, (inner, selected) in enumerate(pairs):
+            if selected.value is False:
+                continue
+            key: Any = index
+            if self.distinct is not None:
+                fact = inner.get(self.distinct)
+                if isinstance(fact, Missing):
+                    maybe += 1
+                    gaps.extend(fact.fields)
+                    continue
+                key = fact.value
+            if selected.value is True:
+                sure.add(key)
+            else:
+                maybe += 1
+                gaps.extend(selected.missing)
+        low, high = len(sure), len(sure) + maybe
+        low_holds, high_holds = holds(self.op, low - self.number), holds(self.op, high - self.number)
+        shown = str(low) if low == high else f"{low} to {high}"
+        text = f"{self.label}: {shown} ({OPERATORS[self.op]} {self.number} required)"
+        if self.distinct is not None and sure:
+            text += f"; {self.distinct}: {', '.join(sorted(map(str, sure)))}"
+        if low_holds == high_holds:
+            return Outcome(low_holds, (text,))
+        return Outcome(None, (text,), tuple(dict.fromkeys(gaps)))

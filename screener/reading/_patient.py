@@ -1,0 +1,566 @@
+"""Patient files: read, check against the vocabulary and normalise into facts.
+
+A key that is absent stays absent (the fact is unknown); an empty list is kept as an
+answer ("reviewed: none"). Every value is checked against its field's kind, so an error
+names the field, the kind it expects, and the file, line and column it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from screener.core import _reference as reference
+
+from screener.core import _units as units
+
+from screener.core import _vocabulary as v
+from screener.reading._document import Document, NeedsPositions, PathKey, parse, parse_fast, read_text
+from screener.core._errors import Diagnostic, PatientError, clip, describe_value as _kind, nearest
+from screener.core._model import LabValue, Patient
+from screener.core._units import Measure, UnitError
+
+
+_AA: dict[str, str] = reference.values("amino_acids")
+_THREE = re.compile(r"^(?:p\.)?\(?([A-Z][a-z]{2})(\d+)([A-Z][a-z]{2})\)?$")
+_ONE = re.compile(r"^(?:[pP]\.)?\(?([A-Za-z])(\d+)([A-Za-z])\)?$")
+_ONE_LETTER = set(_AA.values())
+_ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4}
+# Quantities that cannot be zero: a weight of 0 kg would make a Cockcroft–Gault clearance
+# of 0 mL/min and fail a patient on a typo.
+_POSITIVE = {("weight",)}
+# Maps keyed by names that have one canonical spelling: rules name markers CD19 and CD22, and
+# `cd19:` or `Cd22:` in a file is the same marker, not an unknown one.
+_UPPER_KEYS = {("diagnosis", "markers")}
+# Errors and warnings kept per file: a file of 90,000 misspelt keys must neither spend
+# minutes finding did-you-means nor print 90,000 messages. The rest are counted.
+MAX_DIAGNOSTICS = 100
+
+
+def normalise_mutation(text: str) -> str | None:
+    """T315I, p.T315I and p.Thr315Ile all become T315I; None if not a protein change."""
+    text = text.strip()
+    match = _THREE.match(text)
+    if match and match.group(1) in _AA and match.group(3) in _AA:
+        return f"{_AA[match.group(1)]}{match.group(2)}{_AA[match.group(3)]}"
+    match = _ONE.match(text)
+    if match:
+        before, position, after = match.group(1).upper(), match.group(2), match.group(3).upper()
+        if before in _ONE_LETTER and after in _ONE_LETTER:
+            return f"{before}{position}{after}"
+    return None
+
+
+_READERS: dict[type, Any] = {}
+
+
+class _Reader:
+    """Walks a document against the vocabulary, collecting every error and warning."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.errors: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
+        self.more_errors = 0
+        self.more_warnings = 0
+
+    def error(self, path: PathKey, message: str, hint: str | None = None) -> None:
+        if len(self.errors) >= MAX_DIAGNOSTICS:
+            self.more_errors += 1
+            return
+        self.errors.append(self.doc.diagnostic(f"{_dotted(path)}: {message}", path, hint=hint))
+
+    def warn(self, path: PathKey, message: str, hint: str | None = None, key: bool = False
+             ) -> None:
+        if len(self.warnings) >= MAX_DIAGNOSTICS:
+            self.more_warnings += 1
+            return
+        self.warnings.append(self.doc.diagnostic(message, path, key=key, hint=hint))
+
+    def unknown_key(self, path: PathKey, key: Any, known: list[str]) -> None:
+        if len(self.warnings) >= MAX_DIAGNOSTICS:  # the did-you-mean is the costly part
+            self.more_warnings += 1
+            return
+        guess = nearest(clip(str(key)), known)
+        self.warn(path + (key,), f"unknown key {_dotted(path + (key,))} (ignored)",
+                  f"did you mean {guess!r}?" if guess else None, key=True)
+
+    def finish(self) -> None:
+        """Count what the budget left out, so a reader knows the list is not complete."""
+        if self.more_errors:
+            self.errors.append(Diagnostic(f"… and {self.more_errors:,} more errors",
+                                          self.doc.file))
+        if self.more_warnings:
+            self.warnings.append(Diagnostic(f"… and {self.more_warnings:,} more warnings",
+                                            self.doc.file))
+
+    def read(self, spec: v.Spec, value: Any, path: PathKey) -> Any:
+        # One reader method per kind of field (_record, _lab, _choice, …), found by name once.
+        method = _READERS.get(type(spec))
+        if method is None:
+            method = _READERS[type(spec)] = getattr(_Reader, "_" + type(spec).__name__.lower())
+        return method(self, spec, value, path)
+
+    def _record(self, spec: v.Record, value: Any, path: PathKey) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.error(path, f"expected a mapping of {spec.label} fields, got {_kind(value)}")
+            return None
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            sub = spec.fields.get(key)
+            if sub is None:
+                self.unknown_key(path, key, list(spec.fields))
+                continue
+            if item is None:
+                # `key:` with nothing after it says nothing: the fact stays unknown.
+                continue
+            normalised = self.read(sub, item, path + (key,))
+            if normalised is not None:
+                out[key] = normalised
+        for key in spec.required:
+            if key not in value or value[key] is None:
+                self.error(path, f"missing required key {key!r}")
+        return out
+
+    def _attestation(self, spec: v.Attestation, value: Any, path: PathKey
+                     ) -> dict[str, Any] | None:
+        # `pass` is short for {result: pass}: who and when are optional.
+        if isinstance(value, dict):
+            return self._record(spec, value, path)
+        result = self.read(spec.fields["result"], value, path)
+        return None if result is None else {"result": result}
+
+    def _openmap(self, spec: v.OpenMap, value: Any, path: PathKey) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.error(path, f"expected a mapping, got {_kind(value)}")
+            return None
+        out = {}
+        upper = path in _UPPER_KEYS
+        seen: dict[str, Any] = {}
+        for key, item in value.items():
+            name = str(key)
+            if upper:
+                name = name.strip().upper()
+                if name in seen:
+                    self.error(path + (key,), f"{name} is given twice (as {seen[name]!r} and "
+                                              f"{key!r})", "keep one entry per marker")
+                    continue
+                seen[name] = key
+            normalised = self.read(spec.value, item, path + (key,))
+            if normalised is not None:
+                out[name] = normalised
+        return out
+
+    def _listof(self, spec: v.ListOf, value: Any, path: PathKey) -> tuple[Any, ...] | None:
+        if not isinstance(value, list):
+            self.error(path, f"expected a list ([] for none), got {_kind(value)}")
+            return None
+        items = (self.read(spec.item, item, path + (i,)) for i, item in enumerate(value))
+        return tuple(item for item in items if item is not None)
+
+    def _written(self, value: Any, path: PathKey) -> Any:
+        """A YAML 1.1 boolean (yes, no, on, off) where a word is expected, as written.
+
+        `cns_involvement: no` is the documented synonym of none, and `name: No` is a name,
+        but YAML reads both as false; the text in the file is what was meant.
+        """
+        if isinstance(value, bool):
+            if self.doc.fast:
+                raise NeedsPositions
+            if path in self.doc.scalars:
+                return self.doc.scalars[path]
+        return value
+
+    def _text(self, spec: v.Text, value: Any, path: PathKey) -> str | None:
+        value = self._written(value, path)
+        if isinstance(value, (dict, list, bool)) or value is None:
+            self.error(path, f"expected text, got {_kind(value)}")
+            return None
+        if self.doc.fast and not isinstance(value, str):
+            raise NeedsPositions  # 0012345 must stay as written, not octal 5349
+        return self.doc.scalars.get(path, str(value))
+
+    def _date(self, spec: v.Date, value: Any, path: PathKey) -> dt.date | None:
+        if isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        self.error(path, f"expected an ISO date such as 2026-11-20, got {_kind(value)}")
+        return None
+
+    def _bool(self, spec: v.Bool, value: Any, path: PathKey) -> bool | None:
+        if isinstance(value, bool):
+            return value
+        self.error(path, f"expected true or false, got {_kind(value)}")
+        return None
+
+    def _choice(self, spec: v.Choice, value: Any, path: PathKey) -> str | None:
+        value = self._written(value, path)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            found = spec.lookup().get(v.fold(str(value)))
+            if found is not None:
+                return found
+        guess = nearest(str(value), list(spec.values)) if isinstance(value, str) else None
+        self.error(path, f"expected one of {', '.join(spec.values)}; got {_kind(value)}",
+                   f"did you mean {guess!r}?" if guess else None)
+        return None
+
+    def _integer(self, spec: v.Integer, value: Any, path: PathKey) -> int | None:
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif spec.roman and isinstance(value, str) and value.strip().lower() in _ROMAN:
+            number = _ROMAN[value.strip().lower()]
+        if number is None:
+            self.error(path, f"expected a whole number from {spec.low} to {spec.high}, "
+                             f"got {_kind(value)}")
+            return None
+        if not spec.low <= number <= spec.high:
+            self.error(path, f"{spec.label} {number} is out of range ({spec.low}–{spec.high})")
+            return None
+        return number
+
+    def _number(self, spec: v.Number, value: Any, path: PathKey) -> float | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            self.error(path, f"expected a number (no unit), got {_kind(value)}")
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if spec.low <= value <= spec.high:
+                return float(value)
+            self.error(path, f"{spec.label} {value} is out of range "
+                             f"({units.fmt(spec.low)}–{units.fmt(spec.high)})")
+            return None
+        self.error(path, f"expected a number (no unit), got {_kind(value)}")
+        return None
+
+    def _quantity(self, spec: v.Quantity, value: Any, path: PathKey) -> Measure | None:
+        if path == ("age",) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = f"{value} years"  # `age: 47` is in years, as the contract allows
+        try:
+            measure = units.parse_measure(value, spec.kind, spec.analyte)
+        except UnitError as exc:
+            self.error(path, str(exc), exc.hint)
+            return None
+        if spec.range_unit:
+            amount = units.convert(measure, units.normalise_unit(spec.range_unit), spec.analyte)
+            low, high = spec.low, spec.high
+            if (low is not None and amount < low) or (high is not None and amount > high):
+                bounds = f"{units.fmt(low or 0)}–{units.fmt(high)}" if high is not None else \
+                    f"at least {units.fmt(low or 0)}"
+                self.error(path, f"{spec.label} {measure.written} is out of range "
+                                 f"({bounds} {spec.range_unit})")
+                return None
+        elif spec.low is not None and measure.magnitude < spec.low:
+            self.error(path, f"{spec.label} {measure.written} cannot be negative")
+            return None
+        if path in _POSITIVE and measure.magnitude <= 0:
+            self.error(path, f"{spec.label} {measure.written} must be above zero")
+            return None
+        return measure
+
+    def _lab(self, spec: v.Lab, value: Any, path: PathKey) -> LabValue | None:
+        if isinstance(value, dict):
+            unknown = set(value) - {"value", "uln", "date"}
+            for key in sorted(unknown):
+                self.unknown_key(path, key, ["value", "uln", "date"])
+            if value.get("value") is None:
+                self.error(path, "a lab mapping needs a value", "e.g. {value: 1.4 mg/dL, uln: 1.2 mg/dL}")
+                return None
+            result = self.read(spec.value, value["value"], path + ("value",))
+            uln = None
+            if value.get("uln") is not None:
+                uln = self.read(spec.value, value["uln"], path + ("uln",))
+                if uln is None:
+                    return None
+                if (uln.magnitude if isinstance(uln, Measure) else uln) <= 0:
+                    self.error(path + ("uln",), "an upper limit of normal must be above zero")
+                    return None
+            date = None
+            if value.get("date") is not None:
+                date = self._date(v.Date("date"), value["date"], path + ("date",))
+            if result is None:
+                return None
+            if uln is not None and self._plausible(spec, uln, path + ("uln",), uln=True) is None:
+                return None
+            note = self._plausible(spec, result, path + ("value",))
+            if note is None:
+                return None
+            written = result.written if isinstance(result, Measure) else units.fmt(result)
+            return LabValue(result, uln, date, written, note)
+        result = self.read(spec.value, value, path)
+        if result is None:
+            return None
+        note = self._plausible(spec, result, path)
+        if note is None:
+            return None
+        written = result.written if isinstance(result, Measure) else units.fmt(result)
+        return LabValue(result, None, None, written, note)
+
+    def _plausible(self, spec: v.Lab, value: Measure | float, path: PathKey, uln: bool = False
+                   ) -> str | None:
+        """Check a lab value (or ULN) against the lab's plausible ranges.
+
+        None if it is impossible (an error is recorded, naming the likely unit slip); else
+        "" or, for an implausible value, the note its results show (a warning is recorded).
+        """
+        if spec.hard == (None, None) and spec.soft == (None, None):
+            return ""
+        amount = _in_range_unit(spec, value)
+        label = f"{spec.label} ULN" if uln else spec.label
+        hard = _outside(amount, spec.hard)
+        soft = None if hard or uln else _outside(amount, spec.soft)
+        if not (hard or soft):
+            return ""  # the usual case, decided without looking for a unit slip
+        shown = value.written if isinstance(value, Measure) else units.fmt(value)
+        slip = _unit_slip(spec, value) if isinstance(value, Measure) else None
+        hint = f"did you mean {slip}?" if slip else "check the value and its unit"
+        if hard:
+            self.error(path, f"{label} {shown} is not a possible result "
+                             f"({_bound(spec, value, *hard)}): a typo or a unit slip", hint)
+            return None
+        assert soft is not None
+        bound = _bound(spec, value, *soft)
+        self.warn(path, f"{_dotted(path)}: {label} {shown} is implausible ({bound}); "
+                        "its results are shown as such", hint)
+        return f"implausible: {bound}"
+
+    def _mutations(self, spec: v.Mutations, value: Any, path: PathKey) -> tuple[str, ...] | None:
+        if not isinstance(value, list):
+            self.error(path, f"expected a list of mutations such as [T315I] ([] for none found), "
+                             f"got {_kind(value)}")
+            return None
+        found = []
+        for i, item in enumerate(value):
+            name = normalise_mutation(str(item)) if isinstance(item, str) else None
+            if name is None:
+                self.error(path + (i,), f"cannot read {item!r} as a protein change",
+                           "write it as T315I, p.T315I or p.Thr315Ile")
+            else:
+                found.append(name)
+        return tuple(found)
+
+
+def _in_range_unit(spec: v.Lab, value: Measure | float) -> float:
+    if not isinstance(value, Measure):
+        return float(value)
+    analyte = spec.value.analyte if isinstance(spec.value, v.Quantity) else None
+    return units.convert(value, units.normalise_unit(spec.range_unit), analyte)
+
+
+def _outside(amount: float, bounds: v.Bounds) -> tuple[str, float] | None:
+    """("above", 100) or ("below", 0.5) when `amount` lies outside `bounds`, else None."""
+    low, high = bounds
+    if low is not None and units.compare(amount, low) < 0:
+        return "below", low
+    if high is not None and units.compare(amount, high) > 0:
+        return "above", high
+    return None
+
+
+def _bound(spec: v.Lab, value: Measure | float, side: str, limit: float) -> str:
+    """"above 15 mg/dL", and the limit in the unit written when that is another one:
+    "above 15 mg/dL = 1326 µmol/L"."""
+    text = f"{side} {units.fmt(limit)}" + (f" {spec.range_unit}" if spec.range_unit else "")
+    if isinstance(value, Measure) and value.display_unit != spec.range_unit:
+        analyte = spec.value.analyte if isinstance(spec.value, v.Quantity) else None
+        mass = analyte.molar_mass if analyte else None
+        factor = units.factor(units.normalise_unit(spec.range_unit), value.unit, mass)
+        if units.compare(factor, 1.0) != 0:  # IU/L is U/L
+            text += f" = {units.fmt(limit * factor)} {value.display_unit}"
+    return text
+
+
+def _unit_slip(spec: v.Lab, value: Measure) -> str | None:
+    """The accepted unit in which the number written would be a plausible result, for an
+    impossible or implausible one: 30 mmol/L total bilirubin is 30 µmol/L.
+
+    Only units of another magnitude than the one written are tried (IU/L for U/L would
+    change nothing); of those that make the number plausible, the one that puts it nearest
+    the lab's usual ULN is offered."""
+    quantity = spec.value
+    if not isinstance(quantity, v.Quantity):
+        return None
+    mass = quantity.analyte.molar_mass if quantity.analyte else None
+    target = units.normalise_unit(spec.range_unit)
+    usual = _usual(spec, target)
+    best: tuple[float, str] | None = None
+    tried = {value.display_unit}
+    for key, (_, display) in units.SPELLINGS.items():
+        if display in tried:
+            continue
+        try:
+            units.check_kind(key, quantity.kind, quantity.analyte)
+        except UnitError:
+            continue
+        tried.add(display)
+        if units.compare(units.factor(value.unit, key, mass), 1.0) == 0:
+            continue  # the same magnitude as written
+        amount = value.magnitude * units.factor(key, target, mass)
+        if amount <= 0 or _outside(amount, spec.soft) or _outside(amount, spec.hard):
+            continue
+        distance = abs(math.log(amount / usual))
+        if best is None or distance < best[0]:
+            best = (distance, display)
+    return best[1] if best else None
+
+
+def _usual(spec: v.Lab, target: str) -> float:
+    """A typical result in `target`: the default ULN, else half the soft upper limit."""
+    quantity = spec.value
+    if spec.default_uln and isinstance(quantity, v.Quantity):
+        default = units.parse_measure(spec.default_uln, quantity.kind, quantity.analyte)
+        return units.convert(default, target, quantity.analyte)
+    return (spec.soft[1] or spec.hard[1] or 1.0) / 2
+
+
+def _dotted(path: PathKey) -> str:
+    text = ""
+    for part in path:
+        part = part if isinstance(part, int) else clip(part, 40)  # keys can be any length
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "patient"
+
+
+def from_document(doc: Document, as_of: dt.date | None = None,
+                  today: dt.date | None = None) -> Patient:
+    """Check and normalise a parsed patient document; raises PatientError with every problem."""
+    if doc.data is None:
+        raise PatientError(Diagnostic("file is empty: a patient file is one YAML mapping",
+                                      doc.file))
+    if not isinstance(doc.data, dict):
+        raise PatientError(doc.diagnostic(
+            f"a patient file is one YAML mapping, not {_kind(doc.data)}", ()))
+    reader = _Reader(doc)
+    data = reader._record(v.PATIENT, doc.data, ()) or {}
+    therapies = data.get("therapies")
+    if therapies is not None:
+        data["therapies"] = tuple(_with_generation(t, ("therapies", i), reader)
+                                  for i, t in enumerate(therapies))
+    if data.get("screening_date") is not None:
+        on, source = data["screening_date"], "screening_date"
+    elif as_of is not None:
+        on, source = as_of, "--as-of"
+    else:
+        on, source = today or dt.date.today(), "today"
+    medications = data.get("medications")
+    if medications is not None:
+        data["medications"] = tuple(_stopped(m, on) for m in medications)
+    birth = data.get("birth_date")
+    if birth is not None and birth > on:
+        reader.error(("birth_date",), f"birth date {birth} is after the screening date {on}")
+    apheresis = data.get("apheresis_date")
+    if apheresis is not None and birth is not None and apheresis < birth:
+        reader.error(("apheresis_date",), f"apheresis date {apheresis} is before the birth date {birth}")
+    if birth is not None and "age" in data:
+        years = age_on(birth, on)
+        stated = data["age"]
+        if completed_years(stated) != years:
+            reader.warn(("age",),
+                        f"age {stated.written} disagrees with birth date {birth} (age {years} "
+                        f"on {on}); the birth date is used")
+    reader.finish()
+    if reader.errors:
+        raise PatientError(*reader.errors)
+    return Patient(id=str(data["id"]), file=doc.file, data=data, as_of=on, as_of_source=source,
+                   warnings=tuple(reader.warnings), document=doc)
+
+
+# Brand names and development codes of TKIs -> generic name (reference data, with its source).
+_TKI_NAMES: dict[str, str] = {v.fold(name): generic
+                              for name, generic in reference.values("tki_names").items()}
+_TKI_KNOWN = sorted(reference.values("tki_generations")) + sorted(reference.values("tki_names"))
+
+
+def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader
+                     ) -> dict[str, Any]:
+    """Add a TKI's generation from the reference tables when the file does not state it.
+
+    A drug name the tables do not know leaves the generation unknown, with a warning naming
+    the nearest known drug: `dasatinb` must not silently drop out of a count of generations.
+    """
+    drug = therapy.get("drug")
+    if therapy.get("type") != "tki" or not drug:
+        return therapy
+    folded = v.fold(drug)
+    # One name per drug, so "Gleevec" and "imatinib" count as one TKI, not two different.
+    therapy = {**therapy, "generic": _TKI_NAMES.get(folded, drug.strip().casefold())}
+    if "generation" in therapy:
+        return therapy
+    generation = v.TKI_GENERATIONS.get(v.fold(_TKI_NAMES.get(folded, folded)))
+    if generation is not None:
+        return {**therapy, "generation": generation}
+    guess = nearest(clip(drug), _TKI_KNOWN)
+    if guess is not None and v.fold(guess) in _TKI_NAMES:
+        guess = f"{guess} ({_TKI_NAMES[v.fold(guess)]})"
+    reader.warn(path + ("drug",), f"{_dotted(path + ('drug',))}: unknown TKI {clip(drug)!r}; "
+                "its generation is unknown",
+                f"did you mean {guess}?" if guess else "give its generation: 1, 2 or 3")
+    return therapy
+
+
+def _stopped(medication: dict[str, Any], on: dt.date) -> dict[str, Any]:
+    """A stop date on or before the screening date says the drug is no longer taken."""
+    stop = medication.get("stop_date")
+    if "ongoing" not in medication and stop is not None and stop <= on:
+        return {**medication, "ongoing": False}
+    return medication
+
+
+def age_on(birth: dt.date, on: dt.date) -> int:
+    """Completed years on a date; someone born on 29 February turns a year older on 1 March."""
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def completed_years(age: Measure) -> int:
+    """A stated age in completed years, as a birth date gives it: 65.5 years is 65, so an
+    age limit (≤ 65 years, > 65 years) reads a stated age as it reads a birth date.
+
+    An amount within the comparison tolerance of a whole year is that year: 780 months is
+    65 years, whatever the float rounding of twelfths."""
+    years = units.convert(age, "years")
+    whole = math.floor(years)
+    return whole + 1 if units.compare(years, whole + 1) == 0 else whole
+
+
+def load_patient(path: str | Path, as_of: dt.date | None = None, display: str | None = None,
+                 today: dt.date | None = None) -> Patient:
+    """Read a patient file; raises PatientError (with file, line and column) if it is unusable."""
+    name = display if display is not None else str(path)
+    return parse_patient(read_text(path, name, PatientError), name, as_of, today)
+
+
+def from_mapping(record: dict[str, Any], file: str, as_of: dt.date | None = None,
+                 today: dt.date | None = None, sources: dict[str, str] | None = None,
+                 warnings: tuple[Diagnostic, ...] = ()) -> Patient:
+    """A patient from an already-parsed mapping in the patient-file format (e.g. from FHIR).
+
+    The mapping is checked exactly as a YAML file is; errors name the file and field but no
+    line. `sources` records where each fact came from, for the report.
+    """
+    patient = from_document(Document(file=file, text="", data=record), as_of, today)
+    return replace(patient, sources=dict(sources or {}),
+                   warnings=tuple(warnings) + patient.warnings)
+
+
+def parse_patient(text: str, file: str = "<patient>", as_of: dt.date | None = None,
+                  today: dt.date | None = None) -> Patient:
+    """Read a patient from YAML text, as `load_patient` does a file."""
+    doc = parse_fast(text, file)
+    if doc is not None:
+        try:
+            patient = from_document(doc, as_of, today)
+        except (PatientError, NeedsPositions):
+            pass  # the positioned parse below says where
+        else:
+            if not patient.warnings:
+                return patient
+    return from_document(parse(text, file, PatientError), as_of, today)

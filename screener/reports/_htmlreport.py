@@ -1,0 +1,147 @@
+"""The cohort summary as one self-contained HTML page, to show and to print.
+
+No script, no font, no image or style sheet from anywhere: a Content-Security-Policy that
+allows nothing but the page's own style says so to the browser too, so the page reads the
+same offline and leaks nothing when opened. Per trial: the attrition funnel (an SVG drawn
+here, its numbers also in a table), then the verdict matrix, the patients closest to
+eligible and, per trial and for the cohort, how many patients lack each field.
+
+Every value that comes from a patient file (ids, file names, reasons) or a rule file is
+HTML-escaped where it is written: patient files are anyone's text.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from screener.reports._summary import CAVEAT, SHORT, VERDICTS, Cohort
+
+_CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .6em 0; }
+th, td { border: 1px solid #ccc; padding: .2em .5em; text-align: left; vertical-align: top; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.eligible { background: #d9f2d9; } .ineligible { background: #f8d7d7; }
+.incomplete { background: #fdf0c8; } .needs_review { background: #ecdcf5; }
+.caveat { color: #8a5a00; } .warning { color: #a40000; font-weight: bold; }
+section { break-inside: avoid-page; }
+svg text { font: 12px system-ui, sans-serif; }
+* { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _funnel_svg(cohort: Cohort, trial: str) -> str:
+    """Hand-drawn bars: screened, then what is left after each criterion that excluded
+    anyone (most excluding first), each bar labelled with its numbers as text."""
+    tally = cohort.trials[trial]
+    total = sum(tally.verdicts.values())
+    steps = [("screened", 0, total)] + [(cohort.criterion(trial, cid), gone, left) for cid, gone, left
+                                        in tally.funnel(cohort.order(trial))]
+    row, label_w, bar_w = 24, 330, 300
+    height = row * len(steps) + 8
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 120}" '
+           f'height="{height}" role="img" aria-label="attrition funnel for {_e(trial)}">']
+    for i, (label, gone, left) in enumerate(steps):
+        y = 4 + i * row
+        width = round(bar_w * left / total, 1) if total else 0
+        shown = label if len(label) <= 52 else label[:51] + "…"
+        out.append(f'<text x="0" y="{y + 16}">{_e(shown)}</text>')
+        out.append(f'<rect x="{label_w}" y="{y + 3}" width="{width}" height="{row - 6}" '
+                   f'fill="#4a7fb5"/>')
+        note = f"{left}" if i == 0 else f"{left} (−{gone})"
+        out.append(f'<text x="{label_w + width + 6}" y="{y + 16}">{_e(note)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _funnel_table(cohort: Cohort, trial: str) -> str:
+    tally = cohort.trials[trial]
+    rows = "".join(
+        f"<tr><td>{_e(cohort.criterion(trial, cid))}</td><td class=n>{tally.excluded_by[cid]}</td>"
+        f"<td class=n>{tally.alone[cid]}</td><td class=n>{gone}</td><td class=n>{left}</td></tr>"
+        for cid, gone, left in tally.funnel(cohort.order(trial)))
+    return ("<table><tr><th>criterion</th><th>patients excluded</th><th>excluded by it alone"
+            "</th><th>removed at this step</th><th>left after it</th></tr>" + rows + "</table>")
+
+
+def _missing_table(counts: Any, total: int) -> str:
+    if not counts:
+        return "<p>No field is missing for any patient.</p>"
+    rows = "".join(f"<tr><td><code>{_e(name)}</code></td><td class=n>{n}</td>"
+                   f"<td class=n>{round(100 * n / total) if total else 0} %</td></tr>"
+                   for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return ("<table><tr><th>field</th><th>patients lacking it</th><th>of the cohort</th></tr>"
+            + rows + "</table>")
+
+
+def page(cohort: Cohort) -> str:
+    """The whole page."""
+    trials = cohort.screened()
+    screened = len(cohort.rows)
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           # Nothing may load from anywhere: the page is self-contained by construction.
+           "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+           "style-src 'unsafe-inline'; img-src data:\">",
+           "<title>Cohort screening summary</title>", f"<style>{_CSS}</style></head><body>",
+           "<h1>Cohort screening summary</h1>",
+           f"<p>{screened} patients screened"
+           + (f", {len(cohort.errors)} files with errors" if cohort.errors else "") + ".</p>"]
+    for patient, files in cohort.duplicates().items():
+        out.append(f'<p class="warning">warning: patient id {_e(patient)} appears in '
+                   f"{len(files)} files: {_e(', '.join(files))}</p>")
+
+    out.append("<section><h2>Verdicts</h2><table><tr><th>patient</th>")
+    for t in trials:
+        tally = cohort.trials[t]
+        mark = f" {CAVEAT}" if tally.caveats else ""
+        out.append(f'<th title="{_e(" ".join(tally.caveats))}">{_e(t)}<br>{_e(tally.product)}'
+                   f"{mark}</th>")
+    out.append("</tr>")
+    for patient, verdicts in cohort.sorted_rows():
+        cells = "".join(f'<td class="{_e(verdicts.get(t, ""))}">'
+                        f"{_e(SHORT.get(verdicts.get(t, ''), ''))}</td>" for t in trials)
+        out.append(f"<tr><td>{_e(patient)}</td>{cells}</tr>")
+    for verdict in VERDICTS:
+        out.append(f'<tr><th class="{verdict}">{_e(SHORT[verdict])}</th>'
+                   + "".join(f"<td class=n>{cohort.trials[t].verdicts[verdict]}</td>"
+                             for t in trials) + "</tr>")
+    out.append("</table>")
+    out += [f'<p class="caveat">{CAVEAT} {_e(t)}: {_e(c)}</p>'
+            for t in trials for c in cohort.trials[t].caveats]
+    out.append("</section>")
+
+    for t in trials:
+        tally = cohort.trials[t]
+        out.append(f"<section><h2>{_e(t)} · {_e(tally.product)}</h2>")
+        out += [f'<p class="caveat">{CAVEAT} caveat: {_e(c)}</p>' for c in tally.caveats]
+        out.append(f"<h3>Attrition</h3>{_funnel_svg(cohort, t)}")
+        out.append(_funnel_table(cohort, t) if tally.excluded_by else
+                   "<p>No criterion excluded any patient.</p>")
+        out.append(f"<p>Not excluded by any criterion: "
+                   f"{sum(n for f, n in tally.failing_sets.items() if not f)}; eligible: "
+                   f"{tally.verdicts['eligible']}.</p>")
+        out.append(f"<h3>Missing data</h3>{_missing_table(tally.missing, screened)}</section>")
+
+    closest = sorted((p, t, c, b) for t in trials for p, c, b in cohort.trials[t].closest)
+    if closest:
+        out.append("<section><h2>Closest to eligible: blocked by exactly one criterion</h2>"
+                   "<table><tr><th>patient</th><th>trial</th><th>blocked by</th><th>value</th>"
+                   "</tr>")
+        out += [f"<tr><td>{_e(p)}</td><td>{_e(t)}</td><td>{_e(cohort.criterion(t, c))}</td>"
+                f"<td>{_e(b)}</td></tr>" for p, t, c, b in closest]
+        out.append("</table></section>")
+    out.append("<section><h2>Missing data across the cohort</h2>"
+               + _missing_table(cohort.missing, screened) + "</section>")
+    if cohort.errors:
+        out.append("<section><h2>Files that could not be screened</h2>")
+        out += [f"<p><code>{_e(name)}</code></p><pre>{_e(cohort.messages.get(name, ''))}</pre>"
+                for name in cohort.errors]
+        out.append("</section>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"

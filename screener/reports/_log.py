@@ -1,0 +1,442 @@
+"""The screening log: every run, every patient screened, each verdict and criterion, in SQLite.
+
+Sites keep a screening log (who was screened when, and why each was not enrolled); this is
+it, kept by `screener check --log screening.db`. All of the log's SQL is in this module; the
+schema is documented in docs/screening-log.md.
+
+Two promises:
+
+- **A run is appended whole or not at all.** While a run screens, its rows go to temporary
+  tables of the same connection (SQLite keeps them in a temporary file, so memory stays
+  flat); only when the run is complete are they copied into the log, in one transaction.
+  A crash or Ctrl-C before that leaves the log exactly as it was; SQLite's journal makes
+  the copy itself atomic.
+- **Concurrent runs do not corrupt it.** The copy takes SQLite's write lock
+  (`BEGIN IMMEDIATE`), and a second run waits for it (up to `BUSY_TIMEOUT` seconds), so
+  two runs never interleave and each gets its own run id.
+
+A log is opened only if its schema version is one this screener knows; older logs are
+migrated forward (each migration in its own transaction), and a log written by a newer
+screener is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from screener.core._model import FileError, Record, Render, Screening
+
+BUSY_TIMEOUT = 120.0  # seconds a run waits for another run's write to finish
+
+# MIGRATIONS[n] takes a log from schema version n to n + 1. Never edit a released one:
+# add a new one, and say what it does in docs/screening-log.md.
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: the tables.
+    """
+    CREATE TABLE schema_version (version INTEGER NOT NULL);
+    INSERT INTO schema_version VALUES (0);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        tool_version TEXT NOT NULL,
+        rules_digest TEXT NOT NULL,
+        as_of TEXT,
+        max_age TEXT,
+        trials TEXT NOT NULL
+    );
+    CREATE TABLE screenings (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        file TEXT NOT NULL,
+        file_digest TEXT,
+        patient TEXT,
+        as_of TEXT,
+        as_of_source TEXT,
+        error TEXT
+    );
+    CREATE TABLE verdicts (
+        screening_id INTEGER NOT NULL REFERENCES screenings (id),
+        trial TEXT NOT NULL,
+        product TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        PRIMARY KEY (screening_id, trial)
+    );
+    -- A cohort repeats most outcomes (negative serology, signed consent), so each distinct
+    -- one is stored once and a screening points at its own; the criteria view joins them
+    -- back into one row per screening and criterion. parent is '' for a criterion (a NULL
+    -- would make every criterion's row distinct under UNIQUE).
+    CREATE TABLE results (
+        id INTEGER PRIMARY KEY,
+        trial TEXT NOT NULL,
+        criterion TEXT NOT NULL,
+        parent TEXT NOT NULL,
+        label TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        missing TEXT NOT NULL,
+        UNIQUE (trial, criterion, parent, label, status, reason, missing)
+    );
+    CREATE TABLE outcomes (
+        screening_id INTEGER NOT NULL REFERENCES screenings (id),
+        position INTEGER NOT NULL,
+        result_id INTEGER NOT NULL REFERENCES results (id),
+        PRIMARY KEY (screening_id, position)
+    ) WITHOUT ROWID;
+    CREATE VIEW criteria AS
+        SELECT o.screening_id, o.position, r.trial, r.criterion, NULLIF(r.parent, '') AS parent,
+               r.label, r.status, r.reason, r.missing
+        FROM outcomes o JOIN results r ON r.id = o.result_id;
+    """,
+    # 1 -> 2: a patient's history is looked up by id, in run order.
+    """
+    CREATE INDEX screenings_by_patient ON screenings (patient, run_id);
+    """,
+)
+VERSION = len(MIGRATIONS)
+
+# The staging tables mirror the log's, without the run id (known only when the run is
+# copied in) and with screening ids local to the run.
+_STAGE = """
+CREATE TEMP TABLE stage_screenings (
+    id INTEGER PRIMARY KEY, file TEXT NOT NULL, file_digest TEXT, patient TEXT,
+    as_of TEXT, as_of_source TEXT, error TEXT);
+CREATE TEMP TABLE stage_verdicts (
+    screening_id INTEGER NOT NULL, trial TEXT NOT NULL, product TEXT NOT NULL,
+    verdict TEXT NOT NULL);
+CREATE TEMP TABLE stage_criteria (
+    screening_id INTEGER NOT NULL, position INTEGER NOT NULL, trial TEXT NOT NULL,
+    criterion TEXT NOT NULL, parent TEXT NOT NULL, label TEXT NOT NULL, status TEXT NOT NULL,
+    reason TEXT NOT NULL, missing TEXT NOT NULL);
+"""
+
+
+class LogError(Exception):
+    """A screening log that cannot be used: not SQLite, not a log, or from a newer screener."""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: this module says where each transaction begins and ends.
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    db.execute("PRAGMA foreign_keys = ON")
+    return db
+
+
+def _version(db: sqlite3.Connection, path: Path) -> int:
+    tables = {name for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "schema_version" not in tables:
+        if tables:
+            raise LogError(f"{path} is an SQLite database but not a screening log "
+                           f"(it has tables {', '.join(sorted(tables))} and no schema_version)")
+        return 0
+    rows = db.execute("SELECT version FROM schema_version").fetchall()
+    if len(rows) != 1 or not isinstance(rows[0][0], int):
+        raise LogError(f"{path}: its schema_version table should hold one version number")
+    return rows[0][0]
+
+
+def open_log(path: Path, create: bool = True) -> sqlite3.Connection:
+    """Open (or, with `create`, create) a screening log, migrated to this screener's schema.
+
+    Raises LogError for a file that is not a log, or whose schema is newer than this
+    screener knows: a newer screener may record things this one would drop or misread.
+    """
+    if not create and not path.exists():
+        raise LogError(f"no screening log at {path}")
+    try:
+        db = _connect(path)
+        try:
+            # Read first, without a write lock: a log an auditor may only read opens too.
+            version = _version(db, path)
+            if version > VERSION:
+                raise LogError(
+                    f"{path} was written by a newer screener (log schema version {version}; "
+                    f"this screener knows versions up to {VERSION}): upgrade screener to "
+                    "read or append to it")
+            for step in range(version, VERSION):
+                # Each migration is a transaction of its own (executescript would commit
+                # halfway), and re-checks the version: another run may have just done it.
+                db.execute("BEGIN IMMEDIATE")
+                if _version(db, path) == step:
+                    for statement in _statements(MIGRATIONS[step]):
+                        db.execute(statement)
+                    db.execute("UPDATE schema_version SET version = ?", (step + 1,))
+                db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.close()
+            raise
+    except sqlite3.DatabaseError as exc:
+        raise LogError(f"{path} cannot be used as a screening log: {exc}") from None
+    return db
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration, one by one (sqlite3 says where each one ends, so a
+    semicolon in a comment or a string does not cut one short)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip() and not all(part.strip().startswith("--") or not part.strip()
+                                   for part in pending.splitlines()):
+        raise ValueError(f"unfinished statement in a migration: {pending.strip()[:60]}")
+
+
+def file_digest(name: str) -> str | None:
+    """The SHA-256 of a file's bytes, to show later exactly which version was screened;
+    None for what is not a regular file (a FIFO would block, or give other bytes, on a
+    second read) or cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        # O_NONBLOCK: opening a FIFO to read would otherwise wait for a writer.
+        handle = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(handle, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(handle).st_mode):
+                return None
+            for block in iter(lambda: stream.read(1 << 16), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return "sha256:" + digest.hexdigest()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run records about itself."""
+
+    tool_version: str
+    rules_digest: str
+    as_of: str | None  # the --as-of given; each screening records the date it used
+    max_age: str | None
+    trials: tuple[str, ...]
+
+
+class Recorder:
+    """Stages one run's screenings and appends them to the log in one transaction."""
+
+    def __init__(self, path: Path, info: RunInfo) -> None:
+        self.path = path
+        self.info = info
+        self.started_at = _now()
+        self.db = open_log(path)
+        self.db.executescript(_STAGE)  # temporary tables: no lock on the log is taken
+        self.count = 0
+        self.db.execute("BEGIN")  # staging in one transaction is many times faster
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        # Only a run that finished is logged: an error or Ctrl-C leaves the log as it was.
+        if kind is None:
+            self.commit()
+        else:
+            self.abandon()
+
+    def add(self, record: Record | None, render: Render | None = None
+            ) -> tuple[Record | None, bytes]:
+        """Stage a record with its file's digest; with `render`, return (None, the record
+        rendered), as a worker would have, else (the record, b"")."""
+        assert record is not None  # the batch keeps records when nothing renders them
+        self._stage(record, file_digest(record.file))
+        if render is None:
+            return record, b""
+        text = render(record)
+        return None, text if isinstance(text, bytes) else text.encode("utf-8")
+
+    def _stage(self, record: Record, digest: str | None) -> None:
+        self.count += 1
+        sid = self.count
+        if isinstance(record, FileError):
+            self.db.execute("INSERT INTO stage_screenings VALUES (?, ?, ?, NULL, NULL, NULL, ?)",
+                            (sid, record.file, digest, record.diagnostics[0].render()))
+            return
+        assert isinstance(record, Screening)
+        self.db.execute("INSERT INTO stage_screenings VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                        (sid, record.file, digest, record.patient, record.as_of,
+                         record.as_of_source))
+        self.db.executemany("INSERT INTO stage_verdicts VALUES (?, ?, ?, ?)",
+                            [(sid, t.trial, t.product, t.verdict.value) for t in record.trials])
+        rows = []
+        for t in record.trials:
+            for c in t.criteria:
+                rows.append((sid, len(rows), t.trial, c.id, "", c.label, c.status.value,
+                             c.reason, ";".join(c.missing)))
+                rows += [(sid, len(rows) + i, t.trial, p.id, c.id, p.label, p.status.value,
+                          p.reason, ";".join(p.missing)) for i, p in enumerate(c.parts)]
+        self.db.executemany("INSERT INTO stage_criteria VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            rows)
+
+    def commit(self) -> int:
+        """Append the staged run to the log; returns its run id."""
+        try:
+            return self._commit()
+        except sqlite3.Error as exc:  # such as a lock held past BUSY_TIMEOUT
+            raise LogError(f"{self.path}: this run was not logged: {exc}") from None
+
+    def _commit(self) -> int:
+        db = self.db
+        db.execute("COMMIT")  # the staging transaction: temporary tables only
+        db.execute("BEGIN IMMEDIATE")  # waits while another run appends
+        try:
+            if _version(db, self.path) != VERSION:  # migrated by a newer screener meanwhile
+                raise LogError(f"{self.path} changed schema during the run; nothing was logged")
+            i = self.info
+            run = db.execute(
+                "INSERT INTO runs (started_at, finished_at, tool_version, rules_digest, as_of, "
+                "max_age, trials) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.started_at, _now(), i.tool_version, i.rules_digest, i.as_of, i.max_age,
+                 ",".join(i.trials))).lastrowid
+            # Local screening ids become log ids by an offset past the log's highest.
+            (offset,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM screenings").fetchone()
+            db.execute("INSERT INTO screenings (id, run_id, file, file_digest, patient, as_of, "
+                       "as_of_source, error) SELECT id + ?, ?, file, file_digest, patient, "
+                       "as_of, as_of_source, error FROM stage_screenings ORDER BY id",
+                       (offset, run))
+            db.execute("INSERT INTO verdicts SELECT screening_id + ?, trial, product, verdict "
+                       "FROM stage_verdicts", (offset,))
+            db.execute("INSERT OR IGNORE INTO results (trial, criterion, parent, label, status, "
+                       "reason, missing) SELECT DISTINCT trial, criterion, parent, label, "
+                       "status, reason, missing FROM stage_criteria")
+            db.execute("INSERT INTO outcomes SELECT s.screening_id + ?, s.position, r.id "
+                       "FROM stage_criteria s JOIN results r ON r.trial = s.trial AND "
+                       "r.criterion = s.criterion AND r.parent = s.parent AND "
+                       "r.label = s.label AND r.status = s.status AND r.reason = s.reason "
+                       "AND r.missing = s.missing", (offset,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # not when BEGIN IMMEDIATE itself gave up waiting
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+        return int(run)
+
+    def abandon(self) -> None:
+        """Drop the staged run: the log is left as it was."""
+        self.db.close()
+
+
+# ------------------------------------------------------------------------------ reading
+
+def _run_row(db: sqlite3.Connection, run: int) -> dict[str, Any]:
+    row = db.execute("SELECT id, started_at, finished_at, tool_version, rules_digest, as_of, "
+                     "max_age, trials FROM runs WHERE id = ?", (run,)).fetchone()
+    keys = ("run", "started_at", "finished_at", "tool_version", "rules_digest", "as_of",
+            "max_age", "trials")
+    data = dict(zip(keys, row))
+    data["trials"] = data["trials"].split(",") if data["trials"] else []
+    return data
+
+
+def runs(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every run, oldest first, with how many files it screened and how many failed."""
+    out = []
+    for (run,) in db.execute("SELECT id FROM runs ORDER BY id").fetchall():
+        data = _run_row(db, run)
+        data["files"], data["errors"] = db.execute(
+            "SELECT COUNT(*), COUNT(error) FROM screenings WHERE run_id = ?", (run,)).fetchone()
+        out.append(data)
+    return out
+
+
+def _screening(db: sqlite3.Connection, sid: int) -> dict[str, Any]:
+    """A screening's verdicts and criteria: trial -> {product, verdict, criteria}."""
+    trials: dict[str, Any] = {}
+    for trial, product, verdict in db.execute(
+            "SELECT trial, product, verdict FROM verdicts WHERE screening_id = ? ORDER BY trial",
+            (sid,)):
+        trials[trial] = {"product": product, "verdict": verdict, "criteria": {}}
+    for trial, cid, parent, label, status, reason, missing in db.execute(
+            "SELECT trial, criterion, parent, label, status, reason, missing FROM criteria "
+            "WHERE screening_id = ? ORDER BY position", (sid,)):
+        trials[trial]["criteria"][cid] = {"parent": parent, "label": label, "status": status,
+                                          "reason": reason,
+                                          "missing": missing.split(";") if missing else []}
+    return trials
+
+
+def _patients(db: sqlite3.Connection, run: int) -> dict[str, tuple[int, str, str | None]]:
+    """patient id -> (screening id, file, file digest) in a run; a duplicated id keeps the
+    file screened last (the cohort summary warns about duplicates)."""
+    return {patient: (sid, file, digest) for sid, patient, file, digest in db.execute(
+        "SELECT id, patient, file, file_digest FROM screenings "
+        "WHERE run_id = ? AND patient IS NOT NULL ORDER BY id", (run,))}
+
+
+def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
+    """What moved between a run (default: the latest) and the run before it.
+
+    For each patient screened in both: per trial whose verdict or any criterion's status
+    or reason changed, the old and new verdict and each criterion (or part) that moved.
+    Patients are matched by id; an id found in several files of a run counts as the file
+    screened last (the cohort summary warns about such ids). Files that could not be
+    screened in the run are listed as `errors`, since a patient who vanished from the
+    comparison may be one of them.
+    """
+    ids = [r for (r,) in db.execute("SELECT id FROM runs ORDER BY id")]
+    if run is None:
+        run = ids[-1] if ids else None
+    if run is None or run not in ids:
+        raise LogError("the log holds no runs" if not ids else f"the log has no run {run}")
+    before = [r for r in ids if r < run]
+    new = _patients(db, run)
+    errors = [{"file": file, "error": error} for file, error in db.execute(
+        "SELECT file, error FROM screenings WHERE run_id = ? AND error IS NOT NULL ORDER BY id",
+        (run,))]
+    if not before:  # the first run: every patient is new, nothing moved
+        return {"run": _run_row(db, run), "previous": None, "changes": [],
+                "added": sorted(new), "removed": [], "errors": errors}
+    previous = before[-1]
+    old = _patients(db, previous)
+    moved = []
+    for patient in sorted(set(old) & set(new)):
+        (old_sid, _, old_digest), (new_sid, file, new_digest) = old[patient], new[patient]
+        was, now = _screening(db, old_sid), _screening(db, new_sid)
+        for trial in sorted(set(was) | set(now)):
+            a = was.get(trial, {"verdict": None, "criteria": {}})
+            b = now.get(trial, {"verdict": None, "criteria": {}})
+            criteria = []
+            for cid in list(b["criteria"]) + [c for c in a["criteria"] if c not in b["criteria"]]:
+                x, y = a["criteria"].get(cid, {}), b["criteria"].get(cid, {})
+                if (x.get("status"), x.get("reason")) != (y.get("status"), y.get("reason")):
+                    criteria.append({"criterion": cid, "parent": (y or x).get("parent"),
+                                     "label": (y or x).get("label"),
+                                     "old_status": x.get("status"), "old_reason": x.get("reason"),
+                                     "new_status": y.get("status"), "new_reason": y.get("reason")})
+            if criteria or a["verdict"] != b["verdict"]:
+                moved.append({"patient": patient, "file": file, "trial": trial,
+                              "old_verdict": a["verdict"], "new_verdict": b["verdict"],
+                              "file_changed": old_digest != new_digest, "criteria": criteria})
+    return {"run": _run_row(db, run), "previous": _run_row(db, previous), "changes": moved,
+            "added": sorted(set(new) - set(old)), "removed": sorted(set(old) - set(new)),
+            "errors": errors}
+
+
+def history(db: sqlite3.Connection, patient: str) -> list[dict[str, Any]]:
+    """Every screening of a patient, oldest first, with its run and its results."""
+    out = []
+    for sid, run, file, digest, as_of, source in db.execute(
+            "SELECT id, run_id, file, file_digest, as_of, as_of_source FROM screenings "
+            "WHERE patient = ? ORDER BY run_id, id", (patient,)).fetchall():
+        run_data = _run_row(db, run)
+        out.append({**run_data, "file": file, "file_digest": digest, "patient_as_of": as_of,
+                    "as_of_source": source, "trials": _screening(db, sid)})
+    return out

@@ -1,0 +1,194 @@
+"""The nurse's worklist: what to collect, in words for people, and what to ask the investigator.
+
+A screening names the fields each unknown criterion lacks (`labs.ast`,
+`diagnosis.markers.CD19.date`). A nurse does not collect fields: she orders a test, asks a
+question or records an assessment, and one test answers several fields for several trials.
+So fields are gathered into tasks ("CD19 and CD22 by flow cytometry …"), each listing the
+criteria waiting for it. Trials the patient is already ineligible for add nothing (their
+data would not change the answer); `everything=True` brings them back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from screener.core import _vocabulary as v
+from screener.core._model import CriterionResult, Screening, Status, TrialResult, Verdict
+
+TESTS, QUESTIONS, ASSESSMENTS = ("tests to order", "to ask the patient or find in the chart",
+                                 "assessments and consent to record")
+GROUPS = (TESTS, QUESTIONS, ASSESSMENTS)
+
+
+@dataclass(frozen=True)
+class _Task:
+    prefixes: tuple[str, ...]  # fields it answers (a field matches the longest prefix)
+    group: str
+    title: str  # what to do; the fields' labels follow unless `whole`
+    whole: bool = False  # the title says it all: fields are not listed
+
+
+# Field paths -> what a nurse does to fill them. Order matters only for display.
+_TASKS = (
+    _Task(("diagnosis.markers.",), TESTS, "{markers} by flow cytometry on bone marrow or "
+          "peripheral blood: result, specimen and date", whole=True),
+    _Task(("diagnosis.bone_marrow_blasts",), TESTS, "bone marrow morphology: blast percentage",
+          whole=True),
+    _Task(("diagnosis.peripheral_blood_blasts",), TESTS, "blood film: blast percentage",
+          whole=True),
+    _Task(("diagnosis.ph_positive", "diagnosis.abl1_mutations"), TESTS, "BCR::ABL1 testing"),
+    _Task(("labs.inr", "labs.aptt"), TESTS, "coagulation"),
+    _Task(("labs.",), TESTS, "blood chemistry (with the laboratory's upper limits of normal)"),
+    _Task(("serology.",), TESTS, "virology"),
+    _Task(("pregnancy_test",), TESTS, "pregnancy test (serum or urine), with its date",
+          whole=True),
+    _Task(("lvef",), TESTS, "echocardiogram: LVEF", whole=True),
+    _Task(("spo2", "supplemental_oxygen"), ASSESSMENTS, "pulse oximetry on room air"),
+    _Task(("diagnosis.",), QUESTIONS, "diagnosis"),
+    _Task(("therapies",), QUESTIONS, "prior therapies"),
+    _Task(("conditions",), QUESTIONS, "conditions"),
+    _Task(("medications",), QUESTIONS, "medications"),
+    _Task(("procedures",), QUESTIONS, "procedures and surgery"),
+    _Task(("vaccinations",), QUESTIONS, "vaccinations"),
+    _Task(("allergies",), QUESTIONS, "allergies"),
+    _Task(("birth_date", "age", "sex", "pregnant", "lactating", "childbearing_potential",
+           "reproductive_potential", "pregnancy_planned"), QUESTIONS, "about the patient"),
+    _Task(("apheresis_date",), ASSESSMENTS, "planned apheresis date", whole=True),
+    _Task(("",), ASSESSMENTS, "record"),  # everything else: ECOG, consent, weight, …
+)
+_ITEM = re.compile(r"^(\w+)\[(\d+)\]\.(.+)$")
+_MARKER = re.compile(r"^diagnosis\.markers\.([^.]+)")
+
+
+def _task(field: str) -> _Task:
+    return max((t for t in _TASKS for p in t.prefixes if field.startswith(p)),
+               key=lambda t: max(len(p) for p in t.prefixes if field.startswith(p)))
+
+
+def label(field: str) -> str:
+    """A field for people: `labs.ast.uln` -> "AST upper limit of normal",
+    `therapies[1].date` -> "prior therapies #2: date"."""
+    item = _ITEM.match(field)
+    if item:
+        spec = v.resolve(item.group(1))
+        inner = v.resolve(item.group(3), spec.item) if isinstance(spec, v.ListOf) and \
+            isinstance(spec.item, v.Record) else None
+        return f"{spec.label if spec else item.group(1)} #{int(item.group(2)) + 1}: " \
+               f"{inner.label if inner else item.group(3)}"
+    if field.endswith(".uln"):
+        return f"{label(field[:-4])} upper limit of normal"
+    spec = v.resolve(field)
+    return spec.label if spec is not None else field
+
+
+@dataclass(frozen=True)
+class Bullet:
+    text: str  # "CD19 and CD22 by flow cytometry …"
+    needed_by: tuple[tuple[str, str], ...]  # ("CNCT19", "I4"), ("HY004", "I4")
+
+    def for_text(self) -> str:
+        """"CNCT19 I4 I8 · HY004 I4": the criteria waiting for it, by trial."""
+        by_trial: dict[str, list[str]] = {}
+        for trial, cid in self.needed_by:
+            by_trial.setdefault(trial, []).append(cid)
+        return " · ".join(f"{trial} {' '.join(ids)}" for trial, ids in by_trial.items())
+
+
+@dataclass(frozen=True)
+class Worklist:
+    collect: dict[str, list[Bullet]]  # group -> bullets
+    judge: dict[str, list[str]]  # "NCT… · product" -> "I3: question", open now
+    skipped: tuple[str, ...]  # trials left out because the patient is ineligible for them
+    warnings: tuple[tuple[str, tuple[str, ...]], ...]  # warning, criteria it left unknown
+    everywhere: bool = False  # every trial screened was skipped
+    # Of the judged criteria, those still waiting for data too ("NCT…/I7"): the report lists
+    # them by id only, so their open questions are asked in the worklist in full.
+    pending: frozenset[str] = frozenset()
+
+    def empty(self) -> bool:
+        return not any(self.collect.values()) and not self.judge
+
+
+def _name(t: TrialResult) -> str:
+    return t.product or t.trial
+
+
+def build(record: Screening, everything: bool = False,
+          asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None) -> Worklist:
+    """The worklist of one screening.
+
+    `asks` maps (trial, criterion) to the item types its list conditions look for
+    (rules.RuleSet.asks), so "conditions" becomes "ask about GVHD, autoimmune disease …".
+    """
+    fields: dict[str, dict[tuple[str, str], None]] = {}  # field -> criteria needing it
+    wanted: dict[str, set[str]] = {}  # list field -> types asked about
+    judge: dict[str, list[str]] = {}
+    pending: set[str] = set()
+    skipped = []
+    unknown: list[tuple[tuple[str, str], CriterionResult]] = []
+    for t in record.trials:
+        if t.verdict is Verdict.INELIGIBLE and not everything:
+            skipped.append(f"{t.trial} ({_name(t)})")
+            continue
+        for c in t.criteria:
+            who = (_name(t), c.id)
+            if c.status is Status.UNKNOWN:
+                unknown.append((who, c))
+                for field in c.missing:
+                    fields.setdefault(field, {})[who] = None
+                    for list_field, types in (asks or {}).get((t.trial, c.id), {}).items():
+                        if field == list_field:
+                            wanted.setdefault(field, set()).update(types)
+            if c.status in (Status.REVIEW, Status.UNKNOWN):
+                # A criterion still waiting for data may hold a judgment already open
+                # (a part to judge beside a part with a missing lab): ask it now, not on the
+                # next run.
+                judge.setdefault(f"{t.trial} · {_name(t)}", []).extend(
+                    f"{c.id}: {item}" for item in c.review)
+                if c.status is Status.UNKNOWN and c.review:
+                    pending.add(f"{t.trial}/{c.id}")
+    collect: dict[str, list[Bullet]] = {g: [] for g in GROUPS}
+    by_task: dict[_Task, dict[str, list[tuple[str, str]]]] = {}
+    for field, who in fields.items():
+        by_task.setdefault(_task(field), {})[field] = list(who)
+    for task in (t for t in _TASKS if t in by_task):
+        members = by_task[task]
+        needed = tuple(dict.fromkeys(w for ws in members.values() for w in ws))
+        if task.whole:
+            markers = sorted({m.group(1) for f in members if (m := _MARKER.match(f))})
+            text = task.title.format(markers=" and ".join(markers))
+        elif len(members) == 1 and isinstance(v.resolve(next(iter(members))), v.ListOf):
+            field = next(iter(members))  # a whole list, such as conditions: says its name
+            text = _described(field, wanted.get(field))
+        else:
+            text = f"{task.title}: " + ", ".join(dict.fromkeys(
+                _described(f, wanted.get(f)) for f in members))
+        collect[task.group].append(Bullet(text, needed))
+    return Worklist(collect, judge, tuple(skipped),
+                    tuple((w, _left_unknown(w, unknown)) for w in record.warnings),
+                    everywhere=len(skipped) == len(record.trials) > 1,
+                    pending=frozenset(pending))
+
+
+def _described(field: str, types: set[str] | None) -> str:
+    if isinstance(v.resolve(field), v.ListOf):
+        asked = f"ask about {', '.join(sorted(t.replace('_', ' ') for t in types))}" if types \
+            else "the list"
+        return f"{label(field)}: {asked} ([] if none)"
+    return label(field)
+
+
+_QUOTED = re.compile(r"'([\w.\[\]]+)'")
+
+
+def _left_unknown(warning: str, unknown: Iterable[tuple[tuple[str, str], CriterionResult]]
+                  ) -> tuple[str, ...]:
+    """The criteria a warning left unknown: those lacking the field its hint names
+    ("unknown key ecgo … did you mean 'ecog'?")."""
+    names = set(_QUOTED.findall(warning))
+    if not names:
+        return ()
+    return tuple(dict.fromkeys(" ".join(who) for who, c in unknown for field in c.missing
+                               if any(field == n or field.startswith(n + ".") for n in names)))

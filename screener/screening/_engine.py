@@ -1,0 +1,180 @@
+"""Apply rule sets to a patient: criterion statuses, verdicts, attestations.
+
+The engine attaches identity (trial and criterion ids), kind and status to what the
+condition trees compute; the trees themselves only say true, false or unknown and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from screener.core import _vocabulary as v
+from screener.core._errors import nearest
+from screener.criteria._conditions import combine
+from screener.reading._facts import Scope
+from screener.core._memo import keep
+from screener.core._model import (CriterionResult, Kind, Outcome, PartResult, Screening, TrialResult,
+                    kleene_and, kleene_or, status_of, verdict_of)
+from screener.core._model import Patient
+from screener.criteria._rules import Criterion, Part, RuleSet, rules_digest
+from screener.core._units import Measure
+
+
+def _attestation(patient: Patient, trial: str, criterion: Criterion) -> bool | None:
+    """The value a review leaf takes once the investigator has decided the criterion
+    (which must be a judged one)."""
+    said = patient.data.get("attestations", {}).get(f"{trial}/{criterion.id}")
+    if said is None:
+        return None
+    passes = said["result"] == "pass"
+    # For an exclusion the tree says whether the excluding condition is present.
+    return passes if criterion.kind is Kind.INCLUSION else not passes
+
+
+def _part(part: Part, outcome: Outcome, kind: Kind) -> PartResult:
+    return PartResult(part.id, status_of(outcome.value, kind, outcome.missing), outcome.reason,
+                      outcome.missing, outcome.review, outcome.evidence, part.label)
+
+
+# Results are reused across patients: most criteria read a few facts that most patients
+# share (negative serology, signed consent), so a cohort mostly repeats what it has seen.
+# Tests turn this off to check that reuse never changes a result.
+MEMOISE = True
+# Results kept per criterion or part: room for every whole percentage (marrow blasts); a
+# criterion that keeps meeting new facts (a lab value) empties its memory and starts again.
+_MEMO_SIZE = 128
+
+
+def screen_criterion(patient: Patient, trial: str, criterion: Criterion, facts: Scope
+                     ) -> CriterionResult:
+    """One criterion's status and reasons; `facts` (see facts_of) is shared across criteria.
+
+    A criterion's result depends only on the facts at its `inputs` (and, when `dated`, the
+    screening and apheresis dates) and on its attestation, so it is computed once per
+    distinct set of those and reused.
+    """
+    attestation = _attestation(patient, trial, criterion) if criterion.judged else None
+    if not MEMOISE:
+        return _screen_criterion(criterion, facts, attestation)
+    key = facts.key(criterion.inputs, criterion.dated, attestation)
+    found = criterion.memo.get(key)
+    if found is None:
+        found = keep(criterion.memo, key, _screen_criterion(criterion, facts, attestation),
+                     _MEMO_SIZE)
+    return found
+
+
+def _screen_criterion(criterion: Criterion, facts: Scope, attestation: bool | None
+                      ) -> CriterionResult:
+    scope = facts.judged(attestation)
+    parts: tuple[PartResult, ...] = ()
+    if criterion.check is None:
+        # A part has its own inputs, so an organ-function criterion whose bilirubin is new
+        # still reuses its unchanged coagulation and oxygen parts.
+        screened = [_screen_part(p, criterion.kind, facts, scope) for p in criterion.parts]
+        outcomes = [outcome for outcome, _ in screened]
+        parts = tuple(result for _, result in screened)
+        outcome = combine(outcomes, kleene_and if criterion.combine == "all" else kleene_or)
+    else:
+        outcome = criterion.check.evaluate(scope)
+    status = status_of(outcome.value, criterion.kind, outcome.missing)
+    return CriterionResult(
+        id=criterion.id, kind=criterion.kind, label=criterion.label, status=status,
+        reason=outcome.reason, missing=outcome.missing, review=outcome.review, parts=parts,
+        combine=criterion.combine, attested=attestation is not None, evidence=outcome.evidence,
+        text=criterion.text, note=criterion.note)
+
+
+def _screen_part(part: Part, kind: Kind, facts: Scope, scope: Scope
+                 ) -> tuple[Outcome, PartResult]:
+    if not MEMOISE:
+        return _fresh_part(part, kind, scope)
+    key = facts.key(part.inputs, part.dated, scope.attestation)
+    found = part.memo.get(key)
+    if found is None:
+        found = keep(part.memo, key, _fresh_part(part, kind, scope), _MEMO_SIZE)
+    return found
+
+
+def _fresh_part(part: Part, kind: Kind, scope: Scope) -> tuple[Outcome, PartResult]:
+    outcome = part.check.evaluate(scope)
+    return outcome, _part(part, outcome, kind)
+
+
+def facts_of(patient: Patient, max_age: Measure | None = None) -> Scope:
+    """The patient's facts, looked up once and shared by every criterion screened."""
+    return Scope(patient, patient.data, v.PATIENT, max_age=max_age)
+
+
+def screen(patient: Patient, rule_set: RuleSet, max_age: Measure | None = None,
+           facts: Scope | None = None) -> TrialResult:
+    """Screen one patient against one trial. Pure: no I/O; the only state kept between
+    calls is the memory of earlier results (see screen_criterion), which returns the result
+    that would be computed.
+
+    With `max_age`, a dated lab, marker or test older than that before the screening date
+    counts as missing, so stale data never silently decides a screen.
+    """
+    base = facts if facts is not None else facts_of(patient, max_age)
+    results = tuple(screen_criterion(patient, rule_set.trial, c, base)
+                    for c in rule_set.criteria)
+    return TrialResult(trial=rule_set.trial, product=rule_set.product, title=rule_set.title,
+                       verdict=verdict_of(r.status for r in results), criteria=results,
+                       caveats=rule_set.caveats, digest=rule_set.digest)
+
+
+def attestation_warnings(patient: Patient, rule_sets: Iterable[RuleSet],
+                         known_trials: Iterable[str] = ()) -> list[str]:
+    """Attestations that name no known criterion, or one with nothing left to judge.
+
+    `known_trials` are trials that exist but were not screened this time (--trial): their
+    attestations are simply not used, not mistakes.
+    """
+    return [message for _, message in attestation_problems(patient, rule_sets, known_trials)]
+
+
+def attestation_problems(patient: Patient, rule_sets: Iterable[RuleSet],
+                         known_trials: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """As attestation_warnings, each with the attestation key it is about (for a position)."""
+    sets = {r.trial: r for r in rule_sets}
+    elsewhere = set(known_trials) - set(sets)
+    products = {v.fold(r.product): r.trial for r in sets.values()}
+    warnings = []
+    for key in patient.data.get("attestations", {}):
+        trial, _, cid = key.partition("/")
+        rule_set = sets.get(trial)
+        if rule_set is None:
+            if trial not in elsewhere:
+                # CNCT19/I3 names the product: attestations are keyed by the NCT id.
+                named = products.get(v.fold(trial))
+                guess = f"{named}/{cid}" if named else nearest(trial, sorted(set(sets) | elsewhere))
+                what = f"{trial!r} is a product, not a trial id" if named else \
+                    f"no trial {trial!r}"
+                warnings.append((key, f"attestation {key}: {what}"
+                                 + (f" (did you mean {guess}?)" if guess else "")))
+            continue
+        criterion = rule_set.criterion(cid)
+        if criterion is None:
+            warnings.append((key, f"attestation {key}: {trial} has no criterion {cid!r}"))
+        elif not criterion.judged:
+            warnings.append((key, f"attestation {key} ignored: {cid} is computed from the "
+                             "record, not judged"))
+    return warnings
+
+
+def screen_patient(patient: Patient, rule_sets: Iterable[RuleSet],
+                   max_age: Measure | None = None, known_trials: Iterable[str] = ()
+                   ) -> Screening:
+    """Screen one patient against several trials, in the order given."""
+    rule_sets = tuple(rule_sets)
+    facts = facts_of(patient, max_age)
+    warnings = [d.render("warning") for d in patient.warnings]
+    warnings += attestation_warnings(patient, rule_sets, known_trials)
+    return Screening(patient=patient.id, file=patient.file, as_of=patient.as_of.isoformat(),
+                     as_of_source=patient.as_of_source,
+                     trials=tuple(screen(patient, r, max_age, facts) for r in rule_sets),
+                     warnings=tuple(warnings), sources=tuple(sorted(patient.sources.items())),
+                     rules_digest=rules_digest(tuple((r.trial, r.digest) for r in rule_sets)),
+                     attestations=tuple(
+                         (key, a["result"], a.get("by", ""), str(a.get("date", "")))
+                         for key, a in patient.data.get("attestations", {}).items()))

@@ -1,0 +1,292 @@
+"""Rule test cases as data: one YAML file per trial, each case a patient and expectations.
+
+A case file (`<NCT id>.cases.yaml`) reads::
+
+    trial: NCT06559644
+    base: ../acceptance/patients/baseline.yaml   # a file, relative to this one, or a mapping
+    cases:
+      - name: creatinine-140-umol-passes
+        patient: {labs: {creatinine: 140 umol/L}}   # overrides merged into the base
+        expect: {I9.c: pass, I9: pass}
+      - name: no-lvef-is-unknown
+        patient: {lvef: null}                        # null removes a key from the base
+        expect: {I7: unknown}
+        verdict: incomplete
+      - name: known-gap
+        file: patients/odd.yaml                      # a whole patient file instead
+        expect: {E1: fail}
+        xfail: "conditions vocabulary cannot say this yet"
+
+Overrides merge into the base recursively: mappings merge, anything else (lists included)
+replaces, and `null` deletes. Keys are strict, so a typo fails with the case file's line.
+The same cases run under pytest (the plugin in `pytest_plugin.py`) and `screener test`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from screener.reading._document import Document, PathKey, load
+from screener.screening._engine import screen
+from screener.core._errors import Diagnostic, ScreenerError
+from screener.core._model import Status, TrialResult, Verdict
+from screener.core._model import Patient
+from screener.reading._patient import parse_patient
+from screener.criteria._conditions import Node, Review
+from screener.criteria._rules import Criterion, RuleSet
+
+SUFFIX = ".cases.yaml"
+_STATUSES = {s.value for s in Status}
+_VERDICTS = {v.value for v in Verdict}
+
+
+class CaseFileError(ScreenerError):
+    """A case file that cannot be used; names the case file and line."""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    patient: dict[str, Any]  # the merged patient record, before loading
+    expect: dict[str, str]
+    verdict: str | None
+    xfail: str | None
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Suite:
+    trial: str
+    file: str
+    cases: tuple[Case, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running a case gave: the trial result and the expectations it missed."""
+
+    case: Case
+    result: TrialResult | None
+    actual: dict[str, str]
+    mismatches: dict[str, tuple[str, str]] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and not self.mismatches
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides into a copy of base: mappings merge, other values replace, None deletes."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+class _Reader:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.here = Path(doc.file).parent
+
+    def fail(self, path: PathKey, message: str, hint: str | None = None,
+             key: bool = False) -> CaseFileError:
+        return CaseFileError(self.doc.diagnostic(message, path, key=key, hint=hint))
+
+    def strict(self, data: Any, path: PathKey, allowed: tuple[str, ...], what: str) -> dict:
+        return self.doc.strict(data, path, allowed, what, CaseFileError)
+
+    def patient_file(self, name: Any, path: PathKey) -> dict[str, Any]:
+        if not isinstance(name, str):
+            raise self.fail(path, "a patient file is named by a path relative to the case file")
+        target = self.here / name
+        try:
+            data = load(target, str(target), CaseFileError).data
+        except CaseFileError as exc:
+            raise self.fail(path, f"cannot use patient file {name}: {exc.diagnostic.message}"
+                            ) from None
+        if not isinstance(data, dict):
+            raise self.fail(path, f"patient file {name} is not a mapping")
+        return data
+
+    def suite(self) -> Suite:
+        data = self.strict(self.doc.data, (), ("trial", "base", "cases"), "a case file")
+        trial = data.get("trial")
+        if not isinstance(trial, str):
+            raise self.fail(("trial",), "a case file names its trial: trial: NCT…")
+        base: dict[str, Any] = {}
+        if "base" in data:
+            raw = data["base"]
+            base = raw if isinstance(raw, dict) else self.patient_file(raw, ("base",))
+        cases = data.get("cases")
+        if not isinstance(cases, list) or not cases:
+            raise self.fail(("cases",), "cases must be a non-empty list")
+        read = [self.case(item, ("cases", i), base) for i, item in enumerate(cases)]
+        names = [c.name for c in read]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise self.fail(("cases", i, "name"), f"duplicate case name {name!r}")
+        return Suite(trial, self.doc.file, tuple(read))
+
+    def case(self, data: Any, path: PathKey, base: dict[str, Any]) -> Case:
+        data = self.strict(data, path, ("name", "patient", "file", "expect", "verdict", "xfail"),
+                           "a case")
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip() or " " in name:
+            raise self.fail(path + ("name",), "a case needs a name without spaces",
+                            "e.g. creatinine-145-umol-fails")
+        if "patient" in data and "file" in data:
+            raise self.fail(path, "a case takes patient (overrides of base) or file, not both")
+        if "file" in data:
+            patient = self.patient_file(data["file"], path + ("file",))
+        else:
+            overrides = data.get("patient", {})
+            if not isinstance(overrides, dict):
+                raise self.fail(path + ("patient",), "patient must be a mapping of overrides")
+            patient = merge(base, overrides)
+        expect = data.get("expect", {})
+        if not isinstance(expect, dict) or (not expect and "verdict" not in data):
+            raise self.fail(path + ("expect",), "a case expects statuses of some criteria, "
+                                                "or a verdict")
+        for cid, status in expect.items():
+            if status not in _STATUSES:
+                raise self.fail(path + ("expect", cid), f"{status!r} is not a status",
+                                f"one of: {', '.join(sorted(_STATUSES))}")
+        verdict = data.get("verdict")
+        if verdict is not None and verdict not in _VERDICTS:
+            raise self.fail(path + ("verdict",), f"{verdict!r} is not a verdict",
+                            f"one of: {', '.join(sorted(_VERDICTS))}")
+        xfail = data.get("xfail")
+        if xfail is not None and (not isinstance(xfail, str) or not xfail.strip()):
+            raise self.fail(path + ("xfail",), "xfail takes the reason, as text")
+        pos = self.doc.position(path)
+        return Case(name, patient, {str(k): v for k, v in expect.items()}, verdict, xfail,
+                    self.doc.file, pos.line if pos else 0)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and check a case file; raises CaseFileError naming the case file and line."""
+    doc = load(Path(path), str(path), CaseFileError)
+    if doc.data is None:
+        raise CaseFileError(Diagnostic("case file is empty", str(path)))
+    return _Reader(doc).suite()
+
+
+def statuses(result: TrialResult) -> dict[str, str]:
+    """Criterion and part ids to statuses, in report order."""
+    found: dict[str, str] = {}
+    for c in result.criteria:
+        found[c.id] = c.status.value
+        for p in c.parts:
+            found[p.id] = p.status.value
+    return found
+
+
+def load_case_patient(case: Case) -> Patient:
+    text = yaml.safe_dump(case.patient, allow_unicode=True, sort_keys=False)
+    return parse_patient(text, f"{case.file}::{case.name}")
+
+
+def run_case(case: Case, rule_set: RuleSet) -> Outcome:
+    """Screen a case's patient and compare with what it expects."""
+    try:
+        patient = load_case_patient(case)
+    except ScreenerError as exc:
+        return Outcome(case, None, {}, error=f"the case's patient does not load:\n{exc}")
+    result = screen(patient, rule_set)
+    actual = statuses(result)
+    mismatches = {}
+    for cid, want in case.expect.items():
+        got = actual.get(cid, "<no such criterion>")
+        if got != want:
+            mismatches[cid] = (want, got)
+    if case.verdict is not None and result.verdict.value != case.verdict:
+        mismatches["verdict"] = (case.verdict, result.verdict.value)
+    return Outcome(case, result, actual, mismatches)
+
+
+def explain(outcome: Outcome) -> str:
+    """A failure as a rule author reads it: expected against actual, then YAML to paste."""
+    case = outcome.case
+    lines = [f"{case.file}:{case.line}: case {case.name}"]
+    if outcome.error:
+        return "\n".join(lines + [outcome.error])
+    assert outcome.result is not None
+    reasons = {c.id: c.reason for c in outcome.result.criteria}
+    reasons.update({p.id: p.reason for c in outcome.result.criteria for p in c.parts})
+    width = max(len("criterion"), *(len(k) for k in outcome.mismatches))
+    lines.append(f"  {'criterion':<{width}}  expected  actual")
+    for cid, (want, got) in outcome.mismatches.items():
+        lines.append(f"  {cid:<{width}}  {want:<8}  {got}")
+        if cid in reasons:
+            lines.append(f"  {'':<{width}}  because: {reasons[cid]}")
+    paste = {"expect": {k: outcome.actual[k] for k in case.expect if k in outcome.actual},
+             "verdict": outcome.result.verdict.value}
+    if case.verdict is None:
+        del paste["verdict"]
+    lines.append("actual, ready to paste:")
+    lines.extend("  " + line for line in
+                 yaml.safe_dump(paste, sort_keys=False, allow_unicode=True).splitlines())
+    return "\n".join(lines)
+
+
+def find_suites(paths: list[Path]) -> list[Path]:
+    """Case files under the given files and directories, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(path.rglob(f"*{SUFFIX}")))
+        elif path.name.endswith(SUFFIX):
+            found.append(path)
+    return found
+
+
+def computable(criterion: Criterion) -> bool:
+    """A criterion with any leaf that reads the record (not only investigator judgment)."""
+    roots = [p.check for p in criterion.parts] if criterion.check is None else [criterion.check]
+    stack: list[Node] = list(roots)
+    while stack:
+        node = stack.pop()
+        if not node.children() and not isinstance(node, Review):
+            return True
+        stack.extend(node.children())
+    return False
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which statuses the cases drove each criterion (and part) of one trial to."""
+
+    trial: str
+    seen: dict[str, set[str]]
+    computable: dict[str, bool]
+
+    def gaps(self) -> dict[str, list[str]]:
+        """Computable criteria lacking a passing or a failing case."""
+        return {cid: [s for s in ("pass", "fail") if s not in seen]
+                for cid, seen in self.seen.items()
+                if self.computable[cid] and not {"pass", "fail"} <= seen}
+
+
+def coverage(rule_set: RuleSet, outcomes: list[Outcome]) -> Coverage:
+    seen: dict[str, set[str]] = {}
+    flags: dict[str, bool] = {}
+    for c in rule_set.criteria:
+        seen[c.id] = set()
+        flags[c.id] = computable(c)
+    for outcome in outcomes:
+        for cid, status in outcome.actual.items():
+            if cid in seen:
+                seen[cid].add(status)
+    return Coverage(rule_set.trial, seen, flags)
