@@ -24,11 +24,27 @@ from pathlib import Path
 from typing import Any
 
 SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "data" / "fhir"
-KEEP = {"Observation": 12, "MedicationRequest": 3, "Procedure": 2, "Immunization": 2,
-        "Encounter": 2, "Claim": 2}  # Patient and Conditions: all
-DATE_KEYS = ("effectiveDateTime", "issued", "onsetDateTime", "abatementDateTime",
-             "recordedDate", "authoredOn", "performedDateTime", "occurrenceDateTime",
-             "start", "end", "created")
+KEEP = {
+    "Observation": 12,
+    "MedicationRequest": 3,
+    "Procedure": 2,
+    "Immunization": 2,
+    "Encounter": 2,
+    "Claim": 2,
+}  # Patient and Conditions: all
+DATE_KEYS = (
+    "effectiveDateTime",
+    "issued",
+    "onsetDateTime",
+    "abatementDateTime",
+    "recordedDate",
+    "authoredOn",
+    "performedDateTime",
+    "occurrenceDateTime",
+    "start",
+    "end",
+    "created",
+)
 CREATININE = {"2160-0", "38483-4"}
 # Lines held in memory before they are shuffled into the files: a window, not the export.
 WINDOW = 20_000
@@ -76,8 +92,9 @@ def _vary(resource: dict[str, Any], scale: float, molar: bool) -> None:
         quantity["value"] = round(value, 2)
 
 
-def patient(templates: list[dict[str, list[dict[str, Any]]]], rng: random.Random
-            ) -> list[dict[str, Any]]:
+def patient(
+    templates: list[dict[str, list[dict[str, Any]]]], rng: random.Random
+) -> list[dict[str, Any]]:
     """One synthetic patient's resources."""
     template = rng.choice(templates)
     pid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -98,8 +115,11 @@ def patient(templates: list[dict[str, list[dict[str, Any]]]], rng: random.Random
             continue
         if kind != "Condition" and kind not in KEEP:
             continue
-        chosen = resources if kind == "Condition" else \
-            rng.sample(resources, min(KEEP[kind], len(resources)))
+        chosen = (
+            resources
+            if kind == "Condition"
+            else rng.sample(resources, min(KEEP[kind], len(resources)))
+        )
         for resource in chosen:
             resource = copy.deepcopy(resource)
             resource["id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -119,8 +139,11 @@ def write_export(folder: Path, n: int, seed: int = 1, files: int = 4) -> int:
     rng = random.Random(seed)
     templates = _templates()
     kinds = ["Patient", "Condition", *KEEP]
-    streams = {(k, i): (folder / f"{k}.{i:03d}.ndjson").open("w", encoding="utf-8")
-               for k in kinds for i in range(files)}
+    streams = {
+        (k, i): (folder / f"{k}.{i:03d}.ndjson").open("w", encoding="utf-8")
+        for k in kinds
+        for i in range(files)
+    }
     pending: list[tuple[str, str]] = []
 
     def spill() -> None:
@@ -137,10 +160,17 @@ def write_export(folder: Path, n: int, seed: int = 1, files: int = 4) -> int:
     spill()
     for stream in streams.values():
         stream.close()
-    manifest = {"transactionTime": "2026-11-20T00:00:00Z",
-                "request": "https://ehr.example/fhir/$export", "requiresAccessToken": True,
-                "output": [{"type": k, "url": f"https://ehr.example/bulk/{k}.{i:03d}.ndjson"}
-                           for k in kinds for i in range(files)], "error": []}
+    manifest = {
+        "transactionTime": "2026-11-20T00:00:00Z",
+        "request": "https://ehr.example/fhir/$export",
+        "requiresAccessToken": True,
+        "output": [
+            {"type": k, "url": f"https://ehr.example/bulk/{k}.{i:03d}.ndjson"}
+            for k in kinds
+            for i in range(files)
+        ],
+        "error": [],
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return sum(p.stat().st_size for p in folder.iterdir())
 

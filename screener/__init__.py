@@ -9,18 +9,33 @@ The public Python API, usable without the command line::
         print(result.trial, result.verdict.value)
 """
 
-from ._version import __version__
-from screener.criteria._catalog import load_rule_sets, rules_dir
-from screener.screening._engine import screen, screen_patient
 from screener.core._errors import PatientError, RuleSetError, ScreenerError
-from screener.core._model import CriterionResult, Screening, Status, TrialResult, Verdict
-from screener.core._model import Patient
-from screener.reading._patient import load_patient, parse_patient
+from screener.core._model import CriterionResult, Patient, Screening, Status, TrialResult, Verdict
+from screener.criteria._catalog import load_rule_sets, rules_dir
 from screener.criteria._rules import RuleSet, load_rule_set, parse_rule_set
+from screener.reading._patient import load_patient, parse_patient
+from screener.screening._engine import screen, screen_patient
+
+from ._version import __version__
 
 __all__ = [
-    "__version__", "CriterionResult", "Patient", "PatientError", "RuleSet", "RuleSetError", "ScreenerError",
-    "Screening", "Status", "TrialResult", "Verdict", "load_patient", "load_rule_set",
-    "load_rule_sets", "parse_patient", "parse_rule_set", "rules_dir", "screen",
+    "__version__",
+    "CriterionResult",
+    "Patient",
+    "PatientError",
+    "RuleSet",
+    "RuleSetError",
+    "ScreenerError",
+    "Screening",
+    "Status",
+    "TrialResult",
+    "Verdict",
+    "load_patient",
+    "load_rule_set",
+    "load_rule_sets",
+    "parse_patient",
+    "parse_rule_set",
+    "rules_dir",
+    "screen",
     "screen_patient",
 ]

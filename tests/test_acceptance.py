@@ -57,6 +57,8 @@ def test_acceptance_case(reports: dict[str, dict], patient: str, trial: str, exp
 
 
 def test_every_acceptance_patient_has_expectations():
-    ids = {yaml.safe_load(p.read_text(encoding="utf-8"))["id"]
-           for p in (HERE / "patients").glob("*.yaml")}
+    ids = {
+        yaml.safe_load(p.read_text(encoding="utf-8"))["id"]
+        for p in (HERE / "patients").glob("*.yaml")
+    }
     assert ids == set(EXPECTED)

@@ -1,4 +1,5 @@
-"""FHIR bulk exports (screener/reading/_bulk.py, screener/cli/_engines.py): NDJSON grouped by patient.
+"""FHIR bulk exports (screener/reading/_bulk.py, screener/cli/_engines.py): NDJSON grouped by
+patient.
 
 Exports are made in tmp_path from the six Synthea bundles in tests/data/fhir, with each
 patient's resources spread over several files per type and every reference form a server
@@ -20,12 +21,11 @@ from typer.testing import CliRunner
 
 pytest.importorskip("duckdb")
 
-from screener.reading import _bulk as bulk
-
-from screener.criteria import _catalog as catalog  # noqa: E402
-from screener.cli._batch import screen_file  # noqa: E402
 from screener.cli import app  # noqa: E402
+from screener.cli._batch import screen_file  # noqa: E402
 from screener.cli._engines import run_export  # noqa: E402
+from screener.criteria import _catalog as catalog  # noqa: E402
+from screener.reading import _bulk as bulk
 from screener.reports._report import jsonl_line  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "fhir"
@@ -36,12 +36,16 @@ runner = CliRunner()
 
 
 def _reference(key: str, form: int) -> str:
-    return [f"urn:uuid:{key}", f"Patient/{key}",
-            f"https://ehr.example.org/fhir/Patient/{key}/_history/3"][form % 3]
+    return [
+        f"urn:uuid:{key}",
+        f"Patient/{key}",
+        f"https://ehr.example.org/fhir/Patient/{key}/_history/3",
+    ][form % 3]
 
 
-def make_export(folder: Path, bundles: list[Path] = BUNDLES, seed: int = 7,
-                files_per_type: int = 2) -> dict[str, Path]:
+def make_export(
+    folder: Path, bundles: list[Path] = BUNDLES, seed: int = 7, files_per_type: int = 2
+) -> dict[str, Path]:
     """An export of the bundles' resources: each type in `files_per_type` files, patients'
     lines interleaved, references in the three forms; patient id -> its bundle.
 
@@ -69,7 +73,7 @@ def make_export(folder: Path, bundles: list[Path] = BUNDLES, seed: int = 7,
             bounds = [0, *cuts, len(lines)]
             files = streams.setdefault(kind, [[] for _ in range(files_per_type)])
             for i in range(files_per_type):
-                files[i].append(lines[bounds[i]:bounds[i + 1]])
+                files[i].append(lines[bounds[i] : bounds[i + 1]])
     for kind, files in streams.items():
         for i, patients in enumerate(files):
             # patients' lines shuffled together, each patient's own order kept
@@ -77,7 +81,8 @@ def make_export(folder: Path, bundles: list[Path] = BUNDLES, seed: int = 7,
             rng.shuffle(order)
             queues = [iter(lines) for lines in patients]
             (folder / f"{kind}.{i:03d}.ndjson").write_text(
-                "".join(next(queues[p]) + "\n" for p in order), encoding="utf-8")
+                "".join(next(queues[p]) + "\n" for p in order), encoding="utf-8"
+            )
     return owners
 
 
@@ -114,17 +119,26 @@ def test_output_is_the_same_bytes_with_worker_processes(tmp_path):
 def test_resources_whose_patient_is_missing_are_counted_and_reported(tmp_path):
     folder = tmp_path / "export"
     make_export(folder, BUNDLES[:1])
-    lost = [{"resourceType": "Observation", "id": f"o{i}", "status": "final",
-             "subject": {"reference": "Patient/nobody"}} for i in range(3)]
+    lost = [
+        {
+            "resourceType": "Observation",
+            "id": f"o{i}",
+            "status": "final",
+            "subject": {"reference": "Patient/nobody"},
+        }
+        for i in range(3)
+    ]
     lost.append({"resourceType": "Condition", "id": "c1"})  # names no patient at all
     (folder / "Observation.lost.ndjson").write_text(
-        "".join(json.dumps(r) + "\n" for r in lost), encoding="utf-8")
+        "".join(json.dumps(r) + "\n" for r in lost), encoding="utf-8"
+    )
     records = [json.loads(line) for line in screened(folder)]
     errors = {r["error"]["message"]: r for r in records if "error" in r}
     assert len(records) == 3
     nobody = next(r for m, r in errors.items() if "Patient/nobody" in m)
-    assert nobody["error"]["message"].startswith("3 resource(s) refer to Patient/nobody, "
-                                                 "which is not in the export")
+    assert nobody["error"]["message"].startswith(
+        "3 resource(s) refer to Patient/nobody, which is not in the export"
+    )
     assert nobody["file"] == f"{folder}/Observation.lost.ndjson"
     assert nobody["error"]["line"] == 1
     none = next(r for m, r in errors.items() if "name no patient" in m)
@@ -136,13 +150,18 @@ def test_a_malformed_line_is_an_error_naming_file_and_line_and_the_run_goes_on(t
     folder = tmp_path / "export"
     make_export(folder)
     path = folder / "Observation.001.ndjson"
-    path.write_bytes(b'{"resourceType": "Observation", "id": \n\n[1, 2]\n\xff\xfe\n'
-                     b'{"resourceType": "Observation", "value": NaN}\n')
+    path.write_bytes(
+        b'{"resourceType": "Observation", "id": \n\n[1, 2]\n\xff\xfe\n'
+        b'{"resourceType": "Observation", "value": NaN}\n'
+    )
     records = [json.loads(line) for line in screened(folder)]
     bad = [r for r in records if r["file"] == str(path)]
     assert [(r["error"]["line"], r["error"]["message"].split(":")[1].strip()) for r in bad] == [
-        (1, "not valid JSON"), (3, "not a FHIR resource (a JSON object with a resourceType)"),
-        (4, "not UTF-8 text"), (5, "not valid JSON")]
+        (1, "not valid JSON"),
+        (3, "not a FHIR resource (a JSON object with a resourceType)"),
+        (4, "not UTF-8 text"),
+        (5, "not valid JSON"),
+    ]
     assert bad[0]["error"]["column"] == 39
     assert sum("patient" in r for r in records) == 4  # everyone else was screened
 
@@ -151,8 +170,21 @@ def test_check_on_an_export_folder_exits_1_for_bad_lines_and_writes_every_patien
     folder = tmp_path / "export"
     make_export(folder)
     out = tmp_path / "out.jsonl"
-    result = runner.invoke(app, ["check", str(folder), "--as-of", "2026-11-20", "-f", "jsonl",
-                                 "-o", str(out), "--jobs", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "check",
+            str(folder),
+            "--as-of",
+            "2026-11-20",
+            "-f",
+            "jsonl",
+            "-o",
+            str(out),
+            "--jobs",
+            "1",
+        ],
+    )
     assert result.exit_code == 1, result.output  # the two deceased patients
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines == screened(folder) or [line + "\n" for line in lines] == screened(folder)
@@ -170,20 +202,29 @@ def test_a_manifest_names_the_types_and_unrelated_types_are_never_opened(tmp_pat
     (folder / "Claim.000.ndjson").write_text("not json at all\n", encoding="utf-8")
     (folder / "part-7.ndjson").write_text("", encoding="utf-8")
     names = sorted(p.name for p in folder.glob("*.ndjson"))
-    manifest = {"transactionTime": "2026-11-20T10:00:00Z", "request": "$export",
-                "requiresAccessToken": True, "error": [],
-                "output": [{"type": p.split(".")[0], "url": f"https://ehr.example/bulk/{p}"}
-                           for p in names if p != "part-7.ndjson"]
-                + [{"type": "Procedure", "url": "https://ehr.example/bulk/gone.ndjson"}]}
+    manifest = {
+        "transactionTime": "2026-11-20T10:00:00Z",
+        "request": "$export",
+        "requiresAccessToken": True,
+        "error": [],
+        "output": [
+            {"type": p.split(".")[0], "url": f"https://ehr.example/bulk/{p}"}
+            for p in names
+            if p != "part-7.ndjson"
+        ]
+        + [{"type": "Procedure", "url": "https://ehr.example/bulk/gone.ndjson"}],
+    }
     manifest["output"].append({"type": "Encounter", "url": "https://x/part-7.ndjson"})
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     files, problems = bulk.export_files(folder, str(folder))
     assert {f.type for f in files if f.path.endswith("part-7.ndjson")} == {"Encounter"}
     assert [p.diagnostic.message for p in problems] == [
-        "the manifest lists gone.ndjson (Procedure), which is not in the export folder"]
+        "the manifest lists gone.ndjson (Procedure), which is not in the export folder"
+    ]
     records = [json.loads(line) for line in screened(folder)]
-    assert [r["file"] for r in records if "error" in r and r["file"].endswith("manifest.json")] == \
-        [f"{folder}/manifest.json"]
+    assert [r["file"] for r in records if "error" in r and r["file"].endswith("manifest.json")] == [
+        f"{folder}/manifest.json"
+    ]
     assert sum(Path(r["file"]).name.startswith("Patient.") for r in records) == 2
     assert not any("Claim" in r["file"] for r in records)
 
@@ -208,13 +249,23 @@ def test_the_group_by_spills_to_disk_under_a_small_memory_limit(tmp_path):
     lines = []
     for p in range(400):
         lines.append(("Patient", {"resourceType": "Patient", "id": f"p{p:04d}"}))
-        lines += [("Observation", {"resourceType": "Observation", "id": f"o{p}-{i}",
-                                   "subject": {"reference": f"Patient/p{p:04d}"},
-                                   "note": [{"text": "x" * 200}]}) for i in range(50)]
+        lines += [
+            (
+                "Observation",
+                {
+                    "resourceType": "Observation",
+                    "id": f"o{p}-{i}",
+                    "subject": {"reference": f"Patient/p{p:04d}"},
+                    "note": [{"text": "x" * 200}],
+                },
+            )
+            for i in range(50)
+        ]
     rng.shuffle(lines)
     for kind in ("Patient", "Observation"):
         (folder / f"{kind}.ndjson").write_text(
-            "".join(json.dumps(r) + "\n" for k, r in lines if k == kind), encoding="utf-8")
+            "".join(json.dumps(r) + "\n" for k, r in lines if k == kind), encoding="utf-8"
+        )
     with bulk.ExportIndex(folder, memory_limit="8MB", workdir=tmp_path) as index:
         groups = list(index.groups())
         assert index.resources == 400 * 51
@@ -238,8 +289,9 @@ assert r.exit_code == 1, r.output
 print(r.output)
 """
     root = Path(__file__).parent.parent
-    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "pip install 'screener[bulk]'" in done.stdout
 
@@ -249,8 +301,9 @@ def test_import_of_an_export_writes_each_patient_as_its_bundle_would_be_imported
 
     owners = make_export(tmp_path / "export")
     out = tmp_path / "patients"
-    result = runner.invoke(app, ["import", str(tmp_path / "export"), "--output", str(out),
-                                 "--as-of", "2026-11-20"])
+    result = runner.invoke(
+        app, ["import", str(tmp_path / "export"), "--output", str(out), "--as-of", "2026-11-20"]
+    )
     assert result.exit_code == 1  # the two deceased patients are refused, as when screened
     written = sorted(out.glob("*.yaml"))
     assert len(written) == 4
@@ -266,34 +319,59 @@ def test_import_of_an_export_writes_each_patient_as_its_bundle_would_be_imported
 
 def test_a_medication_reference_is_resolved_from_the_exports_medication_file(tmp_path):
     """A prescription naming Medication/ID reads the Medication as the bundle would."""
-    patient = {"resourceType": "Patient", "id": "p1", "gender": "female",
-               "birthDate": "1980-05-17"}
-    medication = {"resourceType": "Medication", "id": "m1", "code": {"coding": [{
-        "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3264",
-        "display": "dexamethasone"}]}}
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1980-05-17"}
+    medication = {
+        "resourceType": "Medication",
+        "id": "m1",
+        "code": {
+            "coding": [
+                {
+                    "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                    "code": "3264",
+                    "display": "dexamethasone",
+                }
+            ]
+        },
+    }
     prescriptions = [
-        {"resourceType": "MedicationRequest", "id": f"rx{i}", "status": "active",
-         "intent": "order", "subject": {"reference": f"Patient/{who}"},
-         "authoredOn": "2026-11-01", "medicationReference": {"reference": ref}}
-        for i, (who, ref) in enumerate([("p1", "Medication/m1"), ("p1", "Medication/m1"),
-                                        ("p2", "Medication/gone")])]
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"fullUrl": f"urn:uuid:{r['id']}", "resource": r}
-        for r in [patient, *prescriptions[:2], medication]]}
+        {
+            "resourceType": "MedicationRequest",
+            "id": f"rx{i}",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": f"Patient/{who}"},
+            "authoredOn": "2026-11-01",
+            "medicationReference": {"reference": ref},
+        }
+        for i, (who, ref) in enumerate(
+            [("p1", "Medication/m1"), ("p1", "Medication/m1"), ("p2", "Medication/gone")]
+        )
+    ]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": f"urn:uuid:{r['id']}", "resource": r}
+            for r in [patient, *prescriptions[:2], medication]
+        ],
+    }
     (tmp_path / "bundle.json").write_text(json.dumps(bundle), encoding="utf-8")
     folder = tmp_path / "export"
     folder.mkdir()
-    for name, resources in (("Patient", [patient, {**patient, "id": "p2"}]),
-                            ("MedicationRequest", prescriptions),
-                            ("Medication", [{"resourceType": "Medication", "id": "other"},
-                                            medication])):
+    for name, resources in (
+        ("Patient", [patient, {**patient, "id": "p2"}]),
+        ("MedicationRequest", prescriptions),
+        ("Medication", [{"resourceType": "Medication", "id": "other"}, medication]),
+    ):
         (folder / f"{name}.ndjson").write_text(
-            "".join(json.dumps(r) + "\n" for r in resources), encoding="utf-8")
+            "".join(json.dumps(r) + "\n" for r in resources), encoding="utf-8"
+        )
     line, other = screened(folder)
     expected = jsonl_line(screen_file(str(tmp_path / "bundle.json"), RULE_SETS, AS_OF))
     shown = json.loads(line)["file"]
     assert line.replace(shown, "FILE") == expected.decode().replace(
-        str(tmp_path / "bundle.json"), "FILE")
+        str(tmp_path / "bundle.json"), "FILE"
+    )
     assert '"medications[0]":"MedicationRequest/rx0 (RxNorm 3264), 2026-11-01"' in line
     assert '"medications[1]"' in line and '"medications[2]"' not in line
     # a Medication the export lacks is a broken reference, as in a bundle

@@ -63,13 +63,15 @@ def test_plugin_failure_shows_expected_actual_and_yaml_to_paste(pytester: pytest
     pytester.path.joinpath("NCT06559644.cases.yaml").write_text(wrong, encoding="utf-8")
     result = pytester.runpytest()
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines([
-        "*NCT06559644.cases.yaml:4: case creatinine-145-umol-fails*",
-        "*I9.c*pass*fail*",
-        "*because: creatinine 145 umol/L (= 1.64 mg/dL) > 1.6 mg/dL*",
-        "*actual, ready to paste:*",
-        "*I9.c: fail*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*NCT06559644.cases.yaml:4: case creatinine-145-umol-fails*",
+            "*I9.c*pass*fail*",
+            "*because: creatinine 145 umol/L (= 1.64 mg/dL) > 1.6 mg/dL*",
+            "*actual, ready to paste:*",
+            "*I9.c: fail*",
+        ]
+    )
 
 
 def test_plugin_typo_fails_collection_with_line(pytester: pytest.Pytester):
@@ -78,18 +80,19 @@ def test_plugin_typo_fails_collection_with_line(pytester: pytest.Pytester):
     pytester.path.joinpath("NCT06559644.cases.yaml").write_text(typo, encoding="utf-8")
     result = pytester.runpytest()
     assert result.ret != 0
-    result.stdout.fnmatch_lines(["*NCT06559644.cases.yaml:7:5: error: unknown key 'verdit'*",
-                                 "*did you mean 'verdict'?*"])
+    result.stdout.fnmatch_lines(
+        ["*NCT06559644.cases.yaml:7:5: error: unknown key 'verdit'*", "*did you mean 'verdict'?*"]
+    )
 
 
 def test_plugin_xfail_needs_a_reason_and_is_strict(pytester: pytest.Pytester):
     pytester.makefile(".yaml", baseline=BASELINE)
-    text = GOOD.replace("    expect: {I7: unknown}",
-                        "    expect: {I7: pass}\n    xfail: LVEF gap")
+    text = GOOD.replace("    expect: {I7: unknown}", "    expect: {I7: pass}\n    xfail: LVEF gap")
     pytester.path.joinpath("NCT06559644.cases.yaml").write_text(text, encoding="utf-8")
     pytester.runpytest().assert_outcomes(passed=1, xfailed=1)
-    strict = GOOD.replace("    expect: {I7: unknown}",
-                          "    expect: {I7: unknown}\n    xfail: LVEF gap")
+    strict = GOOD.replace(
+        "    expect: {I7: unknown}", "    expect: {I7: unknown}\n    xfail: LVEF gap"
+    )
     pytester.path.joinpath("NCT06559644.cases.yaml").write_text(strict, encoding="utf-8")
     pytester.runpytest().assert_outcomes(passed=1, failed=1)
 
@@ -114,9 +117,12 @@ def test_coverage_names_criteria_without_passing_and_failing_cases(cases_dir: Pa
     result = runner.invoke(app, ["test", str(cases_dir), "--coverage"])
     assert result.exit_code == 1
     section = result.stdout.split("NCT06559644 coverage", 1)[1].split(" coverage ", 1)[0]
-    lines = {line.split()[1]: line for line in section.splitlines()
-             if line.strip().startswith(("✔", "✘", "·"))}
-    assert lines["I9"].lstrip().startswith("✔")        # driven to pass and to fail
-    assert "lacks a failing case" in lines["I7"]      # only pass and unknown here
+    lines = {
+        line.split()[1]: line
+        for line in section.splitlines()
+        if line.strip().startswith(("✔", "✘", "·"))
+    }
+    assert lines["I9"].lstrip().startswith("✔")  # driven to pass and to fail
+    assert "lacks a failing case" in lines["I7"]  # only pass and unknown here
     assert "lacks a passing and a failing case" in lines["E1"]
     assert "judgment only" in lines["E16"]

@@ -31,8 +31,14 @@ def test_json_has_every_source_criterion_in_order():
         rules = yaml.safe_load((ROOT / "rules" / f"{trial['trial']}.yaml").read_text("utf-8"))
         assert [c["id"] for c in trial["criteria"]] == [c["id"] for c in rules["criteria"]]
     assert {t["trial"] for t in report["trials"]} == {
-        "NCT04546906", "NCT04684147", "NCT05571540", "NCT05679687", "NCT06009107",
-        "NCT06559644", "NCT07406178"}
+        "NCT04546906",
+        "NCT04684147",
+        "NCT05571540",
+        "NCT05679687",
+        "NCT06009107",
+        "NCT06559644",
+        "NCT07406178",
+    }
 
 
 def test_json_is_sorted_and_byte_stable():
@@ -124,8 +130,9 @@ def test_trial_filter_by_product_name():
     assert [t["trial"] for t in report["trials"]] == ["NCT04684147"]
 
 
-@pytest.mark.parametrize("args", [["--as-of", "20-11-2026"], ["--trial", "NCT00000000"],
-                                  ["--format", "xml"]])
+@pytest.mark.parametrize(
+    "args", [["--as-of", "20-11-2026"], ["--trial", "NCT00000000"], ["--format", "xml"]]
+)
 def test_usage_errors_exit_2(args: list[str]):
     assert run("check", str(EXAMPLE), *args).exit_code == 2
 
@@ -139,7 +146,7 @@ def test_broken_rule_set_stops_before_screening(tmp_path: Path):
     (rules / "NCT06559644.yaml").write_text(broken, encoding="utf-8")
     result = runner.invoke(app, ["check", str(EXAMPLE), "--rules", str(rules)])
     assert result.exit_code == 3
-    line = broken.splitlines().index(next(l for l in broken.splitlines() if "50 kg" in l)) + 1
+    line = broken.splitlines().index(next(x for x in broken.splitlines() if "50 kg" in x)) + 1
     assert f"NCT06559644.yaml:{line}:" in result.output
     assert "patient" not in result.stdout
 
@@ -153,19 +160,24 @@ def test_trials_command_lists_all_five():
 
 def test_a_json_check_starts_without_the_table_library():
     # A single check should feel instant: rich's console is for tables only.
-    probe = ("import sys\nfrom screener.cli import app\n"
-             f"sys.argv = ['screener', 'check', {str(EXAMPLE)!r}, '-f', 'json']\n"
-             "try:\n    app()\nexcept SystemExit:\n    pass\n"
-             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'), file=sys.stderr)")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True)
+    probe = (
+        "import sys\nfrom screener.cli import app\n"
+        f"sys.argv = ['screener', 'check', {str(EXAMPLE)!r}, '-f', 'json']\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'), file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["patient"] == "PT-0002"
     assert done.stderr.strip() == "[]"
 
 
 def test_python_dash_m_entry_point():
-    done = subprocess.run([sys.executable, "-m", "screener", "check", str(EXAMPLE), "-f", "json"],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "screener", "check", str(EXAMPLE), "-f", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["patient"] == "PT-0002"
 
@@ -195,23 +207,23 @@ def test_json_says_which_tool_and_rule_sets_decided_it(tmp_path):
     shutil.copytree(ROOT / "rules", rules)
     edited = rules / "NCT06559644.yaml"
     edited.write_text(edited.read_text("utf-8") + "\n# a reviewer's comment\n", "utf-8")
-    again = json.loads(run("check", str(EXAMPLE), "--format", "json", "--rules",
-                           str(rules)).stdout)
-    changed = {t["trial"] for t in again["trials"]
-               if t["rules_digest"] != digests[t["trial"]]}
+    again = json.loads(run("check", str(EXAMPLE), "--format", "json", "--rules", str(rules)).stdout)
+    changed = {t["trial"] for t in again["trials"] if t["rules_digest"] != digests[t["trial"]]}
     assert changed == {"NCT06559644"}
     assert again["rules_digest"] != report["rules_digest"]
     # The time of the run is not in it: the same input gives the same bytes.
-    assert run("check", str(EXAMPLE), "--format", "json").stdout == \
+    assert (
         run("check", str(EXAMPLE), "--format", "json").stdout
+        == run("check", str(EXAMPLE), "--format", "json").stdout
+    )
 
 
 def _todo_fields(path: Path) -> dict[str, list[str]]:
     """The fields to collect, each with the unknown criteria waiting for it."""
-    from screener.criteria import _catalog as catalog
-    from screener.screening import _engine as engine
     from screener.core._model import Status
+    from screener.criteria import _catalog as catalog
     from screener.reading._patient import load_patient
+    from screener.screening import _engine as engine
 
     screening = engine.screen_patient(load_patient(path), catalog.load_rule_sets())
     fields: dict[str, list[str]] = {}
@@ -227,23 +239,33 @@ def test_the_todo_list_asks_for_the_marker_result_when_there_are_no_markers(tmp_
     # A record with no markers used to be asked only for CD19's date and specimen: the
     # freshness check stopped at the missing date and never said the result was missing.
     bare = tmp_path / "bare.yaml"
-    bare.write_text("id: X\nscreening_date: 2026-11-20\nsex: female\n"
-                    "diagnosis: {disease: B-ALL}\n", encoding="utf-8")
+    bare.write_text(
+        "id: X\nscreening_date: 2026-11-20\nsex: female\ndiagnosis: {disease: B-ALL}\n",
+        encoding="utf-8",
+    )
     fields = _todo_fields(bare)
     assert fields["diagnosis.markers.CD19.result"] == [
-        "NCT04684147 I4", "NCT05679687 I8", "NCT06009107 I4", "NCT07406178 I2"]
+        "NCT04684147 I4",
+        "NCT05679687 I8",
+        "NCT06009107 I4",
+        "NCT07406178 I2",
+    ]
     assert "NCT06009107 I4" in fields["diagnosis.markers.CD22.result"]
     assert "diagnosis.markers.CD19.date" in fields
     assert "pregnancy_test.result" in fields
     shown = run("check", str(bare)).stdout
-    assert "CD19 and CD22 by flow cytometry on bone marrow or peripheral blood: result" in \
-        " ".join(shown.split())
+    assert "CD19 and CD22 by flow cytometry on bone marrow or peripheral blood: result" in " ".join(
+        shown.split()
+    )
 
 
 def test_a_recorded_undated_marker_is_asked_only_for_its_date(tmp_path: Path):
     undated = tmp_path / "undated.yaml"
-    undated.write_text("id: X\nscreening_date: 2026-11-20\ndiagnosis:\n  markers:\n"
-                       "    CD19: {result: positive, specimen: BM}\n", encoding="utf-8")
+    undated.write_text(
+        "id: X\nscreening_date: 2026-11-20\ndiagnosis:\n  markers:\n"
+        "    CD19: {result: positive, specimen: BM}\n",
+        encoding="utf-8",
+    )
     fields = _todo_fields(undated)
     assert "diagnosis.markers.CD19.date" in fields
     assert "diagnosis.markers.CD19.result" not in fields
@@ -252,15 +274,22 @@ def test_a_recorded_undated_marker_is_asked_only_for_its_date(tmp_path: Path):
 def test_validate_warns_about_attestations_naming_no_trial_or_criterion(tmp_path: Path):
     # validate used to say "ok" here; check warned. It now loads the rule sets to check them.
     patient = tmp_path / "p.yaml"
-    patient.write_text("id: X\nattestations:\n  CNCT19/I3: pass\n  NCT06559644/E99: fail\n"
-                       "  NCT06559644/E16: pass\n", encoding="utf-8")
+    patient.write_text(
+        "id: X\nattestations:\n  CNCT19/I3: pass\n  NCT06559644/E99: fail\n"
+        "  NCT06559644/E16: pass\n",
+        encoding="utf-8",
+    )
     result = run("validate", str(patient))
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert (f"{patient}:3:3: warning: attestation CNCT19/I3: 'CNCT19' is a product, not a "
-            "trial id (did you mean NCT04684147/I3?)") in out
-    assert f"{patient}:4:3: warning: attestation NCT06559644/E99: NCT06559644 has no " \
-           "criterion 'E99'" in out
+    assert (
+        f"{patient}:3:3: warning: attestation CNCT19/I3: 'CNCT19' is a product, not a "
+        "trial id (did you mean NCT04684147/I3?)"
+    ) in out
+    assert (
+        f"{patient}:4:3: warning: attestation NCT06559644/E99: NCT06559644 has no "
+        "criterion 'E99'" in out
+    )
     assert "E16" not in out.replace("NCT06559644/E99", "")  # a real judged criterion is quiet
     checked = json.loads(run("check", str(patient), "-f", "json").stdout)
     assert len(checked["warnings"]) == 2 and all(w in out for w in checked["warnings"])

@@ -19,15 +19,14 @@ from typer.testing import CliRunner
 pytest.importorskip("duckdb")
 distributed = pytest.importorskip("distributed")
 
-from screener.reading import _bulk as bulk
-
-from screener.criteria import _catalog as catalog  # noqa: E402
-from screener.cli._batch import expand, run  # noqa: E402
-from screener.cli import app  # noqa: E402
-from screener.cli._engines import run_export, run_files  # noqa: E402
-from screener.reports._report import jsonl_line  # noqa: E402
-
 from test_bulk import BUNDLES, make_export  # noqa: E402
+
+from screener.cli import app  # noqa: E402
+from screener.cli._batch import expand, run  # noqa: E402
+from screener.cli._engines import run_export, run_files  # noqa: E402
+from screener.criteria import _catalog as catalog  # noqa: E402
+from screener.reading import _bulk as bulk
+from screener.reports._report import jsonl_line  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 20)
 RULE_SETS = catalog.load_rule_sets()
@@ -36,9 +35,16 @@ EXAMPLES = Path(__file__).parent.parent / "examples" / "patients"
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=40) as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         yield cluster, client
 
 
@@ -71,9 +77,18 @@ def test_an_export_on_the_cluster_is_the_same_bytes_as_the_local_run(tmp_path, c
     _, client = cluster
     make_export(tmp_path / "export")
     expected = local(tmp_path / "export")
-    got = [d.data for d in run_export(str(tmp_path / "export"), RULE_SETS, AS_OF,
-                                      render=jsonl_line, engine="dask", scheduler=client,
-                                      partition=2)]
+    got = [
+        d.data
+        for d in run_export(
+            str(tmp_path / "export"),
+            RULE_SETS,
+            AS_OF,
+            render=jsonl_line,
+            engine="dask",
+            scheduler=client,
+            partition=2,
+        )
+    ]
     assert got == expected and len(got) == 6
 
 
@@ -81,9 +96,23 @@ def test_the_cli_points_at_a_scheduler_address(tmp_path, cluster):
     dask_cluster, _ = cluster
     make_export(tmp_path / "export")
     out = tmp_path / "dask.jsonl"
-    result = CliRunner().invoke(app, [
-        "check", str(tmp_path / "export"), "--as-of", "2026-11-20", "-f", "jsonl", "-o",
-        str(out), "--engine", "dask", "--scheduler", dask_cluster.scheduler_address])
+    result = CliRunner().invoke(
+        app,
+        [
+            "check",
+            str(tmp_path / "export"),
+            "--as-of",
+            "2026-11-20",
+            "-f",
+            "jsonl",
+            "-o",
+            str(out),
+            "--engine",
+            "dask",
+            "--scheduler",
+            dask_cluster.scheduler_address,
+        ],
+    )
     assert result.exit_code == 1, result.output  # two of the patients died
     assert out.read_bytes() == b"".join(local(tmp_path / "export"))
     usage = CliRunner().invoke(app, ["check", str(tmp_path / "export"), "--engine", "dask"])
@@ -98,8 +127,12 @@ def test_a_folder_of_patient_files_on_the_cluster_is_the_same_bytes(tmp_path, cl
     shutil.copy(BUNDLES[0], folder / "bundle.json")
     entries = expand([str(folder)])
     expected = [d.data for d in run(entries, RULE_SETS, AS_OF, render=jsonl_line)]
-    got = [d.data for d in run_files(entries, RULE_SETS, AS_OF, render=jsonl_line,
-                                     scheduler=client, partition=3)]
+    got = [
+        d.data
+        for d in run_files(
+            entries, RULE_SETS, AS_OF, render=jsonl_line, scheduler=client, partition=3
+        )
+    ]
     assert got == expected and len(got) == len(entries) > 5
 
 
@@ -112,8 +145,15 @@ def test_a_worker_killed_mid_run_loses_and_repeats_no_patient(tmp_path, cluster)
     pids = client.run(os.getpid)
     got = []
     killed = False
-    for done in run_export(str(folder), RULE_SETS, AS_OF, render=jsonl_line, engine="dask",
-                           scheduler=client, partition=2):
+    for done in run_export(
+        str(folder),
+        RULE_SETS,
+        AS_OF,
+        render=jsonl_line,
+        engine="dask",
+        scheduler=client,
+        partition=2,
+    ):
         got.append(done.data)
         if len(got) == 4 and not killed:
             # a real SIGKILL of one worker process while partitions are in flight on both
@@ -124,8 +164,7 @@ def test_a_worker_killed_mid_run_loses_and_repeats_no_patient(tmp_path, cluster)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the next test
 
 
-def test_every_worker_killed_mid_run_the_restarted_ones_still_have_the_settings(
-        tmp_path, cluster):
+def test_every_worker_killed_mid_run_the_restarted_ones_still_have_the_settings(tmp_path, cluster):
     # No worker that saw the run's start survives: what the run's settings were must come
     # from the scheduler (a worker plugin), not from a copy held by a worker.
     _, client = cluster
@@ -135,8 +174,15 @@ def test_every_worker_killed_mid_run_the_restarted_ones_still_have_the_settings(
     expected = local(folder)
     pids = client.run(os.getpid)
     got = []
-    for done in run_export(str(folder), RULE_SETS, AS_OF, render=jsonl_line, engine="dask",
-                           scheduler=client, partition=2):
+    for done in run_export(
+        str(folder),
+        RULE_SETS,
+        AS_OF,
+        render=jsonl_line,
+        engine="dask",
+        scheduler=client,
+        partition=2,
+    ):
         got.append(done.data)
         if len(got) == 4:
             for pid in pids.values():
@@ -147,24 +193,52 @@ def test_every_worker_killed_mid_run_the_restarted_ones_still_have_the_settings(
 
 
 def test_a_cohort_folder_on_the_cluster_from_the_cli_and_an_unreachable_scheduler(
-        tmp_path, cluster):
+    tmp_path, cluster
+):
     dask_cluster, _ = cluster
     out = tmp_path / "dask.jsonl"
-    result = CliRunner().invoke(app, [
-        "check", str(EXAMPLES), "--as-of", "2026-11-20", "-f", "jsonl", "-o", str(out),
-        "--engine", "dask", "--scheduler", dask_cluster.scheduler_address])
+    result = CliRunner().invoke(
+        app,
+        [
+            "check",
+            str(EXAMPLES),
+            "--as-of",
+            "2026-11-20",
+            "-f",
+            "jsonl",
+            "-o",
+            str(out),
+            "--engine",
+            "dask",
+            "--scheduler",
+            dask_cluster.scheduler_address,
+        ],
+    )
     local_out = tmp_path / "local.jsonl"
-    local_run = CliRunner().invoke(app, ["check", str(EXAMPLES), "--as-of", "2026-11-20",
-                                         "-f", "jsonl", "-o", str(local_out)])
+    local_run = CliRunner().invoke(
+        app, ["check", str(EXAMPLES), "--as-of", "2026-11-20", "-f", "jsonl", "-o", str(local_out)]
+    )
     assert result.exit_code == local_run.exit_code
     assert out.read_bytes() == local_out.read_bytes()
     # a port nothing listens on, on this machine: a clear message, exit 2, no output file
     import dask
 
     with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
-        gone = CliRunner().invoke(app, [
-            "check", str(EXAMPLES), "-f", "jsonl", "-o", str(tmp_path / "none.jsonl"),
-            "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"])
+        gone = CliRunner().invoke(
+            app,
+            [
+                "check",
+                str(EXAMPLES),
+                "-f",
+                "jsonl",
+                "-o",
+                str(tmp_path / "none.jsonl"),
+                "--engine",
+                "dask",
+                "--scheduler",
+                "tcp://127.0.0.1:9",
+            ],
+        )
     assert gone.exit_code == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in gone.output
     assert not (tmp_path / "none.jsonl").exists()

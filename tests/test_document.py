@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from screener.core._errors import PatientError, Position, ScreenerError
 from screener.reading import _document as document
 from screener.reading._document import load, parse
-from screener.core._errors import PatientError, Position, ScreenerError
 
 NESTED = textwrap.dedent("""\
     id: PT-1
@@ -45,11 +45,14 @@ def refused(text: str, error: type[ScreenerError] = ScreenerError) -> ScreenerEr
 def caret_column(rendered: str) -> int:
     """The 1-based column the caret of a rendered diagnostic points at, in the quoted line."""
     lines = rendered.splitlines()
-    quoted = next(i for i, line in enumerate(lines) if line.strip().startswith(tuple("0123456789"))
-                  and " | " in line)
+    quoted = next(
+        i
+        for i, line in enumerate(lines)
+        if line.strip().startswith(tuple("0123456789")) and " | " in line
+    )
     caret_line = lines[quoted + 1]
     gutter = lines[quoted].index(" | ") + 3
-    assert caret_line[gutter - 2:gutter] == "| "
+    assert caret_line[gutter - 2 : gutter] == "| "
     return caret_line.index("^") - gutter + 1
 
 
@@ -155,14 +158,17 @@ def test_python_tags_are_refused_and_never_executed(tmp_path):
     assert err.diagnostic.position == Position(1, 5)
 
 
-@pytest.mark.parametrize("text", [
-    'a: !!python/object/apply:os.system ["echo hi"]\n',
-    "a: !!python/name:os.system\n",
-    "a: !custom 3\n",
-    "a: !!binary aGVsbG8=\n",
-    "a: !!set {x, y}\n",
-    "a: !!omap [{x: 1}]\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'a: !!python/object/apply:os.system ["echo hi"]\n',
+        "a: !!python/name:os.system\n",
+        "a: !custom 3\n",
+        "a: !!binary aGVsbG8=\n",
+        "a: !!set {x, y}\n",
+        "a: !!omap [{x: 1}]\n",
+    ],
+)
 def test_tags_outside_the_core_schema_are_refused(text):
     err = refused(text)
     assert err.diagnostic.position.line == 1
@@ -288,8 +294,7 @@ def test_very_deep_nesting_under_the_size_limit_is_refused_not_a_crash(build):
         else:
             print("accepted")
     """)
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, f"interpreter died with {run.returncode}: {run.stderr[-500:]}"
     assert run.stdout.startswith("refused:")
 

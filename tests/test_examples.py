@@ -76,6 +76,8 @@ def test_every_trial_shows_every_verdict(rule_sets, verdicts):
     if missing:
         matrix = "\n".join(f"  {name}: {by_trial}" for name, by_trial in sorted(verdicts.items()))
         print("verdicts per example:\n" + matrix)
-        print("missing verdicts per trial: " + "; ".join(
-            f"{trial}: {', '.join(gaps)}" for trial, gaps in sorted(missing.items())))
+        print(
+            "missing verdicts per trial: "
+            + "; ".join(f"{trial}: {', '.join(gaps)}" for trial, gaps in sorted(missing.items()))
+        )
     assert not missing, f"verdicts no example shows: {missing}"

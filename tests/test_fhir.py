@@ -1,4 +1,5 @@
-"""screener/reading/_fhir.py and screener/screening/_importer.py: FHIR R4 bundles read into patient facts.
+"""screener/reading/_fhir.py and screener/screening/_importer.py: FHIR R4 bundles read into
+patient facts.
 
 The six Synthea bundles in tests/data/fhir/ (Apache-2.0, see the LICENSE and README there)
 are real-world-shaped exports nobody on the project wrote; small hand-made bundles cover
@@ -16,26 +17,24 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-from screener.criteria import _catalog as catalog
-
-from screener.screening import _engine as engine
-
-from screener.reading import _fhir as fhir
-
-from screener.screening import _importer as importer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from screener.core import _units as units
-
 from screener.core import _vocabulary as v
 from screener.core._errors import PatientError
 from screener.core._model import Status, Verdict
+from screener.criteria import _catalog as catalog
+from screener.reading import _fhir as fhir
 from screener.reading._patient import from_mapping, parse_patient
+from screener.screening import _engine as engine
+from screener.screening import _importer as importer
 
 DATA = Path(__file__).parent / "data" / "fhir"
-BUNDLES = {path.name.split("_")[0] + "_" + path.name.split("_")[1]: path
-           for path in sorted(DATA.glob("*.json"))}
+BUNDLES = {
+    path.name.split("_")[0] + "_" + path.name.split("_")[1]: path
+    for path in sorted(DATA.glob("*.json"))
+}
 TODAY = dt.date(2026, 11, 20)
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -72,16 +71,16 @@ def messages(diagnostics) -> str:
 
 # ------------------------------------------------------------------------ bundle helpers
 
-PATIENT = {"resourceType": "Patient", "id": "pt-1", "gender": "female",
-           "birthDate": "1980-05-17"}
+PATIENT = {"resourceType": "Patient", "id": "pt-1", "gender": "female", "birthDate": "1980-05-17"}
 
 
 def entry(resource: dict[str, Any]) -> dict[str, Any]:
     return {"fullUrl": f"urn:uuid:{resource.get('id', 'x')}", "resource": resource}
 
 
-def bundle_dict(*resources: dict[str, Any], patient: dict[str, Any] | None = PATIENT,
-                kind: str = "collection") -> dict[str, Any]:
+def bundle_dict(
+    *resources: dict[str, Any], patient: dict[str, Any] | None = PATIENT, kind: str = "collection"
+) -> dict[str, Any]:
     found = ([patient] if patient is not None else []) + list(resources)
     return {"resourceType": "Bundle", "type": kind, "entry": [entry(r) for r in found]}
 
@@ -90,8 +89,11 @@ def write(tmp_path: Path, data: Any, name: str = "bundle.json") -> Path:
     path = tmp_path / name
     # surrogatepass: damage may include lone surrogates, which then reach the reader as the
     # invalid UTF-8 bytes a broken export would hold, instead of failing in the test itself.
-    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8",
-                    errors="surrogatepass")
+    path.write_text(
+        data if isinstance(data, str) else json.dumps(data),
+        encoding="utf-8",
+        errors="surrogatepass",
+    )
     return path
 
 
@@ -121,12 +123,22 @@ def failure(tmp_path: Path, data: Any, **kwargs: Any) -> PatientError:
 _ids = iter(range(10**6))
 
 
-def obs(code: str, value: Any = None, unit: str | None = None, date: str = "2026-11-10",
-        system: str = LOINC, **extra: Any) -> dict[str, Any]:
+def obs(
+    code: str,
+    value: Any = None,
+    unit: str | None = None,
+    date: str = "2026-11-10",
+    system: str = LOINC,
+    **extra: Any,
+) -> dict[str, Any]:
     resource: dict[str, Any] = {
-        "resourceType": "Observation", "id": f"obs-{next(_ids)}", "status": "final",
+        "resourceType": "Observation",
+        "id": f"obs-{next(_ids)}",
+        "status": "final",
         "code": {"coding": [{"system": system, "code": code}]},
-        "subject": {"reference": "urn:uuid:pt-1"}, "effectiveDateTime": date}
+        "subject": {"reference": "urn:uuid:pt-1"},
+        "effectiveDateTime": date,
+    }
     if value is not None:
         quantity: dict[str, Any] = {"value": value}
         if unit is not None:
@@ -143,11 +155,16 @@ def coded(system: str, code: str, display: str | None = None) -> dict[str, Any]:
     return {"coding": [coding]}
 
 
-def condition(code: str, system: str = SNOMED, display: str = "a condition",
-              **extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Condition", "id": f"cond-{next(_ids)}",
-            "code": coded(system, code, display), "subject": {"reference": "urn:uuid:pt-1"},
-            **extra}
+def condition(
+    code: str, system: str = SNOMED, display: str = "a condition", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": f"cond-{next(_ids)}",
+        "code": coded(system, code, display),
+        "subject": {"reference": "urn:uuid:pt-1"},
+        **extra,
+    }
 
 
 # ================================================================ the Synthea bundles
@@ -164,7 +181,8 @@ def test_angelic_mueller_latest_creatinine_is_3_24_mg_dl_from_blood_loinc_38483_
     creatinine = ex.record["labs"]["creatinine"]
     assert creatinine == {"value": "3.2362191736536725 mg/dL", "date": dt.date(2020, 4, 13)}
     assert ex.sources["labs.creatinine"] == (
-        "Observation/c83d434c-44e2-4817-97b9-d97666167010 (LOINC 38483-4), 2020-04-13")
+        "Observation/c83d434c-44e2-4817-97b9-d97666167010 (LOINC 38483-4), 2020-04-13"
+    )
     patient = load("Angelic_Mueller")
     lab = patient.data["labs"]["creatinine"]
     assert lab.value.magnitude == pytest.approx(3.2362191736536725)
@@ -188,8 +206,7 @@ def test_years_old_labs_count_as_missing_with_max_age():
     patient = load("Angelic_Mueller")
     part = criterion(patient, "NCT06559644", "I9.c", THIRTY_DAYS)
     assert part.status is Status.UNKNOWN
-    assert "labs.creatinine dated 2020-04-13 is older than 30 days before 2026-11-20" \
-        in part.reason
+    assert "labs.creatinine dated 2020-04-13 is older than 30 days before 2026-11-20" in part.reason
     assert part.missing == ("labs.creatinine",)
     # ... and the import says so even without --max-age
     assert "more than 90 days old (the newest is from 2020-04-13" in messages(patient.warnings)
@@ -211,10 +228,12 @@ def test_jordan_cruickshank_ast_alt_in_iu_per_litre_are_read_with_a_warning():
     assert labs["alt"] == {"value": "142.266670665861 IU/L", "date": dt.date(2017, 6, 24)}
     warned = [w for w in ex.warnings if "'IU/L' is not a UCUM code" in w.message]
     assert len(warned) == 2
-    assert all(w.hint == "UCUM writes [IU]/L" and w.file == "Jordan_Cruickshank.json"
-               for w in warned)
+    assert all(
+        w.hint == "UCUM writes [IU]/L" and w.file == "Jordan_Cruickshank.json" for w in warned
+    )
     assert ex.sources["labs.ast"] == (
-        "Observation/41a8b6eb-cb88-412e-825f-bf9a3e4be4af (LOINC 1920-8), 2017-06-24")
+        "Observation/41a8b6eb-cb88-412e-825f-bf9a3e4be4af (LOINC 1920-8), 2017-06-24"
+    )
     # AST 163 IU/L is over 3 × the assumed ULN of 40
     patient = load("Jordan_Cruickshank")
     assert patient.data["labs"]["ast"].value.unit == "iu/l"
@@ -225,19 +244,26 @@ def test_jordan_cruickshank_ast_alt_in_iu_per_litre_are_read_with_a_warning():
 
 def test_jordan_cruickshank_bilirubin_42719_5_and_creatinine_2160_0_then_38483_4():
     ex = extract("Jordan_Cruickshank")
-    assert ex.record["labs"]["total_bilirubin"] == {"value": "1.2468872654071044 mg/dL",
-                                                    "date": dt.date(2017, 6, 24)}
+    assert ex.record["labs"]["total_bilirubin"] == {
+        "value": "1.2468872654071044 mg/dL",
+        "date": dt.date(2017, 6, 24),
+    }
     assert "(LOINC 42719-5), 2017-06-24" in ex.sources["labs.total_bilirubin"]
     # the latest creatinine is a blood one (38483-4) from 2020
-    assert ex.record["labs"]["creatinine"] == {"value": "0.7630770376230118 mg/dL",
-                                               "date": dt.date(2020, 11, 30)}
+    assert ex.record["labs"]["creatinine"] == {
+        "value": "0.7630770376230118 mg/dL",
+        "date": dt.date(2020, 11, 30),
+    }
     assert "(LOINC 38483-4), 2020-11-30" in ex.sources["labs.creatinine"]
     # as of mid-2017 it is the serum one (2160-0); later results are ignored and counted
     early = extract("Jordan_Cruickshank", as_of=dt.date(2017, 7, 1))
-    assert early.record["labs"]["creatinine"] == {"value": "0.7619723892354778 mg/dL",
-                                                  "date": dt.date(2017, 6, 24)}
+    assert early.record["labs"]["creatinine"] == {
+        "value": "0.7619723892354778 mg/dL",
+        "date": dt.date(2017, 6, 24),
+    }
     assert early.sources["labs.creatinine"] == (
-        "Observation/f078d8c9-65b3-4763-a0a2-c863c0fdc4d4 (LOINC 2160-0), 2017-06-24")
+        "Observation/f078d8c9-65b3-4763-a0a2-c863c0fdc4d4 (LOINC 2160-0), 2017-06-24"
+    )
     assert early.record["weight"] == "76.39493668019327 kg"  # 2016-11-07, not 2017-11-13
     assert "dated after 2017-07-01 were ignored" in messages(early.warnings)
 
@@ -247,9 +273,11 @@ def test_michele_wolf_is_deceased_and_becomes_an_error_record():
         load("Michele_Wolf")
     first = caught.value.diagnostic
     assert first.file == "Michele_Wolf.json"
-    assert first.message == ("patient 0f49d2d0-59be-4f72-a22b-0a582367b44b is deceased (died "
-                             "2016-04-05, Patient/0f49d2d0-59be-4f72-a22b-0a582367b44b): "
-                             "not screened")
+    assert first.message == (
+        "patient 0f49d2d0-59be-4f72-a22b-0a582367b44b is deceased (died "
+        "2016-04-05, Patient/0f49d2d0-59be-4f72-a22b-0a582367b44b): "
+        "not screened"
+    )
     assert "right patient" in first.hint
     assert "Traceback" not in str(caught.value)
 
@@ -260,11 +288,15 @@ def test_michele_wolf_lvef_below_50_and_heart_failure_are_read():
     # two LVEFs from one echo on 2015-10-06: the lower is kept, and a warning names both
     assert ex.record["lvef"] == "39.952520898786815 %"
     assert ex.sources["lvef"] == (
-        "Observation/b17d4baa-91b1-45c6-ae70-6a16976f92a5 (LOINC 10230-1), 2015-10-06")
+        "Observation/b17d4baa-91b1-45c6-ae70-6a16976f92a5 (LOINC 10230-1), 2015-10-06"
+    )
     tie = next(w for w in ex.warnings if w.message.startswith("lvef: 2 different results"))
     assert "47.94109791855291 %" in tie.message and "the lower one" in tie.message
-    assert {"type": "heart_failure", "name": "Chronic congestive heart failure (disorder)",
-            "active": True} in ex.record["conditions"]
+    assert {
+        "type": "heart_failure",
+        "name": "Chronic congestive heart failure (disorder)",
+        "active": True,
+    } in ex.record["conditions"]
     # were she alive, LVEF 39.95 % would fail LVEF ≥ 50 %
     alive = from_mapping(ex.record, "Michele_Wolf.json", today=TODAY)
     part = criterion(alive, "NCT06559644", "I7")
@@ -304,7 +336,8 @@ def test_tom_goodwin_male_born_1968_with_liver_panel_and_weight():
     assert ex.record["sex"] == "male" and ex.record["birth_date"] == dt.date(1968, 4, 30)
     assert ex.record["weight"] == "86.78064727443127 kg"
     assert ex.sources["weight"] == (
-        "Observation/45c55b8d-0e85-4327-9dc1-ad8583a8f4ce (LOINC 29463-7), 2020-05-12")
+        "Observation/45c55b8d-0e85-4327-9dc1-ad8583a8f4ce (LOINC 29463-7), 2020-05-12"
+    )
     labs = ex.record["labs"]
     assert labs["total_bilirubin"]["value"] == "0.11900299815236146 mg/dL"
     assert labs["ast"]["value"] == "21.961359459171135 U/L"
@@ -328,8 +361,11 @@ def test_zero_width_spaces_never_leak_from_the_synthea_displays():
     assert "\u200b" in raw
     for name in BUNDLES:
         ex = extract(name)
-        text = json.dumps([ex.record, ex.sources, [w.message for w in ex.warnings]],
-                          default=str, ensure_ascii=False)
+        text = json.dumps(
+            [ex.record, ex.sources, [w.message for w in ex.warnings]],
+            default=str,
+            ensure_ascii=False,
+        )
         assert "\u200b" not in text, name
 
 
@@ -337,8 +373,11 @@ def test_synthea_values_with_many_decimals_are_copied_exactly():
     ex = extract("Angelic_Mueller")
     assert ex.record["weight"] == "79.15129452124671 kg"
     raw = json.loads(BUNDLES["Angelic_Mueller"].read_text())
-    values = [e["resource"]["valueQuantity"]["value"] for e in raw["entry"]
-              if e["resource"]["id"] == "c83d434c-44e2-4817-97b9-d97666167010"]
+    values = [
+        e["resource"]["valueQuantity"]["value"]
+        for e in raw["entry"]
+        if e["resource"]["id"] == "c83d434c-44e2-4817-97b9-d97666167010"
+    ]
     assert float(ex.record["labs"]["creatinine"]["value"].split()[0]) == values[0]
 
 
@@ -353,8 +392,9 @@ def test_every_living_synthea_bundle_screens_without_error():
 # ==================================================================== the importer
 
 
-@pytest.mark.parametrize("name", ["Angelic_Mueller", "Jordan_Cruickshank", "Luigi_Wiegand",
-                                  "Tom_Goodwin"])
+@pytest.mark.parametrize(
+    "name", ["Angelic_Mueller", "Jordan_Cruickshank", "Luigi_Wiegand", "Tom_Goodwin"]
+)
 def test_imported_yaml_loads_and_screens_exactly_as_the_bundle(name):
     text = importer.bundle_to_yaml(BUNDLES[name], today=TODAY)
     from_yaml = parse_patient(text, f"{name}.yaml", today=TODAY)
@@ -363,29 +403,41 @@ def test_imported_yaml_loads_and_screens_exactly_as_the_bundle(name):
     for rule_set in RULE_SETS.values():
         a, b = engine.screen(from_yaml, rule_set), engine.screen(from_json, rule_set)
         assert a.verdict == b.verdict
-        assert [(c.id, c.status, c.reason) for c in a.criteria] == \
-            [(c.id, c.status, c.reason) for c in b.criteria]
+        assert [(c.id, c.status, c.reason) for c in a.criteria] == [
+            (c.id, c.status, c.reason) for c in b.criteria
+        ]
 
 
 def test_imported_yaml_says_where_each_value_came_from_and_what_is_missing():
     text = importer.bundle_to_yaml(BUNDLES["Angelic_Mueller"], today=TODAY)
-    assert ("  creatinine: {value: 3.2362191736536725 mg/dL, date: 2020-04-13}  # source: "
-            "Observation/c83d434c-44e2-4817-97b9-d97666167010 (LOINC 38483-4), 2020-04-13; "
-            "6 years old; no ULN in the bundle") in text
+    assert (
+        "  creatinine: {value: 3.2362191736536725 mg/dL, date: 2020-04-13}  # source: "
+        "Observation/c83d434c-44e2-4817-97b9-d97666167010 (LOINC 38483-4), 2020-04-13; "
+        "6 years old; no ULN in the bundle"
+    ) in text
     assert "sex: female  # source: Patient/2ec622d5-095b-44d4-9cb2-c0e7e451cd74" in text
     assert "# screening_date:  # TODO" in text
     # placeholders sit where the field goes, commented out, with the criteria that read it
-    assert "#   direct_bilirubin:  # TODO {value: 1.1 mg/dL, uln: 1.1 mg/dL, date: " \
-           "YYYY-MM-DD}; needed by NCT04684147 I8.c" in text
+    assert (
+        "#   direct_bilirubin:  # TODO {value: 1.1 mg/dL, uln: 1.1 mg/dL, date: "
+        "YYYY-MM-DD}; needed by NCT04684147 I8.c" in text
+    )
     assert "# informed_consent:  # TODO true or false; needed by NCT04546906 I6" in text
     # the checklist: what the trials read that the bundle did not give, and only that
     checklist = text.split("# Checklist:")[1]
     assert "[ ] labs.direct_bilirubin  (NCT04684147 I8.c)" in checklist
     assert "[ ] diagnosis.markers.CD19.result" in checklist
     assert "[ ] allergies" in checklist
-    for given in ("labs.creatinine ", "birth_date", "sex ", "weight", "conditions",
-                  "vaccinations", "labs.creatinine_clearance"):  # CrCl: Cockcroft–Gault
-        assert f"[ ] {given}" not in checklist, given
+    for field in (
+        "labs.creatinine ",
+        "birth_date",
+        "sex ",
+        "weight",
+        "conditions",
+        "vaccinations",
+        "labs.creatinine_clearance",
+    ):  # CrCl: Cockcroft–Gault
+        assert f"[ ] {field}" not in checklist, field
     assert "# Import warnings:" in text and "Sprain of ankle" in text
 
 
@@ -414,12 +466,20 @@ def test_the_checklist_comes_from_the_rule_sets():
 
 
 def test_imported_text_is_quoted_where_yaml_would_misread_it(tmp_path):
-    resources = [{**condition("38341003", display="Hypertension: stage 2, #1 \u200bproblem"),
-                  "subject": {"reference": "Patient/0012345"}},
-                 {"resourceType": "Immunization", "id": "imm", "status": "completed",
-                  "vaccineCode": coded("http://hl7.org/fhir/sid/cvx", "140", "yes"),
-                  "patient": {"reference": "Patient/0012345"},
-                  "occurrenceDateTime": "2026-11-01"}]
+    resources = [
+        {
+            **condition("38341003", display="Hypertension: stage 2, #1 \u200bproblem"),
+            "subject": {"reference": "Patient/0012345"},
+        },
+        {
+            "resourceType": "Immunization",
+            "id": "imm",
+            "status": "completed",
+            "vaccineCode": coded("http://hl7.org/fhir/sid/cvx", "140", "yes"),
+            "patient": {"reference": "Patient/0012345"},
+            "occurrenceDateTime": "2026-11-01",
+        },
+    ]
     path = write(tmp_path, bundle_dict(*resources, patient={**PATIENT, "id": "0012345"}))
     text = importer.bundle_to_yaml(path, today=TODAY)
     patient = parse_patient(text, "p.yaml", today=TODAY)
@@ -430,10 +490,20 @@ def test_imported_text_is_quoted_where_yaml_would_misread_it(tmp_path):
 
 # ====================================================== every mapped code, hand-made
 
-_UCUM_FOR = {"mg/dl": "mg/dL", "u/l": "U/L", "%": "%", "kg": "kg", "s": "s",
-             "ml/min": "mL/min", "days": "d", "10^9/l": "10*9/L", "g/dl": "g/dL"}
-OBSERVATION_RULES = sorted(fhir.mapping().observations.values(),
-                           key=lambda r: (r.field, r.code.code))
+_UCUM_FOR = {
+    "mg/dl": "mg/dL",
+    "u/l": "U/L",
+    "%": "%",
+    "kg": "kg",
+    "s": "s",
+    "ml/min": "mL/min",
+    "days": "d",
+    "10^9/l": "10*9/L",
+    "g/dl": "g/dL",
+}
+OBSERVATION_RULES = sorted(
+    fhir.mapping().observations.values(), key=lambda r: (r.field, r.code.code)
+)
 
 
 def _observation_for(rule: fhir.ObservationRule) -> tuple[dict[str, Any], Any]:
@@ -443,8 +513,11 @@ def _observation_for(rule: fhir.ObservationRule) -> tuple[dict[str, Any], Any]:
     if isinstance(spec, v.Record):
         inner = spec.fields["result"]
     if isinstance(inner, v.Choice):
-        resource = obs(rule.code.code, system=LOINC,
-                       valueCodeableConcept=coded(SNOMED, "260385009", "Negative"))
+        resource = obs(
+            rule.code.code,
+            system=LOINC,
+            valueCodeableConcept=coded(SNOMED, "260385009", "Negative"),
+        )
         expected: Any = "negative"
         if isinstance(spec, v.Record):
             expected = {"result": "negative", "date": dt.date(2026, 11, 10)}
@@ -471,33 +544,53 @@ def _get(record: dict[str, Any], path: str) -> Any:
     return record
 
 
-@pytest.mark.parametrize("rule", OBSERVATION_RULES,
-                         ids=[f"{r.code.code}-{r.field}" for r in OBSERVATION_RULES])
+@pytest.mark.parametrize(
+    "rule", OBSERVATION_RULES, ids=[f"{r.code.code}-{r.field}" for r in OBSERVATION_RULES]
+)
 def test_every_mapped_observation_code_fills_its_field(tmp_path, rule):
     resource, expected = _observation_for(rule)
     ex = read(tmp_path, resource)
     assert ex.errors == [] and ex.warnings == []
     assert _get(ex.record, rule.field) == expected
     assert ex.sources[rule.field] == (
-        f"Observation/{resource['id']} (LOINC {rule.code.code}), 2026-11-10")
+        f"Observation/{resource['id']} (LOINC {rule.code.code}), 2026-11-10"
+    )
     patient = fhir.patient_from_extract(ex, today=TODAY)  # and it passes the file checks
     assert patient.sources[rule.field] == ex.sources[rule.field]
 
 
 def test_the_mapping_covers_the_fields_and_codes_the_issue_asks_for():
     fields = {(r.field, r.code.code) for r in fhir.mapping().observations.values()}
-    for pair in [("labs.creatinine", "2160-0"), ("labs.creatinine", "38483-4"),
-                 ("labs.creatinine", "14682-9"), ("labs.total_bilirubin", "1975-2"),
-                 ("labs.total_bilirubin", "42719-5"), ("labs.total_bilirubin", "14631-6"),
-                 ("labs.direct_bilirubin", "1968-7"), ("labs.ast", "1920-8"),
-                 ("labs.alt", "1742-6"), ("lvef", "10230-1"), ("ecog", "89247-1"),
-                 ("weight", "29463-7"), ("spo2", "59408-5"), ("spo2", "2708-6"),
-                 ("labs.inr", "6301-6"), ("labs.inr", "34714-6"), ("labs.aptt", "14979-9"),
-                 ("labs.aptt", "3173-2")]:
+    for pair in [
+        ("labs.creatinine", "2160-0"),
+        ("labs.creatinine", "38483-4"),
+        ("labs.creatinine", "14682-9"),
+        ("labs.total_bilirubin", "1975-2"),
+        ("labs.total_bilirubin", "42719-5"),
+        ("labs.total_bilirubin", "14631-6"),
+        ("labs.direct_bilirubin", "1968-7"),
+        ("labs.ast", "1920-8"),
+        ("labs.alt", "1742-6"),
+        ("lvef", "10230-1"),
+        ("ecog", "89247-1"),
+        ("weight", "29463-7"),
+        ("spo2", "59408-5"),
+        ("spo2", "2708-6"),
+        ("labs.inr", "6301-6"),
+        ("labs.inr", "34714-6"),
+        ("labs.aptt", "14979-9"),
+        ("labs.aptt", "3173-2"),
+    ]:
         assert pair in fields
     covered = {r.field for r in fhir.mapping().observations.values()}
-    assert {"serology.hiv", "serology.hbsag", "serology.anti_hcv", "serology.hbv_dna",
-            "serology.hcv_rna", "pregnancy_test"} <= covered
+    assert {
+        "serology.hiv",
+        "serology.hbsag",
+        "serology.anti_hcv",
+        "serology.hbv_dna",
+        "serology.hcv_rna",
+        "pregnancy_test",
+    } <= covered
 
 
 def test_no_code_is_mapped_twice_and_every_code_is_quoted():
@@ -518,8 +611,16 @@ def test_docs_list_every_mapped_code():
     doc = (Path(__file__).parent.parent / "docs" / "fhir.md").read_text(encoding="utf-8")
     m = fhir.mapping()
     codes = [r.code.code for r in m.observations.values()]
-    for table in ("conditions", "procedures", "vaccines", "medication_codes", "results",
-                  "ecog_answers", "severity", "route_codes"):
+    for table in (
+        "conditions",
+        "procedures",
+        "vaccines",
+        "medication_codes",
+        "results",
+        "ecog_answers",
+        "severity",
+        "route_codes",
+    ):
         codes += [c.code for c in m.tables[table].values()]
     codes += [c for c in m.ucum_units if c] + [c for c in m.non_ucum_units if c]
     missing = [c for c in codes if c not in doc]
@@ -541,9 +642,12 @@ def test_every_qualitative_answer_code(tmp_path, system, code, result):
 
 
 def test_qualitative_results_as_words_and_unreadable_ones(tmp_path):
-    ex = read(tmp_path, obs("5196-1", valueString="Non-reactive"),
-              obs("11259-9", valueCodeableConcept={"text": "Detected"}),
-              obs("2106-3", valueString="equivocal"))
+    ex = read(
+        tmp_path,
+        obs("5196-1", valueString="Non-reactive"),
+        obs("11259-9", valueCodeableConcept={"text": "Detected"}),
+        obs("2106-3", valueString="equivocal"),
+    )
     assert ex.record["serology"] == {"hbsag": "negative", "hcv_rna": "positive"}
     assert "pregnancy_test" not in ex.record
     assert "'equivocal' is neither positive nor negative" in messages(ex.warnings)
@@ -555,8 +659,10 @@ def _ecog_answers():
 
 @pytest.mark.parametrize("code,grade", _ecog_answers())
 def test_every_ecog_answer_as_value_and_as_interpretation(tmp_path, code, grade):
-    for form in ({"valueCodeableConcept": coded(LOINC, code)},
-                 {"interpretation": [coded(LOINC, code)]}):
+    for form in (
+        {"valueCodeableConcept": coded(LOINC, code)},
+        {"interpretation": [coded(LOINC, code)]},
+    ):
         ex = read(tmp_path, obs("89247-1", **form))
         if grade == 5:
             assert "ecog" not in ex.record
@@ -576,8 +682,9 @@ def _condition_codes():
     return [(systems[c.system], c.code, c.data) for c in m.tables["conditions"].values()]
 
 
-@pytest.mark.parametrize("system,code,data", _condition_codes(),
-                         ids=[c[1] for c in _condition_codes()])
+@pytest.mark.parametrize(
+    "system,code,data", _condition_codes(), ids=[c[1] for c in _condition_codes()]
+)
 def test_every_mapped_condition_code(tmp_path, system, code, data):
     ex = read(tmp_path, condition(code, system, display="The \u200bcondition"))
     if data.get("type") is None:  # the leukaemia under study
@@ -595,11 +702,21 @@ def test_every_mapped_condition_code(tmp_path, system, code, data):
 
 
 def test_icd10_codes_match_by_the_longest_prefix_dots_ignored(tmp_path):
-    ex = read(tmp_path, condition("G40.909", ICD10), condition("I5023", ICD10),
-              condition("C91.00", ICD10), condition("C61", ICD10), condition("D89.811", ICD10),
-              condition("Z99.9", ICD10, display="Dependence on unspecified device"))
+    ex = read(
+        tmp_path,
+        condition("G40.909", ICD10),
+        condition("I5023", ICD10),
+        condition("C91.00", ICD10),
+        condition("C61", ICD10),
+        condition("D89.811", ICD10),
+        condition("Z99.9", ICD10, display="Dependence on unspecified device"),
+    )
     assert [c["type"] for c in ex.record["conditions"]] == [
-        "cns_disorder", "heart_failure", "malignancy", "gvhd"]
+        "cns_disorder",
+        "heart_failure",
+        "malignancy",
+        "gvhd",
+    ]
     assert ex.record["conditions"][3]["kind"] == "chronic"
     assert "1 Condition(s) with codes the mapping does not know" in messages(ex.warnings)
     assert "Dependence on unspecified device" in messages(ex.warnings)
@@ -607,32 +724,63 @@ def test_icd10_codes_match_by_the_longest_prefix_dots_ignored(tmp_path):
 
 def test_condition_status_dates_and_severity(tmp_path):
     clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-    ex = read(tmp_path,
-              condition("22298006", onsetDateTime="2026-08-01",  # an event: its onset
-                        clinicalStatus=coded(clinical, "resolved"),
-                        abatementDateTime="2026-08-20"),
-              condition("10509002", onsetDateTime="2026-10-01",  # over: its abatement date
-                        clinicalStatus=coded(clinical, "resolved"),
-                        abatementDateTime="2026-10-15"),
-              condition("234646005", onsetDateTime="2026-10-01",  # still present: no date
-                        clinicalStatus=coded(clinical, "active"),
-                        severity=coded(SNOMED, "24484000", "Severe")),
-              condition("49436004", onsetDateTime="2026-11-01",  # abates after the as-of date
-                        clinicalStatus=coded(clinical, "resolved"),
-                        abatementDateTime="2026-11-25"),
-              condition("363346000", clinicalStatus=coded(clinical, "remission")),
-              condition("59282003", onsetDateTime="2026-12-01"),  # after the as-of date
-              condition("128053003", verificationStatus=coded(clinical, "entered-in-error")))
+    ex = read(
+        tmp_path,
+        condition(
+            "22298006",
+            onsetDateTime="2026-08-01",  # an event: its onset
+            clinicalStatus=coded(clinical, "resolved"),
+            abatementDateTime="2026-08-20",
+        ),
+        condition(
+            "10509002",
+            onsetDateTime="2026-10-01",  # over: its abatement date
+            clinicalStatus=coded(clinical, "resolved"),
+            abatementDateTime="2026-10-15",
+        ),
+        condition(
+            "234646005",
+            onsetDateTime="2026-10-01",  # still present: no date
+            clinicalStatus=coded(clinical, "active"),
+            severity=coded(SNOMED, "24484000", "Severe"),
+        ),
+        condition(
+            "49436004",
+            onsetDateTime="2026-11-01",  # abates after the as-of date
+            clinicalStatus=coded(clinical, "resolved"),
+            abatementDateTime="2026-11-25",
+        ),
+        condition("363346000", clinicalStatus=coded(clinical, "remission")),
+        condition("59282003", onsetDateTime="2026-12-01"),  # after the as-of date
+        condition("128053003", verificationStatus=coded(clinical, "entered-in-error")),
+    )
     items = ex.record["conditions"]
-    assert items[0] == {"type": "myocardial_infarction", "name": "a condition",
-                        "active": False, "date": dt.date(2026, 8, 1)}
-    assert items[1] == {"type": "infection", "name": "a condition", "active": False,
-                        "date": dt.date(2026, 10, 15)}
-    assert items[2] == {"type": "gvhd", "name": "a condition", "active": True, "severe": True,
-                        "grade": "severe"}
+    assert items[0] == {
+        "type": "myocardial_infarction",
+        "name": "a condition",
+        "active": False,
+        "date": dt.date(2026, 8, 1),
+    }
+    assert items[1] == {
+        "type": "infection",
+        "name": "a condition",
+        "active": False,
+        "date": dt.date(2026, 10, 15),
+    }
+    assert items[2] == {
+        "type": "gvhd",
+        "name": "a condition",
+        "active": True,
+        "severe": True,
+        "grade": "severe",
+    }
     assert items[3] == {"type": "arrhythmia", "name": "a condition", "active": True}
-    assert items[4] == {"type": "malignancy", "name": "a condition", "active": False,
-                        "status": "remission"}
+    assert items[4] == {
+        "type": "malignancy",
+        "name": "a condition",
+        "active": False,
+        "status": "remission",
+    }
     assert len(items) == 5
     patient = fhir.patient_from_extract(ex, today=TODAY)
     e3 = criterion(patient, "NCT06559644", "E3")  # MI within 6 months
@@ -645,25 +793,38 @@ def _procedure_codes():
 
 @pytest.mark.parametrize("code,kind", _procedure_codes())
 def test_every_mapped_procedure_code(tmp_path, code, kind):
-    ex = read(tmp_path, {"resourceType": "Procedure", "id": "proc", "status": "completed",
-                         "code": coded(SNOMED, code, "A procedure"),
-                         "subject": {"reference": "urn:uuid:pt-1"},
-                         "performedPeriod": {"start": "2026-11-02T10:00:00Z",
-                                             "end": "2026-11-02T11:00:00Z"}})
-    assert ex.record["procedures"] == [{"type": kind, "name": "A procedure",
-                                        "date": dt.date(2026, 11, 2)}]
+    ex = read(
+        tmp_path,
+        {
+            "resourceType": "Procedure",
+            "id": "proc",
+            "status": "completed",
+            "code": coded(SNOMED, code, "A procedure"),
+            "subject": {"reference": "urn:uuid:pt-1"},
+            "performedPeriod": {"start": "2026-11-02T10:00:00Z", "end": "2026-11-02T11:00:00Z"},
+        },
+    )
+    assert ex.record["procedures"] == [
+        {"type": kind, "name": "A procedure", "date": dt.date(2026, 11, 2)}
+    ]
     assert ex.sources["procedures[0]"] == f"Procedure/proc (SNOMED {code}), 2026-11-02"
 
 
 def test_a_surgical_category_makes_an_unknown_procedure_a_surgery(tmp_path):
-    surgical = {"resourceType": "Procedure", "id": "p1", "status": "completed",
-                "code": {"text": "Excision of lesion"},
-                "category": coded(SNOMED, "387713003", "Surgical procedure"),
-                "subject": {"reference": "urn:uuid:pt-1"}, "performedDateTime": "2026-11-05"}
+    surgical = {
+        "resourceType": "Procedure",
+        "id": "p1",
+        "status": "completed",
+        "code": {"text": "Excision of lesion"},
+        "category": coded(SNOMED, "387713003", "Surgical procedure"),
+        "subject": {"reference": "urn:uuid:pt-1"},
+        "performedDateTime": "2026-11-05",
+    }
     unknown = {**surgical, "id": "p2", "category": None, "code": {"text": "Something else"}}
     ex = read(tmp_path, surgical, unknown)
-    assert ex.record["procedures"] == [{"type": "surgery", "name": "Excision of lesion",
-                                        "date": dt.date(2026, 11, 5)}]
+    assert ex.record["procedures"] == [
+        {"type": "surgery", "name": "Excision of lesion", "date": dt.date(2026, 11, 5)}
+    ]
     assert "left out of procedures: Something else" in messages(ex.warnings)
     patient = fhir.patient_from_extract(ex, today=TODAY)
     assert criterion(patient, "NCT06559644", "E15").status is Status.FAIL
@@ -675,23 +836,44 @@ def _vaccine_codes():
 
 @pytest.mark.parametrize("code,live", _vaccine_codes())
 def test_every_mapped_vaccine_code(tmp_path, code, live):
-    ex = read(tmp_path, {"resourceType": "Immunization", "id": "imm", "status": "completed",
-                         "vaccineCode": coded("http://hl7.org/fhir/sid/cvx", code, "vaccine"),
-                         "patient": {"reference": "urn:uuid:pt-1"},
-                         "occurrenceDateTime": "2026-11-01T09:00:00+01:00"})
-    assert ex.record["vaccinations"] == [{"name": "vaccine", "date": dt.date(2026, 11, 1),
-                                          "live": live}]
+    ex = read(
+        tmp_path,
+        {
+            "resourceType": "Immunization",
+            "id": "imm",
+            "status": "completed",
+            "vaccineCode": coded("http://hl7.org/fhir/sid/cvx", code, "vaccine"),
+            "patient": {"reference": "urn:uuid:pt-1"},
+            "occurrenceDateTime": "2026-11-01T09:00:00+01:00",
+        },
+    )
+    assert ex.record["vaccinations"] == [
+        {"name": "vaccine", "date": dt.date(2026, 11, 1), "live": live}
+    ]
 
 
 def test_an_unknown_vaccine_is_kept_with_live_unknown(tmp_path):
-    ex = read(tmp_path, {"resourceType": "Immunization", "id": "imm", "status": "completed",
-                         "vaccineCode": {"text": "Tick-borne encephalitis"},
-                         "patient": {"reference": "urn:uuid:pt-1"},
-                         "occurrenceDateTime": "2026-11-01"},
-              {"resourceType": "Immunization", "id": "no", "status": "not-done",
-               "vaccineCode": {"text": "refused"}, "patient": {"reference": "urn:uuid:pt-1"}})
-    assert ex.record["vaccinations"] == [{"name": "Tick-borne encephalitis",
-                                          "date": dt.date(2026, 11, 1)}]
+    ex = read(
+        tmp_path,
+        {
+            "resourceType": "Immunization",
+            "id": "imm",
+            "status": "completed",
+            "vaccineCode": {"text": "Tick-borne encephalitis"},
+            "patient": {"reference": "urn:uuid:pt-1"},
+            "occurrenceDateTime": "2026-11-01",
+        },
+        {
+            "resourceType": "Immunization",
+            "id": "no",
+            "status": "not-done",
+            "vaccineCode": {"text": "refused"},
+            "patient": {"reference": "urn:uuid:pt-1"},
+        },
+    )
+    assert ex.record["vaccinations"] == [
+        {"name": "Tick-borne encephalitis", "date": dt.date(2026, 11, 1)}
+    ]
     patient = fhir.patient_from_extract(ex, today=TODAY)
     assert criterion(patient, "NCT06559644", "E15").status is Status.FAIL
 
@@ -702,54 +884,91 @@ def _medication_codes():
 
 @pytest.mark.parametrize("code,kind", _medication_codes())
 def test_every_mapped_medication_code(tmp_path, code, kind):
-    ex = read(tmp_path, {"resourceType": "MedicationRequest", "id": "mr", "status": "active",
-                         "intent": "order", "subject": {"reference": "urn:uuid:pt-1"},
-                         "medicationCodeableConcept": coded(
-                             "http://www.nlm.nih.gov/research/umls/rxnorm", code, "Drug X"),
-                         "authoredOn": "2026-10-01"})
-    assert ex.record["medications"] == [{"name": "Drug X", "class": kind,
-                                         "start_date": dt.date(2026, 10, 1), "ongoing": True}]
+    ex = read(
+        tmp_path,
+        {
+            "resourceType": "MedicationRequest",
+            "id": "mr",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "urn:uuid:pt-1"},
+            "medicationCodeableConcept": coded(
+                "http://www.nlm.nih.gov/research/umls/rxnorm", code, "Drug X"
+            ),
+            "authoredOn": "2026-10-01",
+        },
+    )
+    assert ex.record["medications"] == [
+        {"name": "Drug X", "class": kind, "start_date": dt.date(2026, 10, 1), "ongoing": True}
+    ]
     assert ex.sources["medications[0]"] == f"MedicationRequest/mr (RxNorm {code}), 2026-10-01"
 
 
 def test_medication_class_and_route_from_names_and_dosage(tmp_path):
     def request(name: str, **extra: Any) -> dict[str, Any]:
-        return {"resourceType": "MedicationRequest", "id": f"mr-{next(_ids)}",
-                "status": "completed", "intent": "order",
-                "subject": {"reference": "urn:uuid:pt-1"},
-                "medicationCodeableConcept": {"text": name}, "authoredOn": "2026-09-01",
-                **extra}
-    statement = {"resourceType": "MedicationStatement", "id": "ms", "status": "active",
-                 "subject": {"reference": "urn:uuid:pt-1"},
-                 "medicationCodeableConcept": {"text": "Tacrolimus 1 MG Oral Capsule"},
-                 "effectivePeriod": {"start": "2026-06-01"}}
-    ex = read(tmp_path, request("predniSONE 20 MG Oral Tablet"),
-              request("Fluticasone 110 MCG/ACTUAT Metered Dose Inhaler"),
-              request("Dexamethasone 4 MG/ML Injectable Solution",
-                      dosageInstruction=[{"route": coded(SNOMED, "47625008")}]),
-              request("Hydrocortisone 10 MG/ML Topical Cream"),
-              request("Aspirin 81 MG Oral Tablet"), statement,
-              request("Future drug", authoredOn="2027-01-01"))
+        return {
+            "resourceType": "MedicationRequest",
+            "id": f"mr-{next(_ids)}",
+            "status": "completed",
+            "intent": "order",
+            "subject": {"reference": "urn:uuid:pt-1"},
+            "medicationCodeableConcept": {"text": name},
+            "authoredOn": "2026-09-01",
+            **extra,
+        }
+
+    statement = {
+        "resourceType": "MedicationStatement",
+        "id": "ms",
+        "status": "active",
+        "subject": {"reference": "urn:uuid:pt-1"},
+        "medicationCodeableConcept": {"text": "Tacrolimus 1 MG Oral Capsule"},
+        "effectivePeriod": {"start": "2026-06-01"},
+    }
+    ex = read(
+        tmp_path,
+        request("predniSONE 20 MG Oral Tablet"),
+        request("Fluticasone 110 MCG/ACTUAT Metered Dose Inhaler"),
+        request(
+            "Dexamethasone 4 MG/ML Injectable Solution",
+            dosageInstruction=[{"route": coded(SNOMED, "47625008")}],
+        ),
+        request("Hydrocortisone 10 MG/ML Topical Cream"),
+        request("Aspirin 81 MG Oral Tablet"),
+        statement,
+        request("Future drug", authoredOn="2027-01-01"),
+    )
     meds = ex.record["medications"]
     assert [(m["name"].split()[0], m["class"], m.get("route")) for m in meds] == [
-        ("predniSONE", "corticosteroid", "oral"), ("Fluticasone", "corticosteroid", "inhaled"),
+        ("predniSONE", "corticosteroid", "oral"),
+        ("Fluticasone", "corticosteroid", "inhaled"),
         ("Dexamethasone", "corticosteroid", "intravenous"),
-        ("Hydrocortisone", "corticosteroid", "topical"), ("Aspirin", "other", "oral"),
-        ("Tacrolimus", "immunosuppressant", "oral")]
+        ("Hydrocortisone", "corticosteroid", "topical"),
+        ("Aspirin", "other", "oral"),
+        ("Tacrolimus", "immunosuppressant", "oral"),
+    ]
     assert meds[0]["ongoing"] is False and meds[5]["ongoing"] is True
     assert meds[5]["start_date"] == dt.date(2026, 6, 1)
 
 
 def test_a_medication_reference_is_resolved_in_the_bundle(tmp_path):
-    medication = {"resourceType": "Medication", "id": "med-1",
-                  "code": coded("http://www.nlm.nih.gov/research/umls/rxnorm", "6902",
-                                "methylPREDNISolone")}
-    request = {"resourceType": "MedicationRequest", "id": "mr", "status": "active",
-               "intent": "order", "subject": {"reference": "Patient/pt-1"},
-               "medicationReference": {"reference": "Medication/med-1"}}
+    medication = {
+        "resourceType": "Medication",
+        "id": "med-1",
+        "code": coded("http://www.nlm.nih.gov/research/umls/rxnorm", "6902", "methylPREDNISolone"),
+    }
+    request = {
+        "resourceType": "MedicationRequest",
+        "id": "mr",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/pt-1"},
+        "medicationReference": {"reference": "Medication/med-1"},
+    }
     ex = read(tmp_path, medication, request)
-    assert ex.record["medications"] == [{"name": "methylPREDNISolone",
-                                         "class": "corticosteroid", "ongoing": True}]
+    assert ex.record["medications"] == [
+        {"name": "methylPREDNISolone", "class": "corticosteroid", "ongoing": True}
+    ]
     broken = {**request, "medicationReference": {"reference": "Medication/gone"}}
     error = failure(tmp_path, bundle_dict(broken))
     assert "medicationReference 'Medication/gone' is not in the bundle" in error.diagnostic.message
@@ -761,14 +980,35 @@ def test_a_medication_reference_is_resolved_in_the_bundle(tmp_path):
 @pytest.mark.parametrize("code", [c for c in fhir.mapping().ucum_units])
 def test_every_ucum_code_is_read_without_a_warning(tmp_path, code):
     spelling = fhir.mapping().ucum_units[code]
-    field = {"mg/dL": "creatinine", "mg/L": "creatinine", "umol/L": "creatinine",
-             "mmol/L": "creatinine", "U/L": "ast", "IU/L": "ast", "%": None, "kg": None,
-             "g": None, "lb": None, "s": "aptt", "mL/min": "creatinine_clearance",
-             "": "inr", "g/dL": "haemoglobin", "g/L": "haemoglobin", "10^3/uL": "platelets",
-             "10^9/L": "platelets", "/uL": "platelets"}[spelling]
-    lab_code = {"creatinine": "2160-0", "ast": "1920-8", "aptt": "14979-9",
-                "creatinine_clearance": "2164-2", "inr": "6301-6", "haemoglobin": "718-7",
-                "platelets": "777-3"}
+    field = {
+        "mg/dL": "creatinine",
+        "mg/L": "creatinine",
+        "umol/L": "creatinine",
+        "mmol/L": "creatinine",
+        "U/L": "ast",
+        "IU/L": "ast",
+        "%": None,
+        "kg": None,
+        "g": None,
+        "lb": None,
+        "s": "aptt",
+        "mL/min": "creatinine_clearance",
+        "": "inr",
+        "g/dL": "haemoglobin",
+        "g/L": "haemoglobin",
+        "10^3/uL": "platelets",
+        "10^9/L": "platelets",
+        "/uL": "platelets",
+    }[spelling]
+    lab_code = {
+        "creatinine": "2160-0",
+        "ast": "1920-8",
+        "aptt": "14979-9",
+        "creatinine_clearance": "2164-2",
+        "inr": "6301-6",
+        "haemoglobin": "718-7",
+        "platelets": "777-3",
+    }
     # A plausible value in each unit: no warning may come from the value itself.
     plausible = {"g/dL": 12.5, "g/L": 125, "10^3/uL": 150, "10^9/L": 150, "/uL": 150000}
     if field is None:
@@ -778,17 +1018,30 @@ def test_every_ucum_code_is_read_without_a_warning(tmp_path, code):
         loinc, value = lab_code[field], plausible.get(spelling, 1.5)
     ex = read(tmp_path, obs(loinc, value, code))
     assert ex.errors == [] and ex.warnings == []
-    got = ex.record["labs"][field]["value"] if field else ex.record[
-        "lvef" if spelling == "%" else "weight"]
+    got = (
+        ex.record["labs"][field]["value"]
+        if field
+        else ex.record["lvef" if spelling == "%" else "weight"]
+    )
     assert got == (value if spelling == "" else f"{value} {spelling}")
 
 
 @pytest.mark.parametrize("written", list(fhir.mapping().non_ucum_units))
 def test_non_ucum_spellings_are_read_with_a_warning(tmp_path, written):
     spelling = fhir.mapping().non_ucum_units[written]
-    loinc = {"IU/L": "1920-8", "U/L": "1920-8", "umol/L": "14682-9", "mg/dL": "2160-0",
-             "lb": "29463-7", "s": "3173-2", "": "34714-6", "K/uL": "777-3",
-             "10^3/uL": "777-3", "10^9/L": "777-3", "/mm3": "777-3"}[spelling]
+    loinc = {
+        "IU/L": "1920-8",
+        "U/L": "1920-8",
+        "umol/L": "14682-9",
+        "mg/dL": "2160-0",
+        "lb": "29463-7",
+        "s": "3173-2",
+        "": "34714-6",
+        "K/uL": "777-3",
+        "10^3/uL": "777-3",
+        "10^9/L": "777-3",
+        "/mm3": "777-3",
+    }[spelling]
     value = 150000 if spelling == "/mm3" else 150 if loinc == "777-3" else 2.5
     quantity = {"value": value, "unit": written}  # no UCUM code, as many exports write it
     ex = read(tmp_path, obs(loinc, valueQuantity=quantity))
@@ -799,8 +1052,7 @@ def test_non_ucum_spellings_are_read_with_a_warning(tmp_path, written):
 
 
 def test_molar_and_pound_units_convert_for_screening(tmp_path):
-    patient = patient_of(tmp_path, obs("14682-9", 150, "umol/L"),
-                         obs("29463-7", 154, "[lb_av]"))
+    patient = patient_of(tmp_path, obs("14682-9", 150, "umol/L"), obs("29463-7", 154, "[lb_av]"))
     assert patient.data["weight"].written == "154 lb"
     part = criterion(patient, "NCT06559644", "I9.c")
     assert part.status is Status.FAIL
@@ -813,7 +1065,8 @@ def test_an_unknown_unit_is_an_error_naming_the_observation(tmp_path):
     resource = obs("2160-0", 1.1, "mg/100mL")
     error = failure(tmp_path, bundle_dict(resource))
     assert error.diagnostic.message == (
-        f"Observation/{resource['id']} (LOINC 2160-0): unknown unit 'mg/100mL'")
+        f"Observation/{resource['id']} (LOINC 2160-0): unknown unit 'mg/100mL'"
+    )
     assert "accepted UCUM units: mg/dL" in error.diagnostic.hint
 
 
@@ -822,7 +1075,8 @@ def test_a_unit_of_the_wrong_kind_is_an_error_naming_the_observation(tmp_path):
     error = failure(tmp_path, bundle_dict(resource))
     assert error.diagnostic.message == (
         f"Observation/{resource['id']} (LOINC 10230-1): kg is a mass; expected a percentage "
-        "such as '55 %'")
+        "such as '55 %'"
+    )
 
 
 def test_a_value_without_a_unit_is_an_error(tmp_path):
@@ -840,20 +1094,22 @@ def test_an_out_of_range_value_names_the_field_and_its_source(tmp_path):
     error = failure(tmp_path, bundle_dict(resource))
     assert error.diagnostic.message == (
         f"lvef: LVEF 150 % is out of range (0–100 %) (from Observation/{resource['id']} "
-        "(LOINC 10230-1), 2026-11-10)")
+        "(LOINC 10230-1), 2026-11-10)"
+    )
 
 
 # ========================================================== latest value and dates
 
 
 def test_the_latest_value_on_or_before_the_as_of_date_wins(tmp_path):
-    resources = [obs("2160-0", 0.9, "mg/dL", date="2026-10-01"),
-                 obs("2160-0", 1.4, "mg/dL", date="2026-11-18T08:00:00+01:00"),
-                 obs("14682-9", 80, "umol/L", date="2026-11-18T07:30:00Z"),  # 8:30 local
-                 obs("2160-0", 2.0, "mg/dL", date="2026-12-01")]
+    resources = [
+        obs("2160-0", 0.9, "mg/dL", date="2026-10-01"),
+        obs("2160-0", 1.4, "mg/dL", date="2026-11-18T08:00:00+01:00"),
+        obs("14682-9", 80, "umol/L", date="2026-11-18T07:30:00Z"),  # 8:30 local
+        obs("2160-0", 2.0, "mg/dL", date="2026-12-01"),
+    ]
     ex = read(tmp_path, *resources)
-    assert ex.record["labs"]["creatinine"] == {"value": "80 umol/L",
-                                               "date": dt.date(2026, 11, 18)}
+    assert ex.record["labs"]["creatinine"] == {"value": "80 umol/L", "date": dt.date(2026, 11, 18)}
     assert "1 mapped result(s) dated after 2026-11-20 were ignored" in messages(ex.warnings)
     early = read(tmp_path, *resources, as_of=dt.date(2026, 11, 1))
     assert early.record["labs"]["creatinine"]["value"] == "0.9 mg/dL"
@@ -866,9 +1122,12 @@ def test_a_date_exactly_on_the_as_of_date_counts(tmp_path):
 
 
 def test_results_without_a_full_date_or_not_final_are_not_used(tmp_path):
-    ex = read(tmp_path, obs("1742-6", 30, "U/L", date="2026-11"),
-              obs("1920-8", 30, "U/L", status="preliminary"),
-              obs("1920-8", 31, "U/L", status="entered-in-error"))
+    ex = read(
+        tmp_path,
+        obs("1742-6", 30, "U/L", date="2026-11"),
+        obs("1920-8", 30, "U/L", status="preliminary"),
+        obs("1920-8", 31, "U/L", status="entered-in-error"),
+    )
     assert "labs" not in ex.record
     text = messages(ex.warnings)
     assert "no full effective date; not used" in text
@@ -876,9 +1135,15 @@ def test_results_without_a_full_date_or_not_final_are_not_used(tmp_path):
 
 
 def test_effective_period_and_components(tmp_path):
-    echo = obs("34552-0", component=[{"code": coded(LOINC, "18043-0"),
-                                      "valueQuantity": {"value": 48, "unit": "%",
-                                                        "system": UCUM, "code": "%"}}])
+    echo = obs(
+        "34552-0",
+        component=[
+            {
+                "code": coded(LOINC, "18043-0"),
+                "valueQuantity": {"value": 48, "unit": "%", "system": UCUM, "code": "%"},
+            }
+        ],
+    )
     del echo["effectiveDateTime"]
     echo["effectivePeriod"] = {"start": "2026-11-03T09:00:00Z", "end": "2026-11-03T10:00:00Z"}
     ex = read(tmp_path, echo)
@@ -887,12 +1152,20 @@ def test_effective_period_and_components(tmp_path):
 
 
 def test_reference_range_high_becomes_the_uln(tmp_path):
-    ex = read(tmp_path,
-              obs("1975-2", 20, "umol/L", referenceRange=[{"high": {
-                  "value": 21, "unit": "umol/L", "system": UCUM, "code": "umol/L"}}]),
-              obs("1920-8", 50, "U/L", referenceRange=[{"high": {"value": 35}}]),
-              obs("1742-6", 50, "U/L", referenceRange=[{"low": {"value": 5}}]),
-              obs("6301-6", 1.3, referenceRange=[{"high": {"value": 1.2}}]))
+    ex = read(
+        tmp_path,
+        obs(
+            "1975-2",
+            20,
+            "umol/L",
+            referenceRange=[
+                {"high": {"value": 21, "unit": "umol/L", "system": UCUM, "code": "umol/L"}}
+            ],
+        ),
+        obs("1920-8", 50, "U/L", referenceRange=[{"high": {"value": 35}}]),
+        obs("1742-6", 50, "U/L", referenceRange=[{"low": {"value": 5}}]),
+        obs("6301-6", 1.3, referenceRange=[{"high": {"value": 1.2}}]),
+    )
     labs = ex.record["labs"]
     assert labs["total_bilirubin"]["uln"] == "21 umol/L"
     assert labs["ast"]["uln"] == "35 U/L"  # a limit without a unit is in the result's unit
@@ -904,8 +1177,17 @@ def test_reference_range_high_becomes_the_uln(tmp_path):
 
 
 def test_a_bad_reference_range_loses_the_limit_not_the_result(tmp_path):
-    ex = read(tmp_path, obs("1920-8", 50, "U/L", referenceRange=[{"high": {
-        "value": 35, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}]))
+    ex = read(
+        tmp_path,
+        obs(
+            "1920-8",
+            50,
+            "U/L",
+            referenceRange=[
+                {"high": {"value": 35, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}
+            ],
+        ),
+    )
     assert ex.errors == []
     assert ex.record["labs"]["ast"] == {"value": "50 U/L", "date": dt.date(2026, 11, 10)}
     assert "referenceRange.high: mg/dL is a mass concentration" in messages(ex.warnings)
@@ -914,16 +1196,31 @@ def test_a_bad_reference_range_loses_the_limit_not_the_result(tmp_path):
 
 def test_a_result_with_a_comparator_leaves_the_field_unknown(tmp_path):
     older = obs("2160-0", 1.0, "mg/dL", date="2026-10-01")
-    bound = obs("2160-0", 0.2, "mg/dL", valueQuantity={
-        "value": 0.2, "comparator": "<", "unit": "mg/dL", "system": UCUM, "code": "mg/dL"})
+    bound = obs(
+        "2160-0",
+        0.2,
+        "mg/dL",
+        valueQuantity={
+            "value": 0.2,
+            "comparator": "<",
+            "unit": "mg/dL",
+            "system": UCUM,
+            "code": "mg/dL",
+        },
+    )
     ex = read(tmp_path, older, bound)
     assert "labs" not in ex.record
     assert "<0.2 mg/dL is a bound, not a value; not used" in messages(ex.warnings)
 
 
 def test_same_moment_results_keep_the_one_farther_from_normal(tmp_path):
-    ex = read(tmp_path, obs("59408-5", 97, "%"), obs("2708-6", 91, "%"),
-              obs("75622-1", valueString="negative"), obs("56888-1", valueString="positive"))
+    ex = read(
+        tmp_path,
+        obs("59408-5", 97, "%"),
+        obs("2708-6", 91, "%"),
+        obs("75622-1", valueString="negative"),
+        obs("56888-1", valueString="positive"),
+    )
     assert ex.record["spo2"] == "91 %"
     assert ex.record["serology"]["hiv"] == "positive"
     assert "the lower one, 91 %, is used" in messages(ex.warnings)
@@ -933,8 +1230,10 @@ def test_same_moment_results_keep_the_one_farther_from_normal(tmp_path):
 
 
 def test_a_patient_without_birth_date_or_sex_is_screened_with_those_unknown(tmp_path):
-    ex = read(tmp_path, patient={"resourceType": "Patient", "id": "p", "gender": "unknown",
-                                 "birthDate": "1980"})
+    ex = read(
+        tmp_path,
+        patient={"resourceType": "Patient", "id": "p", "gender": "unknown", "birthDate": "1980"},
+    )
     assert ex.record == {"id": "p"}
     text = messages(ex.warnings)
     assert "birth date '1980' is not a full date" in text and "gender 'unknown'" in text
@@ -958,16 +1257,37 @@ def test_lists_are_given_only_when_the_bundle_has_such_resources(tmp_path):
 
 def test_searchset_bundles_with_relative_and_absolute_references(tmp_path):
     base = "https://ehr.example.org/fhir"
-    data = {"resourceType": "Bundle", "type": "searchset", "entry": [
-        {"fullUrl": f"{base}/Patient/123", "resource": {**PATIENT, "id": "123"},
-         "search": {"mode": "include"}},
-        {"fullUrl": f"{base}/Observation/o1", "resource": {
-            **obs("1742-6", 20, "U/L"), "id": "o1", "subject": {"reference": "Patient/123"}}},
-        {"fullUrl": f"{base}/Observation/o2", "resource": {
-            **obs("1920-8", 25, "U/L"), "id": "o2",
-            "subject": {"reference": f"{base}/Patient/123/_history/2"}}},
-        {"resource": {"resourceType": "OperationOutcome", "issue": []},
-         "search": {"mode": "outcome"}}]}
+    data = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {
+                "fullUrl": f"{base}/Patient/123",
+                "resource": {**PATIENT, "id": "123"},
+                "search": {"mode": "include"},
+            },
+            {
+                "fullUrl": f"{base}/Observation/o1",
+                "resource": {
+                    **obs("1742-6", 20, "U/L"),
+                    "id": "o1",
+                    "subject": {"reference": "Patient/123"},
+                },
+            },
+            {
+                "fullUrl": f"{base}/Observation/o2",
+                "resource": {
+                    **obs("1920-8", 25, "U/L"),
+                    "id": "o2",
+                    "subject": {"reference": f"{base}/Patient/123/_history/2"},
+                },
+            },
+            {
+                "resource": {"resourceType": "OperationOutcome", "issue": []},
+                "search": {"mode": "outcome"},
+            },
+        ],
+    }
     patient = fhir.load_bundle_patient(write(tmp_path, data), "s.json", today=TODAY)
     assert patient.id == "123"
     assert set(patient.data["labs"]) == {"alt", "ast"}
@@ -988,7 +1308,7 @@ def test_not_json_gives_line_and_column(tmp_path):
     assert d.message == "not valid JSON: Expecting value"
     assert (d.position.line, d.position.column) == (3, 11)
     assert d.source_line == '  "type": collection'
-    assert "3 |   \"type\": collection" in d.render()
+    assert '3 |   "type": collection' in d.render()
 
 
 def test_empty_binary_and_unreadable_files(tmp_path):
@@ -1012,16 +1332,24 @@ def test_nan_and_infinite_numbers_are_not_json(tmp_path):
     assert error.diagnostic.message == "not valid JSON: 1e400 is too large a number"
 
 
-@pytest.mark.parametrize("data,message", [
-    ([1, 2], "not a FHIR resource: the file holds a JSON list, not an object"),
-    ({"type": "collection", "entry": []}, "not a FHIR resource: no resourceType"),
-    (PATIENT, "a FHIR Patient resource, not a Bundle"),
-    ({"resourceType": "Bundle", "type": "history", "entry": []},
-     "Bundle type 'history' is not read (only transaction, collection, searchset, batch, "
-     "document)"),
-    ({"resourceType": "Bundle", "type": "collection", "entry": {}}, "Bundle.entry is not a list"),
-    ({"resourceType": "Bundle", "type": "collection"}, "the bundle has no Patient resource"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ([1, 2], "not a FHIR resource: the file holds a JSON list, not an object"),
+        ({"type": "collection", "entry": []}, "not a FHIR resource: no resourceType"),
+        (PATIENT, "a FHIR Patient resource, not a Bundle"),
+        (
+            {"resourceType": "Bundle", "type": "history", "entry": []},
+            "Bundle type 'history' is not read (only transaction, collection, searchset, batch, "
+            "document)",
+        ),
+        (
+            {"resourceType": "Bundle", "type": "collection", "entry": {}},
+            "Bundle.entry is not a list",
+        ),
+        ({"resourceType": "Bundle", "type": "collection"}, "the bundle has no Patient resource"),
+    ],
+)
 def test_not_a_bundle(tmp_path, data, message):
     error = failure(tmp_path, data)
     assert error.diagnostic.message == message
@@ -1030,13 +1358,18 @@ def test_not_a_bundle(tmp_path, data, message):
 
 def test_entries_without_a_resource(tmp_path):
     data = bundle_dict()
-    data["entry"] += [{"fullUrl": "urn:uuid:nothing"}, {"resource": {"id": "no-type"}}, "text",
-                      {"request": {"method": "DELETE", "url": "Observation/1"}}]
+    data["entry"] += [
+        {"fullUrl": "urn:uuid:nothing"},
+        {"resource": {"id": "no-type"}},
+        "text",
+        {"request": {"method": "DELETE", "url": "Observation/1"}},
+    ]
     error = failure(tmp_path, data)
     assert [d.message for d in error.diagnostics] == [
         "malformed Bundle: entry 1 has no resource",
         "malformed Bundle: entry 2: resource has no resourceType",
-        "malformed Bundle: entry 3 is not a JSON object"]
+        "malformed Bundle: entry 3 is not a JSON object",
+    ]
 
 
 def test_no_patient_or_two_patients(tmp_path):
@@ -1051,12 +1384,14 @@ def test_a_reference_to_a_missing_patient(tmp_path):
     error = failure(tmp_path, bundle_dict(stray))
     assert error.diagnostic.message == (
         f"Observation/{stray['id']}: subject refers to urn:uuid:someone-else, which is not in "
-        "the bundle")
+        "the bundle"
+    )
     other = {"resourceType": "Group", "id": "g1"}
     wrong = {**obs("1742-6", 20, "U/L"), "subject": {"reference": "Group/g1"}}
     error = failure(tmp_path, bundle_dict(other, wrong))
-    assert "subject refers to Group/g1, not to this bundle's Patient/pt-1" in \
-        error.diagnostic.message
+    assert (
+        "subject refers to Group/g1, not to this bundle's Patient/pt-1" in error.diagnostic.message
+    )
 
 
 def test_an_observation_without_a_value(tmp_path):
@@ -1064,14 +1399,17 @@ def test_an_observation_without_a_value(tmp_path):
     error = failure(tmp_path, bundle_dict(empty))
     assert error.diagnostic.message == (
         f"Observation/{empty['id']} (LOINC 2160-0): no value; a number with a unit "
-        "(valueQuantity) is needed")
+        "(valueQuantity) is needed"
+    )
     texty = obs("2160-0", valueString="1.1 mg/dL")
     assert "only valueString" in failure(tmp_path, bundle_dict(texty)).diagnostic.message
     blank = obs("75622-1")
     assert "a positive/negative result" in failure(tmp_path, bundle_dict(blank)).diagnostic.message
     numberless = obs("2160-0", valueQuantity={"value": "1.1", "unit": "mg/dL"})
-    assert "valueQuantity has no numeric value" in \
-        failure(tmp_path, bundle_dict(numberless)).diagnostic.message
+    assert (
+        "valueQuantity has no numeric value"
+        in failure(tmp_path, bundle_dict(numberless)).diagnostic.message
+    )
 
 
 def test_a_result_marked_absent_is_only_a_warning(tmp_path):
@@ -1083,11 +1421,15 @@ def test_a_result_marked_absent_is_only_a_warning(tmp_path):
 
 
 def test_every_problem_is_reported_at_once_and_the_death_first(tmp_path):
-    data = bundle_dict(obs("2160-0", 1.0, "furlong"), obs("1742-6"),
-                       patient={**PATIENT, "deceasedDateTime": "2026-01-02T03:04:05Z"})
+    data = bundle_dict(
+        obs("2160-0", 1.0, "furlong"),
+        obs("1742-6"),
+        patient={**PATIENT, "deceasedDateTime": "2026-01-02T03:04:05Z"},
+    )
     error = failure(tmp_path, data)
-    assert [d.message.split(":")[0] for d in error.diagnostics][0] == \
-        "patient pt-1 is deceased (died 2026-01-02, Patient/pt-1)"
+    assert [d.message.split(":")[0] for d in error.diagnostics][
+        0
+    ] == "patient pt-1 is deceased (died 2026-01-02, Patient/pt-1)"
     assert len(error.diagnostics) == 3
     assert "Traceback" not in str(error)
 
@@ -1112,35 +1454,83 @@ def test_the_mapping_table_is_checked_when_read(tmp_path, monkeypatch):
 FUZZ_EXAMPLES = int(os.environ.get("FHIR_FUZZ", "400"))  # FHIR_FUZZ=5000 for a long run
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
-    | st.text(max_size=12) | st.sampled_from(["2026-11-01", "mg/dL", "IU/L", "final",
-                                              "urn:uuid:pt-1", "Patient/pt-1", "active",
-                                              "\ud800", "a\x1b\u2028b", "1e400"]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
-    max_leaves=8)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
+    | st.sampled_from(
+        [
+            "2026-11-01",
+            "mg/dL",
+            "IU/L",
+            "final",
+            "urn:uuid:pt-1",
+            "Patient/pt-1",
+            "active",
+            "\ud800",
+            "a\x1b\u2028b",
+            "1e400",
+        ]
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 def _sample_bundle() -> dict[str, Any]:
     clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
     return bundle_dict(
         obs("2160-0", 1.1, "mg/dL", referenceRange=[{"high": {"value": 1.2, "unit": "mg/dL"}}]),
-        obs("89247-1", valueInteger=1), obs("75622-1", valueString="negative"),
-        obs("34552-0", component=[{"code": coded(LOINC, "18043-0"),
-                                   "valueQuantity": {"value": 55, "unit": "%"}}]),
-        condition("22298006", onsetDateTime="2026-08-01",
-                  clinicalStatus=coded(clinical, "active"), severity=coded(SNOMED, "24484000")),
-        {"resourceType": "MedicationRequest", "id": "mr", "status": "active", "intent": "order",
-         "subject": {"reference": "urn:uuid:pt-1"}, "authoredOn": "2026-10-01",
-         "medicationCodeableConcept": {"text": "Prednisone 5 MG Oral Tablet"},
-         "dosageInstruction": [{"route": coded(SNOMED, "26643006"),
-                                "timing": {"repeat": {"boundsPeriod": {"end": "2026-11-01"}}}}]},
-        {"resourceType": "Procedure", "id": "pr", "status": "completed",
-         "code": coded(SNOMED, "45595009"), "subject": {"reference": "urn:uuid:pt-1"},
-         "performedPeriod": {"start": "2026-10-01"}, "category": coded(SNOMED, "387713003")},
-        {"resourceType": "Immunization", "id": "im", "status": "completed",
-         "vaccineCode": coded("http://hl7.org/fhir/sid/cvx", "140"),
-         "patient": {"reference": "urn:uuid:pt-1"}, "occurrenceDateTime": "2026-11-01"})
+        obs("89247-1", valueInteger=1),
+        obs("75622-1", valueString="negative"),
+        obs(
+            "34552-0",
+            component=[
+                {"code": coded(LOINC, "18043-0"), "valueQuantity": {"value": 55, "unit": "%"}}
+            ],
+        ),
+        condition(
+            "22298006",
+            onsetDateTime="2026-08-01",
+            clinicalStatus=coded(clinical, "active"),
+            severity=coded(SNOMED, "24484000"),
+        ),
+        {
+            "resourceType": "MedicationRequest",
+            "id": "mr",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "urn:uuid:pt-1"},
+            "authoredOn": "2026-10-01",
+            "medicationCodeableConcept": {"text": "Prednisone 5 MG Oral Tablet"},
+            "dosageInstruction": [
+                {
+                    "route": coded(SNOMED, "26643006"),
+                    "timing": {"repeat": {"boundsPeriod": {"end": "2026-11-01"}}},
+                }
+            ],
+        },
+        {
+            "resourceType": "Procedure",
+            "id": "pr",
+            "status": "completed",
+            "code": coded(SNOMED, "45595009"),
+            "subject": {"reference": "urn:uuid:pt-1"},
+            "performedPeriod": {"start": "2026-10-01"},
+            "category": coded(SNOMED, "387713003"),
+        },
+        {
+            "resourceType": "Immunization",
+            "id": "im",
+            "status": "completed",
+            "vaccineCode": coded("http://hl7.org/fhir/sid/cvx", "140"),
+            "patient": {"reference": "urn:uuid:pt-1"},
+            "occurrenceDateTime": "2026-11-01",
+        },
+    )
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -1157,8 +1547,11 @@ def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
 _SAMPLE_PATHS = _paths(_sample_bundle())
 
 
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(where=st.lists(st.sampled_from(_SAMPLE_PATHS), min_size=1, max_size=3), junk=JSON)
 def test_any_damage_to_a_bundle_is_a_patient_error_or_a_patient(tmp_path, where, junk):
     # A deep copy: the sample shares the module's PATIENT, which the damage must not reach.
@@ -1204,8 +1597,10 @@ def test_a_screen_dated_before_the_death_is_screened_with_a_warning(tmp_path):
     patient = patient_of(tmp_path, patient=died, as_of=dt.date(2026, 1, 1))
     assert patient.as_of == dt.date(2026, 1, 1)
     (warning,) = [w for w in patient.warnings if "died" in w.message]
-    assert warning.message == ("patient pt-1 died 2026-01-02 (Patient/pt-1), after the "
-                               "screening date 2026-01-01: screened as of 2026-01-01")
+    assert warning.message == (
+        "patient pt-1 died 2026-01-02 (Patient/pt-1), after the "
+        "screening date 2026-01-01: screened as of 2026-01-01"
+    )
     screening = engine.screen_patient(patient, RULE_SETS.values())
     assert any("died 2026-01-02" in w for w in screening.warnings)
 
@@ -1214,21 +1609,31 @@ def test_a_screen_dated_before_the_death_is_screened_with_a_warning(tmp_path):
 def test_a_screen_on_or_after_the_death_is_still_an_error(tmp_path, as_of):
     died = {**PATIENT, "deceasedDateTime": "2026-01-02T03:04:05Z"}
     error = failure(tmp_path, bundle_dict(patient=died), as_of=as_of)
-    assert error.diagnostic.message == ("patient pt-1 is deceased (died 2026-01-02, "
-                                        "Patient/pt-1): not screened")
+    assert error.diagnostic.message == (
+        "patient pt-1 is deceased (died 2026-01-02, Patient/pt-1): not screened"
+    )
     assert "--as-of" in error.diagnostic.hint
 
 
 def test_deceased_boolean_is_refused_whatever_the_screening_date(tmp_path):
-    error = failure(tmp_path, bundle_dict(patient={**PATIENT, "deceasedBoolean": True}),
-                    as_of=dt.date(1990, 1, 1))
+    error = failure(
+        tmp_path,
+        bundle_dict(patient={**PATIENT, "deceasedBoolean": True}),
+        as_of=dt.date(1990, 1, 1),
+    )
     assert error.diagnostic.message.startswith("patient pt-1 is deceased")
 
 
-@pytest.mark.parametrize(("died", "as_of", "screened"), [
-    ("2026-04", dt.date(2026, 3, 31), True), ("2026-04", dt.date(2026, 4, 1), False),
-    ("2026", dt.date(2025, 12, 31), True), ("2026", dt.date(2026, 2, 1), False),
-    ("sometime", dt.date(2000, 1, 1), False)])
+@pytest.mark.parametrize(
+    ("died", "as_of", "screened"),
+    [
+        ("2026-04", dt.date(2026, 3, 31), True),
+        ("2026-04", dt.date(2026, 4, 1), False),
+        ("2026", dt.date(2025, 12, 31), True),
+        ("2026", dt.date(2026, 2, 1), False),
+        ("sometime", dt.date(2000, 1, 1), False),
+    ],
+)
 def test_a_partial_death_date_counts_from_its_first_day(tmp_path, died, as_of, screened):
     data = bundle_dict(patient={**PATIENT, "deceasedDateTime": died})
     if screened:
@@ -1250,13 +1655,16 @@ def test_an_impossible_lab_value_in_an_export_is_an_error_naming_its_resource(tm
     # creatinine criteria with confidence.
     error = failure(tmp_path, bundle_dict(obs("2160-0", 97, "mg/dL")))
     (d,) = error.diagnostics
-    assert d.message.startswith("labs.creatinine.value: creatinine 97 mg/dL is not a possible "
-                                "result (above 40 mg/dL)")
+    assert d.message.startswith(
+        "labs.creatinine.value: creatinine 97 mg/dL is not a possible result (above 40 mg/dL)"
+    )
     assert "(from Observation/" in d.message and d.hint == "did you mean µmol/L?"
 
 
 def test_an_implausible_lab_value_in_an_export_is_screened_with_a_warning(tmp_path):
     patient = patient_of(tmp_path, obs("1975-2", 45, "mg/dL"))
-    assert any(w.message.startswith("labs.total_bilirubin.value: total bilirubin 45 mg/dL is "
-                                    "implausible") for w in patient.warnings)
+    assert any(
+        w.message.startswith("labs.total_bilirubin.value: total bilirubin 45 mg/dL is implausible")
+        for w in patient.warnings
+    )
     assert "(implausible: above 30 mg/dL)" in criterion(patient, "NCT06559644", "I9.a").reason

@@ -14,7 +14,8 @@ import textwrap
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import screener
 from screener import PatientError, RuleSetError
@@ -83,28 +84,125 @@ RULE_TEXT = textwrap.dedent("""\
 """)
 
 DISPLAY_UNITS = sorted({display for _, display in SPELLINGS.values()})
-HOSTILE_UNITS = ["mg/furlong", "10*9/L", "10^9/L", "degC", "kelvin", "kg/m2", "µmol/L",
-                 "μmol/L", "%%", "x ULN", "mmHg", "1/0", "()", "meter**1000", "", " ", "e"]
+HOSTILE_UNITS = [
+    "mg/furlong",
+    "10*9/L",
+    "10^9/L",
+    "degC",
+    "kelvin",
+    "kg/m2",
+    "µmol/L",
+    "μmol/L",
+    "%%",
+    "x ULN",
+    "mmHg",
+    "1/0",
+    "()",
+    "meter**1000",
+    "",
+    " ",
+    "e",
+]
 SPECIAL = [
-    ".nan", ".NaN", ".inf", "-.inf", "1e999", "-1e999", "1e308", "-0", "0", "0.0", "1,4",
-    "0x1F", "0o17", "0b101", "1_000", "190:20:30", "99999999999999999999999999999999",
-    "0x" + "f" * 300, "~", "null", "yes", "no", "on", "off", "y", "n", "true", "False",
-    "2026-02-30", "2026-13-01", "2026-11-20", "0001-01-01", "9999-12-31",
-    "2026-11-20 10:30:00", "2026-11-20T25:00:00Z", "!!binary aGk=", "!!python/name:os.system",
-    "!x 1", "!!str 5", "!!int 5", "!!float x", "!!bool maybe", "!!timestamp 2026-02-30",
-    "*a", "&a 1", "*nope", "[]", "{}", "[1, [2, [3]]]", "{value: 1 mg/dL}",
-    "{value: 30 U/L, uln: 1.2 mg/dL}", "{uln: 3 U/L}", "{value: .nan, uln: -1 U/L}",
-    "'quoted'", '"\\x00"', '"\\ud800"', '"\\x07"', "|", ">", "? x", "- x", "<<: *a",
-    "p.T315I", "p.Thr315Ile", "III", "V", "IV", "positive", "pass", "maybe", "'", '"', "#",
-    "@", "`", "%", "&", "*", "!", "{", "[", "]", "}", ",", ":", "- - -", "? ? ?",
+    ".nan",
+    ".NaN",
+    ".inf",
+    "-.inf",
+    "1e999",
+    "-1e999",
+    "1e308",
+    "-0",
+    "0",
+    "0.0",
+    "1,4",
+    "0x1F",
+    "0o17",
+    "0b101",
+    "1_000",
+    "190:20:30",
+    "99999999999999999999999999999999",
+    "0x" + "f" * 300,
+    "~",
+    "null",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "y",
+    "n",
+    "true",
+    "False",
+    "2026-02-30",
+    "2026-13-01",
+    "2026-11-20",
+    "0001-01-01",
+    "9999-12-31",
+    "2026-11-20 10:30:00",
+    "2026-11-20T25:00:00Z",
+    "!!binary aGk=",
+    "!!python/name:os.system",
+    "!x 1",
+    "!!str 5",
+    "!!int 5",
+    "!!float x",
+    "!!bool maybe",
+    "!!timestamp 2026-02-30",
+    "*a",
+    "&a 1",
+    "*nope",
+    "[]",
+    "{}",
+    "[1, [2, [3]]]",
+    "{value: 1 mg/dL}",
+    "{value: 30 U/L, uln: 1.2 mg/dL}",
+    "{uln: 3 U/L}",
+    "{value: .nan, uln: -1 U/L}",
+    "'quoted'",
+    '"\\x00"',
+    '"\\ud800"',
+    '"\\x07"',
+    "|",
+    ">",
+    "? x",
+    "- x",
+    "<<: *a",
+    "p.T315I",
+    "p.Thr315Ile",
+    "III",
+    "V",
+    "IV",
+    "positive",
+    "pass",
+    "maybe",
+    "'",
+    '"',
+    "#",
+    "@",
+    "`",
+    "%",
+    "&",
+    "*",
+    "!",
+    "{",
+    "[",
+    "]",
+    "}",
+    ",",
+    ":",
+    "- - -",
+    "? ? ?",
 ]
 NUMBERS = st.one_of(
     st.integers(-(10**40), 10**40).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["1e999", "-0", ".5", "5.", "1e-400", "1,4", "1.4.2", "0x10"]),
 )
-QUANTITIES = st.builds(lambda n, sep, u: f"{n}{sep}{u}", NUMBERS, st.sampled_from(["", " ", "  "]),
-                       st.sampled_from(DISPLAY_UNITS + HOSTILE_UNITS))
+QUANTITIES = st.builds(
+    lambda n, sep, u: f"{n}{sep}{u}",
+    NUMBERS,
+    st.sampled_from(["", " ", "  "]),
+    st.sampled_from(DISPLAY_UNITS + HOSTILE_UNITS),
+)
 YAML_CHARS = st.characters(codec="utf-8") | st.sampled_from(list(":-?[]{},#&*!|>'\"%@`\t\n\r \\"))
 SCALARS = st.one_of(
     QUANTITIES,
@@ -124,8 +222,23 @@ def mutated(draw, text: str) -> str:
             lines = [""]
         i = draw(st.integers(0, len(lines) - 1))
         line = lines[i]
-        op = draw(st.sampled_from(["delete", "duplicate", "swap", "insert", "value", "value",
-                                   "value", "indent", "dedent", "truncate", "key"]))
+        op = draw(
+            st.sampled_from(
+                [
+                    "delete",
+                    "duplicate",
+                    "swap",
+                    "insert",
+                    "value",
+                    "value",
+                    "value",
+                    "indent",
+                    "dedent",
+                    "truncate",
+                    "key",
+                ]
+            )
+        )
         if op == "delete":
             del lines[i]
         elif op == "duplicate":
@@ -148,7 +261,7 @@ def mutated(draw, text: str) -> str:
         elif op == "key" and ":" in line:
             indent = line[: len(line) - len(line.lstrip(" -"))]
             key = draw(st.sampled_from(FIELDS) | st.text(YAML_CHARS, max_size=6))
-            lines[i] = indent + key + line[line.index(":"):]
+            lines[i] = indent + key + line[line.index(":") :]
     return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\r\n"]))
 
 
@@ -156,17 +269,33 @@ FIELDS = sorted({name.rsplit(".", 1)[-1] for name in field_names(PATIENT)})
 
 # Plain data shaped like a patient record, dumped by PyYAML: always valid YAML, so all the
 # examples reach the vocabulary checks.
-LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30),
-                   st.floats(allow_nan=True, allow_infinity=True), QUANTITIES,
-                   st.sampled_from(SPECIAL), st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31)),
-                   st.text(max_size=10))
-VALUES = st.recursive(LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-    st.sampled_from(FIELDS) | st.text(max_size=5), inner, max_size=4), max_leaves=12)
+LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    QUANTITIES,
+    st.sampled_from(SPECIAL),
+    st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31)),
+    st.text(max_size=10),
+)
+VALUES = st.recursive(
+    LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 RECORDS = st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=8).map(
-    lambda fields: {"id": "PT-1", **fields})
+    lambda fields: {"id": "PT-1", **fields}
+)
 
-FUZZ = settings(max_examples=200, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def check_patient(text: str) -> None:

@@ -25,13 +25,14 @@ import yaml
 
 import screener
 from screener import PatientError, RuleSetError, ScreenerError
-from screener.reading import _document as document
 from screener.core._errors import QUOTE_LIMIT
+from screener.reading import _document as document
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "bad_inputs"
 EXPECTED: dict[str, dict[str, dict[str, Any]]] = yaml.safe_load(
-    (CORPUS / "expected.yaml").read_text(encoding="utf-8"))
+    (CORPUS / "expected.yaml").read_text(encoding="utf-8")
+)
 EXAMPLES = HERE.parent / "examples" / "patients"
 BUDGET = 5.0  # seconds; generous: every case takes well under one
 
@@ -71,7 +72,7 @@ def check_diagnostic(exc: ScreenerError, expected: dict[str, Any], display: str)
     assert d.source_line is not None, rendered
     gutter = f"{d.position.line:>5} | "
     assert lines[1].startswith(gutter)
-    shown = lines[1][len(gutter):]
+    shown = lines[1][len(gutter) :]
     assert all(ch.isprintable() or ch == "\t" for ch in rendered.replace("\n", ""))
     caret = lines[2]
     assert caret.startswith(" " * (len(gutter) - 2) + "| ")
@@ -179,7 +180,8 @@ RULE_HEAD = textwrap.dedent("""\
 @pytest.mark.parametrize("check", ["is: no", "in: [active, no]"])
 def test_a_yaml_boolean_in_a_rule_means_the_word_written_for_a_choice(check):
     rules = screener.parse_rule_set(
-        RULE_HEAD + f"    check: {{field: diagnosis.cns_involvement, {check}}}\n", "<rules>")
+        RULE_HEAD + f"    check: {{field: diagnosis.cns_involvement, {check}}}\n", "<rules>"
+    )
     patient = screener.parse_patient("id: PT-1\ndiagnosis: {cns_involvement: none}\n")
     assert screener.screen(patient, rules).criteria[0].status is screener.Status.PASS
 
@@ -189,17 +191,20 @@ def test_a_window_past_the_calendar_screens_without_crashing(span):
     """Shifting a date past year 1 stops there: every recorded date is inside the window."""
     rules = screener.parse_rule_set(
         RULE_HEAD + f"    check: {{field: birth_date, within: {span}, before: screening}}\n",
-        "<rules>")
-    patient = screener.parse_patient("id: PT-1\nscreening_date: 2026-11-20\n"
-                                     "birth_date: 1980-01-01\n")
+        "<rules>",
+    )
+    patient = screener.parse_patient(
+        "id: PT-1\nscreening_date: 2026-11-20\nbirth_date: 1980-01-01\n"
+    )
     assert screener.screen(patient, rules).criteria[0].status is screener.Status.PASS
 
 
 # ------------------------------------------------------------------ generated, large inputs
 
 
-@pytest.mark.parametrize("load", [screener.load_patient, screener.load_rule_set],
-                         ids=["patient", "rules"])
+@pytest.mark.parametrize(
+    "load", [screener.load_patient, screener.load_rule_set], ids=["patient", "rules"]
+)
 def test_a_file_over_the_size_limit_is_refused_unread(tmp_path, load):
     path = tmp_path / "NCT00000001.yaml"
     path.write_bytes(b"id: PT-1\n" + b"# padding\n" * (document.MAX_BYTES // 10 + 1))
@@ -246,8 +251,10 @@ def test_thousands_of_bad_values_are_summarised_quickly():
 NEAR_LIMIT = {
     "many-flow-sequences": ("'x:\\n' + '- [a]\\n' * 160000", "refused"),
     "one-long-flow-sequence": ("'x: [' + 'a, ' * 300000 + ']'", "refused"),
-    "many-aliases": ("'a: &a [1, 2]\\n' + ''.join(f'k{i}: *a\\n' for i in range(80000))",
-                     "refused"),
+    "many-aliases": (
+        "'a: &a [1, 2]\\n' + ''.join(f'k{i}: *a\\n' for i in range(80000))",
+        "refused",
+    ),
     "deep-flow": ("'[' * 60000 + ']' * 60000", "refused"),
     "deep-block": ("'- ' * 40000 + 'x'", "refused"),
     "deep-complex-keys": ("'? ' * 40000 + 'x'", "refused"),  # once a segfault
@@ -277,8 +284,7 @@ def test_large_hostile_documents_under_the_size_limit_end_quickly(build, outcome
             outcome = "accepted"
         print(round(time.perf_counter() - start, 3), outcome)
     """)
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, f"interpreter died with {run.returncode}: {run.stderr[-500:]}"
     elapsed, result = run.stdout.split(" ", 1)
     assert float(elapsed) < BUDGET, result
@@ -289,17 +295,30 @@ def test_large_hostile_documents_under_the_size_limit_end_quickly(build, outcome
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "screener", "check", *args],
-                          capture_output=True, text=True, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "screener", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
 
 
 def no_traceback(run: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in run.stdout and "Traceback" not in run.stderr, run.stderr[-2000:]
 
 
-@pytest.mark.parametrize("name", ["yaml-unclosed-bracket.yaml", "duplicate-key.yaml",
-                                  "latin1.yaml", "unit-wrong-kind.yaml", "alias-bomb.yaml",
-                                  "utf16-bom.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "yaml-unclosed-bracket.yaml",
+        "duplicate-key.yaml",
+        "latin1.yaml",
+        "unit-wrong-kind.yaml",
+        "alias-bomb.yaml",
+        "utf16-bom.yaml",
+    ],
+)
 def test_cli_reports_a_bad_file_as_a_json_error_record(name):
     path = CORPUS / "patients" / name
     expected = EXPECTED["patients"][name]
@@ -354,8 +373,9 @@ def test_cli_symlink_loops_in_a_directory_are_reported_not_fatal(tmp_path):
         assert by_name[name]["error"]["message"]
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root reads a file whatever its mode")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads a file whatever its mode"
+)
 def test_cli_unreadable_file_in_a_directory_is_reported_not_fatal(tmp_path):
     shutil.copy(EXAMPLES / "first-visit-minimal-record.yaml", tmp_path / "good.yaml")
     locked = tmp_path / "locked.yaml"

@@ -18,8 +18,29 @@ EXAMPLES = ROOT / "examples" / "patients"
 BASELINE = Path(__file__).parent / "acceptance" / "patients" / "baseline.yaml"
 runner = CliRunner()
 
-ALLOWED = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "section",
-           "table", "tr", "th", "td", "br", "code", "pre", "svg", "rect", "text"}
+ALLOWED = {
+    "html",
+    "head",
+    "meta",
+    "title",
+    "style",
+    "body",
+    "h1",
+    "h2",
+    "h3",
+    "p",
+    "section",
+    "table",
+    "tr",
+    "th",
+    "td",
+    "br",
+    "code",
+    "pre",
+    "svg",
+    "rect",
+    "text",
+}
 
 
 class Page(HTMLParser):
@@ -44,7 +65,7 @@ def parse(text: str) -> Page:
 
 
 HOSTILE_ID = '<script>alert("id")</script>'
-HOSTILE_FILE = '<img src=x onerror=alert(1)>.yaml'
+HOSTILE_FILE = "<img src=x onerror=alert(1)>.yaml"
 
 
 def test_values_from_patient_files_are_escaped(tmp_path: Path):
@@ -69,15 +90,19 @@ def test_values_from_patient_files_are_escaped(tmp_path: Path):
 
 def test_the_page_loads_nothing_from_anywhere(tmp_path: Path):
     target = tmp_path / "cohort.html"
-    assert runner.invoke(app, ["check", str(EXAMPLES), "-f", "html", "-o",
-                               str(target)]).exit_code == 0
+    assert (
+        runner.invoke(app, ["check", str(EXAMPLES), "-f", "html", "-o", str(target)]).exit_code == 0
+    )
     page = parse(target.read_text("utf-8"))
     for tag, attrs in page.tags:
         for name, value in attrs.items():
             if name in ("src", "href", "action", "srcset", "data"):
                 pytest.fail(f"<{tag} {name}={value!r}> would load something")
-    csp = next(attrs["content"] for tag, attrs in page.tags
-               if tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy")
+    csp = next(
+        attrs["content"]
+        for tag, attrs in page.tags
+        if tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy"
+    )
     assert "default-src 'none'" in csp
 
 
@@ -88,15 +113,29 @@ def test_a_headless_browser_prints_the_page_with_its_numbers(tmp_path: Path):
             pytest.fail(message)  # CI must run it, not skip it
         pytest.skip(message)
     target = tmp_path / "cohort.html"
-    assert runner.invoke(app, ["check", str(EXAMPLES), "-f", "html", "-o",
-                               str(target)]).exit_code == 0
+    assert (
+        runner.invoke(app, ["check", str(EXAMPLES), "-f", "html", "-o", str(target)]).exit_code == 0
+    )
     pdf = tmp_path / "cohort.pdf"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                    "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                    "--no-pdf-header-footer", f"--print-to-pdf={pdf}", target.as_uri()],
-                   check=True, capture_output=True, timeout=180)
-    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True,
-                          capture_output=True, text=True).stdout
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={pdf}",
+            target.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True, text=True
+    ).stdout
     examples = len(list((ROOT / "examples" / "patients").glob("*.yaml")))
     assert "Cohort screening summary" in text and f"{examples} patients screened" in text
     for number in range(1, 24):

@@ -19,9 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from screener import __version__
-
-from screener.criteria import _catalog as catalog
 from screener.cli import app
+from screener.criteria import _catalog as catalog
 from screener.reports._log import MIGRATIONS, VERSION, LogError, open_log
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,40 +49,67 @@ def dump(db: Path) -> list[str]:
 def cohort(tmp_path: Path) -> Path:
     folder = tmp_path / "cohort"
     folder.mkdir()
-    for name in ("age-70-on-screening-day.yaml", "complete-record-b-all.yaml",
-                 "lab-units-si-and-lb-weight.yaml", "relapsed-t-all.yaml"):
+    for name in (
+        "age-70-on-screening-day.yaml",
+        "complete-record-b-all.yaml",
+        "lab-units-si-and-lb-weight.yaml",
+        "relapsed-t-all.yaml",
+    ):
         shutil.copy(EXAMPLES / name, folder / name)
     (folder / "zz-broken.yaml").write_text("id: broken\necog: [\n", encoding="utf-8")
     return folder
 
 
-def test_a_run_records_its_context_every_verdict_and_every_criterion(cohort: Path,
-                                                                     tmp_path: Path):
+def test_a_run_records_its_context_every_verdict_and_every_criterion(cohort: Path, tmp_path: Path):
     db = tmp_path / "screening.db"
-    result = run("check", str(cohort), "--log", str(db), "-f", "jsonl", "--as-of", "2026-11-20",
-                 "-t", "CNCT19", "-t", "HY004")
+    result = run(
+        "check",
+        str(cohort),
+        "--log",
+        str(db),
+        "-f",
+        "jsonl",
+        "--as-of",
+        "2026-11-20",
+        "-t",
+        "CNCT19",
+        "-t",
+        "HY004",
+    )
     assert result.exit_code == 1  # the broken file; the run is logged all the same
     ((run_id, started, tool, digest, as_of, trials),) = rows(
-        db, "SELECT id, started_at, tool_version, rules_digest, as_of, trials FROM runs")
+        db, "SELECT id, started_at, tool_version, rules_digest, as_of, trials FROM runs"
+    )
     assert started.endswith("+00:00") and tool == __version__ and as_of == "2026-11-20"
     assert trials == "NCT04684147,NCT06009107"
     # The run's digest is the one its JSON records carry for the same trials.
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert {r["rules_digest"] for r in records if "rules_digest" in r} == {digest}
-    screened = rows(db, "SELECT id, file, file_digest, patient, error FROM screenings "
-                        "WHERE run_id = ? ORDER BY id", run_id)
+    screened = rows(
+        db,
+        "SELECT id, file, file_digest, patient, error FROM screenings WHERE run_id = ? ORDER BY id",
+        run_id,
+    )
     assert len(screened) == 5
-    for sid, file, file_digest, patient, error in screened:
+    for _sid, file, file_digest, patient, error in screened:
         assert file_digest == "sha256:" + hashlib.sha256(Path(file).read_bytes()).hexdigest()
         assert (patient is None) == (error is not None) == file.endswith("zz-broken.yaml")
     age_70 = next(sid for sid, file, *_ in screened if "age-70" in file)
-    assert rows(db, "SELECT trial, verdict FROM verdicts WHERE screening_id = ? ORDER BY trial",
-                age_70) == [("NCT04684147", "ineligible"), ("NCT06009107", "ineligible")]
-    assert rows(db, "SELECT parent, status, reason FROM criteria WHERE screening_id = ? AND "
-                    "trial = 'NCT04684147' AND criterion = 'I2'", age_70) == [
-        (None, "fail", "age 70 years (born 1956-11-20, on 2026-11-20) > 65 years")]
-    parts = rows(db, "SELECT criterion FROM criteria WHERE screening_id = ? AND parent = 'I8' "
-                     "AND trial = 'NCT04684147'", age_70)
+    assert rows(
+        db, "SELECT trial, verdict FROM verdicts WHERE screening_id = ? ORDER BY trial", age_70
+    ) == [("NCT04684147", "ineligible"), ("NCT06009107", "ineligible")]
+    assert rows(
+        db,
+        "SELECT parent, status, reason FROM criteria WHERE screening_id = ? AND "
+        "trial = 'NCT04684147' AND criterion = 'I2'",
+        age_70,
+    ) == [(None, "fail", "age 70 years (born 1956-11-20, on 2026-11-20) > 65 years")]
+    parts = rows(
+        db,
+        "SELECT criterion FROM criteria WHERE screening_id = ? AND parent = 'I8' "
+        "AND trial = 'NCT04684147'",
+        age_70,
+    )
     assert ("I8.a",) in parts
     # Every criterion of both trials is there, once per patient screened.
     assert rows(db, "SELECT COUNT(DISTINCT screening_id) FROM criteria") == [(4,)]
@@ -96,8 +122,9 @@ def test_each_run_is_appended(cohort: Path, tmp_path: Path):
     assert rows(db, "SELECT run_id, COUNT(*) FROM screenings GROUP BY run_id") == [(1, 5), (2, 5)]
 
 
-def test_ctrl_c_during_a_run_leaves_the_log_as_it_was(cohort: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch):
+def test_ctrl_c_during_a_run_leaves_the_log_as_it_was(
+    cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     db = tmp_path / "screening.db"
     run("check", str(cohort), "--log", str(db), "-f", "jsonl")
     before = dump(db)
@@ -138,8 +165,23 @@ def test_a_process_killed_during_a_run_leaves_the_log_as_it_was(cohort: Path, tm
     db = tmp_path / "screening.db"
     run("check", str(cohort), "--log", str(db), "-f", "jsonl")
     before = dump(db)
-    done = subprocess.run([sys.executable, "-c", CRASH, "check", str(cohort), "--log", str(db),
-                           "-f", "jsonl", "--jobs", "1"], capture_output=True, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CRASH,
+            "check",
+            str(cohort),
+            "--log",
+            str(db),
+            "-f",
+            "jsonl",
+            "--jobs",
+            "1",
+        ],
+        capture_output=True,
+        check=False,
+    )
     assert done.returncode == -signal.SIGKILL
     assert dump(db) == before
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
@@ -154,10 +196,23 @@ def test_two_processes_logging_at_once_both_land_whole(tmp_path: Path):
         for source in EXAMPLES.glob("*.yaml"):
             shutil.copy(source, folder / f"{copy}-{source.name}")
     db = tmp_path / "screening.db"  # new: both processes also race to create the schema
-    command = [sys.executable, "-m", "screener", "check", str(folder), "--log", str(db),
-               "-f", "jsonl", "--jobs", "1"]
-    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                 for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "screener",
+        "check",
+        str(folder),
+        "--log",
+        str(db),
+        "-f",
+        "jsonl",
+        "--jobs",
+        "1",
+    ]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
     for process in processes:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err.decode()
@@ -165,15 +220,20 @@ def test_two_processes_logging_at_once_both_land_whole(tmp_path: Path):
     assert rows(db, "SELECT version FROM schema_version") == [(VERSION,)]
     patients = 3 * len(list((ROOT / "examples" / "patients").glob("*.yaml")))
     assert rows(db, "SELECT run_id, COUNT(*) FROM screenings GROUP BY run_id") == [
-        (1, patients), (2, patients)]
-    per_run = rows(db, "SELECT s.run_id, COUNT(*) FROM criteria c JOIN screenings s "
-                       "ON s.id = c.screening_id GROUP BY s.run_id")
+        (1, patients),
+        (2, patients),
+    ]
+    per_run = rows(
+        db,
+        "SELECT s.run_id, COUNT(*) FROM criteria c JOIN screenings s "
+        "ON s.id = c.screening_id GROUP BY s.run_id",
+    )
     assert per_run[0][1] == per_run[1][1] > 0
 
 
-def test_a_run_still_screening_does_not_hold_up_another_runs_append(cohort: Path,
-                                                                    tmp_path: Path):
-    from screener.cli._batch import expand, run as run_batch
+def test_a_run_still_screening_does_not_hold_up_another_runs_append(cohort: Path, tmp_path: Path):
+    from screener.cli._batch import expand
+    from screener.cli._batch import run as run_batch
     from screener.criteria._catalog import load_rule_sets
     from screener.reports._log import Recorder, RunInfo
 
@@ -223,13 +283,16 @@ def test_an_older_log_is_migrated_and_keeps_its_runs(cohort: Path, tmp_path: Pat
     with sqlite3.connect(db) as connection:  # a log as the first schema version left it
         connection.executescript(MIGRATIONS[0])
         connection.execute("UPDATE schema_version SET version = 1")
-        connection.execute("INSERT INTO runs VALUES (1, '2026-11-01T08:00:00+00:00', "
-                           "'2026-11-01T08:00:01+00:00', '0.0.9', 'sha256:x', NULL, NULL, 'T')")
+        connection.execute(
+            "INSERT INTO runs VALUES (1, '2026-11-01T08:00:00+00:00', "
+            "'2026-11-01T08:00:01+00:00', '0.0.9', 'sha256:x', NULL, NULL, 'T')"
+        )
     assert run("check", str(cohort), "--log", str(db)).exit_code == 1
     assert rows(db, "SELECT version FROM schema_version") == [(VERSION,)]
     assert rows(db, "SELECT id, tool_version FROM runs") == [(1, "0.0.9"), (2, __version__)]
-    assert rows(db, "SELECT name FROM sqlite_master WHERE type = 'index' AND "
-                    "name = 'screenings_by_patient'")
+    assert rows(
+        db, "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'screenings_by_patient'"
+    )
 
 
 def test_opening_a_missing_log_to_read_does_not_create_it(tmp_path: Path):
@@ -239,9 +302,16 @@ def test_opening_a_missing_log_to_read_does_not_create_it(tmp_path: Path):
 
 
 def test_output_is_the_same_with_and_without_a_log(cohort: Path, tmp_path: Path):
-    for options in (["-f", "jsonl"], ["-f", "csv"], ["-f", "json"], ["-f", "markdown"],
-                    ["-f", "table"], ["-f", "html"], ["-f", "markdown", "--each"],
-                    ["-f", "table", "--each"]):
+    for options in (
+        ["-f", "jsonl"],
+        ["-f", "csv"],
+        ["-f", "json"],
+        ["-f", "markdown"],
+        ["-f", "table"],
+        ["-f", "html"],
+        ["-f", "markdown", "--each"],
+        ["-f", "table", "--each"],
+    ):
         plain = run("check", str(cohort), *options)
         logged = run("check", str(cohort), *options, "--log", str(tmp_path / "s.db"))
         assert plain.stdout == logged.stdout, options
@@ -249,13 +319,16 @@ def test_output_is_the_same_with_and_without_a_log(cohort: Path, tmp_path: Path)
 
 # ------------------------------------------------------------------ changes and history
 
+
 def _rescreen_after_an_edit(cohort: Path, db: Path) -> None:
     """Two logged runs; in between PT-0006's birth date is corrected (70 -> 64 years old)
     and the T-ALL patient's file is removed."""
     run("check", str(cohort), "--log", str(db))
     patient = cohort / "age-70-on-screening-day.yaml"
-    patient.write_text(patient.read_text("utf-8").replace("birth_date: 1956-11-20",
-                                                          "birth_date: 1962-11-20"), "utf-8")
+    patient.write_text(
+        patient.read_text("utf-8").replace("birth_date: 1956-11-20", "birth_date: 1962-11-20"),
+        "utf-8",
+    )
     (cohort / "relapsed-t-all.yaml").unlink()
     run("check", str(cohort), "--log", str(db))
 
@@ -272,8 +345,11 @@ def test_changes_lists_the_verdicts_and_criteria_that_moved(cohort: Path, tmp_pa
     assert (cnct19["old_verdict"], cnct19["new_verdict"]) == ("ineligible", "needs_review")
     assert cnct19["file_changed"] is True
     (i2,) = [c for c in cnct19["criteria"] if c["criterion"] == "I2"]
-    assert (i2["old_status"], i2["new_status"], i2["label"]) == ("fail", "pass",
-                                                                  "Age 18 to 65 years")
+    assert (i2["old_status"], i2["new_status"], i2["label"]) == (
+        "fail",
+        "pass",
+        "Age 18 to 65 years",
+    )
     assert "> 65 years" in i2["old_reason"] and "64 years" in i2["new_reason"]
     assert data["removed"] == ["PT-0012"] and data["added"] == []
     assert [Path(e["file"]).name for e in data["errors"]] == ["zz-broken.yaml"]
@@ -287,8 +363,11 @@ def test_changes_lists_the_verdicts_and_criteria_that_moved(cohort: Path, tmp_pa
     import io
 
     rows = list(csv.DictReader(io.StringIO(run("changes", "--log", str(db), "-f", "csv").stdout)))
-    assert {(r["trial"], r["criterion"], r["old_status"], r["new_status"]) for r in rows
-            if r["patient"] == "PT-0006"} >= {("NCT04684147", "I2", "fail", "pass")}
+    assert {
+        (r["trial"], r["criterion"], r["old_status"], r["new_status"])
+        for r in rows
+        if r["patient"] == "PT-0006"
+    } >= {("NCT04684147", "I2", "fail", "pass")}
 
 
 def test_changes_after_a_single_run_has_nothing_to_compare(cohort: Path, tmp_path: Path):
@@ -332,14 +411,15 @@ def test_log_shows_a_patients_history(cohort: Path, tmp_path: Path):
     assert first["trials"]["NCT04684147"]["verdict"] == "ineligible"
     assert first["trials"]["NCT04684147"]["criteria"]["I2"]["status"] == "fail"
     assert second["trials"]["NCT04684147"]["verdict"] == "needs_review"
-    table = runner.invoke(app, ["log", "--log", str(db), "PT-0006"],
-                          env={"COLUMNS": "200"}).stdout
+    table = runner.invoke(app, ["log", "--log", str(db), "PT-0006"], env={"COLUMNS": "200"}).stdout
     assert "screened 2 times" in table and "NCT04684147 CNCT19: ineligible (fails I2)" in table
-    assert "I2 Age 18 to 65 years: age 70 years (born 1956-11-20, on 2026-11-20) > 65 years" \
-        in table  # why the patient was not enrolled, as the log recorded it
+    assert (
+        "I2 Age 18 to 65 years: age 70 years (born 1956-11-20, on 2026-11-20) > 65 years" in table
+    )  # why the patient was not enrolled, as the log recorded it
     assert "changed" in table  # the file's digest moved between the runs
-    rows = list(csv.DictReader(io.StringIO(run("log", "--log", str(db), "PT-0006",
-                                               "-f", "csv").stdout)))
+    rows = list(
+        csv.DictReader(io.StringIO(run("log", "--log", str(db), "PT-0006", "-f", "csv").stdout))
+    )
     trials = len(catalog.load_rule_sets())
     assert len(rows) == 2 * trials  # two screenings, each against every trial
     assert rows[1]["trial"] == "NCT04684147" and rows[1]["failing"] == "I2"
@@ -348,14 +428,17 @@ def test_log_shows_a_patients_history(cohort: Path, tmp_path: Path):
     assert [(r["run"], r["files"], r["errors"]) for r in runs] == [(1, 5, 1), (2, 4, 1)]
 
 
-def test_changes_explains_a_criterion_of_parts_by_the_part_that_moved(cohort: Path,
-                                                                      tmp_path: Path):
+def test_changes_explains_a_criterion_of_parts_by_the_part_that_moved(cohort: Path, tmp_path: Path):
     db = tmp_path / "screening.db"
     run("check", str(cohort), "--log", str(db))
     patient = cohort / "lab-units-si-and-lb-weight.yaml"  # PT-0007: creatinine 150 umol/L
-    patient.write_text(patient.read_text("utf-8").replace(
-        "creatinine: {value: 150 umol/L, uln: 1.0 mg/dL, date: 2026-11-18}",
-        "creatinine: {value: 120 umol/L, uln: 1.0 mg/dL, date: 2026-11-27}"), "utf-8")
+    patient.write_text(
+        patient.read_text("utf-8").replace(
+            "creatinine: {value: 150 umol/L, uln: 1.0 mg/dL, date: 2026-11-18}",
+            "creatinine: {value: 120 umol/L, uln: 1.0 mg/dL, date: 2026-11-27}",
+        ),
+        "utf-8",
+    )
     run("check", str(cohort), "--log", str(db))
     out = runner.invoke(app, ["changes", "--log", str(db)], env={"COLUMNS": "200"}).stdout
     hema = out.split("PT-0007 · NCT06559644: ineligible → needs_review", 1)[1]
@@ -374,8 +457,9 @@ def test_the_digest_of_what_is_not_a_regular_file_is_none(tmp_path: Path):
     os.mkfifo(fifo)
     # In a child process, so a digest that waited for a writer fails the test, not hangs it.
     code = f"from screener.reports._log import file_digest; print(file_digest({str(fifo)!r}))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.strip() == "None"
     assert file_digest(str(tmp_path)) is None and file_digest(str(tmp_path / "none")) is None
     regular = tmp_path / "a.yaml"

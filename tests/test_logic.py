@@ -8,8 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from screener.core._model import (Kind, Status, Verdict, at_least, kleene_and, kleene_not, kleene_or,
-                            status_of, verdict_of)
+from screener.core._model import (
+    Kind,
+    Status,
+    Verdict,
+    at_least,
+    kleene_and,
+    kleene_not,
+    kleene_or,
+    status_of,
+    verdict_of,
+)
 
 T, F, U = True, False, None
 TRUTHS = (T, F, U)
@@ -17,12 +26,28 @@ truths = st.sampled_from(TRUTHS)
 truth_lists = st.lists(truths, max_size=8)
 
 # Kleene's strong three-valued tables, written out independently of the implementation.
-AND = {(T, T): T, (T, F): F, (T, U): U,
-       (F, T): F, (F, F): F, (F, U): F,
-       (U, T): U, (U, F): F, (U, U): U}
-OR = {(T, T): T, (T, F): T, (T, U): T,
-      (F, T): T, (F, F): F, (F, U): U,
-      (U, T): T, (U, F): U, (U, U): U}
+AND = {
+    (T, T): T,
+    (T, F): F,
+    (T, U): U,
+    (F, T): F,
+    (F, F): F,
+    (F, U): F,
+    (U, T): U,
+    (U, F): F,
+    (U, U): U,
+}
+OR = {
+    (T, T): T,
+    (T, F): T,
+    (T, U): T,
+    (F, T): T,
+    (F, F): F,
+    (F, U): U,
+    (U, T): T,
+    (U, F): U,
+    (U, U): U,
+}
 
 
 @pytest.mark.parametrize(("a", "b"), list(itertools.product(TRUTHS, repeat=2)))
@@ -183,8 +208,12 @@ def test_verdict_of(statuses, expected):
 
 
 SEVERITY = {Status.FAIL: 0, Status.UNKNOWN: 1, Status.REVIEW: 2, Status.PASS: 3}
-VERDICT_FOR = {Status.FAIL: Verdict.INELIGIBLE, Status.UNKNOWN: Verdict.INCOMPLETE,
-               Status.REVIEW: Verdict.NEEDS_REVIEW, Status.PASS: Verdict.ELIGIBLE}
+VERDICT_FOR = {
+    Status.FAIL: Verdict.INELIGIBLE,
+    Status.UNKNOWN: Verdict.INCOMPLETE,
+    Status.REVIEW: Verdict.NEEDS_REVIEW,
+    Status.PASS: Verdict.ELIGIBLE,
+}
 
 
 @given(st.lists(st.sampled_from(list(Status)), min_size=1, max_size=10))

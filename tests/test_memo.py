@@ -9,31 +9,34 @@ acceptance patients, every rule case and the FHIR bundles, then over generated o
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import screener
-from screener.screening import _engine as engine
-from screener.reports import _report as report
 from screener.cli._batch import FileError, load_any, screen_file
-from screener.testing._cases import load_case_patient, load_suite
 from screener.criteria._catalog import load_rule_sets
 from screener.criteria._conditions import Node
+from screener.reports import _report as report
+from screener.screening import _engine as engine
 from screener.screening._engine import facts_of
 from screener.testing import patient_from, patients
+from screener.testing._cases import load_case_patient, load_suite
 
 ROOT = Path(__file__).parent.parent
 RULE_SETS = tuple(load_rule_sets())
 
 
-@lru_cache(maxsize=None)
+@cache
 def corpus() -> tuple[screener.Patient, ...]:
-    found = [load_any(str(p)) for folder in (ROOT / "examples" / "patients",
-                                             ROOT / "tests" / "acceptance" / "patients")
-             for p in sorted(folder.glob("*.yaml"))]
+    found = [
+        load_any(str(p))
+        for folder in (ROOT / "examples" / "patients", ROOT / "tests" / "acceptance" / "patients")
+        for p in sorted(folder.glob("*.yaml"))
+    ]
     for bundle in sorted((ROOT / "tests" / "data" / "fhir").glob("*.json")):
         try:
             found.append(load_any(str(bundle)))
@@ -48,8 +51,7 @@ def test_the_corpus_is_the_whole_collection():
     assert len(corpus()) > 600  # 20 examples, 31 acceptance, bundles, 570 cases
 
 
-def _reads(patient: screener.Patient, check: Node,
-           attestation: bool | None) -> set[str]:
+def _reads(patient: screener.Patient, check: Node, attestation: bool | None) -> set[str]:
     scope = facts_of(patient).judged(attestation)
     scope.trace = set()
     check.evaluate(scope)
@@ -61,8 +63,14 @@ def test_inputs_name_every_fact_a_criterion_or_part_reads():
         for rule_set in RULE_SETS:
             for c in rule_set.criteria:
                 # A criterion made of parts is remembered whole and part by part.
-                units = [(c.id, [c.check] if c.check is not None else [p.check for p in c.parts],
-                          c.inputs, c.dated)]
+                units = [
+                    (
+                        c.id,
+                        [c.check] if c.check is not None else [p.check for p in c.parts],
+                        c.inputs,
+                        c.dated,
+                    )
+                ]
                 units += [(p.id, [p.check], p.inputs, p.dated) for p in c.parts]
                 for name, checks, inputs, dated in units:
                     for attestation in (None, True, False) if c.judged else (None,):
@@ -100,8 +108,10 @@ def test_reused_results_are_the_results_computed_afresh(monkeypatch: pytest.Monk
     for memo, second, new in zip(remembered, again, fresh):
         assert memo == new, memo.file
         assert second == new, memo.file
-        assert report.jsonl_line(memo) == \
-            (report.dumps(report.to_json(new), compact=True) + "\n").encode()
+        assert (
+            report.jsonl_line(memo)
+            == (report.dumps(report.to_json(new), compact=True) + "\n").encode()
+        )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -119,8 +129,10 @@ def test_reuse_across_generated_patients_changes_nothing(records: list[dict]):
 
 def test_the_same_facts_give_the_same_result_and_other_facts_another():
     base = {"id": "A", "screening_date": "2026-11-20", "ecog": 1, "weight": "70 kg"}
-    first, same, other = (screener.screen_patient(patient_from(r), RULE_SETS) for r in (
-        base, {**base, "id": "B", "weight": "71 kg"}, {**base, "id": "C", "ecog": 3}))
+    first, same, other = (
+        screener.screen_patient(patient_from(r), RULE_SETS)
+        for r in (base, {**base, "id": "B", "weight": "71 kg"}, {**base, "id": "C", "ecog": 3})
+    )
 
     def ecog(s: screener.Screening) -> screener.CriterionResult:
         trial = next(t for t in s.trials if t.trial == "NCT06559644")
@@ -134,23 +146,34 @@ def test_jsonl_line_is_dumps_of_to_json_for_errors_and_imports(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("id: X\necog: [\n", encoding="utf-8")
     bundle = next((ROOT / "tests" / "data" / "fhir").glob("*.json"))
-    for record in (screen_file(str(bad), list(RULE_SETS)), screen_file(str(bundle),
-                                                                        list(RULE_SETS))):
+    for record in (
+        screen_file(str(bad), list(RULE_SETS)),
+        screen_file(str(bundle), list(RULE_SETS)),
+    ):
         assert isinstance(record, FileError) or record.sources
-        assert report.jsonl_line(record) == \
-            (report.dumps(report.to_json(record), compact=True) + "\n").encode()
+        assert (
+            report.jsonl_line(record)
+            == (report.dumps(report.to_json(record), compact=True) + "\n").encode()
+        )
 
 
 def test_the_memory_of_results_stays_bounded_however_many_patients():
     # Flat memory over a cohort of any size: every memory has a fixed bound.
-    records = [{"id": f"P{i}", "screening_date": "2026-11-20", "birth_date": f"19{40 + i % 50}-01-"
-                f"{1 + i % 28:02d}", "weight": f"{50 + i} kg",
-                "labs": {"creatinine": f"{0.5 + i / 100:.2f} mg/dL", "ast": f"{10 + i} U/L"}}
-               for i in range(engine._MEMO_SIZE * 3)]
+    records = [
+        {
+            "id": f"P{i}",
+            "screening_date": "2026-11-20",
+            "birth_date": f"19{40 + i % 50}-01-{1 + i % 28:02d}",
+            "weight": f"{50 + i} kg",
+            "labs": {"creatinine": f"{0.5 + i / 100:.2f} mg/dL", "ast": f"{10 + i} U/L"},
+        }
+        for i in range(engine._MEMO_SIZE * 3)
+    ]
     for record in records:
         report.jsonl_line(screener.screen_patient(patient_from(record), RULE_SETS))
-    sizes = [len(m) for r in RULE_SETS for c in r.criteria
-             for m in [c.memo, *(p.memo for p in c.parts)]]
+    sizes = [
+        len(m) for r in RULE_SETS for c in r.criteria for m in [c.memo, *(p.memo for p in c.parts)]
+    ]
     assert max(sizes) <= engine._MEMO_SIZE
 
 
@@ -159,8 +182,11 @@ def test_screening_and_writing_a_patient_leaves_no_reference_cycles():
     # a cycle would keep each patient's objects alive until the next collection.
     import gc
 
-    files = [p for folder in (ROOT / "examples" / "patients", ROOT / "tests" / "acceptance"
-                              / "patients") for p in sorted(folder.glob("*.yaml"))]
+    files = [
+        p
+        for folder in (ROOT / "examples" / "patients", ROOT / "tests" / "acceptance" / "patients")
+        for p in sorted(folder.glob("*.yaml"))
+    ]
     gc.collect()
     gc.disable()
     try:

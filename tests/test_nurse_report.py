@@ -25,9 +25,13 @@ def table(*args: str, columns: int = 80) -> list[str]:
 
 def verdicts(path: Path) -> dict[str, tuple[str, list[str]]]:
     data = json.loads(runner.invoke(app, ["check", str(path), "-f", "json"]).stdout)
-    return {t["trial"]: (t["verdict"].upper().replace("_", " "),
-                         [c["id"] for c in t["criteria"] if c["status"] == "fail"])
-            for t in data["trials"]}
+    return {
+        t["trial"]: (
+            t["verdict"].upper().replace("_", " "),
+            [c["id"] for c in t["criteria"] if c["status"] == "fail"],
+        )
+        for t in data["trials"]
+    }
 
 
 def first_section(lines: list[str]) -> int:
@@ -38,19 +42,24 @@ def first_section(lines: list[str]) -> int:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_every_verdict_and_blocker_comes_before_the_details(path: Path):
     lines = table(str(path))
-    top = "\n".join(lines[:first_section(lines)])
+    top = "\n".join(lines[: first_section(lines)])
     for trial, (verdict, failing) in verdicts(path).items():
         assert f"{verdict}" in top and trial in top
         for cid in failing:
-            assert f"✘ {cid}" in top or any(f"✘ {cid}." in line for line in lines[:40]), \
-                (trial, cid)
+            assert f"✘ {cid}" in top or any(f"✘ {cid}." in line for line in lines[:40]), (
+                trial,
+                cid,
+            )
 
 
 def test_an_ineligible_trial_is_told_by_its_blockers_and_listed_whole_with_all():
     path = str(ROOT / "examples" / "patients" / "relapsed-t-all.yaml")
     compact, everything = table(path, columns=400), table(path, "--all", columns=400)
-    grouped = [line for line in compact if line.strip().startswith("INELIGIBLE") and
-               "the blockers above say why" in line]
+    grouped = [
+        line
+        for line in compact
+        if line.strip().startswith("INELIGIBLE") and "the blockers above say why" in line
+    ]
     assert len(grouped) == 1 and all(t in grouped[0] for t in verdicts(Path(path)))
     # Every caveat still stands in the report.
     assert sum("caveat" in line for line in compact) >= 7
@@ -64,12 +73,13 @@ def test_a_typical_patients_verdicts_and_blockers_fit_one_screen():
 
 
 def test_the_same_summary_closes_the_report():
-    lines = [line.rstrip() for line in
-             table(str(ROOT / "examples" / "patients" / "relapsed-t-all.yaml"))]
+    lines = [
+        line.rstrip() for line in table(str(ROOT / "examples" / "patients" / "relapsed-t-all.yaml"))
+    ]
     begin = next(i for i, line in enumerate(lines) if line.startswith("INELIGIBLE"))
-    opening = lines[begin:first_section(lines)]
-    closing = lines[lines.index("Verdicts") + 1:]
-    assert closing == opening[:len(closing)]
+    opening = lines[begin : first_section(lines)]
+    closing = lines[lines.index("Verdicts") + 1 :]
+    assert closing == opening[: len(closing)]
     assert sum("NCT" in line for line in closing) == 7
 
 
@@ -81,8 +91,9 @@ def test_passing_criteria_are_counted_not_listed_unless_all():
 
 
 def test_criteria_that_need_data_are_named_once_and_collected_in_the_worklist():
-    out = "\n".join(table(str(ROOT / "examples" / "patients" / "first-visit-minimal-record.yaml"),
-                          columns=200))
+    out = "\n".join(
+        table(str(ROOT / "examples" / "patients" / "first-visit-minimal-record.yaml"), columns=200)
+    )
     assert "need data: I1 I3 I4 I5 I6 I7 I8 I9 I10" in out  # CNCT19, by id only
     assert "CD19 and CD22 by flow cytometry" in out
     flow = next(line for line in out.splitlines() if "by flow cytometry" in line)
@@ -99,14 +110,16 @@ def test_a_patient_ineligible_everywhere_gets_a_one_line_worklist():
     assert len(todo) == 1
     assert "nothing that could change a verdict" in lines[todo[0]]
     assert lines[todo[0] + 1] == ""  # the next thing is the closing summary
-    everything = "\n".join(table(str(ROOT / "examples" / "patients" / "relapsed-t-all.yaml"),
-                                 "--all", columns=200))
+    everything = "\n".join(
+        table(str(ROOT / "examples" / "patients" / "relapsed-t-all.yaml"), "--all", columns=200)
+    )
     assert "tests to order" in everything or "to ask the patient" in everything
 
 
 def test_an_ineligible_trial_adds_nothing_to_the_worklist(tmp_path: Path):
-    lines = "\n".join(table(str(ROOT / "examples" / "patients" / "full-record-ph-positive.yaml"),
-                            columns=200))
+    lines = "\n".join(
+        table(str(ROOT / "examples" / "patients" / "full-record-ph-positive.yaml"), columns=200)
+    )
     assert "not asked for NCT06009107 (HY004)" in lines
     assert "HY004 E" not in lines.split("To do", 1)[1].split("for the investigator")[0]
 
@@ -116,7 +129,7 @@ def test_warnings_are_counted_at_the_end_with_the_criteria_they_left_unknown(tmp
     text = (ROOT / "tests" / "acceptance" / "patients" / "baseline.yaml").read_text("utf-8")
     patient.write_text(text.replace("ecog: 1", "ecgo: 1"), "utf-8")
     lines = table(str(patient), columns=200)
-    end = "\n".join(lines[[i for i, x in enumerate(lines) if x.startswith("To do")][0]:])
+    end = "\n".join(lines[[i for i, x in enumerate(lines) if x.startswith("To do")][0] :])
     assert "1 warning about the file" in end
     assert "ecgo" in end
     left = next(line for line in end.splitlines() if "left unknown" in line)
@@ -131,8 +144,9 @@ def _tables(markdown: str) -> tuple[int, int]:
     CommonMark renderer with GFM tables renders."""
     lines = markdown.splitlines()
     meant = sum(1 for a, b in zip(lines, lines[1:]) if a.startswith("|") and b.startswith("|---"))
-    rendered = sum(t.type == "table_open"
-                   for t in MarkdownIt("commonmark").enable("table").parse(markdown))
+    rendered = sum(
+        t.type == "table_open" for t in MarkdownIt("commonmark").enable("table").parse(markdown)
+    )
     return meant, rendered
 
 
@@ -144,15 +158,15 @@ def test_every_markdown_table_renders_as_a_table(path: Path):
 
 
 def test_the_cohort_markdown_renders_every_table():
-    out = runner.invoke(app, ["check", str(ROOT / "examples" / "patients"), "-f",
-                              "markdown", "--each"]).stdout
+    out = runner.invoke(
+        app, ["check", str(ROOT / "examples" / "patients"), "-f", "markdown", "--each"]
+    ).stdout
     meant, rendered = _tables(out)
     assert meant > 20 and rendered == meant
 
 
 def test_a_caveat_quote_is_closed_before_the_table_that_follows():
-    out = runner.invoke(app, ["check", str(EXAMPLES[0]), "-f", "markdown", "-t",
-                              "CNCT19"]).stdout
+    out = runner.invoke(app, ["check", str(EXAMPLES[0]), "-f", "markdown", "-t", "CNCT19"]).stdout
     lines = out.splitlines()
     quote = max(i for i, line in enumerate(lines) if line.startswith("> caveat"))
     assert lines[quote + 1] == ""
@@ -170,7 +184,8 @@ def test_a_judgment_open_beside_missing_data_is_asked_now(tmp_path: Path):
         " date: 2026-11-10}}}\necog: 1\nlife_expectancy: 6 months\nlvef: 60 %\nspo2: 97 %\n"
         "labs: {creatinine: {value: 0.8 mg/dL, uln: 1.1 mg/dL}, alt: {value: 20 U/L, uln: 40 U/L},"
         " ast: {value: 20 U/L, uln: 40 U/L}, total_bilirubin: {value: 0.5 mg/dL, uln: 1.2 mg/dL}}\n",
-        "utf-8")
+        "utf-8",
+    )
     out = "\n".join(table(str(patient), "-t", "NCT05679687", columns=200))
     todo = out.split("To do", 1)[1]
     assert "marrow function adequate for lymphodepletion" in todo

@@ -13,22 +13,55 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_ships_rule_sets_and_finds_them(tmp_path: Path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(ROOT)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+    )
     wheel = next(tmp_path.glob("screener-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for rule_file in ROOT.glob("rules/*.yaml"):
         assert f"screener/rules/{rule_file.name}" in names
     assert "screener/data/reference.yaml" in names
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                    str(target), str(wheel)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+    )
     # Run from elsewhere, with only the installed copy importable: no source tree to fall back on.
-    probe = ("import screener, pathlib; from screener import load_rule_sets, rules_dir;"
-             "print(pathlib.Path(screener.__file__).parent); print(rules_dir());"
-             "print(len(load_rule_sets()))")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
-                          text=True, check=True, env={"PYTHONPATH": str(target)})
+    probe = (
+        "import screener, pathlib; from screener import load_rule_sets, rules_dir;"
+        "print(pathlib.Path(screener.__file__).parent); print(rules_dir());"
+        "print(len(load_rule_sets()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(target)},
+    )
     package, rules, count = done.stdout.split()
     assert Path(package) == target / "screener"
     assert Path(rules) == target / "screener" / "rules"
@@ -45,8 +78,10 @@ def test_no_file_holds_a_merge_conflict_marker():
     found = []
     for name in tracked.stdout.splitlines():
         path = root / name
-        if path.suffix not in {".py", ".md", ".yaml", ".yml", ".toml", ".json", ""} or \
-                not path.is_file():
+        if (
+            path.suffix not in {".py", ".md", ".yaml", ".yml", ".toml", ".json", ""}
+            or not path.is_file()
+        ):
             continue
         for number, line in enumerate(path.read_text("utf-8", "replace").splitlines(), 1):
             if line.startswith(markers) or line == "=======":

@@ -11,8 +11,8 @@ import yaml
 from screener.core import _units as units
 from screener.core._errors import Diagnostic, PatientError
 from screener.core._model import LabValue
-from screener.reading._patient import normalise_mutation, parse_patient
 from screener.core._units import Measure
+from screener.reading._patient import normalise_mutation, parse_patient
 
 # A copy of ../shared/spec/patient.yaml (the contract's full example), kept in the project.
 SPEC_EXAMPLE = (Path(__file__).parent / "data" / "spec_patient.yaml").read_text(encoding="utf-8")
@@ -67,8 +67,13 @@ def test_the_spec_example_is_normalised():
     assert labs["inr"] == LabValue(1.1, 1.2, None, "1.1")
     assert labs["aptt"].value.unit == "s"
     assert set(d["serology"].values()) == {"negative"}
-    assert [t["type"] for t in d["therapies"]] == ["chemotherapy", "tki", "tki", "car-t",
-                                                    "transplant"]
+    assert [t["type"] for t in d["therapies"]] == [
+        "chemotherapy",
+        "tki",
+        "tki",
+        "car-t",
+        "transplant",
+    ]
     assert d["therapies"][3]["response"] == "NR"
     assert d["attestations"] == {"NCT06559644/E16": {"result": "pass"}}
 
@@ -230,7 +235,9 @@ def test_nyha_class_in_roman_or_arabic(written, klass):
     assert patient(f"nyha_class: {written}\n").data["nyha_class"] == klass
 
 
-@pytest.mark.parametrize("written", ["T315I", "p.T315I", "p.Thr315Ile", "Thr315Ile", "p.(Thr315Ile)"])
+@pytest.mark.parametrize(
+    "written", ["T315I", "p.T315I", "p.Thr315Ile", "Thr315Ile", "p.(Thr315Ile)"]
+)
 def test_mutation_spellings_normalise(written):
     p = patient(f"diagnosis:\n  abl1_mutations: ['{written}']\n")
     assert p.data["diagnosis"]["abl1_mutations"] == ("T315I",)
@@ -249,21 +256,26 @@ def test_unreadable_mutations_are_refused(written):
     assert d.position.line == 3
 
 
-@pytest.mark.parametrize(("written", "value"), [("pos", "positive"), ("Negative", "negative"),
-                                                ("not detected", "negative")])
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [("pos", "positive"), ("Negative", "negative"), ("not detected", "negative")],
+)
 def test_test_results_accept_lab_wording(written, value):
     assert patient(f"serology:\n  hiv: {written}\n").data["serology"]["hiv"] == value
 
 
 def test_a_lab_may_be_a_bare_quantity_or_a_mapping():
-    labs = patient("labs:\n  alt: 61 U/L\n  ast: {value: 52 IU/L, uln: 40 U/L, "
-                   "date: 2026-11-18}\n").data["labs"]
+    labs = patient(
+        "labs:\n  alt: 61 U/L\n  ast: {value: 52 IU/L, uln: 40 U/L, date: 2026-11-18}\n"
+    ).data["labs"]
     assert labs["alt"].value.magnitude == 61 and labs["alt"].uln is None
     assert labs["ast"].uln.magnitude == 40 and labs["ast"].date == dt.date(2026, 11, 18)
 
 
 def test_creatinine_value_and_uln_may_use_different_units():
-    lab = patient("labs:\n  creatinine: {value: 97 umol/L, uln: 1.2 mg/dL}\n").data["labs"]["creatinine"]
+    lab = patient("labs:\n  creatinine: {value: 97 umol/L, uln: 1.2 mg/dL}\n").data["labs"][
+        "creatinine"
+    ]
     assert lab.value.unit == "umol/l" and lab.uln.unit == "mg/dl"
 
 
@@ -313,8 +325,9 @@ def test_a_birth_date_on_the_screening_date_is_allowed():
 
 
 def test_apheresis_before_birth_is_refused():
-    d = only_error("screening_date: 2026-11-20\nbirth_date: 1979-04-02\n"
-                   "apheresis_date: 1970-01-01\n")
+    d = only_error(
+        "screening_date: 2026-11-20\nbirth_date: 1979-04-02\napheresis_date: 1970-01-01\n"
+    )
     assert d.message.startswith("apheresis_date")
 
 
@@ -331,17 +344,19 @@ def test_an_age_that_agrees_with_the_birth_date_is_quiet():
 # ------------------------------------------------------------------------ TKI generation
 
 
-@pytest.mark.parametrize(("drug", "generation"), [("imatinib", 1), ("dasatinib", 2),
-                                                  ("Nilotinib", 2), ("ponatinib", 3),
-                                                  ("asciminib", 3)])
+@pytest.mark.parametrize(
+    ("drug", "generation"),
+    [("imatinib", 1), ("dasatinib", 2), ("Nilotinib", 2), ("ponatinib", 3), ("asciminib", 3)],
+)
 def test_tki_generation_comes_from_the_drug_name(drug, generation):
     (therapy,) = patient(f"therapies:\n  - {{type: tki, drug: {drug}}}\n").data["therapies"]
     assert therapy["generation"] == generation
 
 
 def test_a_stated_generation_is_kept():
-    (therapy,) = patient("therapies:\n  - {type: tki, drug: imatinib, generation: 2}\n"
-                         ).data["therapies"]
+    (therapy,) = patient("therapies:\n  - {type: tki, drug: imatinib, generation: 2}\n").data[
+        "therapies"
+    ]
     assert therapy["generation"] == 2
 
 
@@ -351,8 +366,7 @@ def test_an_unknown_tki_has_no_generation():
 
 
 def test_only_tkis_get_a_generation():
-    (therapy,) = patient("therapies:\n  - {type: chemotherapy, drug: imatinib}\n"
-                         ).data["therapies"]
+    (therapy,) = patient("therapies:\n  - {type: chemotherapy, drug: imatinib}\n").data["therapies"]
     assert "generation" not in therapy
 
 
@@ -361,7 +375,7 @@ def test_only_tkis_get_a_generation():
 FAST_CASES = [
     SPEC_EXAMPLE,
     "id: PT-1\nscreening_date: 2026-11-20\nlabs: {creatinine: {value: 97 umol/L, uln: 1.2 mg/dL}}\n",
-    "id: 0012345\n",                       # octal-looking id: text as written
+    "id: 0012345\n",  # octal-looking id: text as written
     "id: PT-2\ndiagnosis: {cns_involvement: no}\n",  # a YAML 1.1 boolean where a word is meant
     "id: PT-3\nscreening_date: 2026-11-20T09:30:00\n",  # a time of day is dropped
     "id: PT-4\necog: 0x1\nnyha_class: 1_0\ndyspnea_grade: 1:30\n",  # YAML 1.1 integer forms
@@ -374,8 +388,8 @@ FAST_CASES = [
 
 @pytest.mark.parametrize("text", FAST_CASES)
 def test_fast_read_agrees_with_the_positioned_parse(text: str):
-    from screener.reading._document import parse
     from screener.core._errors import PatientError
+    from screener.reading._document import parse
     from screener.reading._patient import from_document
 
     try:
@@ -389,12 +403,14 @@ def test_fast_read_agrees_with_the_positioned_parse(text: str):
 
 
 def test_fast_read_agrees_with_the_positioned_parse_on_every_patient_file():
-    from screener.reading._document import parse, parse_fast
     from screener.core._errors import PatientError
+    from screener.reading._document import parse, parse_fast
 
     root = Path(__file__).parent.parent
-    files = [*(root / "examples" / "patients").glob("*.yaml"),
-             *(root / "tests" / "acceptance" / "patients").glob("*.yaml")]
+    files = [
+        *(root / "examples" / "patients").glob("*.yaml"),
+        *(root / "tests" / "acceptance" / "patients").glob("*.yaml"),
+    ]
     fast_reads = 0
     for path in files:
         text = path.read_text("utf-8")
@@ -405,8 +421,29 @@ def test_fast_read_agrees_with_the_positioned_parse_on_every_patient_file():
     assert fast_reads > len(files) / 2
 
 
-SCALARS = ["true", "yes", "No", "off", "~", "null", "", "12", "012", "0x1A", "1_000", "1:30",
-           "1.5", "1e3", ".5", ".inf", "-.Inf", ".NaN", "2026-11-20", "12 mg/dL", "PT-1"]
+SCALARS = [
+    "true",
+    "yes",
+    "No",
+    "off",
+    "~",
+    "null",
+    "",
+    "12",
+    "012",
+    "0x1A",
+    "1_000",
+    "1:30",
+    "1.5",
+    "1e3",
+    ".5",
+    ".inf",
+    "-.Inf",
+    ".NaN",
+    "2026-11-20",
+    "12 mg/dL",
+    "PT-1",
+]
 
 
 @pytest.mark.parametrize("quote", ["", "'", '"'])
@@ -422,8 +459,9 @@ def test_fast_read_types_scalars_as_yaml_does_quoted_or_not_first_or_again(quote
     got = parse_fast("id: X\n" + text, "p.yaml")
     assert got is not None
     assert {k: v for k, v in got.data.items() if k != "id"} == expected
-    assert [type(v) for k, v in got.data.items() if k != "id"] == \
-        [type(v) for v in expected.values()]
+    assert [type(v) for k, v in got.data.items() if k != "id"] == [
+        type(v) for v in expected.values()
+    ]
 
 
 def test_warnings_from_a_fast_read_still_carry_positions():
@@ -439,13 +477,16 @@ def test_duplicate_keys_are_errors_whichever_path_reads_them():
 
 
 def test_an_attestation_may_say_who_decided_and_when():
-    p = parse_patient("id: A\nattestations:\n"
-                      "  NCT06559644/E16: {result: fail, by: Dr A. Rivera, date: 2026-11-21}\n"
-                      "  NCT06559644/E9: pass\n", "a.yaml")
+    p = parse_patient(
+        "id: A\nattestations:\n"
+        "  NCT06559644/E16: {result: fail, by: Dr A. Rivera, date: 2026-11-21}\n"
+        "  NCT06559644/E9: pass\n",
+        "a.yaml",
+    )
     assert p.data["attestations"] == {
-        "NCT06559644/E16": {"result": "fail", "by": "Dr A. Rivera",
-                            "date": dt.date(2026, 11, 21)},
-        "NCT06559644/E9": {"result": "pass"}}
+        "NCT06559644/E16": {"result": "fail", "by": "Dr A. Rivera", "date": dt.date(2026, 11, 21)},
+        "NCT06559644/E9": {"result": "pass"},
+    }
 
 
 @pytest.mark.parametrize("body", ["{by: Dr A}", "{result: maybe}", "{result: pass, when: today}"])
@@ -472,8 +513,10 @@ def _criterion(p, trial: str, cid: str):
 
 @pytest.mark.parametrize("name", ["cd19", "Cd19", "CD19", " cD19"])
 def test_marker_names_are_read_in_any_case(name):
-    p = patient("screening_date: 2026-11-20\ndiagnosis:\n  markers:\n"
-                f"    '{name}': {{result: positive, specimen: BM, date: 2026-11-01}}\n")
+    p = patient(
+        "screening_date: 2026-11-20\ndiagnosis:\n  markers:\n"
+        f"    '{name}': {{result: positive, specimen: BM, date: 2026-11-01}}\n"
+    )
     assert list(p.data["diagnosis"]["markers"]) == ["CD19"]
     assert p.warnings == ()
     # CNCT19 I4 reads diagnosis.markers.CD19: a lower-case key used to leave it unknown.
@@ -481,15 +524,17 @@ def test_marker_names_are_read_in_any_case(name):
 
 
 def test_one_marker_under_two_spellings_is_an_error():
-    d = only_error("diagnosis:\n  markers:\n    CD22: {result: positive}\n"
-                   "    cd22: {result: negative}\n")
+    d = only_error(
+        "diagnosis:\n  markers:\n    CD22: {result: positive}\n    cd22: {result: negative}\n"
+    )
     assert d.message.startswith("diagnosis.markers.cd22: CD22 is given twice")
     assert d.position.line == 5
 
 
-@pytest.mark.parametrize(("written", "shown"), [("65.5 years", "65 years"),
-                                                 ("65.99 years", "65 years"),
-                                                 ("786 months", "65 years")])
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [("65.5 years", "65 years"), ("65.99 years", "65 years"), ("786 months", "65 years")],
+)
 def test_a_fractional_stated_age_is_completed_years(written, shown):
     # ≤ 65 years: 65.5 years used to fail CNCT19 I2 and HY004 I2, while a birth date giving
     # the same person (65 completed years) passed.
@@ -498,8 +543,12 @@ def test_a_fractional_stated_age_is_completed_years(written, shown):
         c = _criterion(p, trial, "I2")
         assert c.status.value == "pass", c.reason
         assert f"age {shown} (completed years of the stated {written})" in c.reason
-    assert _criterion(patient(f"screening_date: 2026-11-20\nage: 66.2 years\n"),
-                      "NCT04684147", "I2").status.value == "fail"
+    assert (
+        _criterion(
+            patient("screening_date: 2026-11-20\nage: 66.2 years\n"), "NCT04684147", "I2"
+        ).status.value
+        == "fail"
+    )
 
 
 def test_a_whole_stated_age_reads_as_before():
@@ -528,10 +577,24 @@ def _tki(drug: str, extra: str = ""):
     return patient(f"therapies:\n  - type: tki\n    drug: {drug}\n{extra}")
 
 
-@pytest.mark.parametrize(("drug", "generation"), [
-    ("Gleevec", 1), ("Glivec", 1), ("STI571", 1), ("Sprycel", 2), ("Tasigna", 2),
-    ("Bosulif", 2), ("Iclusig", 3), ("Scemblix", 3), ("HQP1351", 3), ("hqp-1351", 3),
-    ("ICLUSIG", 3), ("dasatinib", 2), ("Imatinib", 1)])
+@pytest.mark.parametrize(
+    ("drug", "generation"),
+    [
+        ("Gleevec", 1),
+        ("Glivec", 1),
+        ("STI571", 1),
+        ("Sprycel", 2),
+        ("Tasigna", 2),
+        ("Bosulif", 2),
+        ("Iclusig", 3),
+        ("Scemblix", 3),
+        ("HQP1351", 3),
+        ("hqp-1351", 3),
+        ("ICLUSIG", 3),
+        ("dasatinib", 2),
+        ("Imatinib", 1),
+    ],
+)
 def test_tki_brand_names_and_codes_have_their_generation(drug, generation):
     p = _tki(drug)
     assert p.data["therapies"][0]["generation"] == generation
@@ -539,9 +602,11 @@ def test_tki_brand_names_and_codes_have_their_generation(drug, generation):
 
 
 def test_two_brands_of_two_generations_satisfy_cnct19_i5():
-    p = patient("screening_date: 2026-11-20\ndiagnosis: {ph_positive: true, abl1_mutations: []}\n"
-                "therapies:\n  - {type: tki, drug: Glivec, outcome: failed}\n"
-                "  - {type: tki, drug: Sprycel, outcome: intolerant}\n")
+    p = patient(
+        "screening_date: 2026-11-20\ndiagnosis: {ph_positive: true, abl1_mutations: []}\n"
+        "therapies:\n  - {type: tki, drug: Glivec, outcome: failed}\n"
+        "  - {type: tki, drug: Sprycel, outcome: intolerant}\n"
+    )
     assert _criterion(p, "NCT04684147", "I5").status.value == "pass"
 
 
@@ -549,8 +614,9 @@ def test_an_unknown_tki_name_is_a_warning_with_the_nearest_drug():
     p = _tki("dasatinb")
     assert "generation" not in p.data["therapies"][0]
     (warning,) = p.warnings
-    assert warning.message == ("therapies[0].drug: unknown TKI 'dasatinb'; its generation is "
-                               "unknown")
+    assert warning.message == (
+        "therapies[0].drug: unknown TKI 'dasatinb'; its generation is unknown"
+    )
     assert warning.hint == "did you mean dasatinib?"
     assert warning.position.line == 4
 
@@ -572,11 +638,14 @@ def test_a_drug_of_another_type_is_not_checked_as_a_tki():
 def test_a_bilirubin_just_under_three_times_uln_is_not_printed_as_three():
     # "3.594 mg/dL = 3 × ULN (ULN 1.2 mg/dL) > 2 × ULN" read as a value at the 3 × ULN limit
     # (and 3 × 1.2 is 3.6, not 3.594).
-    p = patient("screening_date: 2026-11-20\nconditions: []\n"
-                "labs:\n  total_bilirubin: {value: 3.594 mg/dL, uln: 1.2 mg/dL}\n")
+    p = patient(
+        "screening_date: 2026-11-20\nconditions: []\n"
+        "labs:\n  total_bilirubin: {value: 3.594 mg/dL, uln: 1.2 mg/dL}\n"
+    )
     part = next(x for x in _criterion(p, "NCT04684147", "I8").parts if x.id == "I8.c")
-    assert part.reason.startswith("total bilirubin 3.594 mg/dL = 2.995 × ULN (ULN 1.2 mg/dL) "
-                                  "> 2 × ULN")
+    assert part.reason.startswith(
+        "total bilirubin 3.594 mg/dL = 2.995 × ULN (ULN 1.2 mg/dL) > 2 × ULN"
+    )
     assert part.evidence[0].converted == "2.995 × ULN"
 
 
@@ -590,21 +659,25 @@ def test_every_lab_declares_a_hard_and_a_soft_range():
         assert spec.hard != (None, None) and spec.soft != (None, None), name
 
 
-@pytest.mark.parametrize(("lab", "written", "bound", "hint"), [
-    ("total_bilirubin", "30 mmol/L", "above 100 mg/dL = 1.71 mmol/L", "did you mean µmol/L?"),
-    ("creatinine", "97 mg/dL", "above 40 mg/dL", "did you mean µmol/L?"),
-    ("creatinine", "97 mmol/L", "above 40 mg/dL = 3.54 mmol/L", "did you mean µmol/L?"),
-    ("direct_bilirubin", "60 mg/dL", "above 50 mg/dL", "did you mean µmol/L?"),
-    ("ast", "60000 IU/L", "above 50000 U/L", "check the value and its unit"),
-    ("alt", "75000 U/L", "above 50000 U/L", "check the value and its unit"),
-    ("creatinine_clearance", "600 mL/min", "above 500 mL/min", "check the value and its unit"),
-    ("inr", "0.3", "below 0.5", "check the value and its unit"),
-    ("inr", "25", "above 20", "check the value and its unit"),
-    ("aptt", "400 s", "above 300 s", "check the value and its unit"),
-    ("aptt", "3 s", "below 5 s", "check the value and its unit"),
-])
-def test_an_impossible_lab_value_is_an_error_naming_the_field_and_the_slip(lab, written, bound,
-                                                                          hint):
+@pytest.mark.parametrize(
+    ("lab", "written", "bound", "hint"),
+    [
+        ("total_bilirubin", "30 mmol/L", "above 100 mg/dL = 1.71 mmol/L", "did you mean µmol/L?"),
+        ("creatinine", "97 mg/dL", "above 40 mg/dL", "did you mean µmol/L?"),
+        ("creatinine", "97 mmol/L", "above 40 mg/dL = 3.54 mmol/L", "did you mean µmol/L?"),
+        ("direct_bilirubin", "60 mg/dL", "above 50 mg/dL", "did you mean µmol/L?"),
+        ("ast", "60000 IU/L", "above 50000 U/L", "check the value and its unit"),
+        ("alt", "75000 U/L", "above 50000 U/L", "check the value and its unit"),
+        ("creatinine_clearance", "600 mL/min", "above 500 mL/min", "check the value and its unit"),
+        ("inr", "0.3", "below 0.5", "check the value and its unit"),
+        ("inr", "25", "above 20", "check the value and its unit"),
+        ("aptt", "400 s", "above 300 s", "check the value and its unit"),
+        ("aptt", "3 s", "below 5 s", "check the value and its unit"),
+    ],
+)
+def test_an_impossible_lab_value_is_an_error_naming_the_field_and_the_slip(
+    lab, written, bound, hint
+):
     d = only_error(f"labs:\n  {lab}: {written}\n")
     assert d.message.startswith(f"labs.{lab}: ")
     assert f"{written} is not a possible result ({bound}): a typo or a unit slip" in d.message
@@ -614,8 +687,9 @@ def test_an_impossible_lab_value_is_an_error_naming_the_field_and_the_slip(lab, 
 
 def test_an_impossible_uln_is_an_error_too():
     d = only_error("labs:\n  total_bilirubin: {value: 1.1 mg/dL, uln: 200 mg/dL}\n")
-    assert d.message.startswith("labs.total_bilirubin.uln: total bilirubin ULN 200 mg/dL is "
-                                "not a possible result")
+    assert d.message.startswith(
+        "labs.total_bilirubin.uln: total bilirubin ULN 200 mg/dL is not a possible result"
+    )
 
 
 def test_a_unit_slip_hint_never_offers_a_unit_of_the_same_magnitude():
@@ -625,15 +699,18 @@ def test_a_unit_slip_hint_never_offers_a_unit_of_the_same_magnitude():
     assert "µmol/L" not in (d.hint or "")
 
 
-@pytest.mark.parametrize(("lab", "written", "bound"), [
-    ("total_bilirubin", "45 mg/dL", "above 30 mg/dL"),
-    ("creatinine", "1400 umol/L", "above 15 mg/dL = 1326 µmol/L"),
-    ("creatinine", "0.05 mg/dL", "below 0.1 mg/dL"),
-    ("ast", "6000 U/L", "above 5000 U/L"),
-    ("inr", "12", "above 10"),
-    ("aptt", "160 s", "above 150 s"),
-    ("creatinine_clearance", "300 mL/min", "above 250 mL/min"),
-])
+@pytest.mark.parametrize(
+    ("lab", "written", "bound"),
+    [
+        ("total_bilirubin", "45 mg/dL", "above 30 mg/dL"),
+        ("creatinine", "1400 umol/L", "above 15 mg/dL = 1326 µmol/L"),
+        ("creatinine", "0.05 mg/dL", "below 0.1 mg/dL"),
+        ("ast", "6000 U/L", "above 5000 U/L"),
+        ("inr", "12", "above 10"),
+        ("aptt", "160 s", "above 150 s"),
+        ("creatinine_clearance", "300 mL/min", "above 250 mL/min"),
+    ],
+)
 def test_an_implausible_lab_value_is_a_warning_and_shown_with_its_results(lab, written, bound):
     p = patient(f"screening_date: 2026-11-20\nlabs:\n  {lab}: {written}\n")
     (warning,) = p.warnings
@@ -645,8 +722,14 @@ def test_an_implausible_lab_value_is_a_warning_and_shown_with_its_results(lab, w
     from screener.screening import _engine as engine
 
     screening = engine.screen_patient(p, catalog.load_rule_sets())
-    shown = [(r.reason, e.value) for t in screening.trials for c in t.criteria
-             for r in (c, *c.parts) for e in r.evidence if e.field == f"labs.{lab}"]
+    shown = [
+        (r.reason, e.value)
+        for t in screening.trials
+        for c in t.criteria
+        for r in (c, *c.parts)
+        for e in r.evidence
+        if e.field == f"labs.{lab}"
+    ]
     assert shown, "some criterion reads the lab"
     for reason, value in shown:
         assert f"(implausible: {bound})" in value
@@ -659,17 +742,22 @@ def test_an_implausible_bilirubin_suggests_the_likely_unit():
 
 
 def test_plausible_labs_are_quiet_and_read_as_before():
-    p = patient("labs:\n  total_bilirubin: 97 umol/L\n  creatinine: 1.4 mg/dL\n  inr: 1.1\n"
-                "  aptt: 34 s\n  ast: {value: 52 U/L, uln: 40 U/L}\n")
+    p = patient(
+        "labs:\n  total_bilirubin: 97 umol/L\n  creatinine: 1.4 mg/dL\n  inr: 1.1\n"
+        "  aptt: 34 s\n  ast: {value: 52 U/L, uln: 40 U/L}\n"
+    )
     assert p.warnings == ()
     assert all(lab.implausible == "" for lab in p.data["labs"].values())
 
 
-@pytest.mark.parametrize(("written", "status", "reason"), [
-    ("1.6000004 mg/dL", "fail", "creatinine 1.6 mg/dL (= 1.6000004 mg/dL) > 1.6 mg/dL"),
-    ("1.5999996 mg/dL", "pass", "creatinine 1.6 mg/dL (= 1.5999996 mg/dL) ≤ 1.6 mg/dL"),
-    ("1.23456789 mg/dL", "pass", "creatinine 1.23457 mg/dL ≤ 1.6 mg/dL"),
-])
+@pytest.mark.parametrize(
+    ("written", "status", "reason"),
+    [
+        ("1.6000004 mg/dL", "fail", "creatinine 1.6 mg/dL (= 1.6000004 mg/dL) > 1.6 mg/dL"),
+        ("1.5999996 mg/dL", "pass", "creatinine 1.6 mg/dL (= 1.5999996 mg/dL) ≤ 1.6 mg/dL"),
+        ("1.23456789 mg/dL", "pass", "creatinine 1.23457 mg/dL ≤ 1.6 mg/dL"),
+    ],
+)
 def test_an_export_float_shown_short_still_shows_the_digits_that_decide(written, status, reason):
     # An export's long float is shown to six digits; 1.6000004 mg/dL read "creatinine 1.6 mg/dL
     # > 1.6 mg/dL", a comparison that visibly does not hold.

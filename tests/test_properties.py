@@ -19,34 +19,47 @@ import datetime as dt
 import json
 import random
 import textwrap
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import screener
-from screener.reports import _report as report
-from screener.core import _units as units
-from screener.testing._cases import merge
 from screener.cli import app
-from screener.criteria._conditions import Compare, Count, Every, Exists
+from screener.core import _units as units
 from screener.core._model import LabValue
-from screener.reading._patient import age_on
-from screener.testing import (FAMILIES, in_other_units, load_patient, patient_from, patients,
-                              screen, statuses, to_canonical, write)
 from screener.core._units import Measure
+from screener.criteria._conditions import Compare, Count, Every, Exists
+from screener.reading._patient import age_on
+from screener.reports import _report as report
+from screener.testing import (
+    FAMILIES,
+    in_other_units,
+    load_patient,
+    patient_from,
+    patients,
+    screen,
+    statuses,
+    to_canonical,
+    write,
+)
+from screener.testing._cases import merge
 
 HERE = Path(__file__).parent
 BASELINE = HERE / "acceptance" / "patients" / "baseline.yaml"
 RULE_SETS = screener.load_rule_sets()
 MARGIN = 0.005  # relative distance from a threshold within which unit rounding may flip it
 
-PROPERTY = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+PROPERTY = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 def all_statuses(patient: screener.Patient) -> dict[str, dict[str, str]]:
@@ -69,7 +82,9 @@ def _compares(node: Any) -> list[Compare]:
 
 
 THRESHOLDS: list[Compare] = [
-    c for rs in RULE_SETS for cr in rs.criteria
+    c
+    for rs in RULE_SETS
+    for cr in rs.criteria
     for root in ([cr.check] if cr.check is not None else [p.check for p in cr.parts])
     for c in _compares(root)
 ]
@@ -95,8 +110,13 @@ def _clearance(patient: screener.Patient) -> float | None:
         return None
     years = age_on(birth, patient.as_of) if birth is not None else units.convert(stated, "years")
     scr = units.convert(creat.value, "mg/dl", units.CREATININE)
-    return max((140 - years) * units.convert(weight, "kg") / (72 * scr)
-               * (0.85 if sex == "female" else 1.0), 0.0)
+    return max(
+        (140 - years)
+        * units.convert(weight, "kg")
+        / (72 * scr)
+        * (0.85 if sex == "female" else 1.0),
+        0.0,
+    )
 
 
 def distances(patient: screener.Patient) -> list[tuple[str, float]]:
@@ -132,8 +152,16 @@ def near_threshold(patient: screener.Patient) -> bool:
 
 def test_the_rules_compare_quantities_the_filter_knows():
     fields = {c.field for c in THRESHOLDS}
-    assert {"labs.creatinine", "labs.total_bilirubin", "labs.ast", "labs.alt", "lvef", "spo2",
-            "life_expectancy", "labs.creatinine_clearance"} <= fields
+    assert {
+        "labs.creatinine",
+        "labs.total_bilirubin",
+        "labs.ast",
+        "labs.alt",
+        "lvef",
+        "spo2",
+        "life_expectancy",
+        "labs.creatinine_clearance",
+    } <= fields
 
 
 # ------------------------------------------------------------------------ helpers' tests
@@ -165,10 +193,15 @@ def test_generated_patients_are_valid(record: dict):
 @given(patients(), st.data())
 def test_in_other_units_keeps_every_value(record: dict, data: st.DataObject):
     other = in_other_units(record, data.draw)
-    pairs = [(k, f, record.get(k), other.get(k)) for k, f in
-             (("weight", "mass"), ("life_expectancy", "duration"), ("lvef", "percent"))]
-    for name, family in (("creatinine", "creatinine"), ("total_bilirubin", "bilirubin"),
-                         ("ast", "enzyme")):
+    pairs = [
+        (k, f, record.get(k), other.get(k))
+        for k, f in (("weight", "mass"), ("life_expectancy", "duration"), ("lvef", "percent"))
+    ]
+    for name, family in (
+        ("creatinine", "creatinine"),
+        ("total_bilirubin", "bilirubin"),
+        ("ast", "enzyme"),
+    ):
         a, b = record.get("labs", {}).get(name), other.get("labs", {}).get(name)
         if isinstance(a, dict):
             pairs += [(name + "." + k, family, a.get(k), b.get(k)) for k in ("value", "uln")]
@@ -201,22 +234,29 @@ def steer(record: dict, draw: Any) -> dict:
     """Move some of the record's compared values to within 0.6–15 % of a threshold (half of
     them within 2 %)."""
     record = merge(record, {})
-    off = lambda: draw(st.sampled_from([-1, 1])) * draw(  # noqa: E731
-        st.one_of(st.floats(0.006, 0.02), st.floats(0.02, 0.15)))
+
+    def off() -> float:
+        sign = draw(st.sampled_from([-1, 1]))
+        return sign * draw(st.one_of(st.floats(0.006, 0.02), st.floats(0.02, 0.15)))
+
     for name, (family, default_uln, limits, multiples) in STEER.items():
         if not draw(st.booleans()):
             continue
         lab = record.setdefault("labs", {}).get(name)
-        uln = to_canonical(family, lab["uln"]) if isinstance(lab, dict) and "uln" in lab \
+        uln = (
+            to_canonical(family, lab["uln"])
+            if isinstance(lab, dict) and "uln" in lab
             else default_uln
+        )
         target = draw(st.sampled_from(limits + [m * uln for m in multiples])) * (1 + off())
         unit = draw(st.sampled_from(list(FAMILIES[family])))
         value = write(family, target, unit)
         record["labs"][name] = {**lab, "value": value} if isinstance(lab, dict) else value
     if draw(st.booleans()):
         days = draw(st.sampled_from([84.0, 365.25 / 4])) * (1 + off())
-        record["life_expectancy"] = write("duration", days,
-                                          draw(st.sampled_from(["days", "weeks", "months"])))
+        record["life_expectancy"] = write(
+            "duration", days, draw(st.sampled_from(["days", "weeks", "months"]))
+        )
     return record
 
 
@@ -230,26 +270,36 @@ def test_units_do_not_change_any_status(record: dict, data: st.DataObject):
     assert all_statuses(other) == all_statuses(original)
 
 
-@pytest.mark.parametrize("field, written, family, units_", [
-    ("creatinine", "1.2 mg/dL", "creatinine", ["umol/L", "µmol/L", "μmol/L", "mmol/L", "mg/L"]),
-    ("creatinine", "2.1 mg/dL", "creatinine", ["umol/L", "µmol/L", "mmol/L"]),
-    ("total_bilirubin", "2.9 mg/dL", "bilirubin", ["umol/L", "µmol/L", "μmol/L", "mg/L"]),
-    ("total_bilirubin", "4.1 mg/dL", "bilirubin", ["umol/L", "mmol/L"]),
-])
+@pytest.mark.parametrize(
+    "field, written, family, units_",
+    [
+        ("creatinine", "1.2 mg/dL", "creatinine", ["umol/L", "µmol/L", "μmol/L", "mmol/L", "mg/L"]),
+        ("creatinine", "2.1 mg/dL", "creatinine", ["umol/L", "µmol/L", "mmol/L"]),
+        ("total_bilirubin", "2.9 mg/dL", "bilirubin", ["umol/L", "µmol/L", "μmol/L", "mg/L"]),
+        ("total_bilirubin", "4.1 mg/dL", "bilirubin", ["umol/L", "mmol/L"]),
+    ],
+)
 def test_labs_in_every_spelling_of_the_other_unit(field, written, family, units_):
     base = statuses(screen(patient_from(BASELINE, labs={field: written}), "NCT04684147"))
     for unit in units_:
         other = write(family, to_canonical(family, written), unit)
-        assert statuses(screen(patient_from(BASELINE, labs={field: other}), "NCT04684147")) \
-            == base, other
+        assert (
+            statuses(screen(patient_from(BASELINE, labs={field: other}), "NCT04684147")) == base
+        ), other
 
 
-@pytest.mark.parametrize("weeks, expected_i5, expected_e11", [
-    (11, "fail", "fail"), (13, "fail", "fail"), (14, "pass", "pass"), (30, "pass", "pass")])
+@pytest.mark.parametrize(
+    "weeks, expected_i5, expected_e11",
+    [(11, "fail", "fail"), (13, "fail", "fail"), (14, "pass", "pass"), (30, "pass", "pass")],
+)
 def test_life_expectancy_in_weeks_days_and_months(weeks, expected_i5, expected_e11):
     # CD22 CAR-T I5: > 3 months; HY004 E11: < 3 months excludes; 3 months = 13.04 weeks,
     # so 13 weeks is under 3 months for both.
-    for written in (f"{weeks} weeks", f"{weeks * 7} days", f"{weeks * 7 / (365.25 / 12):.6f} months"):
+    for written in (
+        f"{weeks} weeks",
+        f"{weeks * 7} days",
+        f"{weeks * 7 / (365.25 / 12):.6f} months",
+    ):
         patient = patient_from(BASELINE, life_expectancy=written)
         assert statuses(screen(patient, "NCT04546906"))["I5"] == expected_i5, written
         assert statuses(screen(patient, "NCT06009107"))["E11"] == expected_e11, written
@@ -259,11 +309,18 @@ def test_life_expectancy_in_weeks_days_and_months(weeks, expected_i5, expected_e
 
 # field path, family (None: an integer), direction in which the value gets worse, valid range
 WORSE = [
-    ("labs.creatinine", "creatinine", +1), ("labs.total_bilirubin", "bilirubin", +1),
-    ("labs.direct_bilirubin", "bilirubin", +1), ("labs.ast", "enzyme", +1),
-    ("labs.alt", "enzyme", +1), ("ecog", None, +1), ("dyspnea_grade", None, +1),
-    ("lvef", "percent", -1), ("spo2", "percent", -1), ("life_expectancy", "duration", -1),
-    ("diagnosis.bone_marrow_blasts", "percent", -1), ("weight", "mass", -1),
+    ("labs.creatinine", "creatinine", +1),
+    ("labs.total_bilirubin", "bilirubin", +1),
+    ("labs.direct_bilirubin", "bilirubin", +1),
+    ("labs.ast", "enzyme", +1),
+    ("labs.alt", "enzyme", +1),
+    ("ecog", None, +1),
+    ("dyspnea_grade", None, +1),
+    ("lvef", "percent", -1),
+    ("spo2", "percent", -1),
+    ("life_expectancy", "duration", -1),
+    ("diagnosis.bone_marrow_blasts", "percent", -1),
+    ("weight", "mass", -1),
 ]
 INT_RANGE = {"ecog": (0, 4), "dyspnea_grade": (0, 5)}
 
@@ -295,8 +352,9 @@ def test_a_worse_value_never_improves_a_status(record: dict, change: tuple, data
     assume(current is not None)
     if family is None:
         low, high = INT_RANGE[path]
-        worse: Any = data.draw(st.integers(current, high) if direction > 0 else
-                               st.integers(low, current))
+        worse: Any = data.draw(
+            st.integers(current, high) if direction > 0 else st.integers(low, current)
+        )
     else:
         factor = data.draw(st.floats(1.0, 4.0) if direction > 0 else st.floats(0.25, 1.0))
         if isinstance(current, dict):
@@ -311,7 +369,8 @@ def test_a_worse_value_never_improves_a_status(record: dict, change: tuple, data
         for cid, status in found.items():
             assert RANK[after[trial][cid]] <= RANK[status], (
                 f"{trial} {cid}: {path} {current!r} -> {worse!r} turned {status} into "
-                f"{after[trial][cid]}")
+                f"{after[trial][cid]}"
+            )
 
 
 # --------------------------------------------------------------------------- Kleene laws
@@ -328,30 +387,43 @@ LEAVES = {
 
 # id -> check, with $A and $B standing for the two leaves
 LAWS = {
-    "I1": "$A", "I2": "$B",
-    "I3": "{all: [$A, $B]}", "I4": "{any: [$A, $B]}",
-    "I5": "{not: {all: [$A, $B]}}", "I6": "{any: [{not: $A}, {not: $B}]}",
-    "I7": "{not: {any: [$A, $B]}}", "I8": "{all: [{not: $A}, {not: $B}]}",
-    "I9": "{all: [$A]}", "I10": "{any: [$A]}", "I11": "{not: {not: $A}}",
-    "I12": "{at_least: 1, of: [$A, $B]}", "I13": "{at_least: 2, of: [$A, $B]}",
-    "I14": "{all: [$A, $B, $A]}", "I15": "{any: [{all: [$A, $B]}, $A]}",
+    "I1": "$A",
+    "I2": "$B",
+    "I3": "{all: [$A, $B]}",
+    "I4": "{any: [$A, $B]}",
+    "I5": "{not: {all: [$A, $B]}}",
+    "I6": "{any: [{not: $A}, {not: $B}]}",
+    "I7": "{not: {any: [$A, $B]}}",
+    "I8": "{all: [{not: $A}, {not: $B}]}",
+    "I9": "{all: [$A]}",
+    "I10": "{any: [$A]}",
+    "I11": "{not: {not: $A}}",
+    "I12": "{at_least: 1, of: [$A, $B]}",
+    "I13": "{at_least: 2, of: [$A, $B]}",
+    "I14": "{all: [$A, $B, $A]}",
+    "I15": "{any: [{all: [$A, $B]}, $A]}",
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def law_rules(a: str, b: str) -> screener.RuleSet:
     criteria = []
     for cid, check in LAWS.items():
         check = check.replace("$A", LEAVES[a]).replace("$B", LEAVES[b])
-        criteria.append(f"  - {{id: {cid}, kind: inclusion, label: {cid}, text: {cid},\n"
-                        f"     check: {check}}}")
-    text = textwrap.dedent("""\
+        criteria.append(
+            f"  - {{id: {cid}, kind: inclusion, label: {cid}, text: {cid},\n     check: {check}}}"
+        )
+    text = (
+        textwrap.dedent("""\
         trial: NCT00000001
         product: Laws
         title: Kleene's laws on real nodes
         sources: [https://example.org]
         criteria:
-        """) + "\n".join(criteria) + "\n"
+        """)
+        + "\n".join(criteria)
+        + "\n"
+    )
     return screener.parse_rule_set(text, "rules/NCT00000001.yaml")
 
 
@@ -371,10 +443,14 @@ TRUTH = {"pass": True, "fail": False, "unknown": None, "review": None}
 
 
 @PROPERTY
-@given(patients(), st.sampled_from(sorted(LEAVES)), st.sampled_from(sorted(LEAVES)),
-       st.booleans(), st.booleans())
-def test_kleene_laws_hold_on_rule_nodes(record: dict, a: str, b: str, drop_a: bool,
-                                        drop_b: bool):
+@given(
+    patients(),
+    st.sampled_from(sorted(LEAVES)),
+    st.sampled_from(sorted(LEAVES)),
+    st.booleans(),
+    st.booleans(),
+)
+def test_kleene_laws_hold_on_rule_nodes(record: dict, a: str, b: str, drop_a: bool, drop_b: bool):
     for field, drop in ((a, drop_a), (b, drop_b)):
         if drop and _get(record, field) is not None:
             record = merge(record, _nested(field, None))
@@ -388,11 +464,11 @@ def test_kleene_laws_hold_on_rule_nodes(record: dict, a: str, b: str, drop_a: bo
         if not present:  # a missing field: unknown, naming what to collect
             assert by_id[cid].status.value == "unknown" and leaf in by_id[cid].missing
     assert v["I3"] == _and(va, vb) and v["I4"] == _or(va, vb)
-    assert v["I5"] == _not(v["I3"]) == v["I6"]              # De Morgan
+    assert v["I5"] == _not(v["I3"]) == v["I6"]  # De Morgan
     assert v["I7"] == _not(v["I4"]) == v["I8"]
-    assert v["I9"] == v["I10"] == v["I11"] == va            # identities, double negation
-    assert v["I12"] == v["I4"] and v["I13"] == v["I3"]      # at_least 1 = any, at_least n = all
-    assert v["I14"] == v["I3"] and v["I15"] == va           # idempotence, absorption
+    assert v["I9"] == v["I10"] == v["I11"] == va  # identities, double negation
+    assert v["I12"] == v["I4"] and v["I13"] == v["I3"]  # at_least 1 = any, at_least n = all
+    assert v["I14"] == v["I3"] and v["I15"] == va  # idempotence, absorption
     if va is None and vb is True:
         assert v["I3"] is None and v["I4"] is True
     if va is None and vb is False:
@@ -435,11 +511,14 @@ def test_cli_jsonl_is_the_same_with_one_or_two_workers(tmp_path: Path):
     base = yaml.safe_load(BASELINE.read_text("utf-8"))
     for i in range(4):
         record = in_other_units({**base, "id": f"P{i}"}, rng)
-        (tmp_path / f"p{i}.yaml").write_text(yaml.safe_dump(record, allow_unicode=True),
-                                             encoding="utf-8")
+        (tmp_path / f"p{i}.yaml").write_text(
+            yaml.safe_dump(record, allow_unicode=True), encoding="utf-8"
+        )
     runner = CliRunner()
-    out = [runner.invoke(app, ["check", str(tmp_path), "--format", "jsonl", "--jobs", jobs])
-           for jobs in ("1", "2")]
+    out = [
+        runner.invoke(app, ["check", str(tmp_path), "--format", "jsonl", "--jobs", jobs])
+        for jobs in ("1", "2")
+    ]
     assert out[0].exit_code == 0 and out[1].exit_code == 0, out[0].output
     assert out[0].stdout == out[1].stdout
     assert len(out[0].stdout.splitlines()) == 4
@@ -447,8 +526,12 @@ def test_cli_jsonl_is_the_same_with_one_or_two_workers(tmp_path: Path):
 
 # ------------------------------------------------------------------------ loader round trip
 
-STYLES = [dict(sort_keys=True), dict(sort_keys=False, default_flow_style=True),
-          dict(sort_keys=False, allow_unicode=False), dict(sort_keys=True, indent=4, width=40)]
+STYLES = [
+    dict(sort_keys=True),
+    dict(sort_keys=False, default_flow_style=True),
+    dict(sort_keys=False, allow_unicode=False),
+    dict(sort_keys=True, indent=4, width=40),
+]
 
 
 @PROPERTY
@@ -458,8 +541,11 @@ def test_yaml_style_and_json_do_not_change_the_record(record: dict, style: dict)
     loaded = screener.parse_patient(text)
     redumped = yaml.safe_dump(yaml.safe_load(text), **style)
     assert screener.parse_patient(redumped).data == loaded.data
-    as_json = json.dumps(record, default=lambda d: d.isoformat() if isinstance(d, dt.date)
-                         else str(d), ensure_ascii=bool(style.get("sort_keys")))
+    as_json = json.dumps(
+        record,
+        default=lambda d: d.isoformat() if isinstance(d, dt.date) else str(d),
+        ensure_ascii=bool(style.get("sort_keys")),
+    )
     assert screener.parse_patient(as_json).data == loaded.data
 
 

@@ -16,9 +16,9 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,11 @@ import yaml
 
 import screener
 from screener.cli import _batch as batch
+from screener.core._errors import PatientError, RuleSetError
 from screener.criteria import _catalog as catalog
 from screener.reading import _document as document
 from screener.reading import _fhir as fhir
 from screener.reports import _report as report
-from screener.core._errors import PatientError, RuleSetError
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "bad_inputs"
@@ -40,10 +40,17 @@ GOOD = EXAMPLES / "first-visit-minimal-record.yaml"
 FORMATS = ["table", "json", "jsonl", "csv", "markdown"]
 
 
-def screener_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-                 **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "screener", *args], capture_output=True,
-                          timeout=300, cwd=cwd, env=env, **kwargs)
+def screener_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "screener", *args],
+        capture_output=True,
+        timeout=300,
+        cwd=cwd,
+        env=env,
+        **kwargs,
+    )
 
 
 def not_a_bug(run: subprocess.CompletedProcess[bytes]) -> None:
@@ -78,8 +85,7 @@ def test_a_file_name_that_is_not_utf8_is_screened_and_written_escaped(tmp_path, 
 def test_validate_names_a_file_name_that_is_not_utf8_escaped(tmp_path):
     (tmp_path / "cohort").mkdir()
     shutil.copy(GOOD, os.fsencode(tmp_path / "cohort") + b"/good\xfe.yaml")
-    (Path(os.fsdecode(os.fsencode(tmp_path / "cohort") + b"/bad\xfe.yaml"))
-     .write_text("id: [\n"))
+    (Path(os.fsdecode(os.fsencode(tmp_path / "cohort") + b"/bad\xfe.yaml")).write_text("id: [\n"))
     run = screener_cli("validate", "cohort", cwd=tmp_path)
     not_a_bug(run)
     assert run.returncode == 1
@@ -98,14 +104,28 @@ EDGE = "9999-12-31T23:59:59-23:59"
 
 
 def edge_bundle(tmp_path: Path) -> Path:
-    data = {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"fullUrl": "urn:uuid:pt-1", "resource": {"resourceType": "Patient", "id": "pt-1",
-                                                  "birthDate": "1980-05-17"}},
-        {"fullUrl": "urn:uuid:o1", "resource": {
-            "resourceType": "Observation", "id": "o1", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "1742-6"}]},
-            "subject": {"reference": "urn:uuid:pt-1"}, "effectiveDateTime": EDGE,
-            "valueQuantity": {"value": 20, "unit": "U/L"}}}]}
+    data = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:pt-1",
+                "resource": {"resourceType": "Patient", "id": "pt-1", "birthDate": "1980-05-17"},
+            },
+            {
+                "fullUrl": "urn:uuid:o1",
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": "o1",
+                    "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "1742-6"}]},
+                    "subject": {"reference": "urn:uuid:pt-1"},
+                    "effectiveDateTime": EDGE,
+                    "valueQuantity": {"value": 20, "unit": "U/L"},
+                },
+            },
+        ],
+    }
     path = tmp_path / "edge.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
@@ -139,8 +159,7 @@ def test_a_tree_1100_levels_deep_is_screened(tmp_path):
     try:
         entries = batch.expand([str(top)])
         assert len(entries) == 1  # found (or, past the system's path limit, an error record)
-        run = screener_cli("check", "deep", "-f", "jsonl", "--as-of", "2026-11-20",
-                           cwd=tmp_path)
+        run = screener_cli("check", "deep", "-f", "jsonl", "--as-of", "2026-11-20", cwd=tmp_path)
         not_a_bug(run)
         assert run.returncode in (0, 1)
         assert len(run.stdout.splitlines()) == 1
@@ -163,8 +182,9 @@ def remove_deep(top: Path) -> None:
 def test_a_300_character_name_is_that_input_s_error_record(tmp_path):
     long = tmp_path / ("p" * 300 + ".yaml")
     shutil.copy(GOOD, tmp_path / "good.yaml")
-    run = screener_cli("check", str(tmp_path / "good.yaml"), str(long), "-f", "jsonl",
-                       "--as-of", "2026-11-20")
+    run = screener_cli(
+        "check", str(tmp_path / "good.yaml"), str(long), "-f", "jsonl", "--as-of", "2026-11-20"
+    )
     not_a_bug(run)
     assert run.returncode == 1
     found = [json.loads(line) for line in run.stdout.splitlines()]
@@ -314,8 +334,15 @@ def test_an_output_keeps_the_old_mode_or_follows_the_umask(tmp_path):
     assert screener_cli("check", str(GOOD), "-f", "jsonl", "-o", str(old)).returncode == 0
     assert stat.S_IMODE(old.stat().st_mode) == 0o640
     new = tmp_path / "new.jsonl"
-    run = subprocess.run(["sh", "-c", f'umask 027; exec "{sys.executable}" -m screener check '
-                          f'"{GOOD}" -f jsonl -o "{new}"'], capture_output=True, timeout=300)
+    run = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f'umask 027; exec "{sys.executable}" -m screener check "{GOOD}" -f jsonl -o "{new}"',
+        ],
+        capture_output=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert stat.S_IMODE(new.stat().st_mode) == 0o640
 
@@ -351,12 +378,13 @@ def test_bad_bundle(name, expected):
         assert field not in patient.data
 
 
-
 def test_a_duplicate_key_in_fhir_json_is_an_error(tmp_path):
     path = tmp_path / "dup.json"
-    path.write_text('{"resourceType": "Bundle", "type": "collection", "entry": [{"resource":'
-                    ' {"resourceType": "Patient", "id": "p", "deceasedBoolean": true,'
-                    ' "deceasedBoolean": false}}]}')
+    path.write_text(
+        '{"resourceType": "Bundle", "type": "collection", "entry": [{"resource":'
+        ' {"resourceType": "Patient", "id": "p", "deceasedBoolean": true,'
+        ' "deceasedBoolean": false}}]}'
+    )
     with pytest.raises(PatientError) as caught:
         batch.load_any(str(path))
     assert "duplicate key 'deceasedBoolean'" in caught.value.diagnostic.message
@@ -393,18 +421,22 @@ def test_a_rule_file_named_yml_is_loaded_not_skipped(tmp_path):
     assert [r.trial for r in catalog.load_rule_sets(tmp_path)] == ["NCT00000001"]
 
 
-@pytest.mark.parametrize(("check", "message"), [
-    ("{field: age, ge: -18 years}", "cannot be negative"),
-    ("{field: labs.total_bilirubin, le: 0 x ULN}", "above zero"),
-])
+@pytest.mark.parametrize(
+    ("check", "message"),
+    [
+        ("{field: age, ge: -18 years}", "cannot be negative"),
+        ("{field: labs.total_bilirubin, le: 0 x ULN}", "above zero"),
+    ],
+)
 def test_a_threshold_that_cannot_be_meant_is_an_error(check, message):
     with pytest.raises(RuleSetError) as caught:
         screener.parse_rule_set(RULE.format(check=check), "<rules>")
     assert message in caught.value.diagnostic.message
 
 
-@pytest.mark.parametrize("text", [RULE.replace("NCT00000001", "NCT0000000\u0661"),
-                                  RULE.replace("id: I1", "id: I\u0661")])
+@pytest.mark.parametrize(
+    "text", [RULE.replace("NCT00000001", "NCT0000000\u0661"), RULE.replace("id: I1", "id: I\u0661")]
+)
 def test_ids_with_digits_that_are_not_ascii_are_refused(text):
     with pytest.raises(RuleSetError):
         screener.parse_rule_set(text.format(check="{field: age, ge: 18 years}"), "<rules>")
@@ -459,9 +491,23 @@ def test_a_termination_signal_leaves_the_old_output_and_no_worker(tmp_path, sign
     folder = cohort(tmp_path / "cohort", 1500)
     out = tmp_path / "out.jsonl"
     out.write_text("old\n")
-    child = subprocess.Popen([sys.executable, "-m", "screener", "check", str(folder), "-f",
-                              "jsonl", "-o", str(out), "-j", "2"], stderr=subprocess.PIPE,
-                             start_new_session=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "screener",
+            "check",
+            str(folder),
+            "-f",
+            "jsonl",
+            "-o",
+            str(out),
+            "-j",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     # The temporary file exists from before the first patient until the rename; the signal
     # is sent while it does (no sleeping for a guessed time).
     while child.poll() is None and not list(tmp_path.glob(".out.jsonl.*.partial")):
@@ -571,9 +617,11 @@ def test_a_full_disk_is_a_one_line_message_and_exit_5(tmp_path):
 def test_a_broken_pipe_is_a_one_line_message_and_exit_5(tmp_path, fmt):
     folder = cohort(tmp_path / "cohort", 40)  # far more output than a pipe holds
     each = ["--each"] if fmt != "jsonl" else []  # a directory alone shows only its summary
-    child = subprocess.Popen([sys.executable, "-m", "screener", "check", str(folder), "-f", fmt,
-                              *each],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "screener", "check", str(folder), "-f", fmt, *each],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert child.stdout is not None
     child.stdout.readline()
     child.stdout.close()  # as `| head -1` does
@@ -583,8 +631,11 @@ def test_a_broken_pipe_is_a_one_line_message_and_exit_5(tmp_path, fmt):
 
 
 def test_a_closed_standard_output_is_a_message_and_exit_5():
-    run = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m screener check "{GOOD}" '
-                          "-f jsonl >&-"], capture_output=True, timeout=300)
+    run = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" -m screener check "{GOOD}" -f jsonl >&-'],
+        capture_output=True,
+        timeout=300,
+    )
     not_a_bug(run)
     assert run.returncode == 5
     assert b"standard output is closed" in run.stderr
@@ -597,17 +648,26 @@ HOSTILE_ID = r'"PT-\e]8;;https://evil.example\e\\click\e]8;;\e\\ \e[2J\x9b31m"'
 
 def hostile_patient(folder: Path) -> Path:
     path = folder / "hostile.yaml"
-    path.write_text(GOOD.read_text().replace("id: PT-0011", f"id: {HOSTILE_ID}", 1)
-                    + '"\\e[5munknown": 1\n', encoding="utf-8")
+    path.write_text(
+        GOOD.read_text().replace("id: PT-0011", f"id: {HOSTILE_ID}", 1) + '"\\e[5munknown": 1\n',
+        encoding="utf-8",
+    )
     assert "\x1b" not in path.read_text()  # the file itself is plain text
     return path
 
 
-@pytest.mark.parametrize("command", [("check",), ("check", "--verbose"), ("validate",),
-                                     ("check", "-f", "json"), ("check", "-f", "jsonl"),
-                                     ("check", "-f", "markdown")])
-def test_no_escape_sequence_from_an_input_reaches_the_terminal_or_a_text_file(tmp_path,
-                                                                              command):
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("check",),
+        ("check", "--verbose"),
+        ("validate",),
+        ("check", "-f", "json"),
+        ("check", "-f", "jsonl"),
+        ("check", "-f", "markdown"),
+    ],
+)
+def test_no_escape_sequence_from_an_input_reaches_the_terminal_or_a_text_file(tmp_path, command):
     path = hostile_patient(tmp_path)
     run = screener_cli(*command, str(path), str(GOOD))
     not_a_bug(run)
@@ -622,7 +682,8 @@ def test_no_escape_sequence_from_an_input_reaches_the_terminal_or_a_text_file(tm
 def test_markup_and_escapes_in_a_rule_file_print_as_written(tmp_path):
     text = RULE.format(check="{field: age, ge: 18 years}").replace(
         "sources: [https://example.org]",
-        'sources: [https://example.org]\ncaveats: ["see [/bold] and [link=x]here\\e[2J"]')
+        'sources: [https://example.org]\ncaveats: ["see [/bold] and [link=x]here\\e[2J"]',
+    )
     (tmp_path / "NCT00000001.yaml").write_text(text.replace("product: P", 'product: "[red]P"'))
     for command in (["trials"], ["show", "NCT00000001"]):
         run = screener_cli(*command, "--rules", str(tmp_path))
@@ -694,8 +755,21 @@ def test_json_output_for_many_patients_is_streamed_not_held(tmp_path):
         out = tmp_path / f"out{size}.json"
         tracemalloc.start()
         try:
-            result = CliRunner().invoke(app, ["check", str(folder), "-f", "json", "-o", str(out),
-                                              "-j", "1", "--as-of", "2026-11-20"])
+            result = CliRunner().invoke(
+                app,
+                [
+                    "check",
+                    str(folder),
+                    "-f",
+                    "json",
+                    "-o",
+                    str(out),
+                    "-j",
+                    "1",
+                    "--as-of",
+                    "2026-11-20",
+                ],
+            )
             _, top = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -708,21 +782,36 @@ def test_json_output_for_many_patients_is_streamed_not_held(tmp_path):
     documents = json.loads(out.read_text())
     one = len(json.dumps(documents[0], indent=2))
     assert large - small < 3 * one, (small, large, one)
-    assert out.read_text() == report.json_array(
-        [report.dumps(d) for d in documents]) + "\n"
+    assert out.read_text() == report.json_array([report.dumps(d) for d in documents]) + "\n"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_workers_do_not_outlive_a_parent_killed_outright(tmp_path):
     folder = cohort(tmp_path / "cohort", 1500)
     out = tmp_path / "out.jsonl"
-    child = subprocess.Popen([sys.executable, "-m", "screener", "check", str(folder), "-f",
-                              "jsonl", "-o", str(out), "-j", "2"], stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "screener",
+            "check",
+            str(folder),
+            "-f",
+            "jsonl",
+            "-o",
+            str(out),
+            "-j",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+    )
     workers: list[int] = []
     while child.poll() is None and len(workers) < 2:  # until both workers are started
         try:
-            workers = [int(p) for p in Path(f"/proc/{child.pid}/task/{child.pid}/children")
-                       .read_text().split()]
+            workers = [
+                int(p)
+                for p in Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()
+            ]
         except OSError:
             pass
     assert child.poll() is None, "finished before it could be killed: make the cohort larger"
@@ -760,7 +849,10 @@ def test_an_output_onto_a_rule_file_is_refused(tmp_path):
 
 
 def test_schema_to_a_closed_standard_output_is_exit_5_not_a_bug():
-    run = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m screener schema patient >&-'],
-                         capture_output=True, timeout=300)
+    run = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" -m screener schema patient >&-'],
+        capture_output=True,
+        timeout=300,
+    )
     not_a_bug(run)
     assert run.returncode == 5

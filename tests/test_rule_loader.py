@@ -1,4 +1,5 @@
-"""screener/criteria/_rules.py (rule sets checked at load time) and screener/screening/_engine.py on small rule sets."""
+"""screener/criteria/_rules.py (rule sets checked at load time) and
+screener/screening/_engine.py on small rule sets."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import textwrap
 
 import pytest
 
-from screener.screening._engine import screen
 from screener.core._errors import Diagnostic, RuleSetError
 from screener.core._model import Kind, Status, Verdict
-from screener.reading._patient import parse_patient
 from screener.criteria._rules import RuleSet, parse_rule_set
+from screener.reading._patient import parse_patient
+from screener.screening._engine import screen
 
 TRIAL = "NCT00000001"
 FILE = f"rules/{TRIAL}.yaml"
@@ -40,8 +41,10 @@ MINIMAL = HEAD + textwrap.dedent("""\
 def criterion(check: str, cid: str = "I1", kind: str | None = None) -> str:
     """One criterion; the check is on line 5 of the block (see CHECK_LINE)."""
     kind = kind or ("inclusion" if cid.startswith("I") else "exclusion")
-    return (f"  - id: {cid}\n    kind: {kind}\n    label: Label {cid}\n    text: Text of {cid}\n"
-            f"    check: {check}\n")
+    return (
+        f"  - id: {cid}\n    kind: {kind}\n    label: Label {cid}\n    text: Text of {cid}\n"
+        f"    check: {check}\n"
+    )
 
 
 CHECK_LINE = HEAD_LINES + 5  # the line of the first criterion's `check:`
@@ -83,16 +86,16 @@ def test_a_minimal_rule_set_compiles():
     rs = parse_rule_set(MINIMAL, FILE)
     assert rs.trial == TRIAL
     assert rs.sources == ("https://example.org/trial",)
-    assert [(c.id, c.kind) for c in rs.criteria] == [("I1", Kind.INCLUSION),
-                                                     ("E1", Kind.EXCLUSION)]
+    assert [(c.id, c.kind) for c in rs.criteria] == [("I1", Kind.INCLUSION), ("E1", Kind.EXCLUSION)]
     assert rs.criterion("E1").label == "Active CNS disease"
     assert rs.criterion("E2") is None
 
 
 def test_a_minimal_rule_set_screens():
     rs = parse_rule_set(MINIMAL, FILE)
-    result = screen(parse_patient(PATIENT + "ecog: 1\ndiagnosis: {cns_involvement: none}\n",
-                                  "pt.yaml"), rs)
+    result = screen(
+        parse_patient(PATIENT + "ecog: 1\ndiagnosis: {cns_involvement: none}\n", "pt.yaml"), rs
+    )
     assert result.verdict is Verdict.ELIGIBLE
     assert [c.status for c in result.criteria] == [Status.PASS, Status.PASS]
 
@@ -164,8 +167,10 @@ def test_an_unknown_operator_gets_a_did_you_mean():
     [
         ("{all: [{field: ecog, le: 2}], extra: 1}", "extra"),
         ("{not: {field: ecog, le: 2}, also: 1}", "also"),
-        ("{if: {field: sex, is: male}, then: {field: ecog, le: 1}, otherwise: {field: ecog, le: 2}}",
-         "otherwise"),
+        (
+            "{if: {field: sex, is: male}, then: {field: ecog, le: 1}, otherwise: {field: ecog, le: 2}}",
+            "otherwise",
+        ),
         ("{exists: therapies, whereas: {field: type, is: tki}}", "whereas"),
     ],
 )
@@ -181,8 +186,13 @@ def test_malformed_conditions_are_refused_at_the_node(check):
     assert d.location() == f"{FILE}:{CHECK_LINE}:{CHECK_COLUMN}"
 
 
-@pytest.mark.parametrize("check", ["{not: {review: Investigator judges}}",
-                                   "{any: [{field: ecog, le: 1}, {not: {all: [{review: x}]}}]}"])
+@pytest.mark.parametrize(
+    "check",
+    [
+        "{not: {review: Investigator judges}}",
+        "{any: [{field: ecog, le: 1}, {not: {all: [{review: x}]}}]}",
+    ],
+)
 def test_a_review_under_not_is_refused(check):
     d = refused(criterion(check))
     assert "review" in d.message and "not" in d.message
@@ -234,8 +244,15 @@ PARTS = """\
 """
 
 
-@pytest.mark.parametrize(("a", "b", "bad"), [("I1.a", "I2.b", "I2.b"), ("I1.1", "I1.b", "I1.1"),
-                                              ("I1.a", "I1.a", None), ("I1.a", "I1.B", "I1.B")])
+@pytest.mark.parametrize(
+    ("a", "b", "bad"),
+    [
+        ("I1.a", "I2.b", "I2.b"),
+        ("I1.1", "I1.b", "I1.1"),
+        ("I1.a", "I1.a", None),
+        ("I1.a", "I1.B", "I1.B"),
+    ],
+)
 def test_parts_need_ids_of_their_criterion(a, b, bad):
     d = refused(PARTS.format(a=a, b=b))
     if bad is not None:
@@ -249,8 +266,10 @@ def test_parts_need_ids_of_their_criterion(a, b, bad):
 def test_parts_compile_and_report_each_part():
     rs = rule_set(PARTS.format(a="I1.a", b="I1.b"))
     result = run(rs, "ecog: 1\n")["I1"]
-    assert [(p.id, p.status) for p in result.parts] == [("I1.a", Status.PASS),
-                                                        ("I1.b", Status.UNKNOWN)]
+    assert [(p.id, p.status) for p in result.parts] == [
+        ("I1.a", Status.PASS),
+        ("I1.b", Status.UNKNOWN),
+    ]
     assert result.status is Status.UNKNOWN
     assert result.missing == ("lvef",)
 
@@ -278,20 +297,27 @@ def test_a_missing_lab_is_named_by_its_path():
     assert result.missing == ("labs.total_bilirubin",)
 
 
-@pytest.mark.parametrize(("written", "status"), [("1.6 mg/dL", Status.PASS),
-                                                 ("140 umol/L", Status.PASS),
-                                                 ("145 umol/L", Status.FAIL),
-                                                 ("1.61 mg/dL", Status.FAIL)])
+@pytest.mark.parametrize(
+    ("written", "status"),
+    [
+        ("1.6 mg/dL", Status.PASS),
+        ("140 umol/L", Status.PASS),
+        ("145 umol/L", Status.FAIL),
+        ("1.61 mg/dL", Status.FAIL),
+    ],
+)
 def test_creatinine_threshold_across_units(written, status):
-    result = run(both("{field: labs.creatinine, le: 1.6 mg/dL}"),
-                 f"labs: {{creatinine: {written}}}\n")["I1"]
+    result = run(
+        both("{field: labs.creatinine, le: 1.6 mg/dL}"), f"labs: {{creatinine: {written}}}\n"
+    )["I1"]
     assert result.status is status
 
 
 def test_a_value_exactly_at_the_threshold_in_other_units_holds():
     exact = 1.6 * 10 / 113.12 * 1000  # 1.6 mg/dL in µmol/L
-    result = run(both("{field: labs.creatinine, le: 1.6 mg/dL}"),
-                 f"labs: {{creatinine: {exact!r} umol/L}}\n")["I1"]
+    result = run(
+        both("{field: labs.creatinine, le: 1.6 mg/dL}"), f"labs: {{creatinine: {exact!r} umol/L}}\n"
+    )["I1"]
     assert result.status is Status.PASS
     assert "1.6 mg/dL" in result.reason
 
@@ -309,16 +335,18 @@ def test_uln_multiples_use_the_file_uln_and_say_when_assumed():
 
 
 def test_an_if_that_does_not_apply_passes_an_inclusion_and_clears_an_exclusion():
-    results = run(both("{if: {field: sex, is: male}, then: {field: ecog, le: 1}}"),
-                  "sex: female\necog: 3\n")
+    results = run(
+        both("{if: {field: sex, is: male}, then: {field: ecog, le: 1}}"), "sex: female\necog: 3\n"
+    )
     assert results["I1"].status is Status.PASS
     assert results["E1"].status is Status.PASS
     assert "does not apply" in results["I1"].reason
 
 
 def test_an_if_that_applies_decides_by_its_then():
-    results = run(both("{if: {field: sex, is: male}, then: {field: ecog, le: 1}}"),
-                  "sex: male\necog: 3\n")
+    results = run(
+        both("{if: {field: sex, is: male}, then: {field: ecog, le: 1}}"), "sex: male\necog: 3\n"
+    )
     assert results["I1"].status is Status.FAIL  # inclusion does not hold
     assert results["E1"].status is Status.PASS  # excluding condition absent
 
@@ -348,8 +376,10 @@ def test_exists_over_a_missing_list_is_unknown():
 
 
 def test_exists_finds_a_match():
-    results = run(both("{exists: therapies, where: {field: type, is: car-t}}"),
-                  "therapies: [{type: tki}, {type: car-t, response: NR}]\n")
+    results = run(
+        both("{exists: therapies, where: {field: type, is: car-t}}"),
+        "therapies: [{type: tki}, {type: car-t, response: NR}]\n",
+    )
     assert results["I1"].status is Status.PASS
     assert results["E1"].status is Status.FAIL
 
@@ -365,8 +395,12 @@ def test_every_with_no_matching_items_holds():
 
 def test_every_fails_on_one_bad_item_and_is_unknown_on_an_unanswered_one():
     rules = both(EVERY_CART_NR)
-    assert run(rules, "therapies: [{type: car-t, response: NR}, {type: car-t, response: CR}]\n"
-               )["I1"].status is Status.FAIL
+    assert (
+        run(rules, "therapies: [{type: car-t, response: NR}, {type: car-t, response: CR}]\n")[
+            "I1"
+        ].status
+        is Status.FAIL
+    )
     unknown = run(rules, "therapies: [{type: car-t, response: NR}, {type: car-t}]\n")["I1"]
     assert unknown.status is Status.UNKNOWN
     assert unknown.missing == ("therapies[1].response",)
@@ -395,16 +429,24 @@ def test_count_distinct_counts_values_not_items(therapies, status):
 
 def test_count_without_distinct_counts_items():
     rules = both("{count: therapies, where: {field: type, is: tki}, ge: 2}")
-    assert run(rules, "therapies: [{type: tki, drug: imatinib}, {type: tki, drug: imatinib}]\n"
-               )["I1"].status is Status.PASS
+    assert (
+        run(rules, "therapies: [{type: tki, drug: imatinib}, {type: tki, drug: imatinib}]\n")[
+            "I1"
+        ].status
+        is Status.PASS
+    )
 
 
 # ----------------------------------------------------------------------- engine: windows
 
-WITHIN_SCREENING = ("{exists: therapies, where: {all: [{field: type, is: transplant}, "
-                    "{field: date, within: 6 months, before: screening}]}}")
-WITHIN_APHERESIS = ("{exists: therapies, where: {all: [{field: type, is: transplant}, "
-                    "{field: date, within: 6 months, before: apheresis}]}}")
+WITHIN_SCREENING = (
+    "{exists: therapies, where: {all: [{field: type, is: transplant}, "
+    "{field: date, within: 6 months, before: screening}]}}"
+)
+WITHIN_APHERESIS = (
+    "{exists: therapies, where: {all: [{field: type, is: transplant}, "
+    "{field: date, within: 6 months, before: apheresis}]}}"
+)
 
 
 @pytest.mark.parametrize(
@@ -443,17 +485,21 @@ def test_a_date_older_than_the_window_before_screening_is_outside_any_apheresis_
     assert results["E1"].status is Status.PASS
 
 
-@pytest.mark.parametrize(("date", "inside"), [("2026-06-01", True), ("2026-12-01", True),
-                                              ("2026-05-31", False), ("2026-12-02", False)])
+@pytest.mark.parametrize(
+    ("date", "inside"),
+    [("2026-06-01", True), ("2026-12-01", True), ("2026-05-31", False), ("2026-12-02", False)],
+)
 def test_before_apheresis_uses_the_apheresis_date(date, inside):
-    results = run(both(WITHIN_APHERESIS), "apheresis_date: 2026-12-01\n"
-                  f"therapies: [{{type: transplant, date: {date}}}]\n")
+    results = run(
+        both(WITHIN_APHERESIS),
+        f"apheresis_date: 2026-12-01\ntherapies: [{{type: transplant, date: {date}}}]\n",
+    )
     assert results["I1"].status is (Status.PASS if inside else Status.FAIL)
 
 
 def test_a_fractional_month_window_is_not_silently_shortened():
     # 2.5 months (pint: 76 days); 2026-09-10 is 71 days before screening on 2026-11-20.
-    check = ("{exists: therapies, where: {field: date, within: 2.5 months, before: screening}}")
+    check = "{exists: therapies, where: {field: date, within: 2.5 months, before: screening}}"
     try:
         rules = both(check)
     except RuleSetError:
@@ -501,9 +547,11 @@ def test_an_attestation_does_not_override_computed_facts():
 
 
 def test_the_verdict_is_the_worst_criterion():
-    rules = rule_set(criterion("{field: ecog, le: 2}", "I1"),
-                     criterion("{field: lvef, ge: 50 %}", "I2"),
-                     criterion("{review: judge}", "I3"))
+    rules = rule_set(
+        criterion("{field: ecog, le: 2}", "I1"),
+        criterion("{field: lvef, ge: 50 %}", "I2"),
+        criterion("{review: judge}", "I3"),
+    )
     p = parse_patient(PATIENT + "ecog: 1\n", "pt.yaml")
     assert screen(p, rules).verdict is Verdict.INCOMPLETE
     p = parse_patient(PATIENT + "ecog: 3\n", "pt.yaml")
@@ -513,8 +561,11 @@ def test_the_verdict_is_the_worst_criterion():
 
 
 def test_results_keep_source_order():
-    rules = rule_set(criterion("{field: ecog, le: 2}", "I1"), criterion("{field: ecog, le: 2}", "I2"),
-                     criterion("{field: ecog, ge: 4}", "E1"))
+    rules = rule_set(
+        criterion("{field: ecog, le: 2}", "I1"),
+        criterion("{field: ecog, le: 2}", "I2"),
+        criterion("{field: ecog, ge: 4}", "E1"),
+    )
     p = parse_patient(PATIENT + "ecog: 1\n", "pt.yaml")
     assert [c.id for c in screen(p, rules).criteria] == ["I1", "I2", "E1"]
 
@@ -525,10 +576,17 @@ def test_results_keep_source_order():
 MENTIONS = "{exists: therapies, where: {field: target, mentions: CD22}}"
 
 
-@pytest.mark.parametrize(("target", "status"), [
-    ("CD22", Status.FAIL), ("cd22", Status.FAIL), ("CD19/CD22", Status.FAIL),
-    ("anti-CD22 scFv", Status.FAIL), ("CD19", Status.PASS), ("CD220", Status.PASS),
-])
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("CD22", Status.FAIL),
+        ("cd22", Status.FAIL),
+        ("CD19/CD22", Status.FAIL),
+        ("anti-CD22 scFv", Status.FAIL),
+        ("CD19", Status.PASS),
+        ("CD220", Status.PASS),
+    ],
+)
 def test_mentions_finds_a_whole_word_in_any_case(target, status):
     rules = rule_set(criterion(MENTIONS, "E1"))
     body = f"therapies: [{{type: car-t, target: '{target}'}}]\n"
@@ -538,10 +596,13 @@ def test_mentions_finds_a_whole_word_in_any_case(target, status):
 def test_mentions_takes_a_list_of_words_and_phrases():
     check = "{exists: therapies, where: {field: drug, mentions: [inotuzumab ozogamicin, besponsa]}}"
     rules = rule_set(criterion(check, "E1"))
-    assert run(rules, "therapies: [{type: other, drug: Ozogamicin inotuzumab}]\n")["E1"].status \
+    assert (
+        run(rules, "therapies: [{type: other, drug: Ozogamicin inotuzumab}]\n")["E1"].status
         is Status.FAIL
-    assert run(rules, "therapies: [{type: other, drug: inotuzumab}]\n")["E1"].status \
-        is Status.PASS  # half a phrase is not the phrase
+    )
+    assert (
+        run(rules, "therapies: [{type: other, drug: inotuzumab}]\n")["E1"].status is Status.PASS
+    )  # half a phrase is not the phrase
     assert run(rules, "therapies: [{type: other, drug: BESPONSA}]\n")["E1"].status is Status.FAIL
 
 
@@ -552,12 +613,15 @@ def test_mentions_of_an_unrecorded_text_is_unknown():
     assert result.missing == ("therapies[0].target",)
 
 
-@pytest.mark.parametrize(("check", "words"), [
-    ("{field: ecog, mentions: CD22}", ["mentions", "free text"]),
-    ("{exists: therapies, where: {field: type, mentions: tki}}", ["free text", "is or in"]),
-    ("{exists: therapies, where: {field: target, mentions: []}}", ["word"]),
-    ("{exists: therapies, where: {field: target, mentions: ' - '}}", ["word"]),
-])
+@pytest.mark.parametrize(
+    ("check", "words"),
+    [
+        ("{field: ecog, mentions: CD22}", ["mentions", "free text"]),
+        ("{exists: therapies, where: {field: type, mentions: tki}}", ["free text", "is or in"]),
+        ("{exists: therapies, where: {field: target, mentions: []}}", ["word"]),
+        ("{exists: therapies, where: {field: target, mentions: ' - '}}", ["word"]),
+    ],
+)
 def test_mentions_is_refused_where_it_cannot_mean_anything(check, words):
     d = refused(criterion(check))
     text = f"{d.message} {d.hint}"
@@ -567,15 +631,20 @@ def test_mentions_is_refused_where_it_cannot_mean_anything(check, words):
 DATE_ORDER = "{exists: therapies, where: {field: date, lt: diagnosis.markers.CD22.date}}"
 
 
-@pytest.mark.parametrize(("therapy", "marker", "status"), [
-    ("2026-01-01", "2026-02-01", Status.FAIL),  # the therapy came first
-    ("2026-02-01", "2026-02-01", Status.PASS),  # the same day is not before
-    ("2026-03-01", "2026-02-01", Status.PASS),
-])
+@pytest.mark.parametrize(
+    ("therapy", "marker", "status"),
+    [
+        ("2026-01-01", "2026-02-01", Status.FAIL),  # the therapy came first
+        ("2026-02-01", "2026-02-01", Status.PASS),  # the same day is not before
+        ("2026-03-01", "2026-02-01", Status.PASS),
+    ],
+)
 def test_a_date_in_a_list_item_is_compared_with_a_patient_date(therapy, marker, status):
     rules = rule_set(criterion(DATE_ORDER, "E1"))
-    body = (f"diagnosis: {{markers: {{CD22: {{result: positive, date: {marker}}}}}}}\n"
-            f"therapies: [{{type: other, date: {therapy}}}]\n")
+    body = (
+        f"diagnosis: {{markers: {{CD22: {{result: positive, date: {marker}}}}}}}\n"
+        f"therapies: [{{type: other, date: {therapy}}}]\n"
+    )
     result = run(rules, body)["E1"]
     assert result.status is status
     if status is Status.FAIL:
@@ -596,25 +665,36 @@ def test_a_date_comparison_is_an_input_of_its_criterion():
     assert rules.criteria[0].inputs == ("therapies", "diagnosis.markers.CD22.date")
 
 
-@pytest.mark.parametrize(("check", "words"), [
-    ("{exists: therapies, where: {field: date, lt: 2026-01-01}}", ["date field"]),
-    ("{exists: therapies, where: {field: date, lt: ecog}}", ["date field"]),
-    ("{exists: therapies, where: {field: date, lt: diagnosis.markers.CD22.dat}}", ["unknown field"]),
-])
+@pytest.mark.parametrize(
+    ("check", "words"),
+    [
+        ("{exists: therapies, where: {field: date, lt: 2026-01-01}}", ["date field"]),
+        ("{exists: therapies, where: {field: date, lt: ecog}}", ["date field"]),
+        (
+            "{exists: therapies, where: {field: date, lt: diagnosis.markers.CD22.dat}}",
+            ["unknown field"],
+        ),
+    ],
+)
 def test_a_date_is_compared_only_with_another_date_field(check, words):
     d = refused(criterion(check))
     assert all(w in d.message for w in words), d.message
 
 
-UNRECORDED = ("{exists: medications, where: {all: [{field: class, is: corticosteroid}, "
-              "{not: {field: ongoing, is: false, if_missing: false}}]}}")
+UNRECORDED = (
+    "{exists: medications, where: {all: [{field: class, is: corticosteroid}, "
+    "{not: {field: ongoing, is: false, if_missing: false}}]}}"
+)
 
 
-@pytest.mark.parametrize(("medication", "status"), [
-    ("{name: prednisone, class: corticosteroid, ongoing: true}", Status.FAIL),
-    ("{name: prednisone, class: corticosteroid, ongoing: false}", Status.PASS),
-    ("{name: prednisone, class: corticosteroid}", Status.FAIL),  # not marked stopped
-])
+@pytest.mark.parametrize(
+    ("medication", "status"),
+    [
+        ("{name: prednisone, class: corticosteroid, ongoing: true}", Status.FAIL),
+        ("{name: prednisone, class: corticosteroid, ongoing: false}", Status.PASS),
+        ("{name: prednisone, class: corticosteroid}", Status.FAIL),  # not marked stopped
+    ],
+)
 def test_if_missing_gives_an_items_unrecorded_attribute_a_stated_value(medication, status):
     rules = rule_set(criterion(UNRECORDED, "E1"))
     result = run(rules, f"medications: [{medication}]\n")["E1"]
@@ -628,14 +708,24 @@ def test_if_missing_leaves_the_other_facts_of_the_item_unknown():
     assert run(rules, "medications: [{name: prednisone}]\n")["E1"].status is Status.UNKNOWN
 
 
-@pytest.mark.parametrize(("check", "words"), [
-    ("{exists: medications, where: {field: ongoing, is: true, if_missing: maybe}}",
-     ["true or false"]),
-    ("{exists: medications, where: {field: ongoing, is: true, if_missing: 0}}",
-     ["true or false"]),
-    ("{field: pregnancy_test.result, is: negative, if_missing: true, "
-     "fresh: {within: 3 days, before: screening}}", ["fresh"]),
-])
+@pytest.mark.parametrize(
+    ("check", "words"),
+    [
+        (
+            "{exists: medications, where: {field: ongoing, is: true, if_missing: maybe}}",
+            ["true or false"],
+        ),
+        (
+            "{exists: medications, where: {field: ongoing, is: true, if_missing: 0}}",
+            ["true or false"],
+        ),
+        (
+            "{field: pregnancy_test.result, is: negative, if_missing: true, "
+            "fresh: {within: 3 days, before: screening}}",
+            ["fresh"],
+        ),
+    ],
+)
 def test_if_missing_is_refused_for_non_booleans_and_with_fresh(check, words):
     d = refused(criterion(check))
     assert all(w in d.message for w in words), d.message
@@ -643,11 +733,15 @@ def test_if_missing_is_refused_for_non_booleans_and_with_fresh(check, words):
 
 def test_if_missing_on_a_patient_fact_reads_its_absence_and_says_so():
     # An exception only a positive statement invokes: unrecorded, it does not apply.
-    check = ("{any: [{field: lvef, ge: 50 %}, {all: [{field: organ_dysfunction_disease_related,"
-             " is: true, if_missing: false}, {review: disease-related?}]}]}")
+    check = (
+        "{any: [{field: lvef, ge: 50 %}, {all: [{field: organ_dysfunction_disease_related,"
+        " is: true, if_missing: false}, {review: disease-related?}]}]}"
+    )
     rules = rule_set(criterion(check))
     failed = run(rules, "lvef: 40 %\n")["I1"]
     assert failed.status is Status.FAIL and "taken as not met" in failed.reason
-    assert run(rules, "lvef: 40 %\norgan_dysfunction_disease_related: true\n")["I1"].status \
+    assert (
+        run(rules, "lvef: 40 %\norgan_dysfunction_disease_related: true\n")["I1"].status
         is Status.REVIEW
+    )
     assert run(rules, "lvef: 55 %\n")["I1"].status is Status.PASS

@@ -14,8 +14,13 @@ from typer.testing import CliRunner
 from screener.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
-PATIENTS = sorted([*ROOT.glob("examples/patients/*.yaml"),
-                   *ROOT.glob("tests/acceptance/patients/*.yaml"), ROOT / "tests/data/spec_patient.yaml"])
+PATIENTS = sorted(
+    [
+        *ROOT.glob("examples/patients/*.yaml"),
+        *ROOT.glob("tests/acceptance/patients/*.yaml"),
+        ROOT / "tests/data/spec_patient.yaml",
+    ]
+)
 runner = CliRunner()
 
 
@@ -49,14 +54,17 @@ def test_every_valid_patient_file_matches_the_schema(patient_validator, path: Pa
     assert not errors, [e.message for e in errors]
 
 
-@pytest.mark.parametrize("text, where", [
-    ("id: X\nlvef: 55 kg\n", "lvef"),
-    ("id: X\necog: 7\n", "ecog"),
-    ("id: X\nsex: unknown-value\n", "sex"),
-    ("id: X\nlabs: {creatinine: 1.4 U/L}\n", "creatinine"),
-    ("id: X\nlabs: {ast: 30 umol/L}\n", "ast"),
-    ("lvef: 55 %\n", "id"),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("id: X\nlvef: 55 kg\n", "lvef"),
+        ("id: X\necog: 7\n", "ecog"),
+        ("id: X\nsex: unknown-value\n", "sex"),
+        ("id: X\nlabs: {creatinine: 1.4 U/L}\n", "creatinine"),
+        ("id: X\nlabs: {ast: 30 umol/L}\n", "ast"),
+        ("lvef: 55 %\n", "id"),
+    ],
+)
 def test_schema_rejects_what_the_loader_rejects(patient_validator, text: str, where: str):
     errors = list(patient_validator.iter_errors(as_json(yaml.safe_load(text))))
     assert errors
@@ -79,7 +87,19 @@ def test_rule_files_match_the_rules_schema(path: Path):
 
 def test_rules_schema_rejects_an_unknown_node():
     validator = jsonschema.Draft202012Validator(schema("rules"))
-    bad = {"trial": "NCT00000001", "product": "P", "title": "T", "sources": ["s"],
-           "criteria": [{"id": "I1", "kind": "inclusion", "label": "L", "text": "t",
-                         "check": {"field": "ecog", "below": 2}}]}
+    bad = {
+        "trial": "NCT00000001",
+        "product": "P",
+        "title": "T",
+        "sources": ["s"],
+        "criteria": [
+            {
+                "id": "I1",
+                "kind": "inclusion",
+                "label": "L",
+                "text": "t",
+                "check": {"field": "ecog", "below": 2},
+            }
+        ],
+    }
     assert list(validator.iter_errors(bad))

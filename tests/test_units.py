@@ -1,4 +1,5 @@
-"""Unit tests for screener/core/_units.py: reading, refusing, converting and comparing quantities."""
+"""Unit tests for screener/core/_units.py: reading, refusing, converting and comparing
+quantities."""
 
 from __future__ import annotations
 
@@ -7,8 +8,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from screener.core import _units as u
-from screener.core._units import (BILIRUBIN, CONCENTRATION, CREATININE, DURATION, ENZYME, FLOW,
-                            FRACTION, MASS, SECONDS, Analyte, Measure, UnitError)
+from screener.core._units import (
+    BILIRUBIN,
+    CONCENTRATION,
+    CREATININE,
+    DURATION,
+    ENZYME,
+    FLOW,
+    FRACTION,
+    MASS,
+    SECONDS,
+    Analyte,
+    Measure,
+    UnitError,
+)
 
 MICRO_SIGN = "\u00b5"  # µ MICRO SIGN
 GREEK_MU = "\u03bc"  # μ GREEK SMALL LETTER MU
@@ -88,8 +101,9 @@ def test_unknown_units_are_refused(unit):
         u.split_quantity(f"3.2 {unit}")
 
 
-@pytest.mark.parametrize("unit", ["10*9/L", "10^9/L", "x10^9/L", "×10⁹/L", "10*3/uL",
-                                  "x10^3/µL", "K/uL"])
+@pytest.mark.parametrize(
+    "unit", ["10*9/L", "10^9/L", "x10^9/L", "×10⁹/L", "10*3/uL", "x10^3/µL", "K/uL"]
+)
 def test_arithmetic_looking_units_are_counts_never_pint_arithmetic(unit):
     # pint would read 10*9/L as 90 per litre: each spelling is looked up as a whole, and is
     # a count of 10⁹ per litre (10³ per µL).
@@ -101,9 +115,16 @@ def test_arithmetic_looking_units_are_counts_never_pint_arithmetic(unit):
         measure(f"3.2 {unit}", CONCENTRATION, CREATININE)
 
 
-@pytest.mark.parametrize(("text", "per_ul"), [("150000 /µL", 150000), ("150 K/µL", 150000),
-                                               ("150000 cells/uL", 150000),
-                                               ("150000 /mm3", 150000), ("0.15 ×10⁹/L", 150)])
+@pytest.mark.parametrize(
+    ("text", "per_ul"),
+    [
+        ("150000 /µL", 150000),
+        ("150 K/µL", 150000),
+        ("150000 cells/uL", 150000),
+        ("150000 /mm3", 150000),
+        ("0.15 ×10⁹/L", 150),
+    ],
+)
 def test_counts_per_microlitre_and_per_litre_agree(text, per_ul):
     assert u.convert(measure(text, u.COUNT), "/ul") == pytest.approx(per_ul)
 
@@ -115,16 +136,23 @@ def test_g_per_litre_is_grams_never_giga_so_a_count_refuses_it():
 
 
 def test_haemoglobin_converts_through_its_molar_mass():
-    assert u.convert(measure("12.4 g/dL", CONCENTRATION, u.HAEMOGLOBIN), "mmol/l",
-                     u.HAEMOGLOBIN) == pytest.approx(7.695, abs=1e-3)
-    assert u.convert(measure("124 g/L", CONCENTRATION, u.HAEMOGLOBIN), "g/dl",
-                     u.HAEMOGLOBIN) == pytest.approx(12.4)
+    assert u.convert(
+        measure("12.4 g/dL", CONCENTRATION, u.HAEMOGLOBIN), "mmol/l", u.HAEMOGLOBIN
+    ) == pytest.approx(7.695, abs=1e-3)
+    assert u.convert(
+        measure("124 g/L", CONCENTRATION, u.HAEMOGLOBIN), "g/dl", u.HAEMOGLOBIN
+    ) == pytest.approx(12.4)
 
 
 @pytest.mark.parametrize(
     ("text", "suggestion"),
-    [("1.4 mgdl", "mg/dL"), ("1.4 mg/dI", "mg/dL"), ("62 kgs", "kg"), ("52 UI/L", "U/L"),
-     ("6 mnths", "months")],
+    [
+        ("1.4 mgdl", "mg/dL"),
+        ("1.4 mg/dI", "mg/dL"),
+        ("62 kgs", "kg"),
+        ("52 UI/L", "U/L"),
+        ("6 mnths", "months"),
+    ],
 )
 def test_misspelt_units_get_a_did_you_mean(text, suggestion):
     with pytest.raises(UnitError) as caught:
@@ -147,7 +175,9 @@ def test_text_that_is_not_a_finite_number_is_refused(text):
         u.parse_measure(text, CONCENTRATION, CREATININE)
 
 
-@pytest.mark.parametrize(("text", "kind"), [("55", FRACTION), ("52", ENZYME), ("1.4", CONCENTRATION)])
+@pytest.mark.parametrize(
+    ("text", "kind"), [("55", FRACTION), ("52", ENZYME), ("1.4", CONCENTRATION)]
+)
 def test_a_unit_is_required_where_the_field_has_one(text, kind):
     with pytest.raises(UnitError, match="no unit") as caught:
         u.parse_measure(text, kind, CREATININE)
@@ -194,11 +224,15 @@ def test_a_clotting_time_is_in_seconds_only():
 
 
 def test_creatinine_mass_to_molar():
-    assert u.convert(creatinine("1.6 mg/dL"), "umol/l", CREATININE) == pytest.approx(141.44, abs=0.01)
+    assert u.convert(creatinine("1.6 mg/dL"), "umol/l", CREATININE) == pytest.approx(
+        141.44, abs=0.01
+    )
 
 
 def test_creatinine_molar_to_mass():
-    assert u.convert(creatinine("141.44 umol/L"), "mg/dl", CREATININE) == pytest.approx(1.6, abs=1e-4)
+    assert u.convert(creatinine("141.44 umol/L"), "mg/dl", CREATININE) == pytest.approx(
+        1.6, abs=1e-4
+    )
 
 
 @pytest.mark.parametrize(("written", "order"), [("140 umol/L", -1), ("145 umol/L", 1)])
@@ -270,16 +304,27 @@ def test_a_threshold_value_survives_a_round_trip():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.floats(min_value=1e-3, max_value=1e4, allow_nan=False, allow_infinity=False),
-       st.sampled_from([CREATININE, BILIRUBIN]))
+@given(
+    st.floats(min_value=1e-3, max_value=1e4, allow_nan=False, allow_infinity=False),
+    st.sampled_from([CREATININE, BILIRUBIN]),
+)
 def test_round_trips_compare_equal(x, analyte):
     molar = u.convert(Measure(x, "mg/dl", ""), "umol/l", analyte)
     back = u.convert(Measure(molar, "umol/l", ""), "mg/dl", analyte)
     assert u.compare(back, x) == 0
 
 
-@pytest.mark.parametrize(("x", "text"), [(0, "0"), (2.0, "2"), (141.44271570014143, "141"),
-                                         (0.1 + 0.2, "0.3"), (1.59997, "1.6"), (17.1, "17.1")])
+@pytest.mark.parametrize(
+    ("x", "text"),
+    [
+        (0, "0"),
+        (2.0, "2"),
+        (141.44271570014143, "141"),
+        (0.1 + 0.2, "0.3"),
+        (1.59997, "1.6"),
+        (17.1, "17.1"),
+    ],
+)
 def test_fmt_drops_float_noise(x, text):
     assert u.fmt(x) == text
 
@@ -295,8 +340,10 @@ def test_fmt_pair_prints_equal_values_alike():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
-       st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False))
+@given(
+    st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
+    st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
+)
 def test_unequal_values_never_print_equal(x, threshold):
     a, b = u.fmt_pair(x, threshold)
     if u.compare(x, threshold) != 0:
@@ -304,8 +351,10 @@ def test_unequal_values_never_print_equal(x, threshold):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.floats(min_value=1e-3, max_value=1e6, allow_nan=False, allow_infinity=False),
-       st.floats(min_value=1e-7, max_value=1e-3))
+@given(
+    st.floats(min_value=1e-3, max_value=1e6, allow_nan=False, allow_infinity=False),
+    st.floats(min_value=1e-7, max_value=1e-3),
+)
 def test_nearby_unequal_values_never_print_equal(x, gap):
     a, b = u.fmt_pair(x, x * (1 + gap))
     assert a != b
@@ -329,11 +378,14 @@ def test_a_run_imports_no_pint_and_writes_no_cache(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
-    probe = ("import sys; from screener.core import _units as units; units.table(); "
-             "print('pint' in sys.modules)")
+    probe = (
+        "import sys; from screener.core import _units as units; units.table(); "
+        "print('pint' in sys.modules)"
+    )
     for _ in range(2):
-        run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                             text=True, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+        )
         assert run.stdout.strip() == "False"
     assert list(home.rglob("*")) == []  # no units table, no pint pickle, nothing
 
@@ -351,9 +403,12 @@ def test_files_in_the_cache_folder_change_no_conversion(tmp_path):
     (tmp_path / "pint").mkdir()
     (tmp_path / "pint" / "registry.pickle").write_bytes(b"\x80\x04not a pickle")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    probe = "from screener.core import _units as units; print(units.factor('mg/dl', 'umol/l', 113.12))"
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                         text=True, check=True).stdout
+    probe = (
+        "from screener.core import _units as units; print(units.factor('mg/dl', 'umol/l', 113.12))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert abs(float(out) - 88.4017) < 1e-3
 
 
@@ -377,9 +432,24 @@ def test_pharmacy_spellings_of_micromole_are_micromole(written):
     assert u.convert(m, "mg/dl", CREATININE) == pytest.approx(97 / 88.4, rel=1e-3)
 
 
-@pytest.mark.parametrize("written", ["mcmol/L", "micromol/L", "micromoles/L", "mcmol/dL",
-                                     "nmol/L", "umol/dL", "mmol/dL", "mol/L", "mcg/dL", "U/mL",
-                                     "IU/mL", "ug/L", "mg/100mL"])
+@pytest.mark.parametrize(
+    "written",
+    [
+        "mcmol/L",
+        "micromol/L",
+        "micromoles/L",
+        "mcmol/dL",
+        "nmol/L",
+        "umol/dL",
+        "mmol/dL",
+        "mol/L",
+        "mcg/dL",
+        "U/mL",
+        "IU/mL",
+        "ug/L",
+        "mg/100mL",
+    ],
+)
 def test_a_unit_hint_never_changes_the_magnitude(written):
     # The old hint was difflib's nearest display: mcmol/L and micromol/L were "did you mean
     # 'mmol/L'?" (a thousandfold off), nmol/L was µmol/L, U/mL was U/L, mg/100mL was mg/L.
@@ -395,8 +465,10 @@ def test_a_unit_hint_never_changes_the_magnitude(written):
         assert u.SPELLINGS[unit][1] == "µmol/L"
 
 
-@pytest.mark.parametrize(("written", "meant"), [("mgdl", "mg/dL"), ("mg/dLL", "mg/dL"),
-                                                 ("wekes", "weeks"), ("kgs", "kg")])
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [("mgdl", "mg/dL"), ("mg/dLL", "mg/dL"), ("wekes", "weeks"), ("kgs", "kg")],
+)
 def test_a_misspelt_unit_still_gets_a_hint(written, meant):
     with pytest.raises(UnitError) as caught:
         u.split_quantity(f"1.4 {written}")
@@ -407,8 +479,10 @@ def test_a_misspelt_unit_still_gets_a_hint(written, meant):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
-       st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False))
+@given(
+    st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
+    st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
+)
 def test_printed_values_stand_in_the_order_of_the_values(x, threshold):
     # fmt rounds monotonically, so this held before too; fmt_pair now checks it directly.
     a, b = u.fmt_pair(x, threshold)
@@ -427,10 +501,17 @@ def test_a_uln_multiple_is_printed_so_that_it_gives_back_the_value():
     assert u.fmt_ratio(1.4 / 1.2, 2.0, 1.4, 1.2, 0.05) == ("1.17", "2")
 
 
-@pytest.mark.parametrize(("written", "slack"), [("71 U/L", 0.5), ("1.4 mg/dL", 0.05),
-                                                 ("3.2362191736536725 mg/dL", 0.005),
-                                                 ("163.40549045276282 IU/L", 0.5),
-                                                 ("0.05 mg/dL", 0.005), ("1234 U/L", 5)])
+@pytest.mark.parametrize(
+    ("written", "slack"),
+    [
+        ("71 U/L", 0.5),
+        ("1.4 mg/dL", 0.05),
+        ("3.2362191736536725 mg/dL", 0.005),
+        ("163.40549045276282 IU/L", 0.5),
+        ("0.05 mg/dL", 0.005),
+        ("1234 U/L", 5),
+    ],
+)
 def test_resolution_is_half_the_last_digit_shown_to_three_digits(written, slack):
     kind, analyte = (ENZYME, None) if "U/L" in written else (CONCENTRATION, BILIRUBIN)
     assert u.resolution(measure(written, kind, analyte)) == pytest.approx(slack)

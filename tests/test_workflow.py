@@ -80,8 +80,17 @@ def test_csv_tells_parts_from_their_criterion_and_names_product_and_label(cohort
     assert [r["criterion"] for r in failing] == ["I2"]
 
 
-HOSTILE_IDS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\tTAB",
-               "\rCR first", "line\nbreak", "a\rb", "plain, with comma"]
+HOSTILE_IDS = [
+    '=HYPERLINK("http://x","y")',
+    "+1+1",
+    "-2+3",
+    "@SUM(A1)",
+    "\tTAB",
+    "\rCR first",
+    "line\nbreak",
+    "a\rb",
+    "plain, with comma",
+]
 
 
 def test_csv_neutralises_formulas_and_quotes_line_breaks(tmp_path: Path):
@@ -105,8 +114,9 @@ def test_csv_neutralises_formulas_and_quotes_line_breaks(tmp_path: Path):
     assert "≤" in "".join(r["reason"] for r in rows)  # the reason text survives whole
     patients = {r["patient"] for r in rows}
     assert patients == {"'" + v if v[0] in "=+-@\t\r" else v for v in HOSTILE_IDS}
-    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r"))
-                   for r in rows for cell in r.values())
+    assert not any(
+        cell.startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for cell in r.values()
+    )
     # No line break started a row of its own: each patient has the same rows, all whole.
     assert len(rows) == len(HOSTILE_IDS) * len([r for r in rows if r["patient"] == "'+1+1"])
     assert all(None not in r and r["level"] in ("criterion", "part") for r in rows)
@@ -116,20 +126,22 @@ def test_excel_is_only_for_csv(cohort: Path):
     assert run("check", str(cohort), "-f", "jsonl", "--excel").exit_code == 2
 
 
-@pytest.mark.parametrize("encoding, row", [("utf-8", "≤ 1.6 µmol/L"), ("UTF8", "≤ 1.6 µmol/L"),
-                                           ("latin-1", "1.6 µmol/L")])
+@pytest.mark.parametrize(
+    "encoding, row",
+    [("utf-8", "≤ 1.6 µmol/L"), ("UTF8", "≤ 1.6 µmol/L"), ("latin-1", "1.6 µmol/L")],
+)
 def test_rendered_bytes_follow_earlier_text_in_the_streams_encoding(encoding: str, row: str):
     raw = io.BytesIO()
     stream = io.TextIOWrapper(raw, encoding=encoding, newline="")
     stream.write("header µ\n")  # still in the text layer's buffer when the bytes come
-    utf8_writer(stream)(f"{row}\n".encode("utf-8"))
+    utf8_writer(stream)(f"{row}\n".encode())
     stream.flush()
     assert raw.getvalue() == f"header µ\n{row}\n".encode(encoding)
 
 
 def test_rendered_bytes_reach_a_stream_without_a_buffer():
     stream = io.StringIO()
-    utf8_writer(stream)("≤ 3 × ULN\n".encode("utf-8"))
+    utf8_writer(stream)("≤ 3 × ULN\n".encode())
     assert stream.getvalue() == "≤ 3 × ULN\n"
 
 
@@ -162,8 +174,9 @@ def test_output_file_is_written_whole(cohort: Path, tmp_path: Path):
     assert len(target.read_text("utf-8").splitlines()) == 4
 
 
-def test_failed_run_leaves_existing_output_untouched(cohort: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch):
+def test_failed_run_leaves_existing_output_untouched(
+    cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     target = tmp_path / "out.jsonl"
     target.write_text("previous\n", encoding="utf-8")
     import screener.reports._report as report
@@ -185,8 +198,9 @@ def test_failed_run_leaves_existing_output_untouched(cohort: Path, tmp_path: Pat
 
 
 def test_trial_filter_accepts_product_names_and_is_repeatable():
-    data = json.loads(run("check", str(BASELINE), "-f", "json", "-t", "CNCT19",
-                          "-t", "nct06559644").stdout)
+    data = json.loads(
+        run("check", str(BASELINE), "-f", "json", "-t", "CNCT19", "-t", "nct06559644").stdout
+    )
     assert [t["trial"] for t in data["trials"]] == ["NCT04684147", "NCT06559644"]
 
 
@@ -240,8 +254,9 @@ def test_validate_checks_rule_files_as_rules(tmp_path: Path):
     assert "did you mean 'ecog'?" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["check", "trials", "show", "validate", "schema", "test",
-                                     "changes", "log"])
+@pytest.mark.parametrize(
+    "command", ["check", "trials", "show", "validate", "schema", "test", "changes", "log"]
+)
 def test_every_command_has_help_with_an_example(command: str):
     result = run(command, "--help")
     assert result.exit_code == 0 and "Example:" in result.stdout
@@ -250,8 +265,13 @@ def test_every_command_has_help_with_an_example(command: str):
 def test_piped_output_has_no_colour_codes():
     env = {**os.environ, "NO_COLOR": "1", "FORCE_COLOR": ""}
     env.pop("FORCE_COLOR")
-    done = subprocess.run([sys.executable, "-m", "screener", "check", str(BASELINE)],
-                          capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "screener", "check", str(BASELINE)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert done.returncode == 0
     assert "\x1b[" not in done.stdout and "ELIGIBLE" in done.stdout.upper()
 
@@ -266,8 +286,9 @@ def test_check_reads_fhir_bundles_in_a_directory():
     deceased = [r for r in records if "error" in r]
     assert len(deceased) == 2 and all("deceased" in r["error"]["message"] for r in deceased)
     angelic = next(r for r in records if "Angelic" in r["file"])
-    assert any("Observation/" in where and "38483-4" in where
-               for where in angelic["sources"].values())
+    assert any(
+        "Observation/" in where and "38483-4" in where for where in angelic["sources"].values()
+    )
 
 
 def test_import_writes_yaml_that_check_accepts(tmp_path: Path):
@@ -284,8 +305,20 @@ def test_import_writes_yaml_that_check_accepts(tmp_path: Path):
 
 def test_stale_imported_labs_count_as_missing_with_max_age():
     bundle = next(FHIR.glob("Angelic_Mueller_*.json"))
-    report = json.loads(run("check", str(bundle), "-f", "json", "--as-of", "2026-11-20",
-                            "--max-age", "30d", "-t", "NCT06559644").stdout)
+    report = json.loads(
+        run(
+            "check",
+            str(bundle),
+            "-f",
+            "json",
+            "--as-of",
+            "2026-11-20",
+            "--max-age",
+            "30d",
+            "-t",
+            "NCT06559644",
+        ).stdout
+    )
     i9c = next(p for c in report["trials"][0]["criteria"] for p in c["parts"] if p["id"] == "I9.c")
     assert i9c["status"] == "unknown" and "older than 30d" in i9c["reason"]
 
@@ -297,24 +330,32 @@ def test_max_age_must_be_a_positive_span(span: str):
 
 def test_verbose_table_shows_where_imported_facts_came_from():
     bundle = next(FHIR.glob("Angelic_Mueller_*.json"))
-    out = runner.invoke(app, ["check", str(bundle), "--as-of", "2026-11-20", "-t", "NCT06559644",
-                              "--verbose"], env={"COLUMNS": "200"}).stdout
+    out = runner.invoke(
+        app,
+        ["check", str(bundle), "--as-of", "2026-11-20", "-t", "NCT06559644", "--verbose"],
+        env={"COLUMNS": "200"},
+    ).stdout
     assert "Where the facts came from" in out
     assert "labs.creatinine: Observation/" in out and "38483-4" in out
 
 
 def test_attestations_for_trials_left_out_by_trial_are_not_warned_about(tmp_path: Path):
     patient = tmp_path / "p.yaml"
-    patient.write_text(BASELINE.read_text("utf-8")
-                       + "attestations: {NCT06559644/E16: pass, NCT0655964/E9: pass}\n", "utf-8")
+    patient.write_text(
+        BASELINE.read_text("utf-8")
+        + "attestations: {NCT06559644/E16: pass, NCT0655964/E9: pass}\n",
+        "utf-8",
+    )
     report = json.loads(run("check", str(patient), "-f", "json", "-t", "CNCT19").stdout)
-    assert report["warnings"] == ["attestation NCT0655964/E9: no trial 'NCT0655964' "
-                                  "(did you mean NCT06559644?)"]
+    assert report["warnings"] == [
+        "attestation NCT0655964/E9: no trial 'NCT0655964' (did you mean NCT06559644?)"
+    ]
 
 
 def test_exclusion_rules_read_excluded_if():
-    out = runner.invoke(app, ["check", str(BASELINE), "-t", "HY004", "--all"],
-                        env={"COLUMNS": "200"}).stdout
+    out = runner.invoke(
+        app, ["check", str(BASELINE), "-t", "HY004", "--all"], env={"COLUMNS": "200"}
+    ).stdout
     assert "excluded if Burkitt" in out
 
 
@@ -335,8 +376,9 @@ def test_attrition_lists_criteria_in_source_order_on_ties(cohort: Path):
     assert tally.order("T") == ["I2", "I10", "E2", "E10"]
 
 
-def test_an_internal_error_in_any_command_is_a_short_message(monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture[str]):
+def test_an_internal_error_in_any_command_is_a_short_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
     import screener.cli._commands as cli
 
     def broken() -> None:
@@ -390,20 +432,19 @@ def test_matrix_is_in_patient_id_order_and_warns_of_a_duplicated_id(tmp_path: Pa
     _patient(tmp_path, "b.yaml", "PT-ALPHA")
     _patient(tmp_path, "c.yaml", "PT-MIKE")
     _patient(tmp_path, "d.yaml", "PT-ALPHA")
-    out = runner.invoke(app, ["check", str(tmp_path), "-f", fmt],
-                        env={"COLUMNS": "200"}).stdout
+    out = runner.invoke(app, ["check", str(tmp_path), "-f", fmt], env={"COLUMNS": "200"}).stdout
     matrix = out.split("Cohort summary", 1)[1]
     positions = [matrix.index(p) for p in ("PT-ALPHA", "PT-MIKE", "PT-ZULU")]
     assert positions == sorted(positions)
-    assert (f"patient id PT-ALPHA appears in 2 files: {tmp_path / 'b.yaml'}, "
-            f"{tmp_path / 'd.yaml'}") in out
+    assert (
+        f"patient id PT-ALPHA appears in 2 files: {tmp_path / 'b.yaml'}, {tmp_path / 'd.yaml'}"
+    ) in out
     assert "PT-MIKE appears" not in out
 
 
 @pytest.mark.parametrize("fmt", ["table", "markdown"])
 def test_summary_marks_trials_with_caveats_and_names_criteria(fmt: str):
-    out = runner.invoke(app, ["check", str(EXAMPLES), "-f", fmt],
-                        env={"COLUMNS": "200"}).stdout
+    out = runner.invoke(app, ["check", str(EXAMPLES), "-f", fmt], env={"COLUMNS": "200"}).stdout
     matrix, rest = out.split("Cohort summary", 1)[1].split("ineligible", 1)
     # Every trial but NCT06559644 carries a caveat: its header is marked, and the note says why.
     assert re.search(r"HY004\)? †", matrix) and not re.search(r"Hema-NeoTIL01\)? †", matrix)
@@ -413,17 +454,16 @@ def test_summary_marks_trials_with_caveats_and_names_criteria(fmt: str):
     assert "E10 Prior CAR-T therapy" in rest
     closest = rest.split("losest to eligible", 1)[1]
     # ... and show what blocked: PT-0006 is 70, and NCT04684147 admits up to 65.
-    row = next(line for line in closest.splitlines()
-               if "PT-0006" in line and "NCT04684147" in line)
+    row = next(line for line in closest.splitlines() if "PT-0006" in line and "NCT04684147" in line)
     assert "I2 Age 18 to 65 years" in row and "age 70 years" in row and "> 65 years" in row
     # A criterion of parts is blocked by a part, which is named.
-    row = next(line for line in closest.splitlines()
-               if "PT-0007" in line and "NCT06559644" in line)
+    row = next(line for line in closest.splitlines() if "PT-0007" in line and "NCT06559644" in line)
     assert "I9.c: creatinine 150 umol/L" in row
 
 
 def test_summary_from_worker_entries_equals_summary_from_records():
-    from screener.cli._batch import expand, run as run_batch
+    from screener.cli._batch import expand
+    from screener.cli._batch import run as run_batch
     from screener.criteria._catalog import load_rule_sets
     from screener.reports._summary import Cohort, entry, markdown
 

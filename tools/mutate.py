@@ -47,9 +47,19 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ["tests/cases", "tests/test_acceptance.py", "tests/test_nct06559644.py"]
-IGNORE = shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", ".pytest_cache",
-                                ".hypothesis", "*.egg-info", "build", "dist", ".mypy_cache",
-                                ".ruff_cache")
+IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".mypy_cache",
+    ".ruff_cache",
+)
 COMPARISONS = {"lt": ("le", "gt"), "le": ("lt", "ge"), "gt": ("ge", "lt"), "ge": ("gt", "le")}
 NUMBER = re.compile(r"^(\d+(?:\.\d+)?)(.*)$", re.DOTALL)
 
@@ -59,8 +69,8 @@ import sys
 root = sys.argv[1]
 sys.path.insert(0, root)
 import screener, screener.criteria._catalog
-if not screener.__file__.startswith(root) or not str(screener.criteria._catalog.rules_dir()).startswith(root):
-    print("screener imported from", screener.__file__, "rules", screener.criteria._catalog.rules_dir())
+if not screener.__file__.startswith(root) or not str(screener.rules_dir()).startswith(root):
+    print("screener imported from", screener.__file__, "rules", screener.rules_dir())
     sys.exit(97)
 import pytest
 sys.exit(pytest.main(sys.argv[2:]))
@@ -77,14 +87,14 @@ class Mutant:
     what: str  # kind of mutation
 
     def apply(self, text: str) -> str:
-        return text[:self.start] + self.new + text[self.end:]
+        return text[: self.start] + self.new + text[self.end :]
 
     def describe(self, text: str) -> str:
         first = text.rfind("\n", 0, self.start) + 1
         last = text.find("\n", self.end)
         last = len(text) if last < 0 else last
         old_line = text[first:last].strip()
-        new_line = self.apply(text)[first:last + len(self.new) - (self.end - self.start)].strip()
+        new_line = self.apply(text)[first : last + len(self.new) - (self.end - self.start)].strip()
         return f"{self.file}:{self.line}: {old_line}  →  {new_line}  [{self.what}]"
 
 
@@ -135,20 +145,28 @@ def mutants_of(path: Path, relative: str) -> list[Mutant]:
                             add(key, other, f"{name}→{other}")
                     for new, label in _nudged(value.value):
                         add(value, new, f"threshold {label}")
-                elif name in ("within", "at_least") and isinstance(value, yaml.ScalarNode) \
-                        and "before" in keys:
+                elif (
+                    name in ("within", "at_least")
+                    and isinstance(value, yaml.ScalarNode)
+                    and "before" in keys
+                ):
                     for new, label in _nudged(value.value):
                         add(value, new, f"span {label}")
-                elif name == "is" and isinstance(value, yaml.ScalarNode) and \
-                        value.tag.endswith(":bool"):
+                elif (
+                    name == "is"
+                    and isinstance(value, yaml.ScalarNode)
+                    and value.tag.endswith(":bool")
+                ):
                     flipped = "false" if value.value.lower() in ("true", "yes", "on") else "true"
                     add(value, flipped, f"is: {value.value}→{flipped}")
-                elif name == "in" and isinstance(value, yaml.SequenceNode) and \
-                        len(value.value) > 1:
+                elif name == "in" and isinstance(value, yaml.SequenceNode) and len(value.value) > 1:
                     items = [i for i in value.value if isinstance(i, yaml.ScalarNode)]
                     for drop in items:
-                        kept = ", ".join(text[i.start_mark.index:i.end_mark.index]
-                                         for i in items if i is not drop)
+                        kept = ", ".join(
+                            text[i.start_mark.index : i.end_mark.index]
+                            for i in items
+                            if i is not drop
+                        )
                         add(value, f"[{kept}]", f"in: drop {drop.value}")
                 walk(value)
         elif isinstance(node, yaml.SequenceNode):
@@ -169,17 +187,27 @@ def all_mutants(root: Path) -> list[Mutant]:
 
 def loads(copy: Path, mutant: Mutant, text: str) -> str | None:
     """None if the mutated rule set loads in the copy's screener, else the loader's message."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import screener\n"
-            "try:\n    screener.load_rule_set(sys.argv[2])\n"
-            "except screener.RuleSetError as e:\n    print(str(e).splitlines()[0]); sys.exit(3)\n")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import screener\n"
+        "try:\n    screener.load_rule_set(sys.argv[2])\n"
+        "except screener.RuleSetError as e:\n    print(str(e).splitlines()[0]); sys.exit(3)\n"
+    )
     target = copy / mutant.file
     target.write_text(mutant.apply(text), encoding="utf-8")
-    done = subprocess.run([sys.executable, "-c", code, str(copy), str(target)],
-                          capture_output=True, text=True, cwd=copy, env=_env(copy))
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(copy), str(target)],
+        capture_output=True,
+        text=True,
+        cwd=copy,
+        env=_env(copy),
+    )
     if done.returncode == 0:
         return None
-    return (done.stdout or done.stderr).strip().splitlines()[-1] if (done.stdout or done.stderr) \
+    return (
+        (done.stdout or done.stderr).strip().splitlines()[-1]
+        if (done.stdout or done.stderr)
         else f"exit {done.returncode}"
+    )
 
 
 def _env(copy: Path) -> dict[str, str]:
@@ -191,11 +219,24 @@ def _env(copy: Path) -> dict[str, str]:
 
 
 def run_tests(copy: Path, tests: list[str], timeout: float) -> tuple[int, str]:
-    args = [sys.executable, "-c", RUNNER, str(copy), "-x", "-q", "-p", "no:cacheprovider",
-            "--no-header", "-W", "ignore", *tests]
+    args = [
+        sys.executable,
+        "-c",
+        RUNNER,
+        str(copy),
+        "-x",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--no-header",
+        "-W",
+        "ignore",
+        *tests,
+    ]
     try:
-        done = subprocess.run(args, capture_output=True, text=True, cwd=copy, env=_env(copy),
-                              timeout=timeout)
+        done = subprocess.run(
+            args, capture_output=True, text=True, cwd=copy, env=_env(copy), timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return -1, "timeout"
     return done.returncode, done.stdout + done.stderr
@@ -243,18 +284,27 @@ def worker(copy: Path, mutant: Mutant, tests: list[str], timeout: float) -> tupl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", "--count", type=int, default=40, help="mutants to sample (40)")
     parser.add_argument("--seed", type=int, default=1, help="sampling seed (1)")
     parser.add_argument("--all", action="store_true", help="run every mutant")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
-    parser.add_argument("-j", "--jobs", type=int, default=min(4, os.cpu_count() or 1),
-                        help="project copies tested in parallel")
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="project copies tested in parallel",
+    )
     parser.add_argument("--timeout", type=float, default=180, help="seconds per test run")
     parser.add_argument("--tests", nargs="+", default=TESTS, help="test paths, in the copy")
-    parser.add_argument("--only", metavar="TEXT",
-                        help="keep mutants whose description contains TEXT (before sampling)")
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="keep mutants whose description contains TEXT (before sampling)",
+    )
     args = parser.parse_args(argv)
 
     every = all_mutants(ROOT)
@@ -266,10 +316,14 @@ def main(argv: list[str] | None = None) -> int:
             print(m.describe(texts[m.file]))
         print(f"{len(every)} mutants")
         return 0
-    chosen = every if args.all else random.Random(args.seed).sample(every, min(args.count,
-                                                                              len(every)))
-    print(f"{len(every)} mutants in {ROOT / 'rules'}; running {len(chosen)} "
-          f"(seed {args.seed}) with {args.jobs} job(s): {' '.join(args.tests)}", flush=True)
+    chosen = (
+        every if args.all else random.Random(args.seed).sample(every, min(args.count, len(every)))
+    )
+    print(
+        f"{len(every)} mutants in {ROOT / 'rules'}; running {len(chosen)} "
+        f"(seed {args.seed}) with {args.jobs} job(s): {' '.join(args.tests)}",
+        flush=True,
+    )
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="screener-mutants-") as tmp:
@@ -292,9 +346,11 @@ def main(argv: list[str] | None = None) -> int:
                     results[i] = fut.result()
                     outcome, detail = results[i]
                     m = chosen[i]
-                    print(f"{outcome:<9} {m.describe(texts[m.file])}"
-                          + (f"\n          {detail}" if detail and outcome != "caught" else ""),
-                          flush=True)
+                    print(
+                        f"{outcome:<9} {m.describe(texts[m.file])}"
+                        + (f"\n          {detail}" if detail and outcome != "caught" else ""),
+                        flush=True,
+                    )
 
     caught = sum(r[0] == "caught" for r in results.values())
     rejected = sum(r[0] == "rejected" for r in results.values())
@@ -305,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\nsurvivors:")
         for m in survivors:
             print("  " + m.describe(texts[m.file]))
-    print(f"\ncaught {caught}/{tested} ({share:.1f} %), {rejected} rejected by the loader "
-          f"[{time.monotonic() - started:.0f} s]")
+    print(
+        f"\ncaught {caught}/{tested} ({share:.1f} %), {rejected} rejected by the loader "
+        f"[{time.monotonic() - started:.0f} s]"
+    )
     return 0
 
 

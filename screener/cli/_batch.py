@@ -14,27 +14,25 @@ import re
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from screener.screening._engine import screen_patient
 from screener.core._errors import Diagnostic, ScreenerError
-from screener.reading._files import head, is_dir, shown
+
 # The result types live with the model; re-exported here, where callers have found them.
-from screener.core._model import FileError, Record, Render, Screening
-from screener.core._model import Patient
-from screener.reading._patient import load_patient
-from screener.criteria._rules import RuleSet
+from screener.core._model import FileError, Patient, Record, Render
 from screener.core._units import Measure
+from screener.criteria._rules import RuleSet
+from screener.reading._files import head, is_dir, shown
+from screener.reading._patient import load_patient
+from screener.screening._engine import screen_patient
 
 if TYPE_CHECKING:  # imported when a batch has workers: a single check never needs them
     from concurrent.futures import Future, ProcessPoolExecutor
 
 SUFFIXES = (".yaml", ".yml", ".json")
-
-
 
 
 @dataclass(frozen=True)
@@ -96,9 +94,21 @@ def _walk(top: Path) -> list[str | FileError]:
             continue
         key = (stat.st_dev, stat.st_ino)
         if key in above:
-            entries.append((str(folder), FileError(shown(str(folder)), (Diagnostic(
-                "directory links back to a directory above it (a symlink loop); skipped",
-                shown(str(folder))),))))
+            entries.append(
+                (
+                    str(folder),
+                    FileError(
+                        shown(str(folder)),
+                        (
+                            Diagnostic(
+                                "directory links back to a directory above it (a symlink loop); "
+                                "skipped",
+                                shown(str(folder)),
+                            ),
+                        ),
+                    ),
+                )
+            )
             continue
         if key in seen:  # the same folder linked twice: its files are already listed
             continue
@@ -136,8 +146,10 @@ def _our_output(path: Path) -> bool:
 
 def _unreadable(path: Path, exc: OSError) -> FileError:
     what = "directory" if is_dir(path) else "file"
-    return FileError(shown(str(path)), (Diagnostic(
-        f"cannot read {what}: {exc.strerror or exc}", shown(str(path))),))
+    return FileError(
+        shown(str(path)),
+        (Diagnostic(f"cannot read {what}: {exc.strerror or exc}", shown(str(path))),),
+    )
 
 
 def load_any(name: str, as_of: dt.date | None = None, display: str | None = None) -> Patient:
@@ -154,8 +166,13 @@ def load_any(name: str, as_of: dt.date | None = None, display: str | None = None
     return load_patient(name, as_of=as_of, display=display)
 
 
-def screen_file(name: str, rule_sets: list[RuleSet], as_of: dt.date | None = None,
-                max_age: Measure | None = None, known_trials: tuple[str, ...] = ()) -> Record:
+def screen_file(
+    name: str,
+    rule_sets: list[RuleSet],
+    as_of: dt.date | None = None,
+    max_age: Measure | None = None,
+    known_trials: tuple[str, ...] = (),
+) -> Record:
     try:
         patient = load_any(name, as_of)
     except ScreenerError as exc:
@@ -165,7 +182,6 @@ def screen_file(name: str, rule_sets: list[RuleSet], as_of: dt.date | None = Non
 
 # Worker processes receive the rule sets once, at start-up, not with every file.
 _worker: dict[str, object] = {}
-
 
 
 @dataclass(frozen=True)
@@ -201,9 +217,14 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(rule_sets: list[RuleSet], as_of: dt.date | None, max_age: Measure | None,
-                 render: Render | None, known_trials: tuple[str, ...],
-                 parent: int | None = None) -> None:
+def _init_worker(
+    rule_sets: list[RuleSet],
+    as_of: dt.date | None,
+    max_age: Measure | None,
+    render: Render | None,
+    known_trials: tuple[str, ...],
+    parent: int | None = None,
+) -> None:
     if parent is not None and sys.platform.startswith("linux"):
         _die_with(parent)
     # Ctrl-C at a terminal reaches the whole process group: the parent alone decides what
@@ -215,8 +236,9 @@ def _init_worker(rule_sets: list[RuleSet], as_of: dt.date | None, max_age: Measu
     # patient (rule sets, tables) lives as long as the worker: kept out of every collection.
     gc.freeze()
     gc.set_threshold(10_000, 50, 100)
-    _worker.update(rule_sets=rule_sets, as_of=as_of, max_age=max_age, render=render,
-                   known_trials=known_trials)
+    _worker.update(
+        rule_sets=rule_sets, as_of=as_of, max_age=max_age, render=render, known_trials=known_trials
+    )
 
 
 def _finish(record: Record, render: Render | None) -> Done:
@@ -232,8 +254,10 @@ def _finish(record: Record, render: Render | None) -> Done:
 def _screen_chunk(names: list[str]) -> list[Done]:
     rule_sets, as_of, max_age = _worker["rule_sets"], _worker["as_of"], _worker["max_age"]
     render, known = _worker["render"], _worker["known_trials"]
-    return [_finish(screen_file(name, rule_sets, as_of, max_age, known), render)  # type: ignore[arg-type]
-            for name in names]
+    return [
+        _finish(screen_file(name, rule_sets, as_of, max_age, known), render)  # type: ignore[arg-type]
+        for name in names
+    ]
 
 
 def usable_cores() -> int:
@@ -244,9 +268,15 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date | None = None,
-        max_age: Measure | None = None, jobs: int = 1, render: Render | None = None,
-        known_trials: tuple[str, ...] = ()) -> Iterator[Done]:
+def run(
+    entries: list[str | FileError],
+    rule_sets: list[RuleSet],
+    as_of: dt.date | None = None,
+    max_age: Measure | None = None,
+    jobs: int = 1,
+    render: Render | None = None,
+    known_trials: tuple[str, ...] = (),
+) -> Iterator[Done]:
     """Screen every entry, in input order; errors pass through in place.
 
     With `render` (a module-level function, so worker processes can receive it), each
@@ -259,12 +289,15 @@ def run(entries: list[str | FileError], rule_sets: list[RuleSet], as_of: dt.date
     jobs = min(jobs, usable_cores(), len(names))
     if jobs <= 1 or len(names) < 2:
         for entry in entries:
-            record = entry if isinstance(entry, FileError) else \
-                screen_file(entry, rule_sets, as_of, max_age, known_trials)
+            record = (
+                entry
+                if isinstance(entry, FileError)
+                else screen_file(entry, rule_sets, as_of, max_age, known_trials)
+            )
             yield _finish(record, render)
         return
     size = max(1, min(64, len(names) // (jobs * 4)))
-    chunks = (names[i:i + size] for i in range(0, len(names), size))
+    chunks = (names[i : i + size] for i in range(0, len(names), size))
     results = _pooled(chunks, jobs, (rule_sets, as_of, max_age, render, known_trials))
     for entry in entries:
         yield _finish(entry, render) if isinstance(entry, FileError) else next(results)
@@ -281,8 +314,9 @@ class _Pool:
     def _start(self) -> ProcessPoolExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(self.jobs, initializer=_init_worker,
-                                   initargs=(*self.initargs, os.getpid()))
+        return ProcessPoolExecutor(
+            self.jobs, initializer=_init_worker, initargs=(*self.initargs, os.getpid())
+        )
 
     def submit(self, chunk: list[str]) -> Future[list[Done]]:
         from concurrent.futures import Future
@@ -312,14 +346,26 @@ class _Pool:
 
 def _lost(chunk: list[str], render: Render | None) -> list[Done]:
     """Error records for a chunk whose worker died twice: the batch goes on without it."""
-    return [_finish(FileError(shown(name), (Diagnostic(
-        "not screened: the worker process screening this file stopped (killed, or out of "
-        "memory) twice; screen the file on its own to see whether it is the cause",
-        shown(name)),)), render) for name in chunk]
+    return [
+        _finish(
+            FileError(
+                shown(name),
+                (
+                    Diagnostic(
+                        "not screened: the worker process screening this file stopped "
+                        "(killed, or out of "
+                        "memory) twice; screen the file on its own to see whether it is the cause",
+                        shown(name),
+                    ),
+                ),
+            ),
+            render,
+        )
+        for name in chunk
+    ]
 
 
-def _pooled(chunks: Iterator[list[str]], jobs: int, initargs: tuple[object, ...]
-            ) -> Iterator[Done]:
+def _pooled(chunks: Iterator[list[str]], jobs: int, initargs: tuple[object, ...]) -> Iterator[Done]:
     from concurrent.futures.process import BrokenProcessPool
 
     render: Render | None = initargs[3]  # type: ignore[assignment]
@@ -358,5 +404,3 @@ def _pooled(chunks: Iterator[list[str]], jobs: int, initargs: tuple[object, ...]
         finished = True
     finally:
         pool.stop(finished)
-
-

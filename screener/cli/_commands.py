@@ -21,10 +21,10 @@ import contextlib
 import datetime as dt
 import os
 import sys
+from collections.abc import Iterable
 from enum import Enum, IntEnum
 from pathlib import Path
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional, TextIO
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
 import typer
 
@@ -36,9 +36,9 @@ if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load 
 
     from screener.core._errors import Diagnostic
     from screener.core._model import Patient
-    from screener.reports._log import Recorder
-    from screener.criteria._rules import RuleSet
     from screener.core._units import Measure
+    from screener.criteria._rules import RuleSet
+    from screener.reports._log import Recorder
 
 app = typer.Typer(
     name="screener",
@@ -59,9 +59,15 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_show_version, is_eager=True,
-        help="Print screener's version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print screener's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Pre-screen patients for clinical trials in relapsed/refractory B-ALL."""
 
@@ -145,7 +151,7 @@ class Format(str, Enum):
     html = "html"
 
 
-def _as_of(value: Optional[str]) -> Optional[dt.date]:
+def _as_of(value: str | None) -> dt.date | None:
     if value is None:
         return None
     try:
@@ -154,7 +160,7 @@ def _as_of(value: Optional[str]) -> Optional[dt.date]:
         raise typer.BadParameter(f"{value!r} is not an ISO date such as 2026-11-20") from None
 
 
-def _max_age(value: Optional[str]) -> Optional[Measure]:
+def _max_age(value: str | None) -> Measure | None:
     if value is None:
         return None
     from screener.core._units import DURATION, UnitError, parse_measure, whole_calendar_span
@@ -207,70 +213,144 @@ def _fail(message: str, code: int) -> NoReturn:
 
 @app.command()
 def check(
-    paths: Annotated[list[str], typer.Argument(
-        help="Patient files (YAML, or FHIR R4 bundles as .json), or directories of them.",
-        show_default=False, metavar="PATH...")],
-    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] =
-    Format.table,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write to this file (atomically: never a half file) instead "
-                               "of standard output ('-'). A link is followed; a FIFO or "
-                               "device is written through; an input is refused.")] = None,
-    trial: Annotated[Optional[list[str]], typer.Option(
-        "--trial", "-t", help="Only this trial (NCT id or product name); repeatable.")] = None,
-    as_of: Annotated[Optional[str], typer.Option(
-        help="Date to screen on when a file has no screening_date (ISO, e.g. 2026-11-20); "
-             "default: today.")] = None,
-    max_age: Annotated[Optional[str], typer.Option(
-        help="Count dated labs, markers and tests older than this before the screening date "
-             "as missing (e.g. 30d, 6 weeks).")] = None,
-    jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", min=1, help="Worker processes for a batch (at most the usable "
-                                    "cores); output is the same whatever the number.")] =
-    os.cpu_count() or 1,
-    verbose: Annotated[bool, typer.Option(
-        "--verbose", "-v", help="Add each criterion's source text and reading notes.")] = False,
-    everything: Annotated[bool, typer.Option(
-        "--all", help="Tables and Markdown: list passing criteria too, and what trials the "
-                      "patient is already ineligible for would still need.")] = False,
-    excel: Annotated[bool, typer.Option(
-        "--excel", help="CSV for spreadsheets: start with a UTF-8 byte-order mark, so Excel "
-                        "reads ≤ and × as written.")] = False,
-    each: Annotated[bool, typer.Option(
-        "--each", help="For a directory (table, Markdown): every patient's report before the "
-                       "cohort summary, not the summary alone.")] = False,
-    log: Annotated[Optional[Path], typer.Option(
-        "--log", help="Append this run to a screening log (SQLite; created if missing): "
-                      "every patient, verdict and criterion, all or nothing.")] = None,
-    rules: Annotated[Optional[Path], typer.Option(
-        help="Directory of rule sets to use instead of the bundled ones.")] = None,
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Patient files (YAML, or FHIR R4 bundles as .json), or directories of them.",
+            show_default=False,
+            metavar="PATH...",
+        ),
+    ],
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to this file (atomically: never a half file) instead "
+            "of standard output ('-'). A link is followed; a FIFO or "
+            "device is written through; an input is refused.",
+        ),
+    ] = None,
+    trial: Annotated[
+        list[str] | None,
+        typer.Option("--trial", "-t", help="Only this trial (NCT id or product name); repeatable."),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="Date to screen on when a file has no screening_date (ISO, e.g. 2026-11-20); "
+            "default: today."
+        ),
+    ] = None,
+    max_age: Annotated[
+        str | None,
+        typer.Option(
+            help="Count dated labs, markers and tests older than this before the screening date "
+            "as missing (e.g. 30d, 6 weeks)."
+        ),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Worker processes for a batch (at most the usable "
+            "cores); output is the same whatever the number.",
+        ),
+    ] = os.cpu_count() or 1,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Add each criterion's source text and reading notes."),
+    ] = False,
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Tables and Markdown: list passing criteria too, and what trials the "
+            "patient is already ineligible for would still need.",
+        ),
+    ] = False,
+    excel: Annotated[
+        bool,
+        typer.Option(
+            "--excel",
+            help="CSV for spreadsheets: start with a UTF-8 byte-order mark, so Excel "
+            "reads ≤ and × as written.",
+        ),
+    ] = False,
+    each: Annotated[
+        bool,
+        typer.Option(
+            "--each",
+            help="For a directory (table, Markdown): every patient's report before the "
+            "cohort summary, not the summary alone.",
+        ),
+    ] = False,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            "--log",
+            help="Append this run to a screening log (SQLite; created if missing): "
+            "every patient, verdict and criterion, all or nothing.",
+        ),
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option(help="Directory of rule sets to use instead of the bundled ones.")
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of internal errors.")] = False,
-    engine: Annotated[Engine, typer.Option(
-        help="Where to screen: local worker processes, or a Dask cluster (--scheduler); "
-             "output is the same.")] = Engine.local,
-    scheduler: Annotated[Optional[str], typer.Option(
-        help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786.")] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="Where to screen: local worker processes, or a Dask cluster (--scheduler); "
+            "output is the same."
+        ),
+    ] = Engine.local,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786."),
+    ] = None,
 ) -> None:
     """Screen patient files (or FHIR bulk export folders) against the trials' criteria.
 
     Example: screener check examples/patients/ --format csv --output cohort.csv
     """
     if engine is Engine.dask and not scheduler:
-        raise typer.BadParameter("--engine dask needs --scheduler ADDRESS",
-                                 param_hint="--scheduler")
+        raise typer.BadParameter(
+            "--engine dask needs --scheduler ADDRESS", param_hint="--scheduler"
+        )
     _on_signals()
     try:
         if excel and format is not Format.csv:
             raise typer.BadParameter("--excel is for --format csv", param_hint="--excel")
-        code = _check(paths, format, output, _as_of(as_of), trial or [], rules,
-                      _max_age(max_age), jobs, verbose, each, excel, log,
-                      (as_of, max_age), everything, engine.value, scheduler)
+        code = _check(
+            paths,
+            format,
+            output,
+            _as_of(as_of),
+            trial or [],
+            rules,
+            _max_age(max_age),
+            jobs,
+            verbose,
+            each,
+            excel,
+            log,
+            (as_of, max_age),
+            everything,
+            engine.value,
+            scheduler,
+        )
     except (typer.Exit, typer.BadParameter):
         raise
     except KeyboardInterrupt as exc:
-        _fail(("terminated" if isinstance(exc, Terminated) else "interrupted")
-              + ("; the output file was left as it was" if output else "")
-              + ("; nothing was added to the log" if log else ""), _interrupted(exc))
+        _fail(
+            ("terminated" if isinstance(exc, Terminated) else "interrupted")
+            + ("; the output file was left as it was" if output else "")
+            + ("; nothing was added to the log" if log else ""),
+            _interrupted(exc),
+        )
     except OSError as exc:
         _io_failure(exc, output)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
@@ -285,35 +365,71 @@ def check(
             _fail(f"{exc}\nno patient was screened", Exit.USAGE)
         if debug:
             raise
-        _fail(f"internal error: {type(exc).__name__}: {exc}\n"
-              "This is a bug in screener. Rerun with --debug for the traceback.", Exit.INTERNAL)
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in screener. Rerun with --debug for the traceback.",
+            Exit.INTERNAL,
+        )
     raise typer.Exit(int(code))
 
 
-def _progress(total: int) -> Optional[Progress]:
+def _progress(total: int) -> Progress | None:
     """A progress bar on a terminal's standard error; nothing when piped or under CI."""
     if total < 2 or not sys.stderr.isatty() or os.environ.get("CI"):
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("screening"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=_console(stderr=True), transient=True)
+    return Progress(
+        TextColumn("screening"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    )
 
 
-def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optional[dt.date],
-           trials: list[str], rules: Optional[Path], max_age: object, jobs: int,
-           verbose: bool, each: bool = False, excel: bool = False,
-           log: Optional[Path] = None, given: tuple[Optional[str], ...] = (None, None),
-           everything: bool = False, engine: str = "local", scheduler: Optional[str] = None
-           ) -> Exit:
+def _check(
+    paths: list[str],
+    fmt: Format,
+    output: Path | None,
+    as_of: dt.date | None,
+    trials: list[str],
+    rules: Path | None,
+    max_age: object,
+    jobs: int,
+    verbose: bool,
+    each: bool = False,
+    excel: bool = False,
+    log: Path | None = None,
+    given: tuple[str | None, ...] = (None, None),
+    everything: bool = False,
+    engine: str = "local",
+    scheduler: str | None = None,
+) -> Exit:
     from screener.cli._batch import Export, expand
     from screener.cli._engines import run_all
-    from screener.criteria._catalog import select
     from screener.cli._output import atomic_output, utf8_writer
-    from screener.reports._report import (asks_of, csv_header, csv_rows, indent_document, json_document,
-                         jsonl_line, markdown, render as render_record)
-    from screener.reports._summary import Cohort, entry, markdown as cohort_markdown, render as render_cohort
+    from screener.criteria._catalog import select
+    from screener.reports._report import (
+        asks_of,
+        csv_header,
+        csv_rows,
+        indent_document,
+        json_document,
+        jsonl_line,
+        markdown,
+    )
+    from screener.reports._report import render as render_record
+    from screener.reports._summary import Cohort, entry
+    from screener.reports._summary import markdown as cohort_markdown
+    from screener.reports._summary import render as render_cohort
 
     rule_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
     rule_files = [r.file for r in rule_sets]  # inputs too: an output must not replace one
@@ -324,8 +440,9 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
         raise typer.BadParameter(str(exc), param_hint="--trial") from None
     entries = expand(paths, exports=True)
     if not entries:
-        raise typer.BadParameter("no patient files (*.yaml, *.yml, *.json) found",
-                                 param_hint="PATH")
+        raise typer.BadParameter(
+            "no patient files (*.yaml, *.yml, *.json) found", param_hint="PATH"
+        )
     # A bulk export holds any number of patients: a batch, whose size is known only later.
     many = len(entries) > 1 or any(isinstance(e, Export) for e in entries)
     # HTML for one patient file is the chart checklist; for a cohort, the cohort page.
@@ -338,18 +455,20 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
     # A coordinator screening a directory reads the cohort summary first: 20 full reports
     # are thousands of lines. The workers then send only what the summary needs.
     summary_only = (fmt is Format.html and not checklist) or (
-        fmt in (Format.table, Format.markdown) and not each
-        and any(Path(p).is_dir() for p in paths))
-    render = {Format.json: json_document, Format.jsonl: jsonl_line,
-              Format.csv: csv_rows}.get(fmt, entry if summary_only else None)
+        fmt in (Format.table, Format.markdown) and not each and any(Path(p).is_dir() for p in paths)
+    )
+    render = {Format.json: json_document, Format.jsonl: jsonl_line, Format.csv: csv_rows}.get(
+        fmt, entry if summary_only else None
+    )
     recorder = _recorder(log, rule_sets, given) if log is not None else None
     # (no bar for an export: its number of patients is known only once it is indexed)
     progress = None if any(isinstance(e, Export) for e in entries) else _progress(len(entries))
     # The log is appended after the output file is in place, and not at all if the run
     # stops early: the recorder's exit commits or drops the run (log.Recorder).
-    with recorder or contextlib.nullcontext(), \
-            atomic_output(output, [e for e in entries if isinstance(e, str)] + rule_files) \
-            as stream:
+    with (
+        recorder or contextlib.nullcontext(),
+        atomic_output(output, [e for e in entries if isinstance(e, str)] + rule_files) as stream,
+    ):
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
         task = progress.add_task("screening", total=len(entries)) if progress else None
@@ -360,9 +479,19 @@ def _check(paths: list[str], fmt: Format, output: Optional[Path], as_of: Optiona
                 # Excel takes a CSV without a byte-order mark for the local code page.
                 stream.write(("\ufeff" if excel else "") + csv_header())
             write = utf8_writer(stream)
-            for index, done in enumerate(run_all(entries, rule_sets, as_of, max_age, jobs,
-                                                 None if recorder else render, known, engine,
-                                                 scheduler)):
+            for index, done in enumerate(
+                run_all(
+                    entries,
+                    rule_sets,
+                    as_of,
+                    max_age,
+                    jobs,
+                    None if recorder else render,
+                    known,
+                    engine,
+                    scheduler,
+                )
+            ):
                 failed |= done.failed
                 record, data = done.record, done.data
                 if recorder is not None:
@@ -420,23 +549,29 @@ def _html(record: object) -> str:
 
     if isinstance(record, FileError):
         errors = "".join(f"<pre>{escape(d.render())}</pre>" for d in record.diagnostics)
-        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                f"<title>Could not be screened</title></head><body><h1>{escape(record.file)}: "
-                f"could not be screened</h1>{errors}</body></html>\n")
-    return checklist(record, dt.datetime.now(dt.timezone.utc))  # type: ignore[arg-type]
+        return (
+            f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>Could not be screened</title></head><body><h1>{escape(record.file)}: "
+            f"could not be screened</h1>{errors}</body></html>\n"
+        )
+    return checklist(record, dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
 
 
-def _recorder(log: Path, rule_sets: list[RuleSet], given: tuple[Optional[str], ...]
-              ) -> Recorder:
+def _recorder(log: Path, rule_sets: list[RuleSet], given: tuple[str | None, ...]) -> Recorder:
     """A recorder for --log, or exit 2 with why the log cannot be used."""
     from screener import __version__
-    from screener.reports._log import LogError, Recorder, RunInfo
     from screener.criteria._rules import rules_digest
+    from screener.reports._log import LogError, Recorder, RunInfo
 
     # The digest every JSON record of the run carries too: one name, one value.
     digest = rules_digest(tuple((r.trial, r.digest) for r in rule_sets))
-    info = RunInfo(tool_version=__version__, rules_digest=digest,
-                   as_of=given[0], max_age=given[1], trials=tuple(r.trial for r in rule_sets))
+    info = RunInfo(
+        tool_version=__version__,
+        rules_digest=digest,
+        as_of=given[0],
+        max_age=given[1],
+        trials=tuple(r.trial for r in rule_sets),
+    )
     try:
         return Recorder(log, info)
     except LogError as exc:
@@ -452,8 +587,9 @@ def _table_console(stream: TextIO) -> Console:
 
 @app.command()
 def trials(
-    rules: Annotated[Optional[Path], typer.Option(
-        help="Directory of rule sets to use instead of the bundled ones.")] = None,
+    rules: Annotated[
+        Path | None, typer.Option(help="Directory of rule sets to use instead of the bundled ones.")
+    ] = None,
 ) -> None:
     """List the trials screened: id, product, criteria counts and caveats.
 
@@ -468,17 +604,24 @@ def trials(
     for r in _rule_sets(rules):
         inclusions = sum(c.kind is Kind.INCLUSION for c in r.criteria)
         # Rule files are input too: their text is printed as written, never as markup.
-        table.add_row(r.trial, safe(r.product), str(inclusions),
-                      str(len(r.criteria) - inclusions), safe("\n".join(r.caveats)) or "—")
+        table.add_row(
+            r.trial,
+            safe(r.product),
+            str(inclusions),
+            str(len(r.criteria) - inclusions),
+            safe("\n".join(r.caveats)) or "—",
+        )
     _console().print(table)
 
 
 @app.command()
 def show(
-    trial: Annotated[str, typer.Argument(help="NCT id or product name, e.g. CNCT19.",
-                                         show_default=False)],
-    rules: Annotated[Optional[Path], typer.Option(
-        help="Directory of rule sets to use instead of the bundled ones.")] = None,
+    trial: Annotated[
+        str, typer.Argument(help="NCT id or product name, e.g. CNCT19.", show_default=False)
+    ],
+    rules: Annotated[
+        Path | None, typer.Option(help="Directory of rule sets to use instead of the bundled ones.")
+    ] = None,
 ) -> None:
     """Show a trial's criteria with their source text and reading notes.
 
@@ -504,29 +647,37 @@ def show(
         out.print(f"[bold]{c.id}[/] {kind}: {escape(c.label)}{judged}")
         out.print(f"  {escape(c.text)}", highlight=False)
         for part in c.parts:
-            out.print(f"  [bold]{part.id}[/] {escape(part.label)}"
-                      + (f": {escape(part.text)}" if part.text else ""), highlight=False)
+            out.print(
+                f"  [bold]{part.id}[/] {escape(part.label)}"
+                + (f": {escape(part.text)}" if part.text else ""),
+                highlight=False,
+            )
         if c.note:
             out.print(f"  [italic]note:[/] {escape(c.note)}", highlight=False)
 
 
 @app.command()
 def validate(
-    paths: Annotated[list[str], typer.Argument(
-        help="Patient files, rule files (rules/NCT….yaml, *.cases.yaml) or directories.",
-        show_default=False, metavar="PATH...")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Patient files, rule files (rules/NCT….yaml, *.cases.yaml) or directories.",
+            show_default=False,
+            metavar="PATH...",
+        ),
+    ],
 ) -> None:
     """Check patient and rule files without screening; errors as file:line:col with a caret.
 
     Example: screener validate examples/patients/ rules/
     """
     from screener.cli._batch import FileError, expand, load_any
-    from screener.testing._cases import SUFFIX, load_suite
-    from screener.reading._document import load
-    from screener.screening._engine import attestation_problems
     from screener.core._errors import Diagnostic, ScreenerError
-    from screener.reading._patient import from_document as patient_from
     from screener.criteria._rules import from_document as rules_from
+    from screener.reading._document import load
+    from screener.reading._patient import from_document as patient_from
+    from screener.screening._engine import attestation_problems
+    from screener.testing._cases import SUFFIX, load_suite
 
     out = _console()
     bad = 0
@@ -542,9 +693,15 @@ def validate(
         if not rule_sets:
             rule_sets.extend(_rule_sets(None, "\nattestations were not checked"))
         doc = patient.document
-        _warn(out, [doc.diagnostic(message, ("attestations", key), key=True)
-                    if doc is not None and doc.text else Diagnostic(message, patient.file)
-                    for key, message in attestation_problems(patient, rule_sets)])
+        _warn(
+            out,
+            [
+                doc.diagnostic(message, ("attestations", key), key=True)
+                if doc is not None and doc.text
+                else Diagnostic(message, patient.file)
+                for key, message in attestation_problems(patient, rule_sets)
+            ],
+        )
 
     for entry in entries:
         name = entry.file if isinstance(entry, FileError) else entry
@@ -583,10 +740,10 @@ def _warn(out: Console, warnings: Iterable[Diagnostic]) -> None:
         out.print(warning.render("warning"), style="yellow", markup=False, soft_wrap=True)
 
 
-def _rule_sets(rules: Optional[Path], consequence: str = "") -> list[RuleSet]:
+def _rule_sets(rules: Path | None, consequence: str = "") -> list[RuleSet]:
     """The rule sets, or exit 3 with every error of the broken one."""
-    from screener.criteria._catalog import load_rule_sets
     from screener.core._errors import RuleSetError
+    from screener.criteria._catalog import load_rule_sets
 
     try:
         return load_rule_sets(rules)
@@ -596,22 +753,34 @@ def _rule_sets(rules: Optional[Path], consequence: str = "") -> list[RuleSet]:
 
 @app.command("test")
 def test_cases(
-    paths: Annotated[Optional[list[Path]], typer.Argument(
-        help="Case files (*.cases.yaml) or directories holding them; default: here.",
-        show_default=False, metavar="[PATH]...")] = None,
-    coverage: Annotated[bool, typer.Option(
-        "--coverage", help="Also report, per trial, which statuses the cases drove each "
-                           "criterion to; fail if a computable criterion lacks a passing "
-                           "and a failing case.")] = False,
-    rules: Annotated[Optional[Path], typer.Option(
-        help="Directory of rule sets to use instead of the bundled ones.")] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Case files (*.cases.yaml) or directories holding them; default: here.",
+            show_default=False,
+            metavar="[PATH]...",
+        ),
+    ] = None,
+    coverage: Annotated[
+        bool,
+        typer.Option(
+            "--coverage",
+            help="Also report, per trial, which statuses the cases drove each "
+            "criterion to; fail if a computable criterion lacks a passing "
+            "and a failing case.",
+        ),
+    ] = False,
+    rules: Annotated[
+        Path | None, typer.Option(help="Directory of rule sets to use instead of the bundled ones.")
+    ] = None,
 ) -> None:
     """Run rule test cases without pytest, for rule authors.
 
     Example: screener test tests/cases --coverage
     """
-    from screener.testing._cases import CaseFileError, coverage as cover, explain, find_suites, load_suite, run_case
     from screener.core._errors import printable
+    from screener.testing._cases import CaseFileError, explain, find_suites, load_suite, run_case
+    from screener.testing._cases import coverage as cover
 
     rule_sets = {r.trial: r for r in _rule_sets(rules)}
     files = find_suites(paths or [Path(".")])
@@ -629,8 +798,9 @@ def test_cases(
             continue
         rule_set = rule_sets.get(suite.trial)
         if rule_set is None:
-            out.print(printable(f"{file}: no rule set for trial {suite.trial}"), style="red",
-                      markup=False)
+            out.print(
+                printable(f"{file}: no rule set for trial {suite.trial}"), style="red", markup=False
+            )
             broken += 1
             continue
         for case in suite.cases:
@@ -640,8 +810,12 @@ def test_cases(
                 continue
             failed += 1
             if case.xfail is not None:
-                out.print(f"{case.file}:{case.line}: case {case.name} was expected to fail "
-                          f"({case.xfail}) but passed", style="red", markup=False)
+                out.print(
+                    f"{case.file}:{case.line}: case {case.name} was expected to fail "
+                    f"({case.xfail}) but passed",
+                    style="red",
+                    markup=False,
+                )
             else:
                 out.print(printable(explain(outcome)), markup=False, soft_wrap=True)
     total = sum(len(o) for o in outcomes_by_trial.values())
@@ -655,12 +829,17 @@ def test_cases(
                 missing = report.gaps().get(cid)
                 mark = "[red]✘[/]" if missing else "[green]✔[/]" if report.computable[cid] else "·"
                 lacking = " and a ".join(f"{status}ing" for status in missing or [])
-                note = f"  [red]lacks a {lacking} case[/]" if missing else \
-                    ("" if report.computable[cid] else "  (judgment only)")
+                note = (
+                    f"  [red]lacks a {lacking} case[/]"
+                    if missing
+                    else ("" if report.computable[cid] else "  (judgment only)")
+                )
                 out.print(f"  {mark} {cid:<5} {', '.join(sorted(seen)) or '—'}{note}")
             gaps += len(report.gaps())
-    out.print(f"{total - failed} passed, {failed} failed" + (f", {broken} broken case files"
-                                                            if broken else ""))
+    out.print(
+        f"{total - failed} passed, {failed} failed"
+        + (f", {broken} broken case files" if broken else "")
+    )
     if coverage and gaps:
         out.print(f"{gaps} computable criteria lack a passing or a failing case", style="red")
     raise typer.Exit(int(Exit.INPUT_ERROR if failed or broken or (coverage and gaps) else Exit.OK))
@@ -668,14 +847,25 @@ def test_cases(
 
 @app.command("import")
 def import_bundle(
-    bundle: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle exported by the EHR (.json), "
-                                           "or a FHIR bulk export folder.",
-                                           show_default=False)],
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write the patient YAML to this file (atomically) instead of "
-                               "standard output.")] = None,
-    as_of: Annotated[Optional[str], typer.Option(
-        help="Take the latest value on or before this date (ISO); default: today.")] = None,
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="A FHIR R4 Bundle exported by the EHR (.json), or a FHIR bulk export folder.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the patient YAML to this file (atomically) instead of standard output.",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Take the latest value on or before this date (ISO); default: today."),
+    ] = None,
 ) -> None:
     """Turn an EHR export into a patient YAML for the nurse to complete.
 
@@ -684,9 +874,9 @@ def import_bundle(
 
     Example: screener import bundle.json --output patient.yaml
     """
+    from screener.cli._output import atomic_output
     from screener.core._errors import ScreenerError
     from screener.screening._importer import bundle_to_yaml
-    from screener.cli._output import atomic_output
 
     if bundle.is_dir():
         raise typer.Exit(int(_import_export(bundle, output, _as_of(as_of))))
@@ -711,11 +901,19 @@ class LogFormat(str, Enum):
     csv = "csv"
 
 
-LogOption = Annotated[Path, typer.Option("--log", help="The screening log (SQLite) that "
-                                                       "check --log wrote.", show_default=False)]
+LogOption = Annotated[
+    Path,
+    typer.Option(
+        "--log", help="The screening log (SQLite) that check --log wrote.", show_default=False
+    ),
+]
 LogFormatOption = Annotated[LogFormat, typer.Option("--format", "-f", help="Output format.")]
-LogOutput = Annotated[Optional[Path], typer.Option(
-    "--output", "-o", help="Write to this file (atomically) instead of standard output.")]
+LogOutput = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="Write to this file (atomically) instead of standard output."
+    ),
+]
 
 
 def _read_log(log: Path, read: object) -> object:
@@ -735,8 +933,12 @@ def _read_log(log: Path, read: object) -> object:
 @app.command()
 def changes(
     log: LogOption,
-    run: Annotated[Optional[int], typer.Option(
-        "--run", help="Compare this run (default: the latest) with the one before it.")] = None,
+    run: Annotated[
+        int | None,
+        typer.Option(
+            "--run", help="Compare this run (default: the latest) with the one before it."
+        ),
+    ] = None,
     format: LogFormatOption = LogFormat.table,
     output: LogOutput = None,
 ) -> None:
@@ -745,9 +947,9 @@ def changes(
 
     Example: screener changes --log screening.db
     """
+    from screener.cli._output import atomic_output
     from screener.reports import _log as screening_log
     from screener.reports._logview import changes_csv, changes_json, render_changes
-    from screener.cli._output import atomic_output
 
     data = _read_log(log, lambda db: screening_log.changes(db, run))
     with atomic_output(output) as stream:
@@ -760,8 +962,10 @@ def changes(
 @app.command("log")
 def log_history(
     log: LogOption,
-    patient: Annotated[Optional[str], typer.Argument(
-        help="A patient id; without it, the runs in the log.", show_default=False)] = None,
+    patient: Annotated[
+        str | None,
+        typer.Argument(help="A patient id; without it, the runs in the log.", show_default=False),
+    ] = None,
     format: LogFormatOption = LogFormat.table,
     output: LogOutput = None,
 ) -> None:
@@ -770,9 +974,15 @@ def log_history(
 
     Example: screener log --log screening.db PT-0006
     """
-    from screener.reports import _log as screening_log
-    from screener.reports._logview import (history_csv, history_json, render_history, render_runs, runs_csv)
     from screener.cli._output import atomic_output
+    from screener.reports import _log as screening_log
+    from screener.reports._logview import (
+        history_csv,
+        history_json,
+        render_history,
+        render_runs,
+        runs_csv,
+    )
     from screener.reports._report import dumps
 
     if patient is None:
@@ -795,17 +1005,18 @@ def log_history(
             stream.write(history_csv(screenings))
 
 
-def _import_export(folder: Path, output: Optional[Path], as_of: Optional[dt.date]) -> Exit:
+def _import_export(folder: Path, output: Path | None, as_of: dt.date | None) -> Exit:
     """`import` of a FHIR bulk export: one patient YAML per patient, in the --output folder."""
     import re
 
+    from screener.cli._output import atomic_output
     from screener.core._errors import ScreenerError
     from screener.screening._importer import export_to_yaml
-    from screener.cli._output import atomic_output
 
     if output is None:
-        raise typer.BadParameter("a bulk export imports to a folder: give --output DIR",
-                                 param_hint="--output")
+        raise typer.BadParameter(
+            "a bulk export imports to a folder: give --output DIR", param_hint="--output"
+        )
     output.mkdir(parents=True, exist_ok=True)
     err = _console(stderr=True)
     failed = written = 0
@@ -829,8 +1040,11 @@ def _import_export(folder: Path, output: Optional[Path], as_of: Optional[dt.date
             written += 1
     except ScreenerError as exc:
         _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
-    err.print(f"{written} patient file(s) written to {output}"
-              + (f"; {failed} could not be imported" if failed else ""), markup=False)
+    err.print(
+        f"{written} patient file(s) written to {output}"
+        + (f"; {failed} could not be imported" if failed else ""),
+        markup=False,
+    )
     return Exit.INPUT_ERROR if failed else Exit.OK
 
 
@@ -847,10 +1061,9 @@ def schema(
 
     Example: screener schema patient > patient.schema.json
     """
-    from screener.reports._report import dumps
-    from screener.criteria._schema import patient_schema, rules_schema
-
     from screener.cli._output import atomic_output
+    from screener.criteria._schema import patient_schema, rules_schema
+    from screener.reports._report import dumps
 
     data = patient_schema() if kind is SchemaKind.patient else rules_schema()
     with atomic_output(None) as stream:  # a closed standard output: exit 5, not "a bug"
@@ -872,7 +1085,9 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if os.environ.get("SCREENER_DEBUG"):
             raise
-        print(f"screener: internal error: {type(exc).__name__}: {exc}\n"
-              "This is a bug in screener. Rerun with SCREENER_DEBUG=1 for the traceback.",
-              file=sys.stderr)
+        print(
+            f"screener: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in screener. Rerun with SCREENER_DEBUG=1 for the traceback.",
+            file=sys.stderr,
+        )
         sys.exit(int(Exit.INTERNAL))

@@ -30,19 +30,21 @@ from pathlib import Path
 from typing import Any
 
 from screener.cli._batch import Done, FileError, Record, Render, _finish
-from screener.reading._bulk import ExportIndex, Group, Reader
-from screener.screening._engine import screen_patient
 from screener.core._errors import ScreenerError
+from screener.core._units import Measure
+from screener.criteria._rules import RuleSet
+from screener.reading._bulk import ExportIndex, Group, Reader
 from screener.reading._fhir import load_bundle_patient, patient_from_extract
 from screener.reading._patient import load_patient
-from screener.criteria._rules import RuleSet
-from screener.core._units import Measure
+from screener.screening._engine import screen_patient
 
 ENGINES = ("local", "dask")
 
 
 class EngineError(RuntimeError):
     """An engine cannot start: dask is not installed, or the scheduler cannot be reached."""
+
+
 PARTITION = 32  # patients per partition: large enough to amortise a task, small for memory
 # On Dask, larger: the client and the scheduler keep some bookkeeping per task (about 50 kB
 # each, measured: 159 -> 302 MB from 10,000 to 100,000 patients at 32), so fewer tasks keep
@@ -70,8 +72,9 @@ class Settings:
 
 def screen_group(reader: Reader, group: Group, settings: Settings) -> Record:
     """One patient of an export, screened; an error record when it cannot be."""
-    shown = reader.where(group.patients[0]) if group.patients else \
-        reader.shown[group.resources[0].file]
+    shown = (
+        reader.where(group.patients[0]) if group.patients else reader.shown[group.resources[0].file]
+    )
     try:
         _, extract = reader.extract(group, settings.as_of)
         patient = patient_from_extract(extract, settings.as_of)
@@ -87,8 +90,9 @@ def screen_group(reader: Reader, group: Group, settings: Settings) -> Record:
 _readers: dict[tuple[str, ...], Reader] = {}  # per worker process: files stay open
 
 
-def screen_groups(paths: tuple[str, ...], shown: tuple[str, ...], groups: list[Group],
-                  settings: Settings) -> list[Done]:
+def screen_groups(
+    paths: tuple[str, ...], shown: tuple[str, ...], groups: list[Group], settings: Settings
+) -> list[Done]:
     """A partition of an export's patients, screened and rendered."""
     reader = _readers.get(paths)
     if reader is None:
@@ -96,8 +100,7 @@ def screen_groups(paths: tuple[str, ...], shown: tuple[str, ...], groups: list[G
             old.close()
         _readers.clear()
         reader = _readers[paths] = Reader(paths, shown)
-    return [_finish(screen_group(reader, group, settings), settings.render)
-            for group in groups]
+    return [_finish(screen_group(reader, group, settings), settings.render) for group in groups]
 
 
 def screen_files(files: list[tuple[str, str]], settings: Settings) -> list[Done]:
@@ -109,8 +112,9 @@ def screen_files(files: list[tuple[str, str]], settings: Settings) -> list[Done]
                 patient = load_bundle_patient(Path(path), name, settings.as_of)
             else:
                 patient = load_patient(path, settings.as_of, display=name)
-            record: Record = screen_patient(patient, settings.rule_sets, settings.max_age,
-                                            settings.known_trials)
+            record: Record = screen_patient(
+                patient, settings.rule_sets, settings.max_age, settings.known_trials
+            )
         except ScreenerError as exc:
             record = FileError(name, exc.diagnostics)
         done.append(_finish(record, settings.render))
@@ -129,8 +133,9 @@ def _init_local(settings: Settings) -> None:
     _local["settings"] = settings
 
 
-def _local_groups(paths: tuple[str, ...], shown: tuple[str, ...], groups: list[Group]
-                  ) -> list[Done]:
+def _local_groups(
+    paths: tuple[str, ...], shown: tuple[str, ...], groups: list[Group]
+) -> list[Done]:
     return screen_groups(paths, shown, groups, _local["settings"])
 
 
@@ -141,8 +146,9 @@ def _settings_of(run: str) -> Settings:
         raise RuntimeError(f"this worker has no settings for run {run}") from None
 
 
-def _dask_groups(paths: tuple[str, ...], shown: tuple[str, ...], groups: list[Group],
-                 run: str) -> list[Done]:
+def _dask_groups(
+    paths: tuple[str, ...], shown: tuple[str, ...], groups: list[Group], run: str
+) -> list[Done]:
     return screen_groups(paths, shown, groups, _settings_of(run))
 
 
@@ -159,8 +165,12 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _in_order(submit: Callable[[Any], Any], result: Callable[[Any], list[Done]],
-              partitions: Iterable[Any], window: int) -> Iterator[Done]:
+def _in_order(
+    submit: Callable[[Any], Any],
+    result: Callable[[Any], list[Done]],
+    partitions: Iterable[Any],
+    window: int,
+) -> Iterator[Done]:
     """Each partition's results in order, with at most `window` partitions in flight."""
     pending: deque[Any] = deque()
     for partition in partitions:
@@ -177,8 +187,9 @@ def dask_client(scheduler: Any) -> tuple[Any, bool]:
     try:
         from distributed import Client
     except ImportError:
-        raise EngineError("the dask engine needs dask.distributed: "
-                          "pip install 'screener[dask]'") from None
+        raise EngineError(
+            "the dask engine needs dask.distributed: pip install 'screener[dask]'"
+        ) from None
     if isinstance(scheduler, Client):
         return scheduler, False
     if scheduler is None:
@@ -190,8 +201,12 @@ def dask_client(scheduler: Any) -> tuple[Any, bool]:
         raise EngineError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
 
 
-def _on_dask(scheduler: Any, task: Callable[..., list[Done]], settings: Settings,
-             partitions: Iterable[tuple[Any, ...]]) -> Iterator[Done]:
+def _on_dask(
+    scheduler: Any,
+    task: Callable[..., list[Done]],
+    settings: Settings,
+    partitions: Iterable[tuple[Any, ...]],
+) -> Iterator[Done]:
     from screener.cli._dask_plugin import SettingsPlugin
 
     client, ours = dask_client(scheduler)
@@ -230,11 +245,19 @@ def _on_dask(scheduler: Any, task: Callable[..., list[Done]], settings: Settings
             client.close()
 
 
-def run_export(folder: str, rule_sets: Iterable[RuleSet], as_of: dt.date | None = None,
-               max_age: Measure | None = None, jobs: int = 1, render: Render | None = None,
-               known_trials: tuple[str, ...] = (), engine: str = "local",
-               scheduler: Any = None, workdir: Path | None = None,
-               partition: int | None = None) -> Iterator[Done]:
+def run_export(
+    folder: str,
+    rule_sets: Iterable[RuleSet],
+    as_of: dt.date | None = None,
+    max_age: Measure | None = None,
+    jobs: int = 1,
+    render: Render | None = None,
+    known_trials: tuple[str, ...] = (),
+    engine: str = "local",
+    scheduler: Any = None,
+    workdir: Path | None = None,
+    partition: int | None = None,
+) -> Iterator[Done]:
     """Screen every patient of a FHIR bulk export: first the export's unreadable lines and
     files as error records (in file and line order), then each patient by id.
 
@@ -252,15 +275,19 @@ def run_export(folder: str, rule_sets: Iterable[RuleSet], as_of: dt.date | None 
     except OSError as exc:  # the folder vanished or cannot be listed: its error, not a bug
         from screener.core._errors import Diagnostic
 
-        yield _finish(FileError(folder, (Diagnostic(
-            f"cannot read the export folder: {exc.strerror or exc}", folder),)), render)
+        yield _finish(
+            FileError(
+                folder,
+                (Diagnostic(f"cannot read the export folder: {exc.strerror or exc}", folder),),
+            ),
+            render,
+        )
         return
     try:
         for problem in index.line_errors():
             yield _finish(FileError(problem.file, (problem.diagnostic,)), render)
         shown = tuple(f.path for f in index.files)
-        partitions = ((index.paths, shown, chunk)
-                      for chunk in _chunks(index.groups(), partition))
+        partitions = ((index.paths, shown, chunk) for chunk in _chunks(index.groups(), partition))
         if engine == "dask":
             yield from _on_dask(scheduler, _dask_groups, settings, partitions)
         elif jobs <= 1:
@@ -272,32 +299,49 @@ def run_export(folder: str, rule_sets: Iterable[RuleSet], as_of: dt.date | None 
         else:
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(jobs, initializer=_init_local,
-                                     initargs=(settings,)) as pool:
-                yield from _in_order(lambda args: pool.submit(_local_groups, *args),
-                                     lambda future: future.result(), partitions, jobs * 3)
+            with ProcessPoolExecutor(jobs, initializer=_init_local, initargs=(settings,)) as pool:
+                yield from _in_order(
+                    lambda args: pool.submit(_local_groups, *args),
+                    lambda future: future.result(),
+                    partitions,
+                    jobs * 3,
+                )
     finally:
         index.__exit__(None, None, None)
 
 
-def run_files(entries: list[str | FileError], rule_sets: Iterable[RuleSet],
-              as_of: dt.date | None = None, max_age: Measure | None = None,
-              render: Render | None = None, known_trials: tuple[str, ...] = (),
-              scheduler: Any = None, partition: int = DASK_PARTITION) -> Iterator[Done]:
+def run_files(
+    entries: list[str | FileError],
+    rule_sets: Iterable[RuleSet],
+    as_of: dt.date | None = None,
+    max_age: Measure | None = None,
+    render: Render | None = None,
+    known_trials: tuple[str, ...] = (),
+    scheduler: Any = None,
+    partition: int = DASK_PARTITION,
+) -> Iterator[Done]:
     """batch.run on a Dask cluster: patient files in input order, errors in place."""
     settings = Settings(tuple(rule_sets), as_of, max_age, render, tuple(known_trials))
     names = [(str(Path(e).resolve()), e) for e in entries if isinstance(e, str)]
-    results = _on_dask(scheduler, _dask_files, settings,
-                       ((chunk,) for chunk in _chunks(names, partition)))
+    results = _on_dask(
+        scheduler, _dask_files, settings, ((chunk,) for chunk in _chunks(names, partition))
+    )
     for entry in entries:
         yield _finish(entry, render) if isinstance(entry, FileError) else next(results)
     results.close()
 
 
-def run_all(entries: list[Any], rule_sets: Iterable[RuleSet], as_of: dt.date | None = None,
-            max_age: Measure | None = None, jobs: int = 1, render: Render | None = None,
-            known_trials: tuple[str, ...] = (), engine: str = "local",
-            scheduler: Any = None) -> Iterator[Done]:
+def run_all(
+    entries: list[Any],
+    rule_sets: Iterable[RuleSet],
+    as_of: dt.date | None = None,
+    max_age: Measure | None = None,
+    jobs: int = 1,
+    render: Render | None = None,
+    known_trials: tuple[str, ...] = (),
+    engine: str = "local",
+    scheduler: Any = None,
+) -> Iterator[Done]:
     """What `screener check` screens: files and errors as batch.run does (or on Dask), and
     each bulk export (a batch.Export) in its place, in input order."""
     from screener.cli._batch import Export, run
@@ -308,21 +352,41 @@ def run_all(entries: list[Any], rule_sets: Iterable[RuleSet], as_of: dt.date | N
     def flush() -> Iterator[Done]:
         if run_of:
             if engine == "dask":
-                yield from run_files(list(run_of), rule_sets, as_of, max_age, render,
-                                     known_trials, scheduler)
+                yield from run_files(
+                    list(run_of), rule_sets, as_of, max_age, render, known_trials, scheduler
+                )
             else:
-                yield from run(list(run_of), list(rule_sets), as_of, max_age, jobs, render,
-                               known_trials)
+                yield from run(
+                    list(run_of), list(rule_sets), as_of, max_age, jobs, render, known_trials
+                )
             run_of.clear()
 
     for entry in entries:
         if isinstance(entry, Export):
             yield from flush()
-            yield from run_export(entry.folder, rule_sets, as_of, max_age, jobs, render,
-                                  known_trials, engine, scheduler)
+            yield from run_export(
+                entry.folder,
+                rule_sets,
+                as_of,
+                max_age,
+                jobs,
+                render,
+                known_trials,
+                engine,
+                scheduler,
+            )
         else:
             run_of.append(entry)
     yield from flush()
 
 
-__all__ = ["ENGINES", "EngineError", "run_all", "Settings", "dask_client", "run_export", "run_files", "screen_group"]
+__all__ = [
+    "ENGINES",
+    "EngineError",
+    "run_all",
+    "Settings",
+    "dask_client",
+    "run_export",
+    "run_files",
+    "screen_group",
+]

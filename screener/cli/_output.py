@@ -64,8 +64,9 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_output(target: Path | str | None, inputs: Iterable[str | os.PathLike[str]] = ()
-                  ) -> Iterator[TextIO]:
+def atomic_output(
+    target: Path | str | None, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> Iterator[TextIO]:
     """Yield a text stream: standard output, or a file replaced only on success.
 
     `inputs` are the files the run reads; an output that is one of them is refused with
@@ -87,8 +88,11 @@ def atomic_output(target: Path | str | None, inputs: Iterable[str | os.PathLike[
     if info is not None:
         mine = (info.st_dev, info.st_ino)
         if any(_identity(i) == mine for i in inputs):
-            raise OutputError(f"--output {shown(name)} is one of the inputs; writing it "
-                              "would replace what is being read", usage=True)
+            raise OutputError(
+                f"--output {shown(name)} is one of the inputs; writing it "
+                "would replace what is being read",
+                usage=True,
+            )
         if stat.S_ISDIR(info.st_mode):
             raise OutputError(f"cannot write {shown(name)}: it is a directory")
         if not stat.S_ISREG(info.st_mode):
@@ -104,11 +108,13 @@ def atomic_output(target: Path | str | None, inputs: Iterable[str | os.PathLike[
         # wait while it is made, and arrive (when released) with the name known.
         with _signals_held():
             try:
-                handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(real)}.",
-                                                     suffix=".partial", dir=folder)
+                handle, temporary = tempfile.mkstemp(
+                    prefix=f".{os.path.basename(real)}.", suffix=".partial", dir=folder
+                )
             except OSError as exc:
-                raise OutputError(f"cannot write {shown(name)}: {exc.strerror or exc} "
-                                  f"({shown(folder)})") from None
+                raise OutputError(
+                    f"cannot write {shown(name)}: {exc.strerror or exc} ({shown(folder)})"
+                ) from None
         # mkstemp makes the file private (0600); a replaced file keeps its permissions,
         # a new one gets what the umask gives any new file.
         mode = stat.S_IMODE(info.st_mode) if info is not None else 0o666 & ~_umask()

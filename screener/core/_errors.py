@@ -32,8 +32,7 @@ def _picture(match: re.Match[str]) -> str:
 # feed (ESC starts CSI and OSC-8 hyperlink sequences), DEL, the C1 controls (0x9B is a
 # one-byte CSI) and the bidirectional overrides that make text read other than it is.
 # Lone surrogates (a file name's bytes that were not UTF-8) could not even be encoded.
-_UNPRINTABLE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def _shown(match: re.Match[str]) -> str:
@@ -79,8 +78,9 @@ class Diagnostic:
                 # quotes it: only a window around the column is shown, marked with "…".
                 start = max(0, min(column - QUOTE_LIMIT // 2, len(shown) - QUOTE_LIMIT))
                 end = start + QUOTE_LIMIT
-                shown = ("…" if start else "") + shown[start:end] + ("…" if end < len(shown)
-                                                                     else "")
+                shown = (
+                    ("…" if start else "") + shown[start:end] + ("…" if end < len(shown) else "")
+                )
                 column = column - start + (1 if start else 0)
             lines.append(gutter + shown)
             # Tabs are kept so the caret lines up under the same characters.

@@ -20,6 +20,7 @@ from screener.core._units import Measure
 if TYPE_CHECKING:  # a record keeps the document it was read from, for positions
     from screener.reading._document import Document
 
+
 @dataclass(frozen=True)
 class LabValue:
     """A lab result; `uln` is the file's own upper limit of normal, if it gave one."""

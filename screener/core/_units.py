@@ -24,7 +24,7 @@ import datetime as dt
 import math
 import re
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from screener.core import _reference as reference
@@ -128,16 +128,23 @@ SECONDS = Kind("a time in seconds", ("s",), "34 s")
 FLOW = Kind("a clearance rate", ("ml/min",), "78 mL/min")
 COUNT = Kind("a cell count", ("10^9/l",), "150 ×10⁹/L")
 
-_KIND_NAMES = {"mg/dl": "a mass concentration", "umol/l": "a molar concentration",
-               "u/l": "an enzyme activity", "%": "a percentage", "kg": "a mass",
-               "days": "a duration", "ml/min": "a flow rate", "10^9/l": "a cell count"}
+_KIND_NAMES = {
+    "mg/dl": "a mass concentration",
+    "umol/l": "a molar concentration",
+    "u/l": "an enzyme activity",
+    "%": "a percentage",
+    "kg": "a mass",
+    "days": "a duration",
+    "ml/min": "a flow rate",
+    "10^9/l": "a cell count",
+}
 
 
 def kind_name(unit: str) -> str:
     """What a unit measures, in words, for error messages."""
     dimension = dimension_of(unit)
-    for reference, name in _KIND_NAMES.items():
-        if dimension_of(reference) == dimension:
+    for example, name in _KIND_NAMES.items():
+        if dimension_of(example) == dimension:
             return name
     return dimension
 
@@ -248,12 +255,15 @@ _SPLIT: dict[str, tuple[float, str]] = {}
 
 def _split(text: str) -> tuple[float, str]:
     if _DECIMAL_COMMA.match(text):
-        raise UnitError(f"cannot read {clip(text)!r} as a quantity",
-                        "use a decimal point: 1.4, not 1,4")
+        raise UnitError(
+            f"cannot read {clip(text)!r} as a quantity", "use a decimal point: 1.4, not 1,4"
+        )
     match = _QUANTITY.match(text)
     if not match:
-        raise UnitError(f"cannot read {clip(text)!r} as a number with a unit",
-                        "write it as a lab report does, e.g. 1.4 mg/dL")
+        raise UnitError(
+            f"cannot read {clip(text)!r} as a number with a unit",
+            "write it as a lab report does, e.g. 1.4 mg/dL",
+        )
     number, unit = match.groups()
     magnitude = float(number)
     if not math.isfinite(magnitude):
@@ -272,11 +282,37 @@ def _split(text: str) -> tuple[float, str]:
 
 # SI prefixes as lab reports spell them, by the power of ten they scale by, and base units
 # by what they measure.
-_PREFIXES = {"": 0, "k": 3, "kilo": 3, "d": -1, "deci": -1, "c": -2, "centi": -2, "m": -3,
-             "milli": -3, "u": -6, "mc": -6, "micro": -6, "n": -9, "nano": -9, "p": -12,
-             "pico": -12}
-_BASES = {"moles": "mol", "mole": "mol", "mol": "mol", "grams": "g", "gram": "g", "g": "g",
-          "liter": "l", "litre": "l", "l": "l", "iu": "u", "u": "u"}
+_PREFIXES = {
+    "": 0,
+    "k": 3,
+    "kilo": 3,
+    "d": -1,
+    "deci": -1,
+    "c": -2,
+    "centi": -2,
+    "m": -3,
+    "milli": -3,
+    "u": -6,
+    "mc": -6,
+    "micro": -6,
+    "n": -9,
+    "nano": -9,
+    "p": -12,
+    "pico": -12,
+}
+_BASES = {
+    "moles": "mol",
+    "mole": "mol",
+    "mol": "mol",
+    "grams": "g",
+    "gram": "g",
+    "g": "g",
+    "liter": "l",
+    "litre": "l",
+    "l": "l",
+    "iu": "u",
+    "u": "u",
+}
 
 
 def _scale(unit: str) -> tuple[int, tuple[str, ...]] | None:
@@ -313,8 +349,9 @@ def unit_hint(unit: str) -> str | None:
         same = [d for d in displays.values() if _scale(d) == written]
         if same:
             return same[0]
-    for match in difflib.get_close_matches(unit.lower(), list(displays), n=len(displays),
-                                           cutoff=0.6):
+    for match in difflib.get_close_matches(
+        unit.lower(), list(displays), n=len(displays), cutoff=0.6
+    ):
         scale = _scale(match)
         # A misspelling (mgdl) may mean a prefixed unit, unless it writes a factor of its
         # own (mg/100mL is mg/dL, not mg/L).
@@ -326,12 +363,15 @@ def unit_hint(unit: str) -> str | None:
 def parse_measure(value: object, kind: Kind, analyte: Analyte | None = None) -> Measure:
     """Read a written quantity for a field of `kind`, refusing units of another kind."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise UnitError(f"expected {kind.name} such as {kind.example!r}, got {describe_value(value)}")
+        raise UnitError(
+            f"expected {kind.name} such as {kind.example!r}, got {describe_value(value)}"
+        )
     text = str(value)
     magnitude, unit = split_quantity(text)
     if not unit:
-        raise UnitError(f"{clip(text)!r} has no unit; expected {kind.name} such as "
-                        f"{kind.example!r}")
+        raise UnitError(
+            f"{clip(text)!r} has no unit; expected {kind.name} such as {kind.example!r}"
+        )
     check_kind(unit, kind, analyte)
     return Measure(magnitude, unit, text.strip())
 
@@ -340,17 +380,20 @@ def check_kind(unit: str, kind: Kind, analyte: Analyte | None = None) -> None:
     dimension = dimension_of(unit)
     display = SPELLINGS[unit][1]
     if dimension not in kind.dimensions:
-        raise UnitError(f"{display} is {kind_name(unit)}; expected {kind.name} such as "
-                        f"{kind.example!r}")
+        raise UnitError(
+            f"{display} is {kind_name(unit)}; expected {kind.name} such as {kind.example!r}"
+        )
     if dimension == dimension_of("umol/l") and (analyte is None or analyte.molar_mass is None):
         what = analyte.name if analyte else "this field"
-        raise UnitError(f"{display} is a molar unit, but no molar mass is known for {what}",
-                        "use a mass unit such as mg/dL")
+        raise UnitError(
+            f"{display} is a molar unit, but no molar mass is known for {what}",
+            "use a mass unit such as mg/dL",
+        )
     if kind is SECONDS and display != "s":
         raise UnitError(f"{display} is not a unit for a clotting time; expected seconds (s)")
 
 
-@lru_cache(maxsize=None)
+@cache
 def factor(source: str, target: str, molar_mass: float | None = None) -> float:
     """Multiply a magnitude in unit `source` by this to express it in `target`.
 
@@ -411,8 +454,9 @@ def fmt_pair(x: float, threshold: float, digits: int = 3) -> tuple[str, str]:
     return repr(x), repr(threshold)
 
 
-def fmt_ratio(ratio: float, threshold: float, amount: float, uln: float, slack: float
-              ) -> tuple[str, str]:
+def fmt_ratio(
+    ratio: float, threshold: float, amount: float, uln: float, slack: float
+) -> tuple[str, str]:
     """A multiple of the ULN and its limit, printed so that both relations a reason states
     visibly hold: "3.594 mg/dL = 2.995 × ULN (ULN 1.2 mg/dL) > 2 × ULN", never "= 3 × ULN",
     which reads as 3.6 mg/dL and, beside a 3 × ULN limit, as a value at that limit.
@@ -433,8 +477,9 @@ def resolution(value: Measure | float) -> float:
     no finer than its third significant digit (3.594 mg/dL -> 0.005): a multiple of the
     ULN has to give back what a reader sees, not every digit an export wrote."""
     magnitude = value.magnitude if isinstance(value, Measure) else float(value)
-    text = value.written.split()[0] if isinstance(value, Measure) and value.written \
-        else fmt(magnitude)
+    text = (
+        value.written.split()[0] if isinstance(value, Measure) and value.written else fmt(magnitude)
+    )
     coarse = 0.5 * 10.0 ** (math.floor(math.log10(abs(magnitude))) - 2) if magnitude else 0.0
     try:
         float(text)
@@ -443,7 +488,7 @@ def resolution(value: Measure | float) -> float:
     if "e" in text.lower():
         return coarse
     decimals = len(text.split(".", 1)[1]) if "." in text else 0
-    return max(0.5 * 10.0 ** -decimals, coarse)
+    return max(0.5 * 10.0**-decimals, coarse)
 
 
 def shift(day: dt.date, amount: Measure, sign: int) -> dt.date:
@@ -475,5 +520,7 @@ def _shift(day: dt.date, amount: Measure, sign: int) -> dt.date:
 def whole_calendar_span(span: Measure) -> None:
     """Refuse 2.5 months: calendar arithmetic moves dates by whole months and years only."""
     if SPELLINGS[span.unit][0] in ("month", "year") and not float(span.magnitude).is_integer():
-        raise UnitError(f"{span.written} is not a whole number of calendar months or years",
-                        "write it in weeks or days")
+        raise UnitError(
+            f"{span.written} is not a whole number of calendar months or years",
+            "write it in weeks or days",
+        )

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from screener.core._errors import Diagnostic, RuleSetError, nearest
-from screener.reading._files import shown
 from screener.criteria._rules import RuleSet, load_rule_set
+from screener.reading._files import shown
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # screener/, beside which a checkout keeps rules/
 
@@ -21,9 +21,13 @@ def rules_dir() -> Path:
     for candidate in (_PACKAGE / "rules", _PACKAGE.parent / "rules"):
         if candidate.is_dir() and any(candidate.glob("NCT*.yaml")):
             return candidate
-    raise RuleSetError(Diagnostic(f"no rule sets found in {_PACKAGE / 'rules'} or "
-                                  f"{_PACKAGE.parent / 'rules'}", None,
-                                  hint="reinstall screener"))
+    raise RuleSetError(
+        Diagnostic(
+            f"no rule sets found in {_PACKAGE / 'rules'} or {_PACKAGE.parent / 'rules'}",
+            None,
+            hint="reinstall screener",
+        )
+    )
 
 
 def load_rule_sets(directory: Path | None = None) -> list[RuleSet]:
@@ -31,11 +35,15 @@ def load_rule_sets(directory: Path | None = None) -> list[RuleSet]:
     folder = directory if directory is not None else rules_dir()
     # Both YAML suffixes: an NCT….yml file silently skipped would screen without its trial.
     # Editor leftovers (.#NCT….yaml, NCT….yaml~) are not rule sets.
-    files = sorted(f for f in folder.glob("*") if f.suffix.lower() in (".yaml", ".yml")
-                   and not f.name.startswith((".#", "._")))
+    files = sorted(
+        f
+        for f in folder.glob("*")
+        if f.suffix.lower() in (".yaml", ".yml") and not f.name.startswith((".#", "._"))
+    )
     if not files:
-        raise RuleSetError(Diagnostic(f"no rule files (*.yaml, *.yml) in {shown(str(folder))}",
-                                      shown(str(folder))))
+        raise RuleSetError(
+            Diagnostic(f"no rule files (*.yaml, *.yml) in {shown(str(folder))}", shown(str(folder)))
+        )
     return [load_rule_set(f) for f in files]
 
 
@@ -50,7 +58,10 @@ def select(rule_sets: list[RuleSet], wanted: list[str]) -> list[RuleSet]:
         if not matches:
             known = [r.trial for r in rule_sets] + [r.product for r in rule_sets]
             guess = nearest(name, known)
-            raise ValueError(f"no trial {name!r}" + (f"; did you mean {guess}?" if guess else "")
-                             + f" (known: {', '.join(r.trial for r in rule_sets)})")
+            raise ValueError(
+                f"no trial {name!r}"
+                + (f"; did you mean {guess}?" if guess else "")
+                + f" (known: {', '.join(r.trial for r in rule_sets)})"
+            )
         chosen.extend(m for m in matches if m not in chosen)
     return [r for r in rule_sets if r in chosen]

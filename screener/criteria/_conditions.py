@@ -15,21 +15,34 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from screener.core import _units as units
-
 from screener.core import _vocabulary as v
-from screener.reading._facts import Fact, Missing, Scope, abbreviated
 from screener.core._memo import once
-from screener.core._model import Evidence, Outcome, at_least, gather, kleene_and, kleene_not, kleene_or
-from screener.core._model import LabValue
+from screener.core._model import (
+    Evidence,
+    LabValue,
+    Outcome,
+    at_least,
+    gather,
+    kleene_and,
+    kleene_not,
+    kleene_or,
+)
 from screener.core._units import Measure, shift
+from screener.reading._facts import Fact, Missing, Scope, abbreviated
 
 OPERATORS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥", "eq": "=", "ne": "≠"}
 NEGATED = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt", "eq": "ne", "ne": "eq"}
 
 
 # For each operator, whether it holds when the left side is below, equal to or above the right.
-_HOLDS = {"lt": (True, False, False), "le": (True, True, False), "gt": (False, False, True),
-          "ge": (False, True, True), "eq": (False, True, False), "ne": (True, False, True)}
+_HOLDS = {
+    "lt": (True, False, False),
+    "le": (True, True, False),
+    "gt": (False, False, True),
+    "ge": (False, True, True),
+    "eq": (False, True, False),
+    "ne": (True, False, True),
+}
 
 
 def holds(op: str, order: int) -> bool:
@@ -131,8 +144,11 @@ class Any_(Node):
             # ("creatinine 1.7 × ULN > 1.5 × ULN; clearance 67 mL/min ≥ 60 mL/min").
             first = next(i for i, o in enumerate(outcomes) if o.value is True)
             tried = tuple(r for o in outcomes[:first] if o.value is False for r in o.reasons)
-            return Outcome(True, tried + result.reasons, evidence=gather(
-                [o for o in outcomes[:first] if o.value is False] + [result]))
+            return Outcome(
+                True,
+                tried + result.reasons,
+                evidence=gather([o for o in outcomes[:first] if o.value is False] + [result]),
+            )
         return result
 
 
@@ -159,8 +175,9 @@ class Not(Node):
 
     def evaluate(self, scope: Scope) -> Outcome:
         inner = self.item.evaluate(scope)
-        return Outcome(kleene_not(inner.value), inner.reasons, inner.missing, inner.review,
-                       inner.evidence)
+        return Outcome(
+            kleene_not(inner.value), inner.reasons, inner.missing, inner.review, inner.evidence
+        )
 
 
 @dataclass(frozen=True)
@@ -183,9 +200,13 @@ class If(Node):
         if self.otherwise is not None:
             return self.otherwise.evaluate(scope)
         # The facts shown are why the criterion does not apply, not what it requires.
-        return Outcome(self.inapplicable, tuple(f"does not apply: {r}" for r in because.reasons),
-                       evidence=tuple(replace(e, threshold=f"applies only if {e.threshold}")
-                                      for e in because.evidence))
+        return Outcome(
+            self.inapplicable,
+            tuple(f"does not apply: {r}" for r in because.reasons),
+            evidence=tuple(
+                replace(e, threshold=f"applies only if {e.threshold}") for e in because.evidence
+            ),
+        )
 
     def evaluate(self, scope: Scope) -> Outcome:
         cond = self.condition.evaluate(scope)
@@ -195,12 +216,15 @@ class If(Node):
             return self._else(scope, cond)
         then, other = self.then.evaluate(scope), self._else(scope, cond)
         if then.value is not None and then.value == other.value:
-            return Outcome(then.value, then.reasons + other.reasons,
-                           evidence=gather([then, other]))
+            return Outcome(then.value, then.reasons + other.reasons, evidence=gather([then, other]))
         parts = [cond] + [o for o in (then, other) if o.value is None]
-        return Outcome(None, tuple(r for o in parts for r in o.reasons),
-                       tuple(m for o in parts for m in o.missing),
-                       tuple(r for o in parts for r in o.review), gather(parts))
+        return Outcome(
+            None,
+            tuple(r for o in parts for r in o.reasons),
+            tuple(m for o in parts for m in o.missing),
+            tuple(r for o in parts for r in o.review),
+            gather(parts),
+        )
 
 
 def combine(outcomes: list[Outcome], rule: Any) -> Outcome:
@@ -211,10 +235,13 @@ def _explain(value: bool | None, outcomes: list[Outcome]) -> Outcome:
     """Keep the reasons that decided the value: the failing parts of a failed `all`, etc."""
     deciding = [o for o in outcomes if o.value is value] or outcomes
     if value is None:
-        return Outcome(None, tuple(r for o in deciding for r in o.reasons),
-                       tuple(dict.fromkeys(m for o in deciding for m in o.missing)),
-                       tuple(dict.fromkeys(r for o in deciding for r in o.review)),
-                       gather(deciding))
+        return Outcome(
+            None,
+            tuple(r for o in deciding for r in o.reasons),
+            tuple(dict.fromkeys(m for o in deciding for m in o.missing)),
+            tuple(dict.fromkeys(r for o in deciding for r in o.review)),
+            gather(deciding),
+        )
     return Outcome(value, tuple(r for o in deciding for r in o.reasons), evidence=gather(deciding))
 
 
@@ -280,8 +307,9 @@ class Compare(Leaf):
         shown = f"{fact.text} (= {a}{unit})" if converted else fact.text
         relation = self.op if passed else NEGATED[self.op]
         text = f"{self.label} {shown} {OPERATORS[relation]} {b}{unit}"
-        proof = Evidence(fact.path, self.label, fact.text, f"{a}{unit}" if converted else "",
-                         wanted)
+        proof = Evidence(
+            fact.path, self.label, fact.text, f"{a}{unit}" if converted else "", wanted
+        )
         return Outcome(passed, (text,), evidence=(proof,))
 
     def _uln(self, fact: Fact, value: Measure | float) -> Outcome:
@@ -289,8 +317,11 @@ class Compare(Leaf):
         uln, assumed = lab.uln, ""
         if uln is None:
             if self.default_uln is None:
-                return Outcome(None, (f"{self.label} has no ULN in the record ({fact.path}.uln)",),
-                               (f"{fact.path}.uln",))
+                return Outcome(
+                    None,
+                    (f"{self.label} has no ULN in the record ({fact.path}.uln)",),
+                    (f"{fact.path}.uln",),
+                )
             uln = self.default_uln
             assumed = " assumed, no ULN in the record"
         # The ratio is printed so that it times the ULN gives back the value as shown.
@@ -308,10 +339,17 @@ class Compare(Leaf):
         a, b = units.fmt_ratio(ratio, goal, amount, size, slack)
         relation = self.op if passed else NEGATED[self.op]
         uln_text = uln.written if isinstance(uln, Measure) else units.fmt(uln)
-        text = (f"{self.label} {fact.text} = {a} × ULN (ULN {uln_text}{assumed}) "
-                f"{OPERATORS[relation]} {b} × ULN")
-        proof = Evidence(fact.path, self.label, fact.text, f"{a} × ULN",
-                         f"{self._wanted[0]} (ULN {uln_text}{assumed})")
+        text = (
+            f"{self.label} {fact.text} = {a} × ULN (ULN {uln_text}{assumed}) "
+            f"{OPERATORS[relation]} {b} × ULN"
+        )
+        proof = Evidence(
+            fact.path,
+            self.label,
+            fact.text,
+            f"{a} × ULN",
+            f"{self._wanted[0]} (ULN {uln_text}{assumed})",
+        )
         return Outcome(passed, (text,), evidence=(proof,))
 
 
@@ -340,10 +378,14 @@ class OneOf(Leaf):
         else:
             options = ", ".join(_word(x) for x in self.values)
             text = f"{self.label}: {shown} ({'one of' if found else 'not one of'} {options})"
-        wanted = _word(self.values[0]) if len(self.values) == 1 else \
-            "one of " + ", ".join(_word(x) for x in self.values)
-        return Outcome(found, (text,),
-                       evidence=(Evidence(fact.path, self.label, shown, "", wanted),))
+        wanted = (
+            _word(self.values[0])
+            if len(self.values) == 1
+            else "one of " + ", ".join(_word(x) for x in self.values)
+        )
+        return Outcome(
+            found, (text,), evidence=(Evidence(fact.path, self.label, shown, "", wanted),)
+        )
 
 
 def _word(value: Any) -> str:
@@ -369,8 +411,9 @@ class Contains(Leaf):
             return _missing(fact, self.label)
         found = self.value in fact.value
         listed = ", ".join(fact.value) or "none"
-        return Outcome(found, (f"{self.label}: {listed} ({'includes' if found else 'no'} "
-                               f"{self.value})",))
+        return Outcome(
+            found, (f"{self.label}: {listed} ({'includes' if found else 'no'} {self.value})",)
+        )
 
 
 _WORD = re.compile(r"[^\W_]+")
@@ -400,14 +443,19 @@ class Mentions(Leaf):
             return _missing(fact, self.label)
         written = words_of(str(fact.value))
         found = next((w for w in self.words if words_of(w) <= written), None)
-        said = f"names {found}" if found is not None else \
-            f"names none of {', '.join(self.words)}"
+        said = f"names {found}" if found is not None else f"names none of {', '.join(self.words)}"
         return Outcome(found is not None, (f"{self.label}: {fact.text} ({said})",))
 
 
 # How a date relates to another, for reasons ("2026-03-01 is before 2026-05-10").
-_DATE_WORDS = {"lt": "before", "le": "on or before", "gt": "after", "ge": "on or after",
-               "eq": "on", "ne": "not on"}
+_DATE_WORDS = {
+    "lt": "before",
+    "le": "on or before",
+    "gt": "after",
+    "ge": "on or after",
+    "eq": "on",
+    "ne": "not on",
+}
 
 
 @dataclass(frozen=True)
@@ -433,14 +481,25 @@ class DateOrder(Leaf):
         mine, other = scope.get(self.field), scope.top.get(self.other)
         gaps = tuple(f for fact in (mine, other) if isinstance(fact, Missing) for f in fact.fields)
         if gaps:
-            return Outcome(None, (f"{self.label}: both dates are needed to order them, "
-                                  f"{', '.join(gaps)} not recorded",), gaps)
+            return Outcome(
+                None,
+                (
+                    f"{self.label}: both dates are needed to order them, "
+                    f"{', '.join(gaps)} not recorded",
+                ),
+                gaps,
+            )
         assert isinstance(mine, Fact) and isinstance(other, Fact)
         order = (mine.value > other.value) - (mine.value < other.value)
         passed = holds(self.op, order)
         relation = self.op if passed else NEGATED[self.op]
-        return Outcome(passed, (f"{self.label}: {mine.path} {mine.value} is "
-                                f"{_DATE_WORDS[relation]} {other.path} {other.value}",))
+        return Outcome(
+            passed,
+            (
+                f"{self.label}: {mine.path} {mine.value} is "
+                f"{_DATE_WORDS[relation]} {other.path} {other.value}",
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -496,21 +555,32 @@ class Window(Leaf):
                 earliest = shift(scope.as_of, self.within, -1)
                 if day < earliest or (self.at_least and day == earliest):
                     span = "at least" if self.at_least else "more than"
-                    return Outcome(self.at_least, (
-                        f"{path} {day} is {span} {self.within} before screening "
-                        f"({scope.as_of}), so before apheresis too",))
-                return Outcome(None, (f"{path} {day}: apheresis date not recorded "
-                                      "(apheresis_date)",), ("apheresis_date",))
+                    return Outcome(
+                        self.at_least,
+                        (
+                            f"{path} {day} is {span} {self.within} before screening "
+                            f"({scope.as_of}), so before apheresis too",
+                        ),
+                    )
+                return Outcome(
+                    None,
+                    (f"{path} {day}: apheresis date not recorded (apheresis_date)",),
+                    ("apheresis_date",),
+                )
             anchor, name = found, "apheresis"
         start = shift(anchor, self.within, -1)
         if self.at_least:
             old = day <= start
-            return Outcome(old, (f"{path} {day} is {'at least' if old else 'less than'} "
-                                 f"{self.within} before {name} ({anchor})",))
+            return Outcome(
+                old,
+                (
+                    f"{path} {day} is {'at least' if old else 'less than'} "
+                    f"{self.within} before {name} ({anchor})",
+                ),
+            )
         inside = start <= day <= anchor
         where = "within" if inside else "not within"
-        return Outcome(inside, (f"{path} {day} is {where} {self.within} before {name} "
-                                f"({anchor})",))
+        return Outcome(inside, (f"{path} {day} is {where} {self.within} before {name} ({anchor})",))
 
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
@@ -547,9 +617,15 @@ class Fresh(Leaf):
             # must ask for the marker result, not only for its date and specimen.
             item = self.item.evaluate(scope)
             gap = item.value is None and bool(item.missing)
-            return Outcome(None, (f"{self.label}: date not recorded, needed to tell it is "
-                                  f"recent ({self.date_field})",) + (item.reasons if gap else ()),
-                           tuple(dict.fromkeys(fact.fields + (item.missing if gap else ()))))
+            return Outcome(
+                None,
+                (
+                    f"{self.label}: date not recorded, needed to tell it is "
+                    f"recent ({self.date_field})",
+                )
+                + (item.reasons if gap else ()),
+                tuple(dict.fromkeys(fact.fields + (item.missing if gap else ()))),
+            )
         placed = self.window.place(scope, fact.path, fact.value)
         # A result dated after the screening date (taken after the screening visit) is newer
         # than any window before screening asks for. Not so for apheresis: a test after it
@@ -560,11 +636,19 @@ class Fresh(Leaf):
             return placed
         anchor = scope.as_of if self.window.anchor == "screening" else scope.apheresis_date
         if anchor is not None and fact.value > anchor:
-            return Outcome(None, (f"{self.label} is dated after {self.window.anchor}: "
-                                  f"{placed.reason}; one taken in that window is needed",),
-                           (self.date_field.rsplit(".", 1)[0],))
-        return Outcome(None, (f"{self.label} is out of date: {placed.reason}; a current one is "
-                              f"needed",), (self.date_field.rsplit(".", 1)[0],))
+            return Outcome(
+                None,
+                (
+                    f"{self.label} is dated after {self.window.anchor}: "
+                    f"{placed.reason}; one taken in that window is needed",
+                ),
+                (self.date_field.rsplit(".", 1)[0],),
+            )
+        return Outcome(
+            None,
+            (f"{self.label} is out of date: {placed.reason}; a current one is needed",),
+            (self.date_field.rsplit(".", 1)[0],),
+        )
 
 
 @dataclass(frozen=True)
@@ -646,9 +730,13 @@ class Every(_OverList):
             checked = self.check.evaluate(inner)
             # An item that may or may not be selected matters only if it could fail the check.
             if selected.value is None and checked.value is not True:
-                checked = Outcome(None, selected.reasons + checked.reasons,
-                                  selected.missing + checked.missing,
-                                  selected.review + checked.review, gather([selected, checked]))
+                checked = Outcome(
+                    None,
+                    selected.reasons + checked.reasons,
+                    selected.missing + checked.missing,
+                    selected.review + checked.review,
+                    gather([selected, checked]),
+                )
             outcomes.append(checked)
         if not outcomes:
             return Outcome(True, (f"{self.label}: {self.none_found(pairs)}",))
@@ -687,7 +775,10 @@ class Count(_OverList):
                 maybe += 1
                 gaps.extend(selected.missing)
         low, high = len(sure), len(sure) + maybe
-        low_holds, high_holds = holds(self.op, low - self.number), holds(self.op, high - self.number)
+        low_holds, high_holds = (
+            holds(self.op, low - self.number),
+            holds(self.op, high - self.number),
+        )
         shown = str(low) if low == high else f"{low} to {high}"
         text = f"{self.label}: {shown} ({OPERATORS[self.op]} {self.number} required)"
         if self.distinct is not None and sure:

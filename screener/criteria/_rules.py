@@ -12,22 +12,45 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field as _field, replace
+from dataclasses import dataclass, replace
+from dataclasses import field as _field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from screener.core import _units as units
-
 from screener.core import _vocabulary as v
-from screener.criteria._conditions import (ANCHORS, NEGATED, All, Any_, AtLeast, Compare, Contains, Count,
-                         DateOrder, Every, Exists, Fresh, If, Mentions, Node, Not, OneOf, Review,
-                         Threshold, Unrecorded, Window, inputs, words_of)
-from screener.reading._document import Document, PathKey, load, parse
-from screener.core._errors import RuleSetError, describe_value as _q, nearest
+from screener.core._errors import RuleSetError, nearest
+from screener.core._errors import describe_value as _q
 from screener.core._model import Kind
-from screener.reading._patient import normalise_mutation
 from screener.core._units import Measure, UnitError
+from screener.criteria._conditions import (
+    ANCHORS,
+    NEGATED,
+    All,
+    Any_,
+    AtLeast,
+    Compare,
+    Contains,
+    Count,
+    DateOrder,
+    Every,
+    Exists,
+    Fresh,
+    If,
+    Mentions,
+    Node,
+    Not,
+    OneOf,
+    Review,
+    Threshold,
+    Unrecorded,
+    Window,
+    inputs,
+    words_of,
+)
+from screener.reading._document import Document, PathKey, load, parse
+from screener.reading._patient import normalise_mutation
 
 _LEAVES: dict[Node, Node] = {}
 # ASCII digits only, to the end of the text: Python's \d also matches Arabic-Indic and
@@ -37,8 +60,19 @@ _CRITERION_ID = re.compile(r"^([IE])(\d+)\Z", re.ASCII)
 _TRIAL_ID = re.compile(r"^NCT\d{8}\Z", re.ASCII)
 # Spellings other languages use for the operators, so the hint names the right one
 # (difflib alone suggests lt for lte).
-_OPERATOR_ALIASES = {"lte": "le", "gte": "ge", "<": "lt", "<=": "le", ">": "gt", ">=": "ge",
-                     "=": "eq", "==": "eq", "!=": "ne", "neq": "ne", "equals": "eq"}
+_OPERATOR_ALIASES = {
+    "lte": "le",
+    "gte": "ge",
+    "<": "lt",
+    "<=": "le",
+    ">": "gt",
+    ">=": "ge",
+    "=": "eq",
+    "==": "eq",
+    "!=": "ne",
+    "neq": "ne",
+    "equals": "eq",
+}
 
 
 @dataclass(frozen=True)
@@ -98,14 +132,15 @@ class _Compiler:
         self.kind = Kind.INCLUSION  # of the criterion being compiled
         self.reviews = 0  # review leaves met in it
 
-    def fail(self, path: PathKey, message: str, hint: str | None = None, key: bool = False
-             ) -> RuleSetError:
+    def fail(
+        self, path: PathKey, message: str, hint: str | None = None, key: bool = False
+    ) -> RuleSetError:
         return RuleSetError(self.doc.diagnostic(message, path, key=key, hint=hint))
 
-    def mapping(self, value: Any, path: PathKey, allowed: set[str], required: set[str],
-                what: str) -> dict[str, Any]:
-        return self.doc.strict(value, path, sorted(allowed), what, RuleSetError,
-                               sorted(required))
+    def mapping(
+        self, value: Any, path: PathKey, allowed: set[str], required: set[str], what: str
+    ) -> dict[str, Any]:
+        return self.doc.strict(value, path, sorted(allowed), what, RuleSetError, sorted(required))
 
     def text(self, value: Any, path: PathKey, what: str) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -122,27 +157,40 @@ class _Compiler:
     # ------------------------------------------------------------------------ rule set
 
     def rule_set(self) -> RuleSet:
-        data = self.mapping(self.doc.data, (), {"trial", "product", "title", "sources", "caveats",
-                                                "criteria"},
-                            {"trial", "product", "title", "sources", "criteria"}, "a rule set")
+        data = self.mapping(
+            self.doc.data,
+            (),
+            {"trial", "product", "title", "sources", "caveats", "criteria"},
+            {"trial", "product", "title", "sources", "criteria"},
+            "a rule set",
+        )
         trial = self.text(data["trial"], ("trial",), "trial")
         if not _TRIAL_ID.match(trial):
-            raise self.fail(("trial",), f"trial id {_q(trial)} is not an NCT number "
-                                        "(NCT + 8 digits)")
+            raise self.fail(
+                ("trial",), f"trial id {_q(trial)} is not an NCT number (NCT + 8 digits)"
+            )
         stem = Path(self.doc.file).stem
         if stem != trial and not self.doc.file.startswith("<"):
-            raise self.fail(("trial",), f"rule file {Path(self.doc.file).name} holds trial {trial}",
-                            f"name the file {trial}.yaml")
+            raise self.fail(
+                ("trial",),
+                f"rule file {Path(self.doc.file).name} holds trial {trial}",
+                f"name the file {trial}.yaml",
+            )
         raw = data["criteria"]
         if not isinstance(raw, list) or not raw:
             raise self.fail(("criteria",), "criteria must be a non-empty list")
         criteria = tuple(self.criterion(item, ("criteria", i)) for i, item in enumerate(raw))
         self.check_order(criteria)
-        return RuleSet(trial=trial, product=self.text(data["product"], ("product",), "product"),
-                       title=self.text(data["title"], ("title",), "title"),
-                       sources=self.texts(data["sources"], ("sources",), "sources"),
-                       caveats=self.texts(data.get("caveats"), ("caveats",), "caveats"),
-                       criteria=criteria, file=self.doc.file, digest=text_digest(self.doc.text))
+        return RuleSet(
+            trial=trial,
+            product=self.text(data["product"], ("product",), "product"),
+            title=self.text(data["title"], ("title",), "title"),
+            sources=self.texts(data["sources"], ("sources",), "sources"),
+            caveats=self.texts(data.get("caveats"), ("caveats",), "caveats"),
+            criteria=criteria,
+            file=self.doc.file,
+            digest=text_digest(self.doc.text),
+        )
 
     def check_order(self, criteria: tuple[Criterion, ...]) -> None:
         """Ids run I1, I2, … then E1, E2, …: a gap would be a silently dropped criterion."""
@@ -152,18 +200,29 @@ class _Compiler:
             letter, number = criterion.id[0], int(criterion.id[1:])
             path = ("criteria", index, "id")
             if letter == "I" and seen_exclusion:
-                raise self.fail(path, f"inclusion {criterion.id} comes after the exclusions",
-                                "list criteria in source order: I1, I2, …, then E1, E2, …")
+                raise self.fail(
+                    path,
+                    f"inclusion {criterion.id} comes after the exclusions",
+                    "list criteria in source order: I1, I2, …, then E1, E2, …",
+                )
             seen_exclusion |= letter == "E"
             if number != expected[letter]:
-                raise self.fail(path, f"criterion {criterion.id} is out of order: expected "
-                                      f"{letter}{expected[letter]}",
-                                "every numbered item of the source appears, in source order")
+                raise self.fail(
+                    path,
+                    f"criterion {criterion.id} is out of order: expected "
+                    f"{letter}{expected[letter]}",
+                    "every numbered item of the source appears, in source order",
+                )
             expected[letter] += 1
 
     def criterion(self, data: Any, path: PathKey) -> Criterion:
-        data = self.mapping(data, path, {"id", "kind", "label", "text", "note", "check", "parts",
-                                         "combine"}, {"id", "kind", "label", "text"}, "a criterion")
+        data = self.mapping(
+            data,
+            path,
+            {"id", "kind", "label", "text", "note", "check", "parts", "combine"},
+            {"id", "kind", "label", "text"},
+            "a criterion",
+        )
         cid = self.text(data["id"], path + ("id",), "id")
         match = _CRITERION_ID.match(cid)
         if not match:
@@ -196,27 +255,38 @@ class _Compiler:
             combine = "all"
             check = self.node(data["check"], path + ("check",), v.PATIENT, False)
         fields, dated = inputs([check] if check is not None else [p.check for p in parts])
-        return Criterion(id=cid, kind=kind, label=self.text(data["label"], path + ("label",),
-                                                              "label"),
-                         text=self.text(data["text"], path + ("text",), "text"),
-                         note=self.text(data["note"], path + ("note",), "note")
-                         if "note" in data else "",
-                         check=check, parts=parts, combine=combine, judged=self.reviews > 0,
-                         inputs=fields, dated=dated,
-                         asks=asked_types([check] if check is not None else
-                                          [p.check for p in parts]))
+        return Criterion(
+            id=cid,
+            kind=kind,
+            label=self.text(data["label"], path + ("label",), "label"),
+            text=self.text(data["text"], path + ("text",), "text"),
+            note=self.text(data["note"], path + ("note",), "note") if "note" in data else "",
+            check=check,
+            parts=parts,
+            combine=combine,
+            judged=self.reviews > 0,
+            inputs=fields,
+            dated=dated,
+            asks=asked_types([check] if check is not None else [p.check for p in parts]),
+        )
 
     def part(self, data: Any, path: PathKey, cid: str) -> Part:
-        data = self.mapping(data, path, {"id", "label", "text", "check"}, {"id", "label", "check"},
-                            "a part")
+        data = self.mapping(
+            data, path, {"id", "label", "text", "check"}, {"id", "label", "check"}, "a part"
+        )
         pid = self.text(data["id"], path + ("id",), "id")
         if not re.match(rf"^{re.escape(cid)}\.[a-z]$", pid):
             raise self.fail(path + ("id",), f"part id {_q(pid)} must be {cid}.a, {cid}.b, …")
         check = self.node(data["check"], path + ("check",), v.PATIENT, False)
         fields, dated = inputs([check])
-        return Part(pid, self.text(data["label"], path + ("label",), "label"),
-                    self.text(data["text"], path + ("text",), "text") if "text" in data else "",
-                    check, fields, dated)
+        return Part(
+            pid,
+            self.text(data["label"], path + ("label",), "label"),
+            self.text(data["text"], path + ("text",), "text") if "text" in data else "",
+            check,
+            fields,
+            dated,
+        )
 
     # --------------------------------------------------------------------------- nodes
 
@@ -249,33 +319,51 @@ class _Compiler:
             condition = self.node(data["if"], path + ("if",), scope, negated)
             if self.reviews != before:
                 raise self.fail(path + ("if",), "a review cannot decide whether an 'if' applies")
-            otherwise = self.node(data["else"], path + ("else",), scope, negated) \
-                if "else" in data else None
-            return If(condition, self.node(data["then"], path + ("then",), scope, negated),
-                      otherwise, inapplicable=(self.kind is Kind.INCLUSION) != negated)
+            otherwise = (
+                self.node(data["else"], path + ("else",), scope, negated)
+                if "else" in data
+                else None
+            )
+            return If(
+                condition,
+                self.node(data["then"], path + ("then",), scope, negated),
+                otherwise,
+                inapplicable=(self.kind is Kind.INCLUSION) != negated,
+            )
         if "review" in keys:
             self.mapping(data, path, {"review"}, {"review"}, "a 'review' node")
             if negated:
-                raise self.fail(path, "a review cannot sit under 'not'",
-                                "an attestation must move its criterion the way it says")
+                raise self.fail(
+                    path,
+                    "a review cannot sit under 'not'",
+                    "an attestation must move its criterion the way it says",
+                )
             self.reviews += 1
             return Review(self.text(data["review"], path + ("review",), "review"))
         for name in ("exists", "every", "count"):
             if name in keys:
                 return self.over_list(name, data, path, scope, negated)
-        raise self.fail(path, f"unknown condition with keys {', '.join(map(str, sorted(keys)))}",
-                        "use all, any, not, at_least, if, review, exists, every, count or field")
+        raise self.fail(
+            path,
+            f"unknown condition with keys {', '.join(map(str, sorted(keys)))}",
+            "use all, any, not, at_least, if, review, exists, every, count or field",
+        )
 
-    def list_of_nodes(self, data: Any, path: PathKey, scope: v.Record, negated: bool
-                      ) -> tuple[Node, ...]:
+    def list_of_nodes(
+        self, data: Any, path: PathKey, scope: v.Record, negated: bool
+    ) -> tuple[Node, ...]:
         if not isinstance(data, list) or not data:
             raise self.fail(path, "expected a non-empty list of conditions")
         return tuple(self.node(item, path + (i,), scope, negated) for i, item in enumerate(data))
 
-    def over_list(self, name: str, data: dict[str, Any], path: PathKey, scope: v.Record,
-                  negated: bool) -> Node:
-        allowed = {name, "where", "label"} | ({"check"} if name == "every" else set()) | \
-            ({"distinct", *NEGATED} if name == "count" else set())
+    def over_list(
+        self, name: str, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool
+    ) -> Node:
+        allowed = (
+            {name, "where", "label"}
+            | ({"check"} if name == "every" else set())
+            | ({"distinct", *NEGATED} if name == "count" else set())
+        )
         required = {name} | ({"check"} if name == "every" else set())
         self.mapping(data, path, allowed, required, f"a {name!r} node")
         list_path = data[name]
@@ -283,10 +371,12 @@ class _Compiler:
         if not isinstance(spec, v.ListOf) or not isinstance(spec.item, v.Record):
             raise self.fail(path + (name,), f"{list_path} is not a list of records")
         item = spec.item
-        label = self.text(data["label"], path + ("label",), "label") if "label" in data \
-            else spec.label
-        where = self.node(data["where"], path + ("where",), item, negated) \
-            if "where" in data else None
+        label = (
+            self.text(data["label"], path + ("label",), "label") if "label" in data else spec.label
+        )
+        where = (
+            self.node(data["where"], path + ("where",), item, negated) if "where" in data else None
+        )
         if name == "exists":
             return Exists(list_path, where, item, label)
         if name == "every":
@@ -310,9 +400,12 @@ class _Compiler:
         if spec is None:
             names = v.field_names(scope) + (list(v.DERIVED) if scope is v.PATIENT else [])
             guess = nearest(name, names)
-            raise self.fail(path, f"unknown field {_q(name)}" +
-                            ("" if scope is v.PATIENT else f" in a {scope.label}"),
-                            f"did you mean {guess!r}?" if guess else None)
+            raise self.fail(
+                path,
+                f"unknown field {_q(name)}"
+                + ("" if scope is v.PATIENT else f" in a {scope.label}"),
+                f"did you mean {guess!r}?" if guess else None,
+            )
         return spec
 
     def leaf(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
@@ -347,24 +440,34 @@ class _Compiler:
         if set(ops) in ({"within", "before"}, {"at_least", "before"}):
             return self.window(field, spec, data, path)
         if len(ops) != 1:
-            raise self.fail(path, "a field condition has one operator: lt, le, gt, ge, eq, ne, is, "
-                                  "in, contains, mentions, or within/at_least with before")
+            raise self.fail(
+                path,
+                "a field condition has one operator: lt, le, gt, ge, eq, ne, is, "
+                "in, contains, mentions, or within/at_least with before",
+            )
         op = ops[0]
         at = path + (op,)
         if op in NEGATED and isinstance(spec, v.Date):
             # A date is compared with another date of the patient's, named by its field.
             other = data[op]
-            if not isinstance(other, str) or \
-                    not isinstance(self.field_spec(other, at, v.PATIENT), v.Date):
-                raise self.fail(at, f"a date is compared with another date field, not {_q(other)}",
-                                "for a span before screening use within/at_least with before")
+            if not isinstance(other, str) or not isinstance(
+                self.field_spec(other, at, v.PATIENT), v.Date
+            ):
+                raise self.fail(
+                    at,
+                    f"a date is compared with another date field, not {_q(other)}",
+                    "for a span before screening use within/at_least with before",
+                )
             return DateOrder(field, op, other, spec.label)
         if op in NEGATED:
             return self.compare(field, spec, op, data[op], at)
         if op == "mentions":
             if not isinstance(spec, v.Text):
-                raise self.fail(at, f"mentions looks for words in free text; {field} is "
-                                    f"{spec.label}", "use is or in for a field with set values")
+                raise self.fail(
+                    at,
+                    f"mentions looks for words in free text; {field} is {spec.label}",
+                    "use is or in for a field with set values",
+                )
             raw = data[op] if isinstance(data[op], list) else [data[op]]
             if not raw or not all(isinstance(w, str) and words_of(w) for w in raw):
                 raise self.fail(at, "mentions needs a word or a non-empty list of words")
@@ -375,8 +478,10 @@ class _Compiler:
                 raise self.fail(at, "in needs a non-empty list")
             # Each item at its own path: the error points at it, and `in: [no]` finds the
             # text YAML read as false.
-            values = tuple(self.value_for(spec, item, at if op == "is" else at + (i,))
-                           for i, item in enumerate(raw))
+            values = tuple(
+                self.value_for(spec, item, at if op == "is" else at + (i,))
+                for i, item in enumerate(raw)
+            )
             return OneOf(field, values, spec.label)
         if op == "contains":
             if not isinstance(spec, v.Mutations):
@@ -385,10 +490,15 @@ class _Compiler:
             if name is None:
                 raise self.fail(at, f"cannot read {_q(data[op])} as a protein change")
             return Contains(field, name, spec.label)
-        guess = _OPERATOR_ALIASES.get(str(op).lower()) or nearest(str(op), [
-            *NEGATED, "is", "in", "contains", "mentions", "within"])
-        raise self.fail(at, f"unknown operator {_q(op)}", key=True,
-                        hint=f"did you mean {guess!r}?" if guess else None)
+        guess = _OPERATOR_ALIASES.get(str(op).lower()) or nearest(
+            str(op), [*NEGATED, "is", "in", "contains", "mentions", "within"]
+        )
+        raise self.fail(
+            at,
+            f"unknown operator {_q(op)}",
+            key=True,
+            hint=f"did you mean {guess!r}?" if guess else None,
+        )
 
     def value_for(self, spec: v.Spec, value: Any, path: PathKey) -> Any:
         if isinstance(spec, v.Bool):
@@ -401,12 +511,18 @@ class _Compiler:
                 value = self.doc.scalars.get(path, value)
             found = spec.lookup().get(v.fold(str(value)))
             if found is None:
-                raise self.fail(path, f"{_q(value)} is not a value of {spec.label}",
-                                f"one of: {', '.join(spec.values)}")
+                raise self.fail(
+                    path,
+                    f"{_q(value)} is not a value of {spec.label}",
+                    f"one of: {', '.join(spec.values)}",
+                )
             return found
         if isinstance(spec, v.Integer):
-            if isinstance(value, bool) or not isinstance(value, int) or \
-                    not spec.low <= value <= spec.high:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not spec.low <= value <= spec.high
+            ):
                 raise self.fail(path, f"{spec.label} takes whole numbers {spec.low}–{spec.high}")
             return value
         raise self.fail(path, f"is/in do not apply to {spec.label}; compare it with lt, le, gt, ge")
@@ -416,36 +532,46 @@ class _Compiler:
         label = spec.label
         if isinstance(raw, str) and (match := _ULN.match(raw)):
             if not isinstance(spec, v.Lab):
-                raise self.fail(path, f"{label} has no upper limit of normal; ULN multiples apply "
-                                      "to labs")
+                raise self.fail(
+                    path, f"{label} has no upper limit of normal; ULN multiples apply to labs"
+                )
             default = self.amount(value_spec, spec.default_uln, path) if spec.default_uln else None
             analyte = value_spec.analyte if isinstance(value_spec, v.Quantity) else None
             multiple = float(match.group(1))
             if multiple > units.MAX_MAGNITUDE:  # 400 nines would be inf
                 raise self.fail(path, f"{_q(raw)} is too large a multiple of ULN")
             if multiple <= 0:  # 0 x ULN would hold for no lab value, or for every one
-                raise self.fail(path, f"{_q(raw)} cannot be meant: a multiple of ULN must be "
-                                      "above zero")
-            return Compare(field, op, Threshold(multiple, True), label, analyte,
-                           default, spec.uln_source)
+                raise self.fail(
+                    path, f"{_q(raw)} cannot be meant: a multiple of ULN must be above zero"
+                )
+            return Compare(
+                field, op, Threshold(multiple, True), label, analyte, default, spec.uln_source
+            )
         if isinstance(value_spec, v.Quantity):
             amount = self.amount(value_spec, raw, path)
             if isinstance(amount, Measure) and amount.magnitude < 0:
                 # Ages, durations, masses and concentrations are never negative: such a
                 # threshold is a typo (`ge: -18 years`) that would pass every patient.
-                raise self.fail(path, f"threshold for {label} cannot be negative: "
-                                      f"{amount.written}")
+                raise self.fail(path, f"threshold for {label} cannot be negative: {amount.written}")
             return Compare(field, op, Threshold(amount), label, value_spec.analyte)
         if isinstance(value_spec, (v.Integer, v.Number)):
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-                raise self.fail(path, f"{label} is a plain number; compare it with one, "
-                                      f"not {_q(raw)}")
+                raise self.fail(
+                    path, f"{label} is a plain number; compare it with one, not {_q(raw)}"
+                )
             # .nan would make every comparison false, .inf every one true, and an integer
             # beyond a float's range cannot be compared at all.
-            if isinstance(raw, int) and abs(raw) > units.MAX_MAGNITUDE or \
-                    isinstance(raw, float) and not math.isfinite(raw):
-                raise self.fail(path, f"a threshold for {label} must be a finite number of "
-                                      f"reasonable size, not {raw}")
+            if (
+                isinstance(raw, int)
+                and abs(raw) > units.MAX_MAGNITUDE
+                or isinstance(raw, float)
+                and not math.isfinite(raw)
+            ):
+                raise self.fail(
+                    path,
+                    f"a threshold for {label} must be a finite number of "
+                    f"reasonable size, not {raw}",
+                )
             return Compare(field, op, Threshold(float(raw)), label)
         raise self.fail(path, f"{label} cannot be compared with {op}; use is or in")
 
@@ -464,8 +590,9 @@ class _Compiler:
 
     def window(self, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey) -> Window:
         if not isinstance(spec, v.Date):
-            raise self.fail(path + ("field",), f"within/before needs a date field; {field} is "
-                                               f"{spec.label}")
+            raise self.fail(
+                path + ("field",), f"within/before needs a date field; {field} is {spec.label}"
+            )
         span = "at_least" if "at_least" in data else "within"
         try:
             within = units.parse_measure(data[span], units.DURATION)
@@ -483,23 +610,36 @@ class _Compiler:
             raise self.fail(path + ("before",), f"before must be one of {', '.join(ANCHORS)}")
         return Window(field, within, anchor, spec.label, at_least=span == "at_least")
 
-    def fresh(self, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey,
-              scope: v.Record) -> Node:
+    def fresh(
+        self, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey, scope: v.Record
+    ) -> Node:
         """`fresh: {within: 3 months, before: screening}` on a leaf whose record has a date."""
-        window = self.mapping(data["fresh"], path + ("fresh",), {"within", "before"},
-                              {"within", "before"}, "fresh")
-        date_field = f"{field}.date" if isinstance(spec, v.Lab) else \
-            field.rsplit(".", 1)[0] + ".date"
-        if "." not in field and not isinstance(spec, v.Lab) or \
-                not isinstance(v.resolve(date_field, scope), v.Date):
+        window = self.mapping(
+            data["fresh"], path + ("fresh",), {"within", "before"}, {"within", "before"}, "fresh"
+        )
+        date_field = (
+            f"{field}.date" if isinstance(spec, v.Lab) else field.rsplit(".", 1)[0] + ".date"
+        )
+        if (
+            "." not in field
+            and not isinstance(spec, v.Lab)
+            or not isinstance(v.resolve(date_field, scope), v.Date)
+        ):
             raise self.fail(path + ("fresh",), f"{field} has no date to be fresh by")
         inner = self.leaf({k: x for k, x in data.items() if k != "fresh"}, path, scope)
-        label = spec.label if isinstance(spec, v.Lab) else \
-            (v.resolve(field.rsplit(".", 1)[0], scope) or spec).label
+        label = (
+            spec.label
+            if isinstance(spec, v.Lab)
+            else (v.resolve(field.rsplit(".", 1)[0], scope) or spec).label
+        )
         if ".markers." in f".{field}":
             label = field.split("markers.", 1)[1].split(".")[0] + " " + label
-        return Fresh(date_field, self.window(date_field, v.Date("date"), window, path + ("fresh",)),
-                     inner, label)
+        return Fresh(
+            date_field,
+            self.window(date_field, v.Date("date"), window, path + ("fresh",)),
+            inner,
+            label,
+        )
 
 
 def asked_types(nodes: list[Node]) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -507,8 +647,11 @@ def asked_types(nodes: list[Node]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     found: dict[str, dict[str, None]] = {}
 
     def types(node: Node) -> list[str]:
-        here = [str(x) for x in node.values] if isinstance(node, OneOf) and \
-            node.field == "type" else []
+        here = (
+            [str(x) for x in node.values]
+            if isinstance(node, OneOf) and node.field == "type"
+            else []
+        )
         return here + [t for child in node.children() for t in types(child)]
 
     def visit(node: Node) -> None:

@@ -10,7 +10,6 @@ import re
 from typing import Any
 
 from screener.core import _units as units
-
 from screener.core import _vocabulary as v
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -44,9 +43,12 @@ def _quantity(spec: v.Quantity) -> dict[str, Any]:
     spellings = sorted(set().union(*(_forms(k) for k in keys)), key=lambda f: (-len(f), f))
     pattern = rf"^\s*{_NUMBER}\s*({'|'.join(re.escape(f) for f in spellings)})\s*$"
     shown = ", ".join(dict.fromkeys(units.SPELLINGS[k][1] for k in keys))
-    schema: dict[str, Any] = {"type": "string", "pattern": pattern,
-                              "examples": [spec.kind.example],
-                              "description": f"{spec.label}: {spec.kind.name} in {shown}"}
+    schema: dict[str, Any] = {
+        "type": "string",
+        "pattern": pattern,
+        "examples": [spec.kind.example],
+        "description": f"{spec.label}: {spec.kind.name} in {shown}",
+    }
     if spec is v.PATIENT.fields["age"]:
         return {"anyOf": [schema, {"type": "number", "minimum": 0, "description": "age in years"}]}
     return schema
@@ -55,32 +57,59 @@ def _quantity(spec: v.Quantity) -> dict[str, Any]:
 def spec_schema(spec: v.Spec) -> dict[str, Any]:
     """The JSON Schema of one vocabulary field."""
     if isinstance(spec, v.Attestation):
-        record = {"type": "object", "additionalProperties": False,
-                  "properties": {k: spec_schema(s) for k, s in spec.fields.items()},
-                  "required": list(spec.required)}
-        return {"description": f"{spec.label}: pass or fail, or {{result, by, date}}",
-                "anyOf": [spec_schema(spec.fields["result"]), record]}
+        record = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: spec_schema(s) for k, s in spec.fields.items()},
+            "required": list(spec.required),
+        }
+        return {
+            "description": f"{spec.label}: pass or fail, or {{result, by, date}}",
+            "anyOf": [spec_schema(spec.fields["result"]), record],
+        }
     if isinstance(spec, v.Record):
-        return {"type": "object", "description": spec.label, "additionalProperties": False,
-                "properties": {k: spec_schema(s) for k, s in spec.fields.items()},
-                "required": list(spec.required)}
+        return {
+            "type": "object",
+            "description": spec.label,
+            "additionalProperties": False,
+            "properties": {k: spec_schema(s) for k, s in spec.fields.items()},
+            "required": list(spec.required),
+        }
     if isinstance(spec, v.OpenMap):
-        return {"type": "object", "description": spec.label,
-                "additionalProperties": spec_schema(spec.value)}
+        return {
+            "type": "object",
+            "description": spec.label,
+            "additionalProperties": spec_schema(spec.value),
+        }
     if isinstance(spec, v.ListOf):
-        return {"type": "array", "description": f"{spec.label} ([] = reviewed: none)",
-                "items": spec_schema(spec.item)}
+        return {
+            "type": "array",
+            "description": f"{spec.label} ([] = reviewed: none)",
+            "items": spec_schema(spec.item),
+        }
     if isinstance(spec, v.Lab):
         value = spec_schema(spec.value)
         if isinstance(spec.value, v.Number):  # a bare number (INR): its hard range
             low, high = spec.hard
-            value = {**value, **({"minimum": low} if low is not None else {}),
-                     **({"maximum": high} if high is not None else {})}
-        mapping = {"type": "object", "additionalProperties": False, "required": ["value"],
-                   "properties": {"value": value, "uln": value,
-                                  "date": {"type": "string", "format": "date"}}}
-        return {"description": f"{spec.label}: a value, or {{value, uln, date}}",
-                "anyOf": [value, mapping]}
+            value = {
+                **value,
+                **({"minimum": low} if low is not None else {}),
+                **({"maximum": high} if high is not None else {}),
+            }
+        mapping = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["value"],
+            "properties": {
+                "value": value,
+                "uln": value,
+                "date": {"type": "string", "format": "date"},
+            },
+        }
+        return {
+            "description": f"{spec.label}: a value, or {{value, uln, date}}",
+            "anyOf": [value, mapping],
+        }
     if isinstance(spec, v.Quantity):
         return _quantity(spec)
     if isinstance(spec, v.Choice):
@@ -93,22 +122,35 @@ def spec_schema(spec: v.Spec) -> dict[str, Any]:
                     words.append(form)
         return {"description": f"{spec.label}: one of {', '.join(spec.values)}", "enum": words}
     if isinstance(spec, v.Integer):
-        schema: dict[str, Any] = {"type": "integer", "minimum": spec.low, "maximum": spec.high,
-                                  "description": spec.label}
+        schema: dict[str, Any] = {
+            "type": "integer",
+            "minimum": spec.low,
+            "maximum": spec.high,
+            "description": spec.label,
+        }
         if spec.roman:
-            return {"description": spec.label,
-                    "anyOf": [schema, {"enum": ["I", "II", "III", "IV"][spec.low - 1: spec.high]}]}
+            return {
+                "description": spec.label,
+                "anyOf": [schema, {"enum": ["I", "II", "III", "IV"][spec.low - 1 : spec.high]}],
+            }
         return schema
     if isinstance(spec, v.Number):
-        return {"type": "number", "minimum": spec.low, "maximum": spec.high,
-                "description": spec.label}
+        return {
+            "type": "number",
+            "minimum": spec.low,
+            "maximum": spec.high,
+            "description": spec.label,
+        }
     if isinstance(spec, v.Bool):
         return {"type": "boolean", "description": spec.label}
     if isinstance(spec, v.Date):
         return {"type": "string", "format": "date", "description": f"{spec.label} (ISO)"}
     if isinstance(spec, v.Mutations):
-        return {"type": "array", "description": f"{spec.label} ([] = tested, none found)",
-                "items": {"type": "string", "examples": ["T315I", "p.T315I", "p.Thr315Ile"]}}
+        return {
+            "type": "array",
+            "description": f"{spec.label} ([] = tested, none found)",
+            "items": {"type": "string", "examples": ["T315I", "p.T315I", "p.Thr315Ile"]},
+        }
     if isinstance(spec, v.Text):
         return {"type": ["string", "integer"], "description": spec.label}
     raise TypeError(f"no schema for {type(spec).__name__}")  # pragma: no cover
@@ -117,68 +159,161 @@ def spec_schema(spec: v.Spec) -> dict[str, Any]:
 def patient_schema() -> dict[str, Any]:
     schema = spec_schema(v.PATIENT)
     schema["properties"]["attestations"]["propertyNames"] = {"pattern": r"^NCT\d{8}/[IE]\d+$"}
-    return {"$schema": DRAFT, "$id": "https://screener.invalid/schema/patient.json",
-            "title": "screener patient file", **schema}
+    return {
+        "$schema": DRAFT,
+        "$id": "https://screener.invalid/schema/patient.json",
+        "title": "screener patient file",
+        **schema,
+    }
 
 
 def rules_schema() -> dict[str, Any]:
     """The rule-file language; the rule loader checks more (fields, units) than a schema can."""
     text = {"type": "string", "minLength": 1}
     duration = {"type": "string", "examples": ["6 months", "12 weeks", "3 days"]}
-    comparison = {op: {"description": f"compare with {sym}"}
-                  for op, sym in (("lt", "<"), ("le", "≤"), ("gt", ">"), ("ge", "≥"),
-                                  ("eq", "="), ("ne", "≠"))}
+    comparison = {
+        op: {"description": f"compare with {sym}"}
+        for op, sym in (
+            ("lt", "<"),
+            ("le", "≤"),
+            ("gt", ">"),
+            ("ge", "≥"),
+            ("eq", "="),
+            ("ne", "≠"),
+        )
+    }
     node_ref = {"$ref": "#/$defs/node"}
     nodes = [
-        {"type": "object", "required": ["all"], "additionalProperties": False,
-         "properties": {"all": {"type": "array", "items": node_ref, "minItems": 1}}},
-        {"type": "object", "required": ["any"], "additionalProperties": False,
-         "properties": {"any": {"type": "array", "items": node_ref, "minItems": 1}}},
-        {"type": "object", "required": ["not"], "additionalProperties": False,
-         "properties": {"not": node_ref}},
-        {"type": "object", "required": ["at_least", "of"], "additionalProperties": False,
-         "properties": {"at_least": {"type": "integer", "minimum": 1},
-                        "of": {"type": "array", "items": node_ref}}},
-        {"type": "object", "required": ["if", "then"], "additionalProperties": False,
-         "properties": {"if": node_ref, "then": node_ref, "else": node_ref}},
-        {"type": "object", "required": ["review"], "additionalProperties": False,
-         "properties": {"review": text}},
-        {"type": "object", "required": ["exists"], "additionalProperties": False,
-         "properties": {"exists": text, "where": node_ref, "label": text}},
-        {"type": "object", "required": ["every", "check"], "additionalProperties": False,
-         "properties": {"every": text, "where": node_ref, "check": node_ref, "label": text}},
-        {"type": "object", "required": ["count"], "additionalProperties": False,
-         "properties": {"count": text, "where": node_ref, "distinct": text, "label": text,
-                        **{op: {"type": "integer"} for op in ("lt", "le", "gt", "ge")}}},
-        {"type": "object", "required": ["field"], "additionalProperties": False,
-         "properties": {"field": text, **comparison, "is": {}, "in": {"type": "array"},
-                        "contains": text, "within": duration,
-                        "mentions": {"anyOf": [text, {"type": "array", "items": text,
-                                                      "minItems": 1}]},
-                        "if_missing": {"type": "boolean"}, "at_least": duration,
+        {
+            "type": "object",
+            "required": ["all"],
+            "additionalProperties": False,
+            "properties": {"all": {"type": "array", "items": node_ref, "minItems": 1}},
+        },
+        {
+            "type": "object",
+            "required": ["any"],
+            "additionalProperties": False,
+            "properties": {"any": {"type": "array", "items": node_ref, "minItems": 1}},
+        },
+        {
+            "type": "object",
+            "required": ["not"],
+            "additionalProperties": False,
+            "properties": {"not": node_ref},
+        },
+        {
+            "type": "object",
+            "required": ["at_least", "of"],
+            "additionalProperties": False,
+            "properties": {
+                "at_least": {"type": "integer", "minimum": 1},
+                "of": {"type": "array", "items": node_ref},
+            },
+        },
+        {
+            "type": "object",
+            "required": ["if", "then"],
+            "additionalProperties": False,
+            "properties": {"if": node_ref, "then": node_ref, "else": node_ref},
+        },
+        {
+            "type": "object",
+            "required": ["review"],
+            "additionalProperties": False,
+            "properties": {"review": text},
+        },
+        {
+            "type": "object",
+            "required": ["exists"],
+            "additionalProperties": False,
+            "properties": {"exists": text, "where": node_ref, "label": text},
+        },
+        {
+            "type": "object",
+            "required": ["every", "check"],
+            "additionalProperties": False,
+            "properties": {"every": text, "where": node_ref, "check": node_ref, "label": text},
+        },
+        {
+            "type": "object",
+            "required": ["count"],
+            "additionalProperties": False,
+            "properties": {
+                "count": text,
+                "where": node_ref,
+                "distinct": text,
+                "label": text,
+                **{op: {"type": "integer"} for op in ("lt", "le", "gt", "ge")},
+            },
+        },
+        {
+            "type": "object",
+            "required": ["field"],
+            "additionalProperties": False,
+            "properties": {
+                "field": text,
+                **comparison,
+                "is": {},
+                "in": {"type": "array"},
+                "contains": text,
+                "within": duration,
+                "mentions": {"anyOf": [text, {"type": "array", "items": text, "minItems": 1}]},
+                "if_missing": {"type": "boolean"},
+                "at_least": duration,
+                "before": {"enum": ["screening", "apheresis"]},
+                "fresh": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["within", "before"],
+                    "properties": {
+                        "within": duration,
                         "before": {"enum": ["screening", "apheresis"]},
-                        "fresh": {"type": "object", "additionalProperties": False,
-                                  "required": ["within", "before"],
-                                  "properties": {"within": duration,
-                                                 "before": {"enum": ["screening",
-                                                                     "apheresis"]}}}}},
+                    },
+                },
+            },
+        },
     ]
-    part = {"type": "object", "additionalProperties": False, "required": ["id", "label", "check"],
-            "properties": {"id": {"type": "string", "pattern": r"^[IE]\d+\.[a-z]$"},
-                           "label": text, "text": text, "check": node_ref}}
-    criterion = {"type": "object", "additionalProperties": False,
-                 "required": ["id", "kind", "label", "text"],
-                 "properties": {"id": {"type": "string", "pattern": r"^[IE]\d+$"},
-                                "kind": {"enum": ["inclusion", "exclusion"]},
-                                "label": text, "text": text, "note": text, "check": node_ref,
-                                "parts": {"type": "array", "items": part, "minItems": 1},
-                                "combine": {"enum": ["all", "any"]}}}
-    return {"$schema": DRAFT, "$id": "https://screener.invalid/schema/rules.json",
-            "title": "screener rule set", "type": "object", "additionalProperties": False,
-            "required": ["trial", "product", "title", "sources", "criteria"],
-            "properties": {"trial": {"type": "string", "pattern": r"^NCT\d{8}$"},
-                           "product": text, "title": text,
-                           "sources": {"type": "array", "items": text},
-                           "caveats": {"type": "array", "items": text},
-                           "criteria": {"type": "array", "items": criterion, "minItems": 1}},
-            "$defs": {"node": {"oneOf": nodes}}}
+    part = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "label", "check"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^[IE]\d+\.[a-z]$"},
+            "label": text,
+            "text": text,
+            "check": node_ref,
+        },
+    }
+    criterion = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "kind", "label", "text"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^[IE]\d+$"},
+            "kind": {"enum": ["inclusion", "exclusion"]},
+            "label": text,
+            "text": text,
+            "note": text,
+            "check": node_ref,
+            "parts": {"type": "array", "items": part, "minItems": 1},
+            "combine": {"enum": ["all", "any"]},
+        },
+    }
+    return {
+        "$schema": DRAFT,
+        "$id": "https://screener.invalid/schema/rules.json",
+        "title": "screener rule set",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["trial", "product", "title", "sources", "criteria"],
+        "properties": {
+            "trial": {"type": "string", "pattern": r"^NCT\d{8}$"},
+            "product": text,
+            "title": text,
+            "sources": {"type": "array", "items": text},
+            "caveats": {"type": "array", "items": text},
+            "criteria": {"type": "array", "items": criterion, "minItems": 1},
+        },
+        "$defs": {"node": {"oneOf": nodes}},
+    }

@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from screener.reading import _fhir as fhir
 from screener.core._errors import Diagnostic, PatientError, Position
+from screener.reading import _fhir as fhir
 
 READ_TYPES = ("Patient",) + fhir.CLINICAL
 # Not a patient's own resource, but what a medicationReference names; a bundle holds it.
@@ -113,8 +113,9 @@ class Problem:
 def is_export(folder: Path) -> bool:
     """Whether a folder is a bulk export: it holds NDJSON files (not looked for below it)."""
     try:
-        return any(entry.is_file() and entry.name.lower().endswith(SUFFIX)
-                   for entry in os.scandir(folder))
+        return any(
+            entry.is_file() and entry.name.lower().endswith(SUFFIX) for entry in os.scandir(folder)
+        )
     except OSError:
         return False
 
@@ -154,20 +155,28 @@ def _manifest(folder: Path, display: str) -> tuple[dict[str, str], list[Problem]
             if isinstance(item.get("type"), str):
                 types[name] = item["type"]
             if not (folder / name).is_file():
-                problems.append(Problem(f"{display}/{entry.name}", Diagnostic(
-                    f"the manifest lists {name} ({item.get('type')}), which is not in "
-                    "the export folder", f"{display}/{entry.name}",
-                    hint="download every file the manifest lists")))
+                problems.append(
+                    Problem(
+                        f"{display}/{entry.name}",
+                        Diagnostic(
+                            f"the manifest lists {name} ({item.get('type')}), which is not in "
+                            "the export folder",
+                            f"{display}/{entry.name}",
+                            hint="download every file the manifest lists",
+                        ),
+                    )
+                )
     return types, problems
 
 
 def export_files(folder: Path, display: str) -> tuple[list[ExportFile], list[Problem]]:
     """The export's NDJSON files in name order, with their types, and any manifest problems."""
     types, problems = _manifest(folder, display)
-    files = [ExportFile(f"{display}/{entry.name}", types.get(entry.name) or
-                        type_from_name(entry.name))
-             for entry in sorted(os.scandir(folder), key=lambda e: e.name)
-             if entry.name.lower().endswith(SUFFIX) and entry.is_file()]
+    files = [
+        ExportFile(f"{display}/{entry.name}", types.get(entry.name) or type_from_name(entry.name))
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name)
+        if entry.name.lower().endswith(SUFFIX) and entry.is_file()
+    ]
     return files, problems
 
 
@@ -188,8 +197,9 @@ def _number(digits: str) -> float:
 def parse_line(raw: bytes) -> Any:
     """One NDJSON line, with the same rules as a bundle file (no NaN, no infinities)."""
     # without its line end, so an error's column is on the line itself
-    return json.loads(raw.rstrip(b"\r\n").decode("utf-8-sig"), parse_constant=_constant,
-                      parse_float=_number)
+    return json.loads(
+        raw.rstrip(b"\r\n").decode("utf-8-sig"), parse_constant=_constant, parse_float=_number
+    )
 
 
 def patient_key(reference: Any) -> str | None:
@@ -203,7 +213,7 @@ def target_id(reference: Any, kind: str) -> str | None:
         return None
     text = reference["reference"].strip().split("/_history/")[0].rstrip("/")
     if text.startswith("urn:uuid:"):
-        return text[len("urn:uuid:"):] or None
+        return text[len("urn:uuid:") :] or None
     parts = text.split("/")
     if len(parts) >= 2 and parts[-2] == kind and parts[-1]:
         return parts[-1]
@@ -241,8 +251,13 @@ class ExportIndex:
     Use as a context manager: the folder (index, database, spill files) is removed at exit.
     """
 
-    def __init__(self, folder: Path, display: str | None = None,
-                 memory_limit: str = MEMORY_LIMIT, workdir: Path | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        display: str | None = None,
+        memory_limit: str = MEMORY_LIMIT,
+        workdir: Path | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.display = display if display is not None else str(folder)
         self.memory_limit = memory_limit
@@ -260,9 +275,13 @@ class ExportIndex:
         try:
             import duckdb
         except ImportError:
-            raise PatientError(Diagnostic(
-                "reading a FHIR bulk export needs the DuckDB package, which is not "
-                "installed", self.display, hint=HINT_BULK)) from None
+            raise PatientError(
+                Diagnostic(
+                    "reading a FHIR bulk export needs the DuckDB package, which is not installed",
+                    self.display,
+                    hint=HINT_BULK,
+                )
+            ) from None
         self._tmp = tempfile.mkdtemp(prefix="screener-bulk-", dir=self.workdir)
         try:
             self._build(duckdb)
@@ -275,26 +294,36 @@ class ExportIndex:
         assert self._tmp is not None
         tsv = {name: Path(self._tmp) / f"{name}.tsv" for name in ("lines", "refs", "targets")}
         with contextlib.ExitStack() as stack:
-            out = {name: stack.enter_context(open(path, "w", encoding="ascii", newline="\n"))
-                   for name, path in tsv.items()}
+            out = {
+                name: stack.enter_context(open(path, "w", encoding="ascii", newline="\n"))
+                for name, path in tsv.items()
+            }
             for number, file in enumerate(self.files):
                 if file.type is None or file.type in READ_TYPES + REFERENCED:
                     self._index_file(number, out)
-        self._db = duckdb.connect(str(Path(self._tmp) / "index.duckdb"), config={
-            "memory_limit": self.memory_limit, "threads": 1,
-            "temp_directory": str(Path(self._tmp) / "spill"),
-            "preserve_insertion_order": False,  # the query's ORDER BY is the only order
-        })
+        self._db = duckdb.connect(
+            str(Path(self._tmp) / "index.duckdb"),
+            config={
+                "memory_limit": self.memory_limit,
+                "threads": 1,
+                "temp_directory": str(Path(self._tmp) / "spill"),
+                "preserve_insertion_order": False,  # the query's ORDER BY is the only order
+            },
+        )
         # The index has no header and no quoting: keys are JSON strings, the rest numbers.
         place = "'file': 'INTEGER', 'line': 'BIGINT', 'offset': 'BIGINT', 'length': 'BIGINT'"
-        columns = {"lines": "'key': 'VARCHAR', 'role': 'TINYINT', " + place,
-                   "refs": "'key': 'VARCHAR', 'target': 'VARCHAR'",
-                   "targets": "'target': 'VARCHAR', " + place}
+        columns = {
+            "lines": "'key': 'VARCHAR', 'role': 'TINYINT', " + place,
+            "refs": "'key': 'VARCHAR', 'target': 'VARCHAR'",
+            "targets": "'target': 'VARCHAR', " + place,
+        }
         for name, path in tsv.items():
             self._db.execute(
                 f"CREATE TABLE {name} AS SELECT * FROM read_csv(?, delim='\t', header=false, "
                 f"quote='', escape='', auto_detect=false, buffer_size={_CSV_BUFFER}, "
-                f"columns={{{columns[name]}}})", [str(path)])
+                f"columns={{{columns[name]}}})",
+                [str(path)],
+            )
             path.unlink()  # the table holds it now; the disk need not hold it twice
 
     def __exit__(self, *exc: object) -> None:
@@ -310,9 +339,17 @@ class ExportIndex:
         if len(self.problems) >= MAX_LINE_ERRORS:
             self.bad_lines += 1
             return
-        self.problems.append(Problem(file, Diagnostic(
-            f"line {number}: {message}", file, Position(number, column),
-            "each line of a bulk export is one FHIR resource as a JSON object")))
+        self.problems.append(
+            Problem(
+                file,
+                Diagnostic(
+                    f"line {number}: {message}",
+                    file,
+                    Position(number, column),
+                    "each line of a bulk export is one FHIR resource as a JSON object",
+                ),
+            )
+        )
 
     def _index_file(self, number: int, out: Any) -> None:
         file = self.files[number]
@@ -320,8 +357,11 @@ class ExportIndex:
         try:
             stream = open(self.paths[number], "rb")
         except OSError as exc:
-            self.problems.append(Problem(file.path, Diagnostic(
-                f"cannot read file: {exc.strerror or exc}", file.path)))
+            self.problems.append(
+                Problem(
+                    file.path, Diagnostic(f"cannot read file: {exc.strerror or exc}", file.path)
+                )
+            )
             return
         with stream:
             offset = 0
@@ -340,10 +380,12 @@ class ExportIndex:
                 except (ValueError, RecursionError) as exc:
                     self._bad(file.path, line, f"not valid JSON: {exc}")
                     continue
-                if not isinstance(resource, dict) or \
-                        not isinstance(resource.get("resourceType"), str):
-                    self._bad(file.path, line, "not a FHIR resource (a JSON object with a "
-                                               "resourceType)")
+                if not isinstance(resource, dict) or not isinstance(
+                    resource.get("resourceType"), str
+                ):
+                    self._bad(
+                        file.path, line, "not a FHIR resource (a JSON object with a resourceType)"
+                    )
                     continue
                 kind = resource["resourceType"]
                 where = f"{number}\t{line}\t{start}\t{offset - start}\n"
@@ -371,8 +413,14 @@ class ExportIndex:
         any malformed lines past the first MAX_LINE_ERRORS."""
         found = list(self.problems)
         if self.bad_lines:
-            found.append(Problem(self.display, Diagnostic(
-                f"… and {self.bad_lines:,} more malformed lines in the export", self.display)))
+            found.append(
+                Problem(
+                    self.display,
+                    Diagnostic(
+                        f"… and {self.bad_lines:,} more malformed lines in the export", self.display
+                    ),
+                )
+            )
         return found
 
     def groups(self) -> Iterator[Group]:
@@ -382,7 +430,8 @@ class ExportIndex:
             'SELECT key, role, file, line, "offset", length FROM lines UNION ALL '
             f'SELECT r.key, {_REFERENCED}, t.file, t.line, t."offset", t.length '
             "FROM (SELECT DISTINCT key, target FROM refs) r JOIN targets t USING (target) "
-            "ORDER BY key, role, file, line")
+            "ORDER BY key, role, file, line"
+        )
         key: str | None = None  # no key is None: every field is a JSON string
         rows_of: tuple[list[Line], list[Line], list[Line]] = ([], [], [])
         while True:
@@ -422,30 +471,41 @@ class Reader:
             fd = self._fds[line.file] = os.open(self.paths[line.file], os.O_RDONLY)
         raw = os.pread(fd, line.length, line.offset)
         if len(raw) != line.length:
-            raise PatientError(Diagnostic(f"line {line.number}: the file changed while it "
-                                          "was screened", self.shown[line.file],
-                                          Position(line.number, 1)))
+            raise PatientError(
+                Diagnostic(
+                    f"line {line.number}: the file changed while it was screened",
+                    self.shown[line.file],
+                    Position(line.number, 1),
+                )
+            )
         return parse_line(raw)
 
     def where(self, line: Line) -> str:
         return f"{self.shown[line.file]}:{line.number}"
 
-    def extract(self, group: Group, as_of: dt.date | None = None,
-                today: dt.date | None = None) -> tuple[str, fhir.Extract]:
+    def extract(
+        self, group: Group, as_of: dt.date | None = None, today: dt.date | None = None
+    ) -> tuple[str, fhir.Extract]:
         """The display name and the extract of one patient, as from a bundle of the same
         resources; a PatientError for resources whose patient is not in the export."""
         if not group.patients:
             first = group.resources[0]
             count = len(group.resources)
-            whom = ("name no patient (no subject or patient reference to a Patient)"
-                    if group.key == _NO_PATIENT else
-                    f"refer to Patient/{fhir.clean(group.key)}, which is not in the export")
-            raise PatientError(Diagnostic(
-                f"{count:,} resource(s) {whom}; not screened (the first is line "
-                f"{first.number} of {Path(self.shown[first.file]).name})",
-                self.shown[first.file], Position(first.number, 1),
-                "export the patients with their resources (Patient must be among the "
-                "exported types)"))
+            whom = (
+                "name no patient (no subject or patient reference to a Patient)"
+                if group.key == _NO_PATIENT
+                else f"refer to Patient/{fhir.clean(group.key)}, which is not in the export"
+            )
+            raise PatientError(
+                Diagnostic(
+                    f"{count:,} resource(s) {whom}; not screened (the first is line "
+                    f"{first.number} of {Path(self.shown[first.file]).name})",
+                    self.shown[first.file],
+                    Position(first.number, 1),
+                    "export the patients with their resources (Patient must be among the "
+                    "exported types)",
+                )
+            )
         display = self.where(group.patients[0])
         entries = []
         for line in group.patients:
@@ -458,5 +518,15 @@ class Reader:
         return display, fhir.extract_bundle(bundle, display, as_of, today)
 
 
-__all__ = ["ExportIndex", "Group", "Line", "Problem", "Reader", "export_files", "is_export",
-           "patient_key", "target_id", "type_from_name"]
+__all__ = [
+    "ExportIndex",
+    "Group",
+    "Line",
+    "Problem",
+    "Reader",
+    "export_files",
+    "is_export",
+    "patient_key",
+    "target_id",
+    "type_from_name",
+]

@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from screener.core._errors import Diagnostic, Position, ScreenerError, clip, describe_value, nearest
-from screener.reading._files import TooLarge, read_regular
 from screener.core._memo import keep
+from screener.reading._files import TooLarge, read_regular
 
 PathKey = tuple[str | int, ...]
 
@@ -45,11 +45,16 @@ _BREAKS = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
 # has a line and column, and so libyaml never sees a lone surrogate (it would raise
 # UnicodeEncodeError instead of a YAML error).
 _NON_PRINTABLE = re.compile(
-    "[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff]")
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
 # Byte order marks of encodings other than UTF-8, longest first (UTF-32-LE starts like
 # UTF-16-LE). Such a file is text, just not UTF-8: say so instead of "binary".
-_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
-         (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 
 
 def split_lines(text: str) -> list[str]:
@@ -98,8 +103,15 @@ class Document:
                 return None
             path = path[:-1]
 
-    def strict(self, value: Any, path: PathKey, allowed: Iterable[str], what: str,
-               error: type[ScreenerError], required: Iterable[str] = ()) -> dict[str, Any]:
+    def strict(
+        self,
+        value: Any,
+        path: PathKey,
+        allowed: Iterable[str],
+        what: str,
+        error: type[ScreenerError],
+        required: Iterable[str] = (),
+    ) -> dict[str, Any]:
         """`value` as a mapping with only `allowed` keys and all `required` ones.
 
         Rule files and case files are written by people and read strictly: a misspelt key
@@ -111,9 +123,16 @@ class Document:
         for key in value:
             if key not in names:
                 guess = nearest(str(key), names)
-                raise error(self.diagnostic(
-                    f"unknown key {describe_value(key)} in {what}", path + (key,), key=True,
-                    hint=f"did you mean {guess!r}?" if guess else f"allowed: {', '.join(names)}"))
+                raise error(
+                    self.diagnostic(
+                        f"unknown key {describe_value(key)} in {what}",
+                        path + (key,),
+                        key=True,
+                        hint=f"did you mean {guess!r}?"
+                        if guess
+                        else f"allowed: {', '.join(names)}",
+                    )
+                )
         for key in required:
             if key not in value:
                 raise error(self.diagnostic(f"{what} needs {key!r}", path))
@@ -132,8 +151,15 @@ class Document:
         )
 
 
-def _error(file: str, text: str, message: str, line: int | None, column: int | None,
-           hint: str | None = None, error: type[ScreenerError] = ScreenerError) -> ScreenerError:
+def _error(
+    file: str,
+    text: str,
+    message: str,
+    line: int | None,
+    column: int | None,
+    hint: str | None = None,
+    error: type[ScreenerError] = ScreenerError,
+) -> ScreenerError:
     pos = Position(line, column) if line is not None and column is not None else None
     lines = split_lines(text)
     source = lines[line - 1] if pos and 0 < line <= len(lines) else None
@@ -145,14 +171,16 @@ def read_text(path: str | Path, display: str, error: type[ScreenerError]) -> str
     try:
         raw = read_regular(path, MAX_BYTES)
     except TooLarge:
-        raise error(Diagnostic(f"file is over the limit of {MAX_BYTES:,} bytes", display)) \
-            from None
+        raise error(Diagnostic(f"file is over the limit of {MAX_BYTES:,} bytes", display)) from None
     except OSError as exc:
         raise error(Diagnostic(f"cannot read file: {exc.strerror or exc}", display)) from None
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
-            raise error(Diagnostic(f"file is {encoding} text, not UTF-8", display,
-                                   hint="save the file as UTF-8"))
+            raise error(
+                Diagnostic(
+                    f"file is {encoding} text, not UTF-8", display, hint="save the file as UTF-8"
+                )
+            )
     if b"\x00" in raw:
         raise error(Diagnostic("file is binary (contains NUL bytes), not YAML text", display))
     try:
@@ -160,10 +188,11 @@ def read_text(path: str | Path, display: str, error: type[ScreenerError]) -> str
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         line_start = raw.rfind(b"\n", 0, exc.start) + 1
-        column = len(raw[line_start: exc.start].decode("utf-8", errors="replace")) + 1
+        column = len(raw[line_start : exc.start].decode("utf-8", errors="replace")) + 1
         text = raw.decode("utf-8", errors="replace")
-        raise _error(display, text, "file is not UTF-8 text", line, column,
-                     "save the file as UTF-8", error) from None
+        raise _error(
+            display, text, "file is not UTF-8 text", line, column, "save the file as UTF-8", error
+        ) from None
 
 
 class NeedsPositions(Exception):
@@ -194,7 +223,7 @@ class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
 
     def construct_int(self, node: yaml.Node) -> Any:
         value = self.construct_yaml_int(node)
-        if abs(value) > 10 ** 15:
+        if abs(value) > 10**15:
             raise _Fallback  # the positioned parser refuses it with a clear message
         return value
 
@@ -242,8 +271,11 @@ def _build(node: yaml.Node) -> Any:
         mapping: dict[str, Any] = {}
         for key_node, value_node in node.value:
             # Only plain text keys, each once: anything else is the positioned parser's call.
-            if type(key_node) is not yaml.ScalarNode or key_node.tag != _STR \
-                    or key_node.value in mapping:
+            if (
+                type(key_node) is not yaml.ScalarNode
+                or key_node.tag != _STR
+                or key_node.value in mapping
+            ):
                 raise _Fallback
             mapping[key_node.value] = _build(value_node)
         return mapping
@@ -290,16 +322,28 @@ def parse(text: str, file: str, error: type[ScreenerError] = ScreenerError) -> D
         for number, line in enumerate(split_lines(text), 1):
             indent = line[: len(line) - len(line.lstrip(" \t"))]
             if "\t" in indent:
-                raise _error(file, text, "tab used for indentation", number,
-                             indent.index("\t") + 1, "indent with spaces", error)
+                raise _error(
+                    file,
+                    text,
+                    "tab used for indentation",
+                    number,
+                    indent.index("\t") + 1,
+                    "indent with spaces",
+                    error,
+                )
     bad = _NON_PRINTABLE.search(text)
     if bad is not None:
         before = split_lines(text[: bad.start()] + "x")
-        raise _error(file, text, f"character U+{ord(bad.group()):04X} is not allowed in YAML "
-                                 "text (a control character or an invalid code point)",
-                     len(before), len(before[-1]),
-                     "delete it; such characters often come with text pasted from elsewhere",
-                     error)
+        raise _error(
+            file,
+            text,
+            f"character U+{ord(bad.group()):04X} is not allowed in YAML "
+            "text (a control character or an invalid code point)",
+            len(before),
+            len(before[-1]),
+            "delete it; such characters often come with text pasted from elsewhere",
+            error,
+        )
     # libyaml's composer recurses on the C stack and can crash the whole process on
     # pathological nesting. An upper bound on the depth is every bracket plus the longest
     # run of indentation and block indicators opening a line (`- - -`, and `? ? ?` complex
@@ -307,8 +351,7 @@ def parse(text: str, file: str, error: type[ScreenerError] = ScreenerError) -> D
     # Only when that bound is high are the tokens counted, by libyaml's scanner, which
     # does not recurse. (The pure-Python parser, used here before, took 8 s on a 1 MB
     # file of `- [a]` lines.)
-    prefix = max((len(line) - len(line.lstrip(" -?:")) for line in split_lines(text)),
-                 default=0)
+    prefix = max((len(line) - len(line.lstrip(" -?:")) for line in split_lines(text)), default=0)
     deep = text.count("[") + text.count("{") + prefix > _C_SAFE_DEPTH
     try:
         found = _prescan(text) if deep else None
@@ -327,27 +370,29 @@ def parse(text: str, file: str, error: type[ScreenerError] = ScreenerError) -> D
         elif exc.context and exc.context_mark is not None and exc.context_mark is not mark:
             context = exc.context_mark
             lines = len(split_lines(text))
-            if mark.line >= lines > context.line and \
-                    exc.context.startswith(("while parsing ", "while scanning ")):
+            if mark.line >= lines > context.line and exc.context.startswith(
+                ("while parsing ", "while scanning ")
+            ):
                 # The file ended inside it (an unclosed bracket or quote): there is no line
                 # to quote at the end, so point at where it was opened.
                 what = exc.context.split(" ", 2)[2]
-                message = f"invalid YAML: {what} is not closed before the end of the file " \
-                          f"({exc.problem})"
+                message = (
+                    f"invalid YAML: {what} is not closed before the end of the file ({exc.problem})"
+                )
                 mark = context
             elif (context.line, context.column) != (mark.line, mark.column):
                 # "while parsing a flow mapping": say where the enclosing part was opened.
-                hint = f"{exc.context} that starts at line {context.line + 1}, column " \
-                       f"{context.column + 1}"
+                hint = (
+                    f"{exc.context} that starts at line {context.line + 1}, column "
+                    f"{context.column + 1}"
+                )
         if mark is None:
             raise _error(file, text, message, None, None, hint, error) from None
-        raise _error(file, text, message, mark.line + 1, mark.column + 1, hint,
-                     error) from None
+        raise _error(file, text, message, mark.line + 1, mark.column + 1, hint, error) from None
     except yaml.YAMLError as exc:
         raise _error(file, text, f"invalid YAML: {exc}", None, None, error=error) from None
     except RecursionError:
-        raise _error(file, text, "document is nested too deeply", None, None,
-                     error=error) from None
+        raise _error(file, text, "document is nested too deeply", None, None, error=error) from None
     doc = Document(file=file, text=text, data=None)
     if node is None:
         return doc
@@ -356,8 +401,12 @@ def parse(text: str, file: str, error: type[ScreenerError] = ScreenerError) -> D
     return doc
 
 
-_OPEN = (yaml.BlockSequenceStartToken, yaml.BlockMappingStartToken,
-         yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken)
+_OPEN = (
+    yaml.BlockSequenceStartToken,
+    yaml.BlockMappingStartToken,
+    yaml.FlowSequenceStartToken,
+    yaml.FlowMappingStartToken,
+)
 _CLOSE = (yaml.BlockEndToken, yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken)
 # Token depth at which a document is refused before composing. An indentless sequence
 # (`key:` then `- item` at the same indent) nests without a start token, so the node depth
@@ -385,8 +434,11 @@ def _prescan(text: str) -> tuple[yaml.Token, str] | None:
                     return token, f"document is nested more than {MAX_DEPTH} levels deep"
             elif isinstance(token, _CLOSE):
                 depth -= 1
-            if isinstance(token, _OPEN + (yaml.AliasToken,)) or \
-                    isinstance(token, yaml.ScalarToken) and not after_key:
+            if (
+                isinstance(token, _OPEN + (yaml.AliasToken,))
+                or isinstance(token, yaml.ScalarToken)
+                and not after_key
+            ):
                 values += 1
                 if values > MAX_NODES:
                     return token, f"document has more than {MAX_NODES:,} values"
@@ -404,14 +456,18 @@ class _Builder:
 
     def fail(self, node: yaml.Node, message: str, hint: str | None = None) -> ScreenerError:
         mark = node.start_mark
-        return _error(self.doc.file, self.doc.text, message, mark.line + 1, mark.column + 1,
-                      hint, self.error)
+        return _error(
+            self.doc.file, self.doc.text, message, mark.line + 1, mark.column + 1, hint, self.error
+        )
 
     def build(self, node: yaml.Node, path: PathKey, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise self.fail(node, f"document has more than {MAX_NODES:,} values",
-                            "is an alias (*name) repeated many times?")
+            raise self.fail(
+                node,
+                f"document has more than {MAX_NODES:,} values",
+                "is an alias (*name) repeated many times?",
+            )
         if depth > MAX_DEPTH:
             raise self.fail(node, f"document is nested more than {MAX_DEPTH} levels deep")
         mark = node.start_mark
@@ -449,8 +505,11 @@ class _Builder:
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
         if node.tag not in _SCALAR_TAGS:
-            raise self.fail(node, f"YAML tag {node.tag!r} is not allowed",
-                            "patient and rule files hold plain values only")
+            raise self.fail(
+                node,
+                f"YAML tag {node.tag!r} is not allowed",
+                "patient and rule files hold plain values only",
+            )
         try:
             value = _constructor.yaml_constructors[node.tag](_constructor, node)
         except Exception as exc:  # noqa: BLE001
@@ -462,8 +521,11 @@ class _Builder:
                 raise self.fail(node, f"number {clip(node.value)} is too large") from None
             detail = f": {exc}" if isinstance(exc, ValueError) else ""
             raise self.fail(node, f"invalid {kind} {clip(node.value)!r}{detail}") from None
-        if isinstance(value, int) and not isinstance(value, bool) and \
-                value.bit_length() > _MAX_INT_BITS:
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value.bit_length() > _MAX_INT_BITS
+        ):
             raise self.fail(node, f"number {clip(node.value)} is too large")
         if isinstance(value, dt.datetime):
             # A time of day adds nothing to a screening and would break date arithmetic.
@@ -471,8 +533,9 @@ class _Builder:
         return value
 
 
-def load(path: Path, display: str | None = None,
-         error: type[ScreenerError] = ScreenerError) -> Document:
+def load(
+    path: Path, display: str | None = None, error: type[ScreenerError] = ScreenerError
+) -> Document:
     """Read and parse a YAML file."""
     name = display if display is not None else str(path)
     return parse(read_text(path, name, error), name, error)

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from screener.core import _units as units
-
 from screener.core import _vocabulary as v
 from screener.core._memo import once
 from screener.core._model import LabValue, Patient
-from screener.reading._patient import age_on, completed_years
 from screener.core._units import Measure, shift
+from screener.reading._patient import age_on, completed_years
 
 
 @dataclass(frozen=True)
@@ -50,13 +49,31 @@ class Scope:
     whose criteria read the same few dozen facts).
     """
 
-    __slots__ = ("patient", "data", "spec", "prefix", "attestation", "max_age", "known", "memo",
-                 "prints", "trace", "root")
+    __slots__ = (
+        "patient",
+        "data",
+        "spec",
+        "prefix",
+        "attestation",
+        "max_age",
+        "known",
+        "memo",
+        "prints",
+        "trace",
+        "root",
+    )
 
-    def __init__(self, patient: Patient, data: dict[str, Any], spec: v.Record, prefix: str = "",
-                 attestation: bool | None = None, max_age: Measure | None = None,
-                 known: dict[str, Fact | Missing] | None = None,
-                 memo: dict[int, Any] | None = None) -> None:
+    def __init__(
+        self,
+        patient: Patient,
+        data: dict[str, Any],
+        spec: v.Record,
+        prefix: str = "",
+        attestation: bool | None = None,
+        max_age: Measure | None = None,
+        known: dict[str, Fact | Missing] | None = None,
+        memo: dict[int, Any] | None = None,
+    ) -> None:
         self.patient = patient
         self.data = data
         self.spec = spec
@@ -92,8 +109,16 @@ class Scope:
 
     def judged(self, attestation: bool | None) -> Scope:
         """The same patient and facts, with a criterion's attestation for its review items."""
-        scope = Scope(self.patient, self.data, self.spec, self.prefix, attestation, self.max_age,
-                      self.known, self.memo)
+        scope = Scope(
+            self.patient,
+            self.data,
+            self.spec,
+            self.prefix,
+            attestation,
+            self.max_age,
+            self.known,
+            self.memo,
+        )
         scope.prints, scope.trace, scope.root = self.prints, self.trace, self.root
         return scope
 
@@ -128,9 +153,13 @@ class Scope:
         found = self.known.get(path)
         if found is None:
             if path in _DERIVED and not self.prefix:
-                found = self._age() if path == "age" else self._clearance() \
-                    if path == "labs.creatinine_clearance" else \
-                    cockcroft_gault(self, v.DERIVED[path], path)
+                found = (
+                    self._age()
+                    if path == "age"
+                    else self._clearance()
+                    if path == "labs.creatinine_clearance"
+                    else cockcroft_gault(self, v.DERIVED[path], path)
+                )
             else:
                 found = self.lookup(path)
             self.known[path] = found
@@ -149,8 +178,15 @@ class Scope:
                 node = node.get(part)
             elif isinstance(node, LabValue):
                 taken = node.date
-                node = node.value if part == "value" else node.uln if part == "uln" else \
-                    node.date if part == "date" else None
+                node = (
+                    node.value
+                    if part == "value"
+                    else node.uln
+                    if part == "uln"
+                    else node.date
+                    if part == "date"
+                    else None
+                )
             else:
                 node = None
             if node is None:
@@ -160,11 +196,18 @@ class Scope:
         if self.prefix:
             # Dates inside list items are event dates (a transplant), not result dates.
             return Fact(node, spec, self.prefix + path)
-        if taken is not None and self.max_age is not None and parts[-1] != "date" and \
-                taken < shift(self.patient.as_of, self.max_age, -1):
-            return Missing((path,), f"{path} dated {taken} is older than "
-                                    f"{self.max_age.written} before {self.patient.as_of} "
-                                    "(--max-age): a current result is needed")
+        if (
+            taken is not None
+            and self.max_age is not None
+            and parts[-1] != "date"
+            and taken < shift(self.patient.as_of, self.max_age, -1)
+        ):
+            return Missing(
+                (path,),
+                f"{path} dated {taken} is older than "
+                f"{self.max_age.written} before {self.patient.as_of} "
+                "(--max-age): a current result is needed",
+            )
         # An implausible lab value says so wherever it is shown (reason and evidence).
         note = node.implausible if isinstance(node, LabValue) else ""
         return Fact(node, spec, path, note, taken)
@@ -174,16 +217,24 @@ class Scope:
         birth = self.data.get("birth_date")
         if birth is not None:
             years = age_on(birth, self.patient.as_of)
-            return Fact(Measure(years, "years", f"{years} years"), spec, "age",
-                        f"born {birth}, on {self.patient.as_of}")
+            return Fact(
+                Measure(years, "years", f"{years} years"),
+                spec,
+                "age",
+                f"born {birth}, on {self.patient.as_of}",
+            )
         stated = self.data.get("age")
         if stated is not None:
             years = completed_years(stated)
             if stated.display_unit == "years" and units.compare(stated.magnitude, years) == 0:
                 return Fact(stated, spec, "age", "as stated")
             # 65.5 years is 65 completed years for every criterion, as a birth date gives it.
-            return Fact(Measure(years, "years", f"{years} years"), spec, "age",
-                        f"completed years of the stated {stated.written}")
+            return Fact(
+                Measure(years, "years", f"{years} years"),
+                spec,
+                "age",
+                f"completed years of the stated {stated.written}",
+            )
         return Missing(("birth_date",), "birth date (or age) not recorded")
 
     def _clearance(self) -> Fact | Missing:
@@ -224,8 +275,14 @@ def _freeze(value: Any) -> Any:
     if kind is Measure:
         return (kind, type(value.magnitude), value.magnitude, value.unit, value.written)
     if kind is LabValue:
-        return (kind, _freeze(value.value), _freeze(value.uln), value.date, value.written,
-                value.implausible)
+        return (
+            kind,
+            _freeze(value.value),
+            _freeze(value.uln),
+            value.date,
+            value.written,
+            value.implausible,
+        )
     if kind is dict:
         return (kind, tuple((k, _freeze(x)) for k, x in value.items()))
     if kind is list or kind is tuple:
@@ -234,8 +291,9 @@ def _freeze(value: Any) -> Any:
     return (kind, value)
 
 
-def cockcroft_gault(scope: Scope, spec: v.Spec, path: str = "labs.creatinine_clearance"
-                    ) -> Fact | Missing:
+def cockcroft_gault(
+    scope: Scope, spec: v.Spec, path: str = "labs.creatinine_clearance"
+) -> Fact | Missing:
     """(140 − age) × weight[kg] / (72 × creatinine[mg/dL]), × 0.85 for women, in mL/min.
 
     As `labs.creatinine_clearance` it stands in for a measured clearance the record lacks;
@@ -244,16 +302,26 @@ def cockcroft_gault(scope: Scope, spec: v.Spec, path: str = "labs.creatinine_cle
     weight = scope.lookup("weight")
     sex = scope.lookup("sex")
     creatinine = scope.lookup("labs.creatinine")
-    gaps = [f for fact in (age, weight, sex, creatinine) if isinstance(fact, Missing)
-            for f in fact.fields]
+    gaps = [
+        f
+        for fact in (age, weight, sex, creatinine)
+        if isinstance(fact, Missing)
+        for f in fact.fields
+    ]
     if gaps:
         if path != "labs.creatinine_clearance":
             return Missing(tuple(gaps), "a Cockcroft–Gault estimate needs " + ", ".join(gaps))
-        return Missing(("labs.creatinine_clearance", *gaps),
-                       "no measured creatinine clearance, and a Cockcroft–Gault estimate needs "
-                       + ", ".join(gaps))
-    assert isinstance(age, Fact) and isinstance(weight, Fact) and isinstance(sex, Fact) \
+        return Missing(
+            ("labs.creatinine_clearance", *gaps),
+            "no measured creatinine clearance, and a Cockcroft–Gault estimate needs "
+            + ", ".join(gaps),
+        )
+    assert (
+        isinstance(age, Fact)
+        and isinstance(weight, Fact)
+        and isinstance(sex, Fact)
         and isinstance(creatinine, Fact)
+    )
     years = units.convert(age.value, "years")
     kg = units.convert(weight.value, "kg")
     scr = units.convert(creatinine.value.value, "mg/dl", units.CREATININE)
@@ -261,8 +329,10 @@ def cockcroft_gault(scope: Scope, spec: v.Spec, path: str = "labs.creatinine_cle
         return Missing(("labs.creatinine",), "creatinine of zero cannot give an estimate")
     estimate = (140 - years) * kg / (72 * scr) * (0.85 if sex.value == "female" else 1.0)
     estimate = max(estimate, 0.0)
-    note = (f"Cockcroft–Gault estimate: age {units.fmt(years)}, {units.fmt(kg)} kg, "
-            f"{sex.value}, creatinine {units.fmt(scr)} mg/dL")
+    note = (
+        f"Cockcroft–Gault estimate: age {units.fmt(years)}, {units.fmt(kg)} kg, "
+        f"{sex.value}, creatinine {units.fmt(scr)} mg/dL"
+    )
     if creatinine.value.implausible:  # an estimate from an implausible creatinine is too
         note += f" ({creatinine.value.implausible})"
     text = f"{units.fmt(estimate)} mL/min"

@@ -38,18 +38,23 @@ from typing import Any
 import yaml
 
 from screener.core import _units as units
-
 from screener.core import _vocabulary as v
 from screener.core._errors import Diagnostic, PatientError, Position
-from screener.reading._files import TooLarge, read_regular
 from screener.core._model import Patient
+from screener.reading._files import TooLarge, read_regular
 from screener.reading._patient import from_mapping
 
 MAPPING_FILE = Path(__file__).resolve().parent.parent / "data" / "fhir_mapping.yaml"
 MAX_BYTES = 64 * 1024 * 1024  # EHR exports are larger than patient files; still bounded
 BUNDLE_TYPES = ("transaction", "collection", "searchset", "batch", "document")
-CLINICAL = ("Observation", "Condition", "MedicationRequest", "MedicationStatement",
-            "Procedure", "Immunization")
+CLINICAL = (
+    "Observation",
+    "Condition",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Procedure",
+    "Immunization",
+)
 STALE_DAYS = 90  # a warning says so when every dated value is older than this
 
 _GOOD_OBSERVATION = ("final", "amended", "corrected")
@@ -57,7 +62,8 @@ _ACTIVE = {"active", "recurrence", "relapse"}
 _INACTIVE = {"inactive", "remission", "resolved"}
 _DATETIME = re.compile(
     r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
-    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
+    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
 HINT_EXPORT = "export the patient as a FHIR R4 Bundle (JSON), e.g. with Patient/$everything"
 
 
@@ -114,8 +120,11 @@ class Mapping:
 
 
 def _words(table: dict[str, list[str]]) -> tuple[tuple[re.Pattern[str], str], ...]:
-    return tuple((re.compile(rf"\b{re.escape(word)}", re.IGNORECASE), value)
-                 for value, words in table.items() for word in words)
+    return tuple(
+        (re.compile(rf"\b{re.escape(word)}", re.IGNORECASE), value)
+        for value, words in table.items()
+        for word in words
+    )
 
 
 @lru_cache(maxsize=1)
@@ -124,8 +133,9 @@ def mapping() -> Mapping:
     raw = yaml.safe_load(MAPPING_FILE.read_text(encoding="utf-8"))
     aliases = {url.rstrip("/"): alias for alias, urls in raw["systems"].items() for url in urls}
 
-    def coded(section: dict[str, dict[str, Any]], keys: set[str] = set()
-              ) -> dict[tuple[str, str], Code]:
+    def coded(
+        section: dict[str, dict[str, Any]], keys: frozenset[str] = frozenset()
+    ) -> dict[tuple[str, str], Code]:
         table: dict[tuple[str, str], Code] = {}
         for alias, codes in section.items():
             if alias not in raw["systems"]:
@@ -137,8 +147,10 @@ def mapping() -> Mapping:
                 # a display with a comma, unquoted in a flow mapping, makes stray keys
                 stray = set(data) - keys - {"display"}
                 if stray or not isinstance(data.get("display"), str):
-                    raise ValueError(f"{MAPPING_FILE.name}: {alias} {code}: unexpected "
-                                     f"{sorted(stray) or 'display'} (quote the display)")
+                    raise ValueError(
+                        f"{MAPPING_FILE.name}: {alias} {code}: unexpected "
+                        f"{sorted(stray) or 'display'} (quote the display)"
+                    )
                 table[(alias, code)] = Code(alias, code, str(data.pop("display", "")), data)
         return table
 
@@ -149,24 +161,43 @@ def mapping() -> Mapping:
             raise ValueError(f"{MAPPING_FILE.name}: unknown field {group['field']!r}")
         for key, code in coded(group["codes"]).items():
             observations[key] = ObservationRule(group["field"], group["worse"], spec, code)
-    keys = {"results": {"result"}, "ecog_answers": {"grade"},
-            "conditions": {"type", "kind", "category"}, "severity": {"grade"},
-            "procedures": {"type"}, "surgical_categories": set(), "vaccines": {"live"},
-            "medication_codes": {"class"}, "route_codes": {"route"}}
+    keys = {
+        "results": {"result"},
+        "ecog_answers": {"grade"},
+        "conditions": {"type", "kind", "category"},
+        "severity": {"grade"},
+        "procedures": {"type"},
+        "surgical_categories": set(),
+        "vaccines": {"live"},
+        "medication_codes": {"class"},
+        "route_codes": {"route"},
+    }
     tables = {name: coded(raw[name], allowed) for name, allowed in keys.items()}
     condition_types = v.CONDITION.fields["type"].values  # type: ignore[attr-defined]
     for code in tables["conditions"].values():
         if code.data.get("type") is not None and code.data["type"] not in condition_types:
-            raise ValueError(f"{MAPPING_FILE.name}: {code.label()}: unknown condition type "
-                             f"{code.data['type']!r}")
-    prefixes = sorted(((c.code.upper().replace(".", ""), c) for (a, _), c
-                       in tables["conditions"].items() if a == "ICD-10"),
-                      key=lambda pair: -len(pair[0]))
-    return Mapping(aliases, observations, tables, tuple(prefixes),
-                   {str(k): str(v_) for k, v_ in raw["ucum_units"].items()},
-                   {str(k): str(v_) for k, v_ in raw["non_ucum_units"].items()},
-                   frozenset(raw["condition_event_types"]),
-                   _words(raw["medication_words"]), _words(raw["route_words"]))
+            raise ValueError(
+                f"{MAPPING_FILE.name}: {code.label()}: unknown condition type {code.data['type']!r}"
+            )
+    prefixes = sorted(
+        (
+            (c.code.upper().replace(".", ""), c)
+            for (a, _), c in tables["conditions"].items()
+            if a == "ICD-10"
+        ),
+        key=lambda pair: -len(pair[0]),
+    )
+    return Mapping(
+        aliases,
+        observations,
+        tables,
+        tuple(prefixes),
+        {str(k): str(v_) for k, v_ in raw["ucum_units"].items()},
+        {str(k): str(v_) for k, v_ in raw["non_ucum_units"].items()},
+        frozenset(raw["condition_event_types"]),
+        _words(raw["medication_words"]),
+        _words(raw["route_words"]),
+    )
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -229,8 +260,15 @@ class When:
         year, month, day, hour, minute, second, zone = match.groups()
         try:
             date = dt.date(int(year), int(month), int(day))
-            moment = dt.datetime(date.year, date.month, date.day, int(hour or 0),
-                                 int(minute or 0), int(second or 0), tzinfo=dt.timezone.utc)
+            moment = dt.datetime(
+                date.year,
+                date.month,
+                date.day,
+                int(hour or 0),
+                int(minute or 0),
+                int(second or 0),
+                tzinfo=dt.UTC,
+            )
         except ValueError:
             return None
         if zone and zone != "Z":
@@ -285,8 +323,13 @@ class Extract:
     dates: dict[str, dt.date] = field(default_factory=dict)
 
 
-def _fail(display: str, message: str, hint: str | None = None,
-          position: Position | None = None, source_line: str | None = None) -> PatientError:
+def _fail(
+    display: str,
+    message: str,
+    hint: str | None = None,
+    position: Position | None = None,
+    source_line: str | None = None,
+) -> PatientError:
     return PatientError(Diagnostic(message, display, position, hint, source_line))
 
 
@@ -301,8 +344,11 @@ def read_json(path: Path, display: str) -> Any:
     try:
         raw = read_regular(path, MAX_BYTES)
     except TooLarge:
-        raise _fail(display, f"file is over the limit for a FHIR bundle of {MAX_BYTES:,} "
-                             "bytes", "export one patient per file") from None
+        raise _fail(
+            display,
+            f"file is over the limit for a FHIR bundle of {MAX_BYTES:,} bytes",
+            "export one patient per file",
+        ) from None
     except OSError as exc:
         raise _fail(display, f"cannot read file: {exc.strerror or exc}") from None
     try:
@@ -310,8 +356,9 @@ def read_json(path: Path, display: str) -> Any:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise _fail(display, "file is not UTF-8 text", "FHIR JSON is UTF-8",
-                    Position(line, column)) from None
+        raise _fail(
+            display, "file is not UTF-8 text", "FHIR JSON is UTF-8", Position(line, column)
+        ) from None
     if not text.strip():
         raise _fail(display, "file is empty: a FHIR bundle is one JSON object", HINT_EXPORT)
 
@@ -337,19 +384,27 @@ def read_json(path: Path, display: str) -> Any:
         return made
 
     try:
-        return json.loads(text, parse_constant=constant, parse_float=number,
-                          object_pairs_hook=unique)
+        return json.loads(
+            text, parse_constant=constant, parse_float=number, object_pairs_hook=unique
+        )
     except _Duplicate as exc:
-        raise _fail(display, f"not valid FHIR JSON: duplicate key {clean(exc.key)!r} in an "
-                             "object", "each key may appear once; check the export") from None
+        raise _fail(
+            display,
+            f"not valid FHIR JSON: duplicate key {clean(exc.key)!r} in an object",
+            "each key may appear once; check the export",
+        ) from None
     except json.JSONDecodeError as exc:
         lines = text.splitlines()
         source = lines[exc.lineno - 1] if 0 < exc.lineno <= len(lines) else None
         if source is not None and len(source) > 200:
             source = None  # a minified bundle is one huge line: the position says enough
-        raise _fail(display, f"not valid JSON: {exc.msg}",
-                    "a FHIR bundle is a JSON file (.json); check the export",
-                    Position(exc.lineno, exc.colno), source) from None
+        raise _fail(
+            display,
+            f"not valid JSON: {exc.msg}",
+            "a FHIR bundle is a JSON file (.json); check the export",
+            Position(exc.lineno, exc.colno),
+            source,
+        ) from None
     except ValueError as exc:
         raise _fail(display, f"not valid JSON: {exc}") from None
     except RecursionError:
@@ -433,18 +488,24 @@ class _Reader:
     def entries(self, bundle: Any) -> list[tuple[int, dict[str, Any], Any]]:
         display = self.display
         if not isinstance(bundle, dict):
-            raise _fail(display, "not a FHIR resource: the file holds a JSON "
-                                 f"{type(bundle).__name__}, not an object", HINT_EXPORT)
+            raise _fail(
+                display,
+                "not a FHIR resource: the file holds a JSON "
+                f"{type(bundle).__name__}, not an object",
+                HINT_EXPORT,
+            )
         kind = bundle.get("resourceType")
         if kind is None:
             raise _fail(display, "not a FHIR resource: no resourceType", HINT_EXPORT)
         if kind != "Bundle":
-            raise _fail(display, f"a FHIR {clean(str(kind))} resource, not a Bundle",
-                        HINT_EXPORT)
+            raise _fail(display, f"a FHIR {clean(str(kind))} resource, not a Bundle", HINT_EXPORT)
         btype = bundle.get("type")
         if btype not in BUNDLE_TYPES:
-            raise _fail(display, f"Bundle type {btype!r} is not read (only "
-                                 f"{', '.join(BUNDLE_TYPES)})", HINT_EXPORT)
+            raise _fail(
+                display,
+                f"Bundle type {btype!r} is not read (only {', '.join(BUNDLE_TYPES)})",
+                HINT_EXPORT,
+            )
         entry = bundle.get("entry", [])
         if not isinstance(entry, list):
             raise _fail(display, "Bundle.entry is not a list", HINT_EXPORT)
@@ -469,20 +530,30 @@ class _Reader:
                 continue
             found.append((i, resource, item.get("fullUrl")))
         if problems:
-            raise PatientError(*(Diagnostic(f"malformed Bundle: {p}", display, hint=HINT_EXPORT)
-                                 for p in problems[:20]))
+            raise PatientError(
+                *(
+                    Diagnostic(f"malformed Bundle: {p}", display, hint=HINT_EXPORT)
+                    for p in problems[:20]
+                )
+            )
         return found
 
     def patient(self, entries: list[tuple[int, dict[str, Any], Any]]) -> dict[str, Any]:
         patients = [r for _, r, _ in entries if r["resourceType"] == "Patient"]
         if not patients:
-            raise _fail(self.display, "the bundle has no Patient resource",
-                        "export the patient's record (Patient/$everything), not only results")
+            raise _fail(
+                self.display,
+                "the bundle has no Patient resource",
+                "export the patient's record (Patient/$everything), not only results",
+            )
         if len(patients) > 1:
             ids = ", ".join(clean(str(p.get("id"))) for p in patients[:5])
-            raise _fail(self.display, f"the bundle holds {len(patients)} Patient resources "
-                                      f"({ids}); screening reads one patient per file",
-                        "export each patient to a file of its own")
+            raise _fail(
+                self.display,
+                f"the bundle holds {len(patients)} Patient resources "
+                f"({ids}); screening reads one patient per file",
+                "export each patient to a file of its own",
+            )
         return patients[0]
 
     # ------------------------------------------------------------------------- patient
@@ -502,8 +573,10 @@ class _Reader:
         if birth is not None:
             when = When.parse(birth)
             if when is None or "T" in str(birth):
-                self.warn(f"{where}: birth date {birth!r} is not a full date; not used",
-                          "add birth_date by hand")
+                self.warn(
+                    f"{where}: birth date {birth!r} is not a full date; not used",
+                    "add birth_date by hand",
+                )
             else:
                 self.record["birth_date"] = when.date
                 self.sources["birth_date"] = where
@@ -512,13 +585,16 @@ class _Reader:
             self.record["sex"] = gender
             self.sources["sex"] = where
         elif gender is not None:
-            self.warn(f"{where}: gender {gender!r} is not female or male; sex not set",
-                      "add sex by hand where a criterion needs it")
+            self.warn(
+                f"{where}: gender {gender!r} is not female or male; sex not set",
+                "add sex by hand where a criterion needs it",
+            )
         if patient.get("deceasedBoolean") is True:
-            return Diagnostic(f"patient {pid} is deceased ({where} deceasedBoolean is true): "
-                              "not screened", self.display,
-                              hint="the EHR export records a death; check the file is the "
-                                   "right patient")
+            return Diagnostic(
+                f"patient {pid} is deceased ({where} deceasedBoolean is true): not screened",
+                self.display,
+                hint="the EHR export records a death; check the file is the right patient",
+            )
         died = patient.get("deceasedDateTime")
         if died is not None:
             when = When.parse(died)
@@ -527,19 +603,24 @@ class _Reader:
             if first is not None and self.on < first:
                 # A retrospective screen (as of a date when the patient was alive) is
                 # legitimate: screen it, and say the patient has since died.
-                self.warn(f"patient {pid} died {day} ({where}), after the screening date "
-                          f"{self.on}: screened as of {self.on}",
-                          "a retrospective screen: only results up to that date are used")
+                self.warn(
+                    f"patient {pid} died {day} ({where}), after the screening date "
+                    f"{self.on}: screened as of {self.on}",
+                    "a retrospective screen: only results up to that date are used",
+                )
                 return None
-            return Diagnostic(f"patient {pid} is deceased (died {day}, {where}): not screened",
-                              self.display,
-                              hint="the EHR export records a death; check the file is the "
-                                   "right patient, or screen as of a date before the death "
-                                   "(--as-of)")
+            return Diagnostic(
+                f"patient {pid} is deceased (died {day}, {where}): not screened",
+                self.display,
+                hint="the EHR export records a death; check the file is the "
+                "right patient, or screen as of a date before the death "
+                "(--as-of)",
+            )
         return None
 
-    def subject_check(self, resource: dict[str, Any], index: int, idx: _Index,
-                      patient: dict[str, Any]) -> bool:
+    def subject_check(
+        self, resource: dict[str, Any], index: int, idx: _Index, patient: dict[str, Any]
+    ) -> bool:
         """Whether the resource is about the bundle's patient, so its data may be used."""
         key = "patient" if resource["resourceType"] == "Immunization" else "subject"
         ref = resource.get(key)
@@ -548,19 +629,25 @@ class _Reader:
         if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
             # Only an identifier (or a display name): nothing ties it to this Patient, and
             # an MRN of another patient would pass unseen. Not this patient's data.
-            self.warn(f"{_name(resource, index)}: {key} names no resource of the bundle "
-                      "(only an identifier or a display); not used",
-                      "export the bundle with references to its Patient")
+            self.warn(
+                f"{_name(resource, index)}: {key} names no resource of the bundle "
+                "(only an identifier or a display); not used",
+                "export the bundle with references to its Patient",
+            )
             return False
         target = idx.resolve(ref["reference"])
         if target is None:
-            self.error(f"{_name(resource, index)}: {key} refers to "
-                       f"{clean(ref['reference'])}, which is not in the bundle",
-                       "a broken reference: export the bundle with its Patient")
+            self.error(
+                f"{_name(resource, index)}: {key} refers to "
+                f"{clean(ref['reference'])}, which is not in the bundle",
+                "a broken reference: export the bundle with its Patient",
+            )
         elif target is not patient:
-            self.error(f"{_name(resource, index)}: {key} refers to "
-                       f"{clean(ref['reference'])}, not to this bundle's "
-                       f"Patient/{clean(str(patient.get('id')))}")
+            self.error(
+                f"{_name(resource, index)}: {key} refers to "
+                f"{clean(ref['reference'])}, not to this bundle's "
+                f"Patient/{clean(str(patient.get('id')))}"
+            )
         return target is patient
 
     # -------------------------------------------------------------------- observations
@@ -571,8 +658,7 @@ class _Reader:
         for index, obs in found:
             status = obs.get("status")
             parts: list[tuple[str, dict[str, Any]]] = [("", obs)]
-            parts += [(" component", c) for c in _list(obs.get("component"))
-                      if isinstance(c, dict)]
+            parts += [(" component", c) for c in _list(obs.get("component")) if isinstance(c, dict)]
             for suffix, part in parts:
                 rule = self._rule(part.get("code"))
                 if rule is None:
@@ -583,8 +669,10 @@ class _Reader:
                     continue
                 when = self._when(obs)
                 if when is None:
-                    self.warn(f"{name} ({rule.code.label()}): no full effective date; not used",
-                              "a result is used only when its date is known")
+                    self.warn(
+                        f"{name} ({rule.code.label()}): no full effective date; not used",
+                        "a result is used only when its date is known",
+                    )
                     continue
                 if when.date > self.on:
                     self.later += 1
@@ -595,8 +683,10 @@ class _Reader:
                     candidate.notes = self.notes
                     by_field.setdefault(rule.field, []).append(candidate)
         if skipped:
-            self.warn(f"{skipped} mapped result(s) not final (status registered, preliminary, "
-                      "cancelled or entered-in-error) were not used")
+            self.warn(
+                f"{skipped} mapped result(s) not final (status registered, preliminary, "
+                "cancelled or entered-in-error) were not used"
+            )
         for name, candidates in by_field.items():
             self._choose(name, candidates)
 
@@ -619,8 +709,9 @@ class _Reader:
             return When.parse(period.get("end")) or When.parse(period.get("start"))
         return None
 
-    def _candidate(self, part: dict[str, Any], rule: ObservationRule, name: str, when: When,
-                   order: int) -> _Candidate | None:
+    def _candidate(
+        self, part: dict[str, Any], rule: ObservationRule, name: str, when: When, order: int
+    ) -> _Candidate | None:
         label = f"{name} ({rule.code.label()})"
         spec = rule.spec
         inner = spec.value if isinstance(spec, v.Lab) else spec
@@ -639,16 +730,21 @@ class _Reader:
             return _Candidate(when, order, rule, name, grade, float(grade))
         # a quantity (Quantity) or a unitless number (the INR)
         quantity = part.get("valueQuantity")
-        if quantity is None and isinstance(part.get("valueInteger"), int) \
-                and isinstance(inner, v.Number):
+        if (
+            quantity is None
+            and isinstance(part.get("valueInteger"), int)
+            and isinstance(inner, v.Number)
+        ):
             quantity = {"value": part["valueInteger"]}
         if quantity is None:
             if "dataAbsentReason" in part:
                 self.warn(f"{label}: no value ({_absent(part)}); not used")
                 return None
             got = f"only {', '.join(values)}" if values else "no value"
-            self.error(f"{label}: {got}; a number with a unit (valueQuantity) is needed",
-                       "a result without a value cannot be screened")
+            self.error(
+                f"{label}: {got}; a number with a unit (valueQuantity) is needed",
+                "a result without a value cannot be screened",
+            )
             return None
         if not isinstance(quantity, dict) or not _is_number(quantity.get("value")):
             self.error(f"{label}: valueQuantity has no numeric value")
@@ -667,8 +763,11 @@ class _Reader:
 
     def _unit(self, quantity: dict[str, Any], label: str) -> str | None:
         """The screener's spelling of a valueQuantity's unit ("" for none); None if unknown."""
-        written = [w for w in (quantity.get("code"), quantity.get("unit"))
-                   if isinstance(w, str) and w.strip()]
+        written = [
+            w
+            for w in (quantity.get("code"), quantity.get("unit"))
+            if isinstance(w, str) and w.strip()
+        ]
         if not written:
             return ""
         for text in written:  # the UCUM code first, then the human-readable unit
@@ -678,9 +777,13 @@ class _Reader:
             if text.strip() in self.map.non_ucum_units:
                 spelling = self.map.non_ucum_units[text.strip()]
                 ucum = " or ".join(k for k, s in self.map.ucum_units.items() if s == spelling)
-                self.notes.append((f"{label}: unit {text!r} is not a UCUM code; read as "
-                                   f"{spelling or 'no unit'}",
-                                   f"UCUM writes {ucum}" if ucum else None))
+                self.notes.append(
+                    (
+                        f"{label}: unit {text!r} is not a UCUM code; read as "
+                        f"{spelling or 'no unit'}",
+                        f"UCUM writes {ucum}" if ucum else None,
+                    )
+                )
                 return spelling
         accepted = ", ".join(k for k in self.map.ucum_units if k)
         self.error(f"{label}: unknown unit {written[0]!r}", f"accepted UCUM units: {accepted}")
@@ -693,14 +796,15 @@ class _Reader:
         number = quantity["value"]
         if isinstance(spec, v.Number):
             if unit:
-                self.error(f"{label}: unit {unit!r} on a unitless result",
-                           "an INR has no unit")
+                self.error(f"{label}: unit {unit!r} on a unitless result", "an INR has no unit")
                 return None
             return number
         assert isinstance(spec, v.Quantity)
         if not unit:
-            self.error(f"{label}: the value has no unit",
-                       f"expected {spec.kind.name} such as {spec.kind.example!r}")
+            self.error(
+                f"{label}: the value has no unit",
+                f"expected {spec.kind.name} such as {spec.kind.example!r}",
+            )
             return None
         text = f"{_number(number)} {unit}"
         try:
@@ -719,8 +823,7 @@ class _Reader:
             amount = float(value)
         return -amount if worse == "low" else amount
 
-    def _uln(self, part: dict[str, Any], quantity: dict[str, Any], spec: v.Spec,
-             label: str) -> Any:
+    def _uln(self, part: dict[str, Any], quantity: dict[str, Any], spec: v.Spec, label: str) -> Any:
         ranges = part.get("referenceRange")
         if not isinstance(ranges, list) or not ranges or not isinstance(ranges[0], dict):
             return None
@@ -729,11 +832,14 @@ class _Reader:
             return None
         if not any(k in high for k in ("code", "unit")):
             # a limit written without a unit is in the result's unit
-            high = {**high, **{k: quantity[k] for k in ("code", "unit", "system")
-                               if k in quantity}}
+            high = {**high, **{k: quantity[k] for k in ("code", "unit", "system") if k in quantity}}
         if high["value"] <= 0:
-            self.notes.append((f"{label}: referenceRange high {high['value']} is not above "
-                               "zero; no ULN taken", None))
+            self.notes.append(
+                (
+                    f"{label}: referenceRange high {high['value']} is not above zero; no ULN taken",
+                    None,
+                )
+            )
             return None
         errors = len(self.errors)
         text = self._quantity(high, spec, label + " referenceRange.high")
@@ -754,15 +860,21 @@ class _Reader:
             word = lookup.get(v.fold(concept_name(concept)))
             if word:
                 return word
-            self.warn(f"{label}: result {concept_name(concept)!r} is neither positive nor "
-                      "negative; not used", "enter the result by hand")
+            self.warn(
+                f"{label}: result {concept_name(concept)!r} is neither positive nor "
+                "negative; not used",
+                "enter the result by hand",
+            )
             return None
         if isinstance(part.get("valueString"), str):
             word = lookup.get(v.fold(clean(part["valueString"])))
             if word:
                 return word
-            self.warn(f"{label}: result {part['valueString']!r} is neither positive nor "
-                      "negative; not used", "enter the result by hand")
+            self.warn(
+                f"{label}: result {part['valueString']!r} is neither positive nor "
+                "negative; not used",
+                "enter the result by hand",
+            )
             return None
         for concept in _list(part.get("interpretation")):
             found = self.map.find("results", concept)
@@ -773,8 +885,11 @@ class _Reader:
             return None
         values = [k for k in part if k.startswith("value")]
         got = f"only {', '.join(values)}" if values else "no value"
-        self.error(f"{label}: {got}; a positive/negative result (valueCodeableConcept or "
-                   "valueString) is needed", "a result without a value cannot be screened")
+        self.error(
+            f"{label}: {got}; a positive/negative result (valueCodeableConcept or "
+            "valueString) is needed",
+            "a result without a value cannot be screened",
+        )
         return None
 
     def _grade(self, part: dict[str, Any], label: str) -> int | None:
@@ -802,15 +917,19 @@ class _Reader:
         if grade is None:
             if "dataAbsentReason" in part:
                 return None
-            self.error(f"{label}: no value; an ECOG grade (valueInteger 0–5) is needed",
-                       "a result without a value cannot be screened")
+            self.error(
+                f"{label}: no value; an ECOG grade (valueInteger 0–5) is needed",
+                "a result without a value cannot be screened",
+            )
             return None
         if not _is_number(grade) or float(grade) != int(grade) or not 0 <= grade <= 5:
             self.error(f"{label}: {grade!r} is not an ECOG grade (0–5)")
             return None
         if grade == 5:
-            self.warn(f"{label}: ECOG 5 (dead) recorded; not used",
-                      "check the record: a living patient has ECOG 0–4")
+            self.warn(
+                f"{label}: ECOG 5 (dead) recorded; not used",
+                "check the record: a living patient has ECOG 0–4",
+            )
             return None
         return int(grade)
 
@@ -821,15 +940,19 @@ class _Reader:
         if len({str(c.value) for c in tied}) > 1:
             listed = "; ".join(f"{c.value} ({c.name})" for c in tied)
             side = {"high": "higher", "low": "lower", "positive": "positive"}[chosen.rule.worse]
-            self.warn(f"{name}: {len(tied)} different results at the same time "
-                      f"({latest.date}): {listed}; the {side} one, {chosen.value}, is used",
-                      "check which result is right and correct the file if need be")
+            self.warn(
+                f"{name}: {len(tied)} different results at the same time "
+                f"({latest.date}): {listed}; the {side} one, {chosen.value}, is used",
+                "check which result is right and correct the file if need be",
+            )
         for message, hint in chosen.notes:
             self.warn(message, hint)
         where = f"{chosen.name} ({chosen.rule.code.label()}), {chosen.when.date}"
         if chosen.problem:
-            self.warn(f"{name}: the latest result, {where}, {chosen.problem}; not used",
-                      "enter the value by hand")
+            self.warn(
+                f"{name}: the latest result, {where}, {chosen.problem}; not used",
+                "enter the value by hand",
+            )
             return
         spec = chosen.rule.spec
         if isinstance(spec, v.Lab):
@@ -898,20 +1021,25 @@ class _Reader:
                 if item["type"] == "gvhd":
                     item["grade"] = grade
             day = onset.date.isoformat() if onset else "no onset date"
-            self.sources[f"conditions[{len(items)}]"] = \
+            self.sources[f"conditions[{len(items)}]"] = (
                 f"{_name(res, index)} ({code.label()}), {day}"
+            )
             items.append(item)
         self.record["conditions"] = items
         if unmapped:
             shown = "; ".join(sorted(set(unmapped))[:12])
             more = "" if len(set(unmapped)) <= 12 else f"; and {len(set(unmapped)) - 12} more"
-            self.warn(f"{len(unmapped)} Condition(s) with codes the mapping does not know were "
-                      f"left out of conditions: {shown}{more}",
-                      "add any that matter to the trials by hand (docs/fhir.md lists the "
-                      "mapped codes)")
+            self.warn(
+                f"{len(unmapped)} Condition(s) with codes the mapping does not know were "
+                f"left out of conditions: {shown}{more}",
+                "add any that matter to the trials by hand (docs/fhir.md lists the mapped codes)",
+            )
         if studied:
-            self.warn(f"{'; '.join(sorted(set(studied)))}: the leukaemia under study is not a "
-                      "condition entry", "record it under diagnosis")
+            self.warn(
+                f"{'; '.join(sorted(set(studied)))}: the leukaemia under study is not a "
+                "condition entry",
+                "record it under diagnosis",
+            )
 
     def medications(self, found: list[tuple[int, dict[str, Any]]], idx: _Index) -> None:
         items: list[dict[str, Any]] = []
@@ -923,15 +1051,19 @@ class _Reader:
             where = _name(res, index)
             ref = res.get("medicationReference")
             if concept is None and isinstance(ref, dict):
-                target = idx.resolve(ref["reference"]) if isinstance(ref.get("reference"), str) \
-                    else None
+                target = (
+                    idx.resolve(ref["reference"]) if isinstance(ref.get("reference"), str) else None
+                )
                 if target is not None:
                     concept = target.get("code")
                 elif clean(ref.get("display")):
                     concept = {"text": ref["display"]}
                 else:
-                    self.error(f"{where}: medicationReference {ref.get('reference')!r} is not "
-                               "in the bundle (broken reference)", HINT_EXPORT)
+                    self.error(
+                        f"{where}: medicationReference {ref.get('reference')!r} is not "
+                        "in the bundle (broken reference)",
+                        HINT_EXPORT,
+                    )
                     continue
             name = concept_name(concept)
             if not name:
@@ -941,8 +1073,7 @@ class _Reader:
                 start = When.parse(res.get("authoredOn"))
                 bounds = _bounds(res)
                 stop = When.parse(bounds.get("end")) if bounds else None
-                start = When.parse(bounds.get("start")) if bounds and bounds.get("start") \
-                    else start
+                start = When.parse(bounds.get("start")) if bounds and bounds.get("start") else start
             else:
                 start = _first_when(res, "effectiveDateTime", "effectivePeriod")
                 period = res.get("effectivePeriod")
@@ -968,9 +1099,15 @@ class _Reader:
         self.record["medications"] = items
 
     def _code_note(self, concept: Any, system: str) -> str:
-        """" (RxNorm 5640)" for the first coding of `system` in a concept, else ""."""
-        return next((f" ({system} {c.get('code')})" for c in codings(concept)
-                     if self.map.aliases.get(str(c.get("system", "")).rstrip("/")) == system), "")
+        """ " (RxNorm 5640)" for the first coding of `system` in a concept, else ""."""
+        return next(
+            (
+                f" ({system} {c.get('code')})"
+                for c in codings(concept)
+                if self.map.aliases.get(str(c.get("system", "")).rstrip("/")) == system
+            ),
+            "",
+        )
 
     def _medication_class(self, concept: Any, name: str) -> str:
         found = self.map.find("medication_codes", concept)
@@ -1003,9 +1140,11 @@ class _Reader:
                 continue
             match = self.map.find("procedures", res.get("code"))
             name = concept_name(res.get("code"), match[1] if match else None)
-            surgical = any(self.map.find("surgical_categories", c)
-                           for c in [res.get("category")] + _list(res.get("category"))
-                           if isinstance(c, dict))
+            surgical = any(
+                self.map.find("surgical_categories", c)
+                for c in [res.get("category")] + _list(res.get("category"))
+                if isinstance(c, dict)
+            )
             if match is None and not surgical:
                 unmapped.append(name or _name(res, index))
                 continue
@@ -1024,9 +1163,11 @@ class _Reader:
         self.record["procedures"] = items
         if unmapped:
             shown = "; ".join(sorted(set(unmapped))[:12])
-            self.warn(f"{len(unmapped)} Procedure(s) with codes the mapping does not know were "
-                      f"left out of procedures: {shown}",
-                      "add surgery, catheterization, stents or bypass surgery by hand")
+            self.warn(
+                f"{len(unmapped)} Procedure(s) with codes the mapping does not know were "
+                f"left out of procedures: {shown}",
+                "add surgery, catheterization, stents or bypass surgery by hand",
+            )
 
     def vaccinations(self, found: list[tuple[int, dict[str, Any]]]) -> None:
         items: list[dict[str, Any]] = []
@@ -1086,8 +1227,9 @@ def _bounds(res: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def read_bundle(path: Path, display: str, as_of: dt.date | None = None,
-                today: dt.date | None = None) -> Extract:
+def read_bundle(
+    path: Path, display: str, as_of: dt.date | None = None, today: dt.date | None = None
+) -> Extract:
     """Read a bundle into a patient-file record; structural problems raise PatientError.
 
     Problems with single resources (unknown units, values missing, broken references) are
@@ -1096,8 +1238,9 @@ def read_bundle(path: Path, display: str, as_of: dt.date | None = None,
     return extract_bundle(read_json(path, display), display, as_of, today)
 
 
-def extract_bundle(bundle: Any, display: str, as_of: dt.date | None = None,
-                   today: dt.date | None = None) -> Extract:
+def extract_bundle(
+    bundle: Any, display: str, as_of: dt.date | None = None, today: dt.date | None = None
+) -> Extract:
     """`read_bundle` for a bundle already parsed (e.g. one patient's lines of a bulk export)."""
     on = as_of or today or dt.date.today()
     reader = _Reader(display, on)
@@ -1110,8 +1253,9 @@ def extract_bundle(bundle: Any, display: str, as_of: dt.date | None = None,
     deceased = reader.demographics(patient, full_url)
     by_type: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for i, resource, _ in entries:
-        if resource["resourceType"] in CLINICAL and \
-                reader.subject_check(resource, i, index, patient):
+        if resource["resourceType"] in CLINICAL and reader.subject_check(
+            resource, i, index, patient
+        ):
             by_type.setdefault(resource["resourceType"], []).append((i, resource))
     reader.observations(by_type.get("Observation", []))
     if "Condition" in by_type:
@@ -1124,18 +1268,24 @@ def extract_bundle(bundle: Any, display: str, as_of: dt.date | None = None,
     if "Immunization" in by_type:
         reader.vaccinations(by_type["Immunization"])
     if reader.later:
-        reader.warn(f"{reader.later} mapped result(s) dated after {on} were ignored",
-                    "results count only up to the as-of date (--as-of, else today)")
+        reader.warn(
+            f"{reader.later} mapped result(s) dated after {on} were ignored",
+            "results count only up to the as-of date (--as-of, else today)",
+        )
     if reader.dates:
         newest = max(reader.dates.values())
         if (on - newest).days > STALE_DAYS:
-            reader.warn(f"every result taken from the bundle is more than {STALE_DAYS} days "
-                        f"old (the newest is from {newest}, {(on - newest).days} days before "
-                        f"{on})", "screen with --max-age (e.g. 30d) to count old results as "
-                                  "missing, and collect current ones")
+            reader.warn(
+                f"every result taken from the bundle is more than {STALE_DAYS} days "
+                f"old (the newest is from {newest}, {(on - newest).days} days before "
+                f"{on})",
+                "screen with --max-age (e.g. 30d) to count old results as "
+                "missing, and collect current ones",
+            )
     record = {key: reader.record[key] for key in v.PATIENT.fields if key in reader.record}
-    return Extract(record, reader.sources, reader.warnings, reader.errors, deceased, on,
-                   display, reader.dates)
+    return Extract(
+        record, reader.sources, reader.warnings, reader.errors, deceased, on, display, reader.dates
+    )
 
 
 def _with_sources(error: PatientError, sources: dict[str, str]) -> PatientError:
@@ -1143,30 +1293,45 @@ def _with_sources(error: PatientError, sources: dict[str, str]) -> PatientError:
     out = []
     for d in error.diagnostics:
         head = d.message.split(":", 1)[0]
-        key = next((k for k in sorted(sources, key=len, reverse=True)
-                    if head == k or head.startswith(k + ".") or head.startswith(k + "[")), None)
+        key = next(
+            (
+                k
+                for k in sorted(sources, key=len, reverse=True)
+                if head == k or head.startswith(k + ".") or head.startswith(k + "[")
+            ),
+            None,
+        )
         if key is not None:
-            d = Diagnostic(f"{d.message} (from {sources[key]})", d.file, d.position, d.hint,
-                           d.source_line)
+            d = Diagnostic(
+                f"{d.message} (from {sources[key]})", d.file, d.position, d.hint, d.source_line
+            )
         out.append(d)
     return PatientError(*out)
 
 
-def patient_from_extract(extract: Extract, as_of: dt.date | None = None,
-                         today: dt.date | None = None) -> Patient:
+def patient_from_extract(
+    extract: Extract, as_of: dt.date | None = None, today: dt.date | None = None
+) -> Patient:
     """The checked Patient, or a PatientError (the death first, then every problem)."""
     problems = ([extract.deceased] if extract.deceased else []) + list(extract.errors)
     if problems:
         raise PatientError(*problems)
     try:
-        return from_mapping(extract.record, extract.file, as_of, today,
-                            sources=extract.sources, warnings=tuple(extract.warnings))
+        return from_mapping(
+            extract.record,
+            extract.file,
+            as_of,
+            today,
+            sources=extract.sources,
+            warnings=tuple(extract.warnings),
+        )
     except PatientError as exc:
         raise _with_sources(exc, extract.sources) from None
 
 
-def load_bundle_patient(path: Path, display: str, as_of: dt.date | None = None,
-                        today: dt.date | None = None) -> Patient:
+def load_bundle_patient(
+    path: Path, display: str, as_of: dt.date | None = None, today: dt.date | None = None
+) -> Patient:
     """A patient from a FHIR R4 Bundle (.json), checked like a YAML patient file.
 
     Raises PatientError, naming `display`, for an unreadable or malformed file, a bundle

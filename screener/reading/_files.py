@@ -54,10 +54,13 @@ def _open_regular(path: str | Path) -> tuple[int, os.stat_result]:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         after = os.fstat(fd)
-        if not stat.S_ISREG(after.st_mode) or \
-                (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
-            raise NotRegular(f"{_kind(after.st_mode)}, not a regular file (it changed "
-                             "while being opened)")
+        if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (
+            before.st_dev,
+            before.st_ino,
+        ):
+            raise NotRegular(
+                f"{_kind(after.st_mode)}, not a regular file (it changed while being opened)"
+            )
     except BaseException:
         os.close(fd)
         raise

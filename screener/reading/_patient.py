@@ -10,20 +10,25 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from screener.core import _reference as reference
-
 from screener.core import _units as units
-
 from screener.core import _vocabulary as v
-from screener.reading._document import Document, NeedsPositions, PathKey, parse, parse_fast, read_text
-from screener.core._errors import Diagnostic, PatientError, clip, describe_value as _kind, nearest
+from screener.core._errors import Diagnostic, PatientError, clip, nearest
+from screener.core._errors import describe_value as _kind
 from screener.core._model import LabValue, Patient
 from screener.core._units import Measure, UnitError
-
+from screener.reading._document import (
+    Document,
+    NeedsPositions,
+    PathKey,
+    parse,
+    parse_fast,
+    read_text,
+)
 
 _AA: dict[str, str] = reference.values("amino_acids")
 _THREE = re.compile(r"^(?:p\.)?\(?([A-Z][a-z]{2})(\d+)([A-Z][a-z]{2})\)?$")
@@ -74,8 +79,7 @@ class _Reader:
             return
         self.errors.append(self.doc.diagnostic(f"{_dotted(path)}: {message}", path, hint=hint))
 
-    def warn(self, path: PathKey, message: str, hint: str | None = None, key: bool = False
-             ) -> None:
+    def warn(self, path: PathKey, message: str, hint: str | None = None, key: bool = False) -> None:
         if len(self.warnings) >= MAX_DIAGNOSTICS:
             self.more_warnings += 1
             return
@@ -86,17 +90,21 @@ class _Reader:
             self.more_warnings += 1
             return
         guess = nearest(clip(str(key)), known)
-        self.warn(path + (key,), f"unknown key {_dotted(path + (key,))} (ignored)",
-                  f"did you mean {guess!r}?" if guess else None, key=True)
+        self.warn(
+            path + (key,),
+            f"unknown key {_dotted(path + (key,))} (ignored)",
+            f"did you mean {guess!r}?" if guess else None,
+            key=True,
+        )
 
     def finish(self) -> None:
         """Count what the budget left out, so a reader knows the list is not complete."""
         if self.more_errors:
-            self.errors.append(Diagnostic(f"… and {self.more_errors:,} more errors",
-                                          self.doc.file))
+            self.errors.append(Diagnostic(f"… and {self.more_errors:,} more errors", self.doc.file))
         if self.more_warnings:
-            self.warnings.append(Diagnostic(f"… and {self.more_warnings:,} more warnings",
-                                            self.doc.file))
+            self.warnings.append(
+                Diagnostic(f"… and {self.more_warnings:,} more warnings", self.doc.file)
+            )
 
     def read(self, spec: v.Spec, value: Any, path: PathKey) -> Any:
         # One reader method per kind of field (_record, _lab, _choice, …), found by name once.
@@ -126,8 +134,7 @@ class _Reader:
                 self.error(path, f"missing required key {key!r}")
         return out
 
-    def _attestation(self, spec: v.Attestation, value: Any, path: PathKey
-                     ) -> dict[str, Any] | None:
+    def _attestation(self, spec: v.Attestation, value: Any, path: PathKey) -> dict[str, Any] | None:
         # `pass` is short for {result: pass}: who and when are optional.
         if isinstance(value, dict):
             return self._record(spec, value, path)
@@ -146,8 +153,11 @@ class _Reader:
             if upper:
                 name = name.strip().upper()
                 if name in seen:
-                    self.error(path + (key,), f"{name} is given twice (as {seen[name]!r} and "
-                                              f"{key!r})", "keep one entry per marker")
+                    self.error(
+                        path + (key,),
+                        f"{name} is given twice (as {seen[name]!r} and {key!r})",
+                        "keep one entry per marker",
+                    )
                     continue
                 seen[name] = key
             normalised = self.read(spec.value, item, path + (key,))
@@ -208,8 +218,11 @@ class _Reader:
             if found is not None:
                 return found
         guess = nearest(str(value), list(spec.values)) if isinstance(value, str) else None
-        self.error(path, f"expected one of {', '.join(spec.values)}; got {_kind(value)}",
-                   f"did you mean {guess!r}?" if guess else None)
+        self.error(
+            path,
+            f"expected one of {', '.join(spec.values)}; got {_kind(value)}",
+            f"did you mean {guess!r}?" if guess else None,
+        )
         return None
 
     def _integer(self, spec: v.Integer, value: Any, path: PathKey) -> int | None:
@@ -221,8 +234,9 @@ class _Reader:
         elif spec.roman and isinstance(value, str) and value.strip().lower() in _ROMAN:
             number = _ROMAN[value.strip().lower()]
         if number is None:
-            self.error(path, f"expected a whole number from {spec.low} to {spec.high}, "
-                             f"got {_kind(value)}")
+            self.error(
+                path, f"expected a whole number from {spec.low} to {spec.high}, got {_kind(value)}"
+            )
             return None
         if not spec.low <= number <= spec.high:
             self.error(path, f"{spec.label} {number} is out of range ({spec.low}–{spec.high})")
@@ -236,8 +250,11 @@ class _Reader:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if spec.low <= value <= spec.high:
                 return float(value)
-            self.error(path, f"{spec.label} {value} is out of range "
-                             f"({units.fmt(spec.low)}–{units.fmt(spec.high)})")
+            self.error(
+                path,
+                f"{spec.label} {value} is out of range "
+                f"({units.fmt(spec.low)}–{units.fmt(spec.high)})",
+            )
             return None
         self.error(path, f"expected a number (no unit), got {_kind(value)}")
         return None
@@ -254,10 +271,15 @@ class _Reader:
             amount = units.convert(measure, units.normalise_unit(spec.range_unit), spec.analyte)
             low, high = spec.low, spec.high
             if (low is not None and amount < low) or (high is not None and amount > high):
-                bounds = f"{units.fmt(low or 0)}–{units.fmt(high)}" if high is not None else \
-                    f"at least {units.fmt(low or 0)}"
-                self.error(path, f"{spec.label} {measure.written} is out of range "
-                                 f"({bounds} {spec.range_unit})")
+                bounds = (
+                    f"{units.fmt(low or 0)}–{units.fmt(high)}"
+                    if high is not None
+                    else f"at least {units.fmt(low or 0)}"
+                )
+                self.error(
+                    path,
+                    f"{spec.label} {measure.written} is out of range ({bounds} {spec.range_unit})",
+                )
                 return None
         elif spec.low is not None and measure.magnitude < spec.low:
             self.error(path, f"{spec.label} {measure.written} cannot be negative")
@@ -273,7 +295,9 @@ class _Reader:
             for key in sorted(unknown):
                 self.unknown_key(path, key, ["value", "uln", "date"])
             if value.get("value") is None:
-                self.error(path, "a lab mapping needs a value", "e.g. {value: 1.4 mg/dL, uln: 1.2 mg/dL}")
+                self.error(
+                    path, "a lab mapping needs a value", "e.g. {value: 1.4 mg/dL, uln: 1.2 mg/dL}"
+                )
                 return None
             result = self.read(spec.value, value["value"], path + ("value",))
             uln = None
@@ -305,8 +329,9 @@ class _Reader:
         written = result.written if isinstance(result, Measure) else units.fmt(result)
         return LabValue(result, None, None, written, note)
 
-    def _plausible(self, spec: v.Lab, value: Measure | float, path: PathKey, uln: bool = False
-                   ) -> str | None:
+    def _plausible(
+        self, spec: v.Lab, value: Measure | float, path: PathKey, uln: bool = False
+    ) -> str | None:
         """Check a lab value (or ULN) against the lab's plausible ranges.
 
         None if it is impossible (an error is recorded, naming the likely unit slip); else
@@ -324,26 +349,40 @@ class _Reader:
         slip = _unit_slip(spec, value) if isinstance(value, Measure) else None
         hint = f"did you mean {slip}?" if slip else "check the value and its unit"
         if hard:
-            self.error(path, f"{label} {shown} is not a possible result "
-                             f"({_bound(spec, value, *hard)}): a typo or a unit slip", hint)
+            self.error(
+                path,
+                f"{label} {shown} is not a possible result "
+                f"({_bound(spec, value, *hard)}): a typo or a unit slip",
+                hint,
+            )
             return None
         assert soft is not None
         bound = _bound(spec, value, *soft)
-        self.warn(path, f"{_dotted(path)}: {label} {shown} is implausible ({bound}); "
-                        "its results are shown as such", hint)
+        self.warn(
+            path,
+            f"{_dotted(path)}: {label} {shown} is implausible ({bound}); "
+            "its results are shown as such",
+            hint,
+        )
         return f"implausible: {bound}"
 
     def _mutations(self, spec: v.Mutations, value: Any, path: PathKey) -> tuple[str, ...] | None:
         if not isinstance(value, list):
-            self.error(path, f"expected a list of mutations such as [T315I] ([] for none found), "
-                             f"got {_kind(value)}")
+            self.error(
+                path,
+                f"expected a list of mutations such as [T315I] ([] for none found), "
+                f"got {_kind(value)}",
+            )
             return None
         found = []
         for i, item in enumerate(value):
             name = normalise_mutation(str(item)) if isinstance(item, str) else None
             if name is None:
-                self.error(path + (i,), f"cannot read {item!r} as a protein change",
-                           "write it as T315I, p.T315I or p.Thr315Ile")
+                self.error(
+                    path + (i,),
+                    f"cannot read {item!r} as a protein change",
+                    "write it as T315I, p.T315I or p.Thr315Ile",
+                )
             else:
                 found.append(name)
         return tuple(found)
@@ -367,7 +406,7 @@ def _outside(amount: float, bounds: v.Bounds) -> tuple[str, float] | None:
 
 
 def _bound(spec: v.Lab, value: Measure | float, side: str, limit: float) -> str:
-    """"above 15 mg/dL", and the limit in the unit written when that is another one:
+    """ "above 15 mg/dL", and the limit in the unit written when that is another one:
     "above 15 mg/dL = 1326 µmol/L"."""
     text = f"{side} {units.fmt(limit)}" + (f" {spec.range_unit}" if spec.range_unit else "")
     if isinstance(value, Measure) and value.display_unit != spec.range_unit:
@@ -430,21 +469,25 @@ def _dotted(path: PathKey) -> str:
     return text or "patient"
 
 
-def from_document(doc: Document, as_of: dt.date | None = None,
-                  today: dt.date | None = None) -> Patient:
+def from_document(
+    doc: Document, as_of: dt.date | None = None, today: dt.date | None = None
+) -> Patient:
     """Check and normalise a parsed patient document; raises PatientError with every problem."""
     if doc.data is None:
-        raise PatientError(Diagnostic("file is empty: a patient file is one YAML mapping",
-                                      doc.file))
+        raise PatientError(
+            Diagnostic("file is empty: a patient file is one YAML mapping", doc.file)
+        )
     if not isinstance(doc.data, dict):
-        raise PatientError(doc.diagnostic(
-            f"a patient file is one YAML mapping, not {_kind(doc.data)}", ()))
+        raise PatientError(
+            doc.diagnostic(f"a patient file is one YAML mapping, not {_kind(doc.data)}", ())
+        )
     reader = _Reader(doc)
     data = reader._record(v.PATIENT, doc.data, ()) or {}
     therapies = data.get("therapies")
     if therapies is not None:
-        data["therapies"] = tuple(_with_generation(t, ("therapies", i), reader)
-                                  for i, t in enumerate(therapies))
+        data["therapies"] = tuple(
+            _with_generation(t, ("therapies", i), reader) for i, t in enumerate(therapies)
+        )
     if data.get("screening_date") is not None:
         on, source = data["screening_date"], "screening_date"
     elif as_of is not None:
@@ -459,29 +502,40 @@ def from_document(doc: Document, as_of: dt.date | None = None,
         reader.error(("birth_date",), f"birth date {birth} is after the screening date {on}")
     apheresis = data.get("apheresis_date")
     if apheresis is not None and birth is not None and apheresis < birth:
-        reader.error(("apheresis_date",), f"apheresis date {apheresis} is before the birth date {birth}")
+        reader.error(
+            ("apheresis_date",), f"apheresis date {apheresis} is before the birth date {birth}"
+        )
     if birth is not None and "age" in data:
         years = age_on(birth, on)
         stated = data["age"]
         if completed_years(stated) != years:
-            reader.warn(("age",),
-                        f"age {stated.written} disagrees with birth date {birth} (age {years} "
-                        f"on {on}); the birth date is used")
+            reader.warn(
+                ("age",),
+                f"age {stated.written} disagrees with birth date {birth} (age {years} "
+                f"on {on}); the birth date is used",
+            )
     reader.finish()
     if reader.errors:
         raise PatientError(*reader.errors)
-    return Patient(id=str(data["id"]), file=doc.file, data=data, as_of=on, as_of_source=source,
-                   warnings=tuple(reader.warnings), document=doc)
+    return Patient(
+        id=str(data["id"]),
+        file=doc.file,
+        data=data,
+        as_of=on,
+        as_of_source=source,
+        warnings=tuple(reader.warnings),
+        document=doc,
+    )
 
 
 # Brand names and development codes of TKIs -> generic name (reference data, with its source).
-_TKI_NAMES: dict[str, str] = {v.fold(name): generic
-                              for name, generic in reference.values("tki_names").items()}
+_TKI_NAMES: dict[str, str] = {
+    v.fold(name): generic for name, generic in reference.values("tki_names").items()
+}
 _TKI_KNOWN = sorted(reference.values("tki_generations")) + sorted(reference.values("tki_names"))
 
 
-def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader
-                     ) -> dict[str, Any]:
+def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader) -> dict[str, Any]:
     """Add a TKI's generation from the reference tables when the file does not state it.
 
     A drug name the tables do not know leaves the generation unknown, with a warning naming
@@ -501,9 +555,11 @@ def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader
     guess = nearest(clip(drug), _TKI_KNOWN)
     if guess is not None and v.fold(guess) in _TKI_NAMES:
         guess = f"{guess} ({_TKI_NAMES[v.fold(guess)]})"
-    reader.warn(path + ("drug",), f"{_dotted(path + ('drug',))}: unknown TKI {clip(drug)!r}; "
-                "its generation is unknown",
-                f"did you mean {guess}?" if guess else "give its generation: 1, 2 or 3")
+    reader.warn(
+        path + ("drug",),
+        f"{_dotted(path + ('drug',))}: unknown TKI {clip(drug)!r}; its generation is unknown",
+        f"did you mean {guess}?" if guess else "give its generation: 1, 2 or 3",
+    )
     return therapy
 
 
@@ -531,28 +587,39 @@ def completed_years(age: Measure) -> int:
     return whole + 1 if units.compare(years, whole + 1) == 0 else whole
 
 
-def load_patient(path: str | Path, as_of: dt.date | None = None, display: str | None = None,
-                 today: dt.date | None = None) -> Patient:
+def load_patient(
+    path: str | Path,
+    as_of: dt.date | None = None,
+    display: str | None = None,
+    today: dt.date | None = None,
+) -> Patient:
     """Read a patient file; raises PatientError (with file, line and column) if it is unusable."""
     name = display if display is not None else str(path)
     return parse_patient(read_text(path, name, PatientError), name, as_of, today)
 
 
-def from_mapping(record: dict[str, Any], file: str, as_of: dt.date | None = None,
-                 today: dt.date | None = None, sources: dict[str, str] | None = None,
-                 warnings: tuple[Diagnostic, ...] = ()) -> Patient:
+def from_mapping(
+    record: dict[str, Any],
+    file: str,
+    as_of: dt.date | None = None,
+    today: dt.date | None = None,
+    sources: dict[str, str] | None = None,
+    warnings: tuple[Diagnostic, ...] = (),
+) -> Patient:
     """A patient from an already-parsed mapping in the patient-file format (e.g. from FHIR).
 
     The mapping is checked exactly as a YAML file is; errors name the file and field but no
     line. `sources` records where each fact came from, for the report.
     """
     patient = from_document(Document(file=file, text="", data=record), as_of, today)
-    return replace(patient, sources=dict(sources or {}),
-                   warnings=tuple(warnings) + patient.warnings)
+    return replace(
+        patient, sources=dict(sources or {}), warnings=tuple(warnings) + patient.warnings
+    )
 
 
-def parse_patient(text: str, file: str = "<patient>", as_of: dt.date | None = None,
-                  today: dt.date | None = None) -> Patient:
+def parse_patient(
+    text: str, file: str = "<patient>", as_of: dt.date | None = None, today: dt.date | None = None
+) -> Patient:
     """Read a patient from YAML text, as `load_patient` does a file."""
     doc = parse_fast(text, file)
     if doc is not None:

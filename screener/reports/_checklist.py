@@ -17,9 +17,15 @@ import datetime as dt
 from html import escape
 
 from screener._version import __version__
-from screener.core._model import CriterionResult, PartResult, Screening, Status, TrialResult
-from screener.reports._report import (AS_OF_SOURCE, GLYPHS, counts_text, shown_value, verdict_word,
-                     without_prompt)
+from screener.core._model import CriterionResult, PartResult, Screening, TrialResult
+from screener.reports._report import (
+    AS_OF_SOURCE,
+    GLYPHS,
+    counts_text,
+    shown_value,
+    verdict_word,
+    without_prompt,
+)
 
 _CSS = """
 @page { margin: 14mm 12mm; }
@@ -64,16 +70,22 @@ def _criterion_rows(t: TrialResult) -> list[str]:
         values, rule = _values(c)
         # The source's words, not the rule set's reading notes (`screener show` has those):
         # the investigator signs against the protocol's text.
-        what = (f"<td><b>{escape(c.label)}</b>{' (attested)' if c.attested else ''}"
-                f"<div class=\"source\">{escape(c.text)}</div></td>")
-        rows.append(f"<tr>{_cell(c.id)}{what}{_cell(values)}{_cell(rule)}"
-                    f"{_cell(f'{glyph} {c.status.value}')}"
-                    f"{_cell(without_prompt(c.reason))}</tr>")
+        what = (
+            f"<td><b>{escape(c.label)}</b>{' (attested)' if c.attested else ''}"
+            f'<div class="source">{escape(c.text)}</div></td>'
+        )
+        rows.append(
+            f"<tr>{_cell(c.id)}{what}{_cell(values)}{_cell(rule)}"
+            f"{_cell(f'{glyph} {c.status.value}')}"
+            f"{_cell(without_prompt(c.reason))}</tr>"
+        )
         for p in c.parts:
             p_values, p_rule = _values(p)
-            rows.append(f"<tr>{_cell(p.id)}{_cell(p.label)}{_cell(p_values)}{_cell(p_rule)}"
-                        f"{_cell(f'{GLYPHS[p.status][0]} {p.status.value}')}"
-                        f"{_cell(without_prompt(p.reason))}</tr>")
+            rows.append(
+                f"<tr>{_cell(p.id)}{_cell(p.label)}{_cell(p_values)}{_cell(p_rule)}"
+                f"{_cell(f'{GLYPHS[p.status][0]} {p.status.value}')}"
+                f"{_cell(without_prompt(p.reason))}</tr>"
+            )
     return rows
 
 
@@ -90,55 +102,75 @@ def _sign_off(record: Screening, t: TrialResult) -> list[str]:
         result, by, date = said.get(key, ("", "", ""))
         decision = f"attested: {result}" if result else "☐ pass   ☐ fail"
         for question in questions:
-            rows.append(f"<tr>{_cell(c.id)}{_cell(question)}{_cell(decision)}{_cell(by)}"
-                        f"<td></td>{_cell(date)}</tr>")
+            rows.append(
+                f"<tr>{_cell(c.id)}{_cell(question)}{_cell(decision)}{_cell(by)}"
+                f"<td></td>{_cell(date)}</tr>"
+            )
     return rows
 
 
 def checklist(record: Screening, printed: dt.datetime) -> str:
     """The whole page. `printed` is the time of the run, shown on the page (and only here:
     JSON output stays the same bytes for the same input)."""
-    head = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Pre-screening checklist: {escape(record.patient)}</title>"
-            f"<style>{_CSS}</style></head><body>")
-    meta = [("Patient", record.patient), ("File", record.file),
-            ("Screened as of", f"{record.as_of} ({AS_OF_SOURCE[record.as_of_source]})"),
-            ("Screener version", __version__), ("Rule sets", record.rules_digest),
-            ("Printed", printed.strftime("%Y-%m-%d %H:%M %Z").strip())]
+    head = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Pre-screening checklist: {escape(record.patient)}</title>"
+        f"<style>{_CSS}</style></head><body>"
+    )
+    meta = [
+        ("Patient", record.patient),
+        ("File", record.file),
+        ("Screened as of", f"{record.as_of} ({AS_OF_SOURCE[record.as_of_source]})"),
+        ("Screener version", __version__),
+        ("Rule sets", record.rules_digest),
+        ("Printed", printed.strftime("%Y-%m-%d %H:%M %Z").strip()),
+    ]
     out = [head, "<h1>Pre-screening checklist</h1>", '<table class="meta">']
     out += [f"<tr><td><b>{escape(k)}</b></td>{_cell(val)}</tr>" for k, val in meta]
     out.append("</table>")
-    out.append('<p class="small">A pre-screening aid, not an eligibility decision: the '
-               "investigator decides, with the protocol in hand. ✔ pass · ✘ fail (blocks "
-               "enrolment) · ? unknown (data to collect) · ⚑ review (investigator).</p>")
-    out.append("<h2>Verdicts</h2><table><tr><th style=\"width:16%\">trial</th>"
-               "<th style=\"width:20%\">product</th><th style=\"width:18%\">verdict</th>"
-               "<th>criteria by status</th></tr>")
-    out += [f"<tr>{_cell(t.trial)}{_cell(t.product)}{_cell(verdict_word(t.verdict), 'verdict')}"
-            f"{_cell(counts_text(t))}</tr>" for t in record.trials]
+    out.append(
+        '<p class="small">A pre-screening aid, not an eligibility decision: the '
+        "investigator decides, with the protocol in hand. ✔ pass · ✘ fail (blocks "
+        "enrolment) · ? unknown (data to collect) · ⚑ review (investigator).</p>"
+    )
+    out.append(
+        '<h2>Verdicts</h2><table><tr><th style="width:16%">trial</th>'
+        '<th style="width:20%">product</th><th style="width:18%">verdict</th>'
+        "<th>criteria by status</th></tr>"
+    )
+    out += [
+        f"<tr>{_cell(t.trial)}{_cell(t.product)}{_cell(verdict_word(t.verdict), 'verdict')}"
+        f"{_cell(counts_text(t))}</tr>"
+        for t in record.trials
+    ]
     out.append("</table>")
     if record.warnings:
         out.append("<h2>Warnings about the file</h2><ul>")
         out += [f"<li>{escape(w)}</li>" for w in record.warnings]
         out.append("</ul>")
     for t in record.trials:
-        out.append(f"<h2>{escape(t.trial)} · {escape(t.product)}: "
-                   f"{escape(verdict_word(t.verdict))}</h2>")
+        out.append(
+            f"<h2>{escape(t.trial)} · {escape(t.product)}: {escape(verdict_word(t.verdict))}</h2>"
+        )
         out.append(f'<p class="small">{escape(t.title)} — rule set {escape(t.digest)}</p>')
         out += [f'<div class="caveat">caveat: {escape(c)}</div>' for c in t.caveats]
         cols = "".join(f'<col style="width:{w}">' for w in _WIDTHS)
-        out.append(f"<table>{cols}<thead><tr><th>id</th><th>criterion and source text</th>"
-                   "<th>patient's value</th><th>rule</th><th>status</th><th>reason</th></tr>"
-                   "</thead><tbody>")
+        out.append(
+            f"<table>{cols}<thead><tr><th>id</th><th>criterion and source text</th>"
+            "<th>patient's value</th><th>rule</th><th>status</th><th>reason</th></tr>"
+            "</thead><tbody>"
+        )
         out += _criterion_rows(t)
         out.append("</tbody></table>")
         sign = _sign_off(record, t)
         if sign:
-            out.append("<h3>Investigator's decisions</h3><table><col style=\"width:6%\">"
-                       "<col style=\"width:34%\"><col style=\"width:14%\">"
-                       "<col style=\"width:16%\"><col style=\"width:18%\"><col style=\"width:12%\">"
-                       "<tr><th>id</th><th>to judge</th><th>decision</th><th>name</th>"
-                       "<th>signature</th><th>date</th></tr>")
+            out.append(
+                '<h3>Investigator\'s decisions</h3><table><col style="width:6%">'
+                '<col style="width:34%"><col style="width:14%">'
+                '<col style="width:16%"><col style="width:18%"><col style="width:12%">'
+                "<tr><th>id</th><th>to judge</th><th>decision</th><th>name</th>"
+                "<th>signature</th><th>date</th></tr>"
+            )
             out += [row.replace("<tr>", '<tr class="sign">', 1) for row in sign]
             out.append("</table>")
     out.append("</body></html>\n")

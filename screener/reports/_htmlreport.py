@@ -41,19 +41,24 @@ def _funnel_svg(cohort: Cohort, trial: str) -> str:
     anyone (most excluding first), each bar labelled with its numbers as text."""
     tally = cohort.trials[trial]
     total = sum(tally.verdicts.values())
-    steps = [("screened", 0, total)] + [(cohort.criterion(trial, cid), gone, left) for cid, gone, left
-                                        in tally.funnel(cohort.order(trial))]
+    steps = [("screened", 0, total)] + [
+        (cohort.criterion(trial, cid), gone, left)
+        for cid, gone, left in tally.funnel(cohort.order(trial))
+    ]
     row, label_w, bar_w = 24, 330, 300
     height = row * len(steps) + 8
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 120}" '
-           f'height="{height}" role="img" aria-label="attrition funnel for {_e(trial)}">']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 120}" '
+        f'height="{height}" role="img" aria-label="attrition funnel for {_e(trial)}">'
+    ]
     for i, (label, gone, left) in enumerate(steps):
         y = 4 + i * row
         width = round(bar_w * left / total, 1) if total else 0
         shown = label if len(label) <= 52 else label[:51] + "…"
         out.append(f'<text x="0" y="{y + 16}">{_e(shown)}</text>')
-        out.append(f'<rect x="{label_w}" y="{y + 3}" width="{width}" height="{row - 6}" '
-                   f'fill="#4a7fb5"/>')
+        out.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{width}" height="{row - 6}" fill="#4a7fb5"/>'
+        )
         note = f"{left}" if i == 0 else f"{left} (−{gone})"
         out.append(f'<text x="{label_w + width + 6}" y="{y + 16}">{_e(note)}</text>')
     out.append("</svg>")
@@ -65,55 +70,78 @@ def _funnel_table(cohort: Cohort, trial: str) -> str:
     rows = "".join(
         f"<tr><td>{_e(cohort.criterion(trial, cid))}</td><td class=n>{tally.excluded_by[cid]}</td>"
         f"<td class=n>{tally.alone[cid]}</td><td class=n>{gone}</td><td class=n>{left}</td></tr>"
-        for cid, gone, left in tally.funnel(cohort.order(trial)))
-    return ("<table><tr><th>criterion</th><th>patients excluded</th><th>excluded by it alone"
-            "</th><th>removed at this step</th><th>left after it</th></tr>" + rows + "</table>")
+        for cid, gone, left in tally.funnel(cohort.order(trial))
+    )
+    return (
+        "<table><tr><th>criterion</th><th>patients excluded</th><th>excluded by it alone"
+        "</th><th>removed at this step</th><th>left after it</th></tr>" + rows + "</table>"
+    )
 
 
 def _missing_table(counts: Any, total: int) -> str:
     if not counts:
         return "<p>No field is missing for any patient.</p>"
-    rows = "".join(f"<tr><td><code>{_e(name)}</code></td><td class=n>{n}</td>"
-                   f"<td class=n>{round(100 * n / total) if total else 0} %</td></tr>"
-                   for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    return ("<table><tr><th>field</th><th>patients lacking it</th><th>of the cohort</th></tr>"
-            + rows + "</table>")
+    rows = "".join(
+        f"<tr><td><code>{_e(name)}</code></td><td class=n>{n}</td>"
+        f"<td class=n>{round(100 * n / total) if total else 0} %</td></tr>"
+        for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    return (
+        "<table><tr><th>field</th><th>patients lacking it</th><th>of the cohort</th></tr>"
+        + rows
+        + "</table>"
+    )
 
 
 def page(cohort: Cohort) -> str:
     """The whole page."""
     trials = cohort.screened()
     screened = len(cohort.rows)
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           # Nothing may load from anywhere: the page is self-contained by construction.
-           "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-           "style-src 'unsafe-inline'; img-src data:\">",
-           "<title>Cohort screening summary</title>", f"<style>{_CSS}</style></head><body>",
-           "<h1>Cohort screening summary</h1>",
-           f"<p>{screened} patients screened"
-           + (f", {len(cohort.errors)} files with errors" if cohort.errors else "") + ".</p>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        # Nothing may load from anywhere: the page is self-contained by construction.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">",
+        "<title>Cohort screening summary</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>Cohort screening summary</h1>",
+        f"<p>{screened} patients screened"
+        + (f", {len(cohort.errors)} files with errors" if cohort.errors else "")
+        + ".</p>",
+    ]
     for patient, files in cohort.duplicates().items():
-        out.append(f'<p class="warning">warning: patient id {_e(patient)} appears in '
-                   f"{len(files)} files: {_e(', '.join(files))}</p>")
+        out.append(
+            f'<p class="warning">warning: patient id {_e(patient)} appears in '
+            f"{len(files)} files: {_e(', '.join(files))}</p>"
+        )
 
     out.append("<section><h2>Verdicts</h2><table><tr><th>patient</th>")
     for t in trials:
         tally = cohort.trials[t]
         mark = f" {CAVEAT}" if tally.caveats else ""
-        out.append(f'<th title="{_e(" ".join(tally.caveats))}">{_e(t)}<br>{_e(tally.product)}'
-                   f"{mark}</th>")
+        out.append(
+            f'<th title="{_e(" ".join(tally.caveats))}">{_e(t)}<br>{_e(tally.product)}{mark}</th>'
+        )
     out.append("</tr>")
     for patient, verdicts in cohort.sorted_rows():
-        cells = "".join(f'<td class="{_e(verdicts.get(t, ""))}">'
-                        f"{_e(SHORT.get(verdicts.get(t, ''), ''))}</td>" for t in trials)
+        cells = "".join(
+            f'<td class="{_e(verdicts.get(t, ""))}">{_e(SHORT.get(verdicts.get(t, ""), ""))}</td>'
+            for t in trials
+        )
         out.append(f"<tr><td>{_e(patient)}</td>{cells}</tr>")
     for verdict in VERDICTS:
-        out.append(f'<tr><th class="{verdict}">{_e(SHORT[verdict])}</th>'
-                   + "".join(f"<td class=n>{cohort.trials[t].verdicts[verdict]}</td>"
-                             for t in trials) + "</tr>")
+        out.append(
+            f'<tr><th class="{verdict}">{_e(SHORT[verdict])}</th>'
+            + "".join(f"<td class=n>{cohort.trials[t].verdicts[verdict]}</td>" for t in trials)
+            + "</tr>"
+        )
     out.append("</table>")
-    out += [f'<p class="caveat">{CAVEAT} {_e(t)}: {_e(c)}</p>'
-            for t in trials for c in cohort.trials[t].caveats]
+    out += [
+        f'<p class="caveat">{CAVEAT} {_e(t)}: {_e(c)}</p>'
+        for t in trials
+        for c in cohort.trials[t].caveats
+    ]
     out.append("</section>")
 
     for t in trials:
@@ -121,27 +149,42 @@ def page(cohort: Cohort) -> str:
         out.append(f"<section><h2>{_e(t)} · {_e(tally.product)}</h2>")
         out += [f'<p class="caveat">{CAVEAT} caveat: {_e(c)}</p>' for c in tally.caveats]
         out.append(f"<h3>Attrition</h3>{_funnel_svg(cohort, t)}")
-        out.append(_funnel_table(cohort, t) if tally.excluded_by else
-                   "<p>No criterion excluded any patient.</p>")
-        out.append(f"<p>Not excluded by any criterion: "
-                   f"{sum(n for f, n in tally.failing_sets.items() if not f)}; eligible: "
-                   f"{tally.verdicts['eligible']}.</p>")
+        out.append(
+            _funnel_table(cohort, t)
+            if tally.excluded_by
+            else "<p>No criterion excluded any patient.</p>"
+        )
+        out.append(
+            f"<p>Not excluded by any criterion: "
+            f"{sum(n for f, n in tally.failing_sets.items() if not f)}; eligible: "
+            f"{tally.verdicts['eligible']}.</p>"
+        )
         out.append(f"<h3>Missing data</h3>{_missing_table(tally.missing, screened)}</section>")
 
     closest = sorted((p, t, c, b) for t in trials for p, c, b in cohort.trials[t].closest)
     if closest:
-        out.append("<section><h2>Closest to eligible: blocked by exactly one criterion</h2>"
-                   "<table><tr><th>patient</th><th>trial</th><th>blocked by</th><th>value</th>"
-                   "</tr>")
-        out += [f"<tr><td>{_e(p)}</td><td>{_e(t)}</td><td>{_e(cohort.criterion(t, c))}</td>"
-                f"<td>{_e(b)}</td></tr>" for p, t, c, b in closest]
+        out.append(
+            "<section><h2>Closest to eligible: blocked by exactly one criterion</h2>"
+            "<table><tr><th>patient</th><th>trial</th><th>blocked by</th><th>value</th>"
+            "</tr>"
+        )
+        out += [
+            f"<tr><td>{_e(p)}</td><td>{_e(t)}</td><td>{_e(cohort.criterion(t, c))}</td>"
+            f"<td>{_e(b)}</td></tr>"
+            for p, t, c, b in closest
+        ]
         out.append("</table></section>")
-    out.append("<section><h2>Missing data across the cohort</h2>"
-               + _missing_table(cohort.missing, screened) + "</section>")
+    out.append(
+        "<section><h2>Missing data across the cohort</h2>"
+        + _missing_table(cohort.missing, screened)
+        + "</section>"
+    )
     if cohort.errors:
         out.append("<section><h2>Files that could not be screened</h2>")
-        out += [f"<p><code>{_e(name)}</code></p><pre>{_e(cohort.messages.get(name, ''))}</pre>"
-                for name in cohort.errors]
+        out += [
+            f"<p><code>{_e(name)}</code></p><pre>{_e(cohort.messages.get(name, ''))}</pre>"
+            for name in cohort.errors
+        ]
         out.append("</section>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"

@@ -131,12 +131,13 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _version(db: sqlite3.Connection, path: Path) -> int:
-    tables = {name for (name,) in db.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "schema_version" not in tables:
         if tables:
-            raise LogError(f"{path} is an SQLite database but not a screening log "
-                           f"(it has tables {', '.join(sorted(tables))} and no schema_version)")
+            raise LogError(
+                f"{path} is an SQLite database but not a screening log "
+                f"(it has tables {', '.join(sorted(tables))} and no schema_version)"
+            )
         return 0
     rows = db.execute("SELECT version FROM schema_version").fetchall()
     if len(rows) != 1 or not isinstance(rows[0][0], int):
@@ -161,7 +162,8 @@ def open_log(path: Path, create: bool = True) -> sqlite3.Connection:
                 raise LogError(
                     f"{path} was written by a newer screener (log schema version {version}; "
                     f"this screener knows versions up to {VERSION}): upgrade screener to "
-                    "read or append to it")
+                    "read or append to it"
+                )
             for step in range(version, VERSION):
                 # Each migration is a transaction of its own (executescript would commit
                 # halfway), and re-checks the version: another run may have just done it.
@@ -190,8 +192,9 @@ def _statements(script: str) -> Iterator[str]:
         if sqlite3.complete_statement(pending):
             yield pending.strip()
             pending = ""
-    if pending.strip() and not all(part.strip().startswith("--") or not part.strip()
-                                   for part in pending.splitlines()):
+    if pending.strip() and not all(
+        part.strip().startswith("--") or not part.strip() for part in pending.splitlines()
+    ):
         raise ValueError(f"unfinished statement in a migration: {pending.strip()[:60]}")
 
 
@@ -214,7 +217,7 @@ def file_digest(name: str) -> str | None:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -250,8 +253,9 @@ class Recorder:
         else:
             self.abandon()
 
-    def add(self, record: Record | None, render: Render | None = None
-            ) -> tuple[Record | None, bytes]:
+    def add(
+        self, record: Record | None, render: Render | None = None
+    ) -> tuple[Record | None, bytes]:
         """Stage a record with its file's digest; with `render`, return (None, the record
         rendered), as a worker would have, else (the record, b"")."""
         assert record is not None  # the batch keeps records when nothing renders them
@@ -265,24 +269,51 @@ class Recorder:
         self.count += 1
         sid = self.count
         if isinstance(record, FileError):
-            self.db.execute("INSERT INTO stage_screenings VALUES (?, ?, ?, NULL, NULL, NULL, ?)",
-                            (sid, record.file, digest, record.diagnostics[0].render()))
+            self.db.execute(
+                "INSERT INTO stage_screenings VALUES (?, ?, ?, NULL, NULL, NULL, ?)",
+                (sid, record.file, digest, record.diagnostics[0].render()),
+            )
             return
         assert isinstance(record, Screening)
-        self.db.execute("INSERT INTO stage_screenings VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                        (sid, record.file, digest, record.patient, record.as_of,
-                         record.as_of_source))
-        self.db.executemany("INSERT INTO stage_verdicts VALUES (?, ?, ?, ?)",
-                            [(sid, t.trial, t.product, t.verdict.value) for t in record.trials])
+        self.db.execute(
+            "INSERT INTO stage_screenings VALUES (?, ?, ?, ?, ?, ?, NULL)",
+            (sid, record.file, digest, record.patient, record.as_of, record.as_of_source),
+        )
+        self.db.executemany(
+            "INSERT INTO stage_verdicts VALUES (?, ?, ?, ?)",
+            [(sid, t.trial, t.product, t.verdict.value) for t in record.trials],
+        )
         rows = []
         for t in record.trials:
             for c in t.criteria:
-                rows.append((sid, len(rows), t.trial, c.id, "", c.label, c.status.value,
-                             c.reason, ";".join(c.missing)))
-                rows += [(sid, len(rows) + i, t.trial, p.id, c.id, p.label, p.status.value,
-                          p.reason, ";".join(p.missing)) for i, p in enumerate(c.parts)]
-        self.db.executemany("INSERT INTO stage_criteria VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            rows)
+                rows.append(
+                    (
+                        sid,
+                        len(rows),
+                        t.trial,
+                        c.id,
+                        "",
+                        c.label,
+                        c.status.value,
+                        c.reason,
+                        ";".join(c.missing),
+                    )
+                )
+                rows += [
+                    (
+                        sid,
+                        len(rows) + i,
+                        t.trial,
+                        p.id,
+                        c.id,
+                        p.label,
+                        p.status.value,
+                        p.reason,
+                        ";".join(p.missing),
+                    )
+                    for i, p in enumerate(c.parts)
+                ]
+        self.db.executemany("INSERT INTO stage_criteria VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def commit(self) -> int:
         """Append the staged run to the log; returns its run id."""
@@ -302,24 +333,42 @@ class Recorder:
             run = db.execute(
                 "INSERT INTO runs (started_at, finished_at, tool_version, rules_digest, as_of, "
                 "max_age, trials) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.started_at, _now(), i.tool_version, i.rules_digest, i.as_of, i.max_age,
-                 ",".join(i.trials))).lastrowid
+                (
+                    self.started_at,
+                    _now(),
+                    i.tool_version,
+                    i.rules_digest,
+                    i.as_of,
+                    i.max_age,
+                    ",".join(i.trials),
+                ),
+            ).lastrowid
             # Local screening ids become log ids by an offset past the log's highest.
             (offset,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM screenings").fetchone()
-            db.execute("INSERT INTO screenings (id, run_id, file, file_digest, patient, as_of, "
-                       "as_of_source, error) SELECT id + ?, ?, file, file_digest, patient, "
-                       "as_of, as_of_source, error FROM stage_screenings ORDER BY id",
-                       (offset, run))
-            db.execute("INSERT INTO verdicts SELECT screening_id + ?, trial, product, verdict "
-                       "FROM stage_verdicts", (offset,))
-            db.execute("INSERT OR IGNORE INTO results (trial, criterion, parent, label, status, "
-                       "reason, missing) SELECT DISTINCT trial, criterion, parent, label, "
-                       "status, reason, missing FROM stage_criteria")
-            db.execute("INSERT INTO outcomes SELECT s.screening_id + ?, s.position, r.id "
-                       "FROM stage_criteria s JOIN results r ON r.trial = s.trial AND "
-                       "r.criterion = s.criterion AND r.parent = s.parent AND "
-                       "r.label = s.label AND r.status = s.status AND r.reason = s.reason "
-                       "AND r.missing = s.missing", (offset,))
+            db.execute(
+                "INSERT INTO screenings (id, run_id, file, file_digest, patient, as_of, "
+                "as_of_source, error) SELECT id + ?, ?, file, file_digest, patient, "
+                "as_of, as_of_source, error FROM stage_screenings ORDER BY id",
+                (offset, run),
+            )
+            db.execute(
+                "INSERT INTO verdicts SELECT screening_id + ?, trial, product, verdict "
+                "FROM stage_verdicts",
+                (offset,),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO results (trial, criterion, parent, label, status, "
+                "reason, missing) SELECT DISTINCT trial, criterion, parent, label, "
+                "status, reason, missing FROM stage_criteria"
+            )
+            db.execute(
+                "INSERT INTO outcomes SELECT s.screening_id + ?, s.position, r.id "
+                "FROM stage_criteria s JOIN results r ON r.trial = s.trial AND "
+                "r.criterion = s.criterion AND r.parent = s.parent AND "
+                "r.label = s.label AND r.status = s.status AND r.reason = s.reason "
+                "AND r.missing = s.missing",
+                (offset,),
+            )
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # not when BEGIN IMMEDIATE itself gave up waiting
@@ -336,11 +385,23 @@ class Recorder:
 
 # ------------------------------------------------------------------------------ reading
 
+
 def _run_row(db: sqlite3.Connection, run: int) -> dict[str, Any]:
-    row = db.execute("SELECT id, started_at, finished_at, tool_version, rules_digest, as_of, "
-                     "max_age, trials FROM runs WHERE id = ?", (run,)).fetchone()
-    keys = ("run", "started_at", "finished_at", "tool_version", "rules_digest", "as_of",
-            "max_age", "trials")
+    row = db.execute(
+        "SELECT id, started_at, finished_at, tool_version, rules_digest, as_of, "
+        "max_age, trials FROM runs WHERE id = ?",
+        (run,),
+    ).fetchone()
+    keys = (
+        "run",
+        "started_at",
+        "finished_at",
+        "tool_version",
+        "rules_digest",
+        "as_of",
+        "max_age",
+        "trials",
+    )
     data = dict(zip(keys, row))
     data["trials"] = data["trials"].split(",") if data["trials"] else []
     return data
@@ -352,7 +413,8 @@ def runs(db: sqlite3.Connection) -> list[dict[str, Any]]:
     for (run,) in db.execute("SELECT id FROM runs ORDER BY id").fetchall():
         data = _run_row(db, run)
         data["files"], data["errors"] = db.execute(
-            "SELECT COUNT(*), COUNT(error) FROM screenings WHERE run_id = ?", (run,)).fetchone()
+            "SELECT COUNT(*), COUNT(error) FROM screenings WHERE run_id = ?", (run,)
+        ).fetchone()
         out.append(data)
     return out
 
@@ -361,24 +423,35 @@ def _screening(db: sqlite3.Connection, sid: int) -> dict[str, Any]:
     """A screening's verdicts and criteria: trial -> {product, verdict, criteria}."""
     trials: dict[str, Any] = {}
     for trial, product, verdict in db.execute(
-            "SELECT trial, product, verdict FROM verdicts WHERE screening_id = ? ORDER BY trial",
-            (sid,)):
+        "SELECT trial, product, verdict FROM verdicts WHERE screening_id = ? ORDER BY trial", (sid,)
+    ):
         trials[trial] = {"product": product, "verdict": verdict, "criteria": {}}
     for trial, cid, parent, label, status, reason, missing in db.execute(
-            "SELECT trial, criterion, parent, label, status, reason, missing FROM criteria "
-            "WHERE screening_id = ? ORDER BY position", (sid,)):
-        trials[trial]["criteria"][cid] = {"parent": parent, "label": label, "status": status,
-                                          "reason": reason,
-                                          "missing": missing.split(";") if missing else []}
+        "SELECT trial, criterion, parent, label, status, reason, missing FROM criteria "
+        "WHERE screening_id = ? ORDER BY position",
+        (sid,),
+    ):
+        trials[trial]["criteria"][cid] = {
+            "parent": parent,
+            "label": label,
+            "status": status,
+            "reason": reason,
+            "missing": missing.split(";") if missing else [],
+        }
     return trials
 
 
 def _patients(db: sqlite3.Connection, run: int) -> dict[str, tuple[int, str, str | None]]:
     """patient id -> (screening id, file, file digest) in a run; a duplicated id keeps the
     file screened last (the cohort summary warns about duplicates)."""
-    return {patient: (sid, file, digest) for sid, patient, file, digest in db.execute(
-        "SELECT id, patient, file, file_digest FROM screenings "
-        "WHERE run_id = ? AND patient IS NOT NULL ORDER BY id", (run,))}
+    return {
+        patient: (sid, file, digest)
+        for sid, patient, file, digest in db.execute(
+            "SELECT id, patient, file, file_digest FROM screenings "
+            "WHERE run_id = ? AND patient IS NOT NULL ORDER BY id",
+            (run,),
+        )
+    }
 
 
 def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
@@ -398,12 +471,22 @@ def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
         raise LogError("the log holds no runs" if not ids else f"the log has no run {run}")
     before = [r for r in ids if r < run]
     new = _patients(db, run)
-    errors = [{"file": file, "error": error} for file, error in db.execute(
-        "SELECT file, error FROM screenings WHERE run_id = ? AND error IS NOT NULL ORDER BY id",
-        (run,))]
+    errors = [
+        {"file": file, "error": error}
+        for file, error in db.execute(
+            "SELECT file, error FROM screenings WHERE run_id = ? AND error IS NOT NULL ORDER BY id",
+            (run,),
+        )
+    ]
     if not before:  # the first run: every patient is new, nothing moved
-        return {"run": _run_row(db, run), "previous": None, "changes": [],
-                "added": sorted(new), "removed": [], "errors": errors}
+        return {
+            "run": _run_row(db, run),
+            "previous": None,
+            "changes": [],
+            "added": sorted(new),
+            "removed": [],
+            "errors": errors,
+        }
     previous = before[-1]
     old = _patients(db, previous)
     moved = []
@@ -417,26 +500,56 @@ def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
             for cid in list(b["criteria"]) + [c for c in a["criteria"] if c not in b["criteria"]]:
                 x, y = a["criteria"].get(cid, {}), b["criteria"].get(cid, {})
                 if (x.get("status"), x.get("reason")) != (y.get("status"), y.get("reason")):
-                    criteria.append({"criterion": cid, "parent": (y or x).get("parent"),
-                                     "label": (y or x).get("label"),
-                                     "old_status": x.get("status"), "old_reason": x.get("reason"),
-                                     "new_status": y.get("status"), "new_reason": y.get("reason")})
+                    criteria.append(
+                        {
+                            "criterion": cid,
+                            "parent": (y or x).get("parent"),
+                            "label": (y or x).get("label"),
+                            "old_status": x.get("status"),
+                            "old_reason": x.get("reason"),
+                            "new_status": y.get("status"),
+                            "new_reason": y.get("reason"),
+                        }
+                    )
             if criteria or a["verdict"] != b["verdict"]:
-                moved.append({"patient": patient, "file": file, "trial": trial,
-                              "old_verdict": a["verdict"], "new_verdict": b["verdict"],
-                              "file_changed": old_digest != new_digest, "criteria": criteria})
-    return {"run": _run_row(db, run), "previous": _run_row(db, previous), "changes": moved,
-            "added": sorted(set(new) - set(old)), "removed": sorted(set(old) - set(new)),
-            "errors": errors}
+                moved.append(
+                    {
+                        "patient": patient,
+                        "file": file,
+                        "trial": trial,
+                        "old_verdict": a["verdict"],
+                        "new_verdict": b["verdict"],
+                        "file_changed": old_digest != new_digest,
+                        "criteria": criteria,
+                    }
+                )
+    return {
+        "run": _run_row(db, run),
+        "previous": _run_row(db, previous),
+        "changes": moved,
+        "added": sorted(set(new) - set(old)),
+        "removed": sorted(set(old) - set(new)),
+        "errors": errors,
+    }
 
 
 def history(db: sqlite3.Connection, patient: str) -> list[dict[str, Any]]:
     """Every screening of a patient, oldest first, with its run and its results."""
     out = []
     for sid, run, file, digest, as_of, source in db.execute(
-            "SELECT id, run_id, file, file_digest, as_of, as_of_source FROM screenings "
-            "WHERE patient = ? ORDER BY run_id, id", (patient,)).fetchall():
+        "SELECT id, run_id, file, file_digest, as_of, as_of_source FROM screenings "
+        "WHERE patient = ? ORDER BY run_id, id",
+        (patient,),
+    ).fetchall():
         run_data = _run_row(db, run)
-        out.append({**run_data, "file": file, "file_digest": digest, "patient_as_of": as_of,
-                    "as_of_source": source, "trials": _screening(db, sid)})
+        out.append(
+            {
+                **run_data,
+                "file": file,
+                "file_digest": digest,
+                "patient_as_of": as_of,
+                "as_of_source": source,
+                "trials": _screening(db, sid),
+            }
+        )
     return out

@@ -22,9 +22,12 @@ def _short(digest: str | None) -> str:
 
 
 def _run_line(data: dict[str, Any]) -> str:
-    return (f"run {data['run']} ({data['started_at']}, screener {data['tool_version']}, "
-            f"rules {_short(data['rules_digest'])}"
-            + (f", as of {data['as_of']}" if data["as_of"] else "") + ")")
+    return (
+        f"run {data['run']} ({data['started_at']}, screener {data['tool_version']}, "
+        f"rules {_short(data['rules_digest'])}"
+        + (f", as of {data['as_of']}" if data["as_of"] else "")
+        + ")"
+    )
 
 
 def _moved(old: str | None, new: str | None) -> str:
@@ -33,9 +36,21 @@ def _moved(old: str | None, new: str | None) -> str:
 
 # ------------------------------------------------------------------------------ changes
 
-CHANGES_COLUMNS = ["patient", "file", "trial", "old_verdict", "new_verdict", "file_changed",
-                   "criterion", "parent", "label", "old_status", "new_status", "old_reason",
-                   "new_reason"]
+CHANGES_COLUMNS = [
+    "patient",
+    "file",
+    "trial",
+    "old_verdict",
+    "new_verdict",
+    "file_changed",
+    "criterion",
+    "parent",
+    "label",
+    "old_status",
+    "new_status",
+    "old_reason",
+    "new_reason",
+]
 
 
 def changes_json(data: dict[str, Any]) -> str:
@@ -47,55 +62,82 @@ def changes_csv(data: dict[str, Any]) -> str:
     moving (a trial added to the run) is a row with an empty criterion."""
     out = [csv_line(CHANGES_COLUMNS)]
     for change in data["changes"]:
-        head = [change["patient"], change["file"], change["trial"], change["old_verdict"] or "",
-                change["new_verdict"] or "", "yes" if change["file_changed"] else "no"]
+        head = [
+            change["patient"],
+            change["file"],
+            change["trial"],
+            change["old_verdict"] or "",
+            change["new_verdict"] or "",
+            "yes" if change["file_changed"] else "no",
+        ]
         for c in change["criteria"] or [None]:
-            out.append(csv_line(head + ([c["criterion"], c["parent"] or "", c["label"] or "",
-                                         c["old_status"] or "", c["new_status"] or "",
-                                         c["old_reason"] or "", c["new_reason"] or ""]
-                                        if c else [""] * 7)))
+            out.append(
+                csv_line(
+                    head
+                    + (
+                        [
+                            c["criterion"],
+                            c["parent"] or "",
+                            c["label"] or "",
+                            c["old_status"] or "",
+                            c["new_status"] or "",
+                            c["old_reason"] or "",
+                            c["new_reason"] or "",
+                        ]
+                        if c
+                        else [""] * 7
+                    )
+                )
+            )
     return "".join(out)
 
 
 def render_changes(console: Any, data: dict[str, Any]) -> None:
-    from rich import box
     from rich.markup import escape
-    from rich.table import Table
 
     run, previous = data["run"], data["previous"]
     console.print(f"[bold]Changes in {escape(_run_line(run))}[/]")
     if previous is None:
-        console.print(f"the first run in the log: nothing to compare it with "
-                      f"({len(data['added'])} patients screened)")
+        console.print(
+            f"the first run in the log: nothing to compare it with "
+            f"({len(data['added'])} patients screened)"
+        )
         return
     console.print(f"against {escape(_run_line(previous))}")
     if run["rules_digest"] != previous["rules_digest"]:
-        console.print(f"[bold yellow]the rules changed:[/] {_short(previous['rules_digest'])} → "
-                      f"{_short(run['rules_digest'])}")
+        console.print(
+            f"[bold yellow]the rules changed:[/] {_short(previous['rules_digest'])} → "
+            f"{_short(run['rules_digest'])}"
+        )
     if run["tool_version"] != previous["tool_version"]:
-        console.print(f"[bold yellow]screener changed:[/] {escape(previous['tool_version'])} → "
-                      f"{escape(run['tool_version'])}")
+        console.print(
+            f"[bold yellow]screener changed:[/] {escape(previous['tool_version'])} → "
+            f"{escape(run['tool_version'])}"
+        )
     if not data["changes"]:
         console.print("no verdict or criterion changed for any patient screened in both runs")
     # A list, not a table: reasons are long, and a table of them is unreadable at 80 columns.
     for change in data["changes"]:
         console.print()
-        console.print(f"[bold]{escape(change['patient'])}[/] · {change['trial']}: "
-                      f"{_moved(change['old_verdict'], change['new_verdict'])}"
-                      + ("  [dim](the patient file changed)[/]" if change["file_changed"] else ""),
-                      highlight=False)
+        console.print(
+            f"[bold]{escape(change['patient'])}[/] · {change['trial']}: "
+            f"{_moved(change['old_verdict'], change['new_verdict'])}"
+            + ("  [dim](the patient file changed)[/]" if change["file_changed"] else ""),
+            highlight=False,
+        )
         # A criterion of parts gives all its parts' reasons in one: its parts that moved
         # say what changed, so the criterion itself shows only its status.
         explained = {c["parent"] for c in change["criteria"] if c["parent"]}
         for c in change["criteria"]:
             indent = "    " if c["parent"] else "  "
-            console.print(f"{indent}[bold]{c['criterion']}[/] {escape(c['label'] or '')}: "
-                          f"{_moved(c['old_status'], c['new_status'])}", highlight=False)
+            console.print(
+                f"{indent}[bold]{c['criterion']}[/] {escape(c['label'] or '')}: "
+                f"{_moved(c['old_status'], c['new_status'])}",
+                highlight=False,
+            )
             if c["criterion"] not in explained:
-                console.print(f"{indent}    was: {escape(c['old_reason'] or '—')}",
-                              highlight=False)
-                console.print(f"{indent}    now: {escape(c['new_reason'] or '—')}",
-                              highlight=False)
+                console.print(f"{indent}    was: {escape(c['old_reason'] or '—')}", highlight=False)
+                console.print(f"{indent}    now: {escape(c['new_reason'] or '—')}", highlight=False)
     if data["added"]:
         console.print(f"[bold]new in this run:[/] {escape(', '.join(data['added']))}")
     if data["removed"]:
@@ -106,13 +148,28 @@ def render_changes(console: Any, data: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------ history
 
-HISTORY_COLUMNS = ["run", "started_at", "tool_version", "rules_digest", "file", "file_digest",
-                   "as_of", "trial", "product", "verdict", "failing", "unknown"]
+HISTORY_COLUMNS = [
+    "run",
+    "started_at",
+    "tool_version",
+    "rules_digest",
+    "file",
+    "file_digest",
+    "as_of",
+    "trial",
+    "product",
+    "verdict",
+    "failing",
+    "unknown",
+]
 
 
 def _ids(trial: dict[str, Any], status: Status) -> str:
-    return ";".join(cid for cid, c in trial["criteria"].items()
-                    if c["status"] == status.value and not c["parent"])
+    return ";".join(
+        cid
+        for cid, c in trial["criteria"].items()
+        if c["status"] == status.value and not c["parent"]
+    )
 
 
 def history_json(patient: str, screenings: list[dict[str, Any]]) -> str:
@@ -123,10 +180,24 @@ def history_csv(screenings: list[dict[str, Any]]) -> str:
     out = [csv_line(HISTORY_COLUMNS)]
     for s in screenings:
         for trial, t in s["trials"].items():
-            out.append(csv_line([s["run"], s["started_at"], s["tool_version"], s["rules_digest"],
-                                 s["file"], s["file_digest"] or "", s["patient_as_of"], trial,
-                                 t["product"], t["verdict"], _ids(t, Status.FAIL),
-                                 _ids(t, Status.UNKNOWN)]))
+            out.append(
+                csv_line(
+                    [
+                        s["run"],
+                        s["started_at"],
+                        s["tool_version"],
+                        s["rules_digest"],
+                        s["file"],
+                        s["file_digest"] or "",
+                        s["patient_as_of"],
+                        trial,
+                        t["product"],
+                        t["verdict"],
+                        _ids(t, Status.FAIL),
+                        _ids(t, Status.UNKNOWN),
+                    ]
+                )
+            )
     return "".join(out)
 
 
@@ -141,47 +212,92 @@ def render_history(console: Any, patient: str, screenings: list[dict[str, Any]])
     for s in screenings:
         changed = previous is not None and previous["file_digest"] != s["file_digest"]
         console.print()
-        console.print(f"[bold]run {s['run']}[/] {s['started_at']}: {escape(s['file'])} "
-                      f"({_short(s['file_digest'])}{', changed' if changed else ''}), "
-                      f"as of {s['patient_as_of']}, rules {_short(s['rules_digest'])}, "
-                      f"screener {escape(s['tool_version'])}", highlight=False)
+        console.print(
+            f"[bold]run {s['run']}[/] {s['started_at']}: {escape(s['file'])} "
+            f"({_short(s['file_digest'])}{', changed' if changed else ''}), "
+            f"as of {s['patient_as_of']}, rules {_short(s['rules_digest'])}, "
+            f"screener {escape(s['tool_version'])}",
+            highlight=False,
+        )
         for trial, t in s["trials"].items():
             verdict = Verdict(t["verdict"])
             failing = _ids(t, Status.FAIL).replace(";", ", ")
             unknown = _ids(t, Status.UNKNOWN).replace(";", ", ")
-            why = "; ".join(x for x in (f"fails {failing}" if failing else "",
-                                        f"unknown {unknown}" if unknown else "") if x)
-            console.print(f"  {trial} {escape(t['product'])}: "
-                          f"[{VERDICT_STYLE[verdict]}]{verdict.value}[/]"
-                          + (f" [dim]({why})[/]" if why else ""), highlight=False)
+            why = "; ".join(
+                x
+                for x in (
+                    f"fails {failing}" if failing else "",
+                    f"unknown {unknown}" if unknown else "",
+                )
+                if x
+            )
+            console.print(
+                f"  {trial} {escape(t['product'])}: "
+                f"[{VERDICT_STYLE[verdict]}]{verdict.value}[/]"
+                + (f" [dim]({why})[/]" if why else ""),
+                highlight=False,
+            )
             # Why the patient was not enrolled: each failing criterion with its reason.
             for cid, c in t["criteria"].items():
                 if c["status"] == Status.FAIL.value and not c["parent"]:
-                    console.print(f"      {cid} {escape(c['label'])}: {escape(c['reason'])}",
-                                  highlight=False)
+                    console.print(
+                        f"      {cid} {escape(c['label'])}: {escape(c['reason'])}", highlight=False
+                    )
         previous = s
 
 
 # --------------------------------------------------------------------------------- runs
 
-RUNS_COLUMNS = ["run", "started_at", "finished_at", "tool_version", "rules_digest", "as_of",
-                "max_age", "trials", "files", "errors"]
+RUNS_COLUMNS = [
+    "run",
+    "started_at",
+    "finished_at",
+    "tool_version",
+    "rules_digest",
+    "as_of",
+    "max_age",
+    "trials",
+    "files",
+    "errors",
+]
 
 
 def runs_csv(runs: list[dict[str, Any]]) -> str:
-    return "".join([csv_line(RUNS_COLUMNS)] + [
-        csv_line([r[k] if k != "trials" else ";".join(r[k]) for k in RUNS_COLUMNS])
-        for r in runs])
+    return "".join(
+        [csv_line(RUNS_COLUMNS)]
+        + [
+            csv_line([r[k] if k != "trials" else ";".join(r[k]) for k in RUNS_COLUMNS])
+            for r in runs
+        ]
+    )
 
 
 def render_runs(console: Any, runs: list[dict[str, Any]]) -> None:
     from rich import box
     from rich.table import Table
 
-    table = Table("run", "started (UTC)", "screener", "rules", "as of", "trials", "files",
-                  "errors", box=box.SIMPLE_HEAD, title=f"{len(runs)} runs", title_justify="left")
+    table = Table(
+        "run",
+        "started (UTC)",
+        "screener",
+        "rules",
+        "as of",
+        "trials",
+        "files",
+        "errors",
+        box=box.SIMPLE_HEAD,
+        title=f"{len(runs)} runs",
+        title_justify="left",
+    )
     for r in runs:
-        table.add_row(str(r["run"]), r["started_at"].replace("+00:00", ""), r["tool_version"],
-                      _short(r["rules_digest"]), r["as_of"] or "", str(len(r["trials"])),
-                      str(r["files"]), str(r["errors"]))
+        table.add_row(
+            str(r["run"]),
+            r["started_at"].replace("+00:00", ""),
+            r["tool_version"],
+            _short(r["rules_digest"]),
+            r["as_of"] or "",
+            str(len(r["trials"])),
+            str(r["files"]),
+            str(r["errors"]),
+        )
     console.print(table)

@@ -10,35 +10,66 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from screener._version import __version__
-from screener.reports import _worklist as worklist
 from screener.core._errors import printable
-from screener.core._model import (CriterionResult, Evidence, FileError, Kind, PartResult, Record, Screening,
-                    Status, TrialResult, Verdict)
-
+from screener.core._model import (
+    CriterionResult,
+    Evidence,
+    FileError,
+    Kind,
+    PartResult,
+    Record,
+    Screening,
+    Status,
+    TrialResult,
+    Verdict,
+)
+from screener.reports import _worklist as worklist
 
 # The keys of these three are written in sorted order, so the text _criterion_bytes makes
 # without sorting is the text json.dumps(sort_keys=True) makes.
 
+
 def _evidence_json(evidence: tuple[Evidence, ...]) -> list[dict[str, str]]:
-    return [{"converted": e.converted, "field": e.field, "label": e.label,
-             "threshold": e.threshold, "value": e.value} for e in evidence]
+    return [
+        {
+            "converted": e.converted,
+            "field": e.field,
+            "label": e.label,
+            "threshold": e.threshold,
+            "value": e.value,
+        }
+        for e in evidence
+    ]
 
 
 def _part_json(part: PartResult) -> dict[str, Any]:
-    return {"id": part.id, "missing": list(part.missing), "reason": part.reason,
-            "review": list(part.review), "status": part.status.value,
-            "values": _evidence_json(part.evidence)}
+    return {
+        "id": part.id,
+        "missing": list(part.missing),
+        "reason": part.reason,
+        "review": list(part.review),
+        "status": part.status.value,
+        "values": _evidence_json(part.evidence),
+    }
 
 
 def _criterion_json(c: CriterionResult) -> dict[str, Any]:
-    return {"attested": c.attested, "id": c.id, "kind": c.kind.value, "label": c.label,
-            "missing": list(c.missing), "parts": [_part_json(p) for p in c.parts],
-            "reason": c.reason, "review": list(c.review), "status": c.status.value,
-            "values": _evidence_json(c.evidence)}
+    return {
+        "attested": c.attested,
+        "id": c.id,
+        "kind": c.kind.value,
+        "label": c.label,
+        "missing": list(c.missing),
+        "parts": [_part_json(p) for p in c.parts],
+        "reason": c.reason,
+        "review": list(c.review),
+        "status": c.status.value,
+        "values": _evidence_json(c.evidence),
+    }
 
 
 _STATUSES = tuple((s, s.value) for s in Status)  # Enum's .value is a Python-level property
@@ -50,8 +81,15 @@ def _counts(t: TrialResult) -> dict[str, int]:
 
 
 def _trial_fields(t: TrialResult) -> dict[str, Any]:
-    return {"trial": t.trial, "product": t.product, "title": t.title, "verdict": t.verdict.value,
-            "caveats": list(t.caveats), "counts": _counts(t), "rules_digest": t.digest}
+    return {
+        "trial": t.trial,
+        "product": t.product,
+        "title": t.title,
+        "verdict": t.verdict.value,
+        "caveats": list(t.caveats),
+        "counts": _counts(t),
+        "rules_digest": t.digest,
+    }
 
 
 def _trial_json(t: TrialResult) -> dict[str, Any]:
@@ -60,22 +98,31 @@ def _trial_json(t: TrialResult) -> dict[str, Any]:
 
 def _error_json(record: FileError) -> dict[str, Any]:
     first = record.diagnostics[0]
-    return {"file": record.file,
-            "error": {"message": first.message, "line": first.position.line
-                      if first.position else None,
-                      "column": first.position.column if first.position else None,
-                      "hint": first.hint, "text": first.render()},
-            "errors": [d.to_json() for d in record.diagnostics]}
+    return {
+        "file": record.file,
+        "error": {
+            "message": first.message,
+            "line": first.position.line if first.position else None,
+            "column": first.position.column if first.position else None,
+            "hint": first.hint,
+            "text": first.render(),
+        },
+        "errors": [d.to_json() for d in record.diagnostics],
+    }
 
 
 def _screening_fields(record: Screening) -> dict[str, Any]:
     # The tool's version and the rule sets' digest say what decided the record; the time
     # of the run does not belong here, so the same input still gives the same bytes.
-    data: dict[str, Any] = {"patient": record.patient, "file": record.file,
-                            "as_of": record.as_of, "as_of_source": record.as_of_source,
-                            "warnings": list(record.warnings),
-                            "screener_version": __version__,
-                            "rules_digest": record.rules_digest}
+    data: dict[str, Any] = {
+        "patient": record.patient,
+        "file": record.file,
+        "as_of": record.as_of,
+        "as_of_source": record.as_of_source,
+        "warnings": list(record.warnings),
+        "screener_version": __version__,
+        "rules_digest": record.rules_digest,
+    }
     if record.sources:
         data["sources"] = dict(record.sources)
     return data
@@ -95,10 +142,14 @@ def dumps(data: Any, compact: bool = False) -> str:
 
 # What is encoded here is built afresh from frozen results and holds no cycles, so the
 # encoders skip the bookkeeping that detects them (a dict entry per container).
-_compact = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                            check_circular=False).encode
-_in_order = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),  # keys as built
-                             check_circular=False).encode
+_compact = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"), check_circular=False
+).encode
+_in_order = json.JSONEncoder(
+    ensure_ascii=False,
+    separators=(",", ":"),  # keys as built
+    check_circular=False,
+).encode
 
 
 def _criterion_bytes(c: CriterionResult) -> bytes:
@@ -112,21 +163,31 @@ def _criterion_bytes(c: CriterionResult) -> bytes:
     return data
 
 
-@lru_cache(maxsize=None)
+@cache
 def _key(name: str) -> bytes:
     return (_compact(name) + ":").encode()
 
 
 @lru_cache(maxsize=64)
-def _trial_frame(trial: str, product: str, title: str, caveats: tuple[str, ...], digest: str
-                 ) -> tuple[bytes, bytes, bytes]:
+def _trial_frame(
+    trial: str, product: str, title: str, caveats: tuple[str, ...], digest: str
+) -> tuple[bytes, bytes, bytes]:
     """A trial's JSON object around its counts, criteria and verdict, keys in sorted order:
     caveats, counts, criteria, product, rules_digest, title, trial, verdict."""
-    tail = b",".join(_key(k) + _compact(v).encode() for k, v in
-                     (("product", product), ("rules_digest", digest), ("title", title),
-                      ("trial", trial)))
-    return (b'{"caveats":' + _compact(list(caveats)).encode() + b',"counts":', b',"criteria":[',
-            b"]," + tail + b',"verdict":')
+    tail = b",".join(
+        _key(k) + _compact(v).encode()
+        for k, v in (
+            ("product", product),
+            ("rules_digest", digest),
+            ("title", title),
+            ("trial", trial),
+        )
+    )
+    return (
+        b'{"caveats":' + _compact(list(caveats)).encode() + b',"counts":',
+        b',"criteria":[',
+        b"]," + tail + b',"verdict":',
+    )
 
 
 _VERDICTS = {v: _compact(v.value).encode() for v in Verdict}
@@ -140,8 +201,16 @@ def _trials_pieces(record: Screening) -> list[bytes]:
     pieces = [b"["]
     for i, t in enumerate(record.trials):
         head, criteria, tail = _trial_frame(t.trial, t.product, t.title, t.caveats, t.digest)
-        pieces += (b"," if i else b"", head, _counts_bytes(t), criteria,
-                   b",".join(map(_criterion_bytes, t.criteria)), tail, _VERDICTS[t.verdict], b"}")
+        pieces += (
+            b"," if i else b"",
+            head,
+            _counts_bytes(t),
+            criteria,
+            b",".join(map(_criterion_bytes, t.criteria)),
+            tail,
+            _VERDICTS[t.verdict],
+            b"}",
+        )
     pieces.append(b"]")
     return pieces
 
@@ -152,8 +221,9 @@ def jsonl_line(record: Record) -> bytes:
     The pieces are joined once, at the end: a record is some 32 kB."""
     if isinstance(record, FileError):
         return _terminal_safe((_compact(_error_json(record)) + "\n").encode())
-    members: dict[str, Any] = {k: _compact(v).encode()
-                               for k, v in _screening_fields(record).items()}
+    members: dict[str, Any] = {
+        k: _compact(v).encode() for k, v in _screening_fields(record).items()
+    }
     members["trials"] = None  # its place in the sorted order
     pieces: list[bytes] = []
     for name, value in sorted(members.items()):
@@ -168,8 +238,9 @@ def jsonl_line(record: Record) -> bytes:
 
 def json_document(record: Record) -> str:
     text = dumps(to_json(record))
-    return _C1_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _C1_TEXT.search(text) \
-        else text
+    return (
+        _C1_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _C1_TEXT.search(text) else text
+    )
 
 
 # JSON escapes C0 controls (ESC is written \u001b) but, with ensure_ascii=False, writes the
@@ -203,8 +274,24 @@ def json_array(documents: list[str]) -> str:
 
 # `level` tells a criterion's row from its parts' rows (`parent` names the criterion), so a
 # filter on status=fail counts a failing criterion once.
-CSV_COLUMNS = ["file", "patient", "as_of", "trial", "product", "verdict", "level", "criterion",
-               "parent", "label", "kind", "status", "reason", "missing", "error", "line"]
+CSV_COLUMNS = [
+    "file",
+    "patient",
+    "as_of",
+    "trial",
+    "product",
+    "verdict",
+    "level",
+    "criterion",
+    "parent",
+    "label",
+    "kind",
+    "status",
+    "reason",
+    "missing",
+    "error",
+    "line",
+]
 
 
 def csv_header() -> str:
@@ -216,18 +303,50 @@ def csv_rows(record: Record) -> str:
     if isinstance(record, FileError):
         first = record.diagnostics[0]
         line = first.position.line if first.position else ""
-        return _csv_line([record.file, "", "", "", "", "", "", "", "", "", "", "", "", "",
-                          first.message, line])
+        return _csv_line(
+            [record.file, "", "", "", "", "", "", "", "", "", "", "", "", "", first.message, line]
+        )
     out = []
     head = [record.file, record.patient, record.as_of]
     for t in record.trials:
         trial = [*head, t.trial, t.product, t.verdict.value]
         for c in t.criteria:
             kind = c.kind.value
-            out.append(_csv_line([*trial, "criterion", c.id, "", c.label, kind, c.status.value,
-                                  c.reason, ";".join(c.missing), "", ""]))
-            out += [_csv_line([*trial, "part", p.id, c.id, p.label, kind, p.status.value,
-                               p.reason, ";".join(p.missing), "", ""]) for p in c.parts]
+            out.append(
+                _csv_line(
+                    [
+                        *trial,
+                        "criterion",
+                        c.id,
+                        "",
+                        c.label,
+                        kind,
+                        c.status.value,
+                        c.reason,
+                        ";".join(c.missing),
+                        "",
+                        "",
+                    ]
+                )
+            )
+            out += [
+                _csv_line(
+                    [
+                        *trial,
+                        "part",
+                        p.id,
+                        c.id,
+                        p.label,
+                        kind,
+                        p.status.value,
+                        p.reason,
+                        ";".join(p.missing),
+                        "",
+                        "",
+                    ]
+                )
+                for p in c.parts
+            ]
     return "".join(out)
 
 
@@ -269,13 +388,24 @@ def safe(text: str) -> str:
     return escape(printable(text))
 
 
-GLYPHS = {Status.PASS: ("✔", "green"), Status.FAIL: ("✘", "red"),
-          Status.UNKNOWN: ("?", "yellow"), Status.REVIEW: ("⚑", "magenta")}
+GLYPHS = {
+    Status.PASS: ("✔", "green"),
+    Status.FAIL: ("✘", "red"),
+    Status.UNKNOWN: ("?", "yellow"),
+    Status.REVIEW: ("⚑", "magenta"),
+}
 LEGEND = "✔ pass  ✘ fail: blocks enrolment  ? unknown: collect data  ⚑ review"
-VERDICT_STYLE = {Verdict.ELIGIBLE: "bold green", Verdict.INELIGIBLE: "bold red",
-                 Verdict.INCOMPLETE: "bold yellow", Verdict.NEEDS_REVIEW: "bold magenta"}
-AS_OF_SOURCE = {"screening_date": "the file's screening_date", "--as-of": "--as-of",
-                "today": "today's date (no screening_date in the file)"}
+VERDICT_STYLE = {
+    Verdict.ELIGIBLE: "bold green",
+    Verdict.INELIGIBLE: "bold red",
+    Verdict.INCOMPLETE: "bold yellow",
+    Verdict.NEEDS_REVIEW: "bold magenta",
+}
+AS_OF_SOURCE = {
+    "screening_date": "the file's screening_date",
+    "--as-of": "--as-of",
+    "today": "today's date (no screening_date in the file)",
+}
 
 
 def verdict_word(verdict: Verdict) -> str:
@@ -283,7 +413,7 @@ def verdict_word(verdict: Verdict) -> str:
 
 
 def counts_text(t: TrialResult) -> str:
-    """"25 ✔  1 ✘  2 ?  3 ⚑": the criteria of a trial by status, in a fixed order."""
+    """ "25 ✔  1 ✘  2 ?  3 ⚑": the criteria of a trial by status, in a fixed order."""
     n = _counts(t)
     return "  ".join(f"{n[s.value]:>2} {GLYPHS[s][0]}" for s in Status)
 
@@ -319,8 +449,9 @@ def brief(text: str, limit: int = 110) -> str:
     return text[:limit].rsplit(" ", 1)[0].rstrip(";,: ") + " …"
 
 
-def shown(t: TrialResult, everything: bool
-          ) -> tuple[list[CriterionResult], list[CriterionResult], int]:
+def shown(
+    t: TrialResult, everything: bool
+) -> tuple[list[CriterionResult], list[CriterionResult], int]:
     """What a compact report lists of a trial: the criteria that fail or await review, one
     by one; those that need data, by id only (the worklist says what to collect for them);
     and how many more are not listed (they pass, or the trial is already ineligible and
@@ -359,9 +490,10 @@ def _summary(console: Any, record: Screening) -> None:
     for t in record.trials:
         # A caveat (unpublished criteria, a withdrawn registration) qualifies the verdict.
         caveat = "[yellow]*[/]" if t.caveats else " "
-        grid.add_row(f"[{VERDICT_STYLE[t.verdict]}]{verdict_word(t.verdict)}[/]",
-                     f"[bold]{t.trial}[/]{caveat} {safe(t.product.ljust(width))}  "
-                     f"[dim]{counts_text(t)}[/]")
+        grid.add_row(
+            f"[{VERDICT_STYLE[t.verdict]}]{verdict_word(t.verdict)}[/]",
+            f"[bold]{t.trial}[/]{caveat} {safe(t.product.ljust(width))}  [dim]{counts_text(t)}[/]",
+        )
         for cid, text in blockers(t):
             grid.add_row("", f"[red]✘ {cid}[/] {safe(brief(text))}")
     console.print(grid)
@@ -369,8 +501,13 @@ def _summary(console: Any, record: Screening) -> None:
         console.print("[yellow]*[/] [dim]a caveat qualifies the verdict: see below[/]")
 
 
-def render(console: Any, record: Record, verbose: bool = False, everything: bool = False,
-           asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None) -> None:
+def render(
+    console: Any,
+    record: Record,
+    verbose: bool = False,
+    everything: bool = False,
+    asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None,
+) -> None:
     """Print one patient's screening (or its error) on a rich console: the verdicts and
     blockers first, then per trial the criteria that are not met, the worklist, the
     warnings, and the verdicts again. `everything` lists passing criteria and the needs of
@@ -380,8 +517,10 @@ def render(console: Any, record: Record, verbose: bool = False, everything: bool
             # Never wrap: the caret must stay under the column it points at.
             console.print(safe(d.render()), style="red", highlight=False, soft_wrap=True)
         return
-    console.print(f"[bold]{safe(record.patient)}[/] · {safe(record.file)} [dim]· as of "
-                  f"{record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}[/]")
+    console.print(
+        f"[bold]{safe(record.patient)}[/] · {safe(record.file)} [dim]· as of "
+        f"{record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}[/]"
+    )
     _summary(console, record)
     console.print(LEGEND, style="dim", highlight=False)
     decided = ineligible_anyway(record, everything)
@@ -389,9 +528,11 @@ def render(console: Any, record: Record, verbose: bool = False, everything: bool
         if t in decided:
             continue
         console.print()
-        console.print(f"[{VERDICT_STYLE[t.verdict]}] {verdict_word(t.verdict)} [/] "
-                      f"[bold]{t.trial}[/] · {safe(t.product)}   [dim]{counts_text(t)}[/]",
-                      highlight=False)
+        console.print(
+            f"[{VERDICT_STYLE[t.verdict]}] {verdict_word(t.verdict)} [/] "
+            f"[bold]{t.trial}[/] · {safe(t.product)}   [dim]{counts_text(t)}[/]",
+            highlight=False,
+        )
         if t.caveats:
             notes = _grid()
             for caveat in t.caveats:
@@ -408,27 +549,40 @@ def render(console: Any, record: Record, verbose: bool = False, everything: bool
                 grid.add_row("", "", f"[dim]{safe(detail(c, c.kind))}[/]")
             for p in parts:
                 glyph, colour = GLYPHS[p.status]
-                grid.add_row("", f"[{colour}]{glyph}[/] {p.id}",
-                             f"{safe(p.label)}: [dim]{safe(detail(p, c.kind))}[/]")
+                grid.add_row(
+                    "",
+                    f"[{colour}]{glyph}[/] {p.id}",
+                    f"{safe(p.label)}: [dim]{safe(detail(p, c.kind))}[/]",
+                )
             if verbose:
                 grid.add_row("", "", f"[dim italic]source: {safe(c.text)}[/]")
                 if c.note:
                     grid.add_row("", "", f"[dim italic]note: {safe(c.note)}[/]")
         if unknown:
-            grid.add_row("[yellow]?[/]", str(len(unknown)),
-                         "need data: " + " ".join(c.id for c in unknown)
-                         + " [dim](see To do)[/]" + (f" · [green]✔[/] {passed} pass" if passed
-                                                      else ""))
+            grid.add_row(
+                "[yellow]?[/]",
+                str(len(unknown)),
+                "need data: "
+                + " ".join(c.id for c in unknown)
+                + " [dim](see To do)[/]"
+                + (f" · [green]✔[/] {passed} pass" if passed else ""),
+            )
         elif passed:
-            grid.add_row("[green]✔[/]" if t.verdict is not Verdict.INELIGIBLE else "·",
-                         str(passed), _unlisted(t) + " [dim](--all)[/]")
+            grid.add_row(
+                "[green]✔[/]" if t.verdict is not Verdict.INELIGIBLE else "·",
+                str(passed),
+                _unlisted(t) + " [dim](--all)[/]",
+            )
         console.print(grid)
     if decided:
         console.print()
         notes = _grid()
-        notes.add_row(f"[{VERDICT_STYLE[Verdict.INELIGIBLE]}] INELIGIBLE [/]", "",
-                      ", ".join(f"{t.trial} {safe(t.product)}" for t in decided)
-                      + " [dim]— the blockers above say why; --all lists their criteria[/]")
+        notes.add_row(
+            f"[{VERDICT_STYLE[Verdict.INELIGIBLE]}] INELIGIBLE [/]",
+            "",
+            ", ".join(f"{t.trial} {safe(t.product)}" for t in decided)
+            + " [dim]— the blockers above say why; --all lists their criteria[/]",
+        )
         for t in decided:
             for caveat in t.caveats:
                 notes.add_row("", f"[bold yellow]caveat[/] {t.trial}:", safe(caveat))
@@ -453,7 +607,8 @@ def _unlisted(t: TrialResult) -> str:
     n = _counts(t)
     words = {Status.PASS: "pass", Status.REVIEW: "review", Status.UNKNOWN: "need data"}
     return "more not listed (ineligible anyway): " + ", ".join(
-        f"{n[st.value]} {word}" for st, word in words.items() if n[st.value])
+        f"{n[st.value]} {word}" for st, word in words.items() if n[st.value]
+    )
 
 
 def detail(result: CriterionResult | PartResult, kind: Kind) -> str:
@@ -463,10 +618,17 @@ def detail(result: CriterionResult | PartResult, kind: Kind) -> str:
     if result.evidence and result.status in (Status.PASS, Status.FAIL):
         # An exclusion's tree describes what excludes, so its rule reads "excluded if …".
         rule = "excluded if " if kind is Kind.EXCLUSION else "needs "
-        return "; ".join(dict.fromkeys(
-            shown_value(e) + (f" ({e.threshold})" if e.threshold.startswith("applies only")
-                              else f" ({rule}{e.threshold})")
-            for e in result.evidence))
+        return "; ".join(
+            dict.fromkeys(
+                shown_value(e)
+                + (
+                    f" ({e.threshold})"
+                    if e.threshold.startswith("applies only")
+                    else f" ({rule}{e.threshold})"
+                )
+                for e in result.evidence
+            )
+        )
     return without_prompt(result.reason)
 
 
@@ -491,21 +653,26 @@ def _render_worklist(console: Any, work: worklist.Worklist) -> None:
     console.print()
     if work.empty():
         if work.skipped:
-            console.print("[bold]To do:[/] nothing that could change a verdict: ineligible for "
-                          + _skipped(work) + " [dim](--all lists their gaps)[/]")
+            console.print(
+                "[bold]To do:[/] nothing that could change a verdict: ineligible for "
+                + _skipped(work)
+                + " [dim](--all lists their gaps)[/]"
+            )
         else:
             console.print("[bold]To do:[/] nothing: every criterion is decided")
     else:
         console.print("[bold]To do[/]")
         if work.skipped:
-            console.print(f"  [dim]not asked for {', '.join(work.skipped)}: ineligible "
-                          "anyway (--all)[/]")
+            console.print(
+                f"  [dim]not asked for {', '.join(work.skipped)}: ineligible anyway (--all)[/]"
+            )
         for group, bullets in work.collect.items():
             if bullets:
                 console.print(f"  [bold]{group}:[/]")
                 for b in bullets:
-                    console.print(f"    • {safe(b.text)} [dim]— {safe(b.for_text())}[/]",
-                                  highlight=False)
+                    console.print(
+                        f"    • {safe(b.text)} [dim]— {safe(b.for_text())}[/]", highlight=False
+                    )
         if work.judge:
             # A review criterion's question stands in its trial's section above: named here
             # by id. A criterion still waiting for data is listed by id only there, so its
@@ -513,19 +680,27 @@ def _render_worklist(console: Any, work: worklist.Worklist) -> None:
             console.print("  [bold]for the investigator:[/]")
             for trial, items in work.judge.items():
                 ids = trial.split(" · ", 1)[0]
-                named = [i.split(":", 1)[0] for i in items
-                         if f"{ids}/{i.split(':', 1)[0]}" not in work.pending]
+                named = [
+                    i.split(":", 1)[0]
+                    for i in items
+                    if f"{ids}/{i.split(':', 1)[0]}" not in work.pending
+                ]
                 asked = [i for i in items if f"{ids}/{i.split(':', 1)[0]}" in work.pending]
                 line = " ".join(dict.fromkeys(named)) + (" (questions above)" if named else "")
-                console.print(f"    • {safe(trial)}: {safe(line)}" if named else
-                              f"    • {safe(trial)}:", highlight=False)
+                console.print(
+                    f"    • {safe(trial)}: {safe(line)}" if named else f"    • {safe(trial)}:",
+                    highlight=False,
+                )
                 for item in asked:
-                    console.print(f"      {safe(item)} [dim](still needs data too)[/]",
-                                  highlight=False)
+                    console.print(
+                        f"      {safe(item)} [dim](still needs data too)[/]", highlight=False
+                    )
     if work.warnings:
         console.print()
-        console.print(f"[bold yellow]{len(work.warnings)} warning"
-                      f"{'s' if len(work.warnings) > 1 else ''} about the file[/]")
+        console.print(
+            f"[bold yellow]{len(work.warnings)} warning"
+            f"{'s' if len(work.warnings) > 1 else ''} about the file[/]"
+        )
         for text, left in work.warnings:
             console.print(safe(text), style="yellow", highlight=False)
             if left:
@@ -537,16 +712,35 @@ def _render_worklist(console: Any, work: worklist.Worklist) -> None:
 _MD_GLYPH = {status: glyph for status, (glyph, _) in GLYPHS.items()}
 
 
-def markdown(record: Record, verbose: bool = False, everything: bool = False,
-             asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None) -> str:
+def markdown(
+    record: Record,
+    verbose: bool = False,
+    everything: bool = False,
+    asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None,
+) -> str:
     """One patient's report (or error) as Markdown, in the order of the table report."""
     if isinstance(record, FileError):
         lines = [d.render() for d in record.diagnostics]
         fence = _fence(lines)
-        return "\n".join([f"## {code_span(record.file)}: could not be screened", "", fence,
-                          *lines, fence, ""]) + "\n"
-    out = [f"## {_md(record.patient)} ({code_span(record.file)})", "",
-           f"Screened as of {record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}.", ""]
+        return (
+            "\n".join(
+                [
+                    f"## {code_span(record.file)}: could not be screened",
+                    "",
+                    fence,
+                    *lines,
+                    fence,
+                    "",
+                ]
+            )
+            + "\n"
+        )
+    out = [
+        f"## {_md(record.patient)} ({code_span(record.file)})",
+        "",
+        f"Screened as of {record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}.",
+        "",
+    ]
     summary = _md_summary(record)
     out += summary + [LEGEND, ""]
     decided = ineligible_anyway(record, everything)
@@ -565,31 +759,52 @@ def markdown(record: Record, verbose: bool = False, everything: bool = False,
             out += ["| | id | criterion | reason |", "|---|---|---|---|"]
             for c in listed:
                 attested = " (attested)" if c.attested else ""
-                out.append(f"| {_MD_GLYPH[c.status]} | {c.id} | {_md(c.label)}{attested} | "
-                           f"{_md(detail(c, c.kind))} |")
-                parts = c.parts if everything else \
-                    [p for p in c.parts if p.status is not Status.PASS]
-                out += [f"| {_MD_GLYPH[p.status]} | {p.id} | {_md(p.label)} | "
-                        f"{_md(detail(p, c.kind))} |" for p in parts]
+                out.append(
+                    f"| {_MD_GLYPH[c.status]} | {c.id} | {_md(c.label)}{attested} | "
+                    f"{_md(detail(c, c.kind))} |"
+                )
+                parts = (
+                    c.parts if everything else [p for p in c.parts if p.status is not Status.PASS]
+                )
+                out += [
+                    f"| {_MD_GLYPH[p.status]} | {p.id} | {_md(p.label)} | "
+                    f"{_md(detail(p, c.kind))} |"
+                    for p in parts
+                ]
                 if verbose:
                     out.append(f"| | | {_md(c.text)} | {_md(c.note)} |")
             out.append("")
         if unknown:
-            out += [f"? {len(unknown)} need data (see To do): "
-                    + ", ".join(c.id for c in unknown), ""]
+            out += [
+                f"? {len(unknown)} need data (see To do): " + ", ".join(c.id for c in unknown),
+                "",
+            ]
         if passed:
             out += [f"{passed} {_unlisted(t)} (`--all` lists them).", ""]
     if decided:
-        out += ["### Ineligible: " + ", ".join(f"{t.trial} · {_md(t.product)}" for t in decided),
-                "", "The blockers in the table above say why; `--all` lists their criteria.", ""]
-        out += "\n>\n".join(f"> caveat ({t.trial}): {_md(c)}" for t in decided
-                             for c in t.caveats).split("\n") + [""] if any(
-            t.caveats for t in decided) else []
+        out += [
+            "### Ineligible: " + ", ".join(f"{t.trial} · {_md(t.product)}" for t in decided),
+            "",
+            "The blockers in the table above say why; `--all` lists their criteria.",
+            "",
+        ]
+        out += (
+            "\n>\n".join(
+                f"> caveat ({t.trial}): {_md(c)}" for t in decided for c in t.caveats
+            ).split("\n")
+            + [""]
+            if any(t.caveats for t in decided)
+            else []
+        )
     work = worklist.build(record, everything, asks)
     out += ["### To do", ""]
     if work.empty():
-        out += ["Nothing that could change a verdict: ineligible for " + _skipped(work)
-                + "." if work.skipped else "Nothing: every criterion is decided.", ""]
+        out += [
+            "Nothing that could change a verdict: ineligible for " + _skipped(work) + "."
+            if work.skipped
+            else "Nothing: every criterion is decided.",
+            "",
+        ]
     else:
         if work.skipped:
             out += [f"Nothing asked for {', '.join(work.skipped)}: already ineligible.", ""]
@@ -602,8 +817,11 @@ def markdown(record: Record, verbose: bool = False, everything: bool = False,
             out += [f"**for the investigator, {_md(trial)}**", ""]
             out += [f"- [ ] {_md(item)}" for item in items] + [""]
     if work.warnings:
-        out += [f"### {len(work.warnings)} warning{'s' if len(work.warnings) > 1 else ''} "
-                "about the file", ""]
+        out += [
+            f"### {len(work.warnings)} warning{'s' if len(work.warnings) > 1 else ''} "
+            "about the file",
+            "",
+        ]
         for text, left in work.warnings:
             out.append(f"- {_md(text)}" + (f" (left unknown: {', '.join(left)})" if left else ""))
         out.append("")
@@ -613,16 +831,20 @@ def markdown(record: Record, verbose: bool = False, everything: bool = False,
 
 
 def _md_summary(record: Screening) -> list[str]:
-    out = ["| trial | product | verdict | ✔ | ✘ | ? | ⚑ | blocked by |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| trial | product | verdict | ✔ | ✘ | ? | ⚑ | blocked by |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for t in record.trials:
         n = _counts(t)
         blocked = "; ".join(f"{cid} {_md(text)}" for cid, text in blockers(t))
         caveat = " (caveat)" if t.caveats else ""
-        out.append(f"| {t.trial}{caveat} | {_md(t.product)} | **{t.verdict.value}** | "
-                   + " | ".join(str(n[st.value]) for st in Status) + f" | {blocked} |")
+        out.append(
+            f"| {t.trial}{caveat} | {_md(t.product)} | **{t.verdict.value}** | "
+            + " | ".join(str(n[st.value]) for st in Status)
+            + f" | {blocked} |"
+        )
     return out + [""]
-
 
 
 # The Markdown characters that can turn input text into something else: with these

@@ -13,7 +13,8 @@ from functools import lru_cache
 from typing import Any
 
 from screener.core._model import CriterionResult, FileError, Record, Screening, Status, Verdict
-from screener.reports._report import _fence, code_span, md as _md, safe
+from screener.reports._report import _fence, code_span, safe
+from screener.reports._report import md as _md
 
 
 @dataclass
@@ -53,6 +54,7 @@ class TrialTally:
 #    "missing": [fields missing for any trial]}
 #   {"error": file, "message": the first diagnostic}        for a file that could not be read
 
+
 def entry(record: Record) -> bytes:
     """The summary's view of one record, as UTF-8 JSON (a `batch.Render`)."""
     return json.dumps(_entry(record), ensure_ascii=False, separators=(",", ":")).encode()
@@ -66,12 +68,17 @@ def _entry(record: Record) -> dict[str, Any]:
     for t in record.trials:
         failing = [c for c in t.criteria if c.status is Status.FAIL]
         blocking = blocking_value(failing[0]) if len(failing) == 1 else None
-        lacking = sorted({name for c in t.criteria if c.status is Status.UNKNOWN
-                          for name in c.missing})
+        lacking = sorted(
+            {name for c in t.criteria if c.status is Status.UNKNOWN for name in c.missing}
+        )
         trials.append([t.trial, t.verdict.value, [c.id for c in failing], blocking, lacking])
         missing.update(lacking)
-    return {"patient": record.patient, "file": record.file, "trials": trials,
-            "missing": sorted(missing)}
+    return {
+        "patient": record.patient,
+        "file": record.file,
+        "trials": trials,
+        "missing": sorted(missing),
+    }
 
 
 def blocking_value(c: CriterionResult) -> str:
@@ -109,8 +116,7 @@ class Cohort:
             for t in record.trials:
                 tally = self.trials.setdefault(t.trial, TrialTally(t.trial, t.product))
                 tally.caveats = t.caveats
-                tally.labels.update((c.id, c.label) for c in t.criteria
-                                    if c.status is Status.FAIL)
+                tally.labels.update((c.id, c.label) for c in t.criteria if c.status is Status.FAIL)
         self.add_entry(_entry(record))
 
     def add_entry(self, data: bytes | dict[str, Any]) -> None:
@@ -169,8 +175,12 @@ def _id_key(cid: str) -> tuple[int, int]:
 
 
 VERDICTS = [v.value for v in Verdict]
-SHORT = {"eligible": "eligible", "ineligible": "ineligible", "incomplete": "incomplete",
-         "needs_review": "review"}
+SHORT = {
+    "eligible": "eligible",
+    "ineligible": "ineligible",
+    "incomplete": "incomplete",
+    "needs_review": "review",
+}
 GLYPH = {"eligible": "✔", "ineligible": "✘", "incomplete": "?", "needs_review": "⚑"}
 
 
@@ -179,22 +189,25 @@ CAVEAT = "†"  # marks a trial whose caveats (criteria unpublished, registratio
 
 
 def _title(cohort: Cohort) -> str:
-    return (f"{len(cohort.rows)} patients screened"
-            + (f", {len(cohort.errors)} files with errors" if cohort.errors else ""))
+    return f"{len(cohort.rows)} patients screened" + (
+        f", {len(cohort.errors)} files with errors" if cohort.errors else ""
+    )
 
 
 def _duplicate_lines(cohort: Cohort) -> list[str]:
-    return [f"patient id {patient} appears in {len(files)} files: {', '.join(files)}"
-            for patient, files in cohort.duplicates().items()]
+    return [
+        f"patient id {patient} appears in {len(files)} files: {', '.join(files)}"
+        for patient, files in cohort.duplicates().items()
+    ]
 
 
 def render(console: object, cohort: Cohort) -> None:
     """The cohort summary as rich tables."""
     from rich import box
-    from screener.reports._report import safe as escape
     from rich.table import Table
 
     from screener.reports._report import VERDICT_STYLE
+    from screener.reports._report import safe as escape
 
     console.print()  # type: ignore[attr-defined]
     console.rule("[bold]Cohort summary")  # type: ignore[attr-defined]
@@ -205,8 +218,12 @@ def render(console: object, cohort: Cohort) -> None:
     # here as one styled text, since rich's Table measures and wraps every cell (12 s for
     # 10,000 patients, against well under a second). The patient id is never truncated.
     header = [["", "patient"]] + [
-        [trial, cohort.trials[trial].product
-         + (f" {CAVEAT}" if cohort.trials[trial].caveats else "")] for trial in trials]
+        [
+            trial,
+            cohort.trials[trial].product + (f" {CAVEAT}" if cohort.trials[trial].caveats else ""),
+        ]
+        for trial in trials
+    ]
     short = SHORT
     # Seven trials of words ("ineligible") do not fit 80 columns: a narrow terminal gets
     # one glyph per verdict and the trials by number, named in a key under the matrix.
@@ -216,61 +233,92 @@ def render(console: object, cohort: Cohort) -> None:
         short = GLYPH
         header = [["", "patient"]] + [
             ["", trial.removeprefix("NCT0") + (CAVEAT if cohort.trials[trial].caveats else "")]
-            for trial in trials]
+            for trial in trials
+        ]
     style = {v.value: VERDICT_STYLE[v] for v in Verdict}
     rows: list[list[tuple[str, str]] | None] = [
-        [(patient, "")] + [(short.get(verdicts.get(t, ""), ""), style.get(verdicts.get(t, ""), ""))
-                           for t in trials]
-        for patient, verdicts in cohort.sorted_rows()]
+        [(patient, "")]
+        + [(short.get(verdicts.get(t, ""), ""), style.get(verdicts.get(t, ""), "")) for t in trials]
+        for patient, verdicts in cohort.sorted_rows()
+    ]
     rows.append(None)
-    rows += [[(short[verdict], "bold")] + [(str(cohort.trials[t].verdicts[verdict]), "")
-                                           for t in trials] for verdict in VERDICTS]
+    rows += [
+        [(short[verdict], "bold")] + [(str(cohort.trials[t].verdicts[verdict]), "") for t in trials]
+        for verdict in VERDICTS
+    ]
     console.print(_title(cohort), style="italic")  # type: ignore[attr-defined]
     _grid(console, header, rows, wrap=len(trials) + 1)
     if compact:
-        console.print("  ".join(f"{GLYPH[v]} {v.replace('_', ' ')}" for v in VERDICTS),  # type: ignore[attr-defined]
-                      style="dim", highlight=False)
+        console.print(
+            "  ".join(f"{GLYPH[v]} {v.replace('_', ' ')}" for v in VERDICTS),  # type: ignore[attr-defined]
+            style="dim",
+            highlight=False,
+        )
         for trial in trials:
-            console.print(f"[bold]{trial.removeprefix('NCT0')}[/] {trial} "  # type: ignore[attr-defined]
-                          f"{escape(cohort.trials[trial].product)}", highlight=False)
+            console.print(
+                f"[bold]{trial.removeprefix('NCT0')}[/] {trial} "  # type: ignore[attr-defined]
+                f"{escape(cohort.trials[trial].product)}",
+                highlight=False,
+            )
     for trial in trials:
         for caveat in cohort.trials[trial].caveats:
-            console.print(f"[bold yellow]{CAVEAT} {trial}:[/] {escape(caveat)}",  # type: ignore[attr-defined]
-                          highlight=False)
+            console.print(
+                f"[bold yellow]{CAVEAT} {trial}:[/] {escape(caveat)}",  # type: ignore[attr-defined]
+                highlight=False,
+            )
     for trial in trials:
         tally = cohort.trials[trial]
         if not tally.excluded_by:
             continue
-        attrition = Table(title=f"{trial} · {escape(tally.product)}: attrition",
-                          title_justify="left", box=box.SIMPLE_HEAD)
+        attrition = Table(
+            title=f"{trial} · {escape(tally.product)}: attrition",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
         attrition.add_column("criterion")
         attrition.add_column("patients excluded", justify="right")
         attrition.add_column("excluded by it alone", justify="right")
         for cid in cohort.order(trial):
-            attrition.add_row(escape(cohort.criterion(trial, cid)), str(tally.excluded_by[cid]),
-                              str(tally.alone[cid]))
+            attrition.add_row(
+                escape(cohort.criterion(trial, cid)),
+                str(tally.excluded_by[cid]),
+                str(tally.alone[cid]),
+            )
         console.print(attrition)  # type: ignore[attr-defined]
     closest = _closest(cohort, trials)
     if closest:
         console.print()  # type: ignore[attr-defined]
-        console.print("Closest to eligible: blocked by exactly one criterion",  # type: ignore[attr-defined]
-                      style="italic")
-        _grid(console, [["patient"], ["trial"], ["blocked by"], ["value"]],
-              [[(patient, ""), (trial, ""), (cohort.criterion(trial, cid), ""), (blocking, "")]
-               for patient, trial, cid, blocking in closest], wrap=2)
+        console.print(
+            "Closest to eligible: blocked by exactly one criterion",  # type: ignore[attr-defined]
+            style="italic",
+        )
+        _grid(
+            console,
+            [["patient"], ["trial"], ["blocked by"], ["value"]],
+            [
+                [(patient, ""), (trial, ""), (cohort.criterion(trial, cid), ""), (blocking, "")]
+                for patient, trial, cid, blocking in closest
+            ],
+            wrap=2,
+        )
     for name in cohort.errors:
         console.print(f"[red]could not screen[/] {safe(name)}")  # type: ignore[attr-defined]
         message = cohort.messages.get(name)
         if message:
-            console.print(safe(message), style="red", highlight=False,  # type: ignore[attr-defined]
-                          soft_wrap=True)
+            console.print(
+                safe(message),
+                style="red",
+                highlight=False,  # type: ignore[attr-defined]
+                soft_wrap=True,
+            )
 
 
 _GAP = "  "
 
 
-def _grid(console: Any, header: list[list[str]], rows: list[list[tuple[str, str]] | None],
-          wrap: int) -> None:
+def _grid(
+    console: Any, header: list[list[str]], rows: list[list[tuple[str, str]] | None], wrap: int
+) -> None:
     """Print a table as one rich Text: `header` gives each column's heading lines, a row
     is (text, style) per cell, None a blank line. Columns from `wrap` on share what is left
     of the console's width and wrap their words (headings always fit their column); those
@@ -280,18 +328,27 @@ def _grid(console: Any, header: list[list[str]], rows: list[list[tuple[str, str]
 
     # A patient id is anyone's text: a line break or a terminal control in it would break
     # the rows, so it is shown as its Unicode control picture, one column wide.
-    rows = [row if row is None else [(_visible(cell), cell_style) for cell, cell_style in row]
-            for row in rows]
+    rows = [
+        row if row is None else [(_visible(cell), cell_style) for cell, cell_style in row]
+        for row in rows
+    ]
 
     body = [row for row in rows if row is not None]
     # A column is as wide as its widest cell or its heading's lines (a long one wraps).
-    widths = [max([cell_len(row[i][0]) for row in body]
-                  + [min(cell_len(part), 16) for part in column]
-                  + [cell_len(word) for part in column for word in part.split()] + [1])
-              for i, column in enumerate(header)]
+    widths = [
+        max(
+            [cell_len(row[i][0]) for row in body]
+            + [min(cell_len(part), 16) for part in column]
+            + [cell_len(word) for part in column for word in part.split()]
+            + [1]
+        )
+        for i, column in enumerate(header)
+    ]
     if wrap < len(header):
-        room = max(console.width - sum(widths[:wrap]) - len(_GAP) * (len(header) - 1),
-                   20 * (len(header) - wrap))
+        room = max(
+            console.width - sum(widths[:wrap]) - len(_GAP) * (len(header) - 1),
+            20 * (len(header) - wrap),
+        )
         natural = widths[wrap:]
         # Narrowest first: each takes what it needs up to a fair share of what is left.
         for k, i in enumerate(sorted(range(len(natural)), key=natural.__getitem__)):
@@ -323,8 +380,10 @@ def _grid(console: Any, header: list[list[str]], rows: list[list[tuple[str, str]
                     put(" " * (widths[i] - cell_len(piece)))
             put("\n")
 
-    head_lines = [[line_ for part in column for line_ in _wrapped(_visible(part), widths[i])]
-                  for i, column in enumerate(header)]
+    head_lines = [
+        [line_ for part in column for line_ in _wrapped(_visible(part), widths[i])]
+        for i, column in enumerate(header)
+    ]
     height = max(len(h) for h in head_lines)
     line([[""] * (height - len(h)) + h for h in head_lines], ["bold"] * len(header))
     put("─" * (sum(widths) + len(_GAP) * (len(widths) - 1)), "dim")
@@ -333,8 +392,10 @@ def _grid(console: Any, header: list[list[str]], rows: list[list[tuple[str, str]
         if row is None:
             put("\n")
             continue
-        line([_wrapped(cell, widths[i]) if i >= wrap else [cell]
-              for i, (cell, _) in enumerate(row)], [cell_style for _, cell_style in row])
+        line(
+            [_wrapped(cell, widths[i]) if i >= wrap else [cell] for i, (cell, _) in enumerate(row)],
+            [cell_style for _, cell_style in row],
+        )
     plain = "".join(parts)
     if console.color_system is None:
         # A file or a pipe: rich would emit no style, only copy the text, and copying
@@ -371,16 +432,26 @@ def markdown(cohort: Cohort) -> str:
     trials = cohort.screened()
     out = ["## Cohort summary", ""]
     out += [f"> warning: {_md(line)}" for line in _duplicate_lines(cohort)]
-    out += [_title(cohort) + ".", "",
-            "| patient | " + " | ".join(
-                f"{t} ({_md(cohort.trials[t].product)})"
-                + (f" {CAVEAT}" if cohort.trials[t].caveats else "") for t in trials) + " |",
-            "|---|" + "---|" * len(trials)]
+    out += [
+        _title(cohort) + ".",
+        "",
+        "| patient | "
+        + " | ".join(
+            f"{t} ({_md(cohort.trials[t].product)})"
+            + (f" {CAVEAT}" if cohort.trials[t].caveats else "")
+            for t in trials
+        )
+        + " |",
+        "|---|" + "---|" * len(trials),
+    ]
     for patient, verdicts in cohort.sorted_rows():
         out.append(f"| {_md(patient)} | " + " | ".join(verdicts.get(t, "") for t in trials) + " |")
     for verdict in VERDICTS:
-        out.append(f"| **{verdict}** | "
-                   + " | ".join(str(cohort.trials[t].verdicts[verdict]) for t in trials) + " |")
+        out.append(
+            f"| **{verdict}** | "
+            + " | ".join(str(cohort.trials[t].verdicts[verdict]) for t in trials)
+            + " |"
+        )
     notes = [f"- {CAVEAT} {t}: {_md(c)}" for t in trials for c in cohort.trials[t].caveats]
     if notes:
         out += ["", *notes]
@@ -388,16 +459,30 @@ def markdown(cohort: Cohort) -> str:
         tally = cohort.trials[trial]
         if not tally.excluded_by:
             continue
-        out += ["", f"### {trial} · {_md(tally.product)}: attrition", "",
-                "| criterion | patients excluded | excluded by it alone |", "|---|---:|---:|"]
-        out += [f"| {_md(cohort.criterion(trial, c))} | {tally.excluded_by[c]} | "
-                f"{tally.alone[c]} |" for c in cohort.order(trial)]
+        out += [
+            "",
+            f"### {trial} · {_md(tally.product)}: attrition",
+            "",
+            "| criterion | patients excluded | excluded by it alone |",
+            "|---|---:|---:|",
+        ]
+        out += [
+            f"| {_md(cohort.criterion(trial, c))} | {tally.excluded_by[c]} | {tally.alone[c]} |"
+            for c in cohort.order(trial)
+        ]
     closest = _closest(cohort, trials)
     if closest:
-        out += ["", "### Closest to eligible", "", "| patient | trial | blocked by | value |",
-                "|---|---|---|---|"]
-        out += [f"| {_md(p)} | {t} | {_md(cohort.criterion(t, c))} | {_md(b)} |"
-                for p, t, c, b in closest]
+        out += [
+            "",
+            "### Closest to eligible",
+            "",
+            "| patient | trial | blocked by | value |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| {_md(p)} | {t} | {_md(cohort.criterion(t, c))} | {_md(b)} |"
+            for p, t, c, b in closest
+        ]
     if cohort.errors:
         out += ["", "### Files that could not be screened", ""]
         for name in cohort.errors:

@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from screener.core import _vocabulary as v
 from screener.core._model import CriterionResult, Screening, Status, TrialResult, Verdict
 
-TESTS, QUESTIONS, ASSESSMENTS = ("tests to order", "to ask the patient or find in the chart",
-                                 "assessments and consent to record")
+TESTS, QUESTIONS, ASSESSMENTS = (
+    "tests to order",
+    "to ask the patient or find in the chart",
+    "assessments and consent to record",
+)
 GROUPS = (TESTS, QUESTIONS, ASSESSMENTS)
 
 
@@ -32,18 +35,26 @@ class _Task:
 
 # Field paths -> what a nurse does to fill them. Order matters only for display.
 _TASKS = (
-    _Task(("diagnosis.markers.",), TESTS, "{markers} by flow cytometry on bone marrow or "
-          "peripheral blood: result, specimen and date", whole=True),
-    _Task(("diagnosis.bone_marrow_blasts",), TESTS, "bone marrow morphology: blast percentage",
-          whole=True),
-    _Task(("diagnosis.peripheral_blood_blasts",), TESTS, "blood film: blast percentage",
-          whole=True),
+    _Task(
+        ("diagnosis.markers.",),
+        TESTS,
+        "{markers} by flow cytometry on bone marrow or peripheral blood: result, specimen and date",
+        whole=True,
+    ),
+    _Task(
+        ("diagnosis.bone_marrow_blasts",),
+        TESTS,
+        "bone marrow morphology: blast percentage",
+        whole=True,
+    ),
+    _Task(
+        ("diagnosis.peripheral_blood_blasts",), TESTS, "blood film: blast percentage", whole=True
+    ),
     _Task(("diagnosis.ph_positive", "diagnosis.abl1_mutations"), TESTS, "BCR::ABL1 testing"),
     _Task(("labs.inr", "labs.aptt"), TESTS, "coagulation"),
     _Task(("labs.",), TESTS, "blood chemistry (with the laboratory's upper limits of normal)"),
     _Task(("serology.",), TESTS, "virology"),
-    _Task(("pregnancy_test",), TESTS, "pregnancy test (serum or urine), with its date",
-          whole=True),
+    _Task(("pregnancy_test",), TESTS, "pregnancy test (serum or urine), with its date", whole=True),
     _Task(("lvef",), TESTS, "echocardiogram: LVEF", whole=True),
     _Task(("spo2", "supplemental_oxygen"), ASSESSMENTS, "pulse oximetry on room air"),
     _Task(("diagnosis.",), QUESTIONS, "diagnosis"),
@@ -53,8 +64,20 @@ _TASKS = (
     _Task(("procedures",), QUESTIONS, "procedures and surgery"),
     _Task(("vaccinations",), QUESTIONS, "vaccinations"),
     _Task(("allergies",), QUESTIONS, "allergies"),
-    _Task(("birth_date", "age", "sex", "pregnant", "lactating", "childbearing_potential",
-           "reproductive_potential", "pregnancy_planned"), QUESTIONS, "about the patient"),
+    _Task(
+        (
+            "birth_date",
+            "age",
+            "sex",
+            "pregnant",
+            "lactating",
+            "childbearing_potential",
+            "reproductive_potential",
+            "pregnancy_planned",
+        ),
+        QUESTIONS,
+        "about the patient",
+    ),
     _Task(("apheresis_date",), ASSESSMENTS, "planned apheresis date", whole=True),
     _Task(("",), ASSESSMENTS, "record"),  # everything else: ECOG, consent, weight, …
 )
@@ -63,8 +86,10 @@ _MARKER = re.compile(r"^diagnosis\.markers\.([^.]+)")
 
 
 def _task(field: str) -> _Task:
-    return max((t for t in _TASKS for p in t.prefixes if field.startswith(p)),
-               key=lambda t: max(len(p) for p in t.prefixes if field.startswith(p)))
+    return max(
+        (t for t in _TASKS for p in t.prefixes if field.startswith(p)),
+        key=lambda t: max(len(p) for p in t.prefixes if field.startswith(p)),
+    )
 
 
 def label(field: str) -> str:
@@ -73,10 +98,15 @@ def label(field: str) -> str:
     item = _ITEM.match(field)
     if item:
         spec = v.resolve(item.group(1))
-        inner = v.resolve(item.group(3), spec.item) if isinstance(spec, v.ListOf) and \
-            isinstance(spec.item, v.Record) else None
-        return f"{spec.label if spec else item.group(1)} #{int(item.group(2)) + 1}: " \
-               f"{inner.label if inner else item.group(3)}"
+        inner = (
+            v.resolve(item.group(3), spec.item)
+            if isinstance(spec, v.ListOf) and isinstance(spec.item, v.Record)
+            else None
+        )
+        return (
+            f"{spec.label if spec else item.group(1)} #{int(item.group(2)) + 1}: "
+            f"{inner.label if inner else item.group(3)}"
+        )
     if field.endswith(".uln"):
         return f"{label(field[:-4])} upper limit of normal"
     spec = v.resolve(field)
@@ -89,7 +119,7 @@ class Bullet:
     needed_by: tuple[tuple[str, str], ...]  # ("CNCT19", "I4"), ("HY004", "I4")
 
     def for_text(self) -> str:
-        """"CNCT19 I4 I8 · HY004 I4": the criteria waiting for it, by trial."""
+        """ "CNCT19 I4 I8 · HY004 I4": the criteria waiting for it, by trial."""
         by_trial: dict[str, list[str]] = {}
         for trial, cid in self.needed_by:
             by_trial.setdefault(trial, []).append(cid)
@@ -115,8 +145,11 @@ def _name(t: TrialResult) -> str:
     return t.product or t.trial
 
 
-def build(record: Screening, everything: bool = False,
-          asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None) -> Worklist:
+def build(
+    record: Screening,
+    everything: bool = False,
+    asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None,
+) -> Worklist:
     """The worklist of one screening.
 
     `asks` maps (trial, criterion) to the item types its list conditions look for
@@ -146,7 +179,8 @@ def build(record: Screening, everything: bool = False,
                 # (a part to judge beside a part with a missing lab): ask it now, not on the
                 # next run.
                 judge.setdefault(f"{t.trial} · {_name(t)}", []).extend(
-                    f"{c.id}: {item}" for item in c.review)
+                    f"{c.id}: {item}" for item in c.review
+                )
                 if c.status is Status.UNKNOWN and c.review:
                     pending.add(f"{t.trial}/{c.id}")
     collect: dict[str, list[Bullet]] = {g: [] for g in GROUPS}
@@ -163,19 +197,27 @@ def build(record: Screening, everything: bool = False,
             field = next(iter(members))  # a whole list, such as conditions: says its name
             text = _described(field, wanted.get(field))
         else:
-            text = f"{task.title}: " + ", ".join(dict.fromkeys(
-                _described(f, wanted.get(f)) for f in members))
+            text = f"{task.title}: " + ", ".join(
+                dict.fromkeys(_described(f, wanted.get(f)) for f in members)
+            )
         collect[task.group].append(Bullet(text, needed))
-    return Worklist(collect, judge, tuple(skipped),
-                    tuple((w, _left_unknown(w, unknown)) for w in record.warnings),
-                    everywhere=len(skipped) == len(record.trials) > 1,
-                    pending=frozenset(pending))
+    return Worklist(
+        collect,
+        judge,
+        tuple(skipped),
+        tuple((w, _left_unknown(w, unknown)) for w in record.warnings),
+        everywhere=len(skipped) == len(record.trials) > 1,
+        pending=frozenset(pending),
+    )
 
 
 def _described(field: str, types: set[str] | None) -> str:
     if isinstance(v.resolve(field), v.ListOf):
-        asked = f"ask about {', '.join(sorted(t.replace('_', ' ') for t in types))}" if types \
+        asked = (
+            f"ask about {', '.join(sorted(t.replace('_', ' ') for t in types))}"
+            if types
             else "the list"
+        )
         return f"{label(field)}: {asked} ([] if none)"
     return label(field)
 
@@ -183,12 +225,19 @@ def _described(field: str, types: set[str] | None) -> str:
 _QUOTED = re.compile(r"'([\w.\[\]]+)'")
 
 
-def _left_unknown(warning: str, unknown: Iterable[tuple[tuple[str, str], CriterionResult]]
-                  ) -> tuple[str, ...]:
+def _left_unknown(
+    warning: str, unknown: Iterable[tuple[tuple[str, str], CriterionResult]]
+) -> tuple[str, ...]:
     """The criteria a warning left unknown: those lacking the field its hint names
     ("unknown key ecgo … did you mean 'ecog'?")."""
     names = set(_QUOTED.findall(warning))
     if not names:
         return ()
-    return tuple(dict.fromkeys(" ".join(who) for who, c in unknown for field in c.missing
-                               if any(field == n or field.startswith(n + ".") for n in names)))
+    return tuple(
+        dict.fromkeys(
+            " ".join(who)
+            for who, c in unknown
+            for field in c.missing
+            if any(field == n or field.startswith(n + ".") for n in names)
+        )
+    )

@@ -10,14 +10,24 @@ from collections.abc import Iterable
 
 from screener.core import _vocabulary as v
 from screener.core._errors import nearest
-from screener.criteria._conditions import combine
-from screener.reading._facts import Scope
 from screener.core._memo import keep
-from screener.core._model import (CriterionResult, Kind, Outcome, PartResult, Screening, TrialResult,
-                    kleene_and, kleene_or, status_of, verdict_of)
-from screener.core._model import Patient
-from screener.criteria._rules import Criterion, Part, RuleSet, rules_digest
+from screener.core._model import (
+    CriterionResult,
+    Kind,
+    Outcome,
+    PartResult,
+    Patient,
+    Screening,
+    TrialResult,
+    kleene_and,
+    kleene_or,
+    status_of,
+    verdict_of,
+)
 from screener.core._units import Measure
+from screener.criteria._conditions import combine
+from screener.criteria._rules import Criterion, Part, RuleSet, rules_digest
+from screener.reading._facts import Scope
 
 
 def _attestation(patient: Patient, trial: str, criterion: Criterion) -> bool | None:
@@ -32,8 +42,15 @@ def _attestation(patient: Patient, trial: str, criterion: Criterion) -> bool | N
 
 
 def _part(part: Part, outcome: Outcome, kind: Kind) -> PartResult:
-    return PartResult(part.id, status_of(outcome.value, kind, outcome.missing), outcome.reason,
-                      outcome.missing, outcome.review, outcome.evidence, part.label)
+    return PartResult(
+        part.id,
+        status_of(outcome.value, kind, outcome.missing),
+        outcome.reason,
+        outcome.missing,
+        outcome.review,
+        outcome.evidence,
+        part.label,
+    )
 
 
 # Results are reused across patients: most criteria read a few facts that most patients
@@ -45,8 +62,9 @@ MEMOISE = True
 _MEMO_SIZE = 128
 
 
-def screen_criterion(patient: Patient, trial: str, criterion: Criterion, facts: Scope
-                     ) -> CriterionResult:
+def screen_criterion(
+    patient: Patient, trial: str, criterion: Criterion, facts: Scope
+) -> CriterionResult:
     """One criterion's status and reasons; `facts` (see facts_of) is shared across criteria.
 
     A criterion's result depends only on the facts at its `inputs` (and, when `dated`, the
@@ -59,13 +77,15 @@ def screen_criterion(patient: Patient, trial: str, criterion: Criterion, facts: 
     key = facts.key(criterion.inputs, criterion.dated, attestation)
     found = criterion.memo.get(key)
     if found is None:
-        found = keep(criterion.memo, key, _screen_criterion(criterion, facts, attestation),
-                     _MEMO_SIZE)
+        found = keep(
+            criterion.memo, key, _screen_criterion(criterion, facts, attestation), _MEMO_SIZE
+        )
     return found
 
 
-def _screen_criterion(criterion: Criterion, facts: Scope, attestation: bool | None
-                      ) -> CriterionResult:
+def _screen_criterion(
+    criterion: Criterion, facts: Scope, attestation: bool | None
+) -> CriterionResult:
     scope = facts.judged(attestation)
     parts: tuple[PartResult, ...] = ()
     if criterion.check is None:
@@ -79,14 +99,23 @@ def _screen_criterion(criterion: Criterion, facts: Scope, attestation: bool | No
         outcome = criterion.check.evaluate(scope)
     status = status_of(outcome.value, criterion.kind, outcome.missing)
     return CriterionResult(
-        id=criterion.id, kind=criterion.kind, label=criterion.label, status=status,
-        reason=outcome.reason, missing=outcome.missing, review=outcome.review, parts=parts,
-        combine=criterion.combine, attested=attestation is not None, evidence=outcome.evidence,
-        text=criterion.text, note=criterion.note)
+        id=criterion.id,
+        kind=criterion.kind,
+        label=criterion.label,
+        status=status,
+        reason=outcome.reason,
+        missing=outcome.missing,
+        review=outcome.review,
+        parts=parts,
+        combine=criterion.combine,
+        attested=attestation is not None,
+        evidence=outcome.evidence,
+        text=criterion.text,
+        note=criterion.note,
+    )
 
 
-def _screen_part(part: Part, kind: Kind, facts: Scope, scope: Scope
-                 ) -> tuple[Outcome, PartResult]:
+def _screen_part(part: Part, kind: Kind, facts: Scope, scope: Scope) -> tuple[Outcome, PartResult]:
     if not MEMOISE:
         return _fresh_part(part, kind, scope)
     key = facts.key(part.inputs, part.dated, scope.attestation)
@@ -106,8 +135,9 @@ def facts_of(patient: Patient, max_age: Measure | None = None) -> Scope:
     return Scope(patient, patient.data, v.PATIENT, max_age=max_age)
 
 
-def screen(patient: Patient, rule_set: RuleSet, max_age: Measure | None = None,
-           facts: Scope | None = None) -> TrialResult:
+def screen(
+    patient: Patient, rule_set: RuleSet, max_age: Measure | None = None, facts: Scope | None = None
+) -> TrialResult:
     """Screen one patient against one trial. Pure: no I/O; the only state kept between
     calls is the memory of earlier results (see screen_criterion), which returns the result
     that would be computed.
@@ -116,15 +146,21 @@ def screen(patient: Patient, rule_set: RuleSet, max_age: Measure | None = None,
     counts as missing, so stale data never silently decides a screen.
     """
     base = facts if facts is not None else facts_of(patient, max_age)
-    results = tuple(screen_criterion(patient, rule_set.trial, c, base)
-                    for c in rule_set.criteria)
-    return TrialResult(trial=rule_set.trial, product=rule_set.product, title=rule_set.title,
-                       verdict=verdict_of(r.status for r in results), criteria=results,
-                       caveats=rule_set.caveats, digest=rule_set.digest)
+    results = tuple(screen_criterion(patient, rule_set.trial, c, base) for c in rule_set.criteria)
+    return TrialResult(
+        trial=rule_set.trial,
+        product=rule_set.product,
+        title=rule_set.title,
+        verdict=verdict_of(r.status for r in results),
+        criteria=results,
+        caveats=rule_set.caveats,
+        digest=rule_set.digest,
+    )
 
 
-def attestation_warnings(patient: Patient, rule_sets: Iterable[RuleSet],
-                         known_trials: Iterable[str] = ()) -> list[str]:
+def attestation_warnings(
+    patient: Patient, rule_sets: Iterable[RuleSet], known_trials: Iterable[str] = ()
+) -> list[str]:
     """Attestations that name no known criterion, or one with nothing left to judge.
 
     `known_trials` are trials that exist but were not screened this time (--trial): their
@@ -133,8 +169,9 @@ def attestation_warnings(patient: Patient, rule_sets: Iterable[RuleSet],
     return [message for _, message in attestation_problems(patient, rule_sets, known_trials)]
 
 
-def attestation_problems(patient: Patient, rule_sets: Iterable[RuleSet],
-                         known_trials: Iterable[str] = ()) -> list[tuple[str, str]]:
+def attestation_problems(
+    patient: Patient, rule_sets: Iterable[RuleSet], known_trials: Iterable[str] = ()
+) -> list[tuple[str, str]]:
     """As attestation_warnings, each with the attestation key it is about (for a position)."""
     sets = {r.trial: r for r in rule_sets}
     elsewhere = set(known_trials) - set(sets)
@@ -148,33 +185,47 @@ def attestation_problems(patient: Patient, rule_sets: Iterable[RuleSet],
                 # CNCT19/I3 names the product: attestations are keyed by the NCT id.
                 named = products.get(v.fold(trial))
                 guess = f"{named}/{cid}" if named else nearest(trial, sorted(set(sets) | elsewhere))
-                what = f"{trial!r} is a product, not a trial id" if named else \
-                    f"no trial {trial!r}"
-                warnings.append((key, f"attestation {key}: {what}"
-                                 + (f" (did you mean {guess}?)" if guess else "")))
+                what = f"{trial!r} is a product, not a trial id" if named else f"no trial {trial!r}"
+                warnings.append(
+                    (
+                        key,
+                        f"attestation {key}: {what}"
+                        + (f" (did you mean {guess}?)" if guess else ""),
+                    )
+                )
             continue
         criterion = rule_set.criterion(cid)
         if criterion is None:
             warnings.append((key, f"attestation {key}: {trial} has no criterion {cid!r}"))
         elif not criterion.judged:
-            warnings.append((key, f"attestation {key} ignored: {cid} is computed from the "
-                             "record, not judged"))
+            warnings.append(
+                (key, f"attestation {key} ignored: {cid} is computed from the record, not judged")
+            )
     return warnings
 
 
-def screen_patient(patient: Patient, rule_sets: Iterable[RuleSet],
-                   max_age: Measure | None = None, known_trials: Iterable[str] = ()
-                   ) -> Screening:
+def screen_patient(
+    patient: Patient,
+    rule_sets: Iterable[RuleSet],
+    max_age: Measure | None = None,
+    known_trials: Iterable[str] = (),
+) -> Screening:
     """Screen one patient against several trials, in the order given."""
     rule_sets = tuple(rule_sets)
     facts = facts_of(patient, max_age)
     warnings = [d.render("warning") for d in patient.warnings]
     warnings += attestation_warnings(patient, rule_sets, known_trials)
-    return Screening(patient=patient.id, file=patient.file, as_of=patient.as_of.isoformat(),
-                     as_of_source=patient.as_of_source,
-                     trials=tuple(screen(patient, r, max_age, facts) for r in rule_sets),
-                     warnings=tuple(warnings), sources=tuple(sorted(patient.sources.items())),
-                     rules_digest=rules_digest(tuple((r.trial, r.digest) for r in rule_sets)),
-                     attestations=tuple(
-                         (key, a["result"], a.get("by", ""), str(a.get("date", "")))
-                         for key, a in patient.data.get("attestations", {}).items()))
+    return Screening(
+        patient=patient.id,
+        file=patient.file,
+        as_of=patient.as_of.isoformat(),
+        as_of_source=patient.as_of_source,
+        trials=tuple(screen(patient, r, max_age, facts) for r in rule_sets),
+        warnings=tuple(warnings),
+        sources=tuple(sorted(patient.sources.items())),
+        rules_digest=rules_digest(tuple((r.trial, r.digest) for r in rule_sets)),
+        attestations=tuple(
+            (key, a["result"], a.get("by", ""), str(a.get("date", "")))
+            for key, a in patient.data.get("attestations", {}).items()
+        ),
+    )

@@ -22,10 +22,10 @@ from typing import Any
 import yaml
 
 from screener.core import _vocabulary as v
-from screener.criteria._catalog import load_rule_sets
 from screener.core._errors import Diagnostic, PatientError
-from screener.reading._fhir import Extract, clean, patient_from_extract, read_bundle
+from screener.criteria._catalog import load_rule_sets
 from screener.criteria._rules import RuleSet
+from screener.reading._fhir import Extract, clean, patient_from_extract, read_bundle
 
 _PLAIN = re.compile(r"^[A-Za-z0-9µ_][A-Za-z0-9µ_ .%/+\-()]*$")
 # What json.dumps leaves raw but YAML refuses in its text (DEL, C1 controls, non-characters)
@@ -34,8 +34,10 @@ _UNSAFE_IN_YAML = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 # Facts the engine computes when they are not given: what each needs instead.
 _DERIVED = {
     "age": (("birth_date",), ("age",)),
-    "labs.creatinine_clearance": (("labs.creatinine_clearance",),
-                                  ("weight", "sex", "labs.creatinine", "birth_date|age")),
+    "labs.creatinine_clearance": (
+        ("labs.creatinine_clearance",),
+        ("weight", "sex", "labs.creatinine", "birth_date|age"),
+    ),
 }
 
 
@@ -51,8 +53,11 @@ def needed_fields(rule_sets: Iterable[RuleSet] | None = None) -> dict[str, list[
     needed: dict[str, list[str]] = {}
     for rule_set in sets:
         for criterion in rule_set.criteria:
-            checks = [(criterion.id, criterion.check)] if criterion.check is not None else \
-                [(part.id, part.check) for part in criterion.parts]
+            checks = (
+                [(criterion.id, criterion.check)]
+                if criterion.check is not None
+                else [(part.id, part.check) for part in criterion.parts]
+            )
             for cid, check in checks:
                 for path in _fields(check):
                     refs = needed.setdefault(path, [])
@@ -99,7 +104,8 @@ def _given(record: dict[str, Any], path: str) -> bool:
     if path in _DERIVED:
         direct, inputs = _DERIVED[path]
         return any(_has(record, p) for p in direct) or all(
-            any(_has(record, alt) for alt in need.split("|")) for need in inputs)
+            any(_has(record, alt) for alt in need.split("|")) for need in inputs
+        )
     return _has(record, path)
 
 
@@ -148,8 +154,9 @@ def scalar(value: Any) -> str:
                 return text
         except yaml.YAMLError:
             pass
-    return _UNSAFE_IN_YAML.sub(lambda m: f"\\u{ord(m.group()):04x}",
-                               json.dumps(text, ensure_ascii=False))
+    return _UNSAFE_IN_YAML.sub(
+        lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False)
+    )
 
 
 def flow(mapping: dict[str, Any]) -> str:
@@ -224,13 +231,15 @@ class _Writer:
         """Missing needed paths at or under `path`."""
         return [p for p in self.missing if p == path or p.startswith(path + ".")]
 
-    def record(self, spec: v.Record | v.OpenMap, data: dict[str, Any] | None, prefix: str,
-               depth: int) -> None:
+    def record(
+        self, spec: v.Record | v.OpenMap, data: dict[str, Any] | None, prefix: str, depth: int
+    ) -> None:
         pad = "  " * depth
         if isinstance(spec, v.OpenMap):
             keys = list(data or {})
-            keys += sorted({p[len(prefix):].split(".")[0] for p in self.todo(prefix[:-1])}
-                           - set(keys))
+            keys += sorted(
+                {p[len(prefix) :].split(".")[0] for p in self.todo(prefix[:-1])} - set(keys)
+            )
             fields = {k: spec.value for k in keys}
         else:
             fields = spec.fields
@@ -238,8 +247,10 @@ class _Writer:
             path = prefix + key
             value = (data or {}).get(key)
             if value is None and path == "screening_date":
-                self.lines.append(f"# screening_date:  # TODO YYYY-MM-DD, the date of this "
-                                  f"screen (the values here are as of {self.ex.as_of})")
+                self.lines.append(
+                    f"# screening_date:  # TODO YYYY-MM-DD, the date of this "
+                    f"screen (the values here are as of {self.ex.as_of})"
+                )
             elif value is None:
                 self.placeholder(key, sub, path, depth)
             elif isinstance(sub, (v.Record, v.OpenMap)) and path not in self.ex.sources:
@@ -248,8 +259,9 @@ class _Writer:
             elif isinstance(sub, v.ListOf):
                 self.listing(key, sub, value, path, depth)
             elif isinstance(value, dict):
-                self.lines.append(f"{pad}{key}: {flow(value)}{self.source(path)}"
-                                  + self.uln_note(sub, value))
+                self.lines.append(
+                    f"{pad}{key}: {flow(value)}{self.source(path)}" + self.uln_note(sub, value)
+                )
             else:
                 self.lines.append(f"{pad}{key}: {scalar(value)}{self.source(path)}")
 
@@ -270,18 +282,24 @@ class _Writer:
         refs = _refs(self.missing[path])
         self.lines.append(f"# {pad}{key}:  # TODO {_example(spec)}; needed by {refs}")
 
-    def listing(self, key: str, spec: v.ListOf, items: list[dict[str, Any]], path: str,
-                depth: int) -> None:
+    def listing(
+        self, key: str, spec: v.ListOf, items: list[dict[str, Any]], path: str, depth: int
+    ) -> None:
         pad = "  " * depth
         self.lines.append(f"{pad}{key}:" + (" []" if not items else ""))
         for i, item in enumerate(items):
             self.lines.append(f"{pad}  - {flow(item)}{self.source(f'{path}[{i}]')}")
-        wanted = [name for name in self.items.get(path, {})
-                  if any(name.split(".")[0] not in item for item in items)]
+        wanted = [
+            name
+            for name in self.items.get(path, {})
+            if any(name.split(".")[0] not in item for item in items)
+        ]
         if wanted and items:
             label = getattr(spec.item, "label", key)
-            self.lines.append(f"{pad}  # TODO each {label}: the trials also read "
-                              f"{', '.join(sorted(wanted))}; add them where known")
+            self.lines.append(
+                f"{pad}  # TODO each {label}: the trials also read "
+                f"{', '.join(sorted(wanted))}; add them where known"
+            )
 
     def write(self) -> str:
         ex = self.ex
@@ -305,8 +323,10 @@ class _Writer:
                 self.lines.append(f"#   - {_comment(text)}")
         self.lines.append("")
         if self.missing:
-            self.lines.append(f"# Checklist: {len(self.missing)} field(s) the screened trials "
-                              "read that the bundle did not give")
+            self.lines.append(
+                f"# Checklist: {len(self.missing)} field(s) the screened trials "
+                "read that the bundle did not give"
+            )
             for path, refs in self.missing.items():
                 self.lines.append(f"#   [ ] {path}  ({_refs(refs)})")
         else:
@@ -330,8 +350,12 @@ def _order(needed: dict[str, list[str]]) -> dict[str, list[str]]:
     return {p: needed[p] for p in sorted(needed, key=key)}
 
 
-def bundle_to_yaml(path: Path, as_of: dt.date | None = None, today: dt.date | None = None,
-                   rule_sets: Iterable[RuleSet] | None = None) -> str:
+def bundle_to_yaml(
+    path: Path,
+    as_of: dt.date | None = None,
+    today: dt.date | None = None,
+    rule_sets: Iterable[RuleSet] | None = None,
+) -> str:
     """The patient YAML equivalent to a FHIR R4 bundle, for the nurse to complete.
 
     Raises PatientError (naming the file) when the bundle cannot be read or its patient
@@ -344,9 +368,12 @@ def bundle_to_yaml(path: Path, as_of: dt.date | None = None, today: dt.date | No
     return _Writer(extract, needed).write()
 
 
-def export_to_yaml(folder: Path, as_of: dt.date | None = None, today: dt.date | None = None,
-                   rule_sets: Iterable[RuleSet] | None = None
-                   ) -> Iterator[tuple[str, str | None, tuple[Diagnostic, ...]]]:
+def export_to_yaml(
+    folder: Path,
+    as_of: dt.date | None = None,
+    today: dt.date | None = None,
+    rule_sets: Iterable[RuleSet] | None = None,
+) -> Iterator[tuple[str, str | None, tuple[Diagnostic, ...]]]:
     """`bundle_to_yaml` for every patient of a FHIR bulk export (see bulk.py), by id.
 
     Yields (patient id, YAML text, ()) for each patient, and (file, None, diagnostics) for

@@ -1,4 +1,5 @@
-"""The rule-author kit: helpers for rule authors' tests: patients from a base and overrides, screening one trial,
+"""The rule-author kit: helpers for rule authors' tests: patients from a base and overrides,
+screening one trial,
 and hypothesis strategies for valid patient records.
 
 Building and screening a patient::
@@ -64,9 +65,28 @@ only when these are called)::
     enzyme (U/L), percent, mass (kg), duration (days), age (years), seconds, flow (mL/min).
 """
 
-from screener.testing._harness import (FAMILIES, in_other_units, load_patient, patient_from,
-                                       patients, rule_sets, screen, statuses, to_canonical,
-                                       write)
+from screener.testing._harness import (
+    FAMILIES,
+    in_other_units,
+    load_patient,
+    patient_from,
+    patients,
+    rule_sets,
+    screen,
+    statuses,
+    to_canonical,
+    write,
+)
 
-__all__ = ["FAMILIES", "in_other_units", "load_patient", "patient_from", "patients",
-           "rule_sets", "screen", "statuses", "to_canonical", "write"]
+__all__ = [
+    "FAMILIES",
+    "in_other_units",
+    "load_patient",
+    "patient_from",
+    "patients",
+    "rule_sets",
+    "screen",
+    "statuses",
+    "to_canonical",
+    "write",
+]

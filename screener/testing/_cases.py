@@ -31,14 +31,13 @@ from typing import Any
 
 import yaml
 
-from screener.reading._document import Document, PathKey, load
-from screener.screening._engine import screen
 from screener.core._errors import Diagnostic, ScreenerError
-from screener.core._model import Status, TrialResult, Verdict
-from screener.core._model import Patient
-from screener.reading._patient import parse_patient
+from screener.core._model import Patient, Status, TrialResult, Verdict
 from screener.criteria._conditions import Node, Review
 from screener.criteria._rules import Criterion, RuleSet
+from screener.reading._document import Document, PathKey, load
+from screener.reading._patient import parse_patient
+from screener.screening._engine import screen
 
 SUFFIX = ".cases.yaml"
 _STATUSES = {s.value for s in Status}
@@ -100,8 +99,9 @@ class _Reader:
         self.doc = doc
         self.here = Path(doc.file).parent
 
-    def fail(self, path: PathKey, message: str, hint: str | None = None,
-             key: bool = False) -> CaseFileError:
+    def fail(
+        self, path: PathKey, message: str, hint: str | None = None, key: bool = False
+    ) -> CaseFileError:
         return CaseFileError(self.doc.diagnostic(message, path, key=key, hint=hint))
 
     def strict(self, data: Any, path: PathKey, allowed: tuple[str, ...], what: str) -> dict:
@@ -114,8 +114,9 @@ class _Reader:
         try:
             data = load(target, str(target), CaseFileError).data
         except CaseFileError as exc:
-            raise self.fail(path, f"cannot use patient file {name}: {exc.diagnostic.message}"
-                            ) from None
+            raise self.fail(
+                path, f"cannot use patient file {name}: {exc.diagnostic.message}"
+            ) from None
         if not isinstance(data, dict):
             raise self.fail(path, f"patient file {name} is not a mapping")
         return data
@@ -140,12 +141,16 @@ class _Reader:
         return Suite(trial, self.doc.file, tuple(read))
 
     def case(self, data: Any, path: PathKey, base: dict[str, Any]) -> Case:
-        data = self.strict(data, path, ("name", "patient", "file", "expect", "verdict", "xfail"),
-                           "a case")
+        data = self.strict(
+            data, path, ("name", "patient", "file", "expect", "verdict", "xfail"), "a case"
+        )
         name = data.get("name")
         if not isinstance(name, str) or not name.strip() or " " in name:
-            raise self.fail(path + ("name",), "a case needs a name without spaces",
-                            "e.g. creatinine-145-umol-fails")
+            raise self.fail(
+                path + ("name",),
+                "a case needs a name without spaces",
+                "e.g. creatinine-145-umol-fails",
+            )
         if "patient" in data and "file" in data:
             raise self.fail(path, "a case takes patient (overrides of base) or file, not both")
         if "file" in data:
@@ -157,22 +162,36 @@ class _Reader:
             patient = merge(base, overrides)
         expect = data.get("expect", {})
         if not isinstance(expect, dict) or (not expect and "verdict" not in data):
-            raise self.fail(path + ("expect",), "a case expects statuses of some criteria, "
-                                                "or a verdict")
+            raise self.fail(
+                path + ("expect",), "a case expects statuses of some criteria, or a verdict"
+            )
         for cid, status in expect.items():
             if status not in _STATUSES:
-                raise self.fail(path + ("expect", cid), f"{status!r} is not a status",
-                                f"one of: {', '.join(sorted(_STATUSES))}")
+                raise self.fail(
+                    path + ("expect", cid),
+                    f"{status!r} is not a status",
+                    f"one of: {', '.join(sorted(_STATUSES))}",
+                )
         verdict = data.get("verdict")
         if verdict is not None and verdict not in _VERDICTS:
-            raise self.fail(path + ("verdict",), f"{verdict!r} is not a verdict",
-                            f"one of: {', '.join(sorted(_VERDICTS))}")
+            raise self.fail(
+                path + ("verdict",),
+                f"{verdict!r} is not a verdict",
+                f"one of: {', '.join(sorted(_VERDICTS))}",
+            )
         xfail = data.get("xfail")
         if xfail is not None and (not isinstance(xfail, str) or not xfail.strip()):
             raise self.fail(path + ("xfail",), "xfail takes the reason, as text")
         pos = self.doc.position(path)
-        return Case(name, patient, {str(k): v for k, v in expect.items()}, verdict, xfail,
-                    self.doc.file, pos.line if pos else 0)
+        return Case(
+            name,
+            patient,
+            {str(k): v for k, v in expect.items()},
+            verdict,
+            xfail,
+            self.doc.file,
+            pos.line if pos else 0,
+        )
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -231,13 +250,17 @@ def explain(outcome: Outcome) -> str:
         lines.append(f"  {cid:<{width}}  {want:<8}  {got}")
         if cid in reasons:
             lines.append(f"  {'':<{width}}  because: {reasons[cid]}")
-    paste = {"expect": {k: outcome.actual[k] for k in case.expect if k in outcome.actual},
-             "verdict": outcome.result.verdict.value}
+    paste = {
+        "expect": {k: outcome.actual[k] for k in case.expect if k in outcome.actual},
+        "verdict": outcome.result.verdict.value,
+    }
     if case.verdict is None:
         del paste["verdict"]
     lines.append("actual, ready to paste:")
-    lines.extend("  " + line for line in
-                 yaml.safe_dump(paste, sort_keys=False, allow_unicode=True).splitlines())
+    lines.extend(
+        "  " + line
+        for line in yaml.safe_dump(paste, sort_keys=False, allow_unicode=True).splitlines()
+    )
     return "\n".join(lines)
 
 
@@ -274,9 +297,11 @@ class Coverage:
 
     def gaps(self) -> dict[str, list[str]]:
         """Computable criteria lacking a passing or a failing case."""
-        return {cid: [s for s in ("pass", "fail") if s not in seen]
-                for cid, seen in self.seen.items()
-                if self.computable[cid] and not {"pass", "fail"} <= seen}
+        return {
+            cid: [s for s in ("pass", "fail") if s not in seen]
+            for cid, seen in self.seen.items()
+            if self.computable[cid] and not {"pass", "fail"} <= seen
+        }
 
 
 def coverage(rule_set: RuleSet, outcomes: list[Outcome]) -> Coverage:

@@ -7,24 +7,35 @@ import datetime as dt
 import math
 import random
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from screener.criteria import _catalog as catalog
-from screener.testing._cases import merge, statuses as _trial_statuses
-from screener.reading._document import load as _load_document
-from screener.screening._engine import screen as _screen
 from screener.core._errors import PatientError
-from screener.core._model import Screening, TrialResult
-from screener.core._model import Patient
-from screener.reading._patient import load_patient as _load_patient, parse_patient
+from screener.core._model import Patient, Screening, TrialResult
+from screener.criteria import _catalog as catalog
 from screener.criteria._rules import RuleSet
+from screener.reading._document import load as _load_document
+from screener.reading._patient import load_patient as _load_patient
+from screener.reading._patient import parse_patient
+from screener.screening._engine import screen as _screen
+from screener.testing._cases import merge
+from screener.testing._cases import statuses as _trial_statuses
 
-__all__ = ["FAMILIES", "in_other_units", "load_patient", "patient_from", "patients", "rule_sets",
-           "screen", "statuses", "to_canonical", "write"]
+__all__ = [
+    "FAMILIES",
+    "in_other_units",
+    "load_patient",
+    "patient_from",
+    "patients",
+    "rule_sets",
+    "screen",
+    "statuses",
+    "to_canonical",
+    "write",
+]
 
 # ----------------------------------------------------------------------------- patients
 
@@ -34,8 +45,12 @@ def load_patient(path: str | Path) -> Patient:
     return _load_patient(path)
 
 
-def patient_from(base: Mapping[str, Any] | str | Path,
-                 overrides: Mapping[str, Any] | None = None, /, **fields: Any) -> Patient:
+def patient_from(
+    base: Mapping[str, Any] | str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    /,
+    **fields: Any,
+) -> Patient:
     """A patient from a base record plus overrides (None deletes a key), checked as a file is."""
     if isinstance(base, Mapping):
         record, name = copy.deepcopy(dict(base)), "<patient_from>"
@@ -53,7 +68,7 @@ def patient_from(base: Mapping[str, Any] | str | Path,
     return parse_patient(text, name if not (overrides or fields) else f"{name} (with overrides)")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rule_sets(directory: str | None) -> tuple[RuleSet, ...]:
     return tuple(catalog.load_rule_sets(Path(directory) if directory else None))
 
@@ -69,8 +84,7 @@ def _rule_set(trial: str | RuleSet) -> RuleSet:
     return catalog.select(list(rule_sets()), [trial])[0]
 
 
-def screen(patient: Patient | Mapping[str, Any] | str | Path, trial: str | RuleSet
-           ) -> TrialResult:
+def screen(patient: Patient | Mapping[str, Any] | str | Path, trial: str | RuleSet) -> TrialResult:
     """Screen a patient against one trial, named by NCT id or product name (or a RuleSet)."""
     if not isinstance(patient, Patient):
         patient = patient_from(patient)
@@ -98,18 +112,25 @@ _MASS_CONC = {"mg/dL": 1.0, "mg/L": 0.1}
 def _molar(grams_per_mol: float) -> dict[str, float]:
     # 1 µmol/L = M µg/L = M/10000 mg/dL
     per_umol = grams_per_mol / 10000.0
-    return {**_MASS_CONC, "umol/L": per_umol, "µmol/L": per_umol, "μmol/L": per_umol,
-            "mcmol/L": per_umol, "micromol/L": per_umol, "mmol/L": per_umol * 1000.0}
+    return {
+        **_MASS_CONC,
+        "umol/L": per_umol,
+        "µmol/L": per_umol,
+        "μmol/L": per_umol,
+        "mcmol/L": per_umol,
+        "micromol/L": per_umol,
+        "mmol/L": per_umol * 1000.0,
+    }
 
 
 FAMILIES: dict[str, dict[str, float]] = {
-    "creatinine": _molar(CREATININE_G_PER_MOL),      # canonical mg/dL
-    "bilirubin": _molar(BILIRUBIN_G_PER_MOL),        # canonical mg/dL
-    "enzyme": {"U/L": 1.0, "IU/L": 1.0},             # canonical U/L
-    "percent": {"%": 1.0, "percent": 1.0},           # canonical %
-    "mass": {"kg": 1.0, "lb": KG_PER_LB, "lbs": KG_PER_LB},   # canonical kg
+    "creatinine": _molar(CREATININE_G_PER_MOL),  # canonical mg/dL
+    "bilirubin": _molar(BILIRUBIN_G_PER_MOL),  # canonical mg/dL
+    "enzyme": {"U/L": 1.0, "IU/L": 1.0},  # canonical U/L
+    "percent": {"%": 1.0, "percent": 1.0},  # canonical %
+    "mass": {"kg": 1.0, "lb": KG_PER_LB, "lbs": KG_PER_LB},  # canonical kg
     "duration": {"days": 1.0, "weeks": 7.0, "months": DAYS["months"]},  # canonical days
-    "age": {"years": 1.0, "months": 1.0 / 12},        # canonical years
+    "age": {"years": 1.0, "months": 1.0 / 12},  # canonical years
     "seconds": {"s": 1.0, "sec": 1.0, "seconds": 1.0},
     "flow": {"mL/min": 1.0},
 }
@@ -117,12 +138,23 @@ FAMILIES: dict[str, dict[str, float]] = {
 _FOLD = {"µ": "u", "μ": "u"}
 
 # Where each quantity of the contract lives, and its family.
-_TOP = {"weight": "mass", "life_expectancy": "duration", "lvef": "percent", "spo2": "percent",
-        "age": "age"}
+_TOP = {
+    "weight": "mass",
+    "life_expectancy": "duration",
+    "lvef": "percent",
+    "spo2": "percent",
+    "age": "age",
+}
 _DIAGNOSIS = {"bone_marrow_blasts": "percent"}
-_LABS = {"total_bilirubin": "bilirubin", "direct_bilirubin": "bilirubin", "ast": "enzyme",
-         "alt": "enzyme", "creatinine": "creatinine", "aptt": "seconds",
-         "creatinine_clearance": "flow"}
+_LABS = {
+    "total_bilirubin": "bilirubin",
+    "direct_bilirubin": "bilirubin",
+    "ast": "enzyme",
+    "alt": "enzyme",
+    "creatinine": "creatinine",
+    "aptt": "seconds",
+    "creatinine_clearance": "flow",
+}
 
 
 def _fold(unit: str) -> str:
@@ -192,8 +224,9 @@ def _rewrite(value: Any, family: str, choose: Chooser) -> Any:
     return value  # a bare number (age: 47) stays as written
 
 
-def in_other_units(mapping: Mapping[str, Any], rng_or_draw: random.Random | Callable[..., Any]
-                   ) -> dict[str, Any]:
+def in_other_units(
+    mapping: Mapping[str, Any], rng_or_draw: random.Random | Callable[..., Any]
+) -> dict[str, Any]:
     """A copy of a patient mapping with every quantity rewritten in an equivalent unit.
 
     `rng_or_draw` picks the unit of each quantity (a lab's value and ULN independently): a
@@ -236,10 +269,17 @@ def patients(missing: float = 0.15) -> Any:
             canonical = draw(st.floats(low, high, allow_nan=False, allow_infinity=False))
             unit = draw(st.sampled_from(units or list(FAMILIES[family])))
             return f"{_rounded(canonical / FAMILIES[family][unit])} {unit}"
+
         return build()
 
-    def lab(family: str, low: float, high: float, uln_low: float, uln_high: float,
-            units: list[str] | None = None) -> Any:
+    def lab(
+        family: str,
+        low: float,
+        high: float,
+        uln_low: float,
+        uln_high: float,
+        units: list[str] | None = None,
+    ) -> Any:
         value = quantity(family, low, high, units)
         uln = quantity(family, uln_low, uln_high, units)
         return st.one_of(value, st.fixed_dictionaries({"value": value}, optional={"uln": uln}))
@@ -260,8 +300,10 @@ def patients(missing: float = 0.15) -> Any:
         def before(low: int, high: int) -> dt.date:
             return screening - dt.timedelta(days=draw(st.integers(low, high)))
 
-        record: dict[str, Any] = {"id": f"HYP-{draw(st.integers(0, 99999)):05d}",
-                                  "screening_date": screening}
+        record: dict[str, Any] = {
+            "id": f"HYP-{draw(st.integers(0, 99999)):05d}",
+            "screening_date": screening,
+        }
         if draw(st.integers(0, 99)) >= percent:
             if draw(st.integers(0, 9)) == 0:
                 record["age"] = f"{draw(st.integers(1, 90))} years"
@@ -272,23 +314,43 @@ def patients(missing: float = 0.15) -> Any:
             record["sex"] = sex
         optional(draw, record, "weight", quantity("mass", 35, 140, ["kg", "lb"]))
         optional(draw, record, "informed_consent", st.booleans())
-        optional(draw, record, "apheresis_date",
-                 st.integers(0, 21).map(lambda d: screening + dt.timedelta(days=d)))
+        optional(
+            draw,
+            record,
+            "apheresis_date",
+            st.integers(0, 21).map(lambda d: screening + dt.timedelta(days=d)),
+        )
         optional(draw, record, "childbearing_potential", st.booleans())
         if sex == "female":
             optional(draw, record, "pregnant", st.booleans())
             optional(draw, record, "lactating", st.booleans())
-            optional(draw, record, "pregnancy_test", st.fixed_dictionaries(
-                {"result": result}, optional={"date": st.integers(0, 30).map(
-                    lambda d: screening - dt.timedelta(days=d))}))
+            optional(
+                draw,
+                record,
+                "pregnancy_test",
+                st.fixed_dictionaries(
+                    {"result": result},
+                    optional={
+                        "date": st.integers(0, 30).map(lambda d: screening - dt.timedelta(days=d))
+                    },
+                ),
+            )
         optional(draw, record, "contraception_agreed", st.booleans())
 
         diagnosis: dict[str, Any] = {}
-        optional(draw, diagnosis, "disease", words(["B-ALL", "B-ALL", "B-ALL", "T-ALL", "AML",
-                                                    "Burkitt", "MPAL"]))
+        optional(
+            draw,
+            diagnosis,
+            "disease",
+            words(["B-ALL", "B-ALL", "B-ALL", "T-ALL", "AML", "Burkitt", "MPAL"]),
+        )
         optional(draw, diagnosis, "who_2022", st.booleans())
-        optional(draw, diagnosis, "status", words(["relapsed", "refractory", "remission",
-                                                   "newly-diagnosed"]))
+        optional(
+            draw,
+            diagnosis,
+            "status",
+            words(["relapsed", "refractory", "remission", "newly-diagnosed"]),
+        )
         optional(draw, diagnosis, "isolated_extramedullary", st.booleans())
         optional(draw, diagnosis, "cns_involvement", words(["none", "active", "history"]))
         optional(draw, diagnosis, "bone_marrow_blasts", quantity("percent", 0, 100, ["%"]))
@@ -296,17 +358,30 @@ def patients(missing: float = 0.15) -> Any:
         optional(draw, diagnosis, "abl1_mutations", words([[], [], ["T315I"], ["E255K"]]))
         markers: dict[str, Any] = {}
         for name in ("CD19", "CD22"):
-            optional(draw, markers, name, st.fixed_dictionaries(
-                {"result": result}, optional={"specimen": specimen, "date": st.integers(
-                    0, 200).map(lambda d: screening - dt.timedelta(days=d))}))
+            optional(
+                draw,
+                markers,
+                name,
+                st.fixed_dictionaries(
+                    {"result": result},
+                    optional={
+                        "specimen": specimen,
+                        "date": st.integers(0, 200).map(lambda d: screening - dt.timedelta(days=d)),
+                    },
+                ),
+            )
         if markers:
             diagnosis["markers"] = markers
         if diagnosis or draw(st.booleans()):
             record["diagnosis"] = diagnosis
 
         optional(draw, record, "ecog", st.integers(0, 4))
-        optional(draw, record, "life_expectancy",
-                 quantity("duration", 14, 730, ["days", "weeks", "months"]))
+        optional(
+            draw,
+            record,
+            "life_expectancy",
+            quantity("duration", 14, 730, ["days", "weeks", "months"]),
+        )
         optional(draw, record, "lvef", quantity("percent", 20, 75, ["%"]))
         optional(draw, record, "nyha_class", st.integers(1, 4))
         optional(draw, record, "dyspnea_grade", st.integers(0, 5))
@@ -336,29 +411,52 @@ def patients(missing: float = 0.15) -> Any:
             record["serology"] = serology
 
         therapy = st.one_of(
-            st.fixed_dictionaries({"type": st.just("chemotherapy"),
-                                   "regimen": words(["hyper-CVAD", "BFM", "FLAG"]),
-                                   "cycles": st.integers(1, 8)}),
-            st.fixed_dictionaries({"type": st.just("tki"),
-                                   "drug": words(["imatinib", "dasatinib", "ponatinib"])},
-                                  optional={"outcome": words(["failed", "intolerant",
-                                                              "responding"])}),
-            st.fixed_dictionaries({"type": st.just("car-t"), "target": words(["CD19", "CD22"])},
-                                  optional={"response": words(["CR", "NR", "relapse"]),
-                                            "date": st.integers(60, 900).map(
-                                                lambda d: screening - dt.timedelta(days=d))}),
-            st.fixed_dictionaries({"type": st.just("transplant"),
-                                   "kind": words(["allogeneic", "autologous"]),
-                                   "date": st.integers(10, 900).map(
-                                       lambda d: screening - dt.timedelta(days=d))}),
+            st.fixed_dictionaries(
+                {
+                    "type": st.just("chemotherapy"),
+                    "regimen": words(["hyper-CVAD", "BFM", "FLAG"]),
+                    "cycles": st.integers(1, 8),
+                }
+            ),
+            st.fixed_dictionaries(
+                {"type": st.just("tki"), "drug": words(["imatinib", "dasatinib", "ponatinib"])},
+                optional={"outcome": words(["failed", "intolerant", "responding"])},
+            ),
+            st.fixed_dictionaries(
+                {"type": st.just("car-t"), "target": words(["CD19", "CD22"])},
+                optional={
+                    "response": words(["CR", "NR", "relapse"]),
+                    "date": st.integers(60, 900).map(lambda d: screening - dt.timedelta(days=d)),
+                },
+            ),
+            st.fixed_dictionaries(
+                {
+                    "type": st.just("transplant"),
+                    "kind": words(["allogeneic", "autologous"]),
+                    "date": st.integers(10, 900).map(lambda d: screening - dt.timedelta(days=d)),
+                }
+            ),
         )
         optional(draw, record, "therapies", st.lists(therapy, max_size=3))
         condition = st.fixed_dictionaries(
-            {"type": words(["infection", "malignancy", "stroke", "autoimmune", "hypertension",
-                            "gilbert_syndrome"])},
-            optional={"date": st.integers(0, 2000).map(
-                lambda d: screening - dt.timedelta(days=d)),
-                "active": st.booleans(), "severe": st.booleans()})
+            {
+                "type": words(
+                    [
+                        "infection",
+                        "malignancy",
+                        "stroke",
+                        "autoimmune",
+                        "hypertension",
+                        "gilbert_syndrome",
+                    ]
+                )
+            },
+            optional={
+                "date": st.integers(0, 2000).map(lambda d: screening - dt.timedelta(days=d)),
+                "active": st.booleans(),
+                "severe": st.booleans(),
+            },
+        )
         optional(draw, record, "conditions", st.lists(condition, max_size=2))
         return record
 

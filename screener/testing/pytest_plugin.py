@@ -7,18 +7,18 @@ trial's product name is a keyword too, so `pytest -k CNCT19` selects a trial's c
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from screener.testing._cases import SUFFIX, Case, CaseFileError, explain, load_suite, run_case
 from screener.criteria._catalog import load_rule_sets
 from screener.criteria._rules import RuleSet
+from screener.testing._cases import SUFFIX, Case, CaseFileError, explain, load_suite, run_case
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rule_sets() -> dict[str, RuleSet]:
     return {r.trial: r for r in load_rule_sets()}
 
@@ -43,8 +43,9 @@ class CaseFile(pytest.File):
         if rule_set is None:
             raise CaseFileCollectionError(f"{self.path}: no rule set for trial {suite.trial}")
         for case in suite.cases:
-            item = CaseItem.from_parent(self, name=f"{suite.trial}::{case.name}", case=case,
-                                        rule_set=rule_set)
+            item = CaseItem.from_parent(
+                self, name=f"{suite.trial}::{case.name}", case=case, rule_set=rule_set
+            )
             item.extra_keyword_matches.update({rule_set.trial, rule_set.product})
             if case.xfail:
                 item.add_marker(pytest.mark.xfail(reason=case.xfail, strict=True))
@@ -66,8 +67,7 @@ class CaseItem(pytest.Item):
         if not outcome.passed:
             raise CaseMismatch(explain(outcome))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
-                     ) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CaseMismatch):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
