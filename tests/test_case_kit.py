@@ -126,3 +126,114 @@ def test_coverage_names_criteria_without_passing_and_failing_cases(cases_dir: Pa
     assert "lacks a failing case" in lines["I7"]  # only pass and unknown here
     assert "lacks a passing and a failing case" in lines["E1"]
     assert "judgment only" in lines["E16"]
+
+
+def test_a_misspelt_override_is_a_collection_error_at_its_line(pytester: pytest.Pytester):
+    # labs.creatinin would otherwise test a patient with no creatinine at all
+    pytester.makefile(".yaml", baseline=BASELINE)
+    typo = GOOD.replace("{labs: {creatinine: 145 umol/L}}", "{labs: {creatinin: 145 umol/L}}")
+    pytester.path.joinpath("NCT06559644.cases.yaml").write_text(typo, encoding="utf-8")
+    result = pytester.runpytest()
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(
+        [
+            "*NCT06559644.cases.yaml:5:*case creatinine-145-umol-fails: unknown key"
+            " labs.creatinin*",
+            "*did you mean 'creatinine'?*",
+        ]
+    )
+    # and the same under `screener test`, where it fails the case at the same line
+    out = runner.invoke(app, ["test", str(pytester.path)])
+    assert out.exit_code == 1
+    assert "NCT06559644.cases.yaml:5:" in out.stdout and "labs.creatinin" in out.stdout
+
+
+def test_no_expectation_to_paste_while_the_patient_has_warnings(cases_dir: Path):
+    # an implausible value loads with a warning: its statuses are not yet worth pasting
+    odd = GOOD.replace("{lvef: null}", "{lvef: null, labs: {creatinine: 35 mg/dL}}").replace(
+        "{I7: unknown}", "{I7: pass}"
+    )
+    (cases_dir / "NCT06559644.cases.yaml").write_text(odd, encoding="utf-8")
+    result = runner.invoke(app, ["test", str(cases_dir)])
+    assert result.exit_code == 1
+    assert "has warnings" in result.stdout and "implausible" in result.stdout
+    assert "ready to paste" not in result.stdout
+
+
+def test_plugin_runs_cases_against_a_rules_directory(pytester: pytest.Pytester):
+    # a rule author's own trial, not bundled: --screener-rules and the ini option
+    rules = pytester.mkdir("rules")
+    rules.joinpath("NCT09999999.yaml").write_text(OWN_TRIAL, encoding="utf-8")
+    pytester.makefile(".yaml", baseline=BASELINE)
+    pytester.path.joinpath("NCT09999999.cases.yaml").write_text(OWN_CASES, encoding="utf-8")
+    pytester.runpytest("--screener-rules", str(rules)).assert_outcomes(passed=2)
+    pytester.path.joinpath("pytest.ini").write_text("[pytest]\nscreener_rules = rules\n")
+    pytester.runpytest().assert_outcomes(passed=2)
+    # without it, the bundled rule sets have no such trial: said at collection
+    pytester.path.joinpath("pytest.ini").unlink()
+    result = pytester.runpytest()
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*no rule set for trial NCT09999999 in the bundled rule sets*"])
+
+
+def test_coverage_reports_only_the_trials_whose_cases_ran(cases_dir: Path):
+    (cases_dir / "NCT04684147.cases.yaml").write_text(CNCT19, encoding="utf-8")
+    result = runner.invoke(app, ["test", str(cases_dir), "--coverage"])
+    assert "NCT04684147 coverage" in result.stdout
+    assert "NCT06559644 coverage" not in result.stdout
+
+
+def test_coverage_knows_a_criterion_the_record_cannot_fail(tmp_path: Path):
+    # I2 applies only after an isolated extramedullary relapse, and then the investigator
+    # judges it: no recorded fact can fail it, so --coverage asks for no failing case (a
+    # case with an attestation may still show one).
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    judged = OWN_TRIAL + (
+        "  - id: I2\n"
+        "    kind: inclusion\n"
+        "    label: Assessable lesion if isolated extramedullary relapse\n"
+        "    text: At least one assessable lesion after an isolated extramedullary relapse.\n"
+        "    check:\n"
+        "      if: {field: diagnosis.isolated_extramedullary, is: true}\n"
+        '      then: {review: "at least one assessable extramedullary lesion"}\n'
+    )
+    rules.joinpath("NCT09999999.yaml").write_text(judged, encoding="utf-8")
+    (tmp_path / "baseline.yaml").write_text(BASELINE, encoding="utf-8")
+    (tmp_path / "NCT09999999.cases.yaml").write_text(OWN_CASES, encoding="utf-8")
+    result = runner.invoke(app, ["test", str(tmp_path), "--coverage", "--rules", str(rules)])
+    lines = {
+        line.split()[1]: line
+        for line in result.stdout.splitlines()
+        if line.strip().startswith(("✔", "✘", "·"))
+    }
+    assert "only an attestation can make it fail" in lines["I2"]
+    assert lines["I2"].lstrip().startswith("✔") and "lacks" not in lines["I2"]
+    assert "lacks" not in lines["I1"]
+    assert result.exit_code == 0, result.stdout
+
+
+OWN_TRIAL = """\
+trial: NCT09999999
+product: OWN-1
+title: A rule author's own trial
+sources: [https://clinicaltrials.gov/study/NCT09999999]
+criteria:
+  - id: I1
+    kind: inclusion
+    label: ECOG 0-1
+    text: ECOG performance status 0 or 1.
+    check: {field: ecog, le: 1}
+"""
+
+OWN_CASES = """\
+trial: NCT09999999
+base: baseline.yaml
+cases:
+  - name: ecog-1-passes
+    patient: {ecog: 1}
+    expect: {I1: pass}
+  - name: ecog-2-fails
+    patient: {ecog: 2}
+    expect: {I1: fail}
+"""

@@ -804,7 +804,7 @@ def test_cases(
             broken += 1
             continue
         for case in suite.cases:
-            outcome = run_case(case, rule_set)
+            outcome = run_case(case, rule_set, suite)
             outcomes_by_trial.setdefault(suite.trial, []).append(outcome)
             if outcome.passed == (case.xfail is None):
                 continue
@@ -821,18 +821,28 @@ def test_cases(
     total = sum(len(o) for o in outcomes_by_trial.values())
     gaps = 0
     if coverage:
-        # Every bundled trial is reported: one with no case file shows its gaps too.
-        for trial in sorted(rule_sets):
+        # The trials whose cases were run: a path of one trial's cases is that trial's
+        # coverage, not every bundled trial's gaps.
+        for trial in sorted(outcomes_by_trial):
             report = cover(rule_sets[trial], outcomes_by_trial.get(trial, []))
             out.print(f"\n[bold]{trial}[/] coverage (statuses the cases drove each criterion to)")
             for cid, seen in report.seen.items():
                 missing = report.gaps().get(cid)
                 mark = "[red]✘[/]" if missing else "[green]✔[/]" if report.computable[cid] else "·"
                 lacking = " and a ".join(f"{status}ing" for status in missing or [])
+                never = [
+                    f"only an attestation can make it {status}"
+                    for status in ("pass", "fail")
+                    if status not in report.reachable.get(cid, {"pass", "fail"})
+                ]
                 note = (
                     f"  [red]lacks a {lacking} case[/]"
                     if missing
-                    else ("" if report.computable[cid] else "  (judgment only)")
+                    else "  (judgment only)"
+                    if not report.computable[cid]
+                    else f"  ({'; '.join(never)})"
+                    if never
+                    else ""
                 )
                 out.print(f"  {mark} {cid:<5} {', '.join(sorted(seen)) or '—'}{note}")
             gaps += len(report.gaps())

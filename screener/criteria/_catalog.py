@@ -30,9 +30,9 @@ def rules_dir() -> Path:
     )
 
 
-def load_rule_sets(directory: Path | None = None) -> list[RuleSet]:
+def load_rule_sets(directory: str | Path | None = None) -> list[RuleSet]:
     """Every rule set in a directory, ordered by trial id; any broken one stops the load."""
-    folder = directory if directory is not None else rules_dir()
+    folder = Path(directory) if directory is not None else rules_dir()
     # Both YAML suffixes: an NCT….yml file silently skipped would screen without its trial.
     # Editor leftovers (.#NCT….yaml, NCT….yaml~) are not rule sets.
     files = sorted(

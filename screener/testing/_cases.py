@@ -25,6 +25,7 @@ The same cases run under pytest (the plugin in `pytest_plugin.py`) and `screener
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ from typing import Any
 import yaml
 
 from screener.core._errors import Diagnostic, ScreenerError
-from screener.core._model import Patient, Status, TrialResult, Verdict
-from screener.criteria._conditions import Node, Review
+from screener.core._model import Patient, Status, TrialResult, Truth, Verdict, kleene_not, status_of
+from screener.criteria._conditions import All, Any_, AtLeast, If, Node, Not, Review, Unrecorded
 from screener.criteria._rules import Criterion, RuleSet
 from screener.reading._document import Document, PathKey, load
 from screener.reading._patient import parse_patient
@@ -57,6 +58,9 @@ class Case:
     xfail: str | None
     file: str
     line: int
+    # Each key the case's overrides set, as the patient reader names it ("labs.creatinine",
+    # "therapies[0].drug"), with its path in the case file: a typo is reported there.
+    keys: dict[str, PathKey] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Suite:
     trial: str
     file: str
     cases: tuple[Case, ...]
+    doc: Document | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Outcome:
     actual: dict[str, str]
     mismatches: dict[str, tuple[str, str]] = field(default_factory=dict)
     error: str | None = None
+    warnings: tuple[str, ...] = ()  # what loading the case's patient warned of
 
     @property
     def passed(self) -> bool:
@@ -138,7 +144,7 @@ class _Reader:
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise self.fail(("cases", i, "name"), f"duplicate case name {name!r}")
-        return Suite(trial, self.doc.file, tuple(read))
+        return Suite(trial, self.doc.file, tuple(read), self.doc)
 
     def case(self, data: Any, path: PathKey, base: dict[str, Any]) -> Case:
         data = self.strict(
@@ -153,6 +159,7 @@ class _Reader:
             )
         if "patient" in data and "file" in data:
             raise self.fail(path, "a case takes patient (overrides of base) or file, not both")
+        keys: dict[str, PathKey] = {}
         if "file" in data:
             patient = self.patient_file(data["file"], path + ("file",))
         else:
@@ -160,6 +167,7 @@ class _Reader:
             if not isinstance(overrides, dict):
                 raise self.fail(path + ("patient",), "patient must be a mapping of overrides")
             patient = merge(base, overrides)
+            keys = _key_paths(overrides, path + ("patient",))
         expect = data.get("expect", {})
         if not isinstance(expect, dict) or (not expect and "verdict" not in data):
             raise self.fail(
@@ -191,7 +199,41 @@ class _Reader:
             xfail,
             self.doc.file,
             pos.line if pos else 0,
+            keys,
         )
+
+
+def _key_paths(overrides: dict[str, Any], at: PathKey, prefix: str = "") -> dict[str, PathKey]:
+    """Dotted names (as the patient reader writes them) of every key the overrides set."""
+    found: dict[str, PathKey] = {}
+    for key, value in overrides.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        found[name] = at + (key,)
+        if isinstance(value, dict):
+            found.update(_key_paths(value, at + (key,), name))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    found.update(_key_paths(item, at + (key, i), f"{name}[{i}]"))
+    return found
+
+
+_UNKNOWN_KEY = re.compile(r"^unknown key (.+) \(ignored\)$")
+
+
+def typos(suite: Suite, case: Case, patient: Patient) -> list[Diagnostic]:
+    """Keys the case's overrides set that the patient format does not know, each positioned
+    in the case file: a misspelt override would otherwise test a patient without it."""
+    found = []
+    for warning in patient.warnings:
+        match = _UNKNOWN_KEY.match(warning.message)
+        if match is None or suite.doc is None:
+            continue
+        where = case.keys.get(match.group(1))
+        if where is not None:
+            message = f"case {case.name}: unknown key {match.group(1)}"
+            found.append(suite.doc.diagnostic(message, where, key=True, hint=warning.hint))
+    return found
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -217,12 +259,20 @@ def load_case_patient(case: Case) -> Patient:
     return parse_patient(text, f"{case.file}::{case.name}")
 
 
-def run_case(case: Case, rule_set: RuleSet) -> Outcome:
-    """Screen a case's patient and compare with what it expects."""
-    try:
-        patient = load_case_patient(case)
-    except ScreenerError as exc:
-        return Outcome(case, None, {}, error=f"the case's patient does not load:\n{exc}")
+def run_case(
+    case: Case, rule_set: RuleSet, suite: Suite | None = None, patient: Patient | None = None
+) -> Outcome:
+    """Screen a case's patient and compare with what it expects. With its `suite`, a key the
+    overrides misspell is an error at its line in the case file, not a silently absent fact.
+    `patient`: the case's patient, if already loaded."""
+    if patient is None:
+        try:
+            patient = load_case_patient(case)
+        except ScreenerError as exc:
+            return Outcome(case, None, {}, error=f"the case's patient does not load:\n{exc}")
+    if suite is not None and (found := typos(suite, case, patient)):
+        return Outcome(case, None, {}, error="\n".join(d.render() for d in found))
+    warnings = tuple(w.message for w in patient.warnings)
     result = screen(patient, rule_set)
     actual = statuses(result)
     mismatches = {}
@@ -232,7 +282,7 @@ def run_case(case: Case, rule_set: RuleSet) -> Outcome:
             mismatches[cid] = (want, got)
     if case.verdict is not None and result.verdict.value != case.verdict:
         mismatches["verdict"] = (case.verdict, result.verdict.value)
-    return Outcome(case, result, actual, mismatches)
+    return Outcome(case, result, actual, mismatches, warnings=warnings)
 
 
 def explain(outcome: Outcome) -> str:
@@ -256,6 +306,11 @@ def explain(outcome: Outcome) -> str:
     }
     if case.verdict is None:
         del paste["verdict"]
+    if outcome.warnings:
+        # What a warned-of patient gives is not yet what the case means to test.
+        lines.append("the case's patient has warnings; fix them before taking its statuses:")
+        lines.extend(f"  {w}" for w in outcome.warnings)
+        return "\n".join(lines)
     lines.append("actual, ready to paste:")
     lines.extend(
         "  " + line
@@ -287,6 +342,67 @@ def computable(criterion: Criterion) -> bool:
     return False
 
 
+_ANY_TRUTH: frozenset[Truth] = frozenset({True, False, None})
+
+
+def truths(node: Node, attested: bool = False) -> frozenset[Truth]:
+    """The values a node can take on some patient record.
+
+    An over-approximation: a leaf that reads the record may be true, false or unknown, and
+    children are taken as independent, so a value left out cannot happen, whatever the
+    record; a kind of node not known here may take any value. A review leaf is unknown
+    unless `attested`: an investigator's attestation may then settle it either way.
+    """
+    if isinstance(node, Review):
+        return _ANY_TRUTH if attested else frozenset({None})
+    if isinstance(node, Not):
+        return frozenset(kleene_not(t) for t in truths(node.item, attested))
+    if isinstance(node, All | Any_):
+        sets = [truths(n, attested) for n in node.items]
+        strong, weak = (False, True) if isinstance(node, All) else (True, False)
+        found: set[Truth] = set()
+        if any(strong in t for t in sets):
+            found.add(strong)  # one child decides
+        if all(weak in t for t in sets):
+            found.add(weak)  # every child agrees
+        if all(t - {strong} for t in sets) and any(None in t for t in sets):
+            found.add(None)
+        return frozenset(found)
+    if isinstance(node, AtLeast):
+        sets = [truths(n, attested) for n in node.items]
+        found = set()
+        if sum(True in t for t in sets) >= node.count:
+            found.add(True)
+        if sum(False in t for t in sets) > len(sets) - node.count:
+            found.add(False)
+        if any(None in t for t in sets):
+            found.add(None)
+        return frozenset(found)
+    if isinstance(node, Unrecorded):
+        return truths(node.item, attested) | {node.value}
+    if isinstance(node, If):
+        otherwise = (
+            truths(node.otherwise, attested)
+            if node.otherwise is not None
+            else frozenset({node.inapplicable})
+        )
+        unsure = {None} if None in truths(node.condition, attested) else set()
+        return frozenset(truths(node.then, attested) | otherwise | unsure)
+    return _ANY_TRUTH
+
+
+def reachable(criterion: Criterion, attested: bool = False) -> frozenset[str]:
+    """The statuses ("pass", "fail") a criterion can reach: from the recorded facts alone,
+    or also with an investigator's attestation (`attested`)."""
+    if criterion.check is not None:
+        root = criterion.check
+    else:
+        combined = All if criterion.combine == "all" else Any_
+        root = combined(tuple(p.check for p in criterion.parts))
+    values = truths(root, attested and criterion.judged)
+    return frozenset(status_of(t, criterion.kind, ()).value for t in values if t is not None)
+
+
 @dataclass(frozen=True)
 class Coverage:
     """Which statuses the cases drove each criterion (and part) of one trial to."""
@@ -294,24 +410,32 @@ class Coverage:
     trial: str
     seen: dict[str, set[str]]
     computable: dict[str, bool]
+    # What the recorded facts alone can make of each criterion: "pass" and "fail", or less
+    # for one that, by construction, only an attestation can fail (or pass).
+    reachable: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def gaps(self) -> dict[str, list[str]]:
-        """Computable criteria lacking a passing or a failing case."""
-        return {
-            cid: [s for s in ("pass", "fail") if s not in seen]
-            for cid, seen in self.seen.items()
-            if self.computable[cid] and not {"pass", "fail"} <= seen
-        }
+        """Computable criteria lacking a passing or a failing case, of the statuses the
+        recorded facts can give them."""
+        found = {}
+        for cid, seen in self.seen.items():
+            can = self.reachable.get(cid, frozenset({"pass", "fail"}))
+            lacking = [s for s in ("pass", "fail") if s in can and s not in seen]
+            if self.computable[cid] and lacking:
+                found[cid] = lacking
+        return found
 
 
 def coverage(rule_set: RuleSet, outcomes: list[Outcome]) -> Coverage:
     seen: dict[str, set[str]] = {}
     flags: dict[str, bool] = {}
+    can: dict[str, frozenset[str]] = {}
     for c in rule_set.criteria:
         seen[c.id] = set()
         flags[c.id] = computable(c)
+        can[c.id] = reachable(c)
     for outcome in outcomes:
         for cid, status in outcome.actual.items():
             if cid in seen:
                 seen[cid].add(status)
-    return Coverage(rule_set.trial, seen, flags)
+    return Coverage(rule_set.trial, seen, flags, can)
