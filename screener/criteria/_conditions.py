@@ -250,15 +250,41 @@ def _explain(value: bool | None, outcomes: list[Outcome]) -> Outcome:
 
 @dataclass(frozen=True)
 class Threshold:
-    """A comparison target: an absolute amount, or a multiple of the lab's ULN."""
+    """A comparison target: an absolute amount, or a multiple of the lab's ULN.
+
+    `stated`: the same limit in other units, as the source states it (`le: 2.0 mg/dL (34.2
+    µmol/L)`). A value is compared with the source's own number in its unit, or failing that
+    in its dimension (a molar value with the molar limit), and converted through the
+    analyte's molar mass only when the source states no limit in that dimension: a rounded
+    equivalent in the text is what the trial applies.
+    """
 
     amount: Measure | float
     uln_multiple: bool = False
+    stated: tuple[Measure, ...] = ()
 
     def __str__(self) -> str:
         if self.uln_multiple:
             return f"{units.fmt(float(self.amount))} × ULN"  # type: ignore[arg-type]
-        return self.amount.written if isinstance(self.amount, Measure) else units.fmt(self.amount)
+        if isinstance(self.amount, Measure):
+            also = "".join(f" ({m.written})" for m in self.stated)
+            return self.amount.written + also
+        return units.fmt(self.amount)
+
+    def target(self, value: Measure) -> Measure:
+        """The stated limit a value is compared with (see the class docstring)."""
+        assert isinstance(self.amount, Measure)
+        if not self.stated:
+            return self.amount
+        limits = (self.amount,) + self.stated
+        for limit in limits:
+            if limit.unit == value.unit:
+                return limit
+        dimension = units.dimension_of(value.unit)
+        for limit in limits:
+            if units.dimension_of(limit.unit) == dimension:
+                return limit
+        return self.amount
 
 
 @dataclass(frozen=True)
@@ -289,7 +315,11 @@ class Compare(Leaf):
         if self.threshold.uln_multiple:
             return self._uln(fact, value)
         target = self.threshold.amount
+        wanted, unit = self._wanted
         if isinstance(target, Measure):
+            if self.threshold.stated and isinstance(value, Measure):
+                target = self.threshold.target(value)
+                unit = f" {target.display_unit}"
             amount = units.convert(value, target.unit, self.analyte)
             converted = value.unit != target.unit
             goal = target.magnitude
@@ -303,7 +333,6 @@ class Compare(Leaf):
             # must not read "1.6 mg/dL > 1.6 mg/dL"; then the digits that decide are shown.
             shown, limit = float(units.fmt(value.magnitude, 6)), float(b)
             converted = ((shown > limit) - (shown < limit)) != order
-        wanted, unit = self._wanted
         shown = f"{fact.text} (= {a}{unit})" if converted else fact.text
         relation = self.op if passed else NEGATED[self.op]
         text = f"{self.label} {shown} {OPERATORS[relation]} {b}{unit}"

@@ -55,6 +55,10 @@ from screener.reading._patient import normalise_mutation
 _LEAVES: dict[Node, Node] = {}
 # ASCII digits only, to the end of the text: Python's \d also matches Arabic-Indic and
 # other digits (NCT٠٠٠…), and $ a final line break, which would make look-alike ids.
+# `2.0 mg/dL (34.2 µmol/L)`: a limit and the source's own equivalent in other units
+_STATED = re.compile(r"^\s*([^()]+?)\s*\(\s*(?:=\s*)?([^()]+?)\s*\)\s*\Z")
+# A stated equivalent further than this from the converted limit is a typo, not rounding.
+_STATED_TOLERANCE = 0.05
 _ULN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x|×|\*)?\s*ULN\s*\Z", re.IGNORECASE | re.ASCII)
 _CRITERION_ID = re.compile(r"^([IE])(\d+)\Z", re.ASCII)
 _TRIAL_ID = re.compile(r"^NCT\d{8}\Z", re.ASCII)
@@ -548,12 +552,16 @@ class _Compiler:
                 field, op, Threshold(multiple, True), label, analyte, default, spec.uln_source
             )
         if isinstance(value_spec, v.Quantity):
+            stated: tuple[Measure, ...] = ()
+            if isinstance(raw, str) and (both := _STATED.match(raw)):
+                raw = both.group(1)
+                stated = (self.stated(value_spec, raw, both.group(2), path),)
             amount = self.amount(value_spec, raw, path)
             if isinstance(amount, Measure) and amount.magnitude < 0:
                 # Ages, durations, masses and concentrations are never negative: such a
                 # threshold is a typo (`ge: -18 years`) that would pass every patient.
                 raise self.fail(path, f"threshold for {label} cannot be negative: {amount.written}")
-            return Compare(field, op, Threshold(amount), label, value_spec.analyte)
+            return Compare(field, op, Threshold(amount, stated=stated), label, value_spec.analyte)
         if isinstance(value_spec, (v.Integer, v.Number)):
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                 raise self.fail(
@@ -574,6 +582,29 @@ class _Compiler:
                 )
             return Compare(field, op, Threshold(float(raw)), label)
         raise self.fail(path, f"{label} cannot be compared with {op}; use is or in")
+
+    def stated(self, spec: v.Quantity, limit: str, other: str, path: PathKey) -> Measure:
+        """The source's equivalent of a limit in other units: it must be of the field's kind,
+        in another unit, and agree with the limit once converted (else it is a typo)."""
+        main = self.amount(spec, limit, path)
+        also = self.amount(spec, other, path)
+        assert isinstance(main, Measure) and isinstance(also, Measure)
+        if also.unit == main.unit:
+            raise self.fail(
+                path, f"{_q(other)} is in the limit's own unit; an equivalent is in another unit"
+            )
+        try:
+            back = units.convert(also, main.unit, spec.analyte)
+        except UnitError as exc:
+            raise self.fail(path, f"threshold for {spec.label}: {exc}", exc.hint) from None
+        if not math.isclose(back, main.magnitude, rel_tol=_STATED_TOLERANCE):
+            raise self.fail(
+                path,
+                f"{also.written} is {units.fmt(back)} {main.display_unit} of {spec.label}, "
+                f"not {main.written}",
+                "an equivalent in parentheses restates the same limit in another unit",
+            )
+        return also
 
     def amount(self, spec: v.Spec, raw: Any, path: PathKey) -> Measure | float:
         if isinstance(spec, v.Quantity):
