@@ -516,3 +516,24 @@ def test_resolution_is_half_the_last_digit_shown_to_three_digits(written, slack)
     kind, analyte = (ENZYME, None) if "U/L" in written else (CONCENTRATION, BILIRUBIN)
     assert u.resolution(measure(written, kind, analyte)) == pytest.approx(slack)
     assert u.resolution(1.1) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    "text, readings",
+    [
+        # a comma before three digits: a thousands separator or a decimal comma, both named
+        ("75,000/µL", ["75000 if the comma separates thousands", "75.000 if it is a decimal"]),
+        ("1,234 mg/dL", ["1234 if the comma", "1.234 if it is a decimal comma"]),
+        # before one or two digits it can only be a decimal comma
+        ("1,4 mg/dL", ["use a decimal point: 1.4, not 1,4"]),
+        ("12,50 mg/dL", ["12.50, not 12,50"]),
+        # spaces between groups of three
+        ("75 000/µL", ["if 75 000 is 75000 with spaces between the thousands"]),
+    ],
+)
+def test_a_separated_number_is_refused_naming_its_readings(text, readings):
+    # never read as 75 (or 75.0, or 1): a nurse is told what each reading would be
+    with pytest.raises(UnitError) as caught:
+        u.split_quantity(text)
+    for reading in readings:
+        assert reading in (caught.value.hint or ""), caught.value.hint

@@ -104,6 +104,26 @@ SPELLINGS: dict[str, tuple[str, str]] = {
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*(.*?)\s*$")
 _DECIMAL_COMMA = re.compile(rf"^\s*{_NUMBER},\d")
+# 75 000/µL: digits in groups of three after a space, as many labs print thousands
+_SPACED_THOUSANDS = re.compile(r"^\s*\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?!\d)")
+_SEPARATED = re.compile(r"^\s*([+-]?[\d.,\u00a0\u202f ']*\d)")  # the number part, separators too
+
+
+def _readings(text: str) -> str:
+    """What a number written with a comma could mean, both ways, for the refusal's hint:
+    75,000 is 75000 with a thousands separator or 75.000 with a decimal comma."""
+    match = _SEPARATED.match(text)
+    number = match.group(1).strip() if match else text
+    if number.count(",") == 1 and "." not in number:
+        whole, part = number.split(",")
+        if len(part) == 3:  # the one case a reader cannot tell apart
+            return (
+                f"{number} is {whole}{part} if the comma separates thousands, or "
+                f"{whole}.{part} if it is a decimal comma: write the number as the "
+                f"lab meant it, with a decimal point and no separators"
+            )
+        return f"use a decimal point: {whole}.{part}, not {number}"
+    return f"write {number} with a decimal point and no thousands separators"
 
 
 @dataclass(frozen=True)
@@ -255,8 +275,13 @@ _SPLIT: dict[str, tuple[float, str]] = {}
 
 def _split(text: str) -> tuple[float, str]:
     if _DECIMAL_COMMA.match(text):
+        raise UnitError(f"cannot read {clip(text)!r} as a quantity", _readings(clip(text)))
+    if spaced := _SPACED_THOUSANDS.match(text):
+        number = spaced.group().strip()
+        joined = re.sub(r"\D", "", number)
         raise UnitError(
-            f"cannot read {clip(text)!r} as a quantity", "use a decimal point: 1.4, not 1,4"
+            f"cannot read {clip(text)!r} as a quantity",
+            f"if {number} is {joined} with spaces between the thousands, write {joined}",
         )
     match = _QUANTITY.match(text)
     if not match:
