@@ -299,3 +299,19 @@ def test_validate_of_a_file_with_good_attestations_is_quiet():
     attested = ROOT / "examples" / "patients" / "attested-eligible-for-the-adult-trials.yaml"
     result = run("validate", str(attested))
     assert result.exit_code == 0 and "warning" not in result.stdout
+
+
+def test_show_prints_each_check_as_an_outline():
+    # a rule author reads what the screener will check, not only the trial's text
+    result = CliRunner().invoke(app, ["show", "NCT06559644"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "check: labs.creatinine ≤ 1.6 mg/dL" in out
+    assert "check: labs.total_bilirubin ≤ 3 × ULN" in out
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("I10.a"))
+    block = "\n".join(lines[start : start + 8])
+    assert "only if the condition holds (otherwise met):" in block
+    assert "- then: dated (pregnancy_test.date) within 7 days before screening:" in block
+    assert "- pregnancy_test.result is negative" in block
+    assert "every item of therapies:" in out and "- of those where: type is car-t" in out

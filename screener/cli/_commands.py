@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load 
     from screener.core._errors import Diagnostic
     from screener.core._model import Patient
     from screener.core._units import Measure
+    from screener.criteria._conditions import Node
     from screener.criteria._rules import RuleSet
     from screener.reports._log import Recorder
 
@@ -646,14 +647,30 @@ def show(
         judged = " [magenta](investigator judgment)[/]" if c.judged else ""
         out.print(f"[bold]{c.id}[/] {kind}: {escape(c.label)}{judged}")
         out.print(f"  {escape(c.text)}", highlight=False)
+        if c.check is not None:
+            _print_check(out, c.check, "  ")
         for part in c.parts:
             out.print(
                 f"  [bold]{part.id}[/] {escape(part.label)}"
                 + (f": {escape(part.text)}" if part.text else ""),
                 highlight=False,
             )
+            _print_check(out, part.check, "    ")
+        if c.parts:
+            out.print(f"  [dim]met when {c.combine} of its parts are[/]")
         if c.note:
             out.print(f"  [italic]note:[/] {escape(c.note)}", highlight=False)
+
+
+def _print_check(out: Console, check: Node, indent: str) -> None:
+    """A criterion's check as an outline, one condition a line (conditions.outline)."""
+    from screener.criteria._conditions import outline
+    from screener.reports._report import safe as escape
+
+    lines = outline(check)
+    out.print(f"{indent}[cyan]check:[/] {escape(lines[0])}", highlight=False)
+    for line in lines[1:]:
+        out.print(f"{indent}       {escape(line)}", highlight=False)
 
 
 @app.command()

@@ -67,6 +67,26 @@ class Node:
         """Patient fields a node inside a list item looks up outside its item."""
         return ()
 
+    def describe(self) -> str:
+        """The node itself, for a rule author (`screener show`); its children are shown
+        under it (`shown_children`)."""
+        return type(self).__name__
+
+    def shown_children(self) -> tuple[tuple[str, Node], ...]:
+        """The children `screener show` prints under this node, each with its role."""
+        return tuple(("", child) for child in self.children())
+
+
+def outline(node: Node, indent: str = "") -> list[str]:
+    """A check as an indented outline: `all of`, then each condition on its own line."""
+    lines = [indent + node.describe()]
+    for role, child in node.shown_children():
+        inner = outline(child, indent + "    ")
+        head = inner[0].lstrip()
+        inner[0] = f"{indent}  - {role + ': ' if role else ''}{head}"
+        lines.extend(inner)
+    return lines
+
 
 def inputs(nodes: list[Node]) -> tuple[tuple[str, ...], bool]:
     """Everything a tree's outcome depends on: the patient's fields it reads, and whether
@@ -125,6 +145,9 @@ class All(Node):
     def children(self) -> tuple[Node, ...]:
         return self.items
 
+    def describe(self) -> str:
+        return "all of:"
+
     def evaluate(self, scope: Scope) -> Outcome:
         return combine([n.evaluate(scope) for n in self.items], kleene_and)
 
@@ -135,6 +158,9 @@ class Any_(Node):
 
     def children(self) -> tuple[Node, ...]:
         return self.items
+
+    def describe(self) -> str:
+        return "any of:"
 
     def evaluate(self, scope: Scope) -> Outcome:
         outcomes = [n.evaluate(scope) for n in self.items]
@@ -160,6 +186,9 @@ class AtLeast(Node):
     def children(self) -> tuple[Node, ...]:
         return self.items
 
+    def describe(self) -> str:
+        return f"at least {self.count} of:"
+
     def evaluate(self, scope: Scope) -> Outcome:
         outcomes = [n.evaluate(scope) for n in self.items]
         value = at_least(self.count, (o.value for o in outcomes))
@@ -172,6 +201,9 @@ class Not(Node):
 
     def children(self) -> tuple[Node, ...]:
         return (self.item,)
+
+    def describe(self) -> str:
+        return "not:"
 
     def evaluate(self, scope: Scope) -> Outcome:
         inner = self.item.evaluate(scope)
@@ -207,6 +239,15 @@ class If(Node):
                 replace(e, threshold=f"applies only if {e.threshold}") for e in because.evidence
             ),
         )
+
+    def describe(self) -> str:
+        if self.otherwise is None:
+            return f"only if the condition holds (otherwise {_met(self.inapplicable)}):"
+        return "depending on the condition:"
+
+    def shown_children(self) -> tuple[tuple[str, Node], ...]:
+        shown: tuple[tuple[str, Node], ...] = (("if", self.condition), ("then", self.then))
+        return shown + ((("otherwise", self.otherwise),) if self.otherwise else ())
 
     def evaluate(self, scope: Scope) -> Outcome:
         cond = self.condition.evaluate(scope)
@@ -307,6 +348,9 @@ class Compare(Leaf):
         unit = f" {target.display_unit}" if isinstance(target, Measure) else ""
         return f"{OPERATORS[self.op]} {self.threshold}", unit
 
+    def describe(self) -> str:
+        return f"{self.field} {OPERATORS[self.op]} {self.threshold}"
+
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
@@ -393,6 +437,11 @@ class OneOf(Leaf):
     def reads(self) -> tuple[str, ...]:
         return (self.field,)
 
+    def describe(self) -> str:
+        if len(self.values) == 1:
+            return f"{self.field} is {_word(self.values[0])}"
+        return f"{self.field} is one of {', '.join(_word(x) for x in self.values)}"
+
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
@@ -417,6 +466,10 @@ class OneOf(Leaf):
         )
 
 
+def _met(value: bool) -> str:
+    return "met" if value else "not met"
+
+
 def _word(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -433,6 +486,9 @@ class Contains(Leaf):
 
     def reads(self) -> tuple[str, ...]:
         return (self.field,)
+
+    def describe(self) -> str:
+        return f"{self.field} includes {self.value}"
 
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
@@ -465,6 +521,9 @@ class Mentions(Leaf):
 
     def reads(self) -> tuple[str, ...]:
         return (self.field,)
+
+    def describe(self) -> str:
+        return f"{self.field} names one of {', '.join(self.words)}"
 
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
@@ -506,6 +565,9 @@ class DateOrder(Leaf):
     def outer_reads(self) -> tuple[str, ...]:
         return (self.other,)
 
+    def describe(self) -> str:
+        return f"{self.field} {_DATE_WORDS[self.op]} {self.other}"
+
     def outcome(self, scope: Scope) -> Outcome:
         mine, other = scope.get(self.field), scope.top.get(self.other)
         gaps = tuple(f for fact in (mine, other) if isinstance(fact, Missing) for f in fact.fields)
@@ -545,6 +607,9 @@ class Unrecorded(Node):
 
     def children(self) -> tuple[Node, ...]:
         return (self.item,)
+
+    def describe(self) -> str:
+        return f"if not recorded, {_met(self.value)}:"
 
     def evaluate(self, scope: Scope) -> Outcome:
         outcome = self.item.evaluate(scope)
@@ -611,6 +676,10 @@ class Window(Leaf):
         where = "within" if inside else "not within"
         return Outcome(inside, (f"{path} {day} is {where} {self.within} before {name} ({anchor})",))
 
+    def describe(self) -> str:
+        span = "at least" if self.at_least else "within"
+        return f"{self.field} {span} {self.within.written} before {self.anchor}"
+
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
@@ -638,6 +707,13 @@ class Fresh(Leaf):
 
     def reads(self) -> tuple[str, ...]:
         return (self.date_field,)
+
+    def describe(self) -> str:
+        window = self.window.describe().split(" ", 1)[1]
+        return f"dated ({self.date_field}) {window}:"
+
+    def shown_children(self) -> tuple[tuple[str, Node], ...]:
+        return (("", self.item),)
 
     def outcome(self, scope: Scope) -> Outcome:
         fact = scope.get(self.date_field)
@@ -686,6 +762,9 @@ class Review(Node):
 
     text: str
 
+    def describe(self) -> str:
+        return f"the investigator judges: {self.text}"
+
     def evaluate(self, scope: Scope) -> Outcome:
         if scope.attestation is not None:
             return Outcome(scope.attestation, (f"investigator attested: {self.text}",))
@@ -730,6 +809,9 @@ class _OverList(Node):
 class Exists(_OverList):
     """Some item of a list matches `where`; [] is a definite no."""
 
+    def describe(self) -> str:
+        return f"some item of {self.list}" + (" where:" if self.where else "")
+
     def evaluate(self, scope: Scope) -> Outcome:
         pairs, missing = self.items(scope)
         if missing:
@@ -746,6 +828,15 @@ class Every(_OverList):
     """Every item matching `where` satisfies `check`; holds when none match."""
 
     check: Node | None = None
+
+    def describe(self) -> str:
+        return f"every item of {self.list}:"
+
+    def shown_children(self) -> tuple[tuple[str, Node], ...]:
+        shown: tuple[tuple[str, Node], ...] = (
+            (("of those where", self.where),) if self.where else ()
+        )
+        return shown + ((("meets", self.check),) if self.check else ())
 
     def evaluate(self, scope: Scope) -> Outcome:
         pairs, missing = self.items(scope)
@@ -779,6 +870,11 @@ class Count(_OverList):
     op: str = "ge"
     number: int = 1
     distinct: str | None = None
+
+    def describe(self) -> str:
+        distinct = f" with distinct {self.distinct}" if self.distinct else ""
+        where = ", counting those where:" if self.where else ""
+        return f"number of items of {self.list}{distinct} {OPERATORS[self.op]} {self.number}{where}"
 
     def evaluate(self, scope: Scope) -> Outcome:
         pairs, missing = self.items(scope)
