@@ -3,8 +3,10 @@
 The corpus is tests/bad_inputs/: one small file per case under patients/ and rules/, and
 expected.yaml saying what each must produce (message substring, line, column, hint); its
 bundles/ (FHIR JSON) are read by tests/test_reliability.py. Files
-too large to commit are generated here. Every case runs within a time budget, since
-bounded handling of input (alias bombs, deep nesting, huge numbers) is what is tested.
+too large to commit are generated here. Bounded handling of input (alias bombs, deep
+nesting, huge numbers) is what is tested: where the work can be counted, the tests count it;
+elsewhere a case must finish within a budget far above its cost, a guard against a hang or a
+quadratic blow-up, not a speed target (speed is measured by benchmarks/).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ EXPECTED: dict[str, dict[str, dict[str, Any]]] = yaml.safe_load(
     (CORPUS / "expected.yaml").read_text(encoding="utf-8")
 )
 EXAMPLES = HERE.parent / "examples" / "patients"
-BUDGET = 5.0  # seconds; generous: every case takes well under one
+BUDGET = 30.0  # seconds; every case takes well under one, on a loaded machine too
 
 
 @contextmanager
@@ -226,12 +228,23 @@ def test_an_endless_device_is_not_read_at_all():
     assert "not a regular file" in caught.value.diagnostic.message
 
 
-def test_thousands_of_unknown_keys_are_summarised_quickly():
-    """90,000 misspelt keys: a bounded list of warnings with did-you-means, then a count."""
+def test_thousands_of_unknown_keys_are_summarised_quickly(monkeypatch):
+    """80,000 misspelt keys: a bounded list of warnings with did-you-means, then a count."""
+    from screener.reading import _patient
+
+    guesses = []  # a did-you-mean is the costly part: one per warning shown, not per key
+
+    def counted(word, candidates):
+        guesses.append(word)
+        return _nearest(word, candidates)
+
+    _nearest = _patient.nearest
+    monkeypatch.setattr(_patient, "nearest", counted)
     text = "id: PT-1\n" + "".join(f"ecg{i}: 1\n" for i in range(80_000))
     assert len(text.encode()) < document.MAX_BYTES
     with budget():
         patient = screener.parse_patient(text, "pt.yaml")
+    assert len(guesses) <= _patient.MAX_DIAGNOSTICS
     assert len(patient.warnings) <= 101
     assert patient.warnings[0].message == "unknown key ecg0 (ignored)"
     assert patient.warnings[0].hint == "did you mean 'ecog'?"
