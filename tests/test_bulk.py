@@ -382,3 +382,23 @@ def test_an_export_folder_that_cannot_be_read_is_an_error_record(tmp_path):
     (gone,) = [json.loads(line) for line in screened(tmp_path / "nowhere")]
     assert gone["file"] == str(tmp_path / "nowhere")
     assert gone["error"]["message"].startswith("cannot read the export folder")
+
+
+def test_validate_reads_an_export_as_check_does_without_screening(tmp_path):
+    # a manifest beside the NDJSON is the export's, not a bundle that fails to load
+    folder = tmp_path / "export"
+    make_export(folder)
+    (folder / "manifest.json").write_text(
+        '{"transactionTime": "2026-11-20T00:00:00Z", "request": "x", "output": []}',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["validate", str(folder)])
+    assert "not a FHIR resource" not in result.stdout, result.stdout
+    assert f"{folder}: a bulk export, 4 patients read" in result.stdout
+    # a broken line is named by file and line, and the folder is then one with errors
+    with (folder / "Observation.000.ndjson").open("a", encoding="utf-8") as out:
+        out.write('{"resourceType": "Observation"\n')
+    broken = CliRunner().invoke(app, ["validate", str(folder)])
+    assert broken.exit_code == 1
+    assert "Observation.000.ndjson:" in broken.stdout and "not valid JSON" in broken.stdout
+    assert f"bad {folder}: a bulk export" in broken.stdout

@@ -688,7 +688,8 @@ def validate(
 
     Example: screener validate examples/patients/ rules/
     """
-    from screener.cli._batch import FileError, expand, load_any
+    from screener.cli._batch import Export, FileError, expand, load_any
+    from screener.cli._engines import run_export
     from screener.core._errors import Diagnostic, ScreenerError
     from screener.criteria._rules import from_document as rules_from
     from screener.reading._document import load
@@ -698,7 +699,7 @@ def validate(
 
     out = _console()
     bad = 0
-    entries = expand(paths)
+    entries = expand(paths, exports=True)
     if not entries:
         raise typer.BadParameter("no files to validate found", param_hint="PATH")
     rule_sets: list[RuleSet] = []
@@ -721,6 +722,25 @@ def validate(
         )
 
     for entry in entries:
+        if isinstance(entry, Export):
+            # Read as `check` reads it (its manifest and NDJSON lines, each patient's
+            # resources grouped), without screening: every error record is shown.
+            read = failed = 0
+            for done in run_export(entry.folder, ()):
+                if done.failed and isinstance(done.record, FileError):
+                    failed += 1
+                    for d in done.record.diagnostics:
+                        out.print(d.render(), style="red", markup=False, soft_wrap=True)
+                else:
+                    read += 1
+            bad += bool(failed)
+            state = "ok " if not failed else "bad"
+            out.print(
+                f"{state} {shown(entry.folder)}: a bulk export, {read} patients read"
+                + (f", {failed} errors" if failed else ""),
+                markup=False,
+            )
+            continue
         name = entry.file if isinstance(entry, FileError) else entry
         problems = list(entry.diagnostics) if isinstance(entry, FileError) else []
         if not problems:
