@@ -739,6 +739,7 @@ def validate(
                 f"{state} {shown(entry.folder)}: a bulk export, {read} patients read"
                 + (f", {failed} errors" if failed else ""),
                 markup=False,
+                soft_wrap=True,
             )
             continue
         name = entry.file if isinstance(entry, FileError) else entry
