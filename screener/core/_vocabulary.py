@@ -640,6 +640,8 @@ def resolve(path: str, root: Spec = PATIENT) -> Spec | None:
     """The spec of a dotted field path (`labs.creatinine`, `diagnosis.markers.CD19.result`)."""
     if root is PATIENT and path in DERIVED:
         return DERIVED[path]
+    if root is PATIENT and path.endswith(".date") and isinstance(DERIVED.get(path[:-5]), Lab):
+        return _DATE  # a derived lab is dated by its oldest input (reading._facts)
     spec: Spec = root
     for part in path.split("."):
         if isinstance(spec, Record):

@@ -722,13 +722,12 @@ class Fresh(Leaf):
             # must ask for the marker result, not only for its date and specimen.
             item = self.item.evaluate(scope)
             gap = item.value is None and bool(item.missing)
+            said = fact.why or (
+                f"date not recorded, needed to tell it is recent ({self.date_field})"
+            )
             return Outcome(
                 None,
-                (
-                    f"{self.label}: date not recorded, needed to tell it is "
-                    f"recent ({self.date_field})",
-                )
-                + (item.reasons if gap else ()),
+                (f"{self.label}: {said}",) + (item.reasons if gap else ()),
                 tuple(dict.fromkeys(fact.fields + (item.missing if gap else ()))),
             )
         placed = self.window.place(scope, fact.path, fact.value)

@@ -26,6 +26,9 @@ class Fact:
     path: str
     note: str = ""  # how a derived value was obtained
     date: dt.date | None = None  # when a lab, marker or test was taken, if the file says
+    # A derived value's dates that the record lacks ("labs.creatinine.date"): its date, that
+    # of its oldest input, is then unknown.
+    undated: tuple[str, ...] = ()
 
     @once
     def text(self) -> str:
@@ -152,7 +155,9 @@ class Scope:
         # shows in their own value and note, so it is part of their fingerprint.
         found = self.known.get(path)
         if found is None:
-            if path in _DERIVED and not self.prefix:
+            if path.endswith(".date") and path[:-5] in _DERIVED and not self.prefix:
+                found = self._date_of(path[:-5])
+            elif path in _DERIVED and not self.prefix:
                 found = (
                     self._age()
                     if path == "age"
@@ -212,6 +217,21 @@ class Scope:
         note = node.implausible if isinstance(node, LabValue) else ""
         return Fact(node, spec, path, note, taken)
 
+    def _date_of(self, path: str) -> Fact | Missing:
+        """The date of a derived value: that of its oldest dated input (a Cockcroft–Gault
+        estimate from a 3-day-old creatinine is 3 days old), so freshness windows apply."""
+        fact = self._cached(path)
+        if isinstance(fact, Missing):
+            return fact
+        if fact.date is None:
+            if fact.undated:
+                return Missing(
+                    fact.undated,
+                    f"{', '.join(fact.undated)} not recorded, so the date of {path} is unknown",
+                )
+            return Missing((path + ".date",))
+        return Fact(fact.date, _DATE, path + ".date")
+
     def _age(self) -> Fact | Missing:
         spec = v.DERIVED["age"]
         birth = self.data.get("birth_date")
@@ -249,6 +269,7 @@ class Scope:
 # Facts computed from others: age; creatinine clearance as measured, else estimated; and
 # the Cockcroft–Gault estimate alone, for criteria that ask for it by name.
 _DERIVED = frozenset(("age", "labs.creatinine_clearance", "labs.cockcroft_gault"))
+_DATE = v.Date("date")
 _PLANS: dict[tuple[int, str], tuple[v.Record, v.Spec, tuple[str, ...]]] = {}
 
 
@@ -336,7 +357,11 @@ def cockcroft_gault(
     if creatinine.value.implausible:  # an estimate from an implausible creatinine is too
         note += f" ({creatinine.value.implausible})"
     text = f"{units.fmt(estimate)} mL/min"
-    return Fact(LabValue(Measure(estimate, "ml/min", text), None, None, text), spec, path, note)
+    # Dated as its creatinine (weight, sex and age carry no result date).
+    taken = creatinine.value.date
+    estimated = LabValue(Measure(estimate, "ml/min", text), None, taken, text)
+    undated = () if taken is not None else ("labs.creatinine.date",)
+    return Fact(estimated, spec, path, note, taken, undated)
 
 
 def _short(measure: Measure) -> str:
