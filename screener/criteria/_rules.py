@@ -1019,7 +1019,8 @@ class _Compiler:
             # A negative span would turn "within 3 months before" into an empty window.
             raise self.fail(path + (span,), f"a span cannot be negative: {within.written}")
         anchor = data["before"]
-        if anchor not in ANCHORS:
+        # A list or mapping written here would not even hash: refuse it as what it is.
+        if not isinstance(anchor, str) or anchor not in ANCHORS:
             raise self.fail(path + ("before",), f"before must be one of {', '.join(ANCHORS)}")
         return Window(field, within, anchor, spec.label, at_least=span == "at_least")
 
