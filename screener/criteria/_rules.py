@@ -38,6 +38,7 @@ from screener.criteria._conditions import (
     Exists,
     Fresh,
     If,
+    Leaf,
     Mentions,
     Node,
     Not,
@@ -48,6 +49,32 @@ from screener.criteria._conditions import (
     Window,
     inputs,
     words_of,
+)
+from screener.criteria._language import (
+    ANCHOR,
+    AT_LEAST,
+    BOOLEAN,
+    CONDITION,
+    CONDITIONS,
+    DURATION,
+    FIELD,
+    ITEM_FIELD,
+    LIST,
+    MUTATION,
+    ONE_VALUE,
+    TEXT,
+    THRESHOLD,
+    VALUES,
+    WHOLE,
+    WINDOW,
+    WORDS,
+    Key,
+    Language,
+    Operator,
+    companion,
+    modifier,
+    node_kind,
+    operator,
 )
 from screener.reading._document import Document, PathKey, load, parse
 from screener.reading._patient import normalise_mutation
@@ -62,21 +89,6 @@ _STATED_TOLERANCE = 0.05
 _ULN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x|×|\*)?\s*ULN\s*\Z", re.IGNORECASE | re.ASCII)
 _CRITERION_ID = re.compile(r"^([IE])(\d+)\Z", re.ASCII)
 _TRIAL_ID = re.compile(r"^NCT\d{8}\Z", re.ASCII)
-# Spellings other languages use for the operators, so the hint names the right one
-# (difflib alone suggests lt for lte).
-_OPERATOR_ALIASES = {
-    "lte": "le",
-    "gte": "ge",
-    "<": "lt",
-    "<=": "le",
-    ">": "gt",
-    ">=": "ge",
-    "=": "eq",
-    "==": "eq",
-    "!=": "ne",
-    "neq": "ne",
-    "equals": "eq",
-}
 
 
 @dataclass(frozen=True)
@@ -293,65 +305,28 @@ class _Compiler:
         )
 
     # --------------------------------------------------------------------------- nodes
+    #
+    # Each step below declares the node kind, operator or modifier it compiles (see
+    # criteria._language): its keys, and a docstring with a summary and examples that
+    # docs/rule-language.md shows and tests/test_rule_language.py screens. The kinds are
+    # tried in the order declared here, a field condition first (Language.dispatch), and
+    # the unknown-condition hint lists them in that order.
 
     def node(self, data: Any, path: PathKey, scope: v.Record, negated: bool) -> Node:
         if not isinstance(data, dict) or not data:
             raise self.fail(path, "a condition must be a mapping such as {field: ecog, le: 2}")
-        keys = set(data)
-        if "field" in keys:
-            return self.leaf(data, path, scope)
-        for name in ("all", "any"):
-            if name in keys:
-                self.mapping(data, path, {name}, {name}, f"an {name!r} node")
-                items = self.list_of_nodes(data[name], path + (name,), scope, negated)
-                return All(items) if name == "all" else Any_(items)
-        if "not" in keys:
-            self.mapping(data, path, {"not"}, {"not"}, "a 'not' node")
-            return Not(self.node(data["not"], path + ("not",), scope, not negated))
-        if "at_least" in keys:
-            self.mapping(data, path, {"at_least", "of"}, {"at_least", "of"}, "an 'at_least' node")
-            count = data["at_least"]
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise self.fail(path + ("at_least",), "at_least needs a whole number ≥ 1")
-            items = self.list_of_nodes(data["of"], path + ("of",), scope, negated)
-            if count > len(items):
-                raise self.fail(path + ("at_least",), f"at_least {count} of only {len(items)}")
-            return AtLeast(count, items)
-        if "if" in keys:
-            self.mapping(data, path, {"if", "then", "else"}, {"if", "then"}, "an 'if' node")
-            before = self.reviews
-            condition = self.node(data["if"], path + ("if",), scope, negated)
-            if self.reviews != before:
-                raise self.fail(path + ("if",), "a review cannot decide whether an 'if' applies")
-            otherwise = (
-                self.node(data["else"], path + ("else",), scope, negated)
-                if "else" in data
-                else None
+        kind = LANGUAGE.kind_for(data)
+        if kind is None:
+            names = list(LANGUAGE.kinds)
+            raise self.fail(
+                path,
+                f"unknown condition with keys {', '.join(map(str, sorted(data)))}",
+                f"use {', '.join(names[:-1])} or {names[-1]}",
             )
-            return If(
-                condition,
-                self.node(data["then"], path + ("then",), scope, negated),
-                otherwise,
-                inapplicable=(self.kind is Kind.INCLUSION) != negated,
-            )
-        if "review" in keys:
-            self.mapping(data, path, {"review"}, {"review"}, "a 'review' node")
-            if negated:
-                raise self.fail(
-                    path,
-                    "a review cannot sit under 'not'",
-                    "an attestation must move its criterion the way it says",
-                )
-            self.reviews += 1
-            return Review(self.text(data["review"], path + ("review",), "review"))
-        for name in ("exists", "every", "count"):
-            if name in keys:
-                return self.over_list(name, data, path, scope, negated)
-        raise self.fail(
-            path,
-            f"unknown condition with keys {', '.join(map(str, sorted(keys)))}",
-            "use all, any, not, at_least, if, review, exists, every, count or field",
-        )
+        if not kind.takes_operators:
+            self.mapping(data, path, kind.accepted, set(kind.required), kind.what)
+        node: Node = kind.compile(self, data, path, scope, negated)
+        return node
 
     def list_of_nodes(
         self, data: Any, path: PathKey, scope: v.Record, negated: bool
@@ -360,16 +335,202 @@ class _Compiler:
             raise self.fail(path, "expected a non-empty list of conditions")
         return tuple(self.node(item, path + (i,), scope, negated) for i, item in enumerate(data))
 
+    @node_kind("all", Key("all", CONDITIONS, "the conditions"), what="an 'all' node")
+    def all_of(self, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool) -> Node:
+        """Every one of the conditions holds.
+
+        One condition that fails makes it fail; otherwise one that is unknown makes it
+        unknown.
+
+        pass: {all: [{field: ecog, le: 2}, {field: age, ge: 18 years}]}
+        fail: {all: [{field: ecog, le: 2}, {field: age, ge: 65 years}]}
+        unknown: {all: [{field: ecog, le: 2}, {field: lvef, ge: 50 %}]}
+        """
+        return All(self.list_of_nodes(data["all"], path + ("all",), scope, negated))
+
+    @node_kind("any", Key("any", CONDITIONS, "the conditions"), what="an 'any' node")
+    def any_of(self, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool) -> Node:
+        """At least one of the conditions holds.
+
+        One condition that holds makes it hold; otherwise one that is unknown makes it
+        unknown.
+
+        pass: {any: [{field: ecog, le: 0}, {field: diagnosis.status, is: relapsed}]}
+        fail: {any: [{field: ecog, le: 0}, {field: diagnosis.status, is: refractory}]}
+        unknown: {any: [{field: ecog, le: 0}, {field: lvef, ge: 50 %}]}
+        """
+        return Any_(self.list_of_nodes(data["any"], path + ("any",), scope, negated))
+
+    @node_kind("not", Key("not", CONDITION, "the condition"))
+    def not_(self, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool) -> Node:
+        """The condition does not hold.
+
+        An unknown condition stays unknown. A review cannot sit under `not`: an attestation
+        must move its criterion the way it says.
+
+        pass: {not: {field: diagnosis.cns_involvement, is: active}}
+        fail: {not: {field: diagnosis.ph_positive, is: true}}
+        """
+        return Not(self.node(data["not"], path + ("not",), scope, not negated))
+
+    @node_kind(
+        "at_least",
+        Key("at_least", AT_LEAST, "how many of the conditions must hold"),
+        Key("of", CONDITIONS, "the conditions"),
+        required=("at_least", "of"),
+        what="an 'at_least' node",
+    )
+    def at_least(self, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool) -> Node:
+        """At least so many of the conditions hold.
+
+        pass:
+          at_least: 2
+          of: [{field: ecog, le: 1}, {field: sex, is: male}, {field: age, lt: 40 years}]
+        fail:
+          at_least: 2
+          of: [{field: ecog, le: 0}, {field: sex, is: male}, {field: age, lt: 40 years}]
+        """
+        count = data["at_least"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise self.fail(path + ("at_least",), "at_least needs a whole number ≥ 1")
+        items = self.list_of_nodes(data["of"], path + ("of",), scope, negated)
+        if count > len(items):
+            raise self.fail(path + ("at_least",), f"at_least {count} of only {len(items)}")
+        return AtLeast(count, items)
+
+    @node_kind(
+        "if",
+        Key("if", CONDITION, "whom the condition applies to"),
+        Key("then", CONDITION, "what must hold for them"),
+        Key("else", CONDITION, "what must hold for the others (optional)"),
+        required=("if", "then"),
+        what="an 'if' node",
+    )
+    def if_(self, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool) -> Node:
+        """A condition that applies only to some patients.
+
+        Where `if` does not hold and there is no `else`, the condition does not stand in the
+        patient's way: it holds in an inclusion and does not in an exclusion (the other way
+        round under `not`). An unknown `if` leaves it unknown unless both branches agree. A
+        review cannot decide whether an `if` applies.
+
+        pass: {if: {field: sex, is: female}, then: {field: pregnancy_test.result, is: negative}}
+        fail: {if: {field: sex, is: female}, then: {field: ecog, le: 0}}
+        pass: {if: {field: sex, is: male}, then: {field: ecog, le: 0}}
+        unknown: {if: {field: lvef, lt: 50 %}, then: {field: ecog, le: 0}}
+        """
+        before = self.reviews
+        condition = self.node(data["if"], path + ("if",), scope, negated)
+        if self.reviews != before:
+            raise self.fail(path + ("if",), "a review cannot decide whether an 'if' applies")
+        otherwise = (
+            self.node(data["else"], path + ("else",), scope, negated) if "else" in data else None
+        )
+        return If(
+            condition,
+            self.node(data["then"], path + ("then",), scope, negated),
+            otherwise,
+            inapplicable=(self.kind is Kind.INCLUSION) != negated,
+        )
+
+    @node_kind("review", Key("review", TEXT, "the question, as the investigator will read it"))
+    def review(self, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool) -> Node:
+        """A judgment only the investigator can make.
+
+        A criterion that hangs on one is `review` until the patient file attests it
+        (`attestations: {NCT06559644/E16: pass}`); the rest of the tree may decide it first.
+        A review cannot sit under `not`, nor decide an `if`.
+
+        review: {review: Investigator judges the patient fit for apheresis}
+        pass: {any: [{field: ecog, le: 1}, {review: ECOG 2 is due to the leukemia}]}
+        fail: {all: [{field: ecog, le: 0}, {review: The patient is fit for apheresis}]}
+        """
+        if negated:
+            raise self.fail(
+                path,
+                "a review cannot sit under 'not'",
+                "an attestation must move its criterion the way it says",
+            )
+        self.reviews += 1
+        return Review(self.text(data["review"], path + ("review",), "review"))
+
+    @node_kind(
+        "exists",
+        Key("exists", LIST, "the list"),
+        Key("where", CONDITION, "which items count (their own fields: type, date, …)"),
+        Key("label", TEXT, "what reasons call the list"),
+    )
+    def exists(self, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool) -> Node:
+        """Some item of a list matches `where` (any item, without `where`).
+
+        An empty list (`[]`: reviewed, none) makes it fail; a list the record does not hold
+        leaves it unknown.
+
+        pass: {exists: therapies, where: {field: type, is: car-t}}
+        fail: {exists: therapies, where: {field: type, is: transplant}}
+        fail: {exists: vaccinations}
+        unknown: {exists: procedures}
+        """
+        list_path, item, label, where = self.over_list("exists", data, path, scope, negated)
+        return Exists(list_path, where, item, label)
+
+    @node_kind(
+        "every",
+        Key("every", LIST, "the list"),
+        Key("where", CONDITION, "which items it is about (all, without where)"),
+        Key("check", CONDITION, "what each of them must satisfy"),
+        Key("label", TEXT, "what reasons call the list"),
+        required=("every", "check"),
+    )
+    def every(self, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool) -> Node:
+        """Every item of a list that matches `where` satisfies `check`.
+
+        pass: {every: therapies, where: {field: type, is: tki}, check: {field: outcome, is: failed}}
+        fail: {every: therapies, check: {field: type, is: tki}}
+        """
+        list_path, item, label, where = self.over_list("every", data, path, scope, negated)
+        check = self.node(data["check"], path + ("check",), item, negated)
+        return Every(list_path, where, item, label, check)
+
+    @node_kind(
+        "count",
+        Key("count", LIST, "the list"),
+        Key("where", CONDITION, "which items count (all, without where)"),
+        Key("distinct", ITEM_FIELD, "items with the same value of this field count once"),
+        Key("label", TEXT, "what reasons call the list"),
+        Key("lt", WHOLE, "fewer than"),
+        Key("le", WHOLE, "at most"),
+        Key("gt", WHOLE, "more than"),
+        Key("ge", WHOLE, "at least"),
+        tolerated=("eq", "ne"),
+    )
+    def count(self, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool) -> Node:
+        """How many items of a list match `where`, compared with a whole number.
+
+        Exactly one of lt, le, gt and ge.
+
+        pass: {count: therapies, where: {field: type, is: tki}, ge: 2}
+        fail: {count: therapies, where: {field: type, is: tki}, ge: 3}
+        pass: {count: therapies, ge: 4}
+        fail: {count: therapies, distinct: type, ge: 4}
+        """
+        list_path, item, label, where = self.over_list("count", data, path, scope, negated)
+        ops = [op for op in data if op in NEGATED]
+        if len(ops) != 1 or ops[0] in ("eq", "ne"):
+            raise self.fail(path, "count needs exactly one of lt, le, gt, ge")
+        number = data[ops[0]]
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise self.fail(path + (ops[0],), "a count compares with a whole number")
+        distinct = data.get("distinct")
+        if distinct is not None:
+            self.field_spec(distinct, path + ("distinct",), item)
+        return Count(list_path, where, item, label, ops[0], number, distinct)
+
     def over_list(
         self, name: str, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool
-    ) -> Node:
-        allowed = (
-            {name, "where", "label"}
-            | ({"check"} if name == "every" else set())
-            | ({"distinct", *NEGATED} if name == "count" else set())
-        )
-        required = {name} | ({"check"} if name == "every" else set())
-        self.mapping(data, path, allowed, required, f"a {name!r} node")
+    ) -> tuple[str, v.Record, str, Node | None]:
+        """What exists, every and count share: the list, its item record, its label and
+        `where`."""
         list_path = data[name]
         spec = self.field_spec(list_path, path + (name,), scope)
         if not isinstance(spec, v.ListOf) or not isinstance(spec.item, v.Record):
@@ -381,21 +542,27 @@ class _Compiler:
         where = (
             self.node(data["where"], path + ("where",), item, negated) if "where" in data else None
         )
-        if name == "exists":
-            return Exists(list_path, where, item, label)
-        if name == "every":
-            check = self.node(data["check"], path + ("check",), item, negated)
-            return Every(list_path, where, item, label, check)
-        ops = [op for op in data if op in NEGATED]
-        if len(ops) != 1 or ops[0] in ("eq", "ne"):
-            raise self.fail(path, "count needs exactly one of lt, le, gt, ge")
-        number = data[ops[0]]
-        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
-            raise self.fail(path + (ops[0],), "a count compares with a whole number")
-        distinct = data.get("distinct")
-        if distinct is not None:
-            self.field_spec(distinct, path + ("distinct",), item)
-        return Count(list_path, where, item, label, ops[0], number, distinct)
+        return list_path, item, label, where
+
+    @node_kind(
+        "field",
+        Key("field", FIELD, "the field tested (in a list's where or check: the item's own)"),
+        takes_operators=True,
+    )
+    def field_condition(
+        self, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool
+    ) -> Node:
+        """A test of one field of the record: the field, one operator, and modifiers.
+
+        The operator is one of those below, or within or at_least with before. A field the
+        record does not hold leaves the condition unknown, and the screener asks for it,
+        unless `if_missing` says what its absence means.
+
+        pass: {field: ecog, le: 2}
+        fail: {field: ecog, le: 0}
+        unknown: {field: lvef, ge: 50 %}
+        """
+        return self.leaf(data, path, scope)
 
     def field_spec(self, name: Any, path: PathKey, scope: v.Record) -> v.Spec:
         if not isinstance(name, str):
@@ -413,45 +580,130 @@ class _Compiler:
         return spec
 
     def leaf(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
-        if "if_missing" in data:
-            return self.unrecorded(data, path, scope)
-        node = self._leaf(data, path, scope)
+        for found in LANGUAGE.modifiers.values():  # in order: if_missing wraps fresh
+            if found.name in data:
+                node: Node = found.compile(self, data, path, scope)
+                break
+        else:
+            node = self.test(data, path, scope)
         # Equal leaves of different criteria and trials become one object, so screening
         # a patient computes each once (conditions.Leaf memoises by identity).
-        return _LEAVES.setdefault(node, node)
+        return _LEAVES.setdefault(node, node) if isinstance(node, Leaf) else node
 
-    def unrecorded(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
-        """`if_missing: false`: what a condition means when its fact is not recorded."""
-        value = data["if_missing"]
-        at = path + ("if_missing",)
-        if not isinstance(value, bool):
-            raise self.fail(at, f"if_missing is true or false, not {_q(value)}")
-        if "fresh" in data:
-            raise self.fail(at, "if_missing does not go with fresh")
-        rest = {k: x for k, x in data.items() if k != "if_missing"}
-        return Unrecorded(self.leaf(rest, path, scope), value)
-
-    def _leaf(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+    def test(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        """A field condition without modifiers: the field and its operator."""
         field = data["field"]
         spec = self.field_spec(field, path + ("field",), scope)
-        if "fresh" in data:
-            return self.fresh(field, spec, data, path, scope)
         if ".markers." in f".{field}":
             # A marker's fields read as "CD19 result", not a bare "result".
             marker = field.split("markers.", 1)[1].split(".")[0]
             spec = replace(spec, label=f"{marker} {spec.label}")
         ops = [k for k in data if k != "field"]
-        if set(ops) in ({"within", "before"}, {"at_least", "before"}):
-            return self.window(field, spec, data, path)
+        pair = LANGUAGE.pairs.get(frozenset(ops))
+        if pair is not None:
+            return self.step(pair, field, spec, data, path)
         if len(ops) != 1:
+            paired = [o for o in LANGUAGE.operators.values() if o.with_]
             raise self.fail(
                 path,
-                "a field condition has one operator: lt, le, gt, ge, eq, ne, is, "
-                "in, contains, mentions, or within/at_least with before",
+                f"a field condition has one operator: {', '.join(LANGUAGE.single())}, or "
+                f"{'/'.join(o.name for o in paired)} with "
+                f"{'/'.join(dict.fromkeys(str(o.with_) for o in paired))}",
             )
         op = ops[0]
+        found = LANGUAGE.operators.get(op) if isinstance(op, str) else None
+        if found is not None and found.compile is not None and found.with_ is None:
+            return self.step(found, field, spec, data, path)
+        raise self.fail(
+            path + (op,), f"unknown operator {_q(op)}", key=True, hint=LANGUAGE.hint(op)
+        )
+
+    def step(
+        self, operator: Operator, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey
+    ) -> Node:
+        assert operator.compile is not None
+        node: Node = operator.compile(self, operator.name, field, spec, data, path)
+        return node
+
+    # ------------------------------------------------------------------------ operators
+
+    @operator(
+        "lt",
+        THRESHOLD,
+        """Below the threshold.
+
+        A date field is compared with another date field of the patient's in the same way:
+        `lt` is before it, `gt` after it.
+
+        pass: {field: age, lt: 40 years}
+        fail: {field: age, lt: 30 years}
+        pass:
+          exists: therapies
+          where:
+            all:
+              - {field: type, is: car-t}
+              - {field: date, lt: diagnosis.markers.CD19.date}
+        """,
+        aliases=("<",),
+    )
+    @operator(
+        "le",
+        THRESHOLD,
+        """At most the threshold.
+
+        Units convert (creatinine 97 µmol/L is 1.097 mg/dL); a multiple of the ULN uses
+        the lab's own ULN, or the reference one.
+
+        pass: {field: labs.total_bilirubin, le: 1.5 x ULN}
+        fail: {field: labs.creatinine, le: 1 mg/dL}
+        """,
+        aliases=("lte", "<="),
+    )
+    @operator(
+        "gt",
+        THRESHOLD,
+        """Above the threshold.
+
+        pass: {field: labs.total_bilirubin, gt: 1 x ULN}
+        fail: {field: ecog, gt: 1}
+        """,
+        aliases=(">",),
+    )
+    @operator(
+        "ge",
+        THRESHOLD,
+        """At least the threshold.
+
+        pass: {field: age, ge: 18 years}
+        fail: {field: labs.creatinine, ge: 1.2 mg/dL}
+        """,
+        aliases=("gte", ">="),
+    )
+    @operator(
+        "eq",
+        THRESHOLD,
+        """Equal to the threshold.
+
+        pass: {field: ecog, eq: 1}
+        fail: {field: ecog, eq: 0}
+        """,
+        aliases=("=", "==", "equals"),
+    )
+    @operator(
+        "ne",
+        THRESHOLD,
+        """Other than the threshold.
+
+        pass: {field: ecog, ne: 0}
+        fail: {field: ecog, ne: 1}
+        """,
+        aliases=("!=", "neq"),
+    )
+    def comparison(
+        self, op: str, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey
+    ) -> Node:
         at = path + (op,)
-        if op in NEGATED and isinstance(spec, v.Date):
+        if isinstance(spec, v.Date):
             # A date is compared with another date of the patient's, named by its field.
             other = data[op]
             if not isinstance(other, str) or not isinstance(
@@ -463,46 +715,207 @@ class _Compiler:
                     "for a span before screening use within/at_least with before",
                 )
             return DateOrder(field, op, other, spec.label)
-        if op in NEGATED:
-            return self.compare(field, spec, op, data[op], at)
-        if op == "mentions":
-            if not isinstance(spec, v.Text):
-                raise self.fail(
-                    at,
-                    f"mentions looks for words in free text; {field} is {spec.label}",
-                    "use is or in for a field with set values",
-                )
-            raw = data[op] if isinstance(data[op], list) else [data[op]]
-            if not raw or not all(isinstance(w, str) and words_of(w) for w in raw):
-                raise self.fail(at, "mentions needs a word or a non-empty list of words")
-            return Mentions(field, tuple(str(w).strip() for w in raw), spec.label)
-        if op in ("is", "in"):
-            raw = [data[op]] if op == "is" else data[op]
-            if op == "in" and (not isinstance(raw, list) or not raw):
-                raise self.fail(at, "in needs a non-empty list")
-            # Each item at its own path: the error points at it, and `in: [no]` finds the
-            # text YAML read as false.
-            values = tuple(
-                self.value_for(spec, item, at if op == "is" else at + (i,))
-                for i, item in enumerate(raw)
+        return self.compare(field, spec, op, data[op], at)
+
+    @operator(
+        "is",
+        ONE_VALUE,
+        """The field has this value.
+
+        A word of the field's list of values, in any case and spelling the patient loader
+        accepts; a whole number; or true or false.
+
+        pass: {field: diagnosis.disease, is: B-ALL}
+        fail: {field: diagnosis.ph_positive, is: false}
+        """,
+    )
+    @operator(
+        "in",
+        VALUES,
+        """The field has one of these values.
+
+        pass: {field: diagnosis.status, in: [relapsed, refractory]}
+        fail: {field: diagnosis.disease, in: [T-ALL, AML]}
+        """,
+    )
+    def one_of(
+        self, op: str, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey
+    ) -> Node:
+        at = path + (op,)
+        raw = [data[op]] if op == "is" else data[op]
+        if op == "in" and (not isinstance(raw, list) or not raw):
+            raise self.fail(at, "in needs a non-empty list")
+        # Each item at its own path: the error points at it, and `in: [no]` finds the
+        # text YAML read as false.
+        values = tuple(
+            self.value_for(spec, item, at if op == "is" else at + (i,))
+            for i, item in enumerate(raw)
+        )
+        return OneOf(field, values, spec.label)
+
+    @operator("contains", MUTATION)
+    def contains(
+        self, op: str, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey
+    ) -> Node:
+        """A list of mutations includes this protein change.
+
+        T315I, p.T315I and p.Thr315Ile are the same change.
+
+        pass: {field: diagnosis.abl1_mutations, contains: p.Thr315Ile}
+        fail: {field: diagnosis.abl1_mutations, contains: E255K}
+        """
+        at = path + (op,)
+        if not isinstance(spec, v.Mutations):
+            raise self.fail(at, f"contains works on a list of mutations, not {spec.label}")
+        name = normalise_mutation(str(data[op]))
+        if name is None:
+            raise self.fail(at, f"cannot read {_q(data[op])} as a protein change")
+        return Contains(field, name, spec.label)
+
+    @operator("mentions", WORDS)
+    def mentions(
+        self, op: str, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey
+    ) -> Node:
+        """Free text mentions the word, or one of the words.
+
+        Whole words, in any case.
+
+        pass: {exists: therapies, where: {field: target, mentions: CD19}}
+        fail:
+          exists: therapies
+          where: {all: [{field: type, is: car-t}, {field: target, mentions: [CD22, BCMA]}]}
+        """
+        at = path + (op,)
+        if not isinstance(spec, v.Text):
+            raise self.fail(
+                at,
+                f"mentions looks for words in free text; {field} is {spec.label}",
+                "use is or in for a field with set values",
             )
-            return OneOf(field, values, spec.label)
-        if op == "contains":
-            if not isinstance(spec, v.Mutations):
-                raise self.fail(at, f"contains works on a list of mutations, not {spec.label}")
-            name = normalise_mutation(str(data[op]))
-            if name is None:
-                raise self.fail(at, f"cannot read {_q(data[op])} as a protein change")
-            return Contains(field, name, spec.label)
-        guess = _OPERATOR_ALIASES.get(str(op).lower()) or nearest(
-            str(op), [*NEGATED, "is", "in", "contains", "mentions", "within"]
+        raw = data[op] if isinstance(data[op], list) else [data[op]]
+        if not raw or not all(isinstance(w, str) and words_of(w) for w in raw):
+            raise self.fail(at, "mentions needs a word or a non-empty list of words")
+        return Mentions(field, tuple(str(w).strip() for w in raw), spec.label)
+
+    @operator(
+        "within",
+        DURATION,
+        """The date lies within the span before screening or apheresis, both days included.
+
+        Months are calendar months.
+
+        pass:
+          exists: conditions
+          where:
+            all:
+              - {field: type, is: myocardial_infarction}
+              - {field: date, within: 3 years, before: screening}
+        fail:
+          exists: conditions
+          where:
+            all:
+              - {field: type, is: myocardial_infarction}
+              - {field: date, within: 6 months, before: screening}
+        """,
+        with_="before",
+    )
+    @operator(
+        "at_least",
+        DURATION,
+        """The date lies at least the span before screening or apheresis.
+
+        pass:
+          exists: therapies
+          where:
+            all:
+              - {field: type, is: car-t}
+              - {field: date, at_least: 3 months, before: screening}
+        fail:
+          exists: therapies
+          where:
+            all:
+              - {field: type, is: car-t}
+              - {field: date, at_least: 1 year, before: screening}
+        """,
+        with_="before",
+    )
+    def span(self, op: str, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey) -> Node:
+        return self.window(field, spec, data, path)
+
+    # ------------------------------------------------------------------------ modifiers
+
+    @modifier("if_missing", BOOLEAN)
+    def unrecorded(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        """What the condition means when its fact is not recorded: true met, false not met.
+
+        Only where the criterion's text makes an absence an answer: a list item's
+        unrecorded attribute (a medication not marked as stopped is still taken), or an
+        exception that only a positive statement invokes. Everywhere else a missing fact
+        leaves the criterion unknown; the reason says the value was read from an absence,
+        and the criterion's note should say why. It does not go with fresh.
+
+        pass: {exists: medications, where: {field: ongoing, is: true, if_missing: true}}
+        fail: {exists: medications, where: {field: ongoing, is: true, if_missing: false}}
+        """
+        value = data["if_missing"]
+        at = path + ("if_missing",)
+        if not isinstance(value, bool):
+            raise self.fail(at, f"if_missing is true or false, not {_q(value)}")
+        if "fresh" in data:
+            raise self.fail(at, "if_missing does not go with fresh")
+        rest = {k: x for k, x in data.items() if k != "if_missing"}
+        return Unrecorded(self.leaf(rest, path, scope), value)
+
+    @modifier("fresh", WINDOW)
+    def fresh(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        """The fact counts only if dated within the span; an older one is data to collect.
+
+        For a lab, a marker or a dated record (pregnancy_test): a result outside the window
+        leaves the condition unknown, never a silent pass or fail on stale data.
+
+        pass:
+          field: pregnancy_test.result
+          is: negative
+          fresh: {within: 7 days, before: screening}
+        unknown:
+          field: pregnancy_test.result
+          is: negative
+          fresh: {within: 2 days, before: screening}
+        fail:
+          field: diagnosis.markers.CD19.result
+          is: negative
+          fresh: {within: 1 month, before: screening}
+        """
+        field = data["field"]
+        spec = self.field_spec(field, path + ("field",), scope)
+        window = self.mapping(
+            data["fresh"], path + ("fresh",), {"within", "before"}, {"within", "before"}, "fresh"
         )
-        raise self.fail(
-            at,
-            f"unknown operator {_q(op)}",
-            key=True,
-            hint=f"did you mean {guess!r}?" if guess else None,
+        date_field = (
+            f"{field}.date" if isinstance(spec, v.Lab) else field.rsplit(".", 1)[0] + ".date"
         )
+        if (
+            "." not in field
+            and not isinstance(spec, v.Lab)
+            or not isinstance(v.resolve(date_field, scope), v.Date)
+        ):
+            raise self.fail(path + ("fresh",), f"{field} has no date to be fresh by")
+        inner = self.leaf({k: x for k, x in data.items() if k != "fresh"}, path, scope)
+        label = (
+            spec.label
+            if isinstance(spec, v.Lab)
+            else (v.resolve(field.rsplit(".", 1)[0], scope) or spec).label
+        )
+        if ".markers." in f".{field}":
+            label = field.split("markers.", 1)[1].split(".")[0] + " " + label
+        return Fresh(
+            date_field,
+            self.window(date_field, v.Date("date"), window, path + ("fresh",)),
+            inner,
+            label,
+        )
+
+    # -------------------------------------------------------------------------- values
 
     def value_for(self, spec: v.Spec, value: Any, path: PathKey) -> Any:
         if isinstance(spec, v.Bool):
@@ -637,40 +1050,24 @@ class _Compiler:
             # A negative span would turn "within 3 months before" into an empty window.
             raise self.fail(path + (span,), f"a span cannot be negative: {within.written}")
         anchor = data["before"]
-        if anchor not in ANCHORS:
+        # A list or mapping written here would not even hash: refuse it as what it is.
+        if not isinstance(anchor, str) or anchor not in ANCHORS:
             raise self.fail(path + ("before",), f"before must be one of {', '.join(ANCHORS)}")
         return Window(field, within, anchor, spec.label, at_least=span == "at_least")
 
-    def fresh(
-        self, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey, scope: v.Record
-    ) -> Node:
-        """`fresh: {within: 3 months, before: screening}` on a leaf whose record has a date."""
-        window = self.mapping(
-            data["fresh"], path + ("fresh",), {"within", "before"}, {"within", "before"}, "fresh"
-        )
-        date_field = (
-            f"{field}.date" if isinstance(spec, v.Lab) else field.rsplit(".", 1)[0] + ".date"
-        )
-        if (
-            "." not in field
-            and not isinstance(spec, v.Lab)
-            or not isinstance(v.resolve(date_field, scope), v.Date)
-        ):
-            raise self.fail(path + ("fresh",), f"{field} has no date to be fresh by")
-        inner = self.leaf({k: x for k, x in data.items() if k != "fresh"}, path, scope)
-        label = (
-            spec.label
-            if isinstance(spec, v.Lab)
-            else (v.resolve(field.rsplit(".", 1)[0], scope) or spec).label
-        )
-        if ".markers." in f".{field}":
-            label = field.split("markers.", 1)[1].split(".")[0] + " " + label
-        return Fresh(
-            date_field,
-            self.window(date_field, v.Date("date"), window, path + ("fresh",)),
-            inner,
-            label,
-        )
+
+LANGUAGE = Language.of(
+    _Compiler,
+    companion(
+        "before",
+        ANCHOR,
+        """The date a span is counted back from: screening, or the planned apheresis.
+
+        pass: {field: pregnancy_test.date, within: 7 days, before: screening}
+        fail: {field: pregnancy_test.date, within: 2 days, before: screening}
+        """,
+    ),
+)
 
 
 def asked_types(nodes: list[Node]) -> tuple[tuple[str, tuple[str, ...]], ...]:

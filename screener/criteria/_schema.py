@@ -1,16 +1,20 @@
 """JSON Schemas for patient files and rule files, for editors' completion and checking.
 
 The patient schema is generated from the vocabulary the loader itself uses, so the two can
-never disagree about a field's name, kind, values or units.
+never disagree about a field's name, kind, values or units; the rules schema's conditions
+from the rule language's declarations (criteria._language), which the compiler dispatches on.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
 from screener.core import _units as units
 from screener.core import _vocabulary as v
+from screener.criteria._language import CONDITION, TEXT, Key, NodeKind
+from screener.criteria._rules import LANGUAGE
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _NUMBER = r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
@@ -167,113 +171,29 @@ def patient_schema() -> dict[str, Any]:
     }
 
 
-def rules_schema() -> dict[str, Any]:
-    """The rule-file language; the rule loader checks more (fields, units) than a schema can."""
-    text = {"type": "string", "minLength": 1}
-    duration = {"type": "string", "examples": ["6 months", "12 weeks", "3 days"]}
-    comparison = {
-        op: {"description": f"compare with {sym}"}
-        for op, sym in (
-            ("lt", "<"),
-            ("le", "≤"),
-            ("gt", ">"),
-            ("ge", "≥"),
-            ("eq", "="),
-            ("ne", "≠"),
-        )
+def _key(key: Key) -> dict[str, Any]:
+    return {**copy.deepcopy(dict(key.value.schema)), "description": key.doc}
+
+
+def node_schema(kind: NodeKind) -> dict[str, Any]:
+    """The JSON Schema of one node kind, from its declaration (criteria._language)."""
+    return {
+        "type": "object",
+        "description": kind.doc.summary,
+        "required": list(kind.required),
+        "additionalProperties": False,
+        "properties": {key.name: _key(key) for key in LANGUAGE.allowed(kind)},
     }
-    node_ref = {"$ref": "#/$defs/node"}
-    nodes = [
-        {
-            "type": "object",
-            "required": ["all"],
-            "additionalProperties": False,
-            "properties": {"all": {"type": "array", "items": node_ref, "minItems": 1}},
-        },
-        {
-            "type": "object",
-            "required": ["any"],
-            "additionalProperties": False,
-            "properties": {"any": {"type": "array", "items": node_ref, "minItems": 1}},
-        },
-        {
-            "type": "object",
-            "required": ["not"],
-            "additionalProperties": False,
-            "properties": {"not": node_ref},
-        },
-        {
-            "type": "object",
-            "required": ["at_least", "of"],
-            "additionalProperties": False,
-            "properties": {
-                "at_least": {"type": "integer", "minimum": 1},
-                "of": {"type": "array", "items": node_ref},
-            },
-        },
-        {
-            "type": "object",
-            "required": ["if", "then"],
-            "additionalProperties": False,
-            "properties": {"if": node_ref, "then": node_ref, "else": node_ref},
-        },
-        {
-            "type": "object",
-            "required": ["review"],
-            "additionalProperties": False,
-            "properties": {"review": text},
-        },
-        {
-            "type": "object",
-            "required": ["exists"],
-            "additionalProperties": False,
-            "properties": {"exists": text, "where": node_ref, "label": text},
-        },
-        {
-            "type": "object",
-            "required": ["every", "check"],
-            "additionalProperties": False,
-            "properties": {"every": text, "where": node_ref, "check": node_ref, "label": text},
-        },
-        {
-            "type": "object",
-            "required": ["count"],
-            "additionalProperties": False,
-            "properties": {
-                "count": text,
-                "where": node_ref,
-                "distinct": text,
-                "label": text,
-                **{op: {"type": "integer"} for op in ("lt", "le", "gt", "ge")},
-            },
-        },
-        {
-            "type": "object",
-            "required": ["field"],
-            "additionalProperties": False,
-            "properties": {
-                "field": text,
-                **comparison,
-                "is": {},
-                "in": {"type": "array"},
-                "contains": text,
-                "within": duration,
-                "mentions": {"anyOf": [text, {"type": "array", "items": text, "minItems": 1}]},
-                "if_missing": {"type": "boolean"},
-                "at_least": duration,
-                "before": {"enum": ["screening", "apheresis"]},
-                "fresh": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["within", "before"],
-                    "properties": {
-                        "within": duration,
-                        "before": {"enum": ["screening", "apheresis"]},
-                    },
-                },
-            },
-        },
-    ]
+
+
+def rules_schema() -> dict[str, Any]:
+    """The rule-file language; the rule loader checks more (fields, units) than a schema can.
+
+    The conditions come from the compiler's own declarations, so the schema offers exactly
+    the node kinds, keys and operators the loader accepts."""
+    text = dict(TEXT.schema)
+    node_ref = dict(CONDITION.schema)
+    nodes = [node_schema(kind) for kind in LANGUAGE.kinds.values()]
     part = {
         "type": "object",
         "additionalProperties": False,
