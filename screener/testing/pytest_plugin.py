@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from screener.criteria._catalog import load_rule_sets
 from screener.criteria._rules import RuleSet
 from screener.testing._cases import SUFFIX, Case, CaseFileError, explain, load_suite, run_case
+
+if TYPE_CHECKING:
+    # What pytest's own repr_failure returns; pytest does not export the name.
+    from _pytest._code.code import TerminalRepr
 
 
 @cache
@@ -67,7 +71,9 @@ class CaseItem(pytest.Item):
         if not outcome.passed:
             raise CaseMismatch(explain(outcome))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+    ) -> str | TerminalRepr:
         if isinstance(excinfo.value, CaseMismatch):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
