@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, overload
 
 from screener.core._errors import Diagnostic, ScreenerError
 
@@ -42,7 +42,14 @@ class Export:
     folder: str
 
 
-def expand(paths: Iterable[str], exports: bool = False) -> list[str | FileError | Export]:
+# Exports only when asked for, so a caller that asks for none (validate) is given none.
+@overload
+def expand(paths: Iterable[str], exports: Literal[False] = False) -> list[str | FileError]: ...
+@overload
+def expand(paths: Iterable[str], exports: bool) -> list[str | FileError | Export]: ...
+def expand(
+    paths: Iterable[str], exports: bool = False
+) -> list[str | FileError] | list[str | FileError | Export]:
     """Files as given; directories as their patient files, recursively, in sorted order.
 
     A directory that cannot be listed, or a symlink loop, becomes an error in its place
@@ -217,6 +224,10 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
+# What every worker process is started with: _init_worker's arguments but the parent's pid.
+WorkerArgs = tuple[list[RuleSet], dt.date | None, Measure | None, Render | None, tuple[str, ...]]
+
+
 def _init_worker(
     rule_sets: list[RuleSet],
     as_of: dt.date | None,
@@ -307,7 +318,7 @@ class _Pool:
     """A process pool that can be replaced when a worker dies, and is shut down however
     the batch ends, so no worker is left running without its parent."""
 
-    def __init__(self, jobs: int, initargs: tuple[object, ...]) -> None:
+    def __init__(self, jobs: int, initargs: WorkerArgs) -> None:
         self.jobs, self.initargs = jobs, initargs
         self.pool = self._start()
 
@@ -365,10 +376,10 @@ def _lost(chunk: list[str], render: Render | None) -> list[Done]:
     ]
 
 
-def _pooled(chunks: Iterator[list[str]], jobs: int, initargs: tuple[object, ...]) -> Iterator[Done]:
+def _pooled(chunks: Iterator[list[str]], jobs: int, initargs: WorkerArgs) -> Iterator[Done]:
     from concurrent.futures.process import BrokenProcessPool
 
-    render: Render | None = initargs[3]  # type: ignore[assignment]
+    render = initargs[3]
     pool = _Pool(jobs, initargs)
     pending: deque[tuple[list[str], Future[list[Done]]]] = deque()
     finished = False

@@ -21,21 +21,23 @@ import contextlib
 import datetime as dt
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO, TypeVar
 
 import typer
 
 from screener.reading._files import shown
 
 if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load only what they use
+    import sqlite3
+
     from rich.console import Console
     from rich.progress import Progress
 
     from screener.core._errors import Diagnostic
-    from screener.core._model import Patient
+    from screener.core._model import Patient, Render
     from screener.core._units import Measure
     from screener.criteria._rules import RuleSet
     from screener.reports._log import Recorder
@@ -402,7 +404,7 @@ def _check(
     as_of: dt.date | None,
     trials: list[str],
     rules: Path | None,
-    max_age: object,
+    max_age: Measure | None,
     jobs: int,
     verbose: bool,
     each: bool = False,
@@ -457,9 +459,12 @@ def _check(
     summary_only = (fmt is Format.html and not checklist) or (
         fmt in (Format.table, Format.markdown) and not each and any(Path(p).is_dir() for p in paths)
     )
-    render = {Format.json: json_document, Format.jsonl: jsonl_line, Format.csv: csv_rows}.get(
-        fmt, entry if summary_only else None
-    )
+    renderers: dict[Format, Render] = {
+        Format.json: json_document,
+        Format.jsonl: jsonl_line,
+        Format.csv: csv_rows,
+    }
+    render = renderers.get(fmt, entry if summary_only else None)
     recorder = _recorder(log, rule_sets, given) if log is not None else None
     # (no bar for an export: its number of patients is known only once it is indexed)
     progress = None if any(isinstance(e, Export) for e in entries) else _progress(len(entries))
@@ -502,10 +507,12 @@ def _check(
                 if summary_only:
                     cohort.add_entry(data)
                 elif out is not None:
+                    assert record is not None  # a table is made from the record, unrendered
                     if index:
                         out.rule()
                     render_record(out, record, verbose, everything, asks)
                 elif fmt is Format.markdown:
+                    assert record is not None  # as is Markdown
                     stream.write(markdown(record, verbose, everything, asks) + "\n")
                 elif checklist:
                     stream.write(_html(record))
@@ -521,7 +528,7 @@ def _check(
                         first_json = False
                 else:
                     write(data)
-                if progress:
+                if progress and task is not None:
                     progress.advance(task)
         finally:
             if progress:
@@ -916,14 +923,17 @@ LogOutput = Annotated[
 ]
 
 
-def _read_log(log: Path, read: object) -> object:
+T = TypeVar("T")
+
+
+def _read_log(log: Path, read: Callable[[sqlite3.Connection], T]) -> T:
     """What `read(connection)` returns from the log, or exit 1 with why it cannot be read."""
     from screener.reports._log import LogError, open_log
 
     try:
         db = open_log(log, create=False)
         try:
-            return read(db)  # type: ignore[operator]
+            return read(db)
         finally:
             db.close()
     except LogError as exc:
