@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Literal, TypedDict, overload
 
 from screener.core._errors import Diagnostic, ScreenerError
 
@@ -187,8 +187,16 @@ def screen_file(
     return screen_patient(patient, rule_sets, max_age, known_trials)
 
 
+class _WorkerState(TypedDict, total=False):
+    rule_sets: list[RuleSet]
+    as_of: dt.date | None
+    max_age: Measure | None
+    render: Render | None
+    known_trials: tuple[str, ...]
+
+
 # Worker processes receive the rule sets once, at start-up, not with every file.
-_worker: dict[str, object] = {}
+_worker: _WorkerState = {}
 
 
 @dataclass(frozen=True)
@@ -248,7 +256,13 @@ def _init_worker(
     gc.freeze()
     gc.set_threshold(10_000, 50, 100)
     _worker.update(
-        rule_sets=rule_sets, as_of=as_of, max_age=max_age, render=render, known_trials=known_trials
+        {
+            "rule_sets": rule_sets,
+            "as_of": as_of,
+            "max_age": max_age,
+            "render": render,
+            "known_trials": known_trials,
+        }
     )
 
 
@@ -265,10 +279,7 @@ def _finish(record: Record, render: Render | None) -> Done:
 def _screen_chunk(names: list[str]) -> list[Done]:
     rule_sets, as_of, max_age = _worker["rule_sets"], _worker["as_of"], _worker["max_age"]
     render, known = _worker["render"], _worker["known_trials"]
-    return [
-        _finish(screen_file(name, rule_sets, as_of, max_age, known), render)  # type: ignore[arg-type]
-        for name in names
-    ]
+    return [_finish(screen_file(name, rule_sets, as_of, max_age, known), render) for name in names]
 
 
 def usable_cores() -> int:

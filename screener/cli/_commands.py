@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load 
     from rich.progress import Progress
 
     from screener.core._errors import Diagnostic
-    from screener.core._model import Patient, Render
+    from screener.core._model import Patient, Record, Render
     from screener.core._units import Measure
     from screener.criteria._rules import RuleSet
     from screener.reports._log import Recorder
@@ -177,7 +177,12 @@ def _max_age(value: str | None) -> Measure | None:
     return span
 
 
-def _console(stderr: bool = False, **options: object) -> Console:
+def _console(
+    stderr: bool = False,
+    file: TextIO | None = None,
+    no_color: bool | None = None,
+    width: int | None = None,
+) -> Console:
     """A rich console whose broken pipe is screener's documented exit 5.
 
     rich's own answer to a broken pipe is a silent exit 1, the status that means "some
@@ -191,9 +196,15 @@ def _console(stderr: bool = False, **options: object) -> Console:
                 raise _StderrGone
             _broken_pipe()
 
-    if "file" not in options:
-        options["stderr"] = stderr
-    return Quiet(highlight=False, soft_wrap=stderr, **options)  # type: ignore[arg-type]
+    # rich's defaults for what is not given; `stderr` only where no file is named
+    return Quiet(
+        highlight=False,
+        soft_wrap=stderr,
+        stderr=stderr and file is None,
+        file=file,
+        no_color=no_color,
+        width=width,
+    )
 
 
 class _StderrGone(Exception):
@@ -515,6 +526,7 @@ def _check(
                     assert record is not None  # as is Markdown
                     stream.write(markdown(record, verbose, everything, asks) + "\n")
                 elif checklist:
+                    assert record is not None  # and the checklist
                     stream.write(_html(record))
                 elif fmt is Format.json:
                     # Streamed, not collected: a report is some 370 KB of indented JSON,
@@ -546,7 +558,7 @@ def _check(
     return Exit.INPUT_ERROR if failed else Exit.OK
 
 
-def _html(record: object) -> str:
+def _html(record: Record) -> str:
     """The chart checklist of one screened patient; a file that could not be read gets its
     errors on a page of their own, so the output is still HTML."""
     from html import escape
@@ -561,7 +573,7 @@ def _html(record: object) -> str:
             f"<title>Could not be screened</title></head><body><h1>{escape(record.file)}: "
             f"could not be screened</h1>{errors}</body></html>\n"
         )
-    return checklist(record, dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
+    return checklist(record, dt.datetime.now(dt.UTC))
 
 
 def _recorder(log: Path, rule_sets: list[RuleSet], given: tuple[str | None, ...]) -> Recorder:
