@@ -111,6 +111,7 @@ def test_each_sample_bundle_screens_the_same_from_a_bulk_export(tmp_path):
     assert sum('"error"' in line for line in lines) == 2
 
 
+@pytest.mark.slow
 def test_output_is_the_same_bytes_with_worker_processes(tmp_path):
     make_export(tmp_path / "export")
     assert screened(tmp_path / "export", jobs=2) == screened(tmp_path / "export")
@@ -166,6 +167,7 @@ def test_a_malformed_line_is_an_error_naming_file_and_line_and_the_run_goes_on(t
     assert sum("patient" in r for r in records) == 4  # everyone else was screened
 
 
+@pytest.mark.slow
 def test_check_on_an_export_folder_exits_1_for_bad_lines_and_writes_every_patient(tmp_path):
     folder = tmp_path / "export"
     make_export(folder)
@@ -241,6 +243,7 @@ def test_resource_types_and_patient_references_are_read_from_names_and_reference
     assert bulk.patient_key({"display": "Jane"}) is None
 
 
+@pytest.mark.slow
 def test_the_group_by_spills_to_disk_under_a_small_memory_limit(tmp_path):
     """DuckDB sorts the index past its memory limit by spilling; the groups stay whole."""
     folder = tmp_path / "export"

@@ -68,6 +68,7 @@ def screening(path: Path) -> dict:
     return json.loads(runner.invoke(app, ["check", str(path), "-f", "json"]).stdout)
 
 
+@pytest.mark.slow
 @needs_browser
 @pytest.mark.parametrize(("page", "size"), [("A4", "(A4)"), ("letter", "(letter)")])
 def test_the_printed_checklist_holds_every_criterion_and_a_sign_off_per_review(
@@ -99,6 +100,7 @@ def test_the_printed_checklist_holds_every_criterion_and_a_sign_off_per_review(
     )
 
 
+@pytest.mark.slow
 @needs_browser
 def test_an_attestation_with_who_and_when_is_printed(tmp_path: Path):
     patient = tmp_path / "attested.yaml"

@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+# Every test here runs on the module's LocalCluster of worker processes.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("duckdb")
 distributed = pytest.importorskip("distributed")
 

@@ -248,6 +248,7 @@ def test_a_leap_day_is_a_date():
 # ---------------------------------------------------------------------------- budgets
 
 
+@pytest.mark.slow
 def test_an_alias_bomb_is_refused_quickly():
     # unrefused, a billion expansions would not finish: the budget guards a hang, not speed
     start = time.perf_counter()

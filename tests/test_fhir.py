@@ -1547,6 +1547,7 @@ def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
 _SAMPLE_PATHS = _paths(_sample_bundle())
 
 
+@pytest.mark.slow
 @settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,

@@ -13,6 +13,7 @@ import datetime as dt
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -312,12 +313,14 @@ def check_patient(text: str) -> None:
         screener.screen(patient, rule_set)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated(PATIENT_TEXT))
 def test_mutated_patient_text_gives_a_patient_or_a_patient_error(text):
     check_patient(text)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(RECORDS)
 def test_random_patient_records_give_a_patient_or_a_patient_error(record):

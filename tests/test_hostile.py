@@ -228,6 +228,7 @@ def test_an_endless_device_is_not_read_at_all():
     assert "not a regular file" in caught.value.diagnostic.message
 
 
+@pytest.mark.slow
 def test_thousands_of_unknown_keys_are_summarised_quickly(monkeypatch):
     """80,000 misspelt keys: a bounded list of warnings with did-you-means, then a count."""
     from screener.reading import _patient
@@ -278,6 +279,7 @@ NEAR_LIMIT = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("build", "outcome"), NEAR_LIMIT.values(), ids=NEAR_LIMIT.keys())
 def test_large_hostile_documents_under_the_size_limit_end_quickly(build, outcome):
     """Run in a child interpreter: a C-stack overflow in libyaml would kill the process
@@ -321,6 +323,7 @@ def no_traceback(run: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in run.stdout and "Traceback" not in run.stderr, run.stderr[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
     [

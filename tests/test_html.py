@@ -106,6 +106,7 @@ def test_the_page_loads_nothing_from_anywhere(tmp_path: Path):
     assert "default-src 'none'" in csp
 
 
+@pytest.mark.slow
 def test_a_headless_browser_prints_the_page_with_its_numbers(tmp_path: Path):
     if not (shutil.which("chromium") and shutil.which("pdftotext")):
         message = "needs Debian's chromium and poppler-utils (.ci/run installs them)"

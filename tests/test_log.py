@@ -161,6 +161,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_a_process_killed_during_a_run_leaves_the_log_as_it_was(cohort: Path, tmp_path: Path):
     db = tmp_path / "screening.db"
     run("check", str(cohort), "--log", str(db), "-f", "jsonl")
@@ -189,6 +190,7 @@ def test_a_process_killed_during_a_run_leaves_the_log_as_it_was(cohort: Path, tm
     assert rows(db, "SELECT COUNT(*) FROM runs") == [(2,)]
 
 
+@pytest.mark.slow
 def test_two_processes_logging_at_once_both_land_whole(tmp_path: Path):
     folder = tmp_path / "cohort"
     folder.mkdir()
@@ -301,6 +303,7 @@ def test_opening_a_missing_log_to_read_does_not_create_it(tmp_path: Path):
     assert not (tmp_path / "none.db").exists()
 
 
+@pytest.mark.slow
 def test_output_is_the_same_with_and_without_a_log(cohort: Path, tmp_path: Path):
     for options in (
         ["-f", "jsonl"],

@@ -47,6 +47,7 @@ def corpus() -> tuple[screener.Patient, ...]:
     return tuple(found)
 
 
+@pytest.mark.slow
 def test_the_corpus_is_the_whole_collection():
     assert len(corpus()) > 600  # 20 examples, 31 acceptance, bundles, 570 cases
 
@@ -58,6 +59,7 @@ def _reads(patient: screener.Patient, check: Node, attestation: bool | None) -> 
     return scope.trace
 
 
+@pytest.mark.slow
 def test_inputs_name_every_fact_a_criterion_or_part_reads():
     for patient in corpus():
         for rule_set in RULE_SETS:
@@ -97,6 +99,7 @@ def _reused(screenings: list[screener.Screening]) -> int:
     return reused
 
 
+@pytest.mark.slow
 def test_reused_results_are_the_results_computed_afresh(monkeypatch: pytest.MonkeyPatch):
     patients_ = corpus()
     remembered = _screen_all(patients_)
@@ -114,6 +117,7 @@ def test_reused_results_are_the_results_computed_afresh(monkeypatch: pytest.Monk
         )
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(patients(), min_size=2, max_size=6))
 def test_reuse_across_generated_patients_changes_nothing(records: list[dict]):
@@ -157,6 +161,7 @@ def test_jsonl_line_is_dumps_of_to_json_for_errors_and_imports(tmp_path: Path):
         )
 
 
+@pytest.mark.slow
 def test_the_memory_of_results_stays_bounded_however_many_patients():
     # Flat memory over a cohort of any size: every memory has a fixed bound.
     records = [
@@ -177,6 +182,7 @@ def test_the_memory_of_results_stays_bounded_however_many_patients():
     assert max(sizes) <= engine._MEMO_SIZE
 
 
+@pytest.mark.slow
 def test_screening_and_writing_a_patient_leaves_no_reference_cycles():
     # Worker processes collect garbage rarely (batch._init_worker) on the strength of this:
     # a cycle would keep each patient's objects alive until the next collection.

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_wheel_ships_rule_sets_and_finds_them(tmp_path: Path):
     subprocess.run(
         [

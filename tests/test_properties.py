@@ -182,6 +182,7 @@ def test_screen_names_an_unknown_trial():
         screen(load_patient(BASELINE), "NCT00000000")
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(patients())
 def test_generated_patients_are_valid(record: dict):
@@ -189,6 +190,7 @@ def test_generated_patients_are_valid(record: dict):
     assert not patient.warnings, [d.message for d in patient.warnings]
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(patients(), st.data())
 def test_in_other_units_keeps_every_value(record: dict, data: st.DataObject):
@@ -260,6 +262,7 @@ def steer(record: dict, draw: Any) -> dict:
     return record
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(patients(), st.data())
 def test_units_do_not_change_any_status(record: dict, data: st.DataObject):
@@ -344,6 +347,7 @@ def _get(record: dict, path: str) -> Any:
     return node
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(patients(missing=0.05), st.sampled_from(WORSE), st.data())
 def test_a_worse_value_never_improves_a_status(record: dict, change: tuple, data: st.DataObject):
@@ -442,6 +446,7 @@ def _not(x):
 TRUTH = {"pass": True, "fail": False, "unknown": None, "review": None}
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(
     patients(),
@@ -484,6 +489,7 @@ def _json(patient: screener.Patient) -> str:
     return report.dumps(report.to_json(screener.screen_patient(patient, RULE_SETS)))
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(patients())
 def test_same_record_same_json_bytes(record: dict):
@@ -534,6 +540,7 @@ STYLES = [
 ]
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(patients(), st.sampled_from(STYLES))
 def test_yaml_style_and_json_do_not_change_the_record(record: dict, style: dict):

@@ -67,6 +67,7 @@ def records(out: bytes) -> dict[str, dict[str, Any]]:
 # ------------------------------------------------------ 1. one odd name or value kills a batch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_file_name_that_is_not_utf8_is_screened_and_written_escaped(tmp_path, fmt):
     folder = tmp_path / "cohort"
@@ -131,6 +132,7 @@ def edge_bundle(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["check", "validate", "import"])
 def test_a_datetime_at_the_end_of_the_calendar_with_an_offset_is_no_crash(tmp_path, command):
     path = edge_bundle(tmp_path)
@@ -141,6 +143,7 @@ def test_a_datetime_at_the_end_of_the_calendar_with_an_offset_is_no_crash(tmp_pa
     assert fhir.When.parse(EDGE) is None  # an unusable date, like any other garbage
 
 
+@pytest.mark.slow
 def test_a_tree_1100_levels_deep_is_screened(tmp_path):
     top = tmp_path / "deep"
     # Made relative to each level, since the whole path is longer than some calls accept.
@@ -486,6 +489,7 @@ def cohort(folder: Path, size: int) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_termination_signal_leaves_the_old_output_and_no_worker(tmp_path, signum, status):
     folder = cohort(tmp_path / "cohort", 1500)
@@ -545,6 +549,7 @@ def dying_render(record: Any) -> bytes:
     return jsonl_line(record)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("always", [False, True], ids=["dies-once", "dies-every-time"])
 def test_a_worker_killed_mid_batch_loses_no_file(tmp_path, monkeypatch, always):
     folder = cohort(tmp_path / "cohort", 60)
@@ -613,6 +618,7 @@ def test_a_full_disk_is_a_one_line_message_and_exit_5(tmp_path):
     assert len(run.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["table", "jsonl", "markdown"])
 def test_a_broken_pipe_is_a_one_line_message_and_exit_5(tmp_path, fmt):
     folder = cohort(tmp_path / "cohort", 40)  # far more output than a pipe holds
@@ -656,6 +662,7 @@ def hostile_patient(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [
@@ -719,6 +726,7 @@ def test_markdown_quotes_html_links_and_line_breaks_from_inputs_as_text(tmp_path
 # ---------------------------------------------------------------- 15. bounded quotations
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["end", "middle", "start"])
 def test_an_error_quotes_a_bounded_slice_of_a_long_line(where):
     QUOTE_LIMIT = 200  # what "bounded" means here; screener quotes 160 characters
@@ -741,6 +749,7 @@ def test_an_error_quotes_a_bounded_slice_of_a_long_line(where):
 # ----------------------------------------------------- 14. --format json is streamed
 
 
+@pytest.mark.slow
 def test_json_output_for_many_patients_is_streamed_not_held(tmp_path):
     """Memory for 40 patients is that for 5, give or take one report (the old code held
     every report, some 370 KB each, until the end); the bytes are those of one array."""
@@ -785,6 +794,7 @@ def test_json_output_for_many_patients_is_streamed_not_held(tmp_path):
     assert out.read_text() == report.json_array([report.dumps(d) for d in documents]) + "\n"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_workers_do_not_outlive_a_parent_killed_outright(tmp_path):
     folder = cohort(tmp_path / "cohort", 1500)

@@ -339,6 +339,7 @@ def test_fmt_pair_prints_equal_values_alike():
     assert u.fmt_pair(1.6 * (1 + 1e-12), 1.6) == ("1.6", "1.6")
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),

@@ -162,6 +162,7 @@ def test_markdown_report_and_summary(cohort: Path):
     assert "### To do" in result.stdout
 
 
+@pytest.mark.slow
 def test_json_array_for_several_files(cohort: Path):
     data = json.loads(run("check", str(cohort), "-f", "json").stdout)
     assert isinstance(data, list) and len(data) == 4
@@ -240,6 +241,7 @@ def test_validate_reports_errors_with_caret_and_exits_1(tmp_path: Path):
     assert "ok  " in result.stdout and "1 with errors" in result.stdout
 
 
+@pytest.mark.slow
 def test_validate_all_shipped_files_is_clean():
     result = run("validate", str(ROOT / "rules"), str(EXAMPLES), str(ROOT / "tests" / "cases"))
     assert result.exit_code == 0, result.stdout
@@ -404,6 +406,7 @@ def test_cohort_matrix_never_truncates_patient_ids_on_a_narrow_terminal():
         assert f"PT-{number:04d}" in matrix
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["table", "markdown"])
 def test_a_directory_shows_the_summary_alone_unless_each(cohort: Path, fmt: str):
     alone = run("check", str(cohort), "-f", fmt)
@@ -426,6 +429,7 @@ def _patient(folder: Path, name: str, patient_id: str, source: Path = BASELINE) 
     (folder / name).write_text(text.replace(old, f"id: {patient_id}", 1), "utf-8")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["table", "markdown"])
 def test_matrix_is_in_patient_id_order_and_warns_of_a_duplicated_id(tmp_path: Path, fmt: str):
     _patient(tmp_path, "a.yaml", "PT-ZULU")
@@ -442,6 +446,7 @@ def test_matrix_is_in_patient_id_order_and_warns_of_a_duplicated_id(tmp_path: Pa
     assert "PT-MIKE appears" not in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["table", "markdown"])
 def test_summary_marks_trials_with_caveats_and_names_criteria(fmt: str):
     out = runner.invoke(app, ["check", str(EXAMPLES), "-f", fmt], env={"COLUMNS": "200"}).stdout
@@ -488,6 +493,7 @@ def test_a_line_break_in_a_patient_id_does_not_break_the_matrix(tmp_path: Path):
     assert [row.split()[0] for row in rows[:2]] == ["PT-1␊PT-FAKE", "PT-2"]
 
 
+@pytest.mark.slow
 def test_the_cohort_matrix_fits_80_columns_with_seven_trials():
     from rich.cells import cell_len
 

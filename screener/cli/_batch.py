@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypedDict, overload
 
 from screener.core._errors import Diagnostic, ScreenerError
 
@@ -42,7 +42,14 @@ class Export:
     folder: str
 
 
-def expand(paths: Iterable[str], exports: bool = False) -> list[str | FileError | Export]:
+# Exports only when asked for, so a caller that asks for none (validate) is given none.
+@overload
+def expand(paths: Iterable[str], exports: Literal[False] = False) -> list[str | FileError]: ...
+@overload
+def expand(paths: Iterable[str], exports: bool) -> list[str | FileError | Export]: ...
+def expand(
+    paths: Iterable[str], exports: bool = False
+) -> list[str | FileError] | list[str | FileError | Export]:
     """Files as given; directories as their patient files, recursively, in sorted order.
 
     A directory that cannot be listed, or a symlink loop, becomes an error in its place
@@ -180,8 +187,16 @@ def screen_file(
     return screen_patient(patient, rule_sets, max_age, known_trials)
 
 
+class _WorkerState(TypedDict, total=False):
+    rule_sets: list[RuleSet]
+    as_of: dt.date | None
+    max_age: Measure | None
+    render: Render | None
+    known_trials: tuple[str, ...]
+
+
 # Worker processes receive the rule sets once, at start-up, not with every file.
-_worker: dict[str, object] = {}
+_worker: _WorkerState = {}
 
 
 @dataclass(frozen=True)
@@ -217,6 +232,10 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
+# What every worker process is started with: _init_worker's arguments but the parent's pid.
+WorkerArgs = tuple[list[RuleSet], dt.date | None, Measure | None, Render | None, tuple[str, ...]]
+
+
 def _init_worker(
     rule_sets: list[RuleSet],
     as_of: dt.date | None,
@@ -237,7 +256,13 @@ def _init_worker(
     gc.freeze()
     gc.set_threshold(10_000, 50, 100)
     _worker.update(
-        rule_sets=rule_sets, as_of=as_of, max_age=max_age, render=render, known_trials=known_trials
+        {
+            "rule_sets": rule_sets,
+            "as_of": as_of,
+            "max_age": max_age,
+            "render": render,
+            "known_trials": known_trials,
+        }
     )
 
 
@@ -254,10 +279,7 @@ def _finish(record: Record, render: Render | None) -> Done:
 def _screen_chunk(names: list[str]) -> list[Done]:
     rule_sets, as_of, max_age = _worker["rule_sets"], _worker["as_of"], _worker["max_age"]
     render, known = _worker["render"], _worker["known_trials"]
-    return [
-        _finish(screen_file(name, rule_sets, as_of, max_age, known), render)  # type: ignore[arg-type]
-        for name in names
-    ]
+    return [_finish(screen_file(name, rule_sets, as_of, max_age, known), render) for name in names]
 
 
 def usable_cores() -> int:
@@ -307,7 +329,7 @@ class _Pool:
     """A process pool that can be replaced when a worker dies, and is shut down however
     the batch ends, so no worker is left running without its parent."""
 
-    def __init__(self, jobs: int, initargs: tuple[object, ...]) -> None:
+    def __init__(self, jobs: int, initargs: WorkerArgs) -> None:
         self.jobs, self.initargs = jobs, initargs
         self.pool = self._start()
 
@@ -365,10 +387,10 @@ def _lost(chunk: list[str], render: Render | None) -> list[Done]:
     ]
 
 
-def _pooled(chunks: Iterator[list[str]], jobs: int, initargs: tuple[object, ...]) -> Iterator[Done]:
+def _pooled(chunks: Iterator[list[str]], jobs: int, initargs: WorkerArgs) -> Iterator[Done]:
     from concurrent.futures.process import BrokenProcessPool
 
-    render: Render | None = initargs[3]  # type: ignore[assignment]
+    render = initargs[3]
     pool = _Pool(jobs, initargs)
     pending: deque[tuple[list[str], Future[list[Done]]]] = deque()
     finished = False

@@ -21,21 +21,23 @@ import contextlib
 import datetime as dt
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO, TypeVar
 
 import typer
 
 from screener.reading._files import shown
 
 if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load only what they use
+    import sqlite3
+
     from rich.console import Console
     from rich.progress import Progress
 
     from screener.core._errors import Diagnostic
-    from screener.core._model import Patient
+    from screener.core._model import Patient, Record, Render
     from screener.core._units import Measure
     from screener.criteria._conditions import Node
     from screener.criteria._rules import RuleSet
@@ -176,7 +178,12 @@ def _max_age(value: str | None) -> Measure | None:
     return span
 
 
-def _console(stderr: bool = False, **options: object) -> Console:
+def _console(
+    stderr: bool = False,
+    file: TextIO | None = None,
+    no_color: bool | None = None,
+    width: int | None = None,
+) -> Console:
     """A rich console whose broken pipe is screener's documented exit 5.
 
     rich's own answer to a broken pipe is a silent exit 1, the status that means "some
@@ -190,9 +197,15 @@ def _console(stderr: bool = False, **options: object) -> Console:
                 raise _StderrGone
             _broken_pipe()
 
-    if "file" not in options:
-        options["stderr"] = stderr
-    return Quiet(highlight=False, soft_wrap=stderr, **options)  # type: ignore[arg-type]
+    # rich's defaults for what is not given; `stderr` only where no file is named
+    return Quiet(
+        highlight=False,
+        soft_wrap=stderr,
+        stderr=stderr and file is None,
+        file=file,
+        no_color=no_color,
+        width=width,
+    )
 
 
 class _StderrGone(Exception):
@@ -403,7 +416,7 @@ def _check(
     as_of: dt.date | None,
     trials: list[str],
     rules: Path | None,
-    max_age: object,
+    max_age: Measure | None,
     jobs: int,
     verbose: bool,
     each: bool = False,
@@ -458,9 +471,12 @@ def _check(
     summary_only = (fmt is Format.html and not checklist) or (
         fmt in (Format.table, Format.markdown) and not each and any(Path(p).is_dir() for p in paths)
     )
-    render = {Format.json: json_document, Format.jsonl: jsonl_line, Format.csv: csv_rows}.get(
-        fmt, entry if summary_only else None
-    )
+    renderers: dict[Format, Render] = {
+        Format.json: json_document,
+        Format.jsonl: jsonl_line,
+        Format.csv: csv_rows,
+    }
+    render = renderers.get(fmt, entry if summary_only else None)
     recorder = _recorder(log, rule_sets, given) if log is not None else None
     # (no bar for an export: its number of patients is known only once it is indexed)
     progress = None if any(isinstance(e, Export) for e in entries) else _progress(len(entries))
@@ -503,12 +519,15 @@ def _check(
                 if summary_only:
                     cohort.add_entry(data)
                 elif out is not None:
+                    assert record is not None  # a table is made from the record, unrendered
                     if index:
                         out.rule()
                     render_record(out, record, verbose, everything, asks)
                 elif fmt is Format.markdown:
+                    assert record is not None  # as is Markdown
                     stream.write(markdown(record, verbose, everything, asks) + "\n")
                 elif checklist:
+                    assert record is not None  # and the checklist
                     stream.write(_html(record))
                 elif fmt is Format.json:
                     # Streamed, not collected: a report is some 370 KB of indented JSON,
@@ -522,7 +541,7 @@ def _check(
                         first_json = False
                 else:
                     write(data)
-                if progress:
+                if progress and task is not None:
                     progress.advance(task)
         finally:
             if progress:
@@ -540,7 +559,7 @@ def _check(
     return Exit.INPUT_ERROR if failed else Exit.OK
 
 
-def _html(record: object) -> str:
+def _html(record: Record) -> str:
     """The chart checklist of one screened patient; a file that could not be read gets its
     errors on a page of their own, so the output is still HTML."""
     from html import escape
@@ -555,7 +574,7 @@ def _html(record: object) -> str:
             f"<title>Could not be screened</title></head><body><h1>{escape(record.file)}: "
             f"could not be screened</h1>{errors}</body></html>\n"
         )
-    return checklist(record, dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
+    return checklist(record, dt.datetime.now(dt.UTC))
 
 
 def _recorder(log: Path, rule_sets: list[RuleSet], given: tuple[str | None, ...]) -> Recorder:
@@ -964,14 +983,17 @@ LogOutput = Annotated[
 ]
 
 
-def _read_log(log: Path, read: object) -> object:
+T = TypeVar("T")
+
+
+def _read_log(log: Path, read: Callable[[sqlite3.Connection], T]) -> T:
     """What `read(connection)` returns from the log, or exit 1 with why it cannot be read."""
     from screener.reports._log import LogError, open_log
 
     try:
         db = open_log(log, create=False)
         try:
-            return read(db)  # type: ignore[operator]
+            return read(db)
         finally:
             db.close()
     except LogError as exc:

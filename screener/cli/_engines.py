@@ -23,7 +23,7 @@ import datetime as dt
 import gc
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -206,7 +206,7 @@ def _on_dask(
     task: Callable[..., list[Done]],
     settings: Settings,
     partitions: Iterable[tuple[Any, ...]],
-) -> Iterator[Done]:
+) -> Generator[Done, None, None]:  # a generator: run_files closes it to shut the client
     from screener.cli._dask_plugin import SettingsPlugin
 
     client, ours = dask_client(scheduler)

@@ -51,7 +51,7 @@ def select(rule_sets: list[RuleSet], wanted: list[str]) -> list[RuleSet]:
     """Keep the trials named by NCT id or product name (case-insensitive), in catalog order."""
     if not wanted:
         return rule_sets
-    chosen = []
+    chosen: list[RuleSet] = []
     for name in wanted:
         key = name.strip().lower()
         matches = [r for r in rule_sets if key in (r.trial.lower(), r.product.lower())]

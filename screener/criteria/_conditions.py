@@ -355,7 +355,9 @@ class Compare(Leaf):
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
             return _missing(fact, self.label)
-        value = fact.value.value if isinstance(fact.value, LabValue) else fact.value
+        # Of the field's kind, which the rule compiler matched to the threshold's: a Measure
+        # against a Measure, a number against a number.
+        value: Any = fact.value.value if isinstance(fact.value, LabValue) else fact.value
         if self.threshold.uln_multiple:
             return self._uln(fact, value)
         target = self.threshold.amount
@@ -375,8 +377,8 @@ class Compare(Leaf):
         if not converted and isinstance(value, Measure) and abbreviated(value):
             # An export's float is shown to six digits: 1.6000004 mg/dL as "1.6 mg/dL", which
             # must not read "1.6 mg/dL > 1.6 mg/dL"; then the digits that decide are shown.
-            shown, limit = float(units.fmt(value.magnitude, 6)), float(b)
-            converted = ((shown > limit) - (shown < limit)) != order
+            digits, limit = float(units.fmt(value.magnitude, 6)), float(b)
+            converted = ((digits > limit) - (digits < limit)) != order
         shown = f"{fact.text} (= {a}{unit})" if converted else fact.text
         relation = self.op if passed else NEGATED[self.op]
         text = f"{self.label} {shown} {OPERATORS[relation]} {b}{unit}"
@@ -772,6 +774,10 @@ class Review(Node):
 
 # ------------------------------------------------------------------------------ list nodes
 
+# Each item's scope and whether `where` selects it. Named out here: inside _OverList, `list`
+# is the field naming the list, not the builtin.
+_Pairs = list[tuple[Scope, Outcome]]
+
 
 @dataclass(frozen=True)
 class _OverList(Node):
@@ -788,11 +794,11 @@ class _OverList(Node):
         return (self.list,)
 
     @staticmethod
-    def none_found(pairs: list[tuple[Scope, Outcome]]) -> str:
+    def none_found(pairs: _Pairs) -> str:
         # An empty list is an answer ("reviewed: none"); say so, not "not recorded".
         return f"none matching ({len(pairs)} recorded)" if pairs else "none ([] in the record)"
 
-    def items(self, scope: Scope) -> tuple[list[tuple[Scope, Outcome]], Outcome | None]:
+    def items(self, scope: Scope) -> tuple[_Pairs, Outcome | None]:
         fact = scope.get(self.list)
         if isinstance(fact, Missing):
             return [], _missing(fact, self.label)

@@ -172,7 +172,8 @@ class Scope:
 
     def lookup(self, path: str) -> Fact | Missing:
         spec, parts = _plan(self.spec, path)
-        data = node = self.data
+        data = self.data
+        node: object = data  # walks down from the mapping to any value
         taken: dt.date | None = None  # the date of the result this value belongs to
         for part in parts:
             if isinstance(node, dict):

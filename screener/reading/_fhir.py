@@ -30,6 +30,7 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -134,7 +135,7 @@ def mapping() -> Mapping:
     aliases = {url.rstrip("/"): alias for alias, urls in raw["systems"].items() for url in urls}
 
     def coded(
-        section: dict[str, dict[str, Any]], keys: frozenset[str] = frozenset()
+        section: dict[str, dict[str, Any]], keys: AbstractSet[str] = frozenset()
     ) -> dict[tuple[str, str], Code]:
         table: dict[tuple[str, str], Code] = {}
         for alias, codes in section.items():

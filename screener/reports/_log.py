@@ -283,7 +283,7 @@ class Recorder:
             "INSERT INTO stage_verdicts VALUES (?, ?, ?, ?)",
             [(sid, t.trial, t.product, t.verdict.value) for t in record.trials],
         )
-        rows = []
+        rows: list[tuple[object, ...]] = []
         for t in record.trials:
             for c in t.criteria:
                 rows.append(
@@ -343,6 +343,7 @@ class Recorder:
                     ",".join(i.trials),
                 ),
             ).lastrowid
+            assert run is not None  # an INSERT always sets it
             # Local screening ids become log ids by an offset past the log's highest.
             (offset,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM screenings").fetchone()
             db.execute(

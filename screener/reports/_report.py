@@ -426,7 +426,9 @@ def blockers(t: TrialResult) -> list[tuple[str, str]]:
     for c in t.criteria:
         if c.status is not Status.FAIL:
             continue
-        failing = [p for p in c.parts if p.status is Status.FAIL]
+        failing: list[PartResult | CriterionResult] = [
+            p for p in c.parts if p.status is Status.FAIL
+        ]
         for item in failing or [c]:
             name = item.label or c.label
             values = "; ".join(dict.fromkeys(map(shown_value, item.evidence)))

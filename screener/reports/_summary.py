@@ -10,11 +10,15 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from screener.core._model import CriterionResult, FileError, Record, Screening, Status, Verdict
 from screener.reports._report import _fence, code_span, safe
 from screener.reports._report import md as _md
+
+if TYPE_CHECKING:
+    # rich is imported where a summary is printed, not when this module is.
+    from rich.console import Console
 
 
 @dataclass
@@ -201,7 +205,7 @@ def _duplicate_lines(cohort: Cohort) -> list[str]:
     ]
 
 
-def render(console: object, cohort: Cohort) -> None:
+def render(console: Console, cohort: Cohort) -> None:
     """The cohort summary as rich tables."""
     from rich import box
     from rich.table import Table
@@ -209,10 +213,10 @@ def render(console: object, cohort: Cohort) -> None:
     from screener.reports._report import VERDICT_STYLE
     from screener.reports._report import safe as escape
 
-    console.print()  # type: ignore[attr-defined]
-    console.rule("[bold]Cohort summary")  # type: ignore[attr-defined]
+    console.print()
+    console.rule("[bold]Cohort summary")
     for line in _duplicate_lines(cohort):
-        console.print(f"[bold yellow]warning:[/] {escape(line)}")  # type: ignore[attr-defined]
+        console.print(f"[bold yellow]warning:[/] {escape(line)}")
     trials = cohort.screened()
     # The matrix and the closest-to-eligible list grow with the cohort: they are laid out
     # here as one styled text, since rich's Table measures and wraps every cell (12 s for
@@ -228,7 +232,7 @@ def render(console: object, cohort: Cohort) -> None:
     # Seven trials of words ("ineligible") do not fit 80 columns: a narrow terminal gets
     # one glyph per verdict and the trials by number, named in a key under the matrix.
     ids = max((len(p) for p, _ in cohort.sorted_rows()), default=7)
-    compact = ids + (len(_GAP) + 11) * len(trials) > console.width  # type: ignore[attr-defined]
+    compact = ids + (len(_GAP) + 11) * len(trials) > console.width
     if compact:
         short = GLYPH
         header = [["", "patient"]] + [
@@ -246,24 +250,24 @@ def render(console: object, cohort: Cohort) -> None:
         [(short[verdict], "bold")] + [(str(cohort.trials[t].verdicts[verdict]), "") for t in trials]
         for verdict in VERDICTS
     ]
-    console.print(_title(cohort), style="italic")  # type: ignore[attr-defined]
+    console.print(_title(cohort), style="italic")
     _grid(console, header, rows, wrap=len(trials) + 1)
     if compact:
         console.print(
-            "  ".join(f"{GLYPH[v]} {v.replace('_', ' ')}" for v in VERDICTS),  # type: ignore[attr-defined]
+            "  ".join(f"{GLYPH[v]} {v.replace('_', ' ')}" for v in VERDICTS),
             style="dim",
             highlight=False,
         )
         for trial in trials:
             console.print(
-                f"[bold]{trial.removeprefix('NCT0')}[/] {trial} "  # type: ignore[attr-defined]
+                f"[bold]{trial.removeprefix('NCT0')}[/] {trial} "
                 f"{escape(cohort.trials[trial].product)}",
                 highlight=False,
             )
     for trial in trials:
         for caveat in cohort.trials[trial].caveats:
             console.print(
-                f"[bold yellow]{CAVEAT} {trial}:[/] {escape(caveat)}",  # type: ignore[attr-defined]
+                f"[bold yellow]{CAVEAT} {trial}:[/] {escape(caveat)}",
                 highlight=False,
             )
     for trial in trials:
@@ -284,12 +288,12 @@ def render(console: object, cohort: Cohort) -> None:
                 str(tally.excluded_by[cid]),
                 str(tally.alone[cid]),
             )
-        console.print(attrition)  # type: ignore[attr-defined]
+        console.print(attrition)
     closest = _closest(cohort, trials)
     if closest:
-        console.print()  # type: ignore[attr-defined]
+        console.print()
         console.print(
-            "Closest to eligible: blocked by exactly one criterion",  # type: ignore[attr-defined]
+            "Closest to eligible: blocked by exactly one criterion",
             style="italic",
         )
         _grid(
@@ -302,13 +306,13 @@ def render(console: object, cohort: Cohort) -> None:
             wrap=2,
         )
     for name in cohort.errors:
-        console.print(f"[red]could not screen[/] {safe(name)}")  # type: ignore[attr-defined]
+        console.print(f"[red]could not screen[/] {safe(name)}")
         message = cohort.messages.get(name)
         if message:
             console.print(
                 safe(message),
                 style="red",
-                highlight=False,  # type: ignore[attr-defined]
+                highlight=False,
                 soft_wrap=True,
             )
 
@@ -317,7 +321,7 @@ _GAP = "  "
 
 
 def _grid(
-    console: Any, header: list[list[str]], rows: list[list[tuple[str, str]] | None], wrap: int
+    console: Console, header: list[list[str]], rows: list[list[tuple[str, str]] | None], wrap: int
 ) -> None:
     """Print a table as one rich Text: `header` gives each column's heading lines, a row
     is (text, style) per cell, None a blank line. Columns from `wrap` on share what is left

@@ -185,8 +185,8 @@ def build(
                     pending.add(f"{t.trial}/{c.id}")
     collect: dict[str, list[Bullet]] = {g: [] for g in GROUPS}
     by_task: dict[_Task, dict[str, list[tuple[str, str]]]] = {}
-    for field, who in fields.items():
-        by_task.setdefault(_task(field), {})[field] = list(who)
+    for field, needing in fields.items():
+        by_task.setdefault(_task(field), {})[field] = list(needing)
     for task in (t for t in _TASKS if t in by_task):
         members = by_task[task]
         needed = tuple(dict.fromkeys(w for ws in members.values() for w in ws))

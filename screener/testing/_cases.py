@@ -417,10 +417,10 @@ class Coverage:
     def gaps(self) -> dict[str, list[str]]:
         """Computable criteria lacking a passing or a failing case, of the statuses the
         recorded facts can give them."""
-        found = {}
+        found: dict[str, list[str]] = {}
         for cid, seen in self.seen.items():
             can = self.reachable.get(cid, frozenset({"pass", "fail"}))
-            lacking = [s for s in ("pass", "fail") if s in can and s not in seen]
+            lacking: list[str] = [s for s in ("pass", "fail") if s in can and s not in seen]
             if self.computable[cid] and lacking:
                 found[cid] = lacking
         return found

@@ -205,7 +205,7 @@ Chooser = Callable[[list[str]], str]
 
 def _chooser(rng_or_draw: random.Random | Callable[..., Any]) -> Chooser:
     if isinstance(rng_or_draw, random.Random) or hasattr(rng_or_draw, "choice"):
-        return lambda options: rng_or_draw.choice(options)  # type: ignore[union-attr]
+        return lambda options: rng_or_draw.choice(options)
     from hypothesis import strategies as st
 
     return lambda options: rng_or_draw(st.sampled_from(options))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -51,6 +51,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "directory of rule sets the case files run against, relative to the configuration file",
         default="",
     )
+
+
+if TYPE_CHECKING:
+    # What pytest's own repr_failure returns; pytest does not export the name.
+    from _pytest._code.code import TerminalRepr
 
 
 @cache
@@ -133,7 +138,9 @@ class CaseItem(pytest.Item):
         if not outcome.passed:
             raise CaseMismatch(explain(outcome))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+    ) -> str | TerminalRepr:
         if isinstance(excinfo.value, CaseMismatch):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
