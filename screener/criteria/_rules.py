@@ -652,10 +652,17 @@ class _Compiler:
         """At most the threshold.
 
         Units convert (creatinine 97 µmol/L is 1.097 mg/dL); a multiple of the ULN uses
-        the lab's own ULN, or the reference one.
+        the lab's own ULN, or the reference one. A limit the source also states in other
+        units is written as the source writes it, `1.1 mg/dL (96 µmol/L)`: a value is then
+        compared with the source's own number in its unit or dimension (97 µmol/L with 96),
+        and converts through the analyte's molar mass only where the source states none;
+        an equivalent more than 5 % off the limit is refused as a typo. For every operator,
+        a value equal to the limit at a relative 1e-9 is equal (a converted 1.6 mg/dL is
+        not above 1.6 mg/dL).
 
         pass: {field: labs.total_bilirubin, le: 1.5 x ULN}
         fail: {field: labs.creatinine, le: 1 mg/dL}
+        fail: {field: labs.creatinine, le: 1.1 mg/dL (96 µmol/L)}
         """,
         aliases=("lte", "<="),
     )
