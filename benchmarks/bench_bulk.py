@@ -76,7 +76,11 @@ with SubprocessCluster(n_workers=2, threads_per_worker=1, dashboard_address=None
     wall = time.perf_counter() - start
     workers = max(c.run(peak).values())
     scheduler = c.run_on_scheduler(peak)
-print(wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, workers, scheduler, r.exit_code)
+# tagged: Dask may print its own lines to standard output when the cluster shuts down
+print("RESULT", wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, workers, scheduler,
+      r.exit_code)
+if r.exit_code not in (0, 1):
+    print(r.output[-3000:], file=sys.stderr)
 """
 
 
@@ -159,7 +163,10 @@ def main() -> None:
                 )
                 if done.returncode != 0:
                     raise SystemExit(done.stderr[-3000:])
-                dwall, client_rss, worker_rss, sched_rss, _ = done.stdout.splitlines()[-1].split()
+                result = next(
+                    line for line in reversed(done.stdout.splitlines()) if line.startswith("RESULT")
+                )
+                dwall, client_rss, worker_rss, sched_rss, _ = result.split()[1:]
                 dask_rss = max(int(client_rss), int(worker_rss))
                 same = digest(dask_out) == digest(out)
                 print(
