@@ -595,13 +595,16 @@ def test_the_mapping_covers_the_fields_and_codes_the_issue_asks_for():
 
 def test_no_code_is_mapped_twice_and_every_code_is_quoted():
     raw = yaml.safe_load(fhir.MAPPING_FILE.read_text(encoding="utf-8"))
+    # Observation codes are declared with their fields, in the vocabulary.
+    vocabulary = yaml.safe_load(v.FILE.read_text(encoding="utf-8"))
     seen: set[tuple[str, str]] = set()
-    for group in raw["observations"]:
-        for system, codes in group["codes"].items():
+    for entry in vocabulary["fields"].values():
+        for system, codes in entry.get("codes", {}).items():
             for code in codes:
                 assert isinstance(code, str)
                 assert (system, code) not in seen, code
                 seen.add((system, code))
+    assert len(seen) == len(fhir.mapping().observations)
     for section in ("conditions", "procedures", "vaccines", "medication_codes", "results"):
         for codes in raw[section].values():
             assert all(isinstance(code, str) for code in codes)
@@ -1436,13 +1439,13 @@ def test_every_problem_is_reported_at_once_and_the_death_first(tmp_path):
 
 def test_the_mapping_table_is_checked_when_read(tmp_path, monkeypatch):
     bad = yaml.safe_load(fhir.MAPPING_FILE.read_text(encoding="utf-8"))
-    bad["observations"][0]["field"] = "labs.creatinin"
+    bad["conditions"]["SNOMED"]["84757009"]["type"] = "cns_disordr"
     path = tmp_path / "mapping.yaml"
     path.write_text(yaml.safe_dump(bad), encoding="utf-8")
     monkeypatch.setattr(fhir, "MAPPING_FILE", path)
     fhir.mapping.cache_clear()
     try:
-        with pytest.raises(ValueError, match="unknown field 'labs.creatinin'"):
+        with pytest.raises(ValueError, match="unknown condition type 'cns_disordr'"):
             fhir.mapping()
     finally:
         monkeypatch.undo()

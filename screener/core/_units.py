@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property, lru_cache
 from typing import TYPE_CHECKING
@@ -127,6 +128,17 @@ DURATION = Kind("a duration", ("days",), "6 months")
 SECONDS = Kind("a time in seconds", ("s",), "34 s")
 FLOW = Kind("a clearance rate", ("ml/min",), "78 mL/min")
 COUNT = Kind("a cell count", ("10^9/l",), "150 ×10⁹/L")
+# The unit kinds a vocabulary declaration names (`unit: concentration`).
+KINDS = {
+    "concentration": CONCENTRATION,
+    "enzyme": ENZYME,
+    "fraction": FRACTION,
+    "mass": MASS,
+    "duration": DURATION,
+    "seconds": SECONDS,
+    "flow": FLOW,
+    "count": COUNT,
+}
 
 _KIND_NAMES = {
     "mg/dl": "a mass concentration",
@@ -161,6 +173,8 @@ _MOLAR_MASS = reference.values("molar_mass")
 BILIRUBIN = Analyte("bilirubin", float(_MOLAR_MASS["bilirubin"]))
 CREATININE = Analyte("creatinine", float(_MOLAR_MASS["creatinine"]))
 HAEMOGLOBIN = Analyte("haemoglobin", float(_MOLAR_MASS["haemoglobin"]))
+# The analytes a vocabulary declaration names (`analyte: creatinine`), by name.
+ANALYTES = {a.name: a for a in (BILIRUBIN, CREATININE, HAEMOGLOBIN)}
 
 
 @dataclass(frozen=True)
@@ -360,13 +374,29 @@ def unit_hint(unit: str) -> str | None:
     return None
 
 
-def parse_measure(value: object, kind: Kind, analyte: Analyte | None = None) -> Measure:
-    """Read a written quantity for a field of `kind`, refusing units of another kind."""
+def parse_measure(
+    value: object,
+    kind: Kind,
+    analyte: Analyte | None = None,
+    aliases: Mapping[str, str] | None = None,
+) -> Measure:
+    """Read a written quantity for a field of `kind`, refusing units of another kind.
+
+    `aliases` are a vocabulary extension's spellings of accepted units (normalised
+    spelling -> SPELLINGS key); the text stays as written."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise UnitError(
             f"expected {kind.name} such as {kind.example!r}, got {describe_value(value)}"
         )
     text = str(value)
+    if aliases:
+        match = _QUANTITY.match(text)
+        meant = aliases.get(normalise_unit(match.group(2))) if match else None
+        if meant is not None:
+            assert match is not None
+            magnitude, unit = split_quantity(f"{match.group(1)} {meant}")
+            check_kind(unit, kind, analyte)
+            return Measure(magnitude, unit, text.strip())
     magnitude, unit = split_quantity(text)
     if not unit:
         raise UnitError(

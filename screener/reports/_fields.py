@@ -1,0 +1,155 @@
+"""The field reference of docs/patient-format.md, generated from the vocabulary.
+
+The page's prose is written by people; its tables of fields and labs are this module's
+output (`screener docs`, or `python tools/patient_format.py` to rewrite the page), so the
+page cannot drift from what the loader accepts. A test fails when the committed page is
+stale. With `--rules DIR` the same tables describe a rules directory's fields too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from screener.core import _units as units
+from screener.core import _vocabulary as v
+
+BEGIN = "<!-- BEGIN field reference (generated: python tools/patient_format.py; do not edit) -->"
+END = "<!-- END field reference -->"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _shown_path(path: str) -> str:
+    return path.replace(".*", ".NAME")
+
+
+def _bounds(bounds: v.Bounds, unit: str) -> str:
+    low, high = bounds
+    suffix = f" {unit}" if unit else ""
+    if low is None and high is None:
+        return "—"
+    if low is None:
+        return f"≤ {units.fmt(float(high or 0))}{suffix}"
+    if high is None:
+        return f"≥ {units.fmt(float(low))}{suffix}"
+    return f"{units.fmt(float(low))}–{units.fmt(float(high))}{suffix}"
+
+
+def _codes(e: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{system} {code}" for system, table in e.get("codes", {}).items() for code in table
+    )
+
+
+def _form(spec: v.Spec, e: dict[str, Any]) -> str:
+    form = spec.form()
+    if e.get("required"):
+        form += "; required"
+    return form
+
+
+def field_table(vocabulary: v.Vocabulary) -> str:
+    """Every field a patient file may hold: its form, an example and what it means."""
+    rows = [
+        "| field | form | example | meaning |",
+        "|---|---|---|---|",
+    ]
+    for path, e, spec in v.iter_fields(vocabulary):
+        example = e.get("example")
+        if example is None and not isinstance(spec, (v.Record, v.OpenMap, v.ListOf)):
+            example = spec.example()
+        meaning = e.get("doc", spec.label)
+        if e.get("used_by"):
+            meaning += f" (used by {e['used_by']})"
+        rows.append(
+            f"| `{_shown_path(path)}` | {_cell(_form(spec, e))} | "
+            f"{'`' + _cell(str(example)) + '`' if example else ''} | {_cell(meaning)} |"
+        )
+    for path, spec in vocabulary.derived.items():
+        if path in vocabulary.entries:
+            continue
+        e = vocabulary.derived_entries[path]
+        meaning = e.get("doc", spec.label) + (
+            f" (used by {e['used_by']})" if "used_by" in e else ""
+        )
+        rows.append(f"| `{path}` | derived, never written | | {_cell(meaning)} |")
+    return "\n".join(rows)
+
+
+def lab_table(vocabulary: v.Vocabulary) -> str:
+    """Each lab's units, plausible ranges, default ULN and the codes the importer reads."""
+    rows = [
+        "| lab | units | hard (error) | soft (warning) | default ULN | FHIR codes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path, e, spec in v.iter_fields(vocabulary):
+        if not isinstance(spec, v.Lab):
+            continue
+        inner = spec.value
+        if isinstance(inner, v.Quantity):
+            accepted = ", ".join(dict.fromkeys(units.SPELLINGS[k][1] for k in inner.accepted()))
+            if inner.analyte is not None and inner.analyte.molar_mass is not None:
+                accepted += f" (molar mass {units.fmt(inner.analyte.molar_mass, 6)} g/mol)"
+        else:
+            accepted = "no unit"
+        rows.append(
+            f"| `{path}` ({_cell(spec.label)}) | {_cell(accepted)} | "
+            f"{_bounds(spec.hard, spec.range_unit)} | {_bounds(spec.soft, spec.range_unit)} | "
+            f"{spec.default_uln or '—'} | {_codes(e) or '—'} |"
+        )
+    return "\n".join(rows)
+
+
+def coded_table(vocabulary: v.Vocabulary) -> str:
+    """The other fields the FHIR importer fills, by code."""
+    rows = ["| field | FHIR codes |", "|---|---|"]
+    for path, e, spec in v.iter_fields(vocabulary):
+        if "codes" in e and not isinstance(spec, v.Lab):
+            rows.append(f"| `{path}` | {_codes(e)} |")
+    return "\n".join(rows)
+
+
+def reference(vocabulary: v.Vocabulary = v.BUILTIN) -> str:
+    """The generated part of docs/patient-format.md, markers included."""
+    sources = "\n\n".join(f"**{name}**: {text}" for name, text in vocabulary.sources.items())
+    return "\n".join(
+        [
+            BEGIN,
+            "",
+            "### Fields",
+            "",
+            field_table(vocabulary),
+            "",
+            "### Labs",
+            "",
+            "A value (or ULN) beyond the hard limit cannot be a living patient's result: the "
+            "file is an error naming the field, and the hint names the unit in which the "
+            "number would be plausible. A value beyond the soft limit is screened, with a "
+            "warning, and every criterion that reads it shows it as implausible. A default "
+            "ULN is used only when a lab gives no `uln`, and the result then says it was "
+            "assumed.",
+            "",
+            lab_table(vocabulary),
+            "",
+            "Sources of the default ULNs: " + sources,
+            "",
+            "### Other fields read from FHIR",
+            "",
+            coded_table(vocabulary),
+            "",
+            END,
+        ]
+    )
+
+
+_SECTION = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
+
+
+def rewrite(page: str, vocabulary: v.Vocabulary = v.BUILTIN) -> str:
+    """The page with its generated section replaced by the vocabulary's current one."""
+    if not _SECTION.search(page):
+        raise ValueError("the page has no generated field reference section")
+    return _SECTION.sub(lambda _: reference(vocabulary), page, count=1)
