@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "patient-format.md"
 
 
-def test_the_committed_field_reference_is_the_generated_one():
-    page = PAGE.read_text(encoding="utf-8")
-    assert _fields.rewrite(page) == page, "run: python tools/patient_format.py"
+@pytest.mark.parametrize("name", ["patient-format.md", "fhir.md"])
+def test_the_committed_field_reference_is_the_generated_one(name):
+    page = (ROOT / "docs" / name).read_text(encoding="utf-8")
+    assert _fields.rewrite(page) == page, "run: python tools/vocabulary.py"
 
 
 def test_the_field_reference_lists_every_field_with_its_codes():
@@ -27,6 +28,20 @@ def test_the_field_reference_lists_every_field_with_its_codes():
     for observed in v.BUILTIN.observations:
         for _, code, _ in observed.codes:
             assert code in page, (observed.path, code)
+
+
+def test_the_shipped_json_is_the_yaml_it_was_made_from():
+    import json
+
+    import yaml
+
+    text = v.FILE.read_text(encoding="utf-8")
+    assert v.JSON_FILE.read_text(encoding="utf-8") == v.builtin_json(text), (
+        "run: python tools/vocabulary.py"
+    )
+    assert json.loads(v.builtin_json(text))["data"] == yaml.safe_load(text)
+    # A stale JSON (the YAML edited since) is not used: the YAML is.
+    assert v.builtin_data(text + "\n# edited\n") == yaml.safe_load(text)
 
 
 def test_the_builtin_file_has_no_key_twice():
@@ -270,6 +285,18 @@ def test_two_extension_files_declaring_one_field_name_both(rules: Path):
         ('units:\n  "mg/dl": mg/dL\n', 2, "unit 'mg/dl' is already"),
         ("drugs:\n  imatinib: {class: tki, generation: 1}\n", 2, "drug 'imatinib' is already"),
         ("fieldz: {}\n", 1, "unknown section 'fieldz'"),
+        (
+            "fields:\n  labs.ck:\n    kind: lab\n    label: CK\n    unit: enzyme\n"
+            '    worse: high\n    codes:\n      LOINC:\n        "2160-0": Creatinine\n',
+            9,
+            "LOINC 2160-0 already fills labs.creatinine (screener/data/vocabulary.yaml:",
+        ),
+        (
+            "fields:\n  labs.ck:\n    kind: lab\n    label: CK\n    unit: enzyme\n"
+            '    worse: high\n    codes:\n      LOINCC:\n        "2157-6": CK\n',
+            8,
+            "unknown code system 'LOINCC'",
+        ),
     ],
 )
 def test_a_broken_vocabulary_file_is_an_error_at_its_line(rules: Path, text, line, message):
@@ -283,3 +310,151 @@ def test_an_extension_kind_key_is_checked_with_a_hint(rules: Path):
     d = _error(rules, ("vocabulary.yaml", text)).diagnostic
     assert "unknown key 'hardd' for a lab field" in d.message and d.hint == "did you mean 'hard'?"
     assert d.position.line == 6
+
+
+# ========================================================= fields r/r B-ALL trials ask for
+
+NEW_RULES = """\
+trial: NCT00000002
+product: NEWFIELDS
+title: Criteria on the fields added for r/r B-ALL trials
+sources: [https://example.invalid/NCT00000002]
+criteria:
+  - {id: I1, kind: inclusion, label: HbA1c, text: HbA1c < 6.5 %, check: {field: labs.hba1c, lt: 6.5 %}}
+  - {id: I2, kind: inclusion, label: glucose, text: glucose ≤ 7 mmol/L,
+     check: {field: labs.glucose, le: 7 mmol/L}}
+  - {id: I3, kind: inclusion, label: ANC, text: ANC ≥ 1 × 10^9/L, check: {field: labs.anc, ge: 1 x10^9/L}}
+  - {id: I4, kind: inclusion, label: performance, text: Karnofsky or Lansky ≥ 60,
+     check: {any: [{field: karnofsky, ge: 60}, {field: lansky, ge: 60}]}}
+  - {id: I5, kind: inclusion, label: QTc, text: QTc ≤ 480 ms within 28 days,
+     check: {field: qtc, le: 480 ms, fresh: {within: 28 days, before: screening}}}
+  - {id: E1, kind: exclusion, label: CNS-3, text: CNS-3 disease, check: {field: diagnosis.cns_status, is: CNS-3}}
+  - {id: E2, kind: exclusion, label: hypertension, text: systolic ≥ 160 mmHg,
+     check: {field: blood_pressure.systolic, ge: 160 mmHg}}
+"""
+
+
+def _new(text: str) -> dict[str, str]:
+    from screener.criteria._rules import parse_rule_set
+    from screener.reading._patient import parse_patient
+
+    patient = parse_patient("id: P1\nscreening_date: 2026-11-20\n" + text, "p.yaml")
+    return _screen(patient, [parse_rule_set(NEW_RULES)])
+
+
+def test_the_new_fields_are_screened_with_their_units():
+    statuses = _new(
+        "labs: {hba1c: 6.4 %, glucose: 126 mg/dL, anc: 1500 /µL}\n"
+        "karnofsky: 70\nqtc: {value: 430 ms, date: 2026-11-10}\n"
+        "diagnosis: {cns_status: CNS2}\nblood_pressure: {systolic: 130 mmHg, diastolic: 80 mmHg}\n"
+    )
+    assert statuses == {k: "pass" for k in ("I1", "I2", "I3", "I4", "I5", "E1", "E2")}
+    worse = _new(
+        "labs: {hba1c: 48 mmol/mol, glucose: 7.2 mmol/L, anc: 0.8 ×10⁹/L}\n"
+        "karnofsky: 50\nlansky: 50\nqtc: {value: 0.5 s, date: 2026-11-10}\n"
+        "diagnosis: {cns_status: CNS-3b}\nblood_pressure: {systolic: 165 mmHg}\n"
+    )
+    assert worse == {k: "fail" for k in ("I1", "I2", "I3", "I4", "I5", "E1", "E2")}
+
+
+def test_hba1c_converts_by_the_master_equation_not_by_a_factor():
+    from screener.core import _units as units
+
+    ifcc = units.parse_measure("48 mmol/mol", units.FRACTION, units.HBA1C)
+    assert units.convert(ifcc, "%", units.HBA1C) == pytest.approx(6.543, abs=1e-3)
+    ngsp = units.parse_measure("6.5 %", units.FRACTION, units.HBA1C)
+    assert units.convert(ngsp, "mmol/mol", units.HBA1C) == pytest.approx(47.5, abs=0.1)
+    for kind, analyte in ((units.FRACTION, None), (units.CONCENTRATION, units.GLUCOSE)):
+        with pytest.raises(units.UnitError, match="mmol/mol is a unit of HbA1c"):
+            units.parse_measure("55 mmol/mol", kind, analyte)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("karnofsky: 85\n", "karnofsky: Karnofsky performance status 85 is not a step"),
+        ("lansky: 110\n", "out of range (0–100)"),
+        ("qtc: 450 days\n", "days is not a unit for an ECG interval; expected ms or s"),
+        ("height: 170 kg\n", "kg is a mass; expected a length"),
+        ("lvef: 55 mmol/mol\n", "mmol/mol is a unit of HbA1c (IFCC), not a percentage"),
+        ("labs: {albumin: 600 umol/L}\n", "no molar mass is known for albumin"),
+        ("mrd: {method: FISH}\n", "expected one of flow, PCR, NGS"),
+    ],
+)
+def test_the_new_fields_refuse_what_they_cannot_be(text, message):
+    from screener.core._errors import PatientError
+    from screener.reading._patient import parse_patient
+
+    with pytest.raises(PatientError) as caught:
+        parse_patient("id: P1\n" + text, "p.yaml")
+    assert message in caught.value.diagnostic.message
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["10^9/L", "10*9/L", "x10*9/L", "x10^3/µL", "K/µL", "/µL", "cells/µL", "/mm³", "cells/mm3"],
+)
+def test_counts_are_read_in_every_spelling_labs_use(written):
+    from screener.core import _units as units
+    from screener.reading._patient import parse_patient
+
+    amount = 1.5 if "9" in written or "3" in written.split("/")[0] or "K" in written else 1500
+    patient = parse_patient(f"id: P1\nlabs: {{anc: {amount} {written}}}\n", "p.yaml")
+    lab = patient.data["labs"]["anc"]
+    assert units.convert(lab.value, "10^9/l") == pytest.approx(1.5)
+
+
+def test_a_blood_pressure_panel_fills_both_values_and_its_date(tmp_path: Path):
+    import json
+
+    from screener.reading._fhir import load_bundle_patient
+
+    def component(code: str, value: int) -> dict:
+        return {
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "valueQuantity": {
+                "value": value,
+                "system": "http://unitsofmeasure.org",
+                "code": "mm[Hg]",
+            },
+        }
+
+    panel = {
+        "resourceType": "Observation",
+        "id": "bp-1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "subject": {"reference": "Patient/pt-1"},
+        "effectiveDateTime": "2026-11-12",
+        "component": [component("8480-6", 142), component("8462-4", 91)],
+    }
+    patient = {"resourceType": "Patient", "id": "pt-1"}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": patient, "fullUrl": "urn:uuid:pt-1"}, {"resource": panel}],
+    }
+    path = tmp_path / "bp.json"
+    path.write_text(json.dumps(bundle), encoding="utf-8")
+    found = load_bundle_patient(path, "bp.json", today=TODAY)
+    bp = found.data["blood_pressure"]
+    assert (bp["systolic"].written, bp["diastolic"].written) == ("142 mmHg", "91 mmHg")
+    assert str(bp["date"]) == "2026-11-12"
+
+
+def test_rule_cases_read_their_patient_with_the_rule_sets_vocabulary(rules: Path):
+    from screener.criteria._catalog import load_rule_sets
+    from screener.testing._cases import Case, run_case
+
+    (rule_set,) = load_rule_sets(rules)
+    case = Case(
+        "high LDH",
+        {"id": "C1", "labs": {"ldh": "900 U/L"}, "conditions": []},
+        {"I1": "fail", "E1": "pass"},
+        None,
+        None,
+        "t.cases.yaml",
+        1,
+    )
+    outcome = run_case(case, rule_set)
+    assert outcome.error is None and outcome.mismatches == {}

@@ -65,6 +65,22 @@ def load_vocabulary(directory: Path | None = None) -> v.Vocabulary:
         if is_vocabulary_file(path):
             doc = load(path, shown(str(path)), RuleSetError)
             vocabulary = vocabulary.extend(doc.data, doc.file, doc.diagnostic)
+            # The FHIR code systems a declaration names must be ones the importer knows.
+            from screener.reading._fhir import code_systems  # only with a vocabulary file
+
+            known = code_systems()
+            for observed in vocabulary.observations:
+                origin = vocabulary.origins[observed.path]
+                for system, _, _ in observed.codes:
+                    if system not in known and origin.file == doc.file:
+                        raise RuleSetError(
+                            doc.diagnostic(
+                                f"unknown code system {system!r}",
+                                origin.at + ("codes", system),
+                                key=True,
+                                hint=f"one of: {', '.join(sorted(known))}",
+                            )
+                        )
     return vocabulary
 
 

@@ -135,6 +135,12 @@ def _words(table: dict[str, list[str]]) -> tuple[tuple[re.Pattern[str], str], ..
     )
 
 
+def code_systems() -> frozenset[str]:
+    """The code systems the mapping knows, by alias (LOINC, SNOMED, …)."""
+    raw = yaml.safe_load(MAPPING_FILE.read_text(encoding="utf-8"))
+    return frozenset(raw["systems"])
+
+
 @lru_cache(maxsize=8)
 def mapping(vocabulary: v.Vocabulary | None = None) -> Mapping:
     """The mapping table, read and checked once per vocabulary; a bad table fails loudly at

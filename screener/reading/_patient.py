@@ -415,10 +415,11 @@ def _bound(spec: v.Lab, value: Measure | float, side: str, limit: float) -> str:
     text = f"{side} {units.fmt(limit)}" + (f" {spec.range_unit}" if spec.range_unit else "")
     if isinstance(value, Measure) and value.display_unit != spec.range_unit:
         analyte = spec.value.analyte if isinstance(spec.value, v.Quantity) else None
-        mass = analyte.molar_mass if analyte else None
-        factor = units.factor(units.normalise_unit(spec.range_unit), value.unit, mass)
-        if units.compare(factor, 1.0) != 0:  # IU/L is U/L
-            text += f" = {units.fmt(limit * factor)} {value.display_unit}"
+        source = units.normalise_unit(spec.range_unit)
+        # (not IU/L for U/L: the same magnitude says nothing more)
+        if units.compare(units.convert_amount(1.0, source, value.unit, analyte), 1.0) != 0:
+            shown = units.convert_amount(limit, source, value.unit, analyte)
+            text += f" = {units.fmt(shown)} {value.display_unit}"
     return text
 
 
@@ -432,7 +433,6 @@ def _unit_slip(spec: v.Lab, value: Measure) -> str | None:
     quantity = spec.value
     if not isinstance(quantity, v.Quantity):
         return None
-    mass = quantity.analyte.molar_mass if quantity.analyte else None
     target = units.normalise_unit(spec.range_unit)
     usual = _usual(spec, target)
     best: tuple[float, str] | None = None
@@ -445,9 +445,9 @@ def _unit_slip(spec: v.Lab, value: Measure) -> str | None:
         except UnitError:
             continue
         tried.add(display)
-        if units.compare(units.factor(value.unit, key, mass), 1.0) == 0:
+        if units.compare(units.convert_amount(1.0, value.unit, key, quantity.analyte), 1.0) == 0:
             continue  # the same magnitude as written
-        amount = value.magnitude * units.factor(key, target, mass)
+        amount = units.convert_amount(value.magnitude, key, target, quantity.analyte)
         if amount <= 0 or _outside(amount, spec.soft) or _outside(amount, spec.hard):
             continue
         distance = abs(math.log(amount / usual))

@@ -1,7 +1,7 @@
 """The field reference of docs/patient-format.md, generated from the vocabulary.
 
 The page's prose is written by people; its tables of fields and labs are this module's
-output (`screener docs`, or `python tools/patient_format.py` to rewrite the page), so the
+output (`screener docs`, or `python tools/vocabulary.py` to rewrite the page), so the
 page cannot drift from what the loader accepts. A test fails when the committed page is
 stale. With `--rules DIR` the same tables describe a rules directory's fields too.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from screener.core import _units as units
 from screener.core import _vocabulary as v
 
-BEGIN = "<!-- BEGIN field reference (generated: python tools/patient_format.py; do not edit) -->"
+BEGIN = "<!-- BEGIN field reference (generated: python tools/vocabulary.py; do not edit) -->"
 END = "<!-- END field reference -->"
 
 
@@ -145,11 +145,54 @@ def reference(vocabulary: v.Vocabulary = v.BUILTIN) -> str:
     )
 
 
-_SECTION = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
+FHIR_BEGIN = "<!-- BEGIN observation codes (generated: python tools/vocabulary.py; do not edit) -->"
+FHIR_END = "<!-- END observation codes -->"
+
+
+def _fhir_value(spec: v.Spec) -> str:
+    if isinstance(spec, v.Lab):
+        return f"{spec.value.form()}; lab `{{value, uln, date}}`"
+    if isinstance(spec, v.Record):
+        return "qualitative (positive/negative) + date"
+    if isinstance(spec, v.Choice):
+        return "qualitative (positive/negative)"
+    if isinstance(spec, v.Integer):
+        return f"a score {spec.low}–{spec.high}" + (f" by {spec.step}s" if spec.step != 1 else "")
+    return spec.form()
+
+
+def observation_table(vocabulary: v.Vocabulary = v.BUILTIN) -> str:
+    """docs/fhir.md's table of the Observation codes the importer reads, by field."""
+    rows = [
+        FHIR_BEGIN,
+        "",
+        "| code system | code | display | screener field | value |",
+        "|---|---|---|---|---|",
+    ]
+    for observed in vocabulary.observations:
+        spec = vocabulary.resolve(observed.path)
+        assert spec is not None
+        for system, code, display in observed.codes:
+            rows.append(
+                f"| {system} | {code} | {_cell(display)} | `{observed.path}` | "
+                f"{_cell(_fhir_value(spec))} |"
+            )
+    return "\n".join([*rows, "", FHIR_END])
+
+
+def _section(begin: str, end: str) -> re.Pattern[str]:
+    return re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
 
 
 def rewrite(page: str, vocabulary: v.Vocabulary = v.BUILTIN) -> str:
-    """The page with its generated section replaced by the vocabulary's current one."""
-    if not _SECTION.search(page):
-        raise ValueError("the page has no generated field reference section")
-    return _SECTION.sub(lambda _: reference(vocabulary), page, count=1)
+    """The page with its generated sections replaced by the vocabulary's current ones:
+    docs/patient-format.md's field reference, docs/fhir.md's observation codes."""
+    done = page
+    for begin, end, made in (
+        (BEGIN, END, reference),
+        (FHIR_BEGIN, FHIR_END, observation_table),
+    ):
+        done = _section(begin, end).sub(lambda _, f=made: f(vocabulary), done, count=1)
+    if done == page and BEGIN not in page and FHIR_BEGIN not in page:
+        raise ValueError("the page has no generated section")
+    return done

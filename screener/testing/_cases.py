@@ -33,6 +33,7 @@ import yaml
 
 from screener.core._errors import Diagnostic, ScreenerError
 from screener.core._model import Patient, Status, TrialResult, Verdict
+from screener.core._vocabulary import Vocabulary
 from screener.criteria._conditions import Node, Review
 from screener.criteria._rules import Criterion, RuleSet
 from screener.reading._document import Document, PathKey, load
@@ -212,15 +213,16 @@ def statuses(result: TrialResult) -> dict[str, str]:
     return found
 
 
-def load_case_patient(case: Case) -> Patient:
+def load_case_patient(case: Case, vocabulary: Vocabulary | None = None) -> Patient:
+    """The case's patient, read with the fields its rule set was checked against."""
     text = yaml.safe_dump(case.patient, allow_unicode=True, sort_keys=False)
-    return parse_patient(text, f"{case.file}::{case.name}")
+    return parse_patient(text, f"{case.file}::{case.name}", vocabulary=vocabulary)
 
 
 def run_case(case: Case, rule_set: RuleSet) -> Outcome:
     """Screen a case's patient and compare with what it expects."""
     try:
-        patient = load_case_patient(case)
+        patient = load_case_patient(case, rule_set.vocabulary)
     except ScreenerError as exc:
         return Outcome(case, None, {}, error=f"the case's patient does not load:\n{exc}")
     result = screen(patient, rule_set)
