@@ -500,6 +500,10 @@ _UCUM_FOR = {
     "days": "d",
     "10^9/l": "10*9/L",
     "g/dl": "g/dL",
+    "mmol/l": "mmol/L",
+    "mmhg": "mm[Hg]",
+    "cm": "cm",
+    "ms": "ms",
 }
 OBSERVATION_RULES = sorted(
     fhir.mapping().observations.values(), key=lambda r: (r.field, r.code.code)
@@ -523,7 +527,8 @@ def _observation_for(rule: fhir.ObservationRule) -> tuple[dict[str, Any], Any]:
             expected = {"result": "negative", "date": dt.date(2026, 11, 10)}
         return resource, expected
     if isinstance(inner, v.Integer):
-        return obs(rule.code.code, valueInteger=1), 1
+        score = inner.low + inner.step  # 1 for ECOG, 10 for Karnofsky
+        return obs(rule.code.code, valueInteger=score), score
     if isinstance(inner, v.Number):
         return obs(rule.code.code, 1.1), {"value": 1.1, "date": dt.date(2026, 11, 10)}
     unit = _UCUM_FOR[inner.kind.references[0]]
@@ -531,6 +536,11 @@ def _observation_for(rule: fhir.ObservationRule) -> tuple[dict[str, Any], Any]:
         unit = _UCUM_FOR[units.normalise_unit(spec.range_unit).replace("×10⁹", "10^9")]
     # a possible result for every lab: 42.5 mg/dL creatinine is beyond its hard limit
     amount = 12.5 if isinstance(spec, v.Lab) else 42.5
+    if isinstance(spec, v.Lab) and any(
+        (low is not None and amount < low) or (high is not None and amount > high)
+        for low, high in (spec.hard, spec.soft)
+    ):
+        amount = sum(spec.soft) / 2  # 12.5 ms is no QTc: the middle of its plausible range
     resource = obs(rule.code.code, amount, unit)
     text = f"{amount} {fhir.mapping().ucum_units[unit]}"
     if isinstance(spec, v.Lab):
@@ -595,13 +605,16 @@ def test_the_mapping_covers_the_fields_and_codes_the_issue_asks_for():
 
 def test_no_code_is_mapped_twice_and_every_code_is_quoted():
     raw = yaml.safe_load(fhir.MAPPING_FILE.read_text(encoding="utf-8"))
+    # Observation codes are declared with their fields, in the vocabulary.
+    vocabulary = yaml.safe_load(v.FILE.read_text(encoding="utf-8"))
     seen: set[tuple[str, str]] = set()
-    for group in raw["observations"]:
-        for system, codes in group["codes"].items():
+    for entry in vocabulary["fields"].values():
+        for system, codes in entry.get("codes", {}).items():
             for code in codes:
                 assert isinstance(code, str)
                 assert (system, code) not in seen, code
                 seen.add((system, code))
+    assert len(seen) == len(fhir.mapping().observations)
     for section in ("conditions", "procedures", "vaccines", "medication_codes", "results"):
         for codes in raw[section].values():
             assert all(isinstance(code, str) for code in codes)
@@ -980,6 +993,22 @@ def test_a_medication_reference_is_resolved_in_the_bundle(tmp_path):
 @pytest.mark.parametrize("code", [c for c in fhir.mapping().ucum_units])
 def test_every_ucum_code_is_read_without_a_warning(tmp_path, code):
     spelling = fhir.mapping().ucum_units[code]
+    other = {  # fields outside labs: (LOINC, a plausible value, where the record holds it)
+        "mmHg": ("8480-6", 120, ("blood_pressure", "systolic")),
+        "cm": ("8302-2", 170, ("height",)),
+        "m": ("8302-2", 1.7, ("height",)),
+        "in": ("8302-2", 67, ("height",)),
+        "ms": ("8636-3", 430, ("qtc", "value")),
+    }
+    if spelling in other:
+        loinc, value, where = other[spelling]
+        ex = read(tmp_path, obs(loinc, value, code))
+        assert ex.errors == [] and ex.warnings == []
+        got: Any = ex.record
+        for key in where:
+            got = got[key]
+        assert got == f"{value} {spelling}"
+        return
     field = {
         "mg/dL": "creatinine",
         "mg/L": "creatinine",
@@ -996,6 +1025,7 @@ def test_every_ucum_code_is_read_without_a_warning(tmp_path, code):
         "": "inr",
         "g/dL": "haemoglobin",
         "g/L": "haemoglobin",
+        "mmol/mol": "hba1c",
         "10^3/uL": "platelets",
         "10^9/L": "platelets",
         "/uL": "platelets",
@@ -1008,9 +1038,17 @@ def test_every_ucum_code_is_read_without_a_warning(tmp_path, code):
         "inr": "6301-6",
         "haemoglobin": "718-7",
         "platelets": "777-3",
+        "hba1c": "59261-8",
     }
     # A plausible value in each unit: no warning may come from the value itself.
-    plausible = {"g/dL": 12.5, "g/L": 125, "10^3/uL": 150, "10^9/L": 150, "/uL": 150000}
+    plausible = {
+        "g/dL": 12.5,
+        "g/L": 125,
+        "10^3/uL": 150,
+        "10^9/L": 150,
+        "/uL": 150000,
+        "mmol/mol": 48,
+    }
     if field is None:
         loinc = "10230-1" if spelling == "%" else "29463-7"
         value = 5000 if spelling == "g" else 55
@@ -1041,8 +1079,21 @@ def test_non_ucum_spellings_are_read_with_a_warning(tmp_path, written):
         "10^3/uL": "777-3",
         "10^9/L": "777-3",
         "/mm3": "777-3",
+        "ms": "8636-3",
+        "mmHg": "8480-6",
+        "in": "8302-2",
     }[spelling]
-    value = 150000 if spelling == "/mm3" else 150 if loinc == "777-3" else 2.5
+    value = (
+        150000
+        if spelling == "/mm3"
+        else 150
+        if loinc in ("777-3", "8480-6")
+        else 430
+        if spelling == "ms"
+        else 67
+        if spelling == "in"
+        else 2.5
+    )
     quantity = {"value": value, "unit": written}  # no UCUM code, as many exports write it
     ex = read(tmp_path, obs(loinc, valueQuantity=quantity))
     assert ex.errors == []
@@ -1436,13 +1487,13 @@ def test_every_problem_is_reported_at_once_and_the_death_first(tmp_path):
 
 def test_the_mapping_table_is_checked_when_read(tmp_path, monkeypatch):
     bad = yaml.safe_load(fhir.MAPPING_FILE.read_text(encoding="utf-8"))
-    bad["observations"][0]["field"] = "labs.creatinin"
+    bad["conditions"]["SNOMED"]["84757009"]["type"] = "cns_disordr"
     path = tmp_path / "mapping.yaml"
     path.write_text(yaml.safe_dump(bad), encoding="utf-8")
     monkeypatch.setattr(fhir, "MAPPING_FILE", path)
     fhir.mapping.cache_clear()
     try:
-        with pytest.raises(ValueError, match="unknown field 'labs.creatinin'"):
+        with pytest.raises(ValueError, match="unknown condition type 'cns_disordr'"):
             fhir.mapping()
     finally:
         monkeypatch.undo()

@@ -34,6 +34,8 @@ def test_wheel_ships_rule_sets_and_finds_them(tmp_path: Path):
     for rule_file in ROOT.glob("rules/*.yaml"):
         assert f"screener/rules/{rule_file.name}" in names
     assert "screener/data/reference.yaml" in names
+    assert "screener/data/vocabulary.yaml" in names
+    assert "screener/data/vocabulary.json" in names
     target = tmp_path / "site"
     subprocess.run(
         [

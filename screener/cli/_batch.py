@@ -24,6 +24,8 @@ from screener.core._errors import Diagnostic, ScreenerError
 # The result types live with the model; re-exported here, where callers have found them.
 from screener.core._model import FileError, Patient, Record, Render
 from screener.core._units import Measure
+from screener.core._vocabulary import Vocabulary
+from screener.criteria._catalog import vocabulary_of
 from screener.criteria._rules import RuleSet
 from screener.reading._files import head, is_dir, shown
 from screener.reading._patient import load_patient
@@ -159,18 +161,24 @@ def _unreadable(path: Path, exc: OSError) -> FileError:
     )
 
 
-def load_any(name: str, as_of: dt.date | None = None, display: str | None = None) -> Patient:
+def load_any(
+    name: str,
+    as_of: dt.date | None = None,
+    display: str | None = None,
+    vocabulary: Vocabulary | None = None,
+) -> Patient:
     """A patient from a YAML patient file or a FHIR R4 Bundle (.json).
 
     `display` names the file in the patient and its errors; by default the name made
-    printable (`shown`), since a name need not be UTF-8 text.
+    printable (`shown`), since a name need not be UTF-8 text. `vocabulary`: a rules
+    directory's fields (the built-in ones by default).
     """
     display = shown(name) if display is None else display
     if name.lower().endswith(".json"):
         from screener.reading._fhir import load_bundle_patient
 
-        return load_bundle_patient(Path(name), display, as_of)
-    return load_patient(name, as_of=as_of, display=display)
+        return load_bundle_patient(Path(name), display, as_of, vocabulary=vocabulary)
+    return load_patient(name, as_of=as_of, display=display, vocabulary=vocabulary)
 
 
 def screen_file(
@@ -181,7 +189,7 @@ def screen_file(
     known_trials: tuple[str, ...] = (),
 ) -> Record:
     try:
-        patient = load_any(name, as_of)
+        patient = load_any(name, as_of, vocabulary=vocabulary_of(rule_sets))
     except ScreenerError as exc:
         return FileError(shown(name), exc.diagnostics)
     return screen_patient(patient, rule_sets, max_age, known_trials)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load 
     from screener.core._errors import Diagnostic
     from screener.core._model import Patient, Record, Render
     from screener.core._units import Measure
+    from screener.core._vocabulary import Vocabulary
     from screener.criteria._conditions import Node
     from screener.criteria._rules import RuleSet
     from screener.reports._log import Recorder
@@ -702,6 +703,13 @@ def validate(
             metavar="PATH...",
         ),
     ],
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory of rule sets whose vocabulary files (vocabulary.yaml, "
+            "*.vocabulary.yaml) add fields patient files may hold."
+        ),
+    ] = None,
 ) -> None:
     """Check patient and rule files without screening; errors as file:line:col with a caret.
 
@@ -709,7 +717,8 @@ def validate(
     """
     from screener.cli._batch import Export, FileError, expand, load_any
     from screener.cli._engines import run_export
-    from screener.core._errors import Diagnostic, ScreenerError
+    from screener.core._errors import Diagnostic, RuleSetError, ScreenerError
+    from screener.criteria._catalog import is_vocabulary_file
     from screener.criteria._rules import from_document as rules_from
     from screener.reading._document import load
     from screener.reading._patient import from_document as patient_from
@@ -722,13 +731,14 @@ def validate(
     if not entries:
         raise typer.BadParameter("no files to validate found", param_hint="PATH")
     rule_sets: list[RuleSet] = []
+    vocabulary = _vocabulary(rules)
 
     def attestations(patient: Patient) -> None:
         # As `check` warns: an attestation naming no trial or criterion settles nothing.
         if not patient.data.get("attestations"):
             return
         if not rule_sets:
-            rule_sets.extend(_rule_sets(None, "\nattestations were not checked"))
+            rule_sets.extend(_rule_sets(rules, "\nattestations were not checked"))
         doc = patient.document
         _warn(
             out,
@@ -768,16 +778,22 @@ def validate(
                 if name.endswith(SUFFIX):
                     load_suite(name)
                 elif name.lower().endswith(".json"):
-                    patient = load_any(name)
+                    patient = load_any(name, vocabulary=vocabulary)
                     _warn(out, patient.warnings)
                     attestations(patient)
+                elif is_vocabulary_file(Path(name)):
+                    # A vocabulary file: checked as an extension of the built-in one.
+                    from screener.core._vocabulary import BUILTIN
+
+                    doc = load(Path(name), shown(name), RuleSetError)
+                    BUILTIN.extend(doc.data, doc.file, doc.diagnostic)  # checks it all
                 else:
                     doc = load(Path(name), shown(name))
                     # A rule set names its trial and lists criteria; anything else is a patient.
                     if isinstance(doc.data, dict) and {"trial", "criteria"} <= set(doc.data):
-                        rules_from(doc)
+                        rules_from(doc, vocabulary)
                     else:
-                        patient = patient_from(doc)
+                        patient = patient_from(doc, vocabulary=vocabulary)
                         _warn(out, patient.warnings)
                         attestations(patient)
             except ScreenerError as exc:
@@ -795,6 +811,20 @@ def validate(
 def _warn(out: Console, warnings: Iterable[Diagnostic]) -> None:
     for warning in warnings:
         out.print(warning.render("warning"), style="yellow", markup=False, soft_wrap=True)
+
+
+def _vocabulary(rules: Path | None) -> Vocabulary | None:
+    """The vocabulary of a rules directory (None: the built-in one), or exit 3 at the
+    broken or conflicting declaration."""
+    from screener.core._errors import RuleSetError
+    from screener.criteria._catalog import load_vocabulary
+
+    if rules is None:
+        return None
+    try:
+        return load_vocabulary(rules)
+    except RuleSetError as exc:
+        _fail("\n".join(d.render() for d in exc.diagnostics), Exit.RULES)
 
 
 def _rule_sets(rules: Path | None, consequence: str = "") -> list[RuleSet]:
@@ -933,6 +963,13 @@ def import_bundle(
         str | None,
         typer.Option(help="Take the latest value on or before this date (ISO); default: today."),
     ] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory of rule sets to use instead of the bundled ones: their fields "
+            "(and the codes their vocabulary files declare) are read and checklisted."
+        ),
+    ] = None,
 ) -> None:
     """Turn an EHR export into a patient YAML for the nurse to complete.
 
@@ -945,14 +982,15 @@ def import_bundle(
     from screener.core._errors import ScreenerError
     from screener.screening._importer import bundle_to_yaml
 
+    rule_sets = _rule_sets(rules, "\nnothing was imported: fix the rule set first.")
     if bundle.is_dir():
-        raise typer.Exit(int(_import_export(bundle, output, _as_of(as_of))))
+        raise typer.Exit(int(_import_export(bundle, output, _as_of(as_of), rule_sets)))
     _on_signals()
     try:
         # Entered before the bundle is read: a bad --output fails before any work.
         with atomic_output(output, [bundle]) as stream:
             try:
-                text = bundle_to_yaml(bundle, as_of=_as_of(as_of))
+                text = bundle_to_yaml(bundle, as_of=_as_of(as_of), rule_sets=rule_sets)
             except ScreenerError as exc:
                 _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
             stream.write(text)
@@ -1075,7 +1113,12 @@ def log_history(
             stream.write(history_csv(screenings))
 
 
-def _import_export(folder: Path, output: Path | None, as_of: dt.date | None) -> Exit:
+def _import_export(
+    folder: Path,
+    output: Path | None,
+    as_of: dt.date | None,
+    rule_sets: list[RuleSet] | None = None,
+) -> Exit:
     """`import` of a FHIR bulk export: one patient YAML per patient, in the --output folder."""
     import re
 
@@ -1092,7 +1135,7 @@ def _import_export(folder: Path, output: Path | None, as_of: dt.date | None) -> 
     failed = written = 0
     names: set[str] = set()
     try:
-        for name, text, problems in export_to_yaml(folder, as_of=as_of):
+        for name, text, problems in export_to_yaml(folder, as_of=as_of, rule_sets=rule_sets):
             if text is None:
                 failed += 1
                 for d in problems:
@@ -1126,6 +1169,13 @@ class SchemaKind(str, Enum):
 @app.command()
 def schema(
     kind: Annotated[SchemaKind, typer.Argument(help="Which file format: patient or rules.")],
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory of rule sets: the patient schema then has the fields its "
+            "vocabulary files add."
+        ),
+    ] = None,
 ) -> None:
     """Print the JSON Schema of patient files or rule files, for editor completion.
 
@@ -1135,9 +1185,30 @@ def schema(
     from screener.criteria._schema import patient_schema, rules_schema
     from screener.reports._report import dumps
 
-    data = patient_schema() if kind is SchemaKind.patient else rules_schema()
+    vocabulary = _vocabulary(rules)
+    data = patient_schema(vocabulary) if kind is SchemaKind.patient else rules_schema()
     with atomic_output(None) as stream:  # a closed standard output: exit 5, not "a bug"
         stream.write(dumps(data) + "\n")
+
+
+@app.command()
+def docs(
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="Directory of rule sets: describe the fields its vocabulary files add."),
+    ] = None,
+) -> None:
+    """Print the field reference of docs/patient-format.md (Markdown), from the vocabulary.
+
+    Example: screener docs --rules my-rules/ > my-fields.md
+    """
+    from screener.cli._output import atomic_output
+    from screener.core._vocabulary import chosen
+    from screener.reports._fields import reference
+
+    text = reference(chosen(_vocabulary(rules)))
+    with atomic_output(None) as stream:
+        stream.write(text + "\n")
 
 
 def main() -> None:

@@ -32,6 +32,8 @@ from typing import Any
 from screener.cli._batch import Done, FileError, Record, Render, _finish
 from screener.core._errors import ScreenerError
 from screener.core._units import Measure
+from screener.core._vocabulary import Vocabulary
+from screener.criteria._catalog import vocabulary_of
 from screener.criteria._rules import RuleSet
 from screener.reading._bulk import ExportIndex, Group, Reader
 from screener.reading._fhir import load_bundle_patient, patient_from_extract
@@ -66,6 +68,11 @@ class Settings:
     render: Render | None = None
     known_trials: tuple[str, ...] = ()
 
+    @property
+    def vocabulary(self) -> Vocabulary | None:
+        """The fields patients are read with: those the rule sets were checked against."""
+        return vocabulary_of(self.rule_sets)
+
 
 # --------------------------------------------------------------------- work of a worker
 
@@ -76,7 +83,7 @@ def screen_group(reader: Reader, group: Group, settings: Settings) -> Record:
         reader.where(group.patients[0]) if group.patients else reader.shown[group.resources[0].file]
     )
     try:
-        _, extract = reader.extract(group, settings.as_of)
+        _, extract = reader.extract(group, settings.as_of, vocabulary=settings.vocabulary)
         patient = patient_from_extract(extract, settings.as_of)
     except ScreenerError as exc:
         return FileError(shown, exc.diagnostics)
@@ -109,9 +116,13 @@ def screen_files(files: list[tuple[str, str]], settings: Settings) -> list[Done]
     for path, name in files:
         try:
             if name.lower().endswith(".json"):
-                patient = load_bundle_patient(Path(path), name, settings.as_of)
+                patient = load_bundle_patient(
+                    Path(path), name, settings.as_of, vocabulary=settings.vocabulary
+                )
             else:
-                patient = load_patient(path, settings.as_of, display=name)
+                patient = load_patient(
+                    path, settings.as_of, display=name, vocabulary=settings.vocabulary
+                )
             record: Record = screen_patient(
                 patient, settings.rule_sets, settings.max_age, settings.known_trials
             )

@@ -46,6 +46,9 @@ class Patient:
     # Where each fact came from when it was not typed into a YAML file (an EHR export):
     # dotted field path -> e.g. "Observation/3f2a… (LOINC 2160-0), 2019-05-03".
     sources: dict[str, str] = field(default_factory=dict)
+    # The vocabulary the file was read with, when a rules directory extends the built-in
+    # one (None: the built-in one), so its facts are looked up in the same fields.
+    vocabulary: Any = field(default=None, compare=False, repr=False)
 
 
 Truth = bool | None

@@ -1,5 +1,4 @@
-"""Reference data (screener/data/reference.yaml): ULN defaults, molar masses, TKI generations
-and names.
+"""Reference data (screener/data/reference.yaml): molar masses, TKI generations and names.
 
 Kept as data with a source per table, so a reviewer can check a number against its source
 without reading code.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property, lru_cache
 from typing import TYPE_CHECKING
@@ -84,6 +85,25 @@ SPELLINGS: dict[str, tuple[str, str]] = {
     "cells/ul": ("1 / microliter", "cells/µL"),
     "/mm3": ("1 / millimeter ** 3", "/mm³"),
     "/mm³": ("1 / millimeter ** 3", "/mm³"),
+    # More ways lab systems write the same counts (UCUM's * for the power with an x).
+    "x10*9/l": ("1 / nanoliter", "×10⁹/L"),
+    "×10*9/l": ("1 / nanoliter", "×10⁹/L"),
+    "x10*3/ul": ("1 / nanoliter", "×10³/µL"),
+    "×10*3/ul": ("1 / nanoliter", "×10³/µL"),
+    "/mm^3": ("1 / millimeter ** 3", "/mm³"),
+    "cells/mm3": ("1 / millimeter ** 3", "cells/mm³"),
+    "cells/mm³": ("1 / millimeter ** 3", "cells/mm³"),
+    # Blood pressure, height, ECG intervals.
+    "mmhg": ("millimeter_Hg", "mmHg"),
+    "cm": ("centimeter", "cm"),
+    "m": ("meter", "m"),
+    "in": ("inch", "in"),
+    "ms": ("millisecond", "ms"),
+    "msec": ("millisecond", "ms"),
+    # HbA1c as the IFCC reports it. A ratio like %, but not a multiple of the NGSP %: it
+    # converts only through HbA1c's master equation (Analyte.affine), and no other field
+    # accepts it (check_kind).
+    "mmol/mol": ("millimole / mole", "mmol/mol"),
     "day": ("day", "days"),
     "days": ("day", "days"),
     "d": ("day", "days"),
@@ -133,6 +153,9 @@ class Kind:
     name: str  # "a concentration", said in errors
     references: tuple[str, ...]  # SPELLINGS keys whose dimensions the kind accepts
     example: str
+    # The only units (displayed forms) accepted, where the dimension alone would let in
+    # nonsense: a QTc of 450 days is a time, but not an ECG interval.
+    only: tuple[str, ...] = ()
 
     @cached_property  # asked for every quantity a patient file holds
     def dimensions(self) -> frozenset[str]:
@@ -147,6 +170,23 @@ DURATION = Kind("a duration", ("days",), "6 months")
 SECONDS = Kind("a time in seconds", ("s",), "34 s")
 FLOW = Kind("a clearance rate", ("ml/min",), "78 mL/min")
 COUNT = Kind("a cell count", ("10^9/l",), "150 ×10⁹/L")
+PRESSURE = Kind("a blood pressure", ("mmhg",), "120 mmHg")
+LENGTH = Kind("a length", ("cm",), "170 cm")
+INTERVAL = Kind("an ECG interval", ("ms",), "450 ms", only=("ms", "s"))
+# The unit kinds a vocabulary declaration names (`unit: concentration`).
+KINDS = {
+    "concentration": CONCENTRATION,
+    "enzyme": ENZYME,
+    "fraction": FRACTION,
+    "mass": MASS,
+    "duration": DURATION,
+    "seconds": SECONDS,
+    "flow": FLOW,
+    "count": COUNT,
+    "pressure": PRESSURE,
+    "length": LENGTH,
+    "interval": INTERVAL,
+}
 
 _KIND_NAMES = {
     "mg/dl": "a mass concentration",
@@ -157,6 +197,8 @@ _KIND_NAMES = {
     "days": "a duration",
     "ml/min": "a flow rate",
     "10^9/l": "a cell count",
+    "mmhg": "a pressure",
+    "cm": "a length",
 }
 
 
@@ -175,12 +217,39 @@ class Analyte:
 
     name: str
     molar_mass: float | None = None  # g/mol
+    # Units of this analyte related by a line, not a factor: (from, to, slope, intercept),
+    # to = slope × from + intercept (HbA1c: IFCC mmol/mol and NGSP %).
+    affine: tuple[tuple[str, str, float, float], ...] = ()
+
+    def line(self, source: str, target: str) -> tuple[float, float] | None:
+        for a, b, slope, intercept in self.affine:
+            if (a, b) == (source, target):
+                return slope, intercept
+        return None
 
 
 _MOLAR_MASS = reference.values("molar_mass")
 BILIRUBIN = Analyte("bilirubin", float(_MOLAR_MASS["bilirubin"]))
 CREATININE = Analyte("creatinine", float(_MOLAR_MASS["creatinine"]))
 HAEMOGLOBIN = Analyte("haemoglobin", float(_MOLAR_MASS["haemoglobin"]))
+GLUCOSE = Analyte("glucose", float(_MOLAR_MASS["glucose"]))
+POTASSIUM = Analyte("potassium", float(_MOLAR_MASS["potassium"]))
+ALBUMIN = Analyte("albumin")  # reported by mass only: no molar unit is accepted
+_MASTER = reference.values("hba1c_master_equation")
+_SLOPE, _INTERCEPT = float(_MASTER["slope"]), float(_MASTER["intercept"])
+HBA1C = Analyte(
+    "hba1c",
+    affine=(
+        ("mmol/mol", "%", _SLOPE, _INTERCEPT),
+        ("%", "mmol/mol", 1 / _SLOPE, -_INTERCEPT / _SLOPE),
+    ),
+)
+# Units that belong to one analyte's affine pair and to no other field.
+_AFFINE_ONLY = frozenset({"mmol/mol"})
+# The analytes a vocabulary declaration names (`analyte: creatinine`), by name.
+ANALYTES = {
+    a.name: a for a in (BILIRUBIN, CREATININE, HAEMOGLOBIN, GLUCOSE, POTASSIUM, ALBUMIN, HBA1C)
+}
 
 
 @dataclass(frozen=True)
@@ -385,13 +454,29 @@ def unit_hint(unit: str) -> str | None:
     return None
 
 
-def parse_measure(value: object, kind: Kind, analyte: Analyte | None = None) -> Measure:
-    """Read a written quantity for a field of `kind`, refusing units of another kind."""
+def parse_measure(
+    value: object,
+    kind: Kind,
+    analyte: Analyte | None = None,
+    aliases: Mapping[str, str] | None = None,
+) -> Measure:
+    """Read a written quantity for a field of `kind`, refusing units of another kind.
+
+    `aliases` are a vocabulary extension's spellings of accepted units (normalised
+    spelling -> SPELLINGS key); the text stays as written."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise UnitError(
             f"expected {kind.name} such as {kind.example!r}, got {describe_value(value)}"
         )
     text = str(value)
+    if aliases:
+        match = _QUANTITY.match(text)
+        meant = aliases.get(normalise_unit(match.group(2))) if match else None
+        if meant is not None:
+            assert match is not None
+            magnitude, unit = split_quantity(f"{match.group(1)} {meant}")
+            check_kind(unit, kind, analyte)
+            return Measure(magnitude, unit, text.strip())
     magnitude, unit = split_quantity(text)
     if not unit:
         raise UnitError(
@@ -404,6 +489,10 @@ def parse_measure(value: object, kind: Kind, analyte: Analyte | None = None) -> 
 def check_kind(unit: str, kind: Kind, analyte: Analyte | None = None) -> None:
     dimension = dimension_of(unit)
     display = SPELLINGS[unit][1]
+    if unit in _AFFINE_ONLY and (
+        analyte is None or not any(unit in pair[:2] for pair in analyte.affine)
+    ):
+        raise UnitError(f"{display} is a unit of HbA1c (IFCC), not {kind.name}")
     if dimension not in kind.dimensions:
         raise UnitError(
             f"{display} is {kind_name(unit)}; expected {kind.name} such as {kind.example!r}"
@@ -416,6 +505,10 @@ def check_kind(unit: str, kind: Kind, analyte: Analyte | None = None) -> None:
         )
     if kind is SECONDS and display != "s":
         raise UnitError(f"{display} is not a unit for a clotting time; expected seconds (s)")
+    if kind.only and display not in kind.only:
+        raise UnitError(
+            f"{display} is not a unit for {kind.name}; expected {' or '.join(kind.only)}"
+        )
 
 
 @cache
@@ -440,8 +533,20 @@ def factor(source: str, target: str, molar_mass: float | None = None) -> float:
 def convert(measure: Measure, target: str, analyte: Analyte | None = None) -> float:
     if measure.unit == target:
         return measure.magnitude
+    if analyte is not None and analyte.affine:
+        line = analyte.line(measure.unit, target)
+        if line is not None:
+            return measure.magnitude * line[0] + line[1]
     mass = analyte.molar_mass if analyte else None
     return measure.magnitude * factor(measure.unit, target, mass)
+
+
+def convert_amount(
+    amount: float, source: str, target: str, analyte: Analyte | None = None
+) -> float:
+    """`convert` for a bare number in unit `source`: a limit shown in the unit a value was
+    written in (through an analyte's line where it has one, HbA1c's % and mmol/mol)."""
+    return convert(Measure(amount, source, ""), target, analyte)
 
 
 def compare(a: float, b: float) -> int:

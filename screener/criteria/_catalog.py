@@ -3,14 +3,23 @@
 A wheel carries the rule files inside the package (`screener/rules/`); a source checkout
 or an editable install keeps them in the project's top-level `rules/`. Both are found
 here, so `pip install .` and `pip install -e .` behave the same.
+
+A rules directory may hold vocabulary files beside its rule sets (`vocabulary.yaml`,
+`*.vocabulary.yaml`): fields, labs, unit spellings, choice values and drugs its rules
+need that screener does not know. They extend the built-in vocabulary into the one the
+directory's rule sets are checked against, and each rule set carries it
+(`RuleSet.vocabulary`), so the patients screened with them are read with it too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
+from screener.core import _vocabulary as v
 from screener.core._errors import Diagnostic, RuleSetError, nearest
 from screener.criteria._rules import RuleSet, load_rule_set
+from screener.reading._document import load
 from screener.reading._files import shown
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # screener/, beside which a checkout keeps rules/
@@ -30,21 +39,73 @@ def rules_dir() -> Path:
     )
 
 
-def load_rule_sets(directory: str | Path | None = None) -> list[RuleSet]:
-    """Every rule set in a directory, ordered by trial id; any broken one stops the load."""
-    folder = Path(directory) if directory is not None else rules_dir()
+def _yaml_files(folder: Path) -> list[Path]:
     # Both YAML suffixes: an NCT….yml file silently skipped would screen without its trial.
     # Editor leftovers (.#NCT….yaml, NCT….yaml~) are not rule sets.
-    files = sorted(
+    return sorted(
         f
         for f in folder.glob("*")
         if f.suffix.lower() in (".yaml", ".yml") and not f.name.startswith((".#", "._"))
     )
+
+
+def is_vocabulary_file(path: Path) -> bool:
+    """`vocabulary.yaml` or `NAME.vocabulary.yaml` (either YAML suffix, any case)."""
+    stem = path.stem.lower()
+    return stem == "vocabulary" or stem.endswith(".vocabulary")
+
+
+def load_vocabulary(directory: str | Path | None = None) -> v.Vocabulary:
+    """The built-in vocabulary, extended by the vocabulary files of a rules directory (in
+    name order); a broken or conflicting declaration is a RuleSetError at its file:line."""
+    vocabulary = v.BUILTIN
+    if directory is None:
+        return vocabulary
+    for path in _yaml_files(Path(directory)):
+        if is_vocabulary_file(path):
+            doc = load(path, shown(str(path)), RuleSetError)
+            vocabulary = vocabulary.extend(doc.data, doc.file, doc.diagnostic)
+            # The FHIR code systems a declaration names must be ones the importer knows.
+            from screener.reading._fhir import code_systems  # only with a vocabulary file
+
+            known = code_systems()
+            for observed in vocabulary.observations:
+                origin = vocabulary.origins[observed.path]
+                for system, _, _ in observed.codes:
+                    if system not in known and origin.file == doc.file:
+                        raise RuleSetError(
+                            doc.diagnostic(
+                                f"unknown code system {system!r}",
+                                origin.at + ("codes", system),
+                                key=True,
+                                hint=f"one of: {', '.join(sorted(known))}",
+                            )
+                        )
+    return vocabulary
+
+
+def vocabulary_of(rule_sets: Iterable[RuleSet]) -> v.Vocabulary | None:
+    """The vocabulary rule sets were checked against (None: the built-in one), with which
+    the patients screened with them are read."""
+    return next((r.vocabulary for r in rule_sets if r.vocabulary is not None), None)
+
+
+def load_rule_sets(
+    directory: str | Path | None = None, vocabulary: v.Vocabulary | None = None
+) -> list[RuleSet]:
+    """Every rule set in a directory, ordered by trial id; any broken one stops the load.
+
+    Their fields are checked against `vocabulary`, by default the built-in one extended by
+    the directory's vocabulary files."""
+    folder = Path(directory) if directory is not None else rules_dir()
+    if vocabulary is None:
+        vocabulary = load_vocabulary(directory)
+    files = [f for f in _yaml_files(folder) if not is_vocabulary_file(f)]
     if not files:
         raise RuleSetError(
             Diagnostic(f"no rule files (*.yaml, *.yml) in {shown(str(folder))}", shown(str(folder)))
         )
-    return [load_rule_set(f) for f in files]
+    return [load_rule_set(f, vocabulary=vocabulary) for f in files]
 
 
 def select(rule_sets: list[RuleSet], wanted: list[str]) -> list[RuleSet]:

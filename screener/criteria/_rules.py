@@ -137,14 +137,20 @@ class RuleSet:
     # The rule set's version: a digest of the rule file's text, so a report, a log or a
     # checklist says exactly which encoding of the criteria decided it.
     digest: str = ""
+    # The vocabulary its fields were checked against when a rules directory extends the
+    # built-in one (None: the built-in one): patients screened with it are read with it.
+    vocabulary: v.Vocabulary | None = _field(default=None, compare=False, repr=False)
 
     def criterion(self, cid: str) -> Criterion | None:
         return next((c for c in self.criteria if c.id == cid), None)
 
 
 class _Compiler:
-    def __init__(self, doc: Document) -> None:
+    def __init__(self, doc: Document, vocabulary: v.Vocabulary | None = None) -> None:
         self.doc = doc
+        # The fields a rule may name: the built-in vocabulary, or a rules directory's.
+        self.vocabulary = v.chosen(vocabulary)
+        self.root = self.vocabulary.root
         self.kind = Kind.INCLUSION  # of the criterion being compiled
         self.reviews = 0  # review leaves met in it
 
@@ -206,6 +212,7 @@ class _Compiler:
             criteria=criteria,
             file=self.doc.file,
             digest=text_digest(self.doc.text),
+            vocabulary=None if self.vocabulary is v.BUILTIN else self.vocabulary,
         )
 
     def check_order(self, criteria: tuple[Criterion, ...]) -> None:
@@ -269,7 +276,7 @@ class _Compiler:
             if "combine" in data:
                 raise self.fail(path + ("combine",), "combine goes with parts")
             combine = "all"
-            check = self.node(data["check"], path + ("check",), v.PATIENT, False)
+            check = self.node(data["check"], path + ("check",), self.root, False)
         fields, dated = inputs([check] if check is not None else [p.check for p in parts])
         return Criterion(
             id=cid,
@@ -293,7 +300,7 @@ class _Compiler:
         pid = self.text(data["id"], path + ("id",), "id")
         if not re.match(rf"^{re.escape(cid)}\.[a-z]$", pid):
             raise self.fail(path + ("id",), f"part id {_q(pid)} must be {cid}.a, {cid}.b, …")
-        check = self.node(data["check"], path + ("check",), v.PATIENT, False)
+        check = self.node(data["check"], path + ("check",), self.root, False)
         fields, dated = inputs([check])
         return Part(
             pid,
@@ -567,14 +574,14 @@ class _Compiler:
     def field_spec(self, name: Any, path: PathKey, scope: v.Record) -> v.Spec:
         if not isinstance(name, str):
             raise self.fail(path, "a field name must be text such as labs.creatinine")
-        spec = v.resolve(name, scope)
+        spec = self.vocabulary.resolve(name, scope)
         if spec is None:
-            names = v.field_names(scope) + (list(v.DERIVED) if scope is v.PATIENT else [])
+            top = scope is self.root
+            names = v.field_names(scope) + (list(self.vocabulary.derived) if top else [])
             guess = nearest(name, names)
             raise self.fail(
                 path,
-                f"unknown field {_q(name)}"
-                + ("" if scope is v.PATIENT else f" in a {scope.label}"),
+                f"unknown field {_q(name)}" + ("" if top else f" in a {scope.label}"),
                 f"did you mean {guess!r}?" if guess else None,
             )
         return spec
@@ -714,7 +721,7 @@ class _Compiler:
             # A date is compared with another date of the patient's, named by its field.
             other = data[op]
             if not isinstance(other, str) or not isinstance(
-                self.field_spec(other, at, v.PATIENT), v.Date
+                self.field_spec(other, at, self.root), v.Date
             ):
                 raise self.fail(
                     at,
@@ -904,14 +911,14 @@ class _Compiler:
         if (
             "." not in field
             and not isinstance(spec, v.Lab)
-            or not isinstance(v.resolve(date_field, scope), v.Date)
+            or not isinstance(self.vocabulary.resolve(date_field, scope), v.Date)
         ):
             raise self.fail(path + ("fresh",), f"{field} has no date to be fresh by")
         inner = self.leaf({k: x for k, x in data.items() if k != "fresh"}, path, scope)
         label = (
             spec.label
             if isinstance(spec, v.Lab)
-            else (v.resolve(field.rsplit(".", 1)[0], scope) or spec).label
+            else (self.vocabulary.resolve(field.rsplit(".", 1)[0], scope) or spec).label
         )
         if ".markers." in f".{field}":
             label = field.split("markers.", 1)[1].split(".")[0] + " " + label
@@ -1029,7 +1036,9 @@ class _Compiler:
     def amount(self, spec: v.Spec, raw: Any, path: PathKey) -> Measure | float:
         if isinstance(spec, v.Quantity):
             try:
-                return units.parse_measure(raw, spec.kind, spec.analyte)
+                return units.parse_measure(
+                    raw, spec.kind, spec.analyte, self.vocabulary.unit_aliases
+                )
             except UnitError as exc:
                 raise self.fail(path, f"threshold for {spec.label}: {exc}", exc.hint) from None
         if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
@@ -1112,18 +1121,22 @@ def rules_digest(versions: tuple[tuple[str, str], ...]) -> str:
     return text_digest("\n".join(f"{trial} {digest}" for trial, digest in versions))
 
 
-def from_document(doc: Document) -> RuleSet:
+def from_document(doc: Document, vocabulary: v.Vocabulary | None = None) -> RuleSet:
     if doc.data is None:
         raise RuleSetError(doc.diagnostic("file is empty: a rule set is one YAML mapping", ()))
     if not isinstance(doc.data, dict):
         raise RuleSetError(doc.diagnostic("a rule set is one YAML mapping", ()))
-    return _Compiler(doc).rule_set()
+    return _Compiler(doc, vocabulary).rule_set()
 
 
-def load_rule_set(path: str | Path, display: str | None = None) -> RuleSet:
+def load_rule_set(
+    path: str | Path, display: str | None = None, vocabulary: v.Vocabulary | None = None
+) -> RuleSet:
     """Load and check one rule file; raises RuleSetError with the rule file:line at fault."""
-    return from_document(load(Path(path), display, RuleSetError))
+    return from_document(load(Path(path), display, RuleSetError), vocabulary)
 
 
-def parse_rule_set(text: str, file: str = "<rules>") -> RuleSet:
-    return from_document(parse(text, file, RuleSetError))
+def parse_rule_set(
+    text: str, file: str = "<rules>", vocabulary: v.Vocabulary | None = None
+) -> RuleSet:
+    return from_document(parse(text, file, RuleSetError), vocabulary)

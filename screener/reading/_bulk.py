@@ -484,7 +484,11 @@ class Reader:
         return f"{self.shown[line.file]}:{line.number}"
 
     def extract(
-        self, group: Group, as_of: dt.date | None = None, today: dt.date | None = None
+        self,
+        group: Group,
+        as_of: dt.date | None = None,
+        today: dt.date | None = None,
+        vocabulary: fhir.v.Vocabulary | None = None,
     ) -> tuple[str, fhir.Extract]:
         """The display name and the extract of one patient, as from a bundle of the same
         resources; a PatientError for resources whose patient is not in the export."""
@@ -515,7 +519,7 @@ class Reader:
         entries += [{"resource": self.resource(line)} for line in group.resources]
         entries += [{"resource": self.resource(line)} for line in group.referenced]
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
-        return display, fhir.extract_bundle(bundle, display, as_of, today)
+        return display, fhir.extract_bundle(bundle, display, as_of, today, vocabulary)
 
 
 __all__ = [

@@ -120,6 +120,14 @@ class Mapping:
         return None
 
 
+def _merged(table: dict[str, list[str]], more: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    """The medication words of fhir_mapping.yaml and those a vocabulary file adds (drugs)."""
+    merged = {name: list(words) for name, words in table.items()}
+    for name, words in more.items():
+        merged.setdefault(name, []).extend(words)
+    return merged
+
+
 def _words(table: dict[str, list[str]]) -> tuple[tuple[re.Pattern[str], str], ...]:
     return tuple(
         (re.compile(rf"\b{re.escape(word)}", re.IGNORECASE), value)
@@ -128,9 +136,21 @@ def _words(table: dict[str, list[str]]) -> tuple[tuple[re.Pattern[str], str], ..
     )
 
 
-@lru_cache(maxsize=1)
-def mapping() -> Mapping:
-    """The mapping table, read and checked once; a bad table fails loudly at first use."""
+def code_systems() -> frozenset[str]:
+    """The code systems the mapping knows, by alias (LOINC, SNOMED, …)."""
+    raw = yaml.safe_load(MAPPING_FILE.read_text(encoding="utf-8"))
+    return frozenset(raw["systems"])
+
+
+@lru_cache(maxsize=8)
+def mapping(vocabulary: v.Vocabulary | None = None) -> Mapping:
+    """The mapping table, read and checked once per vocabulary; a bad table fails loudly at
+    first use.
+
+    Which code fills which field is declared with the field (vocabulary.yaml `codes`, and a
+    rules directory's vocabulary file); the tables of coded answers, conditions, units, … are
+    here in fhir_mapping.yaml."""
+    vocabulary = v.chosen(vocabulary)
     raw = yaml.safe_load(MAPPING_FILE.read_text(encoding="utf-8"))
     aliases = {url.rstrip("/"): alias for alias, urls in raw["systems"].items() for url in urls}
 
@@ -156,12 +176,20 @@ def mapping() -> Mapping:
         return table
 
     observations: dict[tuple[str, str], ObservationRule] = {}
-    for group in raw["observations"]:
-        spec = v.resolve(group["field"])
-        if spec is None:
-            raise ValueError(f"{MAPPING_FILE.name}: unknown field {group['field']!r}")
-        for key, code in coded(group["codes"]).items():
-            observations[key] = ObservationRule(group["field"], group["worse"], spec, code)
+    for observed in vocabulary.observations:
+        spec = vocabulary.resolve(observed.path)
+        assert spec is not None  # declared with the field itself
+        for alias, code, display in observed.codes:
+            if alias not in raw["systems"]:
+                raise ValueError(f"{observed.path}: unknown code system {alias!r}")
+            if (alias, code) in observations:
+                raise ValueError(
+                    f"{alias} {code} is mapped to both {observations[(alias, code)].field} "
+                    f"and {observed.path}"
+                )
+            observations[(alias, code)] = ObservationRule(
+                observed.path, observed.worse, spec, Code(alias, code, display)
+            )
     keys = {
         "results": {"result"},
         "ecog_answers": {"grade"},
@@ -174,11 +202,14 @@ def mapping() -> Mapping:
         "route_codes": {"route"},
     }
     tables = {name: coded(raw[name], allowed) for name, allowed in keys.items()}
-    condition_types = v.CONDITION.fields["type"].values  # type: ignore[attr-defined]
-    for code in tables["conditions"].values():
-        if code.data.get("type") is not None and code.data["type"] not in condition_types:
+    conditions = vocabulary.resolve("conditions")
+    assert isinstance(conditions, v.ListOf) and isinstance(conditions.item, v.Record)
+    condition_types = conditions.item.fields["type"].values  # type: ignore[attr-defined]
+    for mapped in tables["conditions"].values():
+        kind = mapped.data.get("type")
+        if kind is not None and kind not in condition_types:
             raise ValueError(
-                f"{MAPPING_FILE.name}: {code.label()}: unknown condition type {code.data['type']!r}"
+                f"{MAPPING_FILE.name}: {mapped.label()}: unknown condition type {kind!r}"
             )
     prefixes = sorted(
         (
@@ -196,7 +227,7 @@ def mapping() -> Mapping:
         {str(k): str(v_) for k, v_ in raw["ucum_units"].items()},
         {str(k): str(v_) for k, v_ in raw["non_ucum_units"].items()},
         frozenset(raw["condition_event_types"]),
-        _words(raw["medication_words"]),
+        _words(_merged(raw["medication_words"], vocabulary.medication_words)),
         _words(raw["route_words"]),
     )
 
@@ -322,6 +353,7 @@ class Extract:
     file: str
     # dotted field path -> date of the result it came from (for the importer's notes)
     dates: dict[str, dt.date] = field(default_factory=dict)
+    vocabulary: v.Vocabulary | None = None  # read with (None: the built-in one)
 
 
 def _fail(
@@ -466,10 +498,11 @@ class _Candidate:
 
 
 class _Reader:
-    def __init__(self, display: str, on: dt.date) -> None:
+    def __init__(self, display: str, on: dt.date, vocabulary: v.Vocabulary) -> None:
         self.display = display
         self.on = on
-        self.map = mapping()
+        self.vocabulary = vocabulary
+        self.map = mapping(None if vocabulary is v.BUILTIN else vocabulary)
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
         self.record: dict[str, Any] = {}
@@ -725,7 +758,11 @@ class _Reader:
                 return None
             return _Candidate(when, order, rule, name, word, 1.0 if word == "positive" else 0.0)
         if isinstance(inner, v.Integer):
-            grade = self._grade(part, label)
+            grade = (
+                self._grade(part, label)
+                if rule.field == "ecog"  # ECOG has its own answer list (LL529-9)
+                else self._score(part, label, inner)
+            )
             if grade is None:
                 return None
             return _Candidate(when, order, rule, name, grade, float(grade))
@@ -934,6 +971,32 @@ class _Reader:
             return None
         return int(grade)
 
+    def _score(self, part: dict[str, Any], label: str, spec: v.Integer) -> int | None:
+        """A whole-number score other than ECOG (Karnofsky, Lansky): valueInteger, or a
+        valueQuantity's number, within the field's scale."""
+        score: Any = part.get("valueInteger")
+        if score is None and isinstance(part.get("valueQuantity"), dict):
+            score = part["valueQuantity"].get("value")
+        if score is None:
+            if "dataAbsentReason" in part:
+                self.warn(f"{label}: no value ({_absent(part)}); not used")
+                return None
+            self.error(
+                f"{label}: no value; a {spec.label} (valueInteger {spec.low}–{spec.high}) "
+                "is needed",
+                "a result without a value cannot be screened",
+            )
+            return None
+        if (
+            not _is_number(score)
+            or float(score) != int(score)
+            or not spec.low <= score <= spec.high
+            or (int(score) - spec.low) % spec.step
+        ):
+            self.error(f"{label}: {score!r} is not a {spec.label} ({spec.low}–{spec.high})")
+            return None
+        return int(score)
+
     def _choose(self, name: str, candidates: list[_Candidate]) -> None:
         latest = max(c.when for c in candidates)
         tied = [c for c in candidates if c.when == latest]
@@ -965,11 +1028,17 @@ class _Reader:
             value = {"result": chosen.value, "date": chosen.when.date}
         else:
             value = chosen.value
-        head, _, tail = name.partition(".")
-        if tail:
-            self.record.setdefault(head, {})[tail] = value
-        else:
-            self.record[name] = value
+        *heads, last = name.split(".")
+        into = self.record
+        for head in heads:
+            into = into.setdefault(head, {})
+        into[last] = value
+        if heads and not isinstance(spec, (v.Lab, v.Record)):
+            # A part of a dated record (a blood pressure's systolic value): the record's
+            # date is the result's, as a lab's is.
+            holder = self.vocabulary.resolve(".".join(heads))
+            if isinstance(holder, v.Record) and isinstance(holder.fields.get("date"), v.Date):
+                into["date"] = max(into.get("date", chosen.when.date), chosen.when.date)
         self.sources[name] = where
         self.dates[name] = chosen.when.date
 
@@ -1229,22 +1298,33 @@ def _bounds(res: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def read_bundle(
-    path: Path, display: str, as_of: dt.date | None = None, today: dt.date | None = None
+    path: Path,
+    display: str,
+    as_of: dt.date | None = None,
+    today: dt.date | None = None,
+    vocabulary: v.Vocabulary | None = None,
 ) -> Extract:
     """Read a bundle into a patient-file record; structural problems raise PatientError.
 
     Problems with single resources (unknown units, values missing, broken references) are
     collected in `errors`, and a recorded death in `deceased`, for the caller to raise.
+    `vocabulary` (a rules directory's, else the built-in one) says which codes fill which
+    fields.
     """
-    return extract_bundle(read_json(path, display), display, as_of, today)
+    return extract_bundle(read_json(path, display), display, as_of, today, vocabulary)
 
 
 def extract_bundle(
-    bundle: Any, display: str, as_of: dt.date | None = None, today: dt.date | None = None
+    bundle: Any,
+    display: str,
+    as_of: dt.date | None = None,
+    today: dt.date | None = None,
+    vocabulary: v.Vocabulary | None = None,
 ) -> Extract:
     """`read_bundle` for a bundle already parsed (e.g. one patient's lines of a bulk export)."""
     on = as_of or today or dt.date.today()
-    reader = _Reader(display, on)
+    vocab = v.chosen(vocabulary)
+    reader = _Reader(display, on, vocab)
     entries = reader.entries(bundle)
     patient = reader.patient(entries)
     index = _Index()
@@ -1283,9 +1363,17 @@ def extract_bundle(
                 "screen with --max-age (e.g. 30d) to count old results as "
                 "missing, and collect current ones",
             )
-    record = {key: reader.record[key] for key in v.PATIENT.fields if key in reader.record}
+    record = {key: reader.record[key] for key in vocab.root.fields if key in reader.record}
     return Extract(
-        record, reader.sources, reader.warnings, reader.errors, deceased, on, display, reader.dates
+        record,
+        reader.sources,
+        reader.warnings,
+        reader.errors,
+        deceased,
+        on,
+        display,
+        reader.dates,
+        vocabulary,
     )
 
 
@@ -1325,13 +1413,18 @@ def patient_from_extract(
             today,
             sources=extract.sources,
             warnings=tuple(extract.warnings),
+            vocabulary=extract.vocabulary,
         )
     except PatientError as exc:
         raise _with_sources(exc, extract.sources) from None
 
 
 def load_bundle_patient(
-    path: Path, display: str, as_of: dt.date | None = None, today: dt.date | None = None
+    path: Path,
+    display: str,
+    as_of: dt.date | None = None,
+    today: dt.date | None = None,
+    vocabulary: v.Vocabulary | None = None,
 ) -> Patient:
     """A patient from a FHIR R4 Bundle (.json), checked like a YAML patient file.
 
@@ -1339,5 +1432,5 @@ def load_bundle_patient(
     without exactly one Patient, broken references, unknown units, results without a
     value, and a deceased patient.
     """
-    extract = read_bundle(Path(path), display, as_of, today)
+    extract = read_bundle(Path(path), display, as_of, today, vocabulary)
     return patient_from_extract(extract, as_of, today)

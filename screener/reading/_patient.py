@@ -35,12 +35,6 @@ _THREE = re.compile(r"^(?:p\.)?\(?([A-Z][a-z]{2})(\d+)([A-Z][a-z]{2})\)?$")
 _ONE = re.compile(r"^(?:[pP]\.)?\(?([A-Za-z])(\d+)([A-Za-z])\)?$")
 _ONE_LETTER = set(_AA.values())
 _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4}
-# Quantities that cannot be zero: a weight of 0 kg would make a Cockcroft–Gault clearance
-# of 0 mL/min and fail a patient on a typo.
-_POSITIVE = {("weight",)}
-# Maps keyed by names that have one canonical spelling: rules name markers CD19 and CD22, and
-# `cd19:` or `Cd22:` in a file is the same marker, not an unknown one.
-_UPPER_KEYS = {("diagnosis", "markers")}
 # Errors and warnings kept per file: a file of 90,000 misspelt keys must neither spend
 # minutes finding did-you-means nor print 90,000 messages. The rest are counted.
 MAX_DIAGNOSTICS = 100
@@ -66,8 +60,9 @@ _READERS: dict[type, Any] = {}
 class _Reader:
     """Walks a document against the vocabulary, collecting every error and warning."""
 
-    def __init__(self, doc: Document) -> None:
+    def __init__(self, doc: Document, vocabulary: v.Vocabulary) -> None:
         self.doc = doc
+        self.vocabulary = vocabulary
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
         self.more_errors = 0
@@ -146,7 +141,7 @@ class _Reader:
             self.error(path, f"expected a mapping, got {_kind(value)}")
             return None
         out = {}
-        upper = path in _UPPER_KEYS
+        upper = spec.upper_keys
         seen: dict[str, Any] = {}
         for key, item in value.items():
             name = str(key)
@@ -241,6 +236,13 @@ class _Reader:
         if not spec.low <= number <= spec.high:
             self.error(path, f"{spec.label} {number} is out of range ({spec.low}–{spec.high})")
             return None
+        if (number - spec.low) % spec.step:
+            self.error(
+                path,
+                f"{spec.label} {number} is not a step of the scale "
+                f"({spec.low}, {spec.low + spec.step}, … {spec.high})",
+            )
+            return None
         return number
 
     def _number(self, spec: v.Number, value: Any, path: PathKey) -> float | None:
@@ -260,10 +262,12 @@ class _Reader:
         return None
 
     def _quantity(self, spec: v.Quantity, value: Any, path: PathKey) -> Measure | None:
-        if path == ("age",) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = f"{value} years"  # `age: 47` is in years, as the contract allows
+        if spec.bare_number and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = f"{value} {spec.bare_number}"  # `age: 47` is in years, as the contract allows
         try:
-            measure = units.parse_measure(value, spec.kind, spec.analyte)
+            measure = units.parse_measure(
+                value, spec.kind, spec.analyte, self.vocabulary.unit_aliases
+            )
         except UnitError as exc:
             self.error(path, str(exc), exc.hint)
             return None
@@ -284,7 +288,7 @@ class _Reader:
         elif spec.low is not None and measure.magnitude < spec.low:
             self.error(path, f"{spec.label} {measure.written} cannot be negative")
             return None
-        if path in _POSITIVE and measure.magnitude <= 0:
+        if spec.above_zero and measure.magnitude <= 0:
             self.error(path, f"{spec.label} {measure.written} must be above zero")
             return None
         return measure
@@ -411,10 +415,11 @@ def _bound(spec: v.Lab, value: Measure | float, side: str, limit: float) -> str:
     text = f"{side} {units.fmt(limit)}" + (f" {spec.range_unit}" if spec.range_unit else "")
     if isinstance(value, Measure) and value.display_unit != spec.range_unit:
         analyte = spec.value.analyte if isinstance(spec.value, v.Quantity) else None
-        mass = analyte.molar_mass if analyte else None
-        factor = units.factor(units.normalise_unit(spec.range_unit), value.unit, mass)
-        if units.compare(factor, 1.0) != 0:  # IU/L is U/L
-            text += f" = {units.fmt(limit * factor)} {value.display_unit}"
+        source = units.normalise_unit(spec.range_unit)
+        # (not IU/L for U/L: the same magnitude says nothing more)
+        if units.compare(units.convert_amount(1.0, source, value.unit, analyte), 1.0) != 0:
+            shown = units.convert_amount(limit, source, value.unit, analyte)
+            text += f" = {units.fmt(shown)} {value.display_unit}"
     return text
 
 
@@ -428,7 +433,6 @@ def _unit_slip(spec: v.Lab, value: Measure) -> str | None:
     quantity = spec.value
     if not isinstance(quantity, v.Quantity):
         return None
-    mass = quantity.analyte.molar_mass if quantity.analyte else None
     target = units.normalise_unit(spec.range_unit)
     usual = _usual(spec, target)
     best: tuple[float, str] | None = None
@@ -441,9 +445,9 @@ def _unit_slip(spec: v.Lab, value: Measure) -> str | None:
         except UnitError:
             continue
         tried.add(display)
-        if units.compare(units.factor(value.unit, key, mass), 1.0) == 0:
+        if units.compare(units.convert_amount(1.0, value.unit, key, quantity.analyte), 1.0) == 0:
             continue  # the same magnitude as written
-        amount = value.magnitude * units.factor(key, target, mass)
+        amount = units.convert_amount(value.magnitude, key, target, quantity.analyte)
         if amount <= 0 or _outside(amount, spec.soft) or _outside(amount, spec.hard):
             continue
         distance = abs(math.log(amount / usual))
@@ -470,9 +474,16 @@ def _dotted(path: PathKey) -> str:
 
 
 def from_document(
-    doc: Document, as_of: dt.date | None = None, today: dt.date | None = None
+    doc: Document,
+    as_of: dt.date | None = None,
+    today: dt.date | None = None,
+    vocabulary: v.Vocabulary | None = None,
 ) -> Patient:
-    """Check and normalise a parsed patient document; raises PatientError with every problem."""
+    """Check and normalise a parsed patient document; raises PatientError with every problem.
+
+    `vocabulary` is the one the rule sets were checked against (a rules directory's
+    extension); the built-in one by default."""
+    vocabulary = v.chosen(vocabulary)
     if doc.data is None:
         raise PatientError(
             Diagnostic("file is empty: a patient file is one YAML mapping", doc.file)
@@ -481,8 +492,8 @@ def from_document(
         raise PatientError(
             doc.diagnostic(f"a patient file is one YAML mapping, not {_kind(doc.data)}", ())
         )
-    reader = _Reader(doc)
-    data = reader._record(v.PATIENT, doc.data, ()) or {}
+    reader = _Reader(doc, vocabulary)
+    data = reader._record(vocabulary.root, doc.data, ()) or {}
     therapies = data.get("therapies")
     if therapies is not None:
         data["therapies"] = tuple(
@@ -525,14 +536,8 @@ def from_document(
         as_of_source=source,
         warnings=tuple(reader.warnings),
         document=doc,
+        vocabulary=None if vocabulary is v.BUILTIN else vocabulary,
     )
-
-
-# Brand names and development codes of TKIs -> generic name (reference data, with its source).
-_TKI_NAMES: dict[str, str] = {
-    v.fold(name): generic for name, generic in reference.values("tki_names").items()
-}
-_TKI_KNOWN = sorted(reference.values("tki_generations")) + sorted(reference.values("tki_names"))
 
 
 def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader) -> dict[str, Any]:
@@ -544,17 +549,20 @@ def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader) ->
     drug = therapy.get("drug")
     if therapy.get("type") != "tki" or not drug:
         return therapy
+    # Brand names and development codes of TKIs -> generic name, and generic name ->
+    # generation (reference data with its source, and a rules directory's vocabulary).
+    names, generations = reader.vocabulary.tki_names, reader.vocabulary.tki_generations
     folded = v.fold(drug)
     # One name per drug, so "Gleevec" and "imatinib" count as one TKI, not two different.
-    therapy = {**therapy, "generic": _TKI_NAMES.get(folded, drug.strip().casefold())}
+    therapy = {**therapy, "generic": names.get(folded, drug.strip().casefold())}
     if "generation" in therapy:
         return therapy
-    generation = v.TKI_GENERATIONS.get(v.fold(_TKI_NAMES.get(folded, folded)))
+    generation = generations.get(v.fold(names.get(folded, folded)))
     if generation is not None:
         return {**therapy, "generation": generation}
-    guess = nearest(clip(drug), _TKI_KNOWN)
-    if guess is not None and v.fold(guess) in _TKI_NAMES:
-        guess = f"{guess} ({_TKI_NAMES[v.fold(guess)]})"
+    guess = nearest(clip(drug), list(reader.vocabulary.tki_known))
+    if guess is not None and v.fold(guess) in names:
+        guess = f"{guess} ({names[v.fold(guess)]})"
     reader.warn(
         path + ("drug",),
         f"{_dotted(path + ('drug',))}: unknown TKI {clip(drug)!r}; its generation is unknown",
@@ -592,10 +600,11 @@ def load_patient(
     as_of: dt.date | None = None,
     display: str | None = None,
     today: dt.date | None = None,
+    vocabulary: v.Vocabulary | None = None,
 ) -> Patient:
     """Read a patient file; raises PatientError (with file, line and column) if it is unusable."""
     name = display if display is not None else str(path)
-    return parse_patient(read_text(path, name, PatientError), name, as_of, today)
+    return parse_patient(read_text(path, name, PatientError), name, as_of, today, vocabulary)
 
 
 def from_mapping(
@@ -605,29 +614,34 @@ def from_mapping(
     today: dt.date | None = None,
     sources: dict[str, str] | None = None,
     warnings: tuple[Diagnostic, ...] = (),
+    vocabulary: v.Vocabulary | None = None,
 ) -> Patient:
     """A patient from an already-parsed mapping in the patient-file format (e.g. from FHIR).
 
     The mapping is checked exactly as a YAML file is; errors name the file and field but no
     line. `sources` records where each fact came from, for the report.
     """
-    patient = from_document(Document(file=file, text="", data=record), as_of, today)
+    patient = from_document(Document(file=file, text="", data=record), as_of, today, vocabulary)
     return replace(
         patient, sources=dict(sources or {}), warnings=tuple(warnings) + patient.warnings
     )
 
 
 def parse_patient(
-    text: str, file: str = "<patient>", as_of: dt.date | None = None, today: dt.date | None = None
+    text: str,
+    file: str = "<patient>",
+    as_of: dt.date | None = None,
+    today: dt.date | None = None,
+    vocabulary: v.Vocabulary | None = None,
 ) -> Patient:
     """Read a patient from YAML text, as `load_patient` does a file."""
     doc = parse_fast(text, file)
     if doc is not None:
         try:
-            patient = from_document(doc, as_of, today)
+            patient = from_document(doc, as_of, today, vocabulary)
         except (PatientError, NeedsPositions):
             pass  # the positioned parse below says where
         else:
             if not patient.warnings:
                 return patient
-    return from_document(parse(text, file, PatientError), as_of, today)
+    return from_document(parse(text, file, PatientError), as_of, today, vocabulary)

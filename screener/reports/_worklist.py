@@ -17,89 +17,21 @@ from dataclasses import dataclass
 from screener.core import _vocabulary as v
 from screener.core._model import CriterionResult, Screening, Status, TrialResult, Verdict
 
-TESTS, QUESTIONS, ASSESSMENTS = (
-    "tests to order",
-    "to ask the patient or find in the chart",
-    "assessments and consent to record",
-)
-GROUPS = (TESTS, QUESTIONS, ASSESSMENTS)
-
-
-@dataclass(frozen=True)
-class _Task:
-    prefixes: tuple[str, ...]  # fields it answers (a field matches the longest prefix)
-    group: str
-    title: str  # what to do; the fields' labels follow unless `whole`
-    whole: bool = False  # the title says it all: fields are not listed
-
-
-# Field paths -> what a nurse does to fill them. Order matters only for display.
-_TASKS = (
-    _Task(
-        ("diagnosis.markers.",),
-        TESTS,
-        "{markers} by flow cytometry on bone marrow or peripheral blood: result, specimen and date",
-        whole=True,
-    ),
-    _Task(
-        ("diagnosis.bone_marrow_blasts",),
-        TESTS,
-        "bone marrow morphology: blast percentage",
-        whole=True,
-    ),
-    _Task(
-        ("diagnosis.peripheral_blood_blasts",), TESTS, "blood film: blast percentage", whole=True
-    ),
-    _Task(("diagnosis.ph_positive", "diagnosis.abl1_mutations"), TESTS, "BCR::ABL1 testing"),
-    _Task(("labs.inr", "labs.aptt"), TESTS, "coagulation"),
-    _Task(("labs.",), TESTS, "blood chemistry (with the laboratory's upper limits of normal)"),
-    _Task(("serology.",), TESTS, "virology"),
-    _Task(("pregnancy_test",), TESTS, "pregnancy test (serum or urine), with its date", whole=True),
-    _Task(("lvef",), TESTS, "echocardiogram: LVEF", whole=True),
-    _Task(("spo2", "supplemental_oxygen"), ASSESSMENTS, "pulse oximetry on room air"),
-    _Task(("diagnosis.",), QUESTIONS, "diagnosis"),
-    _Task(("therapies",), QUESTIONS, "prior therapies"),
-    _Task(("conditions",), QUESTIONS, "conditions"),
-    _Task(("medications",), QUESTIONS, "medications"),
-    _Task(("procedures",), QUESTIONS, "procedures and surgery"),
-    _Task(("vaccinations",), QUESTIONS, "vaccinations"),
-    _Task(("allergies",), QUESTIONS, "allergies"),
-    _Task(
-        (
-            "birth_date",
-            "age",
-            "sex",
-            "pregnant",
-            "lactating",
-            "childbearing_potential",
-            "reproductive_potential",
-            "pregnancy_planned",
-        ),
-        QUESTIONS,
-        "about the patient",
-    ),
-    _Task(("apheresis_date",), ASSESSMENTS, "planned apheresis date", whole=True),
-    _Task(("",), ASSESSMENTS, "record"),  # everything else: ECOG, consent, weight, …
-)
+# The worklist's headings, in display order (vocabulary.yaml `groups`).
+GROUPS = tuple(v.BUILTIN.groups.values())
+_Task = v.Task  # what a nurse does to fill fields: vocabulary.yaml `tasks`, in display order
 _ITEM = re.compile(r"^(\w+)\[(\d+)\]\.(.+)$")
 _MARKER = re.compile(r"^diagnosis\.markers\.([^.]+)")
 
 
-def _task(field: str) -> _Task:
-    return max(
-        (t for t in _TASKS for p in t.prefixes if field.startswith(p)),
-        key=lambda t: max(len(p) for p in t.prefixes if field.startswith(p)),
-    )
-
-
-def label(field: str) -> str:
+def label(field: str, vocabulary: v.Vocabulary = v.BUILTIN) -> str:
     """A field for people: `labs.ast.uln` -> "AST upper limit of normal",
     `therapies[1].date` -> "prior therapies #2: date"."""
     item = _ITEM.match(field)
     if item:
-        spec = v.resolve(item.group(1))
+        spec = vocabulary.resolve(item.group(1))
         inner = (
-            v.resolve(item.group(3), spec.item)
+            vocabulary.resolve(item.group(3), spec.item)
             if isinstance(spec, v.ListOf) and isinstance(spec.item, v.Record)
             else None
         )
@@ -108,8 +40,8 @@ def label(field: str) -> str:
             f"{inner.label if inner else item.group(3)}"
         )
     if field.endswith(".uln"):
-        return f"{label(field[:-4])} upper limit of normal"
-    spec = v.resolve(field)
+        return f"{label(field[:-4], vocabulary)} upper limit of normal"
+    spec = vocabulary.resolve(field)
     return spec.label if spec is not None else field
 
 
@@ -149,12 +81,15 @@ def build(
     record: Screening,
     everything: bool = False,
     asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None,
+    vocabulary: v.Vocabulary | None = None,
 ) -> Worklist:
     """The worklist of one screening.
 
     `asks` maps (trial, criterion) to the item types its list conditions look for
     (rules.RuleSet.asks), so "conditions" becomes "ask about GVHD, autoimmune disease …".
+    Fields are put into the tasks of `vocabulary` (the built-in one by default).
     """
+    vocab = v.chosen(vocabulary)
     fields: dict[str, dict[tuple[str, str], None]] = {}  # field -> criteria needing it
     wanted: dict[str, set[str]] = {}  # list field -> types asked about
     judge: dict[str, list[str]] = {}
@@ -185,20 +120,20 @@ def build(
                     pending.add(f"{t.trial}/{c.id}")
     collect: dict[str, list[Bullet]] = {g: [] for g in GROUPS}
     by_task: dict[_Task, dict[str, list[tuple[str, str]]]] = {}
-    for field, needing in fields.items():
-        by_task.setdefault(_task(field), {})[field] = list(needing)
-    for task in (t for t in _TASKS if t in by_task):
+    for field, asking in fields.items():
+        by_task.setdefault(vocab.task(field), {})[field] = list(asking)
+    for task in (t for t in vocab.tasks if t in by_task):
         members = by_task[task]
         needed = tuple(dict.fromkeys(w for ws in members.values() for w in ws))
         if task.whole:
             markers = sorted({m.group(1) for f in members if (m := _MARKER.match(f))})
             text = task.title.format(markers=" and ".join(markers))
-        elif len(members) == 1 and isinstance(v.resolve(next(iter(members))), v.ListOf):
+        elif len(members) == 1 and isinstance(vocab.resolve(next(iter(members))), v.ListOf):
             field = next(iter(members))  # a whole list, such as conditions: says its name
-            text = _described(field, wanted.get(field))
+            text = _described(field, wanted.get(field), vocab)
         else:
             text = f"{task.title}: " + ", ".join(
-                dict.fromkeys(_described(f, wanted.get(f)) for f in members)
+                dict.fromkeys(_described(f, wanted.get(f), vocab) for f in members)
             )
         collect[task.group].append(Bullet(text, needed))
     return Worklist(
@@ -211,15 +146,15 @@ def build(
     )
 
 
-def _described(field: str, types: set[str] | None) -> str:
-    if isinstance(v.resolve(field), v.ListOf):
+def _described(field: str, types: set[str] | None, vocabulary: v.Vocabulary) -> str:
+    if isinstance(vocabulary.resolve(field), v.ListOf):
         asked = (
             f"ask about {', '.join(sorted(t.replace('_', ' ') for t in types))}"
             if types
             else "the list"
         )
-        return f"{label(field)}: {asked} ([] if none)"
-    return label(field)
+        return f"{label(field, vocabulary)}: {asked} ([] if none)"
+    return label(field, vocabulary)
 
 
 _QUOTED = re.compile(r"'([\w.\[\]]+)'")

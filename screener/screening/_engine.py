@@ -132,7 +132,9 @@ def _fresh_part(part: Part, kind: Kind, scope: Scope) -> tuple[Outcome, PartResu
 
 def facts_of(patient: Patient, max_age: Measure | None = None) -> Scope:
     """The patient's facts, looked up once and shared by every criterion screened."""
-    return Scope(patient, patient.data, v.PATIENT, max_age=max_age)
+    # The fields of the vocabulary the patient was read with (a rules directory may extend it).
+    root = (patient.vocabulary or v.BUILTIN).root
+    return Scope(patient, patient.data, root, max_age=max_age)
 
 
 def screen(

@@ -23,7 +23,7 @@ import yaml
 
 from screener.core import _vocabulary as v
 from screener.core._errors import Diagnostic, PatientError
-from screener.criteria._catalog import load_rule_sets
+from screener.criteria._catalog import load_rule_sets, vocabulary_of
 from screener.criteria._rules import RuleSet
 from screener.reading._fhir import Extract, clean, patient_from_extract, read_bundle
 
@@ -177,28 +177,7 @@ def _refs(refs: list[str]) -> str:
 
 
 def _example(spec: v.Spec) -> str:
-    if isinstance(spec, v.Lab):
-        inner = spec.value
-        sample = inner.kind.example if isinstance(inner, v.Quantity) else "1.0"
-        return f"{{value: {sample}, uln: {sample}, date: YYYY-MM-DD}}"
-    if isinstance(spec, v.Quantity):
-        return spec.kind.example
-    if isinstance(spec, v.Number):
-        return "1.0"
-    if isinstance(spec, v.Bool):
-        return "true or false"
-    if isinstance(spec, v.Date):
-        return "YYYY-MM-DD"
-    if isinstance(spec, v.Choice):
-        shown = list(spec.values[:6]) + (["…"] if len(spec.values) > 6 else [])
-        return " / ".join(shown)
-    if isinstance(spec, v.Integer):
-        return f"{spec.low} to {spec.high}"
-    if isinstance(spec, v.Mutations):
-        return "[T315I] ([] if none found)"
-    if isinstance(spec, v.ListOf):
-        return "a list ([] for none)"
-    return "text"
+    return spec.example()  # each kind of field knows how a value of it is written
 
 
 def _age(day: dt.date, on: dt.date) -> str:
@@ -314,7 +293,7 @@ class _Writer:
             "# field was read; docs/patient-format.md describes the fields.",
         ]
         self.lines = header
-        self.record(v.PATIENT, ex.record, "", 0)
+        self.record(v.chosen(ex.vocabulary).root, ex.record, "", 0)
         if ex.warnings:
             self.lines.append("")
             self.lines.append("# Import warnings:")
@@ -334,9 +313,11 @@ class _Writer:
         return "\n".join(self.lines) + "\n"
 
 
-def _order(needed: dict[str, list[str]]) -> dict[str, list[str]]:
+def _order(
+    needed: dict[str, list[str]], vocabulary: v.Vocabulary | None = None
+) -> dict[str, list[str]]:
     """Needed paths in the vocabulary's order (so the checklist reads like the file)."""
-    names = v.field_names(v.PATIENT)
+    names = v.field_names(v.chosen(vocabulary).root)
     rank = {name: i for i, name in enumerate(names)}
 
     def key(path: str) -> tuple[int, str]:
@@ -362,9 +343,12 @@ def bundle_to_yaml(
     cannot be screened (a deceased patient included), exactly as screening it would.
     """
     path = Path(path)
-    extract = read_bundle(path, str(path), as_of, today)
+    sets = list(rule_sets) if rule_sets is not None else load_rule_sets()
+    # The codes and fields of the rules' vocabulary (a rules directory may extend it).
+    vocabulary = vocabulary_of(sets)
+    extract = read_bundle(path, str(path), as_of, today, vocabulary)
     patient_from_extract(extract, as_of, today)  # the same checks as screening the bundle
-    needed = _order(needed_fields(rule_sets))
+    needed = _order(needed_fields(sets), vocabulary)
     return _Writer(extract, needed).write()
 
 
@@ -381,7 +365,9 @@ def export_to_yaml(
     """
     from screener.reading._bulk import ExportIndex, Reader
 
-    needed = _order(needed_fields(rule_sets))
+    sets = list(rule_sets) if rule_sets is not None else load_rule_sets()
+    vocabulary = vocabulary_of(sets)
+    needed = _order(needed_fields(sets), vocabulary)
     with ExportIndex(Path(folder), str(folder)) as index:
         for problem in index.line_errors():
             yield problem.file, None, (problem.diagnostic,)
@@ -389,7 +375,7 @@ def export_to_yaml(
         try:
             for group in index.groups():
                 try:
-                    _, extract = reader.extract(group, as_of, today)
+                    _, extract = reader.extract(group, as_of, today, vocabulary)
                     patient_from_extract(extract, as_of, today)
                 except PatientError as exc:
                     yield exc.diagnostics[0].file or str(folder), None, exc.diagnostics

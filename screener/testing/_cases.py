@@ -34,6 +34,7 @@ import yaml
 
 from screener.core._errors import Diagnostic, ScreenerError
 from screener.core._model import Patient, Status, TrialResult, Truth, Verdict, kleene_not, status_of
+from screener.core._vocabulary import Vocabulary
 from screener.criteria._conditions import All, Any_, AtLeast, If, Node, Not, Review, Unrecorded
 from screener.criteria._rules import Criterion, RuleSet
 from screener.reading._document import Document, PathKey, load
@@ -254,9 +255,10 @@ def statuses(result: TrialResult) -> dict[str, str]:
     return found
 
 
-def load_case_patient(case: Case) -> Patient:
+def load_case_patient(case: Case, vocabulary: Vocabulary | None = None) -> Patient:
+    """The case's patient, read with the fields its rule set was checked against."""
     text = yaml.safe_dump(case.patient, allow_unicode=True, sort_keys=False)
-    return parse_patient(text, f"{case.file}::{case.name}")
+    return parse_patient(text, f"{case.file}::{case.name}", vocabulary=vocabulary)
 
 
 def run_case(
@@ -267,7 +269,7 @@ def run_case(
     `patient`: the case's patient, if already loaded."""
     if patient is None:
         try:
-            patient = load_case_patient(case)
+            patient = load_case_patient(case, rule_set.vocabulary)
         except ScreenerError as exc:
             return Outcome(case, None, {}, error=f"the case's patient does not load:\n{exc}")
     if suite is not None and (found := typos(suite, case, patient)):

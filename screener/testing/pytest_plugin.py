@@ -102,7 +102,7 @@ class CaseFile(pytest.File):
             )
         for case in suite.cases:
             try:
-                patient = load_case_patient(case)
+                patient = load_case_patient(case, rule_set.vocabulary)
             except ScreenerError:
                 patient = None  # the item reports it, as a failed case
             if patient is not None and (found := typos(suite, case, patient)):
