@@ -26,3 +26,33 @@ def values(table: str) -> dict[Any, Any]:
 
 def source(table: str) -> str:
     return str(tables()[table]["source"]).strip()
+
+
+# ------------------------------------------------------------------ trial registries
+
+
+@lru_cache(maxsize=1)
+def trial_id_pattern() -> str:
+    """One regular expression (no anchors) for a trial id of any registry in the table."""
+    return "|".join(f"(?:{r['pattern']})" for r in values("trial_registries").values())
+
+
+def registry_of(trial: str) -> str | None:
+    """The registry a trial id belongs to ("ChiCTR"), or None for no known format."""
+    import re
+
+    for name, registry in values("trial_registries").items():
+        if re.fullmatch(registry["pattern"], trial, re.ASCII):
+            return str(name)
+    return None
+
+
+def trial_file_stem(trial: str) -> str:
+    """The rule file's name for a trial id, without .yaml: the id, with "/" written "-"
+    (CTRI/2020/03/023958 is CTRI-2020-03-023958.yaml)."""
+    return trial.replace("/", "-")
+
+
+def trial_id_examples() -> str:
+    """The registries and an example id of each, for an error's hint."""
+    return ", ".join(f"{r['example']} ({name})" for name, r in values("trial_registries").items())

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from screener.core import _reference as reference
 from screener.core import _units as units
 from screener.core import _vocabulary as v
 from screener.core._errors import RuleSetError, nearest
@@ -88,7 +89,6 @@ _STATED = re.compile(r"^\s*([^()]+?)\s*\(\s*(?:=\s*)?([^()]+?)\s*\)\s*\Z")
 _STATED_TOLERANCE = 0.05
 _ULN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x|×|\*)?\s*ULN\s*\Z", re.IGNORECASE | re.ASCII)
 _CRITERION_ID = re.compile(r"^([IE])(\d+)\Z", re.ASCII)
-_TRIAL_ID = re.compile(r"^NCT\d{8}\Z", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -187,16 +187,19 @@ class _Compiler:
             "a rule set",
         )
         trial = self.text(data["trial"], ("trial",), "trial")
-        if not _TRIAL_ID.match(trial):
+        if reference.registry_of(trial) is None:
             raise self.fail(
-                ("trial",), f"trial id {_q(trial)} is not an NCT number (NCT + 8 digits)"
+                ("trial",),
+                f"trial id {_q(trial)} is not a registry id",
+                f"a trial is named by its registration number, such as "
+                f"{reference.trial_id_examples()}",
             )
         stem = Path(self.doc.file).stem
-        if stem != trial and not self.doc.file.startswith("<"):
+        if stem != reference.trial_file_stem(trial) and not self.doc.file.startswith("<"):
             raise self.fail(
                 ("trial",),
                 f"rule file {Path(self.doc.file).name} holds trial {trial}",
-                f"name the file {trial}.yaml",
+                f"name the file {reference.trial_file_stem(trial)}.yaml",
             )
         raw = data["criteria"]
         if not isinstance(raw, list) or not raw:

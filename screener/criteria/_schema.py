@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from screener.core import _reference as reference
 from screener.core import _vocabulary as v
 from screener.criteria._language import CONDITION, TEXT, Key, NodeKind
 from screener.criteria._rules import LANGUAGE
@@ -26,7 +27,9 @@ def spec_schema(spec: v.Spec) -> dict[str, Any]:
 def patient_schema(vocabulary: v.Vocabulary | None = None) -> dict[str, Any]:
     """The patient-file schema of a vocabulary: the built-in one, or a rules directory's."""
     schema = v.chosen(vocabulary).root.schema()
-    schema["properties"]["attestations"]["propertyNames"] = {"pattern": r"^NCT\d{8}/[IE]\d+$"}
+    schema["properties"]["attestations"]["propertyNames"] = {
+        "pattern": rf"^(?:{reference.trial_id_pattern()})/[IE]\d+$"
+    }
     return {
         "$schema": DRAFT,
         "$id": "https://screener.invalid/schema/patient.json",
@@ -92,7 +95,7 @@ def rules_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "required": ["trial", "product", "title", "sources", "criteria"],
         "properties": {
-            "trial": {"type": "string", "pattern": r"^NCT\d{8}$"},
+            "trial": {"type": "string", "pattern": rf"^(?:{reference.trial_id_pattern()})$"},
             "product": text,
             "title": text,
             "sources": {"type": "array", "items": text},

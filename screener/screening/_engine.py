@@ -180,7 +180,8 @@ def attestation_problems(
     products = {v.fold(r.product): r.trial for r in sets.values()}
     warnings = []
     for key in patient.data.get("attestations", {}):
-        trial, _, cid = key.partition("/")
+        # the last "/": a CTRI id holds slashes itself (CTRI/2020/03/023958/I1)
+        trial, _, cid = key.rpartition("/") if "/" in key else (key, "", "")
         rule_set = sets.get(trial)
         if rule_set is None:
             if trial not in elsewhere:
