@@ -129,12 +129,6 @@ def test_counts_per_microlitre_and_per_litre_agree(text, per_ul):
     assert u.convert(measure(text, u.COUNT), "/ul") == pytest.approx(per_ul)
 
 
-def test_g_per_litre_is_grams_never_giga_so_a_count_refuses_it():
-    # UCUM's G/L is giga per litre; folded to lower case it would read as grams per litre.
-    with pytest.raises(UnitError, match="mass concentration"):
-        measure("150 G/L", u.COUNT)
-
-
 def test_haemoglobin_converts_through_its_molar_mass():
     assert u.convert(
         measure("12.4 g/dL", CONCENTRATION, u.HAEMOGLOBIN), "mmol/l", u.HAEMOGLOBIN
@@ -538,3 +532,20 @@ def test_a_separated_number_is_refused_naming_its_readings(text, readings):
         u.split_quantity(text)
     for reading in readings:
         assert reading in (caught.value.hint or ""), caught.value.hint
+
+
+def test_g_per_l_in_capitals_is_giga_per_litre_where_a_count_is_expected():
+    # UCUM and French lab reports: 150 G/L platelets is 150 × 10⁹/L, not 150 grams a litre
+    from screener.core import _vocabulary as v
+
+    platelets, haemoglobin = v.resolve("labs.platelets"), v.resolve("labs.haemoglobin")
+    count = u.parse_measure("150 G/L", platelets.value.kind, platelets.value.analyte)
+    assert (count.magnitude, count.unit, count.written) == (150.0, "10^9/l", "150 G/L")
+    # a mass concentration written G/L could be either: refused, saying both
+    with pytest.raises(UnitError) as caught:
+        u.parse_measure("150 G/L", haemoglobin.value.kind, haemoglobin.value.analyte)
+    assert "giga per litre" in str(caught.value) and caught.value.hint == (
+        "write g/L for grams per litre"
+    )
+    grams = u.parse_measure("150 g/L", haemoglobin.value.kind, haemoglobin.value.analyte)
+    assert grams.unit == "g/l"

@@ -482,8 +482,25 @@ def parse_measure(
         raise UnitError(
             f"{clip(text)!r} has no unit; expected {kind.name} such as {kind.example!r}"
         )
+    if unit == "g/l" and _GIGA.search(text):
+        unit = _giga_per_litre(kind)
     check_kind(unit, kind, analyte)
     return Measure(magnitude, unit, text.strip())
+
+
+# `150 G/L`: in UCUM and on French and Belgian lab reports G is giga, so G/L is 10⁹/L (a
+# count); folding case would read it as grams per litre. Written so, it is a count where a
+# count is expected, and refused elsewhere, where a capitalised g/L is as likely.
+_GIGA = re.compile(r"G/[Ll]\s*\Z")
+
+
+def _giga_per_litre(kind: Kind) -> str:
+    if dimension_of("10^9/l") in kind.dimensions:
+        return "10^9/l"
+    raise UnitError(
+        f"G/L is giga per litre (10⁹/L, a cell count), not {kind.name}",
+        "write g/L for grams per litre",
+    )
 
 
 def check_kind(unit: str, kind: Kind, analyte: Analyte | None = None) -> None:
