@@ -488,9 +488,10 @@ def parse_measure(
     return Measure(magnitude, unit, text.strip())
 
 
-# `150 G/L`: in UCUM and on French and Belgian lab reports G is giga, so G/L is 10⁹/L (a
-# count); folding case would read it as grams per litre. Written so, it is a count where a
-# count is expected, and refused elsewhere, where a capitalised g/L is as likely.
+# `150 G/L`: on French and Belgian lab reports G is giga, so G/L is 10⁹/L (a count; strict
+# UCUM would read gauss per litre); folding case would read it as grams per litre. Written
+# so, it is a count where a count is expected, and refused elsewhere, where a capitalised
+# g/L is as likely.
 _GIGA = re.compile(r"G/[Ll]\s*\Z")
 
 
