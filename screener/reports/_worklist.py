@@ -113,9 +113,10 @@ def build(
                 # A criterion still waiting for data may hold a judgment already open
                 # (a part to judge beside a part with a missing lab): ask it now, not on the
                 # next run.
-                judge.setdefault(f"{t.trial} · {_name(t)}", []).extend(
-                    f"{c.id}: {item}" for item in c.review
-                )
+                if c.review:  # a trial with nothing to judge gets no empty heading
+                    judge.setdefault(f"{t.trial} · {_name(t)}", []).extend(
+                        f"{c.id}: {item}" for item in c.review
+                    )
                 if c.status is Status.UNKNOWN and c.review:
                     pending.add(f"{t.trial}/{c.id}")
     collect: dict[str, list[Bullet]] = {g: [] for g in GROUPS}
