@@ -1,6 +1,7 @@
 """Write docs/rule-language.md, the rule language's reference, from the compiler's declarations.
 
-Run after adding or changing a node kind, an operator or a modifier (criteria/_rules.py):
+Run after adding or changing a node kind, an operator or a modifier
+(criteria/_compile_nodes.py, criteria/_compile_fields.py):
 
     python tools/rule_docs.py
 

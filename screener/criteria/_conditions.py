@@ -328,8 +328,30 @@ class Threshold:
         return self.amount
 
 
+class _FieldLeaf(Leaf):
+    """A leaf that tests one field of its scope: it reads that field, and a record that
+    does not hold it leaves the leaf unknown, asking for it; `decide` says what a fact that
+    is recorded gives. Not a dataclass: each leaf declares `field` and `label` among its own
+    fields, where its constructor takes them."""
+
+    field: str
+    label: str
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def outcome(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        return self.decide(fact, scope)
+
+    def decide(self, fact: Fact, scope: Scope) -> Outcome:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class Compare(Leaf):
+class Compare(_FieldLeaf):
     field: str
     op: str
     threshold: Threshold
@@ -337,9 +359,6 @@ class Compare(Leaf):
     analyte: units.Analyte | None = None
     default_uln: Measure | float | None = None
     uln_source: str | None = None
-
-    def reads(self) -> tuple[str, ...]:
-        return (self.field,)
 
     @once
     def _wanted(self) -> tuple[str, str]:
@@ -351,10 +370,7 @@ class Compare(Leaf):
     def describe(self) -> str:
         return f"{self.field} {OPERATORS[self.op]} {self.threshold}"
 
-    def outcome(self, scope: Scope) -> Outcome:
-        fact = scope.get(self.field)
-        if isinstance(fact, Missing):
-            return _missing(fact, self.label)
+    def decide(self, fact: Fact, scope: Scope) -> Outcome:
         # Of the field's kind, which the rule compiler matched to the threshold's: a Measure
         # against a Measure, a number against a number.
         value: Any = fact.value.value if isinstance(fact.value, LabValue) else fact.value
@@ -429,25 +445,19 @@ class Compare(Leaf):
 
 
 @dataclass(frozen=True)
-class OneOf(Leaf):
+class OneOf(_FieldLeaf):
     """The field's value is one of `values` (`is:` is the one-value case)."""
 
     field: str
     values: tuple[Any, ...]
     label: str
 
-    def reads(self) -> tuple[str, ...]:
-        return (self.field,)
-
     def describe(self) -> str:
         if len(self.values) == 1:
             return f"{self.field} is {_word(self.values[0])}"
         return f"{self.field} is one of {', '.join(_word(x) for x in self.values)}"
 
-    def outcome(self, scope: Scope) -> Outcome:
-        fact = scope.get(self.field)
-        if isinstance(fact, Missing):
-            return _missing(fact, self.label)
+    def decide(self, fact: Fact, scope: Scope) -> Outcome:
         found = fact.value in self.values
         shown = fact.text
         if len(self.values) == 1:
@@ -479,23 +489,17 @@ def _word(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class Contains(Leaf):
+class Contains(_FieldLeaf):
     """A list field (such as ABL1 mutations) holds a value; [] is a definite no."""
 
     field: str
     value: str
     label: str
 
-    def reads(self) -> tuple[str, ...]:
-        return (self.field,)
-
     def describe(self) -> str:
         return f"{self.field} includes {self.value}"
 
-    def outcome(self, scope: Scope) -> Outcome:
-        fact = scope.get(self.field)
-        if isinstance(fact, Missing):
-            return _missing(fact, self.label)
+    def decide(self, fact: Fact, scope: Scope) -> Outcome:
         found = self.value in fact.value
         listed = ", ".join(fact.value) or "none"
         return Outcome(
@@ -512,7 +516,7 @@ def words_of(text: str) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class Mentions(Leaf):
+class Mentions(_FieldLeaf):
     """A free-text field (a therapy's target or drug) names one of `words` as whole words,
     in any case: a target "CD19/CD22" mentions CD22, a drug "Inotuzumab ozogamicin"
     mentions inotuzumab, but "CD220" does not mention CD22."""
@@ -521,16 +525,10 @@ class Mentions(Leaf):
     words: tuple[str, ...]
     label: str
 
-    def reads(self) -> tuple[str, ...]:
-        return (self.field,)
-
     def describe(self) -> str:
         return f"{self.field} names one of {', '.join(self.words)}"
 
-    def outcome(self, scope: Scope) -> Outcome:
-        fact = scope.get(self.field)
-        if isinstance(fact, Missing):
-            return _missing(fact, self.label)
+    def decide(self, fact: Fact, scope: Scope) -> Outcome:
         written = words_of(str(fact.value))
         found = next((w for w in self.words if words_of(w) <= written), None)
         said = f"names {found}" if found is not None else f"names none of {', '.join(self.words)}"
@@ -625,7 +623,7 @@ ANCHORS = {"screening": "screening", "apheresis": "apheresis_date"}
 
 
 @dataclass(frozen=True)
-class Window(Leaf):
+class Window(_FieldLeaf):
     """A date falls within `within` before the anchor date, first and last day included."""
 
     field: str
@@ -634,9 +632,6 @@ class Window(Leaf):
     label: str
     at_least: bool = False  # True: the date is `within` or more before the anchor instead
     dated = True
-
-    def reads(self) -> tuple[str, ...]:
-        return (self.field,)
 
     def place(self, scope: Scope, path: str, day: dt.date) -> Outcome:
         """Whether `day` lies in the window, with a reason; unknown without an anchor date."""
@@ -682,10 +677,7 @@ class Window(Leaf):
         span = "at least" if self.at_least else "within"
         return f"{self.field} {span} {self.within.written} before {self.anchor}"
 
-    def outcome(self, scope: Scope) -> Outcome:
-        fact = scope.get(self.field)
-        if isinstance(fact, Missing):
-            return _missing(fact, self.label)
+    def decide(self, fact: Fact, scope: Scope) -> Outcome:
         return self.place(scope, fact.path, fact.value)
 
 

@@ -2,11 +2,12 @@
 
 Every node kind (`all`, `not`, `exists`, `field`, …), field operator (`le`, `in`,
 `within`, …) and modifier (`fresh`, `if_missing`) is declared by a decorator on the
-compiler step that compiles it (criteria._rules), with its keys and a docstring: a one-line
-summary, optional detail, and examples, each a condition with the status it gives on
-EXAMPLE_PATIENT. From these declarations the compiler dispatches, criteria._schema writes
-the rules JSON Schema and criteria._docs writes docs/rule-language.md; tests run every
-example. So the grammar, the schema, the reference page and the compiler cannot disagree.
+compiler step that compiles it (criteria._compile_nodes, criteria._compile_fields), with its
+keys and a docstring: a one-line summary, optional detail, and examples, each a condition
+with the status it gives on EXAMPLE_PATIENT. From these declarations the compiler
+dispatches, criteria._schema writes the rules JSON Schema and criteria._docs writes
+docs/rule-language.md; tests run every example. So the grammar, the schema, the reference
+page and the compiler cannot disagree.
 
 The shape follows yamllint (a rule carries its id, its options and its documentation) and
 sqlfluff (a rule's passing and failing cases are data beside it).
@@ -259,7 +260,9 @@ def companion(name: str, value: Value, doc: str) -> Operator:
 
 @dataclass(frozen=True)
 class Language:
-    """Every declaration of a compiler, in the order its class declares them."""
+    """Every declaration of a compiler, in the order its classes declare them: the
+    compiler's own class first, then each base in turn (criteria._rules builds the compiler
+    in layers, the node kinds' on top of the field conditions')."""
 
     kinds: Mapping[str, NodeKind]
     operators: Mapping[str, Operator]
@@ -273,9 +276,12 @@ class Language:
 
     @classmethod
     def of(cls, compiler: type, *companions: Operator) -> Language:
-        entries = [
-            entry for step in vars(compiler).values() for entry in getattr(step, "_declares", ())
-        ]
+        # A step a subclass overrides is the subclass's: the first of a name counts.
+        steps: dict[str, Any] = {}
+        for layer in compiler.__mro__:
+            for name, step in vars(layer).items():
+                steps.setdefault(name, step)
+        entries = [entry for step in steps.values() for entry in getattr(step, "_declares", ())]
         entries += companions
         kinds = {e.name: e for e in entries if isinstance(e, NodeKind)}
         operators = {e.name: e for e in entries if isinstance(e, Operator)}

@@ -1,0 +1,642 @@
+"""Rule compiler, bottom layer: field conditions, their operators, modifiers and values.
+
+`{field: labs.creatinine, le: 1.5 x ULN}` and the like: the field looked up in the record
+(field_spec), its operator (`le`, `in`, `mentions`, `within`, …) with a threshold or values
+checked against the field's kind and units, and the modifiers `fresh` and `if_missing`. This
+is the layer every other stands on, so it also holds the document being compiled and the way
+a step reports a fault in it (fail, mapping, text), which the layers above use as well.
+
+The compiler is one object built in layers, each a class in its own module extending the one
+below: FieldCompiler here, NodeCompiler (criteria._compile_nodes: the node kinds that combine
+conditions and look into lists) on it, and the rule-set compiler (criteria._rules: criteria,
+parts, ids) on that. A layer calls its own steps and those below it, never one above, but
+for `interned`, which the top layer fills in. One object rather than three composed ones
+because the language dispatches to a step as a plain function of the compiler
+(`kind.compile(self, …)`, criteria._language), whichever layer declares it: a field
+condition is a node kind declared here and dispatched by NodeCompiler.node, and an operator
+step is dispatched by the `test` step here. Language.of collects the declarations from every
+layer, the top's first. What outlives one compilation is the top layer's to keep: the
+language it was built from (handed in) and the table of interned leaves (`interned`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+from typing import Any
+
+from screener.core import _units as units
+from screener.core import _vocabulary as v
+from screener.core._errors import RuleSetError, nearest
+from screener.core._errors import describe_value as _q
+from screener.core._units import Measure, UnitError
+from screener.criteria._conditions import (
+    ANCHORS,
+    Compare,
+    Contains,
+    DateOrder,
+    Fresh,
+    Leaf,
+    Mentions,
+    Node,
+    OneOf,
+    Threshold,
+    Unrecorded,
+    Window,
+    words_of,
+)
+from screener.criteria._language import (
+    ANCHOR,
+    BOOLEAN,
+    DURATION,
+    FIELD,
+    MUTATION,
+    ONE_VALUE,
+    THRESHOLD,
+    VALUES,
+    WINDOW,
+    WORDS,
+    Key,
+    Language,
+    Operator,
+    companion,
+    modifier,
+    node_kind,
+    operator,
+)
+from screener.reading._document import Document, PathKey
+from screener.reading._patient import normalise_mutation
+
+# `2.0 mg/dL (34.2 µmol/L)`: a limit and the source's own equivalent in other units
+_STATED = re.compile(r"^\s*([^()]+?)\s*\(\s*(?:=\s*)?([^()]+?)\s*\)\s*\Z")
+# A stated equivalent further than this from the converted limit is a typo, not rounding.
+_STATED_TOLERANCE = 0.05
+# ASCII digits only, to the end of the text (as for the ids, criteria._rules).
+_ULN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x|×|\*)?\s*ULN\s*\Z", re.IGNORECASE | re.ASCII)
+
+# `before`, written with within or at_least: a key with no step of its own.
+BEFORE = companion(
+    "before",
+    ANCHOR,
+    """The date a span is counted back from: screening, or the planned apheresis.
+
+    pass: {field: pregnancy_test.date, within: 7 days, before: screening}
+    fail: {field: pregnancy_test.date, within: 2 days, before: screening}
+    """,
+)
+
+
+class FieldCompiler:
+    def __init__(
+        self, doc: Document, language: Language, vocabulary: v.Vocabulary | None = None
+    ) -> None:
+        self.doc = doc
+        self.language = language
+        # The fields a rule may name: the built-in vocabulary, or a rules directory's.
+        self.vocabulary = v.chosen(vocabulary)
+        self.root = self.vocabulary.root
+
+    def fail(
+        self, path: PathKey, message: str, hint: str | None = None, key: bool = False
+    ) -> RuleSetError:
+        return RuleSetError(self.doc.diagnostic(message, path, key=key, hint=hint))
+
+    def mapping(
+        self, value: Any, path: PathKey, allowed: set[str], required: set[str], what: str
+    ) -> dict[str, Any]:
+        return self.doc.strict(value, path, sorted(allowed), what, RuleSetError, sorted(required))
+
+    def text(self, value: Any, path: PathKey, what: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, f"{what} must be non-empty text")
+        return value.strip()
+
+    def interned(self, leaf: Leaf) -> Node:  # pragma: no cover - the top layer keeps them
+        """The one object standing for every leaf equal to this one."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ field conditions
+    #
+    # As in criteria._compile_nodes, each step declares what it compiles: the field
+    # condition (a node kind, declared after that layer's), then its operators and modifiers,
+    # each in the order the reference page lists them.
+
+    @node_kind(
+        "field",
+        Key("field", FIELD, "the field tested (in a list's where or check: the item's own)"),
+        takes_operators=True,
+    )
+    def field_condition(
+        self, data: dict[str, Any], path: PathKey, scope: v.Record, negated: bool
+    ) -> Node:
+        """A test of one field of the record: the field, one operator, and modifiers.
+
+        The operator is one of those below, or within or at_least with before. A field the
+        record does not hold leaves the condition unknown, and the screener asks for it,
+        unless `if_missing` says what its absence means.
+
+        pass: {field: ecog, le: 2}
+        fail: {field: ecog, le: 0}
+        unknown: {field: lvef, ge: 50 %}
+        """
+        return self.leaf(data, path, scope)
+
+    def field_spec(self, name: Any, path: PathKey, scope: v.Record) -> v.Spec:
+        if not isinstance(name, str):
+            raise self.fail(path, "a field name must be text such as labs.creatinine")
+        spec = self.vocabulary.resolve(name, scope)
+        if spec is None:
+            top = scope is self.root
+            names = v.field_names(scope) + (list(self.vocabulary.derived) if top else [])
+            guess = nearest(name, names)
+            raise self.fail(
+                path,
+                f"unknown field {_q(name)}" + ("" if top else f" in a {scope.label}"),
+                f"did you mean {guess!r}?" if guess else None,
+            )
+        return spec
+
+    def leaf(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        for found in self.language.modifiers.values():  # in order: if_missing wraps fresh
+            if found.name in data:
+                node: Node = found.compile(self, data, path, scope)
+                break
+        else:
+            node = self.test(data, path, scope)
+        # Equal leaves become one object (the top layer keeps the table: criteria._rules).
+        return self.interned(node) if isinstance(node, Leaf) else node
+
+    def test(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        """A field condition without modifiers: the field and its operator."""
+        field = data["field"]
+        spec = self.field_spec(field, path + ("field",), scope)
+        if ".markers." in f".{field}":
+            # A marker's fields read as "CD19 result", not a bare "result".
+            marker = field.split("markers.", 1)[1].split(".")[0]
+            spec = replace(spec, label=f"{marker} {spec.label}")
+        ops = [k for k in data if k != "field"]
+        pair = self.language.pairs.get(frozenset(ops))
+        if pair is not None:
+            return self.step(pair, field, spec, data, path)
+        if len(ops) != 1:
+            paired = [o for o in self.language.operators.values() if o.with_]
+            raise self.fail(
+                path,
+                f"a field condition has one operator: {', '.join(self.language.single())}, or "
+                f"{'/'.join(o.name for o in paired)} with "
+                f"{'/'.join(dict.fromkeys(str(o.with_) for o in paired))}",
+            )
+        op = ops[0]
+        found = self.language.operators.get(op) if isinstance(op, str) else None
+        if found is not None and found.compile is not None and found.with_ is None:
+            return self.step(found, field, spec, data, path)
+        raise self.fail(
+            path + (op,), f"unknown operator {_q(op)}", key=True, hint=self.language.hint(op)
+        )
+
+    def step(
+        self, operator: Operator, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey
+    ) -> Node:
+        assert operator.compile is not None
+        node: Node = operator.compile(self, operator.name, field, spec, data, path)
+        return node
+
+    # ------------------------------------------------------------------------ operators
+
+    @operator(
+        "lt",
+        THRESHOLD,
+        """Below the threshold.
+
+        A date field is compared with another date field of the patient's in the same way:
+        `lt` is before it, `gt` after it.
+
+        pass: {field: age, lt: 40 years}
+        fail: {field: age, lt: 30 years}
+        pass:
+          exists: therapies
+          where:
+            all:
+              - {field: type, is: car-t}
+              - {field: date, lt: diagnosis.markers.CD19.date}
+        """,
+        aliases=("<",),
+    )
+    @operator(
+        "le",
+        THRESHOLD,
+        """At most the threshold.
+
+        Units convert (creatinine 97 µmol/L is 1.097 mg/dL); a multiple of the ULN uses
+        the lab's own ULN, or the reference one. A limit the source also states in other
+        units is written as the source writes it, `1.1 mg/dL (96 µmol/L)`: a value is then
+        compared with the source's own number in its unit or dimension (97 µmol/L with 96),
+        and converts through the analyte's molar mass only where the source states none;
+        an equivalent more than 5 % off the limit is refused as a typo. For every operator,
+        a value equal to the limit at a relative 1e-9 is equal (a converted 1.6 mg/dL is
+        not above 1.6 mg/dL).
+
+        pass: {field: labs.total_bilirubin, le: 1.5 x ULN}
+        fail: {field: labs.creatinine, le: 1 mg/dL}
+        fail: {field: labs.creatinine, le: 1.1 mg/dL (96 µmol/L)}
+        """,
+        aliases=("lte", "<="),
+    )
+    @operator(
+        "gt",
+        THRESHOLD,
+        """Above the threshold.
+
+        pass: {field: labs.total_bilirubin, gt: 1 x ULN}
+        fail: {field: ecog, gt: 1}
+        """,
+        aliases=(">",),
+    )
+    @operator(
+        "ge",
+        THRESHOLD,
+        """At least the threshold.
+
+        pass: {field: age, ge: 18 years}
+        fail: {field: labs.creatinine, ge: 1.2 mg/dL}
+        """,
+        aliases=("gte", ">="),
+    )
+    @operator(
+        "eq",
+        THRESHOLD,
+        """Equal to the threshold.
+
+        pass: {field: ecog, eq: 1}
+        fail: {field: ecog, eq: 0}
+        """,
+        aliases=("=", "==", "equals"),
+    )
+    @operator(
+        "ne",
+        THRESHOLD,
+        """Other than the threshold.
+
+        pass: {field: ecog, ne: 0}
+        fail: {field: ecog, ne: 1}
+        """,
+        aliases=("!=", "neq"),
+    )
+    def comparison(
+        self, op: str, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey
+    ) -> Node:
+        at = path + (op,)
+        if isinstance(spec, v.Date):
+            # A date is compared with another date of the patient's, named by its field.
+            other = data[op]
+            if not isinstance(other, str) or not isinstance(
+                self.field_spec(other, at, self.root), v.Date
+            ):
+                raise self.fail(
+                    at,
+                    f"a date is compared with another date field, not {_q(other)}",
+                    "for a span before screening use within/at_least with before",
+                )
+            return DateOrder(field, op, other, spec.label)
+        return self.compare(field, spec, op, data[op], at)
+
+    @operator(
+        "is",
+        ONE_VALUE,
+        """The field has this value.
+
+        A word of the field's list of values, in any case and spelling the patient loader
+        accepts; a whole number; or true or false.
+
+        pass: {field: diagnosis.disease, is: B-ALL}
+        fail: {field: diagnosis.ph_positive, is: false}
+        """,
+    )
+    @operator(
+        "in",
+        VALUES,
+        """The field has one of these values.
+
+        pass: {field: diagnosis.status, in: [relapsed, refractory]}
+        fail: {field: diagnosis.disease, in: [T-ALL, AML]}
+        """,
+    )
+    def one_of(
+        self, op: str, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey
+    ) -> Node:
+        at = path + (op,)
+        raw = [data[op]] if op == "is" else data[op]
+        if op == "in" and (not isinstance(raw, list) or not raw):
+            raise self.fail(at, "in needs a non-empty list")
+        # Each item at its own path: the error points at it, and `in: [no]` finds the
+        # text YAML read as false.
+        values = tuple(
+            self.value_for(spec, item, at if op == "is" else at + (i,))
+            for i, item in enumerate(raw)
+        )
+        return OneOf(field, values, spec.label)
+
+    @operator("contains", MUTATION)
+    def contains(
+        self, op: str, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey
+    ) -> Node:
+        """A list of mutations includes this protein change.
+
+        T315I, p.T315I and p.Thr315Ile are the same change.
+
+        pass: {field: diagnosis.abl1_mutations, contains: p.Thr315Ile}
+        fail: {field: diagnosis.abl1_mutations, contains: E255K}
+        """
+        at = path + (op,)
+        if not isinstance(spec, v.Mutations):
+            raise self.fail(at, f"contains works on a list of mutations, not {spec.label}")
+        name = normalise_mutation(str(data[op]))
+        if name is None:
+            raise self.fail(at, f"cannot read {_q(data[op])} as a protein change")
+        return Contains(field, name, spec.label)
+
+    @operator("mentions", WORDS)
+    def mentions(
+        self, op: str, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey
+    ) -> Node:
+        """Free text mentions the word, or one of the words.
+
+        Whole words, in any case.
+
+        pass: {exists: therapies, where: {field: target, mentions: CD19}}
+        fail:
+          exists: therapies
+          where: {all: [{field: type, is: car-t}, {field: target, mentions: [CD22, BCMA]}]}
+        """
+        at = path + (op,)
+        if not isinstance(spec, v.Text):
+            raise self.fail(
+                at,
+                f"mentions looks for words in free text; {field} is {spec.label}",
+                "use is or in for a field with set values",
+            )
+        raw = data[op] if isinstance(data[op], list) else [data[op]]
+        if not raw or not all(isinstance(w, str) and words_of(w) for w in raw):
+            raise self.fail(at, "mentions needs a word or a non-empty list of words")
+        return Mentions(field, tuple(str(w).strip() for w in raw), spec.label)
+
+    @operator(
+        "within",
+        DURATION,
+        """The date lies within the span before screening or apheresis, both days included.
+
+        Months are calendar months.
+
+        pass:
+          exists: conditions
+          where:
+            all:
+              - {field: type, is: myocardial_infarction}
+              - {field: date, within: 3 years, before: screening}
+        fail:
+          exists: conditions
+          where:
+            all:
+              - {field: type, is: myocardial_infarction}
+              - {field: date, within: 6 months, before: screening}
+        """,
+        with_="before",
+    )
+    @operator(
+        "at_least",
+        DURATION,
+        """The date lies at least the span before screening or apheresis.
+
+        pass:
+          exists: therapies
+          where:
+            all:
+              - {field: type, is: car-t}
+              - {field: date, at_least: 3 months, before: screening}
+        fail:
+          exists: therapies
+          where:
+            all:
+              - {field: type, is: car-t}
+              - {field: date, at_least: 1 year, before: screening}
+        """,
+        with_="before",
+    )
+    def span(self, op: str, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey) -> Node:
+        return self.window(field, spec, data, path)
+
+    # ------------------------------------------------------------------------ modifiers
+
+    @modifier("if_missing", BOOLEAN)
+    def unrecorded(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        """What the condition means when its fact is not recorded: true met, false not met.
+
+        Only where the criterion's text makes an absence an answer: a list item's
+        unrecorded attribute (a medication not marked as stopped is still taken), or an
+        exception that only a positive statement invokes. Everywhere else a missing fact
+        leaves the criterion unknown; the reason says the value was read from an absence,
+        and the criterion's note should say why. It does not go with fresh.
+
+        pass: {exists: medications, where: {field: ongoing, is: true, if_missing: true}}
+        fail: {exists: medications, where: {field: ongoing, is: true, if_missing: false}}
+        """
+        value = data["if_missing"]
+        at = path + ("if_missing",)
+        if not isinstance(value, bool):
+            raise self.fail(at, f"if_missing is true or false, not {_q(value)}")
+        if "fresh" in data:
+            raise self.fail(at, "if_missing does not go with fresh")
+        rest = {k: x for k, x in data.items() if k != "if_missing"}
+        return Unrecorded(self.leaf(rest, path, scope), value)
+
+    @modifier("fresh", WINDOW)
+    def fresh(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        """The fact counts only if dated within the span; an older one is data to collect.
+
+        For a lab, a marker or a dated record (pregnancy_test): a result outside the window
+        leaves the condition unknown, never a silent pass or fail on stale data.
+
+        pass:
+          field: pregnancy_test.result
+          is: negative
+          fresh: {within: 7 days, before: screening}
+        unknown:
+          field: pregnancy_test.result
+          is: negative
+          fresh: {within: 2 days, before: screening}
+        fail:
+          field: diagnosis.markers.CD19.result
+          is: negative
+          fresh: {within: 1 month, before: screening}
+        """
+        field = data["field"]
+        spec = self.field_spec(field, path + ("field",), scope)
+        window = self.mapping(
+            data["fresh"], path + ("fresh",), {"within", "before"}, {"within", "before"}, "fresh"
+        )
+        date_field = (
+            f"{field}.date" if isinstance(spec, v.Lab) else field.rsplit(".", 1)[0] + ".date"
+        )
+        if (
+            "." not in field
+            and not isinstance(spec, v.Lab)
+            or not isinstance(self.vocabulary.resolve(date_field, scope), v.Date)
+        ):
+            raise self.fail(path + ("fresh",), f"{field} has no date to be fresh by")
+        inner = self.leaf({k: x for k, x in data.items() if k != "fresh"}, path, scope)
+        label = (
+            spec.label
+            if isinstance(spec, v.Lab)
+            else (self.vocabulary.resolve(field.rsplit(".", 1)[0], scope) or spec).label
+        )
+        if ".markers." in f".{field}":
+            label = field.split("markers.", 1)[1].split(".")[0] + " " + label
+        return Fresh(
+            date_field,
+            self.window(date_field, v.Date("date"), window, path + ("fresh",)),
+            inner,
+            label,
+        )
+
+    # -------------------------------------------------------------------------- values
+
+    def value_for(self, spec: v.Spec, value: Any, path: PathKey) -> Any:
+        if isinstance(spec, v.Bool):
+            if not isinstance(value, bool):
+                raise self.fail(path, f"{spec.label} is true or false, not {_q(value)}")
+            return value
+        if isinstance(spec, v.Choice):
+            if isinstance(value, bool):
+                # YAML 1.1 reads `no` as false; `is: no` means the word (cns_involvement: no).
+                value = self.doc.scalars.get(path, value)
+            found = spec.lookup().get(v.fold(str(value)))
+            if found is None:
+                raise self.fail(
+                    path,
+                    f"{_q(value)} is not a value of {spec.label}",
+                    f"one of: {', '.join(spec.values)}",
+                )
+            return found
+        if isinstance(spec, v.Integer):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not spec.low <= value <= spec.high
+            ):
+                raise self.fail(path, f"{spec.label} takes whole numbers {spec.low}–{spec.high}")
+            return value
+        raise self.fail(path, f"is/in do not apply to {spec.label}; compare it with lt, le, gt, ge")
+
+    def compare(self, field: str, spec: v.Spec, op: str, raw: Any, path: PathKey) -> Node:
+        value_spec = spec.value if isinstance(spec, v.Lab) else spec
+        label = spec.label
+        if isinstance(raw, str) and (match := _ULN.match(raw)):
+            if not isinstance(spec, v.Lab):
+                raise self.fail(
+                    path, f"{label} has no upper limit of normal; ULN multiples apply to labs"
+                )
+            default = self.amount(value_spec, spec.default_uln, path) if spec.default_uln else None
+            analyte = value_spec.analyte if isinstance(value_spec, v.Quantity) else None
+            multiple = float(match.group(1))
+            if multiple > units.MAX_MAGNITUDE:  # 400 nines would be inf
+                raise self.fail(path, f"{_q(raw)} is too large a multiple of ULN")
+            if multiple <= 0:  # 0 x ULN would hold for no lab value, or for every one
+                raise self.fail(
+                    path, f"{_q(raw)} cannot be meant: a multiple of ULN must be above zero"
+                )
+            return Compare(
+                field, op, Threshold(multiple, True), label, analyte, default, spec.uln_source
+            )
+        if isinstance(value_spec, v.Quantity):
+            stated: tuple[Measure, ...] = ()
+            if isinstance(raw, str) and (both := _STATED.match(raw)):
+                raw = both.group(1)
+                stated = (self.stated(value_spec, raw, both.group(2), path),)
+            amount = self.amount(value_spec, raw, path)
+            if isinstance(amount, Measure) and amount.magnitude < 0:
+                # Ages, durations, masses and concentrations are never negative: such a
+                # threshold is a typo (`ge: -18 years`) that would pass every patient.
+                raise self.fail(path, f"threshold for {label} cannot be negative: {amount.written}")
+            return Compare(field, op, Threshold(amount, stated=stated), label, value_spec.analyte)
+        if isinstance(value_spec, (v.Integer, v.Number)):
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+                raise self.fail(
+                    path, f"{label} is a plain number; compare it with one, not {_q(raw)}"
+                )
+            # .nan would make every comparison false, .inf every one true, and an integer
+            # beyond a float's range cannot be compared at all.
+            if (
+                isinstance(raw, int)
+                and abs(raw) > units.MAX_MAGNITUDE
+                or isinstance(raw, float)
+                and not math.isfinite(raw)
+            ):
+                raise self.fail(
+                    path,
+                    f"a threshold for {label} must be a finite number of "
+                    f"reasonable size, not {raw}",
+                )
+            return Compare(field, op, Threshold(float(raw)), label)
+        raise self.fail(path, f"{label} cannot be compared with {op}; use is or in")
+
+    def stated(self, spec: v.Quantity, limit: str, other: str, path: PathKey) -> Measure:
+        """The source's equivalent of a limit in other units: it must be of the field's kind,
+        in another unit, and agree with the limit once converted (else it is a typo)."""
+        main = self.amount(spec, limit, path)
+        also = self.amount(spec, other, path)
+        assert isinstance(main, Measure) and isinstance(also, Measure)
+        if also.unit == main.unit:
+            raise self.fail(
+                path, f"{_q(other)} is in the limit's own unit; an equivalent is in another unit"
+            )
+        try:
+            back = units.convert(also, main.unit, spec.analyte)
+        except UnitError as exc:
+            raise self.fail(path, f"threshold for {spec.label}: {exc}", exc.hint) from None
+        if not math.isclose(back, main.magnitude, rel_tol=_STATED_TOLERANCE):
+            raise self.fail(
+                path,
+                f"{also.written} is {units.fmt(back)} {main.display_unit} of {spec.label}, "
+                f"not {main.written}",
+                "an equivalent in parentheses restates the same limit in another unit",
+            )
+        return also
+
+    def amount(self, spec: v.Spec, raw: Any, path: PathKey) -> Measure | float:
+        if isinstance(spec, v.Quantity):
+            try:
+                return units.parse_measure(
+                    raw, spec.kind, spec.analyte, self.vocabulary.unit_aliases
+                )
+            except UnitError as exc:
+                raise self.fail(path, f"threshold for {spec.label}: {exc}", exc.hint) from None
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise self.fail(path, f"{spec.label} is a plain number")
+        try:
+            return float(raw)
+        except ValueError:
+            raise self.fail(path, f"{spec.label} is a plain number, not {_q(raw)}") from None
+
+    def window(self, field: str, spec: v.Spec, data: dict[str, Any], path: PathKey) -> Window:
+        if not isinstance(spec, v.Date):
+            raise self.fail(
+                path + ("field",), f"within/before needs a date field; {field} is {spec.label}"
+            )
+        span = "at_least" if "at_least" in data else "within"
+        try:
+            within = units.parse_measure(data[span], units.DURATION)
+        except UnitError as exc:
+            raise self.fail(path + (span,), str(exc), exc.hint) from None
+        try:
+            units.whole_calendar_span(within)
+        except UnitError as exc:
+            raise self.fail(path + (span,), str(exc), exc.hint) from None
+        if within.magnitude < 0:
+            # A negative span would turn "within 3 months before" into an empty window.
+            raise self.fail(path + (span,), f"a span cannot be negative: {within.written}")
+        anchor = data["before"]
+        # A list or mapping written here would not even hash: refuse it as what it is.
+        if not isinstance(anchor, str) or anchor not in ANCHORS:
+            raise self.fail(path + ("before",), f"before must be one of {', '.join(ANCHORS)}")
+        return Window(field, within, anchor, spec.label, at_least=span == "at_least")
