@@ -745,3 +745,19 @@ def test_if_missing_on_a_patient_fact_reads_its_absence_and_says_so():
         is Status.REVIEW
     )
     assert run(rules, "lvef: 55 %\n")["I1"].status is Status.PASS
+
+
+@pytest.mark.parametrize(
+    "field, hint",
+    [
+        ("platelets", "did you mean 'labs.platelets'?"),  # the same field under labs
+        ("labs.creatinin", "did you mean 'labs.creatinine'?"),
+        # an abbreviation one letter from another lab is not that lab
+        ("labs.plt", "declared in a vocabulary.yaml beside the rule sets"),
+        ("labs.ldh", "declared in a vocabulary.yaml beside the rule sets"),
+    ],
+)
+def test_an_unknown_field_is_corrected_or_told_how_to_declare_it(field, hint):
+    d = refused(criterion(f"{{field: {field}, ge: 1}}"))
+    assert f"unknown field '{field}'" in d.message
+    assert hint in (d.hint or ""), d.hint

@@ -21,6 +21,7 @@ language it was built from (handed in) and the table of interned leaves (`intern
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import replace
@@ -87,6 +88,21 @@ BEFORE = companion(
 )
 
 
+def field_guess(name: str, names: list[str]) -> str | None:
+    """The known field a misspelt one most likely meant, or None: a field of the same last
+    name elsewhere (`platelets` is `labs.platelets`), else a close spelling whose last name
+    is close too, so `labs.plt` does not suggest `labs.alt`."""
+    last = name.rsplit(".", 1)[-1].lower()
+    same = [n for n in names if n.rsplit(".", 1)[-1].lower() == last]
+    if len(same) == 1:
+        return same[0]
+    guess = nearest(name, names)
+    if guess is None:
+        return None
+    theirs = guess.rsplit(".", 1)[-1].lower()
+    return guess if difflib.SequenceMatcher(None, last, theirs).ratio() >= 0.75 else None
+
+
 class FieldCompiler:
     def __init__(
         self, doc: Document, language: Language, vocabulary: v.Vocabulary | None = None
@@ -149,11 +165,21 @@ class FieldCompiler:
         if spec is None:
             top = scope is self.root
             names = v.field_names(scope) + (list(self.vocabulary.derived) if top else [])
-            guess = nearest(name, names)
+            guess = field_guess(name, names)
+            # A likely typo gets its correction; a field the trial needs that screener does
+            # not have gets the way to declare it, never the nearest unrelated field.
+            hint = (
+                f"did you mean {guess!r}?"
+                if guess
+                else "a field screener does not ship is declared in a vocabulary.yaml beside "
+                'the rule sets (docs/patient-format.md, "Fields of your own")'
+                if top
+                else None
+            )
             raise self.fail(
                 path,
                 f"unknown field {_q(name)}" + ("" if top else f" in a {scope.label}"),
-                f"did you mean {guess!r}?" if guess else None,
+                hint,
             )
         return spec
 
