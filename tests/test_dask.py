@@ -43,7 +43,7 @@ def cluster():
             n_workers=2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: never a clash with a running cluster
             silence_logs=40,
         ) as cluster,
         distributed.Client(cluster) as client,
