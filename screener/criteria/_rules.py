@@ -13,7 +13,6 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, replace
-from dataclasses import field as _field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,6 @@ from screener.criteria._conditions import (
     Threshold,
     Unrecorded,
     Window,
-    inputs,
     words_of,
 )
 from screener.reading._document import Document, PathKey, load, parse
@@ -81,9 +79,6 @@ class Part:
     label: str
     text: str
     check: Node
-    inputs: tuple[str, ...] = ()  # as for Criterion
-    dated: bool = False
-    memo: dict[Any, Any] = _field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -97,16 +92,9 @@ class Criterion:
     parts: tuple[Part, ...] = ()
     combine: str = "all"  # how parts make the whole: all or any
     judged: bool = False  # holds a review leaf, so an attestation can settle it
-    # What the result depends on (conditions.inputs): the fields read, and whether dates
-    # are counted from the screening or apheresis date.
-    inputs: tuple[str, ...] = ()
-    dated: bool = False
     # The item types its list conditions look for, by list ("conditions": gvhd, stroke, …),
     # so a worklist can say which conditions to ask about.
     asks: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    # Results already computed, by the facts they were computed from (engine.screen_criterion).
-    # Not part of the criterion's value: left out of equality, hashing and repr.
-    memo: dict[Any, Any] = _field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -254,7 +242,6 @@ class _Compiler:
                 raise self.fail(path + ("combine",), "combine goes with parts")
             combine = "all"
             check = self.node(data["check"], path + ("check",), v.PATIENT, False)
-        fields, dated = inputs([check] if check is not None else [p.check for p in parts])
         return Criterion(
             id=cid,
             kind=kind,
@@ -265,8 +252,6 @@ class _Compiler:
             parts=parts,
             combine=combine,
             judged=self.reviews > 0,
-            inputs=fields,
-            dated=dated,
             asks=asked_types([check] if check is not None else [p.check for p in parts]),
         )
 
@@ -278,14 +263,11 @@ class _Compiler:
         if not re.match(rf"^{re.escape(cid)}\.[a-z]$", pid):
             raise self.fail(path + ("id",), f"part id {_q(pid)} must be {cid}.a, {cid}.b, …")
         check = self.node(data["check"], path + ("check",), v.PATIENT, False)
-        fields, dated = inputs([check])
         return Part(
             pid,
             self.text(data["label"], path + ("label",), "label"),
             self.text(data["text"], path + ("text",), "text") if "text" in data else "",
             check,
-            fields,
-            dated,
         )
 
     # --------------------------------------------------------------------------- nodes
