@@ -13,6 +13,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -193,9 +194,11 @@ def test_the_memory_of_results_stays_bounded_however_many_patients():
     assert encoded <= cache.encoded_size
 
 
-def test_screening_and_writing_a_patient_leaves_no_reference_cycles():
+@pytest.mark.parametrize("cached", [False, True], ids=["afresh", "with a cache"])
+def test_screening_and_writing_a_patient_leaves_no_reference_cycles(cached: bool):
     # Worker processes collect garbage rarely (batch._init_worker) on the strength of this:
-    # a cycle would keep each patient's objects alive until the next collection.
+    # a cycle would keep each patient's objects alive until the next collection. A cache
+    # holds a patient's scope and its results' JSON only weakly, so it makes none either.
     import gc
 
     files = [
@@ -203,11 +206,24 @@ def test_screening_and_writing_a_patient_leaves_no_reference_cycles():
         for folder in (ROOT / "examples" / "patients", ROOT / "tests" / "acceptance" / "patients")
         for p in sorted(folder.glob("*.yaml"))
     ]
+    cache = ResultCache() if cached else None
+    for path in files:  # the cache's own stores are made and filled before counting
+        report.jsonl_line(screen_file(str(path), list(RULE_SETS), cache=cache), cache)
     gc.collect()
     gc.disable()
     try:
         for path in files:
-            report.jsonl_line(screen_file(str(path), list(RULE_SETS)))
+            report.jsonl_line(screen_file(str(path), list(RULE_SETS), cache=cache), cache)
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_the_json_kept_for_a_result_goes_with_the_result():
+    cache = ResultCache()
+    screening = screener.screen_patient(patient_from({"id": "A", "ecog": 1}), RULE_SETS)
+    report.jsonl_line(screening, cache)  # results of no store: only the records hold them
+    _, encoded = cache.sizes()
+    assert encoded == sum(len(t.criteria) for t in screening.trials)
+    del screening
+    assert cache.sizes()[1] == 0

@@ -60,6 +60,7 @@ class Scope:
         "memo",
         "trace",
         "root",
+        "__weakref__",  # the result cache knows the patient it keeps fingerprints for
     )
 
     def __init__(

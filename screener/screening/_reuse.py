@@ -13,8 +13,13 @@ What is kept, all bounded, so memory stays flat however many patients a worker s
   by key (`result`: the fingerprints of the facts at those inputs, the dates when it counts
   from them, the attestation and --max-age);
 * the fingerprints of the current patient's facts, by field (a field is read by many
-  criteria of many trials);
-* the encoded JSON of results, by result (`encoded`): a result reused is encoded once.
+  criteria of many trials), for as long as that patient's facts are in use;
+* the encoded JSON of results, by result (`encoded`): a result reused is encoded once, and
+  its JSON goes when the result does.
+
+Nothing a patient is made of is kept alive by the cache once the patient is screened and
+written: what outlived it would be promoted by the garbage collector, whose collections
+then cost a batch noticeably more.
 
 One cache serves one process (a worker, or a single check), and is never sent between
 processes. Threads may share it: a store emptied or filled by two at once loses entries at
@@ -23,6 +28,7 @@ worst, and a patient's fingerprints are never mixed with another's (`result`).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -114,6 +120,20 @@ def _criterion_tree(c: Criterion) -> Tree:
     return Tree([c.check] if c.check is not None else [p.check for p in c.parts], parts)
 
 
+class _Encoded(weakref.ref):  # type: ignore[type-arg]
+    """A result's JSON, held by a weak reference to the result (ResultCache.encoded)."""
+
+    __slots__ = ("key", "data")
+
+    def __new__(cls, result: Any, drop: Callable[[_Encoded], None], data: bytes) -> _Encoded:
+        self = super().__new__(cls, result, drop)
+        self.key, self.data = id(result), data
+        return self
+
+    def __init__(self, result: Any, drop: Callable[[_Encoded], None], data: bytes) -> None:
+        super().__init__(result, drop)
+
+
 class ResultCache:
     """The results, fingerprints and encoded JSON reused across patients, all bounded.
 
@@ -123,7 +143,7 @@ class ResultCache:
     bookkeeping per entry.
     """
 
-    def __init__(self, size: int = 128, encoded: int = 4096) -> None:
+    def __init__(self, size: int = 128, encoded: int = 65_536) -> None:
         self.size = size
         self.encoded_size = encoded
         # By rule set, the trees of its criteria in order. Keyed by identity (a rule set
@@ -134,10 +154,15 @@ class ResultCache:
         # The fingerprints of one patient's facts by field, with the scope they came from:
         # one pair, replaced whole, so a thread of a threaded Dask worker screening
         # another patient meanwhile can only make this one's fingerprints be worked out
-        # again, never lend it its own.
-        self._prints: tuple[Scope | None, dict[str, Any]] = (None, {})
-        # Encoded results by identity, each with the result itself (so the id stays its).
-        self._encoded: dict[int, tuple[Any, bytes]] = {}
+        # again, never lend it its own. The scope is held weakly and its fingerprints
+        # dropped with it: a patient's objects that outlived its screening would be
+        # promoted by the collector, and collections cost a batch a tenth more time.
+        self._prints: tuple[weakref.ref[Scope] | None, dict[str, Any]] = (None, {})
+        # Encoded results by identity, each with a weak reference to the result, which
+        # takes the entry out when the result goes: so the JSON lives exactly as long as its
+        # result (kept by a store, or by records still being written), an id is never
+        # another result's, and no result is kept alive for its JSON.
+        self._encoded: dict[int, _Encoded] = {}
 
     def trees(self, rule_set: RuleSet) -> tuple[Tree, ...]:
         """The trees of a rule set's criteria, in order (worked out on first use)."""
@@ -165,10 +190,10 @@ class ResultCache:
         engine makes per criterion, since a call more per criterion is a cost a cohort
         feels.
         """
-        scope, prints = self._prints
-        if scope is not facts:
+        held, prints = self._prints
+        if held is None or held() is not facts:
             prints = {}
-            self._prints = (facts, prints)
+            self._prints = (weakref.ref(facts, self._forget), prints)
         patient = facts.patient
         key: list[Any] = [attestation, facts.max_age]
         if tree.dated:
@@ -192,10 +217,19 @@ class ResultCache:
         found = []
         for result in results:
             kept = store.get(id(result))
-            if kept is None or kept[0] is not result:
-                kept = keep(store, id(result), (result, encode(result)), size)
-            found.append(kept[1])
+            if kept is None or kept() is not result:
+                kept = keep(store, id(result), _Encoded(result, self._drop, encode(result)), size)
+            found.append(kept.data)
         return found
+
+    def _drop(self, gone: _Encoded) -> None:
+        # Called as the result is freed, so before its id can be another object's.
+        if self._encoded.get(gone.key) is gone:
+            del self._encoded[gone.key]
+
+    def _forget(self, gone: weakref.ref[Scope]) -> None:
+        if self._prints[0] is gone:
+            self._prints = (None, {})
 
     def sizes(self) -> tuple[list[int], int]:
         """How many results each criterion's and part's store holds, and how many encoded
