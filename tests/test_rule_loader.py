@@ -661,8 +661,11 @@ def test_a_date_comparison_names_both_dates_when_one_is_missing():
 def test_a_date_comparison_is_an_input_of_its_criterion():
     # Reuse of results keys on a criterion's inputs: the patient date read from inside a
     # list item must be one of them, or two patients differing only there would share one.
+    from screener.screening._reuse import inputs
+
     rules = rule_set(criterion(DATE_ORDER, "E1"))
-    assert rules.criteria[0].inputs == ("therapies", "diagnosis.markers.CD22.date")
+    fields, _ = inputs([rules.criteria[0].check])
+    assert fields == ("therapies", "diagnosis.markers.CD22.date")
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from screener.criteria._rules import RuleSet
 from screener.reading._files import head, is_dir, shown
 from screener.reading._patient import load_patient
 from screener.screening._engine import screen_patient
+from screener.screening._reuse import ResultCache
 
 if TYPE_CHECKING:  # imported when a batch has workers: a single check never needs them
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -187,12 +188,33 @@ def screen_file(
     as_of: dt.date | None = None,
     max_age: Measure | None = None,
     known_trials: tuple[str, ...] = (),
+    cache: ResultCache | None = None,
 ) -> Record:
+    """One file screened (`cache` as for engine.screen), or its error record."""
     try:
         patient = load_any(name, as_of, vocabulary=vocabulary_of(rule_sets))
     except ScreenerError as exc:
         return FileError(shown(name), exc.diagnostics)
-    return screen_patient(patient, rule_sets, max_age, known_trials)
+    return screen_patient(patient, rule_sets, max_age, known_trials, cache)
+
+
+def process_cache() -> ResultCache:
+    """This process's result cache, made on first use: one per process (a worker makes its
+    own), serving every file the process screens. It is never sent between processes."""
+    cache = _worker.get("cache")
+    if cache is None:
+        cache = _worker["cache"] = ResultCache()
+    return cache
+
+
+def with_cache(render: Render | None, cache: ResultCache) -> Render | None:
+    """`render` with the process's result cache, for a renderer that reuses what it
+    encoded for an earlier patient (reports.reusing)."""
+    if render is None:
+        return None
+    from screener.reports._report import reusing as bind
+
+    return bind(render, cache)
 
 
 class _WorkerState(TypedDict, total=False):
@@ -201,6 +223,7 @@ class _WorkerState(TypedDict, total=False):
     max_age: Measure | None
     render: Render | None
     known_trials: tuple[str, ...]
+    cache: ResultCache
 
 
 # Worker processes receive the rule sets once, at start-up, not with every file.
@@ -263,12 +286,14 @@ def _init_worker(
     # patient (rule sets, tables) lives as long as the worker: kept out of every collection.
     gc.freeze()
     gc.set_threshold(10_000, 50, 100)
+    # A worker's own result cache, not a copy of its parent's.
+    cache = _worker["cache"] = ResultCache()
     _worker.update(
         {
             "rule_sets": rule_sets,
             "as_of": as_of,
             "max_age": max_age,
-            "render": render,
+            "render": with_cache(render, cache),
             "known_trials": known_trials,
         }
     )
@@ -286,8 +311,11 @@ def _finish(record: Record, render: Render | None) -> Done:
 
 def _screen_chunk(names: list[str]) -> list[Done]:
     rule_sets, as_of, max_age = _worker["rule_sets"], _worker["as_of"], _worker["max_age"]
-    render, known = _worker["render"], _worker["known_trials"]
-    return [_finish(screen_file(name, rule_sets, as_of, max_age, known), render) for name in names]
+    render, known, cache = _worker["render"], _worker["known_trials"], _worker["cache"]
+    return [
+        _finish(screen_file(name, rule_sets, as_of, max_age, known, cache), render)
+        for name in names
+    ]
 
 
 def usable_cores() -> int:
@@ -314,17 +342,21 @@ def run(
     chunks of files, and only a few chunks are in flight at once, so memory stays the same
     whatever the size of the cohort. More workers than usable cores only compete for
     them (and `--jobs 10000` would fork ten thousand processes), so `jobs` is capped.
+
+    Results are reused across the files each process screens (process_cache).
     """
     names = [e for e in entries if isinstance(e, str)]
     jobs = min(jobs, usable_cores(), len(names))
     if jobs <= 1 or len(names) < 2:
+        cache = process_cache()
+        here = with_cache(render, cache)
         for entry in entries:
             record = (
                 entry
                 if isinstance(entry, FileError)
-                else screen_file(entry, rule_sets, as_of, max_age, known_trials)
+                else screen_file(entry, rule_sets, as_of, max_age, known_trials, cache)
             )
-            yield _finish(record, render)
+            yield _finish(record, here)
         return
     size = max(1, min(64, len(names) // (jobs * 4)))
     chunks = (names[i : i + size] for i in range(0, len(names), size))

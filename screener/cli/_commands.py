@@ -428,7 +428,7 @@ def _check(
     engine: str = "local",
     scheduler: str | None = None,
 ) -> Exit:
-    from screener.cli._batch import Export, expand
+    from screener.cli._batch import Export, expand, process_cache, with_cache
     from screener.cli._engines import run_all
     from screener.cli._output import atomic_output, utf8_writer
     from screener.criteria._catalog import select
@@ -479,6 +479,8 @@ def _check(
     }
     render = renderers.get(fmt, entry if summary_only else None)
     recorder = _recorder(log, rule_sets, given) if log is not None else None
+    # With a log, records are rendered here, reusing what this process screened (one job).
+    logged = with_cache(render, process_cache()) if recorder is not None else None
     # (no bar for an export: its number of patients is known only once it is indexed)
     progress = None if any(isinstance(e, Export) for e in entries) else _progress(len(entries))
     # The log is appended after the output file is in place, and not at all if the run
@@ -514,7 +516,7 @@ def _check(
                 record, data = done.record, done.data
                 if recorder is not None:
                     # The log needs whole records, so they come back unrendered.
-                    record, data = recorder.add(record, render)
+                    record, data = recorder.add(record, logged)
                 if record is not None:
                     cohort.add(record)
                 if summary_only:

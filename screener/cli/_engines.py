@@ -29,7 +29,15 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from screener.cli._batch import Done, FileError, Record, Render, _finish
+from screener.cli._batch import (
+    Done,
+    FileError,
+    Record,
+    Render,
+    _finish,
+    process_cache,
+    with_cache,
+)
 from screener.core._errors import ScreenerError
 from screener.core._units import Measure
 from screener.core._vocabulary import Vocabulary
@@ -39,6 +47,7 @@ from screener.reading._bulk import ExportIndex, Group, Reader
 from screener.reading._fhir import load_bundle_patient, patient_from_extract
 from screener.reading._patient import load_patient
 from screener.screening._engine import screen_patient
+from screener.screening._reuse import ResultCache
 
 ENGINES = ("local", "dask")
 
@@ -77,7 +86,9 @@ class Settings:
 # --------------------------------------------------------------------- work of a worker
 
 
-def screen_group(reader: Reader, group: Group, settings: Settings) -> Record:
+def screen_group(
+    reader: Reader, group: Group, settings: Settings, cache: ResultCache | None = None
+) -> Record:
     """One patient of an export, screened; an error record when it cannot be."""
     shown = (
         reader.where(group.patients[0]) if group.patients else reader.shown[group.resources[0].file]
@@ -91,7 +102,9 @@ def screen_group(reader: Reader, group: Group, settings: Settings) -> Record:
         from screener.core._errors import Diagnostic
 
         return FileError(shown, (Diagnostic(f"cannot read the export: {exc}", shown),))
-    return screen_patient(patient, settings.rule_sets, settings.max_age, settings.known_trials)
+    return screen_patient(
+        patient, settings.rule_sets, settings.max_age, settings.known_trials, cache
+    )
 
 
 _readers: dict[tuple[str, ...], Reader] = {}  # per worker process: files stay open
@@ -107,12 +120,16 @@ def screen_groups(
             old.close()
         _readers.clear()
         reader = _readers[paths] = Reader(paths, shown)
-    return [_finish(screen_group(reader, group, settings), settings.render) for group in groups]
+    cache = process_cache()  # a local or Dask worker's, or this process's with one job
+    render = with_cache(settings.render, cache)
+    return [_finish(screen_group(reader, group, settings, cache), render) for group in groups]
 
 
 def screen_files(files: list[tuple[str, str]], settings: Settings) -> list[Done]:
     """A partition of patient files, as (path to read, name shown), screened and rendered."""
     done = []
+    cache = process_cache()
+    render = with_cache(settings.render, cache)
     for path, name in files:
         try:
             if name.lower().endswith(".json"):
@@ -124,11 +141,11 @@ def screen_files(files: list[tuple[str, str]], settings: Settings) -> list[Done]
                     path, settings.as_of, display=name, vocabulary=settings.vocabulary
                 )
             record: Record = screen_patient(
-                patient, settings.rule_sets, settings.max_age, settings.known_trials
+                patient, settings.rule_sets, settings.max_age, settings.known_trials, cache
             )
         except ScreenerError as exc:
             record = FileError(name, exc.diagnostics)
-        done.append(_finish(record, settings.render))
+        done.append(_finish(record, render))
     return done
 
 

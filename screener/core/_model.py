@@ -188,9 +188,6 @@ class CriterionResult:
     evidence: tuple[Evidence, ...] = ()
     text: str = ""  # the source's words, for --verbose
     note: str = ""  # the rule set's reading of them
-    # Patients with the same facts share one result (engine.screen_criterion), so what is
-    # worked out from it, such as its JSON, is kept with it and lives as long as it.
-    memo: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

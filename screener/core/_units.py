@@ -7,7 +7,7 @@ Policy, in one place:
   and knows offset units such as degC that break multiplication; neither can reach it here.
 * **One registry**, used at development time: pint computes each accepted unit's
   dimensionality and factor to SI base units, and that small table ships in the package
-  (`unit_table.py`, `table()`), so a run never imports pint, reads no cache, and every
+  (`_unit_table.py`, `table()`), so a run never imports pint, reads no cache, and every
   conversion is one cached multiplication.
 * **Mass and molar concentrations** convert only through the molar mass of the analyte a
   field measures (bilirubin 584.66 g/mol, creatinine 113.12 g/mol); a field without a molar
@@ -300,10 +300,11 @@ def table() -> dict[str, tuple[str, float]]:
     Importing pint and building its registry is most of a single check's start-up, and the
     answers for a fixed list of spellings never change. So the table is computed when
     screener is developed (`python tools/unit_table.py`) and shipped in the package
-    (`unit_table.py`); a test checks it equals what the installed pint computes. Nothing is
-    cached at run time, so no file outside the package can change a verdict. Should the
-    spellings ever differ from the shipped table's (an edit without regenerating it), pint
-    computes the table in memory for this run.
+    (`_unit_table.py`). The shipped table is the fast twin of `_table_from_pint`, behind
+    this one function: tests/test_units.py checks the two are equal. Nothing is cached at
+    run time, so no file outside the package can change a verdict. Should the spellings
+    ever differ from the shipped table's (an edit without regenerating it), pint computes
+    the table in memory for this run.
     """
     from screener.core._unit_table import TABLE
 

@@ -88,32 +88,6 @@ def outline(node: Node, indent: str = "") -> list[str]:
     return lines
 
 
-def inputs(nodes: list[Node]) -> tuple[tuple[str, ...], bool]:
-    """Everything a tree's outcome depends on: the patient's fields it reads, and whether
-    it also reads the screening and apheresis dates.
-
-    The engine reuses a criterion's result for any patient whose facts at these fields are
-    the same, so this must name every input. Nodes inside a list item read the item, which
-    is part of the list's value; only their dates, and the patient fields they compare the
-    item with (`outer_reads`), count.
-    """
-    fields: dict[str, None] = {}
-    dated = False
-
-    def visit(node: Node, top: bool) -> None:
-        nonlocal dated
-        dated = dated or node.dated
-        if top:
-            fields.update(dict.fromkeys(node.reads()))
-        fields.update(dict.fromkeys(node.outer_reads()))
-        for child in node.children():
-            visit(child, top and not isinstance(node, _OverList))
-
-    for node in nodes:
-        visit(node, True)
-    return tuple(fields), dated
-
-
 class Leaf(Node):
     """A node that reads facts. Equal leaves are shared between rule sets (the loader interns
     them), so one patient's outcome of a leaf is computed once for all trials."""

@@ -31,7 +31,7 @@ from screener.core._errors import describe_value as _q
 from screener.core._model import Kind
 from screener.criteria._compile_fields import BEFORE
 from screener.criteria._compile_nodes import NodeCompiler
-from screener.criteria._conditions import Count, Every, Exists, Leaf, Node, OneOf, inputs
+from screener.criteria._conditions import Count, Every, Exists, Leaf, Node, OneOf
 from screener.criteria._language import Language
 from screener.reading._document import Document, PathKey, load, parse
 
@@ -47,9 +47,6 @@ class Part:
     label: str
     text: str
     check: Node
-    inputs: tuple[str, ...] = ()  # as for Criterion
-    dated: bool = False
-    memo: dict[Any, Any] = _field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -63,16 +60,9 @@ class Criterion:
     parts: tuple[Part, ...] = ()
     combine: str = "all"  # how parts make the whole: all or any
     judged: bool = False  # holds a review leaf, so an attestation can settle it
-    # What the result depends on (conditions.inputs): the fields read, and whether dates
-    # are counted from the screening or apheresis date.
-    inputs: tuple[str, ...] = ()
-    dated: bool = False
     # The item types its list conditions look for, by list ("conditions": gvhd, stroke, …),
     # so a worklist can say which conditions to ask about.
     asks: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    # Results already computed, by the facts they were computed from (engine.screen_criterion).
-    # Not part of the criterion's value: left out of equality, hashing and repr.
-    memo: dict[Any, Any] = _field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -210,7 +200,6 @@ class _Compiler(NodeCompiler):
                 raise self.fail(path + ("combine",), "combine goes with parts")
             combine = "all"
             check = self.node(data["check"], path + ("check",), self.root, False)
-        fields, dated = inputs([check] if check is not None else [p.check for p in parts])
         return Criterion(
             id=cid,
             kind=kind,
@@ -221,8 +210,6 @@ class _Compiler(NodeCompiler):
             parts=parts,
             combine=combine,
             judged=self.reviews > 0,
-            inputs=fields,
-            dated=dated,
             asks=asked_types([check] if check is not None else [p.check for p in parts]),
         )
 
@@ -234,14 +221,11 @@ class _Compiler(NodeCompiler):
         if not re.match(rf"^{re.escape(cid)}\.[a-z]$", pid):
             raise self.fail(path + ("id",), f"part id {_q(pid)} must be {cid}.a, {cid}.b, …")
         check = self.node(data["check"], path + ("check",), self.root, False)
-        fields, dated = inputs([check])
         return Part(
             pid,
             self.text(data["label"], path + ("label",), "label"),
             self.text(data["text"], path + ("text",), "text") if "text" in data else "",
             check,
-            fields,
-            dated,
         )
 
     def interned(self, leaf: Leaf) -> Node:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -25,6 +25,7 @@ from screener.core._memo import keep
 from screener.reading._files import TooLarge, read_regular
 
 PathKey = tuple[str | int, ...]
+T = TypeVar("T")
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 100_000
@@ -77,8 +78,9 @@ class Document:
     # The text of scalars YAML resolved to something other than a string, so a field that
     # wants text (an id such as 0012345, which YAML 1.1 reads as octal) gets it as written.
     scalars: dict[PathKey, str] = field(default_factory=dict)
-    # Read by the fast path: no positions and no scalar texts were kept. A reader that
-    # needs either raises NeedsPositions, and the caller parses the text again with marks.
+    # Read by the fast path: no positions and no scalar texts were kept. Asking for either
+    # raises NeedsPositions, and parse_with parses the text again with them: a reader never
+    # needs to know which kind of document it was given.
     fast: bool = False
 
     _lines: list[str] | None = field(default=None, repr=False, compare=False)
@@ -91,8 +93,21 @@ class Document:
         lines = self._lines
         return lines[line - 1] if 0 < line <= len(lines) else None
 
+    def written(self, path: PathKey, value: Any) -> Any:
+        """The text of a scalar YAML resolved to something other than a string, as written
+        (`no` for false, 0012345 for octal 5349); `value` itself if it was not a scalar
+        of the file (a mapping from elsewhere)."""
+        if self.fast:
+            raise NeedsPositions
+        return self.scalars.get(path, value)
+
     def position(self, path: PathKey, *, key: bool = False) -> Position | None:
-        """Where `path` is written; falls back to the nearest enclosing node."""
+        """Where `path` is written; falls back to the nearest enclosing node.
+
+        Every diagnostic asks this: on a fast-read document, an error or a warning sends
+        the text to the positioned parse, which says where (parse_with)."""
+        if self.fast:
+            raise NeedsPositions
         table = self.keys if key else self.values
         while True:
             if path in table:
@@ -196,7 +211,7 @@ def read_text(path: str | Path, display: str, error: type[ScreenerError]) -> str
 
 
 class NeedsPositions(Exception):
-    """A fast-read document lacks what the reader needs; parse again with positions."""
+    """A fast-read document lacks what the reader asked for; parse_with parses again."""
 
 
 class _Fallback(Exception):
@@ -291,8 +306,31 @@ def _build(node: yaml.Node) -> Any:
 _NOT_FAST = ("&", "*", "!", "\t", "<<")
 
 
+def parse_with(
+    text: str, file: str, read: Callable[[Document], T], error: type[ScreenerError] = ScreenerError
+) -> T:
+    """`read(document)` for the YAML text: the one way in for a reader that wants speed.
+
+    The fast path and its plain twin behind one seam: the text is read without positions
+    when it is plain (parse_fast), and `read` is given that document; if it is not plain,
+    or `read` asks the document for what the fast read did not keep (a position for an
+    error or a warning, a scalar as written) or raises `error`, the text is parsed again
+    with positions (parse) and `read` runs on that. So the result is always the one the
+    positioned parse gives (tests/test_seams.py checks that for every patient file), and
+    `read` must be pure: it may run twice.
+    """
+    doc = parse_fast(text, file)
+    if doc is not None:
+        try:
+            return read(doc)
+        except (NeedsPositions, error):
+            pass  # the positioned parse below says where
+    return read(parse(text, file, error))
+
+
 def parse_fast(text: str, file: str) -> Document | None:
-    """The data of a plain YAML file without positions, or None: then use `parse`.
+    """The data of a plain YAML file without positions, or None: then use `parse`. Used
+    through parse_with, never on its own: its document cannot say where anything is.
 
     For the common valid file this is several times cheaper than keeping every mark; any
     doubt (odd characters, deep nesting, duplicate or non-text keys, a parse error) hands

@@ -61,9 +61,9 @@ class Scope:
         "max_age",
         "known",
         "memo",
-        "prints",
         "trace",
         "root",
+        "__weakref__",  # the result cache knows the patient it keeps fingerprints for
     )
 
     def __init__(
@@ -85,8 +85,7 @@ class Scope:
         self.max_age = max_age  # dated results older than this count as missing
         self.known = {} if known is None else known
         self.memo = {} if memo is None else memo  # leaf outcomes, by leaf, for this patient
-        self.prints: dict[str, Any] = {}  # fingerprints of facts, by field
-        # Tests set this to a set to see what a tree really reads (conditions.inputs).
+        # Tests set this to a set to see what a tree really reads (screening._reuse.inputs).
         self.trace: set[str] | None = None
         # The patient's own scope, where a node inside a list item finds the patient fields
         # it compares the item with (a therapy's date against a marker's date); None for the
@@ -122,7 +121,7 @@ class Scope:
             self.known,
             self.memo,
         )
-        scope.prints, scope.trace, scope.root = self.prints, self.trace, self.root
+        scope.trace, scope.root = self.trace, self.root
         return scope
 
     @property
@@ -130,29 +129,16 @@ class Scope:
         """The patient's own scope."""
         return self if self.root is None else self.root
 
-    def key(self, fields: tuple[str, ...], dated: bool, attestation: bool | None) -> Any:
-        """What a criterion reading `fields` (and, if `dated`, the screening and apheresis
-        dates) depends on for this patient: equal keys give equal results."""
-        prints = self.prints
-        key: list[Any] = [attestation, self.max_age]
-        if dated:
-            key += [self.patient.as_of, self.patient.data.get("apheresis_date")]
-        for name in fields:
-            found = prints.get(name)
-            if found is None:
-                found = prints[name] = fingerprint(self._cached(name))
-            key.append(found)
-        return tuple(key)
-
     def get(self, path: str) -> Fact | Missing:
         """The fact at `path`, as a condition asks for it."""
         if self.trace is not None and not self.prefix:
             self.trace.add(path)
-        return self._cached(path)
+        return self.fact(path)
 
-    def _cached(self, path: str) -> Fact | Missing:
-        # Facts computed from others read them here, out of the trace: what they read
-        # shows in their own value and note, so it is part of their fingerprint.
+    def fact(self, path: str) -> Fact | Missing:
+        """The fact at `path`, out of the trace: what a fact computed from others reads
+        shows in its own value and note (so in its fingerprint), and the result cache reads
+        the facts a tree names, which is not the tree reading them."""
         found = self.known.get(path)
         if found is None:
             if path.endswith(".date") and path[:-5] in _DERIVED and not self.prefix:
@@ -221,7 +207,7 @@ class Scope:
     def _date_of(self, path: str) -> Fact | Missing:
         """The date of a derived value: that of its oldest dated input (a Cockcroft–Gault
         estimate from a 3-day-old creatinine is 3 days old), so freshness windows apply."""
-        fact = self._cached(path)
+        fact = self.fact(path)
         if isinstance(fact, Missing):
             return fact
         if fact.date is None:
@@ -284,35 +270,6 @@ def _plan(root: v.Record, path: str) -> tuple[v.Spec, tuple[str, ...]]:
     return found[1], found[2]
 
 
-def fingerprint(fact: Fact | Missing) -> Any:
-    """A hashable stand-in for a fact, equal only for facts that read the same."""
-    if isinstance(fact, Missing):
-        return (Missing, fact.fields, fact.why)  # a tuple hashes and compares in C
-    return (_freeze(fact.value), fact.note, fact.date)
-
-
-def _freeze(value: Any) -> Any:
-    kind = type(value)
-    # Tagged with the type, since True == 1 == 1.0 but they read differently.
-    if kind is Measure:
-        return (kind, type(value.magnitude), value.magnitude, value.unit, value.written)
-    if kind is LabValue:
-        return (
-            kind,
-            _freeze(value.value),
-            _freeze(value.uln),
-            value.date,
-            value.written,
-            value.implausible,
-        )
-    if kind is dict:
-        return (kind, tuple((k, _freeze(x)) for k, x in value.items()))
-    if kind is list or kind is tuple:
-        return (kind, tuple(_freeze(x) for x in value))
-    hash(value)  # anything unhashable is a bug here, not a silent cache miss
-    return (kind, value)
-
-
 def cockcroft_gault(
     scope: Scope, spec: v.Spec, path: str = "labs.creatinine_clearance"
 ) -> Fact | Missing:
@@ -320,7 +277,7 @@ def cockcroft_gault(
 
     As `labs.creatinine_clearance` it stands in for a measured clearance the record lacks;
     as `labs.cockcroft_gault` it is the estimate whatever was measured."""
-    age = scope._cached("age")
+    age = scope.fact("age")
     weight = scope.lookup("weight")
     sex = scope.lookup("sex")
     creatinine = scope.lookup("labs.creatinine")

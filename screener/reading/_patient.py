@@ -21,14 +21,7 @@ from screener.core._errors import Diagnostic, PatientError, clip, nearest
 from screener.core._errors import describe_value as _kind
 from screener.core._model import LabValue, Patient
 from screener.core._units import Measure, UnitError
-from screener.reading._document import (
-    Document,
-    NeedsPositions,
-    PathKey,
-    parse,
-    parse_fast,
-    read_text,
-)
+from screener.reading._document import Document, PathKey, parse_with, read_text
 
 _AA: dict[str, str] = reference.values("amino_acids")
 _THREE = re.compile(r"^(?:p\.)?\(?([A-Z][a-z]{2})(\d+)([A-Z][a-z]{2})\)?$")
@@ -174,10 +167,7 @@ class _Reader:
         but YAML reads both as false; the text in the file is what was meant.
         """
         if isinstance(value, bool):
-            if self.doc.fast:
-                raise NeedsPositions
-            if path in self.doc.scalars:
-                return self.doc.scalars[path]
+            return self.doc.written(path, value)
         return value
 
     def _text(self, spec: v.Text, value: Any, path: PathKey) -> str | None:
@@ -185,9 +175,8 @@ class _Reader:
         if isinstance(value, (dict, list, bool)) or value is None:
             self.error(path, f"expected text, got {_kind(value)}")
             return None
-        if self.doc.fast and not isinstance(value, str):
-            raise NeedsPositions  # 0012345 must stay as written, not octal 5349
-        return self.doc.scalars.get(path, str(value))
+        # 0012345 must stay as written, not octal 5349.
+        return value if isinstance(value, str) else str(self.doc.written(path, value))
 
     def _date(self, spec: v.Date, value: Any, path: PathKey) -> dt.date | None:
         if isinstance(value, dt.date):
@@ -635,13 +624,6 @@ def parse_patient(
     vocabulary: v.Vocabulary | None = None,
 ) -> Patient:
     """Read a patient from YAML text, as `load_patient` does a file."""
-    doc = parse_fast(text, file)
-    if doc is not None:
-        try:
-            patient = from_document(doc, as_of, today, vocabulary)
-        except (PatientError, NeedsPositions):
-            pass  # the positioned parse below says where
-        else:
-            if not patient.warnings:
-                return patient
-    return from_document(parse(text, file, PatientError), as_of, today, vocabulary)
+    return parse_with(
+        text, file, lambda doc: from_document(doc, as_of, today, vocabulary), PatientError
+    )

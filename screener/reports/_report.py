@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache, lru_cache
+from dataclasses import fields, replace
+from functools import cache, partial
+from operator import attrgetter
 from typing import Any
 
 from screener._version import __version__
 from screener.core._errors import printable
+from screener.core._memo import keep
 from screener.core._model import (
     CriterionResult,
     Evidence,
@@ -22,15 +25,14 @@ from screener.core._model import (
     Kind,
     PartResult,
     Record,
+    Render,
     Screening,
     Status,
     TrialResult,
     Verdict,
 )
 from screener.reports import _worklist as worklist
-
-# The keys of these three are written in sorted order, so the text _criterion_bytes makes
-# without sorting is the text json.dumps(sort_keys=True) makes.
+from screener.screening._reuse import ResultCache
 
 
 def _evidence_json(evidence: tuple[Evidence, ...]) -> list[dict[str, str]]:
@@ -80,7 +82,8 @@ def _counts(t: TrialResult) -> dict[str, int]:
     return {value: statuses.count(status) for status, value in _STATUSES}
 
 
-def _trial_fields(t: TrialResult) -> dict[str, Any]:
+def _trial_json(t: TrialResult) -> dict[str, Any]:
+    """A trial's record: the one definition, for dumps and for what jsonl_line assembles."""
     return {
         "trial": t.trial,
         "product": t.product,
@@ -89,11 +92,8 @@ def _trial_fields(t: TrialResult) -> dict[str, Any]:
         "caveats": list(t.caveats),
         "counts": _counts(t),
         "rules_digest": t.digest,
+        "criteria": [_criterion_json(c) for c in t.criteria],
     }
-
-
-def _trial_json(t: TrialResult) -> dict[str, Any]:
-    return {**_trial_fields(t), "criteria": [_criterion_json(c) for c in t.criteria]}
 
 
 def _error_json(record: FileError) -> dict[str, Any]:
@@ -145,22 +145,19 @@ def dumps(data: Any, compact: bool = False) -> str:
 _compact = json.JSONEncoder(
     sort_keys=True, ensure_ascii=False, separators=(",", ":"), check_circular=False
 ).encode
-_in_order = json.JSONEncoder(
-    ensure_ascii=False,
-    separators=(",", ":"),  # keys as built
-    check_circular=False,
-).encode
+
+
+# jsonl_line writes the bytes dumps(to_json(record), compact=True) would, assembled from
+# pieces that a cohort repeats, each encoded by the same encoder from the same definition
+# (_trial_json, _criterion_json), so key order and text cannot drift from the plain record
+# (tests/test_memo.py compares the two for every patient the project has).
 
 
 def _criterion_bytes(c: CriterionResult) -> bytes:
-    # Criterion results are shared by patients with the same facts (engine.screen_criterion),
-    # so their JSON is too: encoded once and kept with the result. Kept as UTF-8 since the
-    # text has characters such as ≤ and ×, which make Python store a whole record two bytes
-    # a character: joining and encoding that cost more than the rest of the record.
-    data = c.memo.get("jsonl")
-    if data is None:
-        data = c.memo["jsonl"] = _in_order(_criterion_json(c)).encode()
-    return data
+    # Kept as UTF-8 since the text has characters such as ≤ and ×, which make Python store
+    # a whole record two bytes a character: joining and encoding that cost more than the
+    # rest of the record.
+    return _compact(_criterion_json(c)).encode()
 
 
 @cache
@@ -168,57 +165,73 @@ def _key(name: str) -> bytes:
     return (_compact(name) + ":").encode()
 
 
-@lru_cache(maxsize=64)
-def _trial_frame(
-    trial: str, product: str, title: str, caveats: tuple[str, ...], digest: str
-) -> tuple[bytes, bytes, bytes]:
-    """A trial's JSON object around its counts, criteria and verdict, keys in sorted order:
-    caveats, counts, criteria, product, rules_digest, title, trial, verdict."""
-    tail = b",".join(
-        _key(k) + _compact(v).encode()
-        for k, v in (
-            ("product", product),
-            ("rules_digest", digest),
-            ("title", title),
-            ("trial", trial),
-        )
-    )
-    return (
-        b'{"caveats":' + _compact(list(caveats)).encode() + b',"counts":',
-        b',"criteria":[',
-        b"]," + tail + b',"verdict":',
-    )
+# The members of a trial's record that differ from patient to patient (made from its
+# criteria and verdict), in sorted order, with the markers that stand for them in its frame.
+# The criteria's marker stands inside their list, so a patient's criteria are joined
+# straight into the record rather than copied into a list first.
+_PER_PATIENT: dict[str, Any] = {"counts": "\0", "criteria": ["\0"], "verdict": "\0"}
+_MARKER = _compact("\0").encode()
+# What a trial's record is made of besides its criteria and verdict: the frame's key.
+_FRAME_KEY = attrgetter(
+    *(f.name for f in fields(TrialResult) if f.name not in ("criteria", "verdict"))
+)
+_FRAMES: dict[Any, tuple[bytes, ...]] = {}
+
+
+def _trial_frame(t: TrialResult) -> tuple[bytes, ...]:
+    """A trial's record as the encoded bytes around its per-patient members, in order:
+    b'{"caveats":[],"counts":', b',"criteria":[', b'],"product":…,"verdict":', b'}'.
+
+    Made from the record itself with markers for those members, so the members and their
+    order are the ones dumps writes; once per distinct trial."""
+    key = _FRAME_KEY(t)
+    found = _FRAMES.get(key)
+    if found is None:
+        record = {**_trial_json(replace(t, criteria=())), **_PER_PATIENT}
+        found = tuple(_compact(record).encode().split(_MARKER))
+        assert len(found) == len(_PER_PATIENT) + 1, found
+        keep(_FRAMES, key, found, 64)
+    return found
 
 
 _VERDICTS = {v: _compact(v.value).encode() for v in Verdict}
 
 
 def _counts_bytes(t: TrialResult) -> bytes:
+    # Numbers under plain keys: what _compact makes of the dict, at a third less cost.
     return ("{" + ",".join(f'"{k}":{n}' for k, n in sorted(_counts(t).items())) + "}").encode()
 
 
-def _trials_pieces(record: Screening) -> list[bytes]:
+def _trials_pieces(record: Screening, cache: ResultCache | None) -> list[bytes]:
     pieces = [b"["]
     for i, t in enumerate(record.trials):
-        head, criteria, tail = _trial_frame(t.trial, t.product, t.title, t.caveats, t.digest)
+        if i:
+            pieces.append(b",")
+        # The frame's holes come in the order dumps sorts the members in.
+        to_counts, to_criteria, to_verdict, end = _trial_frame(t)
         pieces += (
-            b"," if i else b"",
-            head,
+            to_counts,
             _counts_bytes(t),
-            criteria,
-            b",".join(map(_criterion_bytes, t.criteria)),
-            tail,
+            to_criteria,
+            b",".join(
+                map(_criterion_bytes, t.criteria)
+                if cache is None
+                else cache.encoded(t.criteria, _criterion_bytes)
+            ),
+            to_verdict,
             _VERDICTS[t.verdict],
-            b"}",
+            end,
         )
     pieces.append(b"]")
     return pieces
 
 
-def jsonl_line(record: Record) -> bytes:
-    """One JSON Lines record as UTF-8: dumps(to_json(record), compact=True) and a newline,
-    assembled from each criterion's cached JSON, since a cohort repeats most results.
-    The pieces are joined once, at the end: a record is some 32 kB."""
+def jsonl_line(record: Record, cache: ResultCache | None = None) -> bytes:
+    """One JSON Lines record as UTF-8: dumps(to_json(record), compact=True) and a newline.
+
+    With the `cache` the record was screened with, each criterion result is encoded once
+    for all the patients that share it (screening._reuse); a worker binds its cache with
+    `reusing`. The pieces are joined once, at the end: a record is some 32 kB."""
     if isinstance(record, FileError):
         return _terminal_safe((_compact(_error_json(record)) + "\n").encode())
     members: dict[str, Any] = {
@@ -229,11 +242,20 @@ def jsonl_line(record: Record) -> bytes:
     for name, value in sorted(members.items()):
         pieces += (b"," if pieces else b"{", _key(name))
         if value is None:
-            pieces += _trials_pieces(record)
+            pieces += _trials_pieces(record, cache)
         else:
             pieces.append(value)
     pieces.append(b"}\n")
     return _terminal_safe(b"".join(pieces))
+
+
+_JSONL_LINE = jsonl_line  # as defined here, whatever a test puts in its place
+
+
+def reusing(render: Render | None, cache: ResultCache) -> Render | None:
+    """`render` with a worker's result cache, if it is one that reuses encoded results
+    (jsonl_line: a cohort's shared criterion results are encoded once); else as given."""
+    return partial(_JSONL_LINE, cache=cache) if render is _JSONL_LINE else render
 
 
 def json_document(record: Record) -> str:

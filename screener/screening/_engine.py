@@ -10,7 +10,6 @@ from collections.abc import Iterable
 
 from screener.core import _vocabulary as v
 from screener.core._errors import nearest
-from screener.core._memo import keep
 from screener.core._model import (
     CriterionResult,
     Kind,
@@ -28,6 +27,7 @@ from screener.core._units import Measure
 from screener.criteria._conditions import combine
 from screener.criteria._rules import Criterion, Part, RuleSet, rules_digest
 from screener.reading._facts import Scope
+from screener.screening._reuse import ResultCache, Tree
 
 
 def _attestation(patient: Patient, trial: str, criterion: Criterion) -> bool | None:
@@ -53,45 +53,47 @@ def _part(part: Part, outcome: Outcome, kind: Kind) -> PartResult:
     )
 
 
-# Results are reused across patients: most criteria read a few facts that most patients
-# share (negative serology, signed consent), so a cohort mostly repeats what it has seen.
-# Tests turn this off to check that reuse never changes a result.
-MEMOISE = True
-# Results kept per criterion or part: room for every whole percentage (marrow blasts); a
-# criterion that keeps meeting new facts (a lab value) empties its memory and starts again.
-_MEMO_SIZE = 128
-
-
 def screen_criterion(
-    patient: Patient, trial: str, criterion: Criterion, facts: Scope
+    patient: Patient,
+    trial: str,
+    criterion: Criterion,
+    facts: Scope,
+    cache: ResultCache | None = None,
+    tree: Tree | None = None,
 ) -> CriterionResult:
     """One criterion's status and reasons; `facts` (see facts_of) is shared across criteria.
 
-    A criterion's result depends only on the facts at its `inputs` (and, when `dated`, the
-    screening and apheresis dates) and on its attestation, so it is computed once per
-    distinct set of those and reused.
+    With a `cache` (and the criterion's `tree` in it), a result computed before for the
+    same facts at the criterion's inputs is reused (see screening._reuse).
     """
     attestation = _attestation(patient, trial, criterion) if criterion.judged else None
-    if not MEMOISE:
-        return _screen_criterion(criterion, facts, attestation)
-    key = facts.key(criterion.inputs, criterion.dated, attestation)
-    found = criterion.memo.get(key)
-    if found is None:
-        found = keep(
-            criterion.memo, key, _screen_criterion(criterion, facts, attestation), _MEMO_SIZE
-        )
-    return found
+    if cache is None or tree is None:
+        return _screen_criterion(criterion, facts, attestation, None, None)
+    return cache.result(
+        tree, facts, attestation, _screen_criterion, criterion, facts, attestation, cache, tree
+    )
 
 
 def _screen_criterion(
-    criterion: Criterion, facts: Scope, attestation: bool | None
+    criterion: Criterion,
+    facts: Scope,
+    attestation: bool | None,
+    cache: ResultCache | None,
+    tree: Tree | None,
 ) -> CriterionResult:
     scope = facts.judged(attestation)
     parts: tuple[PartResult, ...] = ()
     if criterion.check is None:
-        # A part has its own inputs, so an organ-function criterion whose bilirubin is new
-        # still reuses its unchanged coagulation and oxygen parts.
-        screened = [_screen_part(p, criterion.kind, facts, scope) for p in criterion.parts]
+        # A part is kept by its own inputs, so an organ-function criterion whose bilirubin
+        # is new still reuses its unchanged coagulation and oxygen parts.
+        kind = criterion.kind
+        if cache is None or tree is None:
+            screened = [_fresh_part(p, kind, scope) for p in criterion.parts]
+        else:
+            screened = [
+                cache.result(t, facts, attestation, _fresh_part, p, kind, scope)
+                for p, t in zip(criterion.parts, tree.parts)
+            ]
         outcomes = [outcome for outcome, _ in screened]
         parts = tuple(result for _, result in screened)
         outcome = combine(outcomes, kleene_and if criterion.combine == "all" else kleene_or)
@@ -115,16 +117,6 @@ def _screen_criterion(
     )
 
 
-def _screen_part(part: Part, kind: Kind, facts: Scope, scope: Scope) -> tuple[Outcome, PartResult]:
-    if not MEMOISE:
-        return _fresh_part(part, kind, scope)
-    key = facts.key(part.inputs, part.dated, scope.attestation)
-    found = part.memo.get(key)
-    if found is None:
-        found = keep(part.memo, key, _fresh_part(part, kind, scope), _MEMO_SIZE)
-    return found
-
-
 def _fresh_part(part: Part, kind: Kind, scope: Scope) -> tuple[Outcome, PartResult]:
     outcome = part.check.evaluate(scope)
     return outcome, _part(part, outcome, kind)
@@ -138,17 +130,28 @@ def facts_of(patient: Patient, max_age: Measure | None = None) -> Scope:
 
 
 def screen(
-    patient: Patient, rule_set: RuleSet, max_age: Measure | None = None, facts: Scope | None = None
+    patient: Patient,
+    rule_set: RuleSet,
+    max_age: Measure | None = None,
+    facts: Scope | None = None,
+    cache: ResultCache | None = None,
 ) -> TrialResult:
-    """Screen one patient against one trial. Pure: no I/O; the only state kept between
-    calls is the memory of earlier results (see screen_criterion), which returns the result
-    that would be computed.
+    """Screen one patient against one trial. Pure: no I/O. With a `cache`, results computed
+    for earlier patients with the same facts are reused: the very results that would be
+    computed (see screening._reuse); without one, every result is computed afresh.
 
     With `max_age`, a dated lab, marker or test older than that before the screening date
     counts as missing, so stale data never silently decides a screen.
     """
     base = facts if facts is not None else facts_of(patient, max_age)
-    results = tuple(screen_criterion(patient, rule_set.trial, c, base) for c in rule_set.criteria)
+    trial = rule_set.trial
+    if cache is None:
+        results = tuple(screen_criterion(patient, trial, c, base) for c in rule_set.criteria)
+    else:
+        results = tuple(
+            screen_criterion(patient, trial, c, base, cache, t)
+            for c, t in zip(rule_set.criteria, cache.trees(rule_set))
+        )
     return TrialResult(
         trial=rule_set.trial,
         product=rule_set.product,
@@ -212,8 +215,10 @@ def screen_patient(
     rule_sets: Iterable[RuleSet],
     max_age: Measure | None = None,
     known_trials: Iterable[str] = (),
+    cache: ResultCache | None = None,
 ) -> Screening:
-    """Screen one patient against several trials, in the order given."""
+    """Screen one patient against several trials, in the order given; `cache` as for screen
+    (a batch passes one per worker process)."""
     rule_sets = tuple(rule_sets)
     facts = facts_of(patient, max_age)
     warnings = [d.render("warning") for d in patient.warnings]
@@ -223,7 +228,7 @@ def screen_patient(
         file=patient.file,
         as_of=patient.as_of.isoformat(),
         as_of_source=patient.as_of_source,
-        trials=tuple(screen(patient, r, max_age, facts) for r in rule_sets),
+        trials=tuple(screen(patient, r, max_age, facts, cache) for r in rule_sets),
         warnings=tuple(warnings),
         sources=tuple(sorted(patient.sources.items())),
         rules_digest=rules_digest(tuple((r.trial, r.digest) for r in rule_sets)),
