@@ -48,6 +48,8 @@ UCUM = {
     "wk": "wk",
     "mo": "mo",
     "y": "a",
+    "kg/m2": "kg/m2",
+    "m2": "m2",
 }
 # Spellings that are not UCUM codes but name one of the units above, as lab reports and
 # nurses write them: the unit they mean.
@@ -90,7 +92,13 @@ LAY = {
     "years": "y",
     "yr": "y",
     "yrs": "y",
+    "kg/m²": "kg/m2",
+    "m²": "m2",
 }
+# A clearance normalised to a body-surface area of 1.73 m² is its own kind of unit here;
+# UCUM writes it mL/min/{1.73_m2}, whose annotation is dimensionless, and admits no
+# decimal factor, so it is checked against mL/min over 1.73 m² by UCUM's arithmetic.
+NORMALISED = ("ml/min/1.73m2", "ml/min/1.73m²", "ml/min/1.73m^2")
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +108,7 @@ def ureg():
 
 def test_every_accepted_spelling_is_ucum_or_a_listed_lay_spelling():
     # a new spelling must say which UCUM unit it is
-    assert set(u.SPELLINGS) == set(UCUM) | set(LAY)
+    assert set(u.SPELLINGS) == set(UCUM) | set(LAY) | set(NORMALISED)
     assert set(LAY.values()) <= set(UCUM)
 
 
@@ -130,3 +138,13 @@ def test_molar_and_mass_convert_through_the_molar_mass_as_ucum_does(ureg):
         ureg.from_ucum("umol/L")
     )
     assert u.factor("mg/dl", "umol/l", 113.12) == pytest.approx(theirs.magnitude, rel=1e-9)
+
+
+def test_a_normalised_clearance_is_ml_per_min_over_1_73_square_metres(ureg):
+    per_area = ureg.from_ucum("mL/min") / (1.73 * ureg.from_ucum("m2"))
+    base = per_area.to_base_units().magnitude
+    for spelling in NORMALISED:
+        # to SI base units (m/s), as the unit table holds every unit
+        assert u.table()[spelling][1] == pytest.approx(base, rel=1e-9), spelling
+        # and never the same kind as a plain mL/min
+        assert u.dimension_of(spelling) != u.dimension_of("ml/min")

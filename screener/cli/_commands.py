@@ -788,7 +788,10 @@ def validate(
                     from screener.core._vocabulary import BUILTIN
 
                     doc = load(Path(name), shown(name), RuleSetError)
-                    BUILTIN.extend(doc.data, doc.file, doc.diagnostic)  # checks it all
+                    from screener.reading._formulas import check as check_formulas
+
+                    # checks it all, the formulas of its derived values too
+                    check_formulas(BUILTIN.extend(doc.data, doc.file, doc.diagnostic))
                 else:
                     doc = load(Path(name), shown(name))
                     # A rule set names its trial and lists criteria; anything else is a patient.

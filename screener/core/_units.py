@@ -64,6 +64,17 @@ SPELLINGS: dict[str, tuple[str, str]] = {
     "lb": ("pound", "lb"),
     "lbs": ("pound", "lb"),
     "ml/min": ("milliliter / minute", "mL/min"),
+    # A clearance per 1.73 m² of body surface area (eGFR): its own dimension (a flow per
+    # area), so a plain mL/min never compares with it; only a formula through the BSA
+    # (reading/_formulas.py) turns one into the other.
+    "ml/min/1.73m2": ("milliliter / minute / (1.73 * meter ** 2)", "mL/min/1.73 m²"),
+    "ml/min/1.73m²": ("milliliter / minute / (1.73 * meter ** 2)", "mL/min/1.73 m²"),
+    "ml/min/1.73m^2": ("milliliter / minute / (1.73 * meter ** 2)", "mL/min/1.73 m²"),
+    # Body mass index and body surface area.
+    "kg/m2": ("kilogram / meter ** 2", "kg/m²"),
+    "kg/m²": ("kilogram / meter ** 2", "kg/m²"),
+    "m2": ("meter ** 2", "m²"),
+    "m²": ("meter ** 2", "m²"),
     # Cells per volume, as blood counts write them: 10⁹/L = 10³/µL = one per nanolitre.
     # (G/L, giga per litre in UCUM, is not accepted: folded to lower case it would read as
     # grams per litre, which a count field refuses as the wrong kind.)
@@ -173,6 +184,9 @@ COUNT = Kind("a cell count", ("10^9/l",), "150 ×10⁹/L")
 PRESSURE = Kind("a blood pressure", ("mmhg",), "120 mmHg")
 LENGTH = Kind("a length", ("cm",), "170 cm")
 INTERVAL = Kind("an ECG interval", ("ms",), "450 ms", only=("ms", "s"))
+NORMALISED_FLOW = Kind("a clearance per 1.73 m²", ("ml/min/1.73m2",), "90 mL/min/1.73 m²")
+BMI = Kind("a body mass index", ("kg/m2",), "22 kg/m²")
+AREA = Kind("a body surface area", ("m2",), "1.8 m²")
 # The unit kinds a vocabulary declaration names (`unit: concentration`).
 KINDS = {
     "concentration": CONCENTRATION,
@@ -186,6 +200,9 @@ KINDS = {
     "pressure": PRESSURE,
     "length": LENGTH,
     "interval": INTERVAL,
+    "normalised_flow": NORMALISED_FLOW,
+    "bmi": BMI,
+    "area": AREA,
 }
 
 _KIND_NAMES = {
@@ -199,6 +216,9 @@ _KIND_NAMES = {
     "10^9/l": "a cell count",
     "mmhg": "a pressure",
     "cm": "a length",
+    "ml/min/1.73m2": "a clearance per 1.73 m²",
+    "kg/m2": "a body mass index",
+    "m2": "an area",
 }
 
 
@@ -320,8 +340,10 @@ def _table_from_pint() -> dict[str, tuple[str, float]]:
     ureg = registry()
     found = {}
     for unit, (expression, _) in SPELLINGS.items():
-        base = ureg.Quantity(1.0, expression).to_base_units()
-        found[unit] = (str(ureg.Unit(expression).dimensionality), float(base.magnitude))
+        # Parsed as an expression, not a unit: mL/min/1.73 m² carries a number. Only these
+        # fixed expressions reach pint this way, at development time, never a file's text.
+        base = (1.0 * ureg.parse_expression(expression)).to_base_units()
+        found[unit] = (str(base.dimensionality), float(base.magnitude))
     mass = ureg.Quantity(1.0, _MOLAR_MASS_UNIT).to_base_units()
     found[_MOLAR_MASS_UNIT] = (str(mass.dimensionality), float(mass.magnitude))
     return found

@@ -572,6 +572,20 @@ class Observed:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A value computed from other fields (vocabulary.yaml `derived`), one declaration each:
+    its spec, the registered formula that computes it (reading/_formulas.py), the field each
+    of the formula's inputs is read from, and the measured field it stands in for when the
+    record lacks that (Cockcroft–Gault for a creatinine clearance)."""
+
+    path: str
+    spec: Spec
+    formula: str
+    inputs: tuple[tuple[str, str], ...]  # (role, field path), in declaration order
+    stands_in_for: str | None = None
+
+
+@dataclass(frozen=True)
 class _Origin:
     """Where something was declared: its file, and the path of its key in that file."""
 
@@ -603,7 +617,7 @@ class Vocabulary:
     # ----------------------------------------------------------------- built from data
 
     @cached_property
-    def _built(self) -> tuple[Record, dict[str, Spec]]:
+    def _built(self) -> tuple[Record, dict[str, Derived]]:
         return _Builder(self).build()
 
     @property
@@ -611,10 +625,20 @@ class Vocabulary:
         """The patient record: every field a file may hold."""
         return self._built[0]
 
-    @property
+    @cached_property
     def derived(self) -> dict[str, Spec]:
-        """Facts computed from others; a rule may name them like any field."""
+        """Facts computed from others, by path; a rule may name them like any field."""
+        return {path: d.spec for path, d in self._built[1].items()}
+
+    @property
+    def derivations(self) -> dict[str, Derived]:
+        """The derived values' declarations, by path (what reading._facts computes)."""
         return self._built[1]
+
+    @cached_property
+    def stand_ins(self) -> dict[str, Derived]:
+        """Measured field -> the derived value that stands in for it when it is absent."""
+        return {d.stands_in_for: d for d in self._built[1].values() if d.stands_in_for}
 
     @cached_property
     def observations(self) -> tuple[Observed, ...]:
@@ -703,6 +727,11 @@ def _walk(path: str, root: Spec) -> Spec | None:
 _DATE = Date("date")
 
 
+def _unit_kind(spec: Spec) -> Kind | None:
+    inner = spec.value if isinstance(spec, Lab) else spec
+    return inner.kind if isinstance(inner, Quantity) else None
+
+
 def field_names(spec: Spec) -> list[str]:
     """All dotted paths under a record, for did-you-mean hints on misspelt fields."""
     names: list[str] = []
@@ -731,15 +760,17 @@ class _Builder:
     def __init__(self, vocabulary: Vocabulary) -> None:
         self.vocabulary = vocabulary
         self.entries = vocabulary.entries
+        # A path whose declaration is found under another origin key ("derived:age").
+        self.origin_keys: dict[str, str] = {}
 
     def fail(
-        self, path: str, key: str | None, message: str, hint: str | None = None
+        self, path: str, key: str | DocPath | None, message: str, hint: str | None = None
     ) -> RuleSetError:
-        origin = self.vocabulary.origins[path]
-        at = origin.at + ((key,) if key else ())
+        origin = self.vocabulary.origins[self.origin_keys.get(path, path)]
+        at = origin.at + ((key,) if isinstance(key, str) else key or ())
         return RuleSetError(origin.locate(f"{path}: {message}", at, key=key is None, hint=hint))
 
-    def build(self) -> tuple[Record, dict[str, Spec]]:
+    def build(self) -> tuple[Record, dict[str, Derived]]:
         children: dict[str, dict[str, str]] = {"": {}}
         for path in self.entries:
             parent, key = parent_of(path)
@@ -755,11 +786,83 @@ class _Builder:
 
         top = {key: make(path) for key, path in children[""].items()}
         root = Record("patient", top, tuple(k for k in top if self.required("", k)))
-        derived: dict[str, Spec] = {}
-        for path, e in self.vocabulary.derived_entries.items():
-            like = specs[e["like"]]
-            derived[path] = replace(like, label=e["label"]) if "label" in e else like
-        return root, derived
+        return root, self.derivations(root, specs)
+
+    def derivations(self, root: Record, specs: dict[str, Spec]) -> dict[str, Derived]:
+        """The derived values: each one's spec (like a field's, or declared inline), and
+        its inputs and stand-in checked against the fields (the formula's roles are
+        checked by reading._formulas.check, where the formulas are)."""
+        entries = self.vocabulary.derived_entries
+        made: dict[str, Spec] = {}
+        for path, e in entries.items():
+            self.origin_keys[path] = f"derived:{path}"
+            if "like" in e:
+                # like a field, or a derived value declared before it (labs.egfr)
+                name = e["like"]
+                like = (specs.get(name) or made.get(name)) if isinstance(name, str) else None
+                if like is None:
+                    guess = nearest(str(name), [*specs, *made])
+                    raise self.fail(
+                        path,
+                        "like",
+                        f"like names a declared field, not {name!r}",
+                        f"did you mean {guess!r}?" if guess else None,
+                    )
+                made[path] = replace(like, label=e["label"]) if "label" in e else like
+            else:
+                made[path] = KINDS[e["kind"]].declared(self, path, e, {})
+
+        def spec_of(path: str) -> Spec | None:
+            return made.get(path) or (_walk(path, root) if "[" not in path else None)
+
+        found: dict[str, Derived] = {}
+        for path, e in entries.items():
+            inputs = tuple(e["inputs"].items())
+            for role, source in inputs:
+                if source == path and _walk(path, root) is None:
+                    raise self.fail(path, ("inputs", role), f"{path} is computed from itself")
+                if spec_of(source) is None:
+                    guess = nearest(source, [*field_names(root), *entries])
+                    raise self.fail(
+                        path,
+                        ("inputs", role),
+                        f"input {role}: unknown field {source!r}",
+                        f"did you mean {guess!r}?" if guess else None,
+                    )
+            stands = e.get("stands_in_for")
+            if stands is not None:
+                measured = _walk(stands, root) if stands not in entries else None
+                spec = made[path]
+                if measured is None:
+                    raise self.fail(
+                        path, "stands_in_for", f"stands_in_for names a field, not {stands!r}"
+                    )
+                if type(measured) is not type(spec) or _unit_kind(measured) != _unit_kind(spec):
+                    raise self.fail(
+                        path,
+                        "stands_in_for",
+                        f"{stands} is not of this value's kind and unit",
+                        f"declare it like: {stands}",
+                    )
+                other = next((d for d in found.values() if d.stands_in_for == stands), None)
+                if other is not None:
+                    raise self.fail(
+                        path, "stands_in_for", f"{other.path} already stands in for {stands}"
+                    )
+            found[path] = Derived(path, made[path], str(e["formula"]), inputs, stands)
+        for path in found:  # a value computed from itself, through others, is never had
+            seen, todo = {path}, [path]
+            while todo:
+                node = todo.pop()
+                for _, source in found[node].inputs:
+                    if source == node or source not in found:
+                        continue  # a field (age's input `age` is the age a file states)
+                    if source == path:
+                        raise self.fail(path, "inputs", f"{path} is computed from itself")
+                    if source not in seen:
+                        seen.add(source)
+                        todo.append(source)
+        return found
 
     def required(self, parent: str, key: str) -> bool:
         path = key if not parent else f"{parent}.{key}" if key not in ("[]",) else parent + key
@@ -881,12 +984,13 @@ class _Builder:
 class _Extension:
     """A rule author's vocabulary file, added to a vocabulary.
 
-    The file's sections: `fields` (new fields, declared as in vocabulary.yaml), `choices`
-    (values and synonyms added to a choice field), `units` (spellings of accepted units),
-    `drugs` (TKIs with their generation, brand names, medication classes), `tasks` and
-    `sources` (new names only)."""
+    The file's sections: `fields` (new fields, declared as in vocabulary.yaml), `derived`
+    (values computed by a registered formula from fields), `choices` (values and synonyms
+    added to a choice field), `units` (spellings of accepted units), `drugs` (TKIs with
+    their generation, brand names, medication classes), `tasks` and `sources` (new names
+    only)."""
 
-    SECTIONS = ("fields", "choices", "units", "drugs", "tasks", "sources")
+    SECTIONS = ("fields", "derived", "choices", "units", "drugs", "tasks", "sources")
 
     def __init__(self, base: Vocabulary, file: str, locate: Locate) -> None:
         self.base = base
@@ -952,7 +1056,9 @@ class _Extension:
             if not isinstance(path, str):
                 raise self.fail(at, f"a field path is text, not {path!r}", key=True)
             if path in entries or path in base.derived_entries:
-                raise self.conflict(at, f"field {path}", self.origins[path])
+                raise self.conflict(
+                    at, f"field {path}", self.origins.get(path) or self.origins[f"derived:{path}"]
+                )
             _check_path(path, entries, lambda m, h=None, a=at: self.fail(a, m, h, key=True))
             entries[path] = _check_entry(
                 raw,
@@ -974,6 +1080,23 @@ class _Extension:
                             key=True,
                         )
                     codes[(system, code)] = path
+        derived = dict(base.derived_entries)
+        for path, raw in (data.get("derived") or {}).items():
+            at = ("derived", path)
+            if not isinstance(path, str):
+                raise self.fail(at, f"a derived value's path is text, not {path!r}", key=True)
+            if path in entries or path in derived:
+                earlier = self.origins.get(path) or self.origins[f"derived:{path}"]
+                raise self.conflict(at, f"field {path}", earlier)
+            _check_path(path, entries, lambda m, h=None, a=at: self.fail(a, m, h, key=True))
+            derived[path] = _check_derived(
+                raw,
+                task_table,
+                lambda m, h=None, k=None, a=at: self.fail(
+                    a + ((k,) if k else ()), m, h, key=k is None
+                ),
+            )
+            self.origins[f"derived:{path}"] = self.origin(at)
         for path, raw in (data.get("choices") or {}).items():
             self.add_choices(entries, path, raw)
         aliases = dict(base.unit_aliases)
@@ -1041,7 +1164,7 @@ class _Extension:
             groups=base.groups,
             task_table=task_table,
             default_task=base.default_task,
-            derived_entries=base.derived_entries,
+            derived_entries=derived,
             unit_aliases=aliases,
             tki_generations=tki_generations,
             tki_names=tki_names,
@@ -1282,6 +1405,57 @@ def _check_entry(
     return dict(raw)
 
 
+_DERIVED_KEYS = frozenset(
+    {"like", "label", "doc", "example", "used_by", "formula", "inputs", "stands_in_for"}
+)
+_NOT_DERIVED = frozenset({"codes", "worse", "required", "task"})
+
+
+def _check_derived(
+    raw: Any, tasks: Mapping[str, Task], fail: Callable[..., RuleSetError]
+) -> dict[str, Any]:
+    """A derived value's declaration: like a field (`like: field`) or of a kind of its own
+    (`kind`, `unit`, … as for a field), with `formula`, `inputs` and maybe `stands_in_for`."""
+    if not isinstance(raw, dict):
+        raise fail("a derived value is declared as a mapping {formula: …, inputs: …, …}")
+    if ("like" in raw) == ("kind" in raw):
+        raise fail("a derived value is either like a field (like: …) or of a kind (kind: …)")
+    if "kind" in raw:
+        spec = {k: x for k, x in raw.items() if k not in _DERIVED_KEYS or k == "label"}
+        for key in sorted(_NOT_DERIVED & set(spec)):
+            raise fail(f"{key} is for a field a file writes, not a derived value", None, key)
+        _check_entry(spec, tasks, fail)
+    else:
+        for key in raw:
+            if key not in _DERIVED_KEYS:
+                guess = nearest(str(key), sorted(_DERIVED_KEYS))
+                raise fail(
+                    f"unknown key {key!r} for a derived value",
+                    f"did you mean {guess!r}?" if guess else None,
+                    key,
+                )
+    if not isinstance(raw.get("formula"), str) or not raw["formula"].strip():
+        raise fail(
+            "a derived value names the formula that computes it (reading/_formulas.py)",
+            None,
+            "formula" if "formula" in raw else None,
+        )
+    inputs = raw.get("inputs")
+    if (
+        not isinstance(inputs, dict)
+        or not inputs
+        or not all(isinstance(r, str) and isinstance(p, str) for r, p in inputs.items())
+    ):
+        raise fail(
+            "inputs are {role: field}: the field each of the formula's inputs is read from",
+            None,
+            "inputs" if "inputs" in raw else None,
+        )
+    if "stands_in_for" in raw and not isinstance(raw["stands_in_for"], str):
+        raise fail("stands_in_for names a field", None, "stands_in_for")
+    return dict(raw)
+
+
 # --------------------------------------------------------------------- the built-in one
 
 
@@ -1357,6 +1531,11 @@ def load_builtin() -> Vocabulary:
         origins[path] = _Origin(SHOWN_FILE, _builtin_locate, at)
     for name in tasks:
         origins[f"task:{name}"] = _Origin(SHOWN_FILE, _builtin_locate, ("tasks", name))
+    derived: dict[str, dict[str, Any]] = {}
+    for path, e in raw["derived"].items():
+        where: DocPath = ("derived", path)
+        derived[path] = _check_derived(e, tasks, fail_at(where))
+        origins[f"derived:{path}"] = _Origin(SHOWN_FILE, _builtin_locate, where)
     generations = {fold(d): int(g) for d, g in reference.values("tki_generations").items()}
     names = {fold(n): str(g) for n, g in reference.values("tki_names").items()}
     return Vocabulary(
@@ -1367,7 +1546,7 @@ def load_builtin() -> Vocabulary:
         groups=groups,
         task_table=tasks,
         default_task=raw["default_task"],
-        derived_entries=dict(raw["derived"]),
+        derived_entries=derived,
         unit_aliases={},
         tki_generations=generations,
         tki_names=names,

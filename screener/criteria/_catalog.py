@@ -65,6 +65,10 @@ def load_vocabulary(directory: str | Path | None = None) -> v.Vocabulary:
         if is_vocabulary_file(path):
             doc = load(path, shown(str(path)), RuleSetError)
             vocabulary = vocabulary.extend(doc.data, doc.file, doc.diagnostic)
+            # Its derived values must name registered formulas with inputs that fit them.
+            from screener.reading._formulas import check as check_formulas
+
+            check_formulas(vocabulary)
             # The FHIR code systems a declaration names must be ones the importer knows.
             from screener.reading._fhir import code_systems  # only with a vocabulary file
 

@@ -2,7 +2,9 @@
 
 A fact is either found (with its value, its field's spec and how to describe it) or
 missing, and then names what the nurse should collect. Derived facts (age on the
-screening date, Cockcroft–Gault creatinine clearance) say how they were computed.
+screening date, Cockcroft–Gault creatinine clearance, eGFR, …) are the vocabulary's
+`derived` declarations, computed by their registered formula (reading/_formulas.py) when a
+rule first reads them, and say how they were computed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from screener.core import _vocabulary as v
 from screener.core._memo import once
 from screener.core._model import LabValue, Patient
 from screener.core._units import Measure, shift
-from screener.reading._patient import age_on, completed_years
+from screener.reading._formulas import FORMULAS, Unknown
 
 
 @dataclass(frozen=True)
@@ -141,18 +143,23 @@ class Scope:
         the facts a tree names, which is not the tree reading them."""
         found = self.known.get(path)
         if found is None:
-            if path.endswith(".date") and path[:-5] in _DERIVED and not self.prefix:
-                found = self._date_of(path[:-5])
-            elif path in _DERIVED and not self.prefix:
-                found = (
-                    self._age()
-                    if path == "age"
-                    else self._clearance()
-                    if path == "labs.creatinine_clearance"
-                    else cockcroft_gault(self, v.DERIVED[path], path)
-                )
-            else:
+            if self.prefix:
                 found = self.lookup(path)
+            else:
+                vocabulary = self.patient.vocabulary or v.BUILTIN
+                derived, stands = vocabulary.derivations, vocabulary.stand_ins
+                if path.endswith(".date") and (path[:-5] in derived or path[:-5] in stands):
+                    found = self._date_of(path[:-5])
+                elif path in derived:
+                    d = derived[path]
+                    found = self._derive(d, path, d.spec)
+                elif path in stands:
+                    # A measured value wins; else the derived value stands in for it.
+                    found = self.lookup(path)
+                    if isinstance(found, Missing):
+                        found = self._derive(stands[path], path, _plan(self.spec, path)[0], True)
+                else:
+                    found = self.lookup(path)
             self.known[path] = found
         return found
 
@@ -219,43 +226,77 @@ class Scope:
             return Missing((path + ".date",))
         return Fact(fact.date, _DATE, path + ".date")
 
-    def _age(self) -> Fact | Missing:
-        spec = v.DERIVED["age"]
-        birth = self.data.get("birth_date")
-        if birth is not None:
-            years = age_on(birth, self.patient.as_of)
-            return Fact(
-                Measure(years, "years", f"{years} years"),
-                spec,
-                "age",
-                f"born {birth}, on {self.patient.as_of}",
-            )
-        stated = self.data.get("age")
-        if stated is not None:
-            years = completed_years(stated)
-            if stated.display_unit == "years" and units.compare(stated.magnitude, years) == 0:
-                return Fact(stated, spec, "age", "as stated")
-            # 65.5 years is 65 completed years for every criterion, as a birth date gives it.
-            return Fact(
-                Measure(years, "years", f"{years} years"),
-                spec,
-                "age",
-                f"completed years of the stated {stated.written}",
-            )
-        return Missing(("birth_date",), "birth date (or age) not recorded")
+    def _derive(
+        self, d: v.Derived, path: str, spec: v.Spec, standing_in: bool = False
+    ) -> Fact | Missing:
+        """A derived value by its formula, from its inputs as this scope reads them.
 
-    def _clearance(self) -> Fact | Missing:
-        spec = v.resolve("labs.creatinine_clearance")
-        assert spec is not None
-        measured = self.lookup("labs.creatinine_clearance")
-        if isinstance(measured, Fact):
-            return measured
-        return cockcroft_gault(self, spec)
+        Dated by its oldest dated input; an input lab without a date leaves its date
+        unknown (`undated`). Standing in for a measured field the record lacks, it takes
+        that field's spec and path, and a gap says the measured value is missing too."""
+        formula = FORMULAS[d.formula]
+        given: dict[str, Any] = {}
+        gaps: list[str] = []
+        dates: list[dt.date] = []
+        undated: list[str] = []
+        flags: list[str] = []  # implausible inputs, said with the value
+        explained: list[str] = []
+        for role, source in d.inputs:
+            # Its own path is the field a file writes (age's stated age); others are facts,
+            # derived ones included.
+            fact = self.lookup(source) if source == d.path else self.fact(source)
+            want = formula.roles[role]
+            if isinstance(fact, Missing):
+                if want.one_of:
+                    given[role] = None
+                else:
+                    gaps.extend(fact.fields)
+                continue
+            value = fact.value
+            if isinstance(value, LabValue):
+                if value.implausible:
+                    flags.append(value.implausible)
+                value = value.value
+            if want.unit:
+                inner = fact.spec.value if isinstance(fact.spec, v.Lab) else fact.spec
+                analyte = inner.analyte if isinstance(inner, v.Quantity) else None
+                given[role] = units.convert(value, want.unit, analyte)
+            else:
+                given[role] = value
+            if fact.date is not None:
+                dates.append(fact.date)
+            elif fact.undated:
+                undated.extend(fact.undated)
+            elif isinstance(fact.value, LabValue):
+                undated.append(source + ".date")
+            if want.explained:
+                explained.append(f"{fact.spec.label}: {fact.note or 'as recorded'}")
+        if gaps:
+            if standing_in:
+                return Missing(
+                    (path, *gaps),
+                    f"no measured {spec.label}, and {formula.estimate} needs " + ", ".join(gaps),
+                )
+            return Missing(tuple(gaps), f"{formula.estimate} needs " + ", ".join(gaps))
+        if formula.as_of:
+            given["as_of"] = self.patient.as_of
+        result = formula.compute(**given)
+        if isinstance(result, Unknown):
+            roles = dict(d.inputs)
+            return Missing(tuple(roles[r] for r in result.roles) or (path,), result.why)
+        note = "; ".join([result.note, *explained]) + "".join(f" ({f})" for f in flags)
+        if isinstance(result.value, Measure):
+            measure = result.value
+        else:
+            text = f"{units.fmt(result.value)} {units.SPELLINGS[formula.unit][1]}"
+            measure = Measure(result.value, formula.unit, text)
+        if not isinstance(spec, v.Lab):
+            return Fact(measure, spec, path, note)
+        taken = None if undated or not dates else min(dates)
+        estimated = LabValue(measure, None, taken, measure.written)
+        return Fact(estimated, spec, path, note, taken, tuple(dict.fromkeys(undated)))
 
 
-# Facts computed from others: age; creatinine clearance as measured, else estimated; and
-# the Cockcroft–Gault estimate alone, for criteria that ask for it by name.
-_DERIVED = frozenset(("age", "labs.creatinine_clearance", "labs.cockcroft_gault"))
 _DATE = v.Date("date")
 _PLANS: dict[tuple[int, str], tuple[v.Record, v.Spec, tuple[str, ...]]] = {}
 
@@ -268,58 +309,6 @@ def _plan(root: v.Record, path: str) -> tuple[v.Spec, tuple[str, ...]]:
         assert spec is not None, f"rule loader let through unknown field {path}"
         found = _PLANS[(id(root), path)] = (root, spec, tuple(path.split(".")))
     return found[1], found[2]
-
-
-def cockcroft_gault(
-    scope: Scope, spec: v.Spec, path: str = "labs.creatinine_clearance"
-) -> Fact | Missing:
-    """(140 − age) × weight[kg] / (72 × creatinine[mg/dL]), × 0.85 for women, in mL/min.
-
-    As `labs.creatinine_clearance` it stands in for a measured clearance the record lacks;
-    as `labs.cockcroft_gault` it is the estimate whatever was measured."""
-    age = scope.fact("age")
-    weight = scope.lookup("weight")
-    sex = scope.lookup("sex")
-    creatinine = scope.lookup("labs.creatinine")
-    gaps = [
-        f
-        for fact in (age, weight, sex, creatinine)
-        if isinstance(fact, Missing)
-        for f in fact.fields
-    ]
-    if gaps:
-        if path != "labs.creatinine_clearance":
-            return Missing(tuple(gaps), "a Cockcroft–Gault estimate needs " + ", ".join(gaps))
-        return Missing(
-            ("labs.creatinine_clearance", *gaps),
-            "no measured creatinine clearance, and a Cockcroft–Gault estimate needs "
-            + ", ".join(gaps),
-        )
-    assert (
-        isinstance(age, Fact)
-        and isinstance(weight, Fact)
-        and isinstance(sex, Fact)
-        and isinstance(creatinine, Fact)
-    )
-    years = units.convert(age.value, "years")
-    kg = units.convert(weight.value, "kg")
-    scr = units.convert(creatinine.value.value, "mg/dl", units.CREATININE)
-    if scr <= 0:
-        return Missing(("labs.creatinine",), "creatinine of zero cannot give an estimate")
-    estimate = (140 - years) * kg / (72 * scr) * (0.85 if sex.value == "female" else 1.0)
-    estimate = max(estimate, 0.0)
-    note = (
-        f"Cockcroft–Gault estimate: age {units.fmt(years)}, {units.fmt(kg)} kg, "
-        f"{sex.value}, creatinine {units.fmt(scr)} mg/dL"
-    )
-    if creatinine.value.implausible:  # an estimate from an implausible creatinine is too
-        note += f" ({creatinine.value.implausible})"
-    text = f"{units.fmt(estimate)} mL/min"
-    # Dated as its creatinine (weight, sex and age carry no result date).
-    taken = creatinine.value.date
-    estimated = LabValue(Measure(estimate, "ml/min", text), None, taken, text)
-    undated = () if taken is not None else ("labs.creatinine.date",)
-    return Fact(estimated, spec, path, note, taken, undated)
 
 
 def _short(measure: Measure) -> str:

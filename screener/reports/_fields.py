@@ -14,6 +14,7 @@ from typing import Any
 
 from screener.core import _units as units
 from screener.core import _vocabulary as v
+from screener.reading._formulas import FORMULAS
 
 BEGIN = "<!-- BEGIN field reference (generated: python tools/vocabulary.py; do not edit) -->"
 END = "<!-- END field reference -->"
@@ -80,6 +81,24 @@ def field_table(vocabulary: v.Vocabulary) -> str:
     return "\n".join(rows)
 
 
+def derived_table(vocabulary: v.Vocabulary) -> str:
+    """Each derived value: its unit, the formula that computes it with its equation and
+    source, the field each input is read from, and the measured field it stands in for."""
+    rows = [
+        "| derived value | unit | formula | inputs | stands in for |",
+        "|---|---|---|---|---|",
+    ]
+    for path, d in vocabulary.derivations.items():
+        formula = FORMULAS[d.formula]
+        inputs = ", ".join(f"{role}: `{source}`" for role, source in d.inputs)
+        rows.append(
+            f"| `{path}` ({_cell(d.spec.label)}) | {units.SPELLINGS[formula.unit][1]} | "
+            f"`{d.formula}`: {_cell(formula.equation)} ({_cell(formula.source)}) | {inputs} | "
+            f"{'`' + d.stands_in_for + '`' if d.stands_in_for else '—'} |"
+        )
+    return "\n".join(rows)
+
+
 def lab_table(vocabulary: v.Vocabulary) -> str:
     """Each lab's units, plausible ranges, default ULN and the codes the importer reads."""
     rows = [
@@ -123,6 +142,15 @@ def reference(vocabulary: v.Vocabulary = v.BUILTIN) -> str:
             "### Fields",
             "",
             field_table(vocabulary),
+            "",
+            "### Derived values",
+            "",
+            "Computed from other fields by a registered formula (screener/reading/_formulas.py) "
+            "when a rule reads them, never written in a file. A derived lab is dated by its "
+            "oldest dated input, so a freshness window applies to it. One that stands in for a "
+            "measured field fills that field when the record lacks it, and says so in its note.",
+            "",
+            derived_table(vocabulary),
             "",
             "### Labs",
             "",

@@ -105,6 +105,8 @@ def build(
             if c.status is Status.UNKNOWN:
                 unknown.append((who, c))
                 for field in c.missing:
+                    if _uncollectable(field, vocab):
+                        continue
                     fields.setdefault(field, {})[who] = None
                     for list_field, types in (asks or {}).get((t.trial, c.id), {}).items():
                         if field == list_field:
@@ -145,6 +147,13 @@ def build(
         everywhere=len(skipped) == len(record.trials) > 1,
         pending=frozenset(pending),
     )
+
+
+def _uncollectable(field: str, vocabulary: v.Vocabulary) -> bool:
+    """A derived value (or its date) that no file can hold: named as missing when its
+    formula does not apply (an adult's equation for a child), it is nothing to collect."""
+    base = field.removesuffix(".date")
+    return base in vocabulary.derivations and base not in vocabulary.entries
 
 
 def _described(field: str, types: set[str] | None, vocabulary: v.Vocabulary) -> str:

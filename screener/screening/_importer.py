@@ -26,19 +26,12 @@ from screener.core._errors import Diagnostic, PatientError
 from screener.criteria._catalog import load_rule_sets, vocabulary_of
 from screener.criteria._rules import RuleSet
 from screener.reading._fhir import Extract, clean, patient_from_extract, read_bundle
+from screener.reading._formulas import FORMULAS
 
 _PLAIN = re.compile(r"^[A-Za-z0-9µ_][A-Za-z0-9µ_ .%/+\-()]*$")
 # What json.dumps leaves raw but YAML refuses in its text (DEL, C1 controls, non-characters)
 # or reads as a line break even inside quotes (NEL, the Unicode line and paragraph separators).
 _UNSAFE_IN_YAML = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
-# Facts the engine computes when they are not given: what each needs instead.
-_DERIVED = {
-    "age": (("birth_date",), ("age",)),
-    "labs.creatinine_clearance": (
-        ("labs.creatinine_clearance",),
-        ("weight", "sex", "labs.creatinine", "birth_date|age"),
-    ),
-}
 
 
 # ------------------------------------------------------------------ what the trials read
@@ -99,26 +92,59 @@ def _has(record: dict[str, Any], path: str) -> bool:
     return True
 
 
-def _given(record: dict[str, Any], path: str) -> bool:
-    """Whether the record answers a field, directly or through what it is computed from."""
-    if path in _DERIVED:
-        direct, inputs = _DERIVED[path]
-        return any(_has(record, p) for p in direct) or all(
-            any(_has(record, alt) for alt in need.split("|")) for need in inputs
-        )
-    return _has(record, path)
+def _given(record: dict[str, Any], path: str, vocabulary: v.Vocabulary) -> bool:
+    """Whether the record answers a field, directly or through what it is computed from
+    (the vocabulary's derived values: age from a birth date, a creatinine clearance by
+    Cockcroft–Gault, …)."""
+    derived = vocabulary.derivations.get(path)
+    if derived is not None:
+        return not _to_collect(record, derived, vocabulary)
+    stand_in = vocabulary.stand_ins.get(path)
+    return _has(record, path) or (
+        stand_in is not None and not _to_collect(record, stand_in, vocabulary)
+    )
 
 
-def missing_fields(record: dict[str, Any], needed: dict[str, list[str]]) -> dict[str, list[str]]:
-    """The needed top-level and nested fields (not list-item fields) the record lacks."""
+def _to_collect(record: dict[str, Any], d: v.Derived, vocabulary: v.Vocabulary) -> list[str]:
+    """The fields to collect so that a derived value can be computed (none: it can): its
+    inputs the record lacks, those of derived inputs in turn, and of alternatives (a birth
+    date, or else a stated age) the first."""
+    roles = FORMULAS[d.formula].roles
+    wanted: list[str] = []
+    alternatives: dict[str, list[str] | None] = {}  # group -> the first one's gaps, or None
+    for role, source in d.inputs:
+        if source == d.path:  # the field a file writes (age's stated age)
+            lacks = [] if _has(record, source) else [source]
+        elif source not in vocabulary.derivations:
+            lacks = [] if _given(record, source, vocabulary) else [source]
+        else:
+            lacks = _to_collect(record, vocabulary.derivations[source], vocabulary)
+        group = roles[role].one_of
+        if not group:
+            wanted += lacks
+        elif not lacks:
+            alternatives[group] = None  # one alternative is given
+        else:
+            alternatives.setdefault(group, lacks)
+    for first in alternatives.values():
+        wanted += first or []
+    return list(dict.fromkeys(wanted))
+
+
+def missing_fields(
+    record: dict[str, Any], needed: dict[str, list[str]], vocabulary: v.Vocabulary | None = None
+) -> dict[str, list[str]]:
+    """The needed top-level and nested fields (not list-item fields) the record lacks; for
+    a derived value, what it is computed from (age: the birth date)."""
+    vocab = v.chosen(vocabulary)
     out: dict[str, list[str]] = {}
     for path, refs in needed.items():
-        if "[]" in path or _given(record, path):
+        if "[]" in path or _given(record, path, vocab):
             continue
-        if path == "age":
-            path = "birth_date"  # the engine computes age from it
-        out.setdefault(path, [])
-        out[path].extend(r for r in refs if r not in out[path])
+        derived = vocab.derivations.get(path)
+        for field in [path] if derived is None else _to_collect(record, derived, vocab):
+            out.setdefault(field, [])
+            out[field].extend(r for r in refs if r not in out[field])
     return out
 
 
@@ -192,7 +218,7 @@ def _age(day: dt.date, on: dt.date) -> str:
 class _Writer:
     def __init__(self, extract: Extract, needed: dict[str, list[str]]) -> None:
         self.ex = extract
-        self.missing = missing_fields(extract.record, needed)
+        self.missing = missing_fields(extract.record, needed, extract.vocabulary)
         self.items = item_fields(needed)
         self.lines: list[str] = []
 
