@@ -26,6 +26,7 @@ from screener.core._errors import PatientError
 from screener.core._model import Status, Verdict
 from screener.criteria import _catalog as catalog
 from screener.reading import _fhir as fhir
+from screener.reading import _fhir_mapping as fhir_mapping
 from screener.reading._patient import from_mapping, parse_patient
 from screener.screening import _engine as engine
 from screener.screening import _importer as importer
@@ -1490,7 +1491,7 @@ def test_the_mapping_table_is_checked_when_read(tmp_path, monkeypatch):
     bad["conditions"]["SNOMED"]["84757009"]["type"] = "cns_disordr"
     path = tmp_path / "mapping.yaml"
     path.write_text(yaml.safe_dump(bad), encoding="utf-8")
-    monkeypatch.setattr(fhir, "MAPPING_FILE", path)
+    monkeypatch.setattr(fhir_mapping, "MAPPING_FILE", path)  # where the loader reads it
     fhir.mapping.cache_clear()
     try:
         with pytest.raises(ValueError, match="unknown condition type 'cns_disordr'"):
