@@ -2,9 +2,10 @@
 
 A Bundle (transaction, collection, searchset, batch or document) is read with plain `json`;
 its one Patient and the Observations, Conditions, MedicationRequests/-Statements,
-Procedures and Immunizations that refer to it become a record in the patient-file format,
-which `patient.from_mapping` then checks exactly as it checks a YAML file. Which code
-means which field is data (screener/data/fhir_mapping.yaml, documented in docs/fhir.md).
+Procedures, Immunizations and AllergyIntolerances that refer to it become a record in the
+patient-file format, which `patient.from_mapping` then checks exactly as it checks a YAML
+file. Which code means which field is data (screener/data/fhir_mapping.yaml, documented in
+docs/fhir.md).
 
 Rules, in one place:
 
@@ -72,6 +73,7 @@ CLINICAL = (
     "MedicationStatement",
     "Procedure",
     "Immunization",
+    "AllergyIntolerance",
 )
 STALE_DAYS = 90  # a warning says so when every dated value is older than this
 
@@ -145,6 +147,8 @@ def extract_bundle(
         resources.procedures(by_type["Procedure"])
     if "Immunization" in by_type:
         resources.vaccinations(by_type["Immunization"])
+    if "AllergyIntolerance" in by_type:
+        resources.allergies(by_type["AllergyIntolerance"])
     if reading.later:
         reading.warn(
             f"{reading.later} mapped result(s) dated after {on} were ignored",

@@ -29,6 +29,7 @@ _DATETIME = re.compile(
     r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
     r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
+_BY_PATIENT = ("Immunization", "AllergyIntolerance")
 HINT_EXPORT = "export the patient as a FHIR R4 Bundle (JSON), e.g. with Patient/$everything"
 
 
@@ -386,7 +387,8 @@ def about_patient(
     reading: Reading, resource: dict[str, Any], index: int, idx: Index, patient: dict[str, Any]
 ) -> bool:
     """Whether the resource is about the bundle's patient, so its data may be used."""
-    key = "patient" if resource["resourceType"] == "Immunization" else "subject"
+    # Immunization and AllergyIntolerance name their patient `patient`, the rest `subject`
+    key = "patient" if resource["resourceType"] in _BY_PATIENT else "subject"
     ref = resource.get(key)
     if ref is None:
         return True  # no subject at all: in a one-patient bundle it is about that patient

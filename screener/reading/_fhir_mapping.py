@@ -150,6 +150,8 @@ def mapping(vocabulary: v.Vocabulary | None = None) -> Mapping:
         "vaccines": {"live"},
         "medication_codes": {"class"},
         "route_codes": {"route"},
+        "allergy_substances": {"biological"},
+        "no_known_allergy": set(),
     }
     tables = {name: coded(raw[name], allowed) for name, allowed in keys.items()}
     conditions = vocabulary.resolve("conditions")

@@ -1,6 +1,6 @@
 """One reader per kind of resource besides Observations: the Patient (id, birth date, sex,
 a recorded death) and the lists of things (conditions, medications, procedures,
-vaccinations).
+vaccinations, allergies).
 
 A list is given only when the bundle holds resources of its kind, so an absent list stays
 unknown; codes the mapping does not know are left out and counted in a warning. Each item's
@@ -322,6 +322,66 @@ class Resources:
             items.append(item)
         self.reading.record["vaccinations"] = items
 
+    def allergies(self, found: list[tuple[int, dict[str, Any]]]) -> None:
+        """`allergies` from AllergyIntolerance: the substance, `biological` for the substances
+        the mapping lists, `severe` when the record says so either way. A "no known allergy"
+        record is no item: with no allergy beside it, the list is empty."""
+        items: list[dict[str, Any]] = []
+        none_known: list[str] = []
+        intolerances: list[str] = []
+        for index, res in found:
+            if _code_of(res.get("verificationStatus")) in ("refuted", "entered-in-error"):
+                continue
+            when = _first_when(res, "onsetDateTime", "onsetPeriod") or When.parse(
+                res.get("recordedDate")
+            )
+            if when is not None and when.date > self.reading.on:
+                continue
+            concept = res.get("code")
+            where = resource_name(res, index)
+            if self.map.find("no_known_allergy", concept):
+                none_known.append(where)
+                continue
+            if res.get("type") == "intolerance":
+                # Not immune-mediated (FHIR: "judged to be not allergic or allergy-like"):
+                # a trial's allergy criteria do not ask about it.
+                intolerances.append(f"{where} ({concept_name(concept) or 'no substance'})")
+                continue
+            match = self.map.find("allergy_substances", concept)
+            name = concept_name(concept, match[1] if match else None)
+            item: dict[str, Any] = {}
+            if name:
+                item["substance"] = name
+            else:
+                self.reading.warn(
+                    f"{where}: allergy with no substance (no code or text); kept without one",
+                    "add the substance by hand",
+                )
+            if match is not None:
+                item["biological"] = bool(match[0].data["biological"])
+            severe = _severe(res)
+            if severe is not None:
+                item["severe"] = severe
+            label = f" ({match[0].label()})" if match else ""
+            day = when.date.isoformat() if when else "no date"
+            self.reading.sources[f"allergies[{len(items)}]"] = f"{where}{label}, {day}"
+            items.append(item)
+        if intolerances:
+            self.reading.warn(
+                f"{len(intolerances)} intolerance(s), not allergies, were left out of "
+                f"allergies: {'; '.join(intolerances[:12])}",
+                "add any that is an allergy by hand",
+            )
+        if none_known and items:
+            self.reading.warn(
+                f"{', '.join(none_known)} records no known allergy, but the bundle also "
+                f"lists {len(items)} allerg{'y' if len(items) == 1 else 'ies'}; those are used",
+                "check the allergy list",
+            )
+        # Called only when the bundle holds AllergyIntolerance resources: as for conditions,
+        # they make the list known (refuted ones included), and no resource leaves it unknown.
+        self.reading.record["allergies"] = items
+
 
 def _code_of(concept: Any) -> str | None:
     for coding in codings(concept):
@@ -350,4 +410,16 @@ def _bounds(res: dict[str, Any]) -> dict[str, Any] | None:
         bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
         if isinstance(bounds, dict):
             return bounds
+    return None
+
+
+def _severe(res: dict[str, Any]) -> bool | None:
+    """True for criticality high or a severe reaction; False for criticality low with no
+    severe reaction; else unknown (None): a reaction's mild or moderate alone says nothing
+    of the risk of the next."""
+    reactions = [r for r in as_list(res.get("reaction")) if isinstance(r, dict)]
+    if res.get("criticality") == "high" or any(r.get("severity") == "severe" for r in reactions):
+        return True
+    if res.get("criticality") == "low":
+        return False
     return None
