@@ -7,8 +7,11 @@ another day, with every date moved by the same random span, quantities scaled by
 factor and creatinine written in umol/L for a share of patients. Per patient it keeps the
 Patient, its Conditions, and a sample of the rest that screening reads (12 Observations,
 3 MedicationRequests, 2 Procedures, 2 Immunizations), plus 2 Encounters and 2 Claims that
-screening must skip. Each type is spread over `--files` files (`Observation.000.ndjson`, …)
-and the lines of all patients are shuffled together, as a server writes them; a manifest
+screening must skip. The samples hold no AllergyIntolerance: about one patient in six is
+given one (a penicillin, peanut or codeine allergy, or "no known allergy"), drawn from the
+patient's id so the other resources are those of an export without them. Each type is
+spread over `--files` files (`Observation.000.ndjson`, …) and the lines of all patients are
+shuffled together, as a server writes them; a manifest
 lists the files. Prints the export's size on disk.
 """
 
@@ -46,6 +49,16 @@ DATE_KEYS = (
     "created",
 )
 CREATININE = {"2160-0", "38483-4"}
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SNOMED = "http://snomed.info/sct"
+ALLERGY_SHARE = 1 / 6  # of patients with an AllergyIntolerance
+ALLERGIES = (  # code system, code, display, criticality
+    (RXNORM, "70618", "Penicillin", "high"),
+    (RXNORM, "70618", "Penicillin", "low"),
+    (SNOMED, "91935009", "Allergy to peanuts", "high"),
+    (RXNORM, "2670", "Codeine", "low"),
+    (SNOMED, "716186003", "No known allergy", None),
+)
 # Lines held in memory before they are shuffled into the files: a window, not the export.
 WINDOW = 20_000
 
@@ -130,7 +143,28 @@ def patient(
             _shift(resource, days)
             _vary(resource, scale, molar)
             out.append(resource)
+    out += _allergies(pid)
     return out
+
+
+def _allergies(pid: str) -> list[dict[str, Any]]:
+    """The patient's AllergyIntolerance, if any; drawn from its id, not from the export's
+    random stream, so adding allergies left every other resource as it was."""
+    rng = random.Random(pid)
+    if rng.random() >= ALLERGY_SHARE:
+        return []
+    system, code, display, criticality = rng.choice(ALLERGIES)
+    resource: dict[str, Any] = {
+        "resourceType": "AllergyIntolerance",
+        "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "clinicalStatus": {"coding": [{"code": "active"}]},
+        "code": {"coding": [{"system": system, "code": code, "display": display}]},
+        "patient": {"reference": f"Patient/{pid}"},
+        "recordedDate": "2019-03-15",
+    }
+    if criticality is not None:
+        resource["criticality"] = criticality
+    return [resource]
 
 
 def write_export(folder: Path, n: int, seed: int = 1, files: int = 4) -> int:
@@ -138,7 +172,7 @@ def write_export(folder: Path, n: int, seed: int = 1, files: int = 4) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     templates = _templates()
-    kinds = ["Patient", "Condition", *KEEP]
+    kinds = ["Patient", "Condition", *KEEP, "AllergyIntolerance"]
     streams = {
         (k, i): (folder / f"{k}.{i:03d}.ndjson").open("w", encoding="utf-8")
         for k in kinds

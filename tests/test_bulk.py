@@ -111,6 +111,43 @@ def test_each_sample_bundle_screens_the_same_from_a_bulk_export(tmp_path):
     assert sum('"error"' in line for line in lines) == 2
 
 
+def test_allergies_read_the_same_from_a_bulk_export(tmp_path):
+    """AllergyIntolerance lines (their patient under `patient`) join the patient as in its
+    bundle: NCT04546906's serious-allergy exclusion applies from either."""
+    data = json.loads(BUNDLES[-1].read_text(encoding="utf-8"))  # Tom Goodwin, alive
+    pid = next(
+        e["resource"]["id"] for e in data["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    for n, (code, criticality) in enumerate([("70618", "high"), ("2670", "low")]):
+        allergy = {
+            "resourceType": "AllergyIntolerance",
+            "id": f"alg-{n}",
+            "patient": {"reference": f"urn:uuid:{pid}"},
+            "code": {
+                "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code}]
+            },
+            "criticality": criticality,
+            "recordedDate": "2019-03-15",
+        }
+        data["entry"].append({"fullUrl": f"urn:uuid:alg-{n}", "resource": allergy})
+    bundle = tmp_path / "Tom_Goodwin.json"
+    bundle.write_text(json.dumps(data), encoding="utf-8")
+    make_export(tmp_path / "export", [bundle])
+    assert sorted(p.name for p in (tmp_path / "export").glob("AllergyIntolerance.*")) == [
+        "AllergyIntolerance.000.ndjson",
+        "AllergyIntolerance.001.ndjson",
+    ]
+    (line,) = screened(tmp_path / "export")
+    expected = jsonl_line(screen_file(str(bundle), RULE_SETS, AS_OF)).decode()
+    shown = json.loads(line)["file"]
+    assert line.replace(shown, "FILE") == expected.replace(str(bundle), "FILE")
+    record = json.loads(line)
+    assert set(record["sources"]) >= {"allergies[0]", "allergies[1]"}
+    (trial,) = [t for t in record["trials"] if t["trial"] == "NCT04546906"]
+    (e8,) = [c for c in trial["criteria"] if c["id"] == "E8"]
+    assert e8["status"] == "fail"
+
+
 @pytest.mark.slow
 def test_output_is_the_same_bytes_with_worker_processes(tmp_path):
     make_export(tmp_path / "export")

@@ -26,6 +26,7 @@ from screener.core._errors import PatientError
 from screener.core._model import Status, Verdict
 from screener.criteria import _catalog as catalog
 from screener.reading import _fhir as fhir
+from screener.reading import _fhir_mapping as fhir_mapping
 from screener.reading._patient import from_mapping, parse_patient
 from screener.screening import _engine as engine
 from screener.screening import _importer as importer
@@ -615,7 +616,15 @@ def test_no_code_is_mapped_twice_and_every_code_is_quoted():
                 assert (system, code) not in seen, code
                 seen.add((system, code))
     assert len(seen) == len(fhir.mapping().observations)
-    for section in ("conditions", "procedures", "vaccines", "medication_codes", "results"):
+    for section in (
+        "conditions",
+        "procedures",
+        "vaccines",
+        "medication_codes",
+        "results",
+        "allergy_substances",
+        "no_known_allergy",
+    ):
         for codes in raw[section].values():
             assert all(isinstance(code, str) for code in codes)
 
@@ -633,6 +642,8 @@ def test_docs_list_every_mapped_code():
         "ecog_answers",
         "severity",
         "route_codes",
+        "allergy_substances",
+        "no_known_allergy",
     ):
         codes += [c.code for c in m.tables[table].values()]
     codes += [c for c in m.ucum_units if c] + [c for c in m.non_ucum_units if c]
@@ -889,6 +900,159 @@ def test_an_unknown_vaccine_is_kept_with_live_unknown(tmp_path):
     ]
     patient = fhir.patient_from_extract(ex, today=TODAY)
     assert criterion(patient, "NCT06559644", "E15").status is Status.FAIL
+
+
+# ------------------------------------------------------------------------------ allergies
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def allergy(concept: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "AllergyIntolerance",
+        "id": f"alg-{next(_ids)}",
+        "patient": {"reference": "urn:uuid:pt-1"},
+        "recordedDate": "2019-03-15",
+        **extra,
+    }
+    if concept is not None:
+        resource["code"] = concept
+    return resource
+
+
+def verification(code: str) -> dict[str, Any]:
+    system = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+    return {"coding": [{"system": system, "code": code}]}
+
+
+PENICILLIN = coded(RXNORM, "70618", "Penicillin")
+
+
+def test_a_severe_penicillin_allergy_is_a_serious_biological_allergy(tmp_path):
+    ex = read(tmp_path, allergy(PENICILLIN, criticality="high"))
+    assert ex.record["allergies"] == [
+        {"substance": "Penicillin", "biological": True, "severe": True}
+    ]
+    assert ex.sources["allergies[0]"].endswith(" (RxNorm 70618), 2019-03-15")
+    patient = fhir.patient_from_extract(ex, today=TODAY)
+    assert criterion(patient, "NCT04546906", "E8").status is Status.FAIL  # excluded
+
+
+def test_a_refuted_allergy_is_no_allergy(tmp_path):
+    refuted = allergy(PENICILLIN, criticality="high", verificationStatus=verification("refuted"))
+    wrong = allergy(PENICILLIN, verificationStatus=verification("entered-in-error"))
+    ex = read(tmp_path, refuted, wrong)
+    assert ex.record["allergies"] == []
+    patient = fhir.patient_from_extract(ex, today=TODAY)
+    assert criterion(patient, "NCT04546906", "E8").status is Status.PASS
+
+
+def test_no_allergy_resource_leaves_allergies_unknown(tmp_path):
+    ex = read(tmp_path, obs("29463-7", 70, "kg"))
+    assert "allergies" not in ex.record
+    patient = fhir.patient_from_extract(ex, today=TODAY)
+    assert criterion(patient, "NCT04546906", "E8").status is Status.UNKNOWN
+
+
+@pytest.mark.parametrize("code", ["716186003", "409137002"])
+def test_no_known_allergy_is_the_empty_list(tmp_path, code):
+    ex = read(tmp_path, allergy(coded(SNOMED, code, "No known allergy")))
+    assert ex.record["allergies"] == []
+    assert not ex.warnings
+    patient = fhir.patient_from_extract(ex, today=TODAY)
+    assert criterion(patient, "NCT04546906", "E8").status is Status.PASS
+
+
+def test_no_known_allergy_beside_an_allergy_keeps_the_allergy_and_says_so(tmp_path):
+    ex = read(
+        tmp_path,
+        allergy(coded(SNOMED, "716186003", "No known allergy"), id="nka"),
+        allergy({"text": "Peanut"}, criticality="low"),
+    )
+    assert ex.record["allergies"] == [{"substance": "Peanut", "severe": False}]
+    assert "AllergyIntolerance/nka records no known allergy" in messages(ex.warnings)
+
+
+@pytest.mark.parametrize(
+    "criticality,reactions,severe",
+    [
+        ("high", [], True),
+        ("low", [], False),
+        ("low", ["mild", "moderate"], False),
+        ("low", ["severe"], True),
+        (None, ["severe"], True),
+        ("unable-to-assess", ["mild"], None),
+        (None, ["moderate"], None),
+        (None, [], None),
+    ],
+)
+def test_severity_from_criticality_and_reactions(tmp_path, criticality, reactions, severe):
+    extra: dict[str, Any] = {"reaction": [{"severity": r} for r in reactions]}
+    if criticality is not None:
+        extra["criticality"] = criticality
+    ex = read(tmp_path, allergy(PENICILLIN, **extra))
+    (item,) = ex.record["allergies"]
+    assert item.get("severe") == severe
+    patient = fhir.patient_from_extract(ex, today=TODAY)
+    expected = {True: Status.FAIL, False: Status.PASS, None: Status.UNKNOWN}[severe]
+    assert criterion(patient, "NCT04546906", "E8").status is expected
+
+
+def test_biological_only_for_the_listed_substances(tmp_path):
+    ex = read(
+        tmp_path,
+        allergy({"text": "Amoxicillin"}, criticality="high"),  # a name alone is not guessed at
+        allergy(coded(SNOMED, "91935009", "Allergy to peanuts"), criticality="high"),
+        allergy(coded(SNOMED, "764147003", "Cephalosporin"), criticality="high"),
+    )
+    assert ex.record["allergies"] == [
+        {"substance": "Amoxicillin", "severe": True},
+        {"substance": "Allergy to peanuts", "severe": True},
+        {"substance": "Cephalosporin", "biological": True, "severe": True},
+    ]
+
+
+def _allergy_codes():
+    m = fhir.mapping()
+    systems = {"RxNorm": RXNORM, "SNOMED": SNOMED}
+    return [(systems[c.system], c.code) for c in m.tables["allergy_substances"].values()]
+
+
+@pytest.mark.parametrize("system,code", _allergy_codes())
+def test_every_mapped_allergy_substance_is_biological(tmp_path, system, code):
+    ex = read(tmp_path, allergy(coded(system, code, "a substance")))
+    assert ex.record["allergies"] == [{"substance": "a substance", "biological": True}]
+
+
+def test_allergies_after_the_as_of_date_intolerances_and_unnamed_ones(tmp_path):
+    ex = read(
+        tmp_path,
+        allergy(PENICILLIN, criticality="high", recordedDate="2026-12-01"),
+        allergy(coded(RXNORM, "2670", "Codeine"), type="intolerance", criticality="high"),
+        allergy(None, criticality="high"),
+    )
+    assert ex.record["allergies"] == [{"severe": True}]  # unknown substance: kept
+    text = messages(ex.warnings)
+    assert "allergy with no substance (no code or text); kept without one" in text
+    assert "1 intolerance(s), not allergies, were left out of allergies" in text
+    assert "(Codeine)" in text
+
+
+def test_an_allergy_of_another_patient_is_an_error(tmp_path):
+    other = allergy(PENICILLIN, patient={"reference": "Patient/someone-else"})
+    error = failure(tmp_path, bundle_dict(other))
+    assert "patient refers to Patient/someone-else, which is not in the bundle" in str(error)
+
+
+def test_imported_allergies_load_and_screen_as_the_bundle(tmp_path):
+    path = write(tmp_path, bundle_dict(allergy(PENICILLIN, criticality="high")))
+    text = importer.bundle_to_yaml(path, today=TODAY)
+    assert "# source: AllergyIntolerance/" in text
+    patient = parse_patient(text, "pt.yaml", today=TODAY)
+    assert [dict(a) for a in patient.data["allergies"]] == [
+        {"substance": "Penicillin", "biological": True, "severe": True}
+    ]
+    assert criterion(patient, "NCT04546906", "E8").status is Status.FAIL
 
 
 def _medication_codes():
@@ -1490,7 +1654,7 @@ def test_the_mapping_table_is_checked_when_read(tmp_path, monkeypatch):
     bad["conditions"]["SNOMED"]["84757009"]["type"] = "cns_disordr"
     path = tmp_path / "mapping.yaml"
     path.write_text(yaml.safe_dump(bad), encoding="utf-8")
-    monkeypatch.setattr(fhir, "MAPPING_FILE", path)
+    monkeypatch.setattr(fhir_mapping, "MAPPING_FILE", path)  # where the loader reads it
     fhir.mapping.cache_clear()
     try:
         with pytest.raises(ValueError, match="unknown condition type 'cns_disordr'"):

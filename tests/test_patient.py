@@ -764,3 +764,12 @@ def test_an_export_float_shown_short_still_shows_the_digits_that_decide(written,
     p = patient(f"labs:\n  creatinine: {written}\n")
     part = next(x for x in _criterion(p, "NCT06559644", "I9").parts if x.id == "I9.c")
     assert (part.status.value, part.reason) == (status, reason)
+
+
+def test_every_kind_of_field_has_one_reader():
+    # A kind declared in core/_vocabulary.py without a reader would fail only when a file
+    # first holds a field of it; a reader for no kind is dead code.
+    from screener.core import _vocabulary as v
+    from screener.reading import _patient
+
+    assert set(_patient._READERS) == set(v.KINDS.values())

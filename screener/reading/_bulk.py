@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import math
 import os
 import re
 import shutil
@@ -46,6 +45,7 @@ from typing import Any
 
 from screener.core._errors import Diagnostic, PatientError, Position
 from screener.reading import _fhir as fhir
+from screener.reading._fhir_bundle import json_constant, json_number, target_id
 
 READ_TYPES = ("Patient",) + fhir.CLINICAL
 # Not a patient's own resource, but what a medicationReference names; a bundle holds it.
@@ -183,41 +183,19 @@ def export_files(folder: Path, display: str) -> tuple[list[ExportFile], list[Pro
 # ------------------------------------------------------------------------------ parsing
 
 
-def _constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _number(digits: str) -> float:
-    value = float(digits)
-    if not math.isfinite(value):
-        raise ValueError(f"{digits} is too large a number")
-    return value
-
-
 def parse_line(raw: bytes) -> Any:
     """One NDJSON line, with the same rules as a bundle file (no NaN, no infinities)."""
     # without its line end, so an error's column is on the line itself
     return json.loads(
-        raw.rstrip(b"\r\n").decode("utf-8-sig"), parse_constant=_constant, parse_float=_number
+        raw.rstrip(b"\r\n").decode("utf-8-sig"),
+        parse_constant=json_constant,
+        parse_float=json_number,
     )
 
 
 def patient_key(reference: Any) -> str | None:
     """The patient id a Reference names (`Patient/ID`, `urn:uuid:ID`, `…/Patient/ID`)."""
     return target_id(reference, "Patient")
-
-
-def target_id(reference: Any, kind: str) -> str | None:
-    """The id a Reference names for a resource of `kind` (`Kind/ID`, `urn:uuid:ID`, URL)."""
-    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
-        return None
-    text = reference["reference"].strip().split("/_history/")[0].rstrip("/")
-    if text.startswith("urn:uuid:"):
-        return text[len("urn:uuid:") :] or None
-    parts = text.split("/")
-    if len(parts) >= 2 and parts[-2] == kind and parts[-1]:
-        return parts[-1]
-    return None
 
 
 def _key_of(resource: dict[str, Any]) -> str | None:

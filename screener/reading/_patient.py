@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from screener.core import _reference as reference
 from screener.core import _units as units
@@ -23,6 +24,7 @@ from screener.core._model import LabValue, Patient
 from screener.core._units import Measure, UnitError
 from screener.reading._document import Document, PathKey, parse_with, read_text
 
+_R = TypeVar("_R", bound=Callable[..., Any])
 _AA: dict[str, str] = reference.values("amino_acids")
 _THREE = re.compile(r"^(?:p\.)?\(?([A-Z][a-z]{2})(\d+)([A-Z][a-z]{2})\)?$")
 _ONE = re.compile(r"^(?:[pP]\.)?\(?([A-Za-z])(\d+)([A-Za-z])\)?$")
@@ -47,7 +49,21 @@ def normalise_mutation(text: str) -> str | None:
     return None
 
 
-_READERS: dict[type, Any] = {}
+# How a value of each kind of field (the Spec classes of core/_vocabulary.py) is read: one
+# method of _Reader per kind, registered by the kind's class with @_reads, so a new kind is
+# its Spec class and one method here (tests/test_patient.py checks every kind has one).
+_Read = Callable[["_Reader", Any, Any, PathKey], Any]
+_READERS: dict[type[v.Spec], _Read] = {}
+
+
+def _reads(kind: type[v.Spec]) -> Callable[[_R], _R]:
+    def register(method: _R) -> _R:
+        if kind in _READERS:
+            raise TypeError(f"two readers for {kind.__name__}")
+        _READERS[kind] = method
+        return method
+
+    return register
 
 
 class _Reader:
@@ -95,12 +111,9 @@ class _Reader:
             )
 
     def read(self, spec: v.Spec, value: Any, path: PathKey) -> Any:
-        # One reader method per kind of field (_record, _lab, _choice, …), found by name once.
-        method = _READERS.get(type(spec))
-        if method is None:
-            method = _READERS[type(spec)] = getattr(_Reader, "_" + type(spec).__name__.lower())
-        return method(self, spec, value, path)
+        return _READERS[type(spec)](self, spec, value, path)
 
+    @_reads(v.Record)
     def _record(self, spec: v.Record, value: Any, path: PathKey) -> dict[str, Any] | None:
         if not isinstance(value, dict):
             self.error(path, f"expected a mapping of {spec.label} fields, got {_kind(value)}")
@@ -122,6 +135,7 @@ class _Reader:
                 self.error(path, f"missing required key {key!r}")
         return out
 
+    @_reads(v.Attestation)
     def _attestation(self, spec: v.Attestation, value: Any, path: PathKey) -> dict[str, Any] | None:
         # `pass` is short for {result: pass}: who and when are optional.
         if isinstance(value, dict):
@@ -129,6 +143,7 @@ class _Reader:
         result = self.read(spec.fields["result"], value, path)
         return None if result is None else {"result": result}
 
+    @_reads(v.OpenMap)
     def _openmap(self, spec: v.OpenMap, value: Any, path: PathKey) -> dict[str, Any] | None:
         if not isinstance(value, dict):
             self.error(path, f"expected a mapping, got {_kind(value)}")
@@ -153,6 +168,7 @@ class _Reader:
                 out[name] = normalised
         return out
 
+    @_reads(v.ListOf)
     def _listof(self, spec: v.ListOf, value: Any, path: PathKey) -> tuple[Any, ...] | None:
         if not isinstance(value, list):
             self.error(path, f"expected a list ([] for none), got {_kind(value)}")
@@ -170,6 +186,7 @@ class _Reader:
             return self.doc.written(path, value)
         return value
 
+    @_reads(v.Text)
     def _text(self, spec: v.Text, value: Any, path: PathKey) -> str | None:
         value = self._written(value, path)
         if isinstance(value, (dict, list, bool)) or value is None:
@@ -178,6 +195,7 @@ class _Reader:
         # 0012345 must stay as written, not octal 5349.
         return value if isinstance(value, str) else str(self.doc.written(path, value))
 
+    @_reads(v.Date)
     def _date(self, spec: v.Date, value: Any, path: PathKey) -> dt.date | None:
         if isinstance(value, dt.date):
             return value
@@ -189,12 +207,14 @@ class _Reader:
         self.error(path, f"expected an ISO date such as 2026-11-20, got {_kind(value)}")
         return None
 
+    @_reads(v.Bool)
     def _bool(self, spec: v.Bool, value: Any, path: PathKey) -> bool | None:
         if isinstance(value, bool):
             return value
         self.error(path, f"expected true or false, got {_kind(value)}")
         return None
 
+    @_reads(v.Choice)
     def _choice(self, spec: v.Choice, value: Any, path: PathKey) -> str | None:
         value = self._written(value, path)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -209,6 +229,7 @@ class _Reader:
         )
         return None
 
+    @_reads(v.Integer)
     def _integer(self, spec: v.Integer, value: Any, path: PathKey) -> int | None:
         number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
@@ -234,6 +255,7 @@ class _Reader:
             return None
         return number
 
+    @_reads(v.Number)
     def _number(self, spec: v.Number, value: Any, path: PathKey) -> float | None:
         if isinstance(value, float) and not math.isfinite(value):
             self.error(path, f"expected a number (no unit), got {_kind(value)}")
@@ -250,6 +272,7 @@ class _Reader:
         self.error(path, f"expected a number (no unit), got {_kind(value)}")
         return None
 
+    @_reads(v.Quantity)
     def _quantity(self, spec: v.Quantity, value: Any, path: PathKey) -> Measure | None:
         if spec.bare_number and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = f"{value} {spec.bare_number}"  # `age: 47` is in years, as the contract allows
@@ -282,6 +305,7 @@ class _Reader:
             return None
         return measure
 
+    @_reads(v.Lab)
     def _lab(self, spec: v.Lab, value: Any, path: PathKey) -> LabValue | None:
         if isinstance(value, dict):
             unknown = set(value) - {"value", "uln", "date"}
@@ -359,6 +383,7 @@ class _Reader:
         )
         return f"implausible: {bound}"
 
+    @_reads(v.Mutations)
     def _mutations(self, spec: v.Mutations, value: Any, path: PathKey) -> tuple[str, ...] | None:
         if not isinstance(value, list):
             self.error(
