@@ -1884,3 +1884,11 @@ def test_an_implausible_lab_value_in_an_export_is_screened_with_a_warning(tmp_pa
         for w in patient.warnings
     )
     assert "(implausible: above 30 mg/dL)" in criterion(patient, "NCT06559644", "I9.a").reason
+
+
+def test_an_imported_lone_surrogate_becomes_a_replacement_character():
+    # Found by the fuzz test above: a JSON "\ud800" escape in a coding system made `import`
+    # write a file that `check` refused (a UTF-8 file cannot hold a lone surrogate).
+    written = f"id: {importer.scalar('surgery' + chr(0xD800) + ' 45595009')}\n"
+    written.encode("utf-8")  # writable as UTF-8
+    assert parse_patient(written, "p.yaml").id == "surgery\ufffd 45595009"

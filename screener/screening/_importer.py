@@ -32,6 +32,7 @@ _PLAIN = re.compile(r"^[A-Za-z0-9µ_][A-Za-z0-9µ_ .%/+\-()]*$")
 # What json.dumps leaves raw but YAML refuses in its text (DEL, C1 controls, non-characters)
 # or reads as a line break even inside quotes (NEL, the Unicode line and paragraph separators).
 _UNSAFE_IN_YAML = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # ------------------------------------------------------------------ what the trials read
@@ -173,7 +174,9 @@ def scalar(value: Any) -> str:
         return _number(value)
     if isinstance(value, dt.date):
         return value.isoformat()
-    text = str(value)
+    # A lone surrogate (JSON's "\ud800" escape) is no character: a UTF-8 file cannot hold
+    # it, so it becomes U+FFFD, the character that says one was lost.
+    text = _SURROGATE.sub("\ufffd", str(value))
     if _PLAIN.match(text) and text == text.strip():
         try:
             if yaml.safe_load(text) == text:
