@@ -117,3 +117,17 @@ def test_a_trial_member_added_to_the_record_reaches_the_jsonl_bytes(monkeypatch)
     line = report.jsonl_line(screened)
     assert line == _plain(screened)
     assert b'"aardvark":1' in line and b'"decided":true' in line
+
+
+def test_rule_sets_through_the_fast_path_are_the_positioned_ones():
+    # load_rule_set reads through document.parse_with; the plain twin keeps every position
+    from screener.core._errors import RuleSetError
+    from screener.criteria import _rules
+    from screener.criteria._catalog import rules_dir
+    from screener.reading._document import parse, read_text
+
+    for path in sorted(rules_dir().glob("*.yaml")):
+        text = read_text(path, str(path), RuleSetError)
+        plain = _rules.from_document(parse(text, str(path), RuleSetError))
+        fast = _rules.load_rule_set(path)
+        assert repr(fast) == repr(plain) and fast.digest == plain.digest, path.name

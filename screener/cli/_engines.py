@@ -27,7 +27,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from screener.cli._batch import (
     Done,
@@ -43,11 +43,12 @@ from screener.core._units import Measure
 from screener.core._vocabulary import Vocabulary
 from screener.criteria._catalog import vocabulary_of
 from screener.criteria._rules import RuleSet
-from screener.reading._bulk import ExportIndex, Group, Reader
-from screener.reading._fhir import load_bundle_patient, patient_from_extract
 from screener.reading._patient import load_patient
 from screener.screening._engine import screen_patient
 from screener.screening._reuse import ResultCache
+
+if TYPE_CHECKING:  # imported where used: a cohort of YAML files never loads the FHIR reader
+    from screener.reading._bulk import Group, Reader
 
 ENGINES = ("local", "dask")
 
@@ -90,6 +91,8 @@ def screen_group(
     reader: Reader, group: Group, settings: Settings, cache: ResultCache | None = None
 ) -> Record:
     """One patient of an export, screened; an error record when it cannot be."""
+    from screener.reading._fhir import patient_from_extract
+
     shown = (
         reader.where(group.patients[0]) if group.patients else reader.shown[group.resources[0].file]
     )
@@ -114,6 +117,8 @@ def screen_groups(
     paths: tuple[str, ...], shown: tuple[str, ...], groups: list[Group], settings: Settings
 ) -> list[Done]:
     """A partition of an export's patients, screened and rendered."""
+    from screener.reading._bulk import Reader
+
     reader = _readers.get(paths)
     if reader is None:
         for old in _readers.values():
@@ -133,6 +138,8 @@ def screen_files(files: list[tuple[str, str]], settings: Settings) -> list[Done]
     for path, name in files:
         try:
             if name.lower().endswith(".json"):
+                from screener.reading._fhir import load_bundle_patient
+
                 patient = load_bundle_patient(
                     Path(path), name, settings.as_of, vocabulary=settings.vocabulary
                 )
@@ -292,6 +299,8 @@ def run_export(
     `render` as for batch.run. `engine` is "local" (`jobs` worker processes) or "dask"
     (the cluster at `scheduler`); the output is the same.
     """
+    from screener.reading._bulk import ExportIndex
+
     settings = Settings(tuple(rule_sets), as_of, max_age, render, tuple(known_trials))
     if partition is None:
         partition = DASK_PARTITION if engine == "dask" else PARTITION
