@@ -143,23 +143,18 @@ class Scope:
         the facts a tree names, which is not the tree reading them."""
         found = self.known.get(path)
         if found is None:
-            if self.prefix:
+            how = None if self.prefix else _computed(self.patient.vocabulary).get(path)
+            if how is None:  # a field as the record holds it: nearly every lookup
                 found = self.lookup(path)
+            elif how == "date":
+                found = self._date_of(path[:-5])
+            elif isinstance(how, tuple):
+                # A measured value wins; else the derived value stands in for it.
+                found = self.lookup(path)
+                if isinstance(found, Missing):
+                    found = self._derive(how[0], path, _plan(self.spec, path)[0], True)
             else:
-                vocabulary = self.patient.vocabulary or v.BUILTIN
-                derived, stands = vocabulary.derivations, vocabulary.stand_ins
-                if path.endswith(".date") and (path[:-5] in derived or path[:-5] in stands):
-                    found = self._date_of(path[:-5])
-                elif path in derived:
-                    d = derived[path]
-                    found = self._derive(d, path, d.spec)
-                elif path in stands:
-                    # A measured value wins; else the derived value stands in for it.
-                    found = self.lookup(path)
-                    if isinstance(found, Missing):
-                        found = self._derive(stands[path], path, _plan(self.spec, path)[0], True)
-                else:
-                    found = self.lookup(path)
+                found = self._derive(how, path, how.spec)
             self.known[path] = found
         return found
 
@@ -298,6 +293,25 @@ class Scope:
 
 
 _DATE = v.Date("date")
+_COMPUTED: dict[int, tuple[v.Vocabulary, dict[str, Any]]] = {}
+
+
+def _computed(vocabulary: v.Vocabulary | None) -> dict[str, Any]:
+    """The paths a vocabulary computes rather than reads, each with how: its Derived, a
+    (Derived,) that stands in for a measured field, or "date" for either's date. Worked out
+    once per vocabulary, so a fact the record holds costs one lookup to tell apart."""
+    vocabulary = vocabulary or v.BUILTIN
+    found = _COMPUTED.get(id(vocabulary))
+    if found is None or found[0] is not vocabulary:
+        # in the order of precedence: a date, then a derived value, then a stand-in
+        table: dict[str, Any] = {path: (d,) for path, d in vocabulary.stand_ins.items()}
+        table.update(vocabulary.derivations)
+        for path in (*vocabulary.derivations, *vocabulary.stand_ins):
+            table[path + ".date"] = "date"
+        found = _COMPUTED[id(vocabulary)] = (vocabulary, table)
+    return found[1]
+
+
 _PLANS: dict[tuple[int, str], tuple[v.Record, v.Spec, tuple[str, ...]]] = {}
 
 
