@@ -131,3 +131,20 @@ def test_rule_sets_through_the_fast_path_are_the_positioned_ones():
         plain = _rules.from_document(parse(text, str(path), RuleSetError))
         fast = _rules.load_rule_set(path)
         assert repr(fast) == repr(plain) and fast.digest == plain.digest, path.name
+
+
+def test_a_rule_set_saying_is_no_loads_through_the_fast_path_as_the_word(tmp_path):
+    # YAML 1.1 reads `no` as false; the compiler asks for the scalar as written, which only
+    # the positioned parse keeps: the fast path must hand over, not compile `false`.
+    from screener.criteria import _rules
+
+    path = tmp_path / "NCT09999998.yaml"
+    path.write_text(
+        "trial: NCT09999998\nproduct: P\ntitle: t\nsources: [https://example.org]\n"
+        "criteria:\n  - id: I1\n    kind: inclusion\n    label: No CNS disease\n"
+        "    text: No CNS involvement.\n"
+        "    check: {field: diagnosis.cns_involvement, is: no}\n",
+        encoding="utf-8",
+    )
+    (criterion,) = _rules.load_rule_set(path).criteria
+    assert criterion.check is not None and criterion.check.values == ("none",)

@@ -535,7 +535,7 @@ class FieldCompiler:
         if isinstance(spec, v.Choice):
             if isinstance(value, bool):
                 # YAML 1.1 reads `no` as false; `is: no` means the word (cns_involvement: no).
-                value = self.doc.scalars.get(path, value)
+                value = self.doc.written(path, value)
             found = spec.lookup().get(v.fold(str(value)))
             if found is None:
                 raise self.fail(
