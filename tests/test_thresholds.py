@@ -63,6 +63,8 @@ def test_without_a_stated_equivalent_the_limit_converts_through_the_molar_mass()
     [
         # a slipped digit: 13.3 µmol/L is a tenth of the limit
         ("1.5 mg/dL (13.3 µmol/L)", "13.3 µmol/L is 0.15 mg/dL of creatinine, not 1.5 mg/dL"),
+        # 4.8 % off: close enough to look right, far enough to change who passes
+        ("1.5 mg/dL (139 µmol/L)", "139 µmol/L is 1.57 mg/dL of creatinine, not 1.5 mg/dL"),
         ("1.5 mg/dL (1.5 mg/dL)", "is in the limit's own unit"),
         ("1.5 mg/dL (133 kg)", "kg is a mass; expected a concentration"),
     ],
@@ -73,3 +75,22 @@ def test_an_equivalent_that_is_not_one_is_an_error_at_the_threshold(limit, messa
     assert message in str(caught.value)
     assert caught.value.diagnostic.position is not None
     assert caught.value.diagnostic.position.line == 10
+
+
+def test_an_equivalent_rounded_to_the_nearest_ten_is_accepted():
+    # 132.6 µmol/L printed as 130 (2.0 % off), as some protocols round it
+    assert _status("1.5 mg/dL (130 µmol/L)", "129 umol/L")[0] == "pass"
+
+
+def test_hba1c_in_percent_spelt_out_converts_by_the_master_equation():
+    # `6.0 percent` is 6.0 %: 42.1 mmol/mol by the IFCC–NGSP line, not a ratio of 0.06
+    rule = RULE.replace("labs.creatinine, le: LIMIT", "labs.hba1c, le: 53 mmol/mol")
+    rule_set = parse_rule_set(rule, "NCT09999999.yaml")
+    patient = parse_patient(
+        "id: p\nscreening_date: 2026-11-20\nlabs: {hba1c: 6.0 percent}\n", "p.yaml"
+    )
+    result = screen(patient, rule_set).criteria[0]
+    assert (result.status.value, result.reason) == (
+        "pass",
+        "HbA1c 6.0 percent (= 42.1 mmol/mol) ≤ 53 mmol/mol",
+    )

@@ -242,10 +242,16 @@ class Analyte:
     affine: tuple[tuple[str, str, float, float], ...] = ()
 
     def line(self, source: str, target: str) -> tuple[float, float] | None:
+        # by the unit, whatever its spelling: `6.0 percent` is HbA1c in %, on the line too
         for a, b, slope, intercept in self.affine:
-            if (a, b) == (source, target):
+            if same_unit(a, source) and same_unit(b, target):
                 return slope, intercept
         return None
+
+
+def same_unit(a: str, b: str) -> bool:
+    """Two accepted spellings (SPELLINGS keys) of one unit: `%` and `percent`."""
+    return a == b or SPELLINGS[a][0] == SPELLINGS[b][0]
 
 
 _MOLAR_MASS = reference.values("molar_mass")

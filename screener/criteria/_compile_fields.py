@@ -72,7 +72,9 @@ from screener.reading._patient import normalise_mutation
 # `2.0 mg/dL (34.2 µmol/L)`: a limit and the source's own equivalent in other units
 _STATED = re.compile(r"^\s*([^()]+?)\s*\(\s*(?:=\s*)?([^()]+?)\s*\)\s*\Z")
 # A stated equivalent further than this from the converted limit is a typo, not rounding.
-_STATED_TOLERANCE = 0.05
+# Sources round an equivalent to 3 digits, or to the nearest 10 µmol/L (1.5 mg/dL of
+# creatinine, 132.6 µmol/L, printed as 130: 2.0 % off); 139 (4.8 % off) is a slip.
+_STATED_TOLERANCE = 0.025
 # ASCII digits only, to the end of the text (as for the ids, criteria._rules).
 _ULN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x|×|\*)?\s*ULN\s*\Z", re.IGNORECASE | re.ASCII)
 
@@ -259,7 +261,7 @@ class FieldCompiler:
         units is written as the source writes it, `1.1 mg/dL (96 µmol/L)`: a value is then
         compared with the source's own number in its unit or dimension (97 µmol/L with 96),
         and converts through the analyte's molar mass only where the source states none;
-        an equivalent more than 5 % off the limit is refused as a typo. For every operator,
+        an equivalent more than 2.5 % off the limit is refused as a typo. For every operator,
         a value equal to the limit at a relative 1e-9 is equal (a converted 1.6 mg/dL is
         not above 1.6 mg/dL).
 

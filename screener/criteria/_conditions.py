@@ -293,7 +293,7 @@ class Threshold:
             return self.amount
         limits = (self.amount,) + self.stated
         for limit in limits:
-            if limit.unit == value.unit:
+            if units.same_unit(limit.unit, value.unit):
                 return limit
         dimension = units.dimension_of(value.unit)
         for limit in limits:
