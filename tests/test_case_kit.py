@@ -237,3 +237,14 @@ cases:
     patient: {ecog: 2}
     expect: {I1: fail}
 """
+
+
+def test_a_null_override_that_deletes_nothing_is_an_error_at_its_line(cases_dir: Path):
+    # `lvf: null` meant to delete lvef: the case would test a patient with an LVEF
+    typo = GOOD.replace("{lvef: null}", "{lvf: null}")
+    (cases_dir / "NCT06559644.cases.yaml").write_text(typo, encoding="utf-8")
+    result = runner.invoke(app, ["test", str(cases_dir)])
+    assert result.exit_code == 1
+    assert "NCT06559644.cases.yaml:9:15" in result.stdout, result.stdout
+    assert "lvf: null deletes nothing, and is no field" in result.stdout
+    assert "did you mean 'lvef'?" in result.stdout

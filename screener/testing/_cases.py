@@ -32,9 +32,9 @@ from typing import Any
 
 import yaml
 
-from screener.core._errors import Diagnostic, ScreenerError
+from screener.core._errors import Diagnostic, ScreenerError, nearest
 from screener.core._model import Patient, Status, TrialResult, Truth, Verdict, kleene_not, status_of
-from screener.core._vocabulary import Vocabulary
+from screener.core._vocabulary import BUILTIN, Vocabulary
 from screener.criteria._conditions import All, Any_, AtLeast, If, Node, Not, Review, Unrecorded
 from screener.criteria._rules import Criterion, RuleSet
 from screener.reading._document import Document, PathKey, load
@@ -169,6 +169,7 @@ class _Reader:
                 raise self.fail(path + ("patient",), "patient must be a mapping of overrides")
             patient = merge(base, overrides)
             keys = _key_paths(overrides, path + ("patient",))
+            keys.update(_idle_deletions(base, overrides, path + ("patient",)))
         expect = data.get("expect", {})
         if not isinstance(expect, dict) or (not expect and "verdict" not in data):
             raise self.fail(
@@ -219,6 +220,22 @@ def _key_paths(overrides: dict[str, Any], at: PathKey, prefix: str = "") -> dict
     return found
 
 
+def _idle_deletions(
+    base: dict[str, Any], overrides: dict[str, Any], at: PathKey, prefix: str = ""
+) -> dict[str, PathKey]:
+    """`null` overrides of keys the base does not have, keyed "null:<dotted name>": a
+    deletion that deletes nothing is a typo (`lvf: null` for `lvef`) unless the name is a
+    real field the base happens to lack; typos() tells which."""
+    found: dict[str, PathKey] = {}
+    for key, value in overrides.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if value is None and key not in base:
+            found["null:" + name] = at + (key,)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            found.update(_idle_deletions(base[key], value, at + (key,), name))
+    return found
+
+
 _UNKNOWN_KEY = re.compile(r"^unknown key (.+) \(ignored\)$")
 
 
@@ -226,14 +243,22 @@ def typos(suite: Suite, case: Case, patient: Patient) -> list[Diagnostic]:
     """Keys the case's overrides set that the patient format does not know, each positioned
     in the case file: a misspelt override would otherwise test a patient without it."""
     found = []
+    vocabulary = patient.vocabulary or BUILTIN
+    for key, where in case.keys.items():
+        name = key.removeprefix("null:")
+        if key.startswith("null:") and suite.doc is not None and vocabulary.resolve(name) is None:
+            guess = nearest(name, vocabulary.field_names())
+            message = f"case {case.name}: {name}: null deletes nothing, and is no field"
+            hint = f"did you mean {guess!r}?" if guess else None
+            found.append(suite.doc.diagnostic(message, where, key=True, hint=hint))
     for warning in patient.warnings:
         match = _UNKNOWN_KEY.match(warning.message)
         if match is None or suite.doc is None:
             continue
-        where = case.keys.get(match.group(1))
-        if where is not None:
+        at = case.keys.get(match.group(1))
+        if at is not None:
             message = f"case {case.name}: unknown key {match.group(1)}"
-            found.append(suite.doc.diagnostic(message, where, key=True, hint=warning.hint))
+            found.append(suite.doc.diagnostic(message, at, key=True, hint=warning.hint))
     return found
 
 
