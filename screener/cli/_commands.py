@@ -757,7 +757,10 @@ def validate(
             # Read as `check` reads it (its manifest and NDJSON lines, each patient's
             # resources grouped), without screening: every error record is shown.
             read = failed = 0
-            for done in run_export(entry.folder, ()):
+            # Read with the fields `check --rules DIR` reads it with: those of the rule sets
+            # (which carry the directory's vocabulary); no rule sets, the built-in fields.
+            with_rules = tuple(_rule_sets(rules)) if rules is not None else ()
+            for done in run_export(entry.folder, with_rules):
                 if done.failed and isinstance(done.record, FileError):
                     failed += 1
                     for d in done.record.diagnostics:
