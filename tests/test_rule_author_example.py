@@ -98,3 +98,17 @@ def test_a_yaml_patient_and_a_fhir_bundle_screen_against_the_declared_fields(mon
     assert "2532-0" in screened["sources"]["labs.ldh"]
     # a bundle that lists no conditions says nothing about sickle cell disease
     assert statuses["E1"] == "unknown"
+
+
+def test_the_to_do_list_asks_for_a_declared_field_in_its_own_words(monkeypatch, tmp_path):
+    # LDH is declared with task chemistry and label LDH: the nurse reads that, not labs.ldh
+    patient = tmp_path / "no-ldh.yaml"
+    patient.write_text(
+        "id: EX-002\nscreening_date: 2026-11-20\nbirth_date: 1980-02-01\nsex: female\n"
+        "ecog: 1\nconditions: []\n",
+        encoding="utf-8",
+    )
+    result = _run(["screener", "check", str(patient), "--rules", "rules/"], monkeypatch)
+    todo = result.stdout.split("To do", 1)[1]
+    assert "blood chemistry" in todo and "LDH" in todo
+    assert "labs.ldh" not in todo

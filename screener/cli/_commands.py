@@ -431,7 +431,7 @@ def _check(
     from screener.cli._batch import Export, expand, process_cache, with_cache
     from screener.cli._engines import run_all
     from screener.cli._output import atomic_output, utf8_writer
-    from screener.criteria._catalog import select
+    from screener.criteria._catalog import select, vocabulary_of
     from screener.reports._report import (
         asks_of,
         csv_header,
@@ -463,6 +463,7 @@ def _check(
     # HTML for one patient file is the chart checklist; for a cohort, the cohort page.
     checklist = fmt is Format.html and not many and not Path(paths[0]).is_dir()
     asks = asks_of(rule_sets)
+    own_fields = vocabulary_of(rule_sets)  # the to-do list names a directory's fields too
     failed = False
     first_json = True  # no record written yet to a JSON array
     cohort = Cohort()
@@ -525,10 +526,10 @@ def _check(
                     assert record is not None  # a table is made from the record, unrendered
                     if index:
                         out.rule()
-                    render_record(out, record, verbose, everything, asks)
+                    render_record(out, record, verbose, everything, asks, own_fields)
                 elif fmt is Format.markdown:
                     assert record is not None  # as is Markdown
-                    stream.write(markdown(record, verbose, everything, asks) + "\n")
+                    stream.write(markdown(record, verbose, everything, asks, own_fields) + "\n")
                 elif checklist:
                     assert record is not None  # and the checklist
                     stream.write(_html(record))

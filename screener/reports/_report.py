@@ -16,6 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 from screener._version import __version__
+from screener.core import _vocabulary as v
 from screener.core._errors import printable
 from screener.core._memo import keep
 from screener.core._model import (
@@ -531,6 +532,7 @@ def render(
     verbose: bool = False,
     everything: bool = False,
     asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None,
+    vocabulary: v.Vocabulary | None = None,
 ) -> None:
     """Print one patient's screening (or its error) on a rich console: the verdicts and
     blockers first, then per trial the criteria that are not met, the worklist, the
@@ -616,7 +618,7 @@ def render(
         console.print("[bold]Where the facts came from[/]")
         for field, source in record.sources:
             console.print(f"  {safe(field)}: [dim]{safe(source)}[/]", highlight=False)
-    _render_worklist(console, worklist.build(record, everything, asks))
+    _render_worklist(console, worklist.build(record, everything, asks, vocabulary))
     if len(record.trials) > 1:
         console.print()
         console.print("[bold]Verdicts[/]")
@@ -741,6 +743,7 @@ def markdown(
     verbose: bool = False,
     everything: bool = False,
     asks: dict[tuple[str, str], dict[str, tuple[str, ...]]] | None = None,
+    vocabulary: v.Vocabulary | None = None,
 ) -> str:
     """One patient's report (or error) as Markdown, in the order of the table report."""
     if isinstance(record, FileError):
@@ -820,7 +823,7 @@ def markdown(
             if any(t.caveats for t in decided)
             else []
         )
-    work = worklist.build(record, everything, asks)
+    work = worklist.build(record, everything, asks, vocabulary)
     out += ["### To do", ""]
     if work.empty():
         out += [
