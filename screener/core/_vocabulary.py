@@ -641,6 +641,18 @@ class Vocabulary:
         return {d.stands_in_for: d for d in self._built[1].values() if d.stands_in_for}
 
     @cached_property
+    def computed(self) -> dict[str, Any]:
+        """The paths computed rather than read, each with how: its Derived, a (Derived,)
+        standing in for a measured field, or "date" for either's date; so a fact the record
+        holds costs one lookup to tell apart (reading._facts.Scope.fact)."""
+        # in the order of precedence: a date, then a derived value, then a stand-in
+        table: dict[str, Any] = {path: (d,) for path, d in self.stand_ins.items()}
+        table.update(self.derivations)
+        for path in (*self.derivations, *self.stand_ins):
+            table[path + ".date"] = "date"
+        return table
+
+    @cached_property
     def observations(self) -> tuple[Observed, ...]:
         found = []
         for path, e in self.entries.items():

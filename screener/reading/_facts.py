@@ -143,7 +143,7 @@ class Scope:
         the facts a tree names, which is not the tree reading them."""
         found = self.known.get(path)
         if found is None:
-            how = None if self.prefix else _computed(self.patient.vocabulary).get(path)
+            how = None if self.prefix else (self.patient.vocabulary or v.BUILTIN).computed.get(path)
             if how is None:  # a field as the record holds it: nearly every lookup
                 found = self.lookup(path)
             elif how == "date":
@@ -293,23 +293,6 @@ class Scope:
 
 
 _DATE = v.Date("date")
-_COMPUTED: dict[int, tuple[v.Vocabulary, dict[str, Any]]] = {}
-
-
-def _computed(vocabulary: v.Vocabulary | None) -> dict[str, Any]:
-    """The paths a vocabulary computes rather than reads, each with how: its Derived, a
-    (Derived,) that stands in for a measured field, or "date" for either's date. Worked out
-    once per vocabulary, so a fact the record holds costs one lookup to tell apart."""
-    vocabulary = vocabulary or v.BUILTIN
-    found = _COMPUTED.get(id(vocabulary))
-    if found is None or found[0] is not vocabulary:
-        # in the order of precedence: a date, then a derived value, then a stand-in
-        table: dict[str, Any] = {path: (d,) for path, d in vocabulary.stand_ins.items()}
-        table.update(vocabulary.derivations)
-        for path in (*vocabulary.derivations, *vocabulary.stand_ins):
-            table[path + ".date"] = "date"
-        found = _COMPUTED[id(vocabulary)] = (vocabulary, table)
-    return found[1]
 
 
 _PLANS: dict[tuple[int, str], tuple[v.Record, v.Spec, tuple[str, ...]]] = {}
