@@ -6,6 +6,7 @@ without reading code.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,6 @@ def trial_id_pattern() -> str:
 
 def registry_of(trial: str) -> str | None:
     """The registry a trial id belongs to ("ChiCTR"), or None for no known format."""
-    import re
-
     for name, registry in values("trial_registries").items():
         if re.fullmatch(registry["pattern"], trial, re.ASCII):
             return str(name)

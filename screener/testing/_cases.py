@@ -62,6 +62,8 @@ class Case:
     # Each key the case's overrides set, as the patient reader names it ("labs.creatinine",
     # "therapies[0].drug"), with its path in the case file: a typo is reported there.
     keys: dict[str, PathKey] = field(default_factory=dict, compare=False, repr=False)
+    # The overrides' `null`s of keys the base lacks, likewise: a deletion deleting nothing.
+    deletions: dict[str, PathKey] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class _Reader:
         if "patient" in data and "file" in data:
             raise self.fail(path, "a case takes patient (overrides of base) or file, not both")
         keys: dict[str, PathKey] = {}
+        deletions: dict[str, PathKey] = {}
         if "file" in data:
             patient = self.patient_file(data["file"], path + ("file",))
         else:
@@ -169,7 +172,7 @@ class _Reader:
                 raise self.fail(path + ("patient",), "patient must be a mapping of overrides")
             patient = merge(base, overrides)
             keys = _key_paths(overrides, path + ("patient",))
-            keys.update(_idle_deletions(base, overrides, path + ("patient",)))
+            deletions = _idle_deletions(base, overrides, path + ("patient",))
         expect = data.get("expect", {})
         if not isinstance(expect, dict) or (not expect and "verdict" not in data):
             raise self.fail(
@@ -202,6 +205,7 @@ class _Reader:
             self.doc.file,
             pos.line if pos else 0,
             keys,
+            deletions,
         )
 
 
@@ -223,14 +227,14 @@ def _key_paths(overrides: dict[str, Any], at: PathKey, prefix: str = "") -> dict
 def _idle_deletions(
     base: dict[str, Any], overrides: dict[str, Any], at: PathKey, prefix: str = ""
 ) -> dict[str, PathKey]:
-    """`null` overrides of keys the base does not have, keyed "null:<dotted name>": a
-    deletion that deletes nothing is a typo (`lvf: null` for `lvef`) unless the name is a
-    real field the base happens to lack; typos() tells which."""
+    """`null` overrides of keys the base does not have, by dotted name: a deletion that
+    deletes nothing is a typo (`lvf: null` for `lvef`) unless the name is a real field the
+    base happens to lack; typos() tells which."""
     found: dict[str, PathKey] = {}
     for key, value in overrides.items():
         name = f"{prefix}.{key}" if prefix else str(key)
         if value is None and key not in base:
-            found["null:" + name] = at + (key,)
+            found[name] = at + (key,)
         elif isinstance(value, dict) and isinstance(base.get(key), dict):
             found.update(_idle_deletions(base[key], value, at + (key,), name))
     return found
@@ -244,9 +248,8 @@ def typos(suite: Suite, case: Case, patient: Patient) -> list[Diagnostic]:
     in the case file: a misspelt override would otherwise test a patient without it."""
     found = []
     vocabulary = patient.vocabulary or BUILTIN
-    for key, where in case.keys.items():
-        name = key.removeprefix("null:")
-        if key.startswith("null:") and suite.doc is not None and vocabulary.resolve(name) is None:
+    for name, where in case.deletions.items():
+        if suite.doc is not None and vocabulary.resolve(name) is None:
             guess = nearest(name, vocabulary.field_names())
             message = f"case {case.name}: {name}: null deletes nothing, and is no field"
             hint = f"did you mean {guess!r}?" if guess else None
