@@ -75,7 +75,7 @@ def test_inputs_name_every_fact_a_criterion_or_part_reads():
                     inputs, dated = kept.inputs, kept.dated
                     for attestation in (None, True, False) if c.judged else (None,):
                         read = set().union(*(_reads(patient, n, attestation) for n in checks))
-                        dates = {"(as of)", "(apheresis date)"} & read
+                        dates = {"(as of)"} & read
                         where = f"{rule_set.trial} {name}, {patient.file}"
                         assert read - dates <= set(inputs), where
                         assert dated or not dates, where

@@ -23,13 +23,24 @@ if TYPE_CHECKING:  # a record keeps the document it was read from, for positions
 
 @dataclass(frozen=True)
 class LabValue:
-    """A lab result; `uln` is the file's own upper limit of normal, if it gave one."""
+    """A lab result; `uln` is the file's own upper limit of normal, if it gave one.
+
+    A lab written as a list of dated results is its latest result, which decides every
+    condition that does not ask for the series (reading/_patient.py), with the results
+    before it in `earlier`, oldest first: `worst`, `occasions` and `change` read them all.
+    """
 
     value: Measure | float
     uln: Measure | float | None = None
     date: dt.date | None = None
     written: str = ""
     implausible: str = ""  # e.g. "implausible: above 30 mg/dL", shown with every result
+    earlier: tuple[LabValue, ...] = ()
+
+    @property
+    def series(self) -> tuple[LabValue, ...]:
+        """Every result, oldest first, this (the latest) last."""
+        return (*self.earlier, self) if self.earlier else (self,)
 
 
 @dataclass(frozen=True)

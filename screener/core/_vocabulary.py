@@ -92,6 +92,28 @@ class Text(Spec):
 
 @dataclass(frozen=True)
 class Date(Spec):
+    """An ISO date. `anchor`: the name rules count spans from (`before: lymphodepletion`),
+    for a date of the trial's own events, which come on or after screening."""
+
+    anchor: str | None = None
+
+    KEYS = frozenset({"anchor"})
+
+    @classmethod
+    def declared(cls, b: _Builder, path: str, e: dict[str, Any], children: dict[str, Spec]) -> Spec:
+        anchor = e.get("anchor")
+        if anchor is not None:
+            if "." in path:
+                raise b.fail(path, "anchor", "an anchor is a date of the patient's own, at the top")
+            if not isinstance(anchor, str) or not _NAME.match(anchor) or anchor == "screening":
+                raise b.fail(
+                    path,
+                    "anchor",
+                    f"an anchor is a name such as lymphodepletion, not {anchor!r}",
+                    "screening is the screening date's own name",
+                )
+        return cls(e["label"], anchor, task=e.get("task"))
+
     def schema(self) -> dict[str, Any]:
         return {"type": "string", "format": "date", "description": f"{self.label} (ISO)"}
 
@@ -368,8 +390,13 @@ class Lab(Spec):
             },
         }
         return {
-            "description": f"{self.label}: a value, or {{value, uln, date}}",
-            "anyOf": [value, mapping],
+            "description": f"{self.label}: a value, or {{value, uln, date}}, or a list of "
+            "dated results",
+            "anyOf": [
+                value,
+                mapping,
+                {"type": "array", "items": {"anyOf": [value, mapping]}},
+            ],
         }
 
     def example(self) -> str:
@@ -378,7 +405,10 @@ class Lab(Spec):
         return f"{{value: {sample}, uln: {sample}, date: YYYY-MM-DD}}"
 
     def form(self) -> str:
-        return f"a lab: {self.value.form()}, or `{{value, uln, date}}`"
+        return (
+            f"a lab: {self.value.form()}, or `{{value, uln, date}}`, or a list of dated "
+            "results (the latest decides)"
+        )
 
 
 @dataclass(frozen=True)
@@ -641,6 +671,17 @@ class Vocabulary:
         return {d.stands_in_for: d for d in self._built[1].values() if d.stands_in_for}
 
     @cached_property
+    def anchors(self) -> dict[str, str | None]:
+        """The dates a rule counts a span from, by name: screening (the screening date, None
+        here) and each date field declared an `anchor`, its path (`apheresis` ->
+        `apheresis_date`)."""
+        found: dict[str, str | None] = {"screening": None}
+        for path, spec in self.root.fields.items():  # unique: checked as they are built
+            if isinstance(spec, Date) and spec.anchor is not None:
+                found[spec.anchor] = path
+        return found
+
+    @cached_property
     def computed(self) -> dict[str, Any]:
         """The paths computed rather than read, each with how: its Derived, a (Derived,)
         standing in for a measured field, or "date" for either's date; so a fact the record
@@ -797,6 +838,18 @@ class _Builder:
             return spec
 
         top = {key: make(path) for key, path in children[""].items()}
+        anchored: dict[str, str] = {}
+        for path, spec in top.items():
+            if isinstance(spec, Date) and spec.anchor is not None:
+                if spec.anchor in anchored:
+                    other = anchored[spec.anchor]
+                    raise self.fail(
+                        path,
+                        "anchor",
+                        f"anchor {spec.anchor!r} is already {other}'s "
+                        f"({self.vocabulary.origins[other].where()})",
+                    )
+                anchored[spec.anchor] = path
         root = Record("patient", top, tuple(k for k in top if self.required("", k)))
         return root, self.derivations(root, specs)
 

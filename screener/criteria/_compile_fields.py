@@ -33,7 +33,8 @@ from screener.core._errors import RuleSetError, nearest
 from screener.core._errors import describe_value as _q
 from screener.core._units import Measure, UnitError
 from screener.criteria._conditions import (
-    ANCHORS,
+    OPERATORS,
+    Change,
     Compare,
     Contains,
     DateOrder,
@@ -41,18 +42,22 @@ from screener.criteria._conditions import (
     Leaf,
     Mentions,
     Node,
+    Occasions,
     OneOf,
     Threshold,
     Unrecorded,
     Window,
+    Worst,
     words_of,
 )
 from screener.criteria._language import (
     ANCHOR,
     BOOLEAN,
+    CHANGE,
     DURATION,
     FIELD,
     MUTATION,
+    OCCASIONS,
     ONE_VALUE,
     THRESHOLD,
     VALUES,
@@ -76,13 +81,22 @@ _STATED = re.compile(r"^\s*([^()]+?)\s*\(\s*(?:=\s*)?([^()]+?)\s*\)\s*\Z")
 # creatinine, 132.6 µmol/L, printed as 130: 2.0 % off); 139 (4.8 % off) is a slip.
 _STATED_TOLERANCE = 0.025
 # ASCII digits only, to the end of the text (as for the ids, criteria._rules).
+_PERCENT = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*%\s*\Z", re.ASCII)
+# The modifiers that read a lab's dates: a field condition takes at most one of them.
+_DATED = ("fresh", "worst", "occasions", "change")
 _ULN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:x|×|\*)?\s*ULN\s*\Z", re.IGNORECASE | re.ASCII)
 
 # `before`, written with within or at_least: a key with no step of its own.
 BEFORE = companion(
     "before",
     ANCHOR,
-    """The date a span is counted back from: screening, or the planned apheresis.
+    """The date a span is counted back from: screening, or a trial event's date.
+
+    apheresis is apheresis_date, lymphodepletion lymphodepletion_date, infusion
+    infusion_date, enrolment enrolment_date and treatment_start treatment_start_date; a
+    vocabulary file may declare more (`anchor:` on a date field). These events come on
+    or after screening: without the event's date, a date more than the span before
+    screening is decided, and any other leaves the condition unknown, asking for it.
 
     pass: {field: pregnancy_test.date, within: 7 days, before: screening}
     fail: {field: pregnancy_test.date, within: 2 days, before: screening}
@@ -412,7 +426,7 @@ class FieldCompiler:
     @operator(
         "within",
         DURATION,
-        """The date lies within the span before screening or apheresis, both days included.
+        """The date lies within the span before screening or another anchor, both days included.
 
         Months are calendar months.
 
@@ -434,7 +448,7 @@ class FieldCompiler:
     @operator(
         "at_least",
         DURATION,
-        """The date lies at least the span before screening or apheresis.
+        """The date lies at least the span before screening or another anchor.
 
         pass:
           exists: therapies
@@ -473,8 +487,9 @@ class FieldCompiler:
         at = path + ("if_missing",)
         if not isinstance(value, bool):
             raise self.fail(at, f"if_missing is true or false, not {_q(value)}")
-        if "fresh" in data:
-            raise self.fail(at, "if_missing does not go with fresh")
+        for other in _DATED:
+            if other in data:
+                raise self.fail(at, f"if_missing does not go with {other}")
         rest = {k: x for k, x in data.items() if k != "if_missing"}
         return Unrecorded(self.leaf(rest, path, scope), value)
 
@@ -498,6 +513,9 @@ class FieldCompiler:
           is: negative
           fresh: {within: 1 month, before: screening}
         """
+        for other in _DATED[1:]:
+            if other in data:
+                raise self.fail(path + (other,), f"{other} does not go with fresh", key=True)
         field = data["field"]
         spec = self.field_spec(field, path + ("field",), scope)
         window = self.mapping(
@@ -525,6 +543,176 @@ class FieldCompiler:
             self.window(date_field, v.Date("date"), window, path + ("fresh",)),
             inner,
             label,
+        )
+
+    # ----------------------------------------------------------------------- lab series
+
+    def series_test(
+        self, name: str, data: dict[str, Any], path: PathKey, scope: v.Record
+    ) -> tuple[str, v.Lab]:
+        """The lab a series modifier reads, checked: a lab of the patient's, with no other
+        modifier that reads its dates."""
+        field = data["field"]
+        spec = self.field_spec(field, path + ("field",), scope)
+        if scope is not self.root or not isinstance(spec, v.Lab):
+            raise self.fail(
+                path + (name,),
+                f"{name} reads a lab's dated results; {field} is {spec.label}, not a lab",
+            )
+        for other in _DATED:
+            if other != name and other in data:
+                raise self.fail(path + (other,), f"{other} does not go with {name}", key=True)
+        if "if_missing" in data:
+            raise self.fail(path + ("if_missing",), f"if_missing does not go with {name}")
+        return field, spec
+
+    def compared(self, name: str, data: dict[str, Any], path: PathKey, scope: v.Record) -> Compare:
+        """The comparison a series modifier applies to each result."""
+        inner = self.test({k: x for k, x in data.items() if k != name}, path, scope)
+        if not isinstance(inner, Compare):
+            raise self.fail(path, f"{name} goes with a comparison: lt, le, gt, ge, eq or ne")
+        return inner
+
+    @modifier("worst", WINDOW)
+    def worst(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        """The worst result dated within the span decides: every one must meet it.
+
+        For a lab written as a list of dated results: with le or lt the highest result is
+        the worst, with ge or gt the lowest, and a multiple of the ULN is taken with each
+        result's own ULN. No result in the span leaves it unknown, asking for one.
+
+        fail:
+          field: labs.platelets
+          ge: 50 x10^9/L
+          worst: {within: 14 days, before: screening}
+        pass:
+          field: labs.platelets
+          ge: 50 x10^9/L
+          worst: {within: 3 days, before: screening}
+        unknown:
+          field: labs.platelets
+          ge: 50 x10^9/L
+          worst: {within: 7 days, before: lymphodepletion}
+        """
+        field, _ = self.series_test("worst", data, path, scope)
+        window = self.mapping(
+            data["worst"], path + ("worst",), {"within", "before"}, {"within", "before"}, "worst"
+        )
+        inner = self.compared("worst", data, path, scope)
+        if inner.op not in ("lt", "le", "gt", "ge"):
+            raise self.fail(path + (inner.op,), "worst goes with lt, le, gt or ge", key=True)
+        span = self.window(f"{field}.date", v.Date("date"), window, path + ("worst",))
+        return Worst(field, span, inner, inner.label)
+
+    @modifier("occasions", OCCASIONS)
+    def occasions(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        """The condition holds on at least so many results dated within the span.
+
+        For a lab written as a list of dated results: `times` results in the span meet it
+        (with `consecutive: true`, the latest `times` of them all do). Fewer is a fail when
+        the latest result in the span does not meet it, and unknown, asking for a further
+        result, when it does.
+
+        pass:
+          field: labs.platelets
+          ge: 50 x10^9/L
+          occasions: {times: 2, within: 14 days, before: screening}
+        fail:
+          field: labs.platelets
+          ge: 70 x10^9/L
+          occasions: {times: 2, within: 14 days, before: screening}
+        unknown:
+          field: labs.platelets
+          ge: 50 x10^9/L
+          occasions: {times: 3, within: 14 days, before: screening, consecutive: true}
+        """
+        field, _ = self.series_test("occasions", data, path, scope)
+        at = path + ("occasions",)
+        given = self.mapping(
+            data["occasions"],
+            at,
+            {"times", "within", "before", "consecutive"},
+            {"times", "within", "before"},
+            "occasions",
+        )
+        times = given["times"]
+        if isinstance(times, bool) or not isinstance(times, int) or times < 2:
+            raise self.fail(
+                at + ("times",), f"times is a whole number of results, 2 or more, not {_q(times)}"
+            )
+        consecutive = given.get("consecutive", False)
+        if not isinstance(consecutive, bool):
+            raise self.fail(at + ("consecutive",), "consecutive is true or false")
+        inner = self.compared("occasions", data, path, scope)
+        window = {"within": given["within"], "before": given["before"]}
+        span = self.window(f"{field}.date", v.Date("date"), window, at)
+        return Occasions(field, span, inner, inner.label, times, consecutive)
+
+    @modifier("change", CHANGE)
+    def change(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
+        """The change of a lab from a baseline result to the latest is compared instead.
+
+        The operator's limit is a change in the lab's units (`ge: 0.3 mg/dL` a rise of at
+        least 0.3 mg/dL, `le: -10 x10^9/L` a fall of at least 10), or with `relative: true`
+        a change in per cent of the baseline (`ge: 50 %`). The baseline is the first
+        result recorded (`since: first`) or the last one dated on or before an anchor
+        (`since: screening`, `since: lymphodepletion`); without a later result, or without
+        the anchor's date, it is unknown.
+
+        pass:
+          field: labs.creatinine
+          ge: 0.3 mg/dL
+          change: {since: first}
+        fail:
+          field: labs.creatinine
+          ge: 60 %
+          change: {since: first, relative: true}
+        unknown:
+          field: labs.creatinine
+          ge: 0.3 mg/dL
+          change: {since: treatment_start}
+        """
+        field, spec = self.series_test("change", data, path, scope)
+        at = path + ("change",)
+        given = self.mapping(data["change"], at, {"since", "relative"}, {"since"}, "change")
+        since = given["since"]
+        anchors = self.vocabulary.anchors
+        if not isinstance(since, str) or since != "first" and since not in anchors:
+            raise self.fail(
+                at + ("since",), f"since is first or one of {', '.join(anchors)}, not {_q(since)}"
+            )
+        relative = given.get("relative", False)
+        if not isinstance(relative, bool):
+            raise self.fail(at + ("relative",), "relative is true or false")
+        ops = [k for k in data if k not in ("field", "change")]
+        if len(ops) != 1 or ops[0] not in OPERATORS:
+            raise self.fail(path, "a change is compared with one of lt, le, gt, ge, eq or ne")
+        op = ops[0]
+        raw = data[op]
+        limit: Measure | float
+        if relative:
+            match = _PERCENT.match(raw) if isinstance(raw, str) else None
+            if match is None:
+                raise self.fail(
+                    path + (op,), "a relative change is in per cent, such as 50 % or -25 %"
+                )
+            limit = float(match.group(1))
+        elif isinstance(raw, str) and _ULN.match(raw):
+            raise self.fail(
+                path + (op,), "a change is in the lab's units, not a multiple of the ULN"
+            )
+        else:
+            limit = self.amount(spec.value, raw, path + (op,))
+        analyte = spec.value.analyte if isinstance(spec.value, v.Quantity) else None
+        return Change(
+            field,
+            op,
+            limit,
+            relative,
+            since,
+            spec.label,
+            analyte,
+            anchors[since] if since != "first" else None,
         )
 
     # -------------------------------------------------------------------------- values
@@ -664,7 +852,22 @@ class FieldCompiler:
             # A negative span would turn "within 3 months before" into an empty window.
             raise self.fail(path + (span,), f"a span cannot be negative: {within.written}")
         anchor = data["before"]
+        anchors = self.vocabulary.anchors
         # A list or mapping written here would not even hash: refuse it as what it is.
-        if not isinstance(anchor, str) or anchor not in ANCHORS:
-            raise self.fail(path + ("before",), f"before must be one of {', '.join(ANCHORS)}")
-        return Window(field, within, anchor, spec.label, at_least=span == "at_least")
+        if not isinstance(anchor, str) or anchor not in anchors:
+            guess = nearest(str(anchor), list(anchors)) if isinstance(anchor, str) else None
+            raise self.fail(
+                path + ("before",),
+                f"before must be one of {', '.join(anchors)}",
+                f"did you mean {guess!r}?"
+                if guess
+                else "a date of the trial's own is declared with `anchor:` in a vocabulary.yaml",
+            )
+        return Window(
+            field,
+            within,
+            anchor,
+            spec.label,
+            at_least=span == "at_least",
+            anchor_field=anchors[anchor],
+        )

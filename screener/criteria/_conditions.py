@@ -593,46 +593,55 @@ class Unrecorded(Node):
         return outcome
 
 
-ANCHORS = {"screening": "screening", "apheresis": "apheresis_date"}
-
-
 @dataclass(frozen=True)
 class Window(_FieldLeaf):
-    """A date falls within `within` before the anchor date, first and last day included."""
+    """A date falls within `within` before the anchor date, first and last day included.
+
+    The anchor is screening (the as-of date) or a date field the vocabulary declares an
+    anchor (`apheresis` is `apheresis_date`): a trial event, on or after screening."""
 
     field: str
     within: Measure
-    anchor: str  # "screening" or "apheresis"
+    anchor: str  # "screening", or an anchor's name: "apheresis", "lymphodepletion", …
     label: str
     at_least: bool = False  # True: the date is `within` or more before the anchor instead
+    anchor_field: str | None = None  # the date field of an anchor other than screening
     dated = True
+
+    def outer_reads(self) -> tuple[str, ...]:
+        return (self.anchor_field,) if self.anchor_field else ()
+
+    def anchor_date(self, scope: Scope) -> dt.date | None:
+        """The anchor's date for this patient, None if the record lacks it."""
+        if self.anchor_field is None:
+            return scope.as_of
+        found = scope.top.get(self.anchor_field)
+        return None if isinstance(found, Missing) else found.value
 
     def place(self, scope: Scope, path: str, day: dt.date) -> Outcome:
         """Whether `day` lies in the window, with a reason; unknown without an anchor date."""
-        if self.anchor == "screening":
-            anchor, name = scope.as_of, "screening"
-        else:
-            found = scope.apheresis_date
-            if found is None:
-                # Apheresis comes on or after screening, so a date the whole span before
-                # screening is at least that far before apheresis: outside any window
-                # ending there, and old enough for an `at_least`.
-                earliest = shift(scope.as_of, self.within, -1)
-                if day < earliest or (self.at_least and day == earliest):
-                    span = "at least" if self.at_least else "more than"
-                    return Outcome(
-                        self.at_least,
-                        (
-                            f"{path} {day} is {span} {self.within} before screening "
-                            f"({scope.as_of}), so before apheresis too",
-                        ),
-                    )
+        name = self.anchor.replace("_", " ")
+        anchor = self.anchor_date(scope)
+        if anchor is None:
+            assert self.anchor_field is not None
+            # The anchor comes on or after screening, so a date the whole span before
+            # screening is at least that far before the anchor: outside any window ending
+            # there, and old enough for an `at_least`.
+            earliest = shift(scope.as_of, self.within, -1)
+            if day < earliest or (self.at_least and day == earliest):
+                span = "at least" if self.at_least else "more than"
                 return Outcome(
-                    None,
-                    (f"{path} {day}: apheresis date not recorded (apheresis_date)",),
-                    ("apheresis_date",),
+                    self.at_least,
+                    (
+                        f"{path} {day} is {span} {self.within} before screening "
+                        f"({scope.as_of}), so before {name} too",
+                    ),
                 )
-            anchor, name = found, "apheresis"
+            return Outcome(
+                None,
+                (f"{path} {day}: {name} date not recorded ({self.anchor_field})",),
+                (self.anchor_field,),
+            )
         start = shift(anchor, self.within, -1)
         if self.at_least:
             old = day <= start
@@ -676,6 +685,9 @@ class Fresh(Leaf):
     def reads(self) -> tuple[str, ...]:
         return (self.date_field,)
 
+    def outer_reads(self) -> tuple[str, ...]:
+        return self.window.outer_reads()
+
     def describe(self) -> str:
         window = self.window.describe().split(" ", 1)[1]
         return f"dated ({self.date_field}) {window}:"
@@ -706,12 +718,12 @@ class Fresh(Leaf):
             return self.item.evaluate(scope)
         if placed.value is None:
             return placed
-        anchor = scope.as_of if self.window.anchor == "screening" else scope.apheresis_date
+        anchor = self.window.anchor_date(scope)
         if anchor is not None and fact.value > anchor:
             return Outcome(
                 None,
                 (
-                    f"{self.label} is dated after {self.window.anchor}: "
+                    f"{self.label} is dated after {self.window.anchor.replace('_', ' ')}: "
                     f"{placed.reason}; one taken in that window is needed",
                 ),
                 (self.date_field.rsplit(".", 1)[0],),
@@ -721,6 +733,345 @@ class Fresh(Leaf):
             (f"{self.label} is out of date: {placed.reason}; a current one is needed",),
             (self.date_field.rsplit(".", 1)[0],),
         )
+
+
+# ------------------------------------------------------------------------- lab series
+#
+# A lab written as a list of dated results (reading/_patient.py) is its latest result to
+# every condition above; these read the whole series. Each result is tested by the same
+# comparison leaf a single value is (a Compare), so units, ULN multiples and the shown
+# digits work as they do everywhere.
+
+
+def _results(fact: Fact) -> tuple[Fact, ...]:
+    """A lab fact's results as facts of their own, oldest first."""
+    lab: LabValue = fact.value
+    if not lab.earlier:
+        return (fact,)
+    return tuple(
+        Fact(replace(r, earlier=()), fact.spec, fact.path, r.implausible, r.date)
+        for r in lab.series
+    )
+
+
+@dataclass(frozen=True)
+class _Series(Leaf):
+    """A condition on the dated results of one lab inside a window (worst, occasions)."""
+
+    field: str
+    window: Window  # over the results' dates (field `<lab>.date`)
+    test: Compare
+    label: str
+    dated = True
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def outer_reads(self) -> tuple[str, ...]:
+        return self.window.outer_reads()
+
+    def _span(self) -> str:
+        return f"within {self.window.within} before {self.window.anchor.replace('_', ' ')}"
+
+    def in_window(self, scope: Scope) -> tuple[list[Fact], Outcome | None]:
+        """The results dated in the window, oldest first; or why there are none to read."""
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return [], _missing(fact, self.label)
+        results = _results(fact)
+        if results[-1].date is None:  # one result, undated (a list of several has dates)
+            return [], Outcome(
+                None,
+                (
+                    f"{self.label}: date not recorded, needed to tell it is recent "
+                    f"({self.field}.date)",
+                ),
+                (f"{self.field}.date",),
+            )
+        inside: list[Fact] = []
+        gaps: list[Outcome] = []
+        for result in results:
+            placed = self.window.place(scope, self.field + ".date", result.date)  # type: ignore[arg-type]
+            # As for `fresh`: a result after the screening date is newer than the window.
+            late = self.window.anchor == "screening" and result.date > scope.as_of  # type: ignore[operator]
+            if placed.value is True or late:
+                inside.append(result)
+            elif placed.value is None:
+                gaps.append(placed)
+        if gaps and not inside:
+            # Only the anchor's date is missing (Window.place decides the rest without it).
+            name = self.window.anchor.replace("_", " ")
+            return [], Outcome(
+                None,
+                (
+                    f"{self.label}: {name} date not recorded, needed to tell which results "
+                    f"are {self._span()} ({self.window.anchor_field})",
+                ),
+                gaps[-1].missing,
+            )
+        if not inside:
+            latest = results[-1]
+            return [], Outcome(
+                None,
+                (
+                    f"{self.label}: no result {self._span()} ({len(results)} recorded, the "
+                    f"latest {latest.text}); a current one is needed",
+                ),
+                (self.field,),
+            )
+        return inside, None
+
+
+def _amount(test: Compare, fact: Fact) -> float | None:
+    """Where a result stands against the test's limit, to tell the worst: its value in the
+    limit's unit, or its multiple of the ULN; None without a ULN to divide by."""
+    lab: LabValue = fact.value
+    value = lab.value
+    if test.threshold.uln_multiple:
+        uln = lab.uln if lab.uln is not None else test.default_uln
+        if uln is None:
+            return None
+        if isinstance(uln, Measure):
+            return units.convert(value, uln.unit, test.analyte) / uln.magnitude  # type: ignore[arg-type]
+        return float(value) / float(uln)  # type: ignore[arg-type]
+    target = test.threshold.amount
+    if isinstance(target, Measure):
+        return units.convert(value, target.unit, test.analyte)  # type: ignore[arg-type]
+    return float(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Worst(_Series):
+    """`worst`: the worst result dated in the window decides, so every one must meet the
+    test: for `le` or `lt` the highest, for `ge` or `gt` the lowest."""
+
+    def describe(self) -> str:
+        return f"the worst result of {self.field} {self._span()}:"
+
+    def shown_children(self) -> tuple[tuple[str, Node], ...]:
+        return (("", self.test),)
+
+    def outcome(self, scope: Scope) -> Outcome:
+        inside, why = self.in_window(scope)
+        if why is not None:
+            return why
+        tested = [(r, self.test.decide(r, scope)) for r in inside]
+        unsure = [o for _, o in tested if o.value is None]
+        failed = [(r, o) for r, o in tested if o.value is False]
+        high = self.test.op in ("lt", "le")
+        if failed or not unsure:
+            pool = failed or tested
+            ranked = [
+                (a, i) for i, (r, _) in enumerate(pool) if (a := _amount(self.test, r)) is not None
+            ]
+            pick = (max(ranked) if high else min(ranked))[1] if ranked else -1
+            result, outcome = pool[pick]
+            head = f"the worst of {len(inside)} result{'s' * (len(inside) > 1)} {self._span()}"
+            return Outcome(
+                outcome.value,
+                tuple(f"{r}, {head}" for r in outcome.reasons),
+                evidence=tuple(
+                    replace(e, threshold=f"{e.threshold}, {head}") for e in outcome.evidence
+                ),
+            )
+        return Outcome(
+            None,
+            tuple(r for o in unsure for r in o.reasons),
+            tuple(dict.fromkeys(m for o in unsure for m in o.missing)),
+        )
+
+
+@dataclass(frozen=True)
+class Occasions(_Series):
+    """`occasions`: the test holds on at least `times` results dated in the window (with
+    `consecutive`, on the latest `times` of them). Fewer is a fail when the latest result
+    in the window fails the test (the patient does not meet it now), and unknown when it
+    holds (one more result may make it): a further result is then asked for."""
+
+    times: int = 2
+    consecutive: bool = False
+
+    def describe(self) -> str:
+        run = " consecutive" if self.consecutive else ""
+        return f"on at least {self.times}{run} results of {self.field} {self._span()}:"
+
+    def shown_children(self) -> tuple[tuple[str, Node], ...]:
+        return (("", self.test),)
+
+    def outcome(self, scope: Scope) -> Outcome:
+        inside, why = self.in_window(scope)
+        if why is not None:
+            return why
+        tested = [self.test.decide(r, scope) for r in inside]
+        if self.consecutive:
+            met = 0
+            for o in reversed(tested):
+                if o.value is not True:
+                    break
+                met += 1
+        else:
+            met = sum(o.value is True for o in tested)
+        run = " consecutive" if self.consecutive else ""
+        count = (
+            f"{met} of the {self.times}{run} results needed {self._span()} ({len(inside)} recorded)"
+        )
+        wanted = f"on {self.times}{run} results {self._span()}"
+        if met >= self.times:
+            held = [o for o in tested if o.value is True][-self.times :]
+            return Outcome(
+                True,
+                (f"{self.label}: {count}",) + tuple(r for o in held for r in o.reasons),
+                evidence=tuple(
+                    replace(e, threshold=f"{e.threshold}, {wanted}") for e in gather(held)
+                ),
+            )
+        latest = tested[-1]
+        if latest.value is False:
+            return Outcome(
+                False,
+                (f"{self.label}: {count}; the latest: {latest.reason}",),
+                evidence=tuple(
+                    replace(e, threshold=f"{e.threshold}, {wanted} ({met} met)")
+                    for e in latest.evidence
+                ),
+            )
+        if latest.value is None:
+            return Outcome(
+                None, (f"{self.label}: {count}",) + latest.reasons, latest.missing, latest.review
+            )
+        return Outcome(
+            None,
+            (f"{self.label}: {count}; a further result is needed",),
+            (self.field,),
+        )
+
+
+@dataclass(frozen=True)
+class Change(Leaf):
+    """`change`: the latest result less a baseline one, compared with a limit: in the
+    lab's units, or with `relative`, in per cent of the baseline. The baseline is the first
+    result (`since: first`), or the last one dated on or before an anchor (`since:
+    lymphodepletion`); the latest result must come after it."""
+
+    field: str
+    op: str
+    amount: Measure | float  # in the lab's units; a plain number of per cent if relative
+    relative: bool
+    since: str  # "first", or an anchor's name
+    label: str
+    analyte: units.Analyte | None = None
+    anchor_field: str | None = None  # the date field of an anchor other than screening
+
+    @property
+    def dated(self) -> bool:  # type: ignore[override]
+        return self.since == "screening"
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def outer_reads(self) -> tuple[str, ...]:
+        return (self.anchor_field,) if self.anchor_field else ()
+
+    def _limit(self) -> str:
+        if self.relative:
+            return f"{units.fmt(float(self.amount))} %"  # type: ignore[arg-type]
+        if isinstance(self.amount, Measure):
+            return self.amount.written
+        return units.fmt(self.amount)
+
+    def _since(self) -> str:
+        if self.since == "first":
+            return "the first result"
+        return f"the last result on or before {self.since.replace('_', ' ')}"
+
+    def describe(self) -> str:
+        how = "relative change" if self.relative else "change"
+        return f"{how} of {self.field} since {self._since()} {OPERATORS[self.op]} {self._limit()}"
+
+    def outcome(self, scope: Scope) -> Outcome:
+        fact = scope.get(self.field)
+        if isinstance(fact, Missing):
+            return _missing(fact, self.label)
+        results = _results(fact)
+        current = results[-1]
+        base: Fact
+        if self.since == "first":
+            base = results[0]
+        else:
+            name = self.since.replace("_", " ")
+            if self.anchor_field is None:
+                anchor: dt.date | None = scope.as_of
+            else:
+                found = scope.top.get(self.anchor_field)
+                anchor = None if isinstance(found, Missing) else found.value
+            if anchor is None:
+                return Outcome(
+                    None,
+                    (
+                        f"{self.label}: the baseline is the last result on or before {name}; "
+                        f"{name} date not recorded ({self.anchor_field})",
+                    ),
+                    (self.anchor_field,),  # type: ignore[arg-type]
+                )
+            before = [r for r in results if r.date is not None and r.date <= anchor]
+            if not before:
+                return Outcome(
+                    None,
+                    (f"{self.label}: no result on or before {name} ({anchor}) to be the baseline",),
+                    (self.field,),
+                )
+            base = before[-1]
+        if base is current:
+            return Outcome(
+                None,
+                (
+                    f"{self.label}: a change since {self._since()} needs a later result; "
+                    f"the only one is {current.text}",
+                ),
+                (self.field,),
+            )
+        was, now = base.value.value, current.value.value
+        if self.relative:
+            unit = ""
+            start = was.magnitude if isinstance(was, Measure) else float(was)
+            if start == 0:
+                return Outcome(
+                    None,
+                    (f"{self.label}: a relative change from {base.text} is undefined",),
+                    (),
+                    (f"{self.label}: judge the change from {base.text} to {current.text}",),
+                )
+            end = (
+                units.convert(now, was.unit, self.analyte)
+                if isinstance(was, Measure)
+                else float(now)
+            )
+            delta, goal, unit = (end - start) / abs(start) * 100, float(self.amount), " %"  # type: ignore[arg-type]
+        elif isinstance(self.amount, Measure):
+            target = self.amount.unit
+            delta = units.convert(now, target, self.analyte) - units.convert(
+                was, target, self.analyte
+            )
+            goal, unit = self.amount.magnitude, f" {self.amount.display_unit}"
+        else:
+            delta, goal, unit = float(now) - float(was), float(self.amount), ""
+        order = units.compare(delta, goal)
+        passed = holds(self.op, order)
+        a, b = units.fmt_pair(delta, goal)
+        sign = "+" if delta > 0 and not a.startswith("+") else ""
+        relation = self.op if passed else NEGATED[self.op]
+        text = (
+            f"{self.label} changed by {sign}{a}{unit} since {self._since()} "
+            f"({base.text} → {current.text}) {OPERATORS[relation]} {b}{unit}"
+        )
+        proof = Evidence(
+            fact.path,
+            self.label,
+            f"{base.text} → {current.text}",
+            f"{sign}{a}{unit}",
+            f"change {OPERATORS[self.op]} {self._limit()}",
+        )
+        return Outcome(passed, (text,), evidence=(proof,))
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from screener.core import _vocabulary as v
 from screener.core._errors import nearest
-from screener.criteria._conditions import ANCHORS
+
+# The dates a span is counted back from, as the built-in vocabulary names them (a rules
+# directory's vocabulary may declare more: the compiler checks against the one in use).
+ANCHORS = tuple(v.BUILTIN.anchors)
 
 # ---------------------------------------------------------------------------- values
 
@@ -39,7 +43,7 @@ class Value:
 _TEXT: Mapping[str, Any] = {"type": "string", "minLength": 1}
 _NODE: Mapping[str, Any] = {"$ref": "#/$defs/node"}
 _DURATION: Mapping[str, Any] = {"type": "string", "examples": ["6 months", "12 weeks", "3 days"]}
-_ANCHOR: Mapping[str, Any] = {"enum": list(ANCHORS)}
+_ANCHOR: Mapping[str, Any] = {"type": "string", "minLength": 1, "examples": list(ANCHORS)}
 
 CONDITION = Value("a condition", _NODE)
 CONDITIONS = Value(
@@ -66,10 +70,35 @@ WORDS = Value(
     {"anyOf": [_TEXT, {"type": "array", "items": _TEXT, "minItems": 1}]},
 )
 DURATION = Value("a duration, such as 6 months", _DURATION)
-ANCHOR = Value(" or ".join(ANCHORS), _ANCHOR)
+_ANCHOR_WORDS = f"{', '.join(ANCHORS[:-1])} or {ANCHORS[-1]}"
+ANCHOR = Value(f"{_ANCHOR_WORDS} (or an anchor a vocabulary file declares)", _ANCHOR)
 BOOLEAN = Value("true or false", {"type": "boolean"})
+OCCASIONS = Value(
+    "{times: a whole number ≥ 2, within: a duration, before: an anchor, consecutive: "
+    "true or false}",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["times", "within", "before"],
+        "properties": {
+            "times": {"type": "integer", "minimum": 2},
+            "within": _DURATION,
+            "before": _ANCHOR,
+            "consecutive": {"type": "boolean"},
+        },
+    },
+)
+CHANGE = Value(
+    "{since: first or an anchor, relative: true or false}",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["since"],
+        "properties": {"since": _ANCHOR, "relative": {"type": "boolean"}},
+    },
+)
 WINDOW = Value(
-    f"{{within: a duration, before: {' or '.join(ANCHORS)}}}",
+    "{within: a duration, before: an anchor, as for within}",
     {
         "type": "object",
         "additionalProperties": False,
@@ -331,8 +360,10 @@ class Language:
 
 # Every documented example is the check of an inclusion criterion screened on this patient
 # (docs/rule-language.md shows it; tests/test_rule_language.py screens each example).
-# LVEF, procedures and the apheresis date are left out on purpose (what is not recorded
-# is unknown), and `vaccinations: []` says none were given.
+# LVEF, procedures and the trial's own dates (apheresis, lymphodepletion, …) are left out
+# on purpose (what is not recorded is unknown), and `vaccinations: []` says none were
+# given. Creatinine and platelets are lists of dated results; the latest decides unless a
+# condition reads the series (worst, occasions, change).
 EXAMPLE_PATIENT = """\
 id: EXAMPLE-1
 screening_date: 2026-03-02
@@ -350,7 +381,11 @@ diagnosis:
     CD19: {result: positive, specimen: bone marrow, date: 2026-02-20}
 labs:
   total_bilirubin: {value: 1.4 mg/dL, uln: 1.2 mg/dL}
-  creatinine: 97 umol/L
+  creatinine: [{value: 0.7 mg/dL, date: 2025-12-01}, {value: 97 umol/L, date: 2026-02-27}]
+  platelets:
+    - {value: 45 x10^9/L, date: 2026-02-18}
+    - {value: 60 x10^9/L, date: 2026-02-24}
+    - {value: 65 x10^9/L, date: 2026-02-28}
 therapies:
   - {type: chemotherapy, regimen: hyper-CVAD, cycles: 4, date: 2024-09-01}
   - {type: tki, drug: imatinib, outcome: failed, date: 2024-10-01}

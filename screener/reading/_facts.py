@@ -100,12 +100,6 @@ class Scope:
             self.trace.add("(as of)")
         return self.patient.as_of
 
-    @property
-    def apheresis_date(self) -> dt.date | None:
-        if self.trace is not None:
-            self.trace.add("(apheresis date)")
-        return self.patient.data.get("apheresis_date")
-
     def item(self, data: dict[str, Any], spec: v.Record, prefix: str) -> Scope:
         inner = Scope(self.patient, data, spec, prefix, self.attestation, self.max_age, {})
         inner.trace, inner.root = self.trace, self.top
@@ -334,4 +328,6 @@ def _describe(fact: Fact) -> str:
         text = str(value)
     if fact.date is not None:
         text += f" on {fact.date}"
+    if isinstance(value, LabValue) and value.earlier:
+        text += f", the latest of {len(value.earlier) + 1} results"
     return f"{text} ({fact.note})" if fact.note else text

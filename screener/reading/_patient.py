@@ -307,6 +307,37 @@ class _Reader:
 
     @_reads(v.Lab)
     def _lab(self, spec: v.Lab, value: Any, path: PathKey) -> LabValue | None:
+        if isinstance(value, list):
+            return self._series(spec, value, path)
+        return self._result(spec, value, path)
+
+    def _series(self, spec: v.Lab, value: list[Any], path: PathKey) -> LabValue | None:
+        """A lab written as a list of results: the latest, with the earlier ones.
+
+        Which result is the latest must be certain, so a list of more than one result needs
+        every result's date; results of the same day keep the order the file gives them (the
+        last written is the latest). `[]` records no result: the lab is missing."""
+        results = [self._result(spec, item, path + (i,)) for i, item in enumerate(value)]
+        if not results or any(r is None for r in results):
+            return None
+        read = [r for r in results if r is not None]
+        if len(read) > 1:
+            undated = [i for i, r in enumerate(read) if r.date is None]
+            for i in undated:
+                self.error(
+                    path + (i,),
+                    "a result in a list of results needs its date, to tell which is the latest",
+                    "e.g. {value: 1.4 mg/dL, date: 2026-02-20}",
+                )
+            if undated:
+                return None
+        ordered = sorted(read, key=lambda r: r.date or dt.date.min)  # stable: same-day order
+        return replace(ordered[-1], earlier=tuple(ordered[:-1]))
+
+    def _result(self, spec: v.Lab, value: Any, path: PathKey) -> LabValue | None:
+        if isinstance(value, list):
+            self.error(path, "a result in a list of results is a value or {value, uln, date}")
+            return None
         if isinstance(value, dict):
             unknown = set(value) - {"value", "uln", "date"}
             for key in sorted(unknown):

@@ -46,7 +46,8 @@ T = TypeVar("T")
 
 def inputs(nodes: Sequence[Node]) -> tuple[tuple[str, ...], bool]:
     """Everything a tree's outcome depends on: the patient's fields it reads, and whether
-    it also reads the screening and apheresis dates.
+    it also reads the screening date (an anchor's date, such as apheresis_date, is one
+    of the fields).
 
     The rule that makes reuse safe: a result is reused for any patient whose facts at these
     fields are the same (see `ResultCache.result`), so this must name every field the tree
@@ -92,6 +93,7 @@ def _freeze(value: Any) -> Any:
             value.date,
             value.written,
             value.implausible,
+            tuple(_freeze(x) for x in value.earlier),
         )
     if kind is dict:
         return (kind, tuple((k, _freeze(x)) for k, x in value.items()))
@@ -186,7 +188,7 @@ class ResultCache:
         `compute(*args)`, kept.
 
         The key is what a tree depends on for a patient: the fingerprints of the facts at
-        its inputs, the screening and apheresis dates if it counts from them, its
+        its inputs, the screening date if it counts from it, its
         attestation and --max-age. Equal keys give equal results as long as the tree's
         inputs name every field it reads (`inputs`). Built here, in the one call the
         engine makes per criterion, since a call more per criterion is a cost a cohort
@@ -198,8 +200,8 @@ class ResultCache:
             self._prints = (weakref.ref(facts, self._forget), prints)
         patient = facts.patient
         key: list[Any] = [attestation, facts.max_age]
-        if tree.dated:
-            key += [patient.as_of, patient.data.get("apheresis_date")]
+        if tree.dated:  # an anchor's date is a field among the inputs (Window.outer_reads)
+            key.append(patient.as_of)
         for name in tree.inputs:
             found = prints.get(name)
             if found is None:
