@@ -257,13 +257,15 @@ def test_jordan_cruickshank_bilirubin_42719_5_and_creatinine_2160_0_then_38483_4
     }
     assert "(LOINC 38483-4), 2020-11-30" in ex.sources["labs.creatinine"]
     # as of mid-2017 it is the serum one (2160-0); later results are ignored and counted
+    # and the one of 2016-11-07, within the year before, is read as its earlier result
     early = extract("Jordan_Cruickshank", as_of=dt.date(2017, 7, 1))
-    assert early.record["labs"]["creatinine"] == {
-        "value": "0.7619723892354778 mg/dL",
-        "date": dt.date(2017, 6, 24),
-    }
+    assert early.record["labs"]["creatinine"] == [
+        {"value": "0.8041971009367287 mg/dL", "date": dt.date(2016, 11, 7)},
+        {"value": "0.7619723892354778 mg/dL", "date": dt.date(2017, 6, 24)},
+    ]
     assert early.sources["labs.creatinine"] == (
-        "Observation/f078d8c9-65b3-4763-a0a2-c863c0fdc4d4 (LOINC 2160-0), 2017-06-24"
+        "Observation/f078d8c9-65b3-4763-a0a2-c863c0fdc4d4 (LOINC 2160-0), 2017-06-24, "
+        "with 1 earlier result"
     )
     assert early.record["weight"] == "76.39493668019327 kg"  # 2016-11-07, not 2017-11-13
     assert "dated after 2017-07-01 were ignored" in messages(early.warnings)
@@ -1324,11 +1326,35 @@ def test_the_latest_value_on_or_before_the_as_of_date_wins(tmp_path):
         obs("2160-0", 2.0, "mg/dL", date="2026-12-01"),
     ]
     ex = read(tmp_path, *resources)
-    assert ex.record["labs"]["creatinine"] == {"value": "80 umol/L", "date": dt.date(2026, 11, 18)}
+    # The latest (80 µmol/L, an hour after the 1.4 mg/dL) decides; the earlier results of
+    # the year before the as-of date come before it, oldest first.
+    assert ex.record["labs"]["creatinine"] == [
+        {"value": "0.9 mg/dL", "date": dt.date(2026, 10, 1)},
+        {"value": "1.4 mg/dL", "date": dt.date(2026, 11, 18)},
+        {"value": "80 umol/L", "date": dt.date(2026, 11, 18)},
+    ]
     assert "1 mapped result(s) dated after 2026-11-20 were ignored" in messages(ex.warnings)
     early = read(tmp_path, *resources, as_of=dt.date(2026, 11, 1))
-    assert early.record["labs"]["creatinine"]["value"] == "0.9 mg/dL"
+    assert early.record["labs"]["creatinine"] == {
+        "value": "0.9 mg/dL",
+        "date": dt.date(2026, 10, 1),
+    }
     assert early.as_of == dt.date(2026, 11, 1)
+
+
+def test_a_labs_results_of_the_year_before_are_its_series_in_the_import_too(tmp_path):
+    resources = [
+        obs("2160-0", 0.7, "mg/dL", date="2025-10-01"),  # more than a year before: not read
+        obs("2160-0", 0.9, "mg/dL", date="2026-01-05"),
+        obs("2160-0", 1.4, "mg/dL", date="2026-11-18"),
+    ]
+    direct = patient_of(tmp_path, *resources).data["labs"]["creatinine"]
+    assert [r.written for r in direct.series] == ["0.9 mg/dL", "1.4 mg/dL"]
+    path = write(tmp_path, bundle_dict(*resources))
+    text = importer.bundle_to_yaml(path, today=TODAY)
+    assert "    - {value: 0.9 mg/dL, date: 2026-01-05}\n" in text
+    imported = parse_patient(text, "p.yaml", today=TODAY).data["labs"]["creatinine"]
+    assert imported == direct
 
 
 def test_a_date_exactly_on_the_as_of_date_counts(tmp_path):

@@ -1,8 +1,9 @@
-"""Choosing among a bundle's Observations: one value per field.
+"""Choosing among a bundle's Observations: one value per field, and a lab's series.
 
 Each Observation (and each component of one) whose code the mapping knows is a candidate
 for its field, if it is final (or amended, corrected), has a full effective date, and that
-date is on or before the as-of date. Of a field's candidates the latest is kept; two
+date is on or before the as-of date. Of a field's candidates the latest is kept (for a lab,
+with its earlier results of the year before the as-of date, as a list of results); two
 different results at the same moment keep the one farther from normal (the field's
 `worse`: high, low or positive), and a warning names both. A result is read as its field's
 kind asks (a positive/negative word, an ECOG grade, a score, a quantity in a known unit,
@@ -11,6 +12,7 @@ a unitless number), copied exactly, never rounded.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,16 @@ from screener.reading._fhir_bundle import (
 from screener.reading._fhir_mapping import Mapping, ObservationRule
 
 _GOOD_OBSERVATION = ("final", "amended", "corrected")
+# How far back before the as-of date a lab's earlier results are read into its series: a
+# year holds every window a criterion has asked for (weeks to months) and a baseline.
+SERIES_SPAN = dt.timedelta(days=365)
+
+
+def _lab_result(chosen: _Candidate) -> dict[str, Any]:
+    result: dict[str, Any] = {"value": chosen.value, "date": chosen.when.date}
+    if chosen.uln is not None:
+        result["uln"] = chosen.uln
+    return result
 
 
 def _number(value: Any) -> str:
@@ -385,6 +397,20 @@ class Observations:
             return None
         return int(score)
 
+    def _earlier(self, candidates: list[_Candidate], latest: When) -> list[dict[str, Any]]:
+        """A lab's usable results before its latest, oldest first, one per moment (the one
+        farther from normal, as for the latest), back to SERIES_SPAN before the as-of
+        date: what `worst`, `occasions` and `change` read."""
+        start = self.reading.on - SERIES_SPAN
+        moments: dict[Any, list[_Candidate]] = {}
+        for c in candidates:
+            if c.when != latest and not c.problem and c.when.date >= start:
+                moments.setdefault(c.when, []).append(c)
+        return [
+            _lab_result(max(moments[when], key=lambda c: (c.rank, c.order)))
+            for when in sorted(moments)
+        ]
+
     def _choose(self, name: str, candidates: list[_Candidate]) -> None:
         latest = max(c.when for c in candidates)
         tied = [c for c in candidates if c.when == latest]
@@ -408,10 +434,13 @@ class Observations:
             return
         spec = chosen.rule.spec
         if isinstance(spec, v.Lab):
-            value: Any = {"value": chosen.value, "date": chosen.when.date}
+            value: Any = _lab_result(chosen)
             if chosen.uln is not None:
-                value["uln"] = chosen.uln
                 where += ", ULN from referenceRange"
+            earlier = self._earlier(candidates, latest)
+            if earlier:
+                value = [*earlier, value]
+                where += f", with {len(earlier)} earlier result{'s' * (len(earlier) > 1)}"
         elif isinstance(spec, v.Record):
             value = {"result": chosen.value, "date": chosen.when.date}
         else:

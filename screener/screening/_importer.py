@@ -266,6 +266,10 @@ class _Writer:
                 self.record(sub, value, path + ".", depth + 1)
             elif isinstance(sub, v.ListOf):
                 self.listing(key, sub, value, path, depth)
+            elif isinstance(value, list) and isinstance(sub, v.Lab):
+                # A lab's series, oldest first: the latest (last) decides, as in the file.
+                self.lines.append(f"{pad}{key}:{self.source(path)}" + self.uln_note(sub, value[-1]))
+                self.lines += [f"{pad}  - {flow(result)}" for result in value]
             elif isinstance(value, dict):
                 self.lines.append(
                     f"{pad}{key}: {flow(value)}{self.source(path)}" + self.uln_note(sub, value)
@@ -313,8 +317,9 @@ class _Writer:
         ex = self.ex
         header = [
             f"# Patient record imported from the FHIR bundle {Path(ex.file).name}",
-            f"# Values are the latest on or before {ex.as_of}; results dated after it were "
-            "ignored.",
+            f"# Values are the latest on or before {ex.as_of} (a lab's results of the year "
+            "before, too); results",
+            "# dated after it were ignored.",
             "# Each value says where it came from. Check them, then fill in the TODO lines "
             "(uncomment",
             "# and complete them): the screened trials need those facts. docs/fhir.md says "
