@@ -405,10 +405,7 @@ class Lab(Spec):
         return f"{{value: {sample}, uln: {sample}, date: YYYY-MM-DD}}"
 
     def form(self) -> str:
-        return (
-            f"a lab: {self.value.form()}, or `{{value, uln, date}}`, or a list of dated "
-            "results (the latest decides)"
-        )
+        return f"a lab: {self.value.form()}, or `{{value, uln, date}}` (or a list of them)"
 
 
 @dataclass(frozen=True)
