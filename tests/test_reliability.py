@@ -578,13 +578,13 @@ def shown_name(entry: Any) -> str:
 
 def test_jobs_are_capped_at_the_usable_cores(monkeypatch):
     started: list[int] = []
-    real = batch._Pool.__init__
+    real = batch.Pool.__init__
 
-    def spy(self: Any, jobs: int, initargs: Any) -> None:
+    def spy(self: Any, jobs: int, *args: Any) -> None:
         started.append(jobs)
-        real(self, jobs, initargs)
+        real(self, jobs, *args)
 
-    monkeypatch.setattr(batch._Pool, "__init__", spy)
+    monkeypatch.setattr(batch.Pool, "__init__", spy)
     monkeypatch.setattr(batch, "usable_cores", lambda: 2)
     names = [str(GOOD)] * 5
     assert len(list(batch.run(names, catalog.load_rule_sets(), jobs=10_000))) == 5

@@ -7,6 +7,7 @@ come back in input order, so the output is the same whatever the number of worke
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import os
@@ -14,12 +15,13 @@ import re
 import signal
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypedDict, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
-from screener.core._errors import Diagnostic, ScreenerError
+from screener.cli._output import STOP_SIGNALS, signals_held
+from screener.core._errors import Diagnostic, ScreenerError, printable
 
 # The result types live with the model; re-exported here, where callers have found them.
 from screener.core._model import FileError, Patient, Record, Render
@@ -189,13 +191,43 @@ def screen_file(
     max_age: Measure | None = None,
     known_trials: tuple[str, ...] = (),
     cache: ResultCache | None = None,
+    display: str | None = None,
 ) -> Record:
-    """One file screened (`cache` as for engine.screen), or its error record."""
+    """One file screened (`cache` as for engine.screen), or its error record; `display`
+    as for load_any.
+
+    Whatever reading or screening the file raises is its error record: a reader's
+    PatientError as it says, anything else as `unexpected`."""
+    display = shown(name) if display is None else display
     try:
-        patient = load_any(name, as_of, vocabulary=vocabulary_of(rule_sets))
+        patient = load_any(name, as_of, display, vocabulary=vocabulary_of(rule_sets))
+        return screen_patient(patient, rule_sets, max_age, known_trials, cache)
     except ScreenerError as exc:
-        return FileError(shown(name), exc.diagnostics)
-    return screen_patient(patient, rule_sets, max_age, known_trials, cache)
+        return FileError(display, exc.diagnostics)
+    except Exception as exc:  # noqa: BLE001 - one input's fault is that input's record
+        if os.environ.get("SCREENER_DEBUG"):
+            raise
+        return unexpected(display, exc)
+
+
+def unexpected(name: str, exc: BaseException) -> FileError:
+    """The error record of an input whose reading, screening or rendering raised what no
+    reader foresaw (an odd value met in a path nobody wrote a check for).
+
+    One input must never end the batch: every other file is still screened, and this one
+    says what happened, for a report. (MemoryError and RecursionError are Exceptions too:
+    a file deep or large enough to exhaust them is that file's problem.)"""
+    return FileError(
+        name,
+        (
+            Diagnostic(
+                f"could not be screened: unexpected {type(exc).__name__}: "
+                f"{printable(str(exc))[:200]}",
+                name,
+                hint="please report it with the file (SCREENER_DEBUG=1 shows the traceback)",
+            ),
+        ),
+    )
 
 
 def process_cache() -> ResultCache:
@@ -263,8 +295,28 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-# What every worker process is started with: _init_worker's arguments but the parent's pid.
-WorkerArgs = tuple[list[RuleSet], dt.date | None, Measure | None, Render | None, tuple[str, ...]]
+def worker_started(parent: int | None) -> None:
+    """What every worker process does first, whichever engine started it.
+
+    A forked worker inherits its parent's signal handlers, and the parent's turn SIGTERM
+    and SIGHUP into an exception: a worker that kept them would carry a SIGTERM sent to it
+    back to the parent as its chunk's failure (stopping the batch), and would survive the
+    terminate() the pool sends the survivors of a broken pool, whose shutdown then waits
+    for it forever. A worker dies of these signals, as any process does by default (the
+    parent then screens its chunk again); Ctrl-C at a terminal reaches the whole process
+    group, and only the parent decides what it means, so a worker ignores SIGINT."""
+    if parent is not None and sys.platform.startswith("linux"):
+        _die_with(parent)
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN if number == signal.SIGINT else signal.SIG_DFL)
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held by the fork
+    # A worker makes thousands of short-lived containers per patient, all freed as soon as
+    # they go out of use (screening one makes no reference cycles), so collecting every 700
+    # allocations only walks live objects for nothing. What was loaded before the first
+    # patient (rule sets, tables) lives as long as the worker: kept out of every collection.
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
 
 
 def _init_worker(
@@ -275,17 +327,7 @@ def _init_worker(
     known_trials: tuple[str, ...],
     parent: int | None = None,
 ) -> None:
-    if parent is not None and sys.platform.startswith("linux"):
-        _die_with(parent)
-    # Ctrl-C at a terminal reaches the whole process group: the parent alone decides what
-    # happens (it stops the workers), so a worker does not die printing a traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A worker makes thousands of short-lived containers per patient, all freed as soon as
-    # they go out of use (screening one makes no reference cycles), so collecting every 700
-    # allocations only walks live objects for nothing. What was loaded before the first
-    # patient (rule sets, tables) lives as long as the worker: kept out of every collection.
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 100)
+    worker_started(parent)
     # A worker's own result cache, not a copy of its parent's.
     cache = _worker["cache"] = ResultCache()
     _worker.update(
@@ -302,11 +344,17 @@ def _init_worker(
 def _finish(record: Record, render: Render | None) -> Done:
     # Rendering where the screening happened spares sending whole records between
     # processes and leaves the parent only writing text.
-    failed = isinstance(record, FileError)
     if render is None:
-        return Done(record.file, failed, record, b"")
-    text = render(record)
-    return Done(record.file, failed, None, text if isinstance(text, bytes) else text.encode())
+        return Done(record.file, isinstance(record, FileError), record, b"")
+    try:
+        text = render(record)
+    except Exception as exc:  # noqa: BLE001 - a record no renderer foresaw: its error, alone
+        if os.environ.get("SCREENER_DEBUG"):
+            raise
+        record = unexpected(record.file, exc)
+        text = render(record)  # screener's own words and a shown name: this one renders
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "backslashreplace")
+    return Done(record.file, isinstance(record, FileError), None, data)
 
 
 def _screen_chunk(names: list[str]) -> list[Done]:
@@ -359,33 +407,45 @@ def run(
             yield _finish(record, here)
         return
     size = max(1, min(64, len(names) // (jobs * 4)))
-    chunks = (names[i : i + size] for i in range(0, len(names), size))
-    results = _pooled(chunks, jobs, (rule_sets, as_of, max_age, render, known_trials))
+    chunks = ((names[i : i + size],) for i in range(0, len(names), size))
+    pool = Pool(
+        jobs, _screen_chunk, _init_worker, (rule_sets, as_of, max_age, render, known_trials)
+    )
+    results = pooled(pool, chunks, lambda work: [_finish(lost(n), render) for n in work[0]])
     for entry in entries:
         yield _finish(entry, render) if isinstance(entry, FileError) else next(results)
 
 
-class _Pool:
-    """A process pool that can be replaced when a worker dies, and is shut down however
-    the batch ends, so no worker is left running without its parent."""
+class Pool:
+    """Worker processes running `task` on chunks of work, which can be replaced when a
+    worker dies, and are stopped however the batch ends, so none is left running without
+    its parent. Every worker runs `initializer(*initargs, parent_pid)` first, which starts
+    with worker_started."""
 
-    def __init__(self, jobs: int, initargs: WorkerArgs) -> None:
-        self.jobs, self.initargs = jobs, initargs
+    def __init__(
+        self,
+        jobs: int,
+        task: Callable[..., list[Done]],
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...],
+    ) -> None:
+        self.jobs, self.task, self.initializer, self.initargs = jobs, task, initializer, initargs
         self.pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(
-            self.jobs, initializer=_init_worker, initargs=(*self.initargs, os.getpid())
+            self.jobs, initializer=self.initializer, initargs=(*self.initargs, os.getpid())
         )
 
-    def submit(self, chunk: list[str]) -> Future[list[Done]]:
+    def submit(self, work: tuple[Any, ...]) -> Future[list[Done]]:
         from concurrent.futures import Future
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            return self.pool.submit(_screen_chunk, chunk)
+            with signals_held():  # a submit may fork a worker
+                return self.pool.submit(self.task, *work)
         except BrokenProcessPool as exc:
             # The pool broke before this chunk was handed over: the chunk fails like those
             # in flight, when its result is asked for, and is retried with them.
@@ -393,50 +453,60 @@ class _Pool:
             failed.set_exception(exc)
             return failed
 
+    def _kill(self) -> None:
+        # Killed, not asked to stop: after a break the pool terminates the survivors
+        # itself, but one stuck in a long file (or in C code) would keep the shutdown
+        # waiting for it, and an abandoned batch wants nothing more from any of them.
+        processes = getattr(self.pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            with contextlib.suppress(Exception):  # already gone
+                process.kill()
+
     def restart(self) -> None:
         self.stop()
         self.pool = self._start()
 
     def stop(self, finished: bool = False) -> None:
-        # An interrupted or broken batch wants nothing more from the workers: the chunks
-        # not yet started are cancelled and only those running are waited for (a chunk is
-        # at most 64 files). The workers then exit, none is left without its parent.
-        # (Killing them instead can leave the pool's feeder thread blocked on a full pipe,
-        # and the interpreter waiting for it at exit.)
+        # A finished batch has nothing in flight: the workers exit when told. A broken or
+        # interrupted one has no use for what they are doing: they are killed first, then
+        # the pool's threads are joined, so no worker is left without its parent and no
+        # feeder thread keeps the interpreter from exiting (the pool closes the pipe to
+        # dead workers, so nothing is left blocked on it).
+        if not finished:
+            self._kill()
         self.pool.shutdown(wait=True, cancel_futures=not finished)
 
 
-def _lost(chunk: list[str], render: Render | None) -> list[Done]:
-    """Error records for a chunk whose worker died twice: the batch goes on without it."""
-    return [
-        _finish(
-            FileError(
-                shown(name),
-                (
-                    Diagnostic(
-                        "not screened: the worker process screening this file stopped "
-                        "(killed, or out of "
-                        "memory) twice; screen the file on its own to see whether it is the cause",
-                        shown(name),
-                    ),
-                ),
-            ),
-            render,
-        )
-        for name in chunk
-    ]
+LOST = (
+    "not screened: the worker process screening this file stopped (killed, or out of "
+    "memory) twice; screen the file on its own to see whether it is the cause"
+)
 
 
-def _pooled(chunks: Iterator[list[str]], jobs: int, initargs: WorkerArgs) -> Iterator[Done]:
+def lost(name: str) -> FileError:
+    """The error record of an input whose worker died twice: the batch goes on without it."""
+    return FileError(name, (Diagnostic(LOST, name),))
+
+
+def pooled(
+    pool: Pool,
+    chunks: Iterator[tuple[Any, ...]],
+    lost_chunk: Callable[[tuple[Any, ...]], list[Done]],
+) -> Iterator[Done]:
+    """Each chunk's results in order, a few chunks in flight per worker; the pool is
+    stopped when the iterator ends, is closed or is interrupted.
+
+    A worker that dies (killed, out of memory, a crash in C code) takes the pool with it;
+    which chunk it held is not known. Every chunk in flight that had not finished is then
+    screened again, one at a time on a fresh pool, so a chunk that kills its worker a
+    second time is known, and only its entries become `lost_chunk`'s error records."""
     from concurrent.futures.process import BrokenProcessPool
 
-    render = initargs[3]
-    pool = _Pool(jobs, initargs)
-    pending: deque[tuple[list[str], Future[list[Done]]]] = deque()
+    pending: deque[tuple[tuple[Any, ...], Future[list[Done]]]] = deque()
     finished = False
     try:
         while True:
-            while len(pending) < jobs * 3:
+            while len(pending) < pool.jobs * 3:
                 chunk = next(chunks, None)
                 if chunk is None:
                     break
@@ -447,19 +517,18 @@ def _pooled(chunks: Iterator[list[str]], jobs: int, initargs: WorkerArgs) -> Ite
             try:
                 done = future.result()
             except BrokenProcessPool:
-                # A worker died (killed, out of memory, a crash in C code) and took the
-                # pool with it; which chunk it held is not known. Every chunk in flight is
-                # screened again, one at a time on a fresh pool, so a chunk that kills its
-                # worker a second time is known, and only its files become error records.
-                lost = [chunk] + [c for c, _ in pending]
+                again = [(chunk, future), *pending]
                 pending.clear()
                 pool.restart()
-                for again in lost:
+                for work, before in again:
+                    if before.done() and not before.cancelled() and before.exception() is None:
+                        yield from before.result()  # it finished before the break
+                        continue
                     try:
-                        done = pool.submit(again).result()
+                        done = pool.submit(work).result()
                     except BrokenProcessPool:
                         pool.restart()
-                        done = _lost(again, render)
+                        done = lost_chunk(work)
                     yield from done
                 continue
             yield from done

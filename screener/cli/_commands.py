@@ -21,12 +21,13 @@ import contextlib
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar
 
 import typer
+import typer.core
 
 from screener.reading._files import shown
 
@@ -44,12 +45,31 @@ if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load 
     from screener.criteria._rules import RuleSet
     from screener.reports._log import Recorder
 
+
+class _Commands(typer.core.TyperGroup):
+    """The command group: what every command shares, whatever it does.
+
+    While a command runs, SIGTERM and SIGHUP stop it as Ctrl-C does (see Terminated); an
+    interruption, a broken pipe or a closed standard output that the command did not
+    answer itself ends it with the status the README's table gives, in one line."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click.Context
+        with _signals_as_interrupts():
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt as exc:
+                _fail(_stopped(exc), _interrupted(exc))
+            except OSError as exc:
+                _io_failure(exc, None)
+
+
 app = typer.Typer(
     name="screener",
     help="Pre-screen patients for clinical trials in relapsed/refractory B-ALL.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    cls=_Commands,
 )
 
 
@@ -57,6 +77,8 @@ def _show_version(value: bool) -> None:
     if value:
         from screener._version import __version__
 
+        if sys.stdout is None:
+            _fail("standard output is closed: there is nowhere to write", Exit.OUTPUT)
         print(f"screener {__version__}")
         raise typer.Exit()
 
@@ -96,25 +118,43 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def _on_signals() -> None:
-    """Turn SIGTERM and SIGHUP into Terminated (by default they kill the process at once,
-    leaving a temporary file behind and workers without a parent)."""
+@contextlib.contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Terminated while the block runs (by default they kill the
+    process at once, leaving a temporary file behind and workers without a parent); the
+    handlers before are put back after it (a test driving the app keeps its own)."""
     import signal
 
     def handler(signum: int, frame: object) -> None:
         raise Terminated(signum)
 
+    before: dict[int, Any] = {}
     for name in ("SIGTERM", "SIGHUP"):
         number = getattr(signal, name, None)
         if number is not None:
             try:
-                signal.signal(number, handler)
+                before[number] = signal.signal(number, handler)
             except ValueError:  # not the main thread (a test driving the app): leave as is
                 pass
+    try:
+        yield
+    finally:
+        for number, old in before.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(number, old)
 
 
 def _interrupted(exc: KeyboardInterrupt) -> int:
     return 128 + exc.signum if isinstance(exc, Terminated) else int(Exit.INTERRUPTED)
+
+
+def _stopped(exc: KeyboardInterrupt) -> str:
+    """What stopped the run, in the words of the exit-status table."""
+    import signal
+
+    if not isinstance(exc, Terminated):
+        return "interrupted"
+    return "hung up" if exc.signum == getattr(signal, "SIGHUP", None) else "terminated"
 
 
 def _quiet_stdout() -> None:
@@ -191,6 +231,13 @@ def _console(
     input failed"; `| head` is no such thing.
     """
     from rich.console import Console
+
+    if not stderr and file is None and sys.stdout is None:
+        # Started with standard output closed (`>&-`): rich would print into nothing and
+        # the command would succeed with its output lost. Exit 5, as for any output.
+        from screener.cli._output import OutputError
+
+        raise OutputError("standard output is closed: there is nowhere to write")
 
     class Quiet(Console):
         def on_broken_pipe(self) -> None:
@@ -335,7 +382,6 @@ def check(
         raise typer.BadParameter(
             "--engine dask needs --scheduler ADDRESS", param_hint="--scheduler"
         )
-    _on_signals()
     try:
         if excel and format is not Format.csv:
             raise typer.BadParameter("--excel is for --format csv", param_hint="--excel")
@@ -361,7 +407,7 @@ def check(
         raise
     except KeyboardInterrupt as exc:
         _fail(
-            ("terminated" if isinstance(exc, Terminated) else "interrupted")
+            _stopped(exc)
             + ("; the output file was left as it was" if output else "")
             + ("; nothing was added to the log" if log else ""),
             _interrupted(exc),
@@ -390,7 +436,9 @@ def check(
 
 def _progress(total: int) -> Progress | None:
     """A progress bar on a terminal's standard error; nothing when piped or under CI."""
-    if total < 2 or not sys.stderr.isatty() or os.environ.get("CI"):
+    # Standard error may be closed (cron, a daemon: `2>&-`), which Python gives as None.
+    isatty = getattr(sys.stderr, "isatty", None)
+    if total < 2 or isatty is None or not isatty() or os.environ.get("CI"):
         return None
     from rich.progress import (
         BarColumn,
@@ -994,7 +1042,6 @@ def import_bundle(
     rule_sets = _rule_sets(rules, "\nnothing was imported: fix the rule set first.")
     if bundle.is_dir():
         raise typer.Exit(int(_import_export(bundle, output, _as_of(as_of), rule_sets)))
-    _on_signals()
     try:
         # Entered before the bundle is read: a bad --output fails before any work.
         with atomic_output(output, [bundle]) as stream:
@@ -1004,7 +1051,7 @@ def import_bundle(
                 _fail("\n".join(d.render() for d in exc.diagnostics), Exit.INPUT_ERROR)
             stream.write(text)
     except KeyboardInterrupt as exc:
-        _fail("interrupted", _interrupted(exc))
+        _fail(_stopped(exc), _interrupted(exc))
     except OSError as exc:
         _io_failure(exc, output)
 
@@ -1220,6 +1267,14 @@ def docs(
         stream.write(text + "\n")
 
 
+def _say(text: str) -> None:
+    """A last message on standard error, if there is one (print to a closed standard error
+    would write to standard output instead)."""
+    if sys.stderr is not None:
+        with contextlib.suppress(Exception):
+            print(text, file=sys.stderr)
+
+
 def main() -> None:
     """The console script: any command's unexpected failure is a short message, not a traceback."""
     try:
@@ -1229,15 +1284,13 @@ def main() -> None:
             raise
         if isinstance(exc, BrokenPipeError):
             _quiet_stdout()
-        with contextlib.suppress(Exception):
-            print(f"screener: {exc.strerror or exc}", file=sys.stderr)
+        _say(f"screener: {exc.strerror or exc}")
         sys.exit(int(Exit.OUTPUT))
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if os.environ.get("SCREENER_DEBUG"):
             raise
-        print(
+        _say(
             f"screener: internal error: {type(exc).__name__}: {exc}\n"
-            "This is a bug in screener. Rerun with SCREENER_DEBUG=1 for the traceback.",
-            file=sys.stderr,
+            "This is a bug in screener. Rerun with SCREENER_DEBUG=1 for the traceback."
         )
         sys.exit(int(Exit.INTERNAL))

@@ -20,7 +20,7 @@ Only a few partitions are in flight at once, so memory does not grow with the in
 from __future__ import annotations
 
 import datetime as dt
-import gc
+import os
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -32,18 +32,24 @@ from typing import TYPE_CHECKING, Any
 from screener.cli._batch import (
     Done,
     FileError,
+    Pool,
     Record,
     Render,
     _finish,
+    lost,
+    pooled,
     process_cache,
+    screen_file,
+    unexpected,
     with_cache,
+    worker_started,
 )
 from screener.core._errors import ScreenerError
 from screener.core._units import Measure
 from screener.core._vocabulary import Vocabulary
 from screener.criteria._catalog import vocabulary_of
 from screener.criteria._rules import RuleSet
-from screener.reading._patient import load_patient
+from screener.reading._files import shown as shown_name
 from screener.screening._engine import screen_patient
 from screener.screening._reuse import ResultCache
 
@@ -87,27 +93,37 @@ class Settings:
 # --------------------------------------------------------------------- work of a worker
 
 
+def group_name(shown: tuple[str, ...], group: Group) -> str:
+    """How an export's patient is named in records: its Patient's file and line (else the
+    file of its first resource)."""
+    if group.patients:
+        return f"{shown[group.patients[0].file]}:{group.patients[0].number}"
+    return shown[group.resources[0].file]
+
+
 def screen_group(
     reader: Reader, group: Group, settings: Settings, cache: ResultCache | None = None
 ) -> Record:
     """One patient of an export, screened; an error record when it cannot be."""
     from screener.reading._fhir import patient_from_extract
 
-    shown = (
-        reader.where(group.patients[0]) if group.patients else reader.shown[group.resources[0].file]
-    )
+    shown = group_name(reader.shown, group)
     try:
         _, extract = reader.extract(group, settings.as_of, vocabulary=settings.vocabulary)
         patient = patient_from_extract(extract, settings.as_of)
+        return screen_patient(
+            patient, settings.rule_sets, settings.max_age, settings.known_trials, cache
+        )
     except ScreenerError as exc:
         return FileError(shown, exc.diagnostics)
     except (OSError, ValueError) as exc:  # the export changed or vanished under the run
         from screener.core._errors import Diagnostic
 
         return FileError(shown, (Diagnostic(f"cannot read the export: {exc}", shown),))
-    return screen_patient(
-        patient, settings.rule_sets, settings.max_age, settings.known_trials, cache
-    )
+    except Exception as exc:  # noqa: BLE001 - one patient's fault is that patient's record
+        if os.environ.get("SCREENER_DEBUG"):
+            raise
+        return unexpected(shown, exc)
 
 
 _readers: dict[tuple[str, ...], Reader] = {}  # per worker process: files stay open
@@ -132,28 +148,24 @@ def screen_groups(
 
 def screen_files(files: list[tuple[str, str]], settings: Settings) -> list[Done]:
     """A partition of patient files, as (path to read, name shown), screened and rendered."""
-    done = []
     cache = process_cache()
     render = with_cache(settings.render, cache)
-    for path, name in files:
-        try:
-            if name.lower().endswith(".json"):
-                from screener.reading._fhir import load_bundle_patient
-
-                patient = load_bundle_patient(
-                    Path(path), name, settings.as_of, vocabulary=settings.vocabulary
-                )
-            else:
-                patient = load_patient(
-                    path, settings.as_of, display=name, vocabulary=settings.vocabulary
-                )
-            record: Record = screen_patient(
-                patient, settings.rule_sets, settings.max_age, settings.known_trials, cache
-            )
-        except ScreenerError as exc:
-            record = FileError(name, exc.diagnostics)
-        done.append(_finish(record, render))
-    return done
+    rule_sets = list(settings.rule_sets)
+    return [
+        _finish(
+            screen_file(
+                path,
+                rule_sets,
+                settings.as_of,
+                settings.max_age,
+                settings.known_trials,
+                cache,
+                shown_name(name),
+            ),
+            render,
+        )
+        for path, name in files
+    ]
 
 
 # Worker processes receive the settings once: local ones at start-up, Dask ones from a
@@ -161,10 +173,8 @@ def screen_files(files: list[tuple[str, str]], settings: Settings) -> list[Done]
 _local: dict[str, Settings] = {}
 
 
-def _init_local(settings: Settings) -> None:
-    # as batch._init_worker: what was loaded before the first patient is never collected
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 100)
+def _init_local(settings: Settings, parent: int | None = None) -> None:
+    worker_started(parent)  # as batch's workers: signals, garbage collection, parent's death
     _local["settings"] = settings
 
 
@@ -304,21 +314,27 @@ def run_export(
     settings = Settings(tuple(rule_sets), as_of, max_age, render, tuple(known_trials))
     if partition is None:
         partition = DASK_PARTITION if engine == "dask" else PARTITION
+    name = shown_name(folder)  # a folder's name need not be UTF-8 either
     try:
-        index = ExportIndex(Path(folder), folder, workdir=workdir).__enter__()
+        index = ExportIndex(Path(folder), name, workdir=workdir).__enter__()
     except ScreenerError as exc:
-        yield _finish(FileError(folder, exc.diagnostics), render)
+        yield _finish(FileError(name, exc.diagnostics), render)
         return
     except OSError as exc:  # the folder vanished or cannot be listed: its error, not a bug
         from screener.core._errors import Diagnostic
 
         yield _finish(
             FileError(
-                folder,
-                (Diagnostic(f"cannot read the export folder: {exc.strerror or exc}", folder),),
+                name,
+                (Diagnostic(f"cannot read the export folder: {exc.strerror or exc}", name),),
             ),
             render,
         )
+        return
+    except Exception as exc:  # noqa: BLE001 - one export's fault is that export's record
+        if os.environ.get("SCREENER_DEBUG"):
+            raise
+        yield _finish(unexpected(name, exc), render)
         return
     try:
         for problem in index.line_errors():
@@ -334,15 +350,15 @@ def run_export(
                 reader.close()
             _readers.clear()
         else:
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(jobs, initializer=_init_local, initargs=(settings,)) as pool:
-                yield from _in_order(
-                    lambda args: pool.submit(_local_groups, *args),
-                    lambda future: future.result(),
-                    partitions,
-                    jobs * 3,
-                )
+            # The batch's pool: a partition whose worker dies is screened again on a fresh
+            # one, and if that dies too its patients become error records.
+            yield from pooled(
+                Pool(jobs, _local_groups, _init_local, (settings,)),
+                partitions,
+                lambda work: [
+                    _finish(lost(group_name(work[1], group)), render) for group in work[2]
+                ],
+            )
     finally:
         index.__exit__(None, None, None)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import signal
 import stat
 import sys
 import tempfile
@@ -106,7 +107,7 @@ def atomic_output(
         # A signal handled as an exception (Ctrl-C, SIGTERM) arriving between the creation
         # of the temporary file and the note of its name would leave it behind: signals
         # wait while it is made, and arrive (when released) with the name known.
-        with _signals_held():
+        with signals_held():
             try:
                 handle, temporary = tempfile.mkstemp(
                     prefix=f".{os.path.basename(real)}.", suffix=".partial", dir=folder
@@ -131,13 +132,23 @@ def atomic_output(
         raise
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    import signal
+# The signals the command line turns into a clean stop (cli: Terminated). They are held
+# while a temporary file is made and while a worker is forked (batch.Pool.submit).
+STOP_SIGNALS = frozenset(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
-    held = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold the stop signals for the block; one that arrives meanwhile is delivered after.
+
+    A Python signal handler runs wherever the main thread is: between making a temporary
+    file and noting its name (which would leave the file behind), or inside the callbacks
+    that run at fork, where an exception is printed and dropped (so SIGTERM would be lost
+    and the run would finish as if never told to stop). Held, it arrives at a safe point."""
     try:
-        before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     except (AttributeError, OSError, ValueError):  # no signal masks here
         yield
         return
