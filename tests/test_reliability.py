@@ -195,6 +195,111 @@ def test_a_300_character_name_is_that_input_s_error_record(tmp_path):
     assert "too long" in found[1]["error"]["message"]
 
 
+def test_any_exception_from_one_input_is_that_input_s_error_record(tmp_path, monkeypatch):
+    """The class, not an example: whatever a reader raises that nobody foresaw (here made
+    to raise for one file) is that file's error record; the files around it are screened."""
+    names = []
+    for name in ("a.yaml", "b.yaml", "c.yaml"):
+        shutil.copy(GOOD, tmp_path / name)
+        names.append(str(tmp_path / name))
+    real = batch.load_any
+
+    def blind_spot(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.endswith("b.yaml"):
+            raise RuntimeError("a reader's blind spot")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "load_any", blind_spot)
+    monkeypatch.delenv("SCREENER_DEBUG", raising=False)
+    done = list(batch.run(names, catalog.load_rule_sets(), render=report.jsonl_line))
+    assert [d.failed for d in done] == [False, True, False]
+    error = json.loads(done[1].data)["error"]
+    assert "unexpected RuntimeError: a reader's blind spot" in error["message"]
+    assert "bug in screener" not in error["message"]
+
+
+def test_a_record_no_renderer_can_write_is_that_input_s_error_record(tmp_path, monkeypatch):
+    shutil.copy(GOOD, tmp_path / "a.yaml")
+    shutil.copy(GOOD, tmp_path / "b.yaml")
+
+    def fragile(record: Any) -> bytes:
+        if isinstance(record, screener.Screening) and record.file.endswith("a.yaml"):
+            raise ValueError("a value the renderer did not foresee")
+        return report.jsonl_line(record)
+
+    monkeypatch.delenv("SCREENER_DEBUG", raising=False)
+    names = [str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]
+    done = list(batch.run(names, catalog.load_rule_sets(), render=fragile))
+    assert [d.failed for d in done] == [True, False]
+    assert "unexpected ValueError" in json.loads(done[0].data)["error"]["message"]
+
+
+def test_every_bundle_of_the_corpus_renders_in_every_format_as_utf8():
+    """One encoder policy: a lone surrogate (JSON's "\\ud800" escape) or a C1 control from
+    a bundle reaches JSON as a \\u escape (lossless), and the other formats as a visible
+    symbol; nothing from an input makes an encoder raise."""
+    rule_sets = catalog.load_rule_sets()
+    asks = report.asks_of(rule_sets)
+    for path in sorted((CORPUS / "bundles").glob("*.json")):
+        record = batch.screen_file(str(path), rule_sets, dt.date(2026, 11, 20))
+        line = report.jsonl_line(record)
+        line.decode("utf-8")  # strict: every byte is UTF-8
+        document = report.json_document(record)
+        document.encode("utf-8")
+        assert json.loads(line) == json.loads(document)
+        report.csv_rows(record).encode("utf-8")
+        report.markdown(record, True, True, asks, None).encode("utf-8")
+        if path.name == "lone-surrogate-in-a-code.json":
+            assert b"\\ud800x" in line  # written as the escape it was read from
+            assert "\ud800x" in json.dumps(json.loads(line), ensure_ascii=False)
+
+
+def surrogate_cohort(folder: Path) -> Path:
+    folder.mkdir()
+    shutil.copy(GOOD, folder / "a.yaml")
+    shutil.copy(CORPUS / "bundles" / "lone-surrogate-in-a-code.json", folder / "m.json")
+    shutil.copy(GOOD, folder / "z.yaml")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", [*FORMATS, "html"])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_lone_surrogate_in_fhir_text_is_screened_in_a_batch_in_every_format(tmp_path, fmt, jobs):
+    folder = surrogate_cohort(tmp_path / "cohort")
+    run = screener_cli(
+        "check", str(folder), "-f", fmt, "-j", jobs, "--each", "--as-of", "2026-11-20"
+    )
+    not_a_bug(run)
+    assert run.returncode == 0, run.stderr
+    text = run.stdout.decode("utf-8")  # strict
+    if fmt == "jsonl":
+        found = records(run.stdout)
+        assert set(found) == {"a.yaml", "m.json", "z.yaml"}
+        assert all("trials" in r for r in found.values())
+    if fmt != "html":  # the cohort page names patients, not files
+        assert "m.json" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_bulk_export_holding_a_name_that_is_not_utf8_is_screened(tmp_path, fmt):
+    pytest.importorskip("duckdb")
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Patient.ndjson").write_text(
+        json.dumps({"resourceType": "Patient", "id": "pt-1", "birthDate": "1980-05-17"}) + "\n"
+    )
+    odd = os.fsencode(export) + b"/Procedure\xff.ndjson"
+    with open(odd, "wb") as handle:
+        handle.write(b"x\n")  # a bad line, so the name reaches the output
+    run = screener_cli("check", str(export), "-f", fmt, "--as-of", "2026-11-20")
+    not_a_bug(run)
+    assert run.returncode == 1, run.stderr  # the bad line
+    text = run.stdout.decode("utf-8")
+    assert "Procedure\\xff.ndjson" in text.replace("\\\\", "\\")
+
+
 # ------------------------------------------------------------ 2. nothing but regular files
 
 
@@ -247,6 +352,90 @@ def test_the_size_limit_applies_to_what_is_read(tmp_path, monkeypatch):
     with pytest.raises(PatientError) as caught:
         screener.load_patient(path)
     assert "limit" in caught.value.diagnostic.message
+
+
+def export_records(folder: Path) -> list[dict[str, Any]]:
+    pytest.importorskip("duckdb")
+    from screener.cli._engines import run_export
+
+    done = run_export(
+        str(folder), catalog.load_rule_sets(), dt.date(2026, 11, 20), render=report.jsonl_line
+    )
+    return [json.loads(d.data) for d in done]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_fifo_or_device_in_a_bulk_export_is_an_error_record_not_a_hang(tmp_path):
+    pytest.importorskip("duckdb")
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Patient.ndjson").write_text(
+        json.dumps({"resourceType": "Patient", "id": "pt-1", "birthDate": "1980-05-17"}) + "\n"
+    )
+    os.mkfifo(export / "Observation.ndjson")
+    (export / "Condition.ndjson").symlink_to("/dev/zero")
+    # In a child with a deadline: the old reader opened the FIFO and waited for a writer.
+    run = screener_cli("check", str(export), "-f", "jsonl", "--as-of", "2026-11-20")
+    not_a_bug(run)
+    assert run.returncode == 1, run.stderr
+    found = records(run.stdout)
+    assert (
+        "a named pipe (FIFO), not a regular file" in found["Observation.ndjson"]["error"]["message"]
+    )
+    assert "a device, not a regular file" in found["Condition.ndjson"]["error"]["message"]
+    assert sum("trials" in r for r in found.values()) == 1  # pt-1 is still screened
+
+
+def test_a_line_past_the_size_limit_is_an_error_record_and_is_never_held(tmp_path, monkeypatch):
+    """A file of one endless line (here: a sparse 200 MB of NULs, as `truncate -s` makes)
+    is read past in blocks: the old reader held it whole (3 GB: a MemoryError, exit 4)."""
+    import tracemalloc
+
+    from screener.reading import _bulk as bulk
+
+    monkeypatch.setattr(bulk, "MAX_LINE_BYTES", 1 << 20, raising=False)
+    export = tmp_path / "export"
+    export.mkdir()
+    patient = json.dumps({"resourceType": "Patient", "id": "pt-1", "birthDate": "1980-05-17"})
+    (export / "Patient.ndjson").write_text(patient + "\n")
+    with open(export / "Observation.ndjson", "wb") as handle:
+        handle.truncate(200 * 1024 * 1024)
+    long = json.dumps({"resourceType": "Condition", "id": "c", "note": "x" * (2 << 20)})
+    (export / "Condition.ndjson").write_text(long + "\n" + long[:100] + "\n")
+    tracemalloc.start()
+    try:
+        found = export_records(export)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024 * 1024, f"peak {peak:,} bytes"
+    errors = [(Path(r["file"]).name, r["error"]) for r in found if "error" in r]
+    assert [(name, e["line"]) for name, e in errors] == [
+        ("Condition.ndjson", 1),
+        ("Condition.ndjson", 2),  # the short one: a line cut off, so not JSON
+        ("Observation.ndjson", 1),
+    ]
+    assert "longer than the limit of 1,048,576 bytes" in errors[0][1]["message"]
+    assert "longer than the limit" in errors[2][1]["message"]
+    assert sum("trials" in r for r in found) == 1
+
+
+EXPORTS = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))["exports"]
+
+
+def test_every_export_of_the_corpus_has_an_expectation_and_back():
+    assert {p.name for p in (CORPUS / "exports").iterdir()} == set(EXPORTS)
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(EXPORTS.items()), ids=sorted(EXPORTS))
+def test_bad_export(name, expected):
+    found = export_records(CORPUS / "exports" / name)
+    errors = [r["error"] for r in found if "error" in r]
+    assert len(errors) == len(expected["errors"]), errors
+    for error, want in zip(errors, expected["errors"], strict=True):
+        assert want["message"] in error["message"], error
+        assert error.get("line") == want["line"], error
+    assert sorted(r["patient"] for r in found if "trials" in r) == expected["screened"]
 
 
 # ----------------------------------------------------------- 3. --output destroys nothing
@@ -403,6 +592,47 @@ def test_an_observation_whose_subject_is_only_an_identifier_is_not_used(tmp_path
     extract = fhir.read_bundle(path, "b.json", today=dt.date(2026, 11, 20))
     assert extract.record.get("labs", {}) == {}
     assert any("only an identifier" in w.message for w in extract.warnings)
+
+
+def observation_bundle(tmp_path: Path, patient_url: str, subject: str) -> Path:
+    path = edge_bundle(tmp_path)
+    data = json.loads(path.read_text())
+    data["entry"][0]["fullUrl"] = patient_url
+    observation = data["entry"][1]["resource"]
+    observation["effectiveDateTime"] = "2026-11-10"
+    observation["subject"] = {"reference": subject}
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("patient_url", "subject", "used"),
+    [
+        ("urn:uuid:pt-1", "https://other.example/fhir/Patient/pt-1", False),
+        ("https://ehr.example/fhir/Patient/pt-1", "https://other.example/fhir/Patient/pt-1", False),
+        ("https://ehr.example/fhir/Patient/pt-1", "https://ehr.example/fhir/Patient/pt-1", True),
+        ("https://ehr.example/fhir/Patient/pt-1", "Patient/pt-1", True),
+        ("urn:uuid:pt-1", "urn:uuid:pt-1", True),
+    ],
+)
+def test_an_absolute_reference_is_this_patient_only_when_it_is_the_patients_full_url(
+    tmp_path, patient_url, subject, used
+):
+    path = observation_bundle(tmp_path, patient_url, subject)
+    extract = fhir.read_bundle(path, "b.json", today=dt.date(2026, 11, 20))
+    assert ("alt" in extract.record.get("labs", {})) is used
+    assert any("another server" in w.message for w in extract.warnings) is not used
+    assert extract.errors == []
+
+
+def test_an_observation_with_no_subject_is_not_used(tmp_path):
+    path = observation_bundle(tmp_path, "urn:uuid:pt-1", "urn:uuid:pt-1")
+    data = json.loads(path.read_text())
+    del data["entry"][1]["resource"]["subject"]
+    path.write_text(json.dumps(data))
+    extract = fhir.read_bundle(path, "b.json", today=dt.date(2026, 11, 20))
+    assert extract.record.get("labs", {}) == {}
+    assert any("no subject" in w.message for w in extract.warnings)
 
 
 RULE = textwrap.dedent("""\

@@ -37,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,7 +46,16 @@ from typing import Any
 
 from screener.core._errors import Diagnostic, PatientError, Position
 from screener.reading import _fhir as fhir
-from screener.reading._fhir_bundle import json_constant, json_number, target_id
+from screener.reading._fhir_bundle import (
+    MAX_BYTES,
+    DuplicateKey,
+    json_constant,
+    json_number,
+    target_id,
+    unique_keys,
+)
+from screener.reading._files import NotRegular, open_regular, read_regular, shown
+from screener.reading._files import kind as file_kind
 
 READ_TYPES = ("Patient",) + fhir.CLINICAL
 # Not a patient's own resource, but what a medicationReference names; a bundle holds it.
@@ -64,6 +74,11 @@ _CSV_BUFFER = 1 << 20
 # Malformed lines reported one by one, per export; past this they are counted in one record
 # (a file of garbage must not make millions of records).
 MAX_LINE_ERRORS = 1000
+# One resource, one line: at most what a whole bundle may be. A longer "line" (a file with
+# no line ends, a truncated or sparse file) is that line's error, read in blocks of _BLOCK
+# and never held whole.
+MAX_LINE_BYTES = MAX_BYTES
+_BLOCK = 1 << 20
 _FETCH = 8192  # index rows fetched from DuckDB at a time
 _NO_PATIENT = ""  # the key of resources that name no patient (a real id is never empty)
 _TYPE_TOKEN = re.compile(r"^[A-Z][A-Za-z]+$")
@@ -72,10 +87,12 @@ HINT_BULK = "install DuckDB for bulk exports: pip install 'screener[bulk]'"
 
 @dataclass(frozen=True)
 class ExportFile:
-    """One NDJSON file of an export: its path as shown, and its resource type if named."""
+    """One NDJSON file of an export: its path as shown, its resource type if named, and
+    its name in the folder (which need not be UTF-8: `path` says it printably)."""
 
     path: str
     type: str | None  # from the manifest or the file name; None: read every line
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,13 +128,23 @@ class Problem:
 
 
 def is_export(folder: Path) -> bool:
-    """Whether a folder is a bulk export: it holds NDJSON files (not looked for below it)."""
+    """Whether a folder is a bulk export: it holds NDJSON files (not looked for below it).
+
+    Any entry named *.ndjson but a folder counts: one that is a FIFO or a device is then
+    that export's error record (export_files), not a file silently left out."""
     try:
-        return any(
-            entry.is_file() and entry.name.lower().endswith(SUFFIX) for entry in os.scandir(folder)
-        )
+        return any(_ndjson(entry) for entry in os.scandir(folder))
     except OSError:
         return False
+
+
+def _ndjson(entry: os.DirEntry[str]) -> bool:
+    if not entry.name.lower().endswith(SUFFIX):
+        return False
+    try:
+        return not entry.is_dir()
+    except OSError:
+        return True  # cannot even be looked at: reading it says why
 
 
 def type_from_name(name: str) -> str | None:
@@ -143,8 +170,9 @@ def _manifest(folder: Path, display: str) -> tuple[dict[str, str], list[Problem]
         if not entry.name.lower().endswith(".json") or not entry.is_file():
             continue
         try:
-            data = json.loads(Path(entry.path).read_text(encoding="utf-8-sig"))
-        except (OSError, ValueError):
+            # as every input is read: a regular file only, and no more than the limit
+            data = json.loads(read_regular(entry.path, MAX_BYTES).decode("utf-8-sig"))
+        except (OSError, ValueError, RecursionError):
             continue  # not a manifest (it is read as nothing, and NDJSON names still count)
         if not isinstance(data, dict) or not isinstance(data.get("output"), list):
             continue
@@ -155,13 +183,14 @@ def _manifest(folder: Path, display: str) -> tuple[dict[str, str], list[Problem]
             if isinstance(item.get("type"), str):
                 types[name] = item["type"]
             if not (folder / name).is_file():
+                where = f"{display}/{shown(entry.name)}"
                 problems.append(
                     Problem(
-                        f"{display}/{entry.name}",
+                        where,
                         Diagnostic(
-                            f"the manifest lists {name} ({item.get('type')}), which is not in "
-                            "the export folder",
-                            f"{display}/{entry.name}",
+                            f"the manifest lists {shown(name)} ({shown(str(item.get('type')))}), "
+                            "which is not in the export folder",
+                            where,
                             hint="download every file the manifest lists",
                         ),
                     )
@@ -170,13 +199,29 @@ def _manifest(folder: Path, display: str) -> tuple[dict[str, str], list[Problem]
 
 
 def export_files(folder: Path, display: str) -> tuple[list[ExportFile], list[Problem]]:
-    """The export's NDJSON files in name order, with their types, and any manifest problems."""
+    """The export's NDJSON files in name order, with their types, and any problems: the
+    manifest's, and every *.ndjson entry that is not a regular file (a FIFO would hang the
+    read, a link to /dev/zero never end it)."""
     types, problems = _manifest(folder, display)
-    files = [
-        ExportFile(f"{display}/{entry.name}", types.get(entry.name) or type_from_name(entry.name))
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name)
-        if entry.name.lower().endswith(SUFFIX) and entry.is_file()
-    ]
+    files = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if not _ndjson(entry):
+            continue
+        where = f"{display}/{shown(entry.name)}"
+        try:
+            mode = os.stat(entry.path).st_mode  # through a link, to what is read
+        except OSError as exc:
+            problems.append(Problem(where, Diagnostic(f"cannot read file: {exc.strerror}", where)))
+            continue
+        if not stat.S_ISREG(mode):
+            problems.append(
+                Problem(
+                    where, Diagnostic(f"{file_kind(mode)}, not a regular file; not read", where)
+                )
+            )
+            continue
+        types_named = types.get(entry.name) or type_from_name(entry.name)
+        files.append(ExportFile(where, types_named, entry.name))
     return files, problems
 
 
@@ -184,12 +229,14 @@ def export_files(folder: Path, display: str) -> tuple[list[ExportFile], list[Pro
 
 
 def parse_line(raw: bytes) -> Any:
-    """One NDJSON line, with the same rules as a bundle file (no NaN, no infinities)."""
+    """One NDJSON line, with the same rules as a bundle file (no NaN, no infinities, no key
+    twice in an object: DuplicateKey)."""
     # without its line end, so an error's column is on the line itself
     return json.loads(
         raw.rstrip(b"\r\n").decode("utf-8-sig"),
         parse_constant=json_constant,
         parse_float=json_number,
+        object_pairs_hook=unique_keys,
     )
 
 
@@ -220,6 +267,25 @@ def _unescape(field: str) -> str:
     return json.loads(field)
 
 
+def _bounded_lines(stream: Any, limit: int) -> Iterator[bytes | int]:
+    """Each line of a binary stream with its line end; for a line of more than `limit`
+    bytes (its line end aside), only its length, read past in blocks and never held."""
+    while True:
+        raw = stream.readline(limit + 2)  # the line, its CR LF, and one byte to tell
+        if not raw:
+            return
+        if len(raw) <= limit or raw.endswith(b"\n") and len(raw.rstrip(b"\r\n")) <= limit:
+            yield raw
+            continue
+        length = len(raw)
+        while not raw.endswith(b"\n"):
+            raw = stream.readline(_BLOCK)
+            if not raw:
+                break
+            length += len(raw)
+        yield length
+
+
 # ------------------------------------------------------------------------------ indexing
 
 
@@ -237,13 +303,13 @@ class ExportIndex:
         workdir: Path | None = None,
     ) -> None:
         self.folder = Path(folder)
-        self.display = display if display is not None else str(folder)
+        self.display = display if display is not None else shown(str(folder))
         self.memory_limit = memory_limit
         self.workdir = workdir
         files, self.problems = export_files(self.folder, self.display)
         self.files = tuple(files)
         # absolute paths, so worker processes (or machines) started elsewhere find them
-        self.paths = tuple(str((self.folder / Path(f.path).name).resolve()) for f in files)
+        self.paths = tuple(str((self.folder / f.name).resolve()) for f in files)
         self.bad_lines = 0  # malformed lines past MAX_LINE_ERRORS, counted in one record
         self.resources = 0
         self._tmp: str | None = None
@@ -333,18 +399,25 @@ class ExportIndex:
         file = self.files[number]
         wanted = set(READ_TYPES)  # and REFERENCED, kept apart
         try:
-            stream = open(self.paths[number], "rb")
+            fd, _ = open_regular(self.paths[number])  # swapped for a FIFO since listed: refused
         except OSError as exc:
+            reason = str(exc) if isinstance(exc, NotRegular) else exc.strerror or str(exc)
             self.problems.append(
-                Problem(
-                    file.path, Diagnostic(f"cannot read file: {exc.strerror or exc}", file.path)
-                )
+                Problem(file.path, Diagnostic(f"cannot read file: {reason}", file.path))
             )
             return
-        with stream:
+        with os.fdopen(fd, "rb", buffering=_BLOCK) as stream:
             offset = 0
-            for line, raw in enumerate(stream, 1):
-                start, offset = offset, offset + len(raw)
+            for line, raw in enumerate(_bounded_lines(stream, MAX_LINE_BYTES), 1):
+                start, offset = offset, offset + (raw if isinstance(raw, int) else len(raw))
+                if isinstance(raw, int):
+                    self._bad(
+                        file.path,
+                        line,
+                        f"longer than the limit of {MAX_LINE_BYTES:,} bytes for one resource; "
+                        "not read",
+                    )
+                    continue
                 if not raw.strip():
                     continue  # a blank line (often the last) holds no resource
                 try:
@@ -354,6 +427,9 @@ class ExportIndex:
                     continue
                 except json.JSONDecodeError as exc:
                     self._bad(file.path, line, f"not valid JSON: {exc.msg}", exc.colno)
+                    continue
+                except DuplicateKey as exc:
+                    self._bad(file.path, line, f"not valid FHIR JSON: {exc}")
                     continue
                 except (ValueError, RecursionError) as exc:
                     self._bad(file.path, line, f"not valid JSON: {exc}")
@@ -429,6 +505,21 @@ class ExportIndex:
 # ----------------------------------------------------------------------------- reading
 
 
+def _about(resource: dict[str, Any], key: str) -> dict[str, Any]:
+    """A resource grouped under patient `key`, with its reference to that patient written
+    `urn:uuid:KEY`, as the group's bundle names its Patient.
+
+    An export is one server's, and its resources name their patient as that server writes
+    it (`Patient/ID`, or a URL ending so); the grouping has already matched them by that
+    id (patient_key), and in the bundle made of a group an absolute URL would match no
+    entry (fhir_bundle.Index)."""
+    for name in ("subject", "patient"):
+        ref = resource.get(name)
+        if isinstance(ref, dict) and patient_key(ref) == key:
+            return {**resource, name: {**ref, "reference": f"urn:uuid:{key}"}}
+    return resource
+
+
 class Reader:
     """Reads a group's lines back from the export's files (kept open while in use)."""
 
@@ -446,7 +537,8 @@ class Reader:
     def resource(self, line: Line) -> Any:
         fd = self._fds.get(line.file)
         if fd is None:
-            fd = self._fds[line.file] = os.open(self.paths[line.file], os.O_RDONLY)
+            fd, _ = open_regular(self.paths[line.file])  # as when it was indexed
+            self._fds[line.file] = fd
         raw = os.pread(fd, line.length, line.offset)
         if len(raw) != line.length:
             raise PatientError(
@@ -494,7 +586,9 @@ class Reader:
             patient = self.resource(line)
             # What `urn:uuid:ID` references resolve to, as in a bundle's fullUrl.
             entries.append({"fullUrl": f"urn:uuid:{patient['id']}", "resource": patient})
-        entries += [{"resource": self.resource(line)} for line in group.resources]
+        entries += [
+            {"resource": _about(self.resource(line), group.key)} for line in group.resources
+        ]
         entries += [{"resource": self.resource(line)} for line in group.referenced]
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
         return display, fhir.extract_bundle(bundle, display, as_of, today, vocabulary)

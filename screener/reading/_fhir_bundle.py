@@ -140,10 +140,27 @@ def fail(
     return PatientError(Diagnostic(message, display, position, hint, source_line))
 
 
-class _Duplicate(ValueError):
+class DuplicateKey(ValueError):
+    """A JSON object holds a key twice."""
+
     def __init__(self, key: str) -> None:
-        super().__init__(key)
+        super().__init__(f"duplicate key {clean(key)!r} in an object")
         self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object_pairs_hook for FHIR JSON, bundles and bulk lines alike.
+
+    JSON allows a key twice and json.loads keeps the last; in a clinical record the two
+    values disagree (a second deceasedBoolean), so, as in YAML, it is an error."""
+    made = dict(pairs)
+    if len(made) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return made
 
 
 def json_constant(name: str) -> Any:
@@ -182,27 +199,16 @@ def read_json(path: Path, display: str) -> Any:
     if not text.strip():
         raise fail(display, "file is empty: a FHIR bundle is one JSON object", HINT_EXPORT)
 
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        # JSON allows a key twice and json.loads keeps the last; in a clinical record the
-        # two values disagree (a second deceasedBoolean), so, as in YAML, it is an error.
-        made = dict(pairs)
-        if len(made) != len(pairs):
-            seen: set[str] = set()
-            for key, _ in pairs:
-                if key in seen:
-                    raise _Duplicate(key)
-                seen.add(key)
-        return made
-
     try:
         return json.loads(
-            text, parse_constant=json_constant, parse_float=json_number, object_pairs_hook=unique
+            text,
+            parse_constant=json_constant,
+            parse_float=json_number,
+            object_pairs_hook=unique_keys,
         )
-    except _Duplicate as exc:
+    except DuplicateKey as exc:
         raise fail(
-            display,
-            f"not valid FHIR JSON: duplicate key {clean(exc.key)!r} in an object",
-            "each key may appear once; check the export",
+            display, f"not valid FHIR JSON: {exc}", "each key may appear once; check the export"
         ) from None
     except json.JSONDecodeError as exc:
         lines = text.splitlines()
@@ -247,7 +253,11 @@ def target_id(reference: Any, kind: str) -> str | None:
 
 
 class Index:
-    """Resolves references between the bundle's resources (fullUrl, Type/id, URLs)."""
+    """Resolves references between the bundle's resources, as FHIR says (Bundle: resolving
+    references): an absolute URL only to the entry whose fullUrl it is, a relative one
+    (`Type/id`) to the entry of that type and id (whose fullUrl, if any, ends so), a
+    `urn:uuid:` to its entry. An absolute URL is never matched by its `Type/id` tail: on
+    another server, `Patient/pt-1` is another patient."""
 
     def __init__(self) -> None:
         self.table: dict[str, dict[str, Any]] = {}
@@ -263,12 +273,7 @@ class Index:
             self.table.setdefault(f"{kind}/{rid}", resource)
 
     def resolve(self, reference: str) -> dict[str, Any] | None:
-        reference = reference.split("/_history/")[0]
-        found = self.table.get(reference)
-        if found is None and "://" in reference:
-            tail = type_id(reference)
-            found = self.table.get("/".join(tail)) if tail else None
-        return found
+        return self.table.get(reference.split("/_history/")[0])
 
 
 def resource_name(resource: dict[str, Any], index: int) -> str:
@@ -390,11 +395,16 @@ def about_patient(
     # Immunization and AllergyIntolerance name their patient `patient`, the rest `subject`
     key = "patient" if resource["resourceType"] in _BY_PATIENT else "subject"
     ref = resource.get(key)
+    # Data is this patient's only when a reference says so: with no subject, or only an
+    # identifier or a display name, nothing ties the resource to this Patient (an MRN of
+    # another patient would pass unseen), and a bundle may carry other patients' resources.
     if ref is None:
-        return True  # no subject at all: in a one-patient bundle it is about that patient
+        reading.warn(
+            f"{resource_name(resource, index)}: no {key}, so nothing says whose it is; not used",
+            "export the bundle with references to its Patient",
+        )
+        return False
     if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
-        # Only an identifier (or a display name): nothing ties it to this Patient, and
-        # an MRN of another patient would pass unseen. Not this patient's data.
         reading.warn(
             f"{resource_name(resource, index)}: {key} names no resource of the bundle "
             "(only an identifier or a display); not used",
@@ -402,6 +412,15 @@ def about_patient(
         )
         return False
     target = idx.resolve(ref["reference"])
+    if target is None and "://" in ref["reference"]:
+        # An absolute URL that is no entry's fullUrl: a resource of another server (its
+        # Patient/pt-1 is not this bundle's), so not this patient's data.
+        reading.warn(
+            f"{resource_name(resource, index)}: {key} refers to {clean(ref['reference'])}, "
+            "which is no entry of the bundle (another server's resource); not used",
+            "export the bundle with references to its Patient",
+        )
+        return False
     if target is None:
         reading.error(
             f"{resource_name(resource, index)}: {key} refers to "

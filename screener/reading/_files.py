@@ -33,7 +33,8 @@ class TooLarge(OSError):
         self.limit = limit
 
 
-def _kind(mode: int) -> str:
+def kind(mode: int) -> str:
+    """What a file's mode says it is, in words ("a named pipe (FIFO)", "a device")."""
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):
@@ -45,11 +46,13 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _open_regular(path: str | Path) -> tuple[int, os.stat_result]:
-    """A descriptor open for reading on a regular file, and its status; else NotRegular."""
+def open_regular(path: str | Path) -> tuple[int, os.stat_result]:
+    """A descriptor open for reading on a regular file, and its status; else NotRegular.
+
+    The caller closes it, and bounds what it reads (read_regular does both)."""
     before = os.stat(path)
     if not stat.S_ISREG(before.st_mode):
-        raise NotRegular(f"{_kind(before.st_mode)}, not a regular file")
+        raise NotRegular(f"{kind(before.st_mode)}, not a regular file")
     # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
@@ -59,7 +62,7 @@ def _open_regular(path: str | Path) -> tuple[int, os.stat_result]:
             before.st_ino,
         ):
             raise NotRegular(
-                f"{_kind(after.st_mode)}, not a regular file (it changed while being opened)"
+                f"{kind(after.st_mode)}, not a regular file (it changed while being opened)"
             )
     except BaseException:
         os.close(fd)
@@ -73,7 +76,7 @@ def read_regular(path: str | Path, limit: int) -> bytes:
     Any other problem is the OSError the system gives (missing file, permission denied,
     a name too long), for the caller to turn into an error record.
     """
-    fd, info = _open_regular(path)
+    fd, info = open_regular(path)
     try:
         chunks: list[bytes] = []
         total = 0
@@ -95,7 +98,7 @@ def read_regular(path: str | Path, limit: int) -> bytes:
 
 def head(path: str | Path, size: int) -> bytes:
     """The first bytes of a regular file (fewer if it is shorter); NotRegular otherwise."""
-    fd, _ = _open_regular(path)
+    fd, _ = open_regular(path)
     try:
         return os.read(fd, size)
     finally:

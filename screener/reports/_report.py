@@ -136,9 +136,11 @@ def to_json(record: Record) -> dict[str, Any]:
 
 
 def dumps(data: Any, compact: bool = False) -> str:
+    """JSON text, keys sorted; what could drive a terminal or cannot be encoded is a \\u
+    escape (json_safe)."""
     if compact:
-        return _compact(data)
-    return json.dumps(data, sort_keys=True, ensure_ascii=False, indent=2)
+        return json_safe(_compact(data))
+    return json_safe(json.dumps(data, sort_keys=True, ensure_ascii=False, indent=2))
 
 
 # What is encoded here is built afresh from frozen results and holds no cycles, so the
@@ -146,6 +148,11 @@ def dumps(data: Any, compact: bool = False) -> str:
 _compact = json.JSONEncoder(
     sort_keys=True, ensure_ascii=False, separators=(",", ":"), check_circular=False
 ).encode
+
+
+def _utf8(text: str) -> bytes:
+    # A lone surrogate passes as its three bytes, which _terminal_safe then escapes.
+    return text.encode("utf-8", "surrogatepass")
 
 
 # jsonl_line writes the bytes dumps(to_json(record), compact=True) would, assembled from
@@ -158,12 +165,12 @@ def _criterion_bytes(c: CriterionResult) -> bytes:
     # Kept as UTF-8 since the text has characters such as ≤ and ×, which make Python store
     # a whole record two bytes a character: joining and encoding that cost more than the
     # rest of the record.
-    return _compact(_criterion_json(c)).encode()
+    return _utf8(_compact(_criterion_json(c)))
 
 
 @cache
 def _key(name: str) -> bytes:
-    return (_compact(name) + ":").encode()
+    return _utf8(_compact(name) + ":")
 
 
 # The members of a trial's record that differ from patient to patient (made from its
@@ -189,13 +196,13 @@ def _trial_frame(t: TrialResult) -> tuple[bytes, ...]:
     found = _FRAMES.get(key)
     if found is None:
         record = {**_trial_json(replace(t, criteria=())), **_PER_PATIENT}
-        found = tuple(_compact(record).encode().split(_MARKER))
+        found = tuple(_utf8(_compact(record)).split(_MARKER))
         assert len(found) == len(_PER_PATIENT) + 1, found
         keep(_FRAMES, key, found, 64)
     return found
 
 
-_VERDICTS = {v: _compact(v.value).encode() for v in Verdict}
+_VERDICTS = {v: _utf8(_compact(v.value)) for v in Verdict}
 
 
 def _counts_bytes(t: TrialResult) -> bytes:
@@ -234,10 +241,8 @@ def jsonl_line(record: Record, cache: ResultCache | None = None) -> bytes:
     for all the patients that share it (screening._reuse); a worker binds its cache with
     `reusing`. The pieces are joined once, at the end: a record is some 32 kB."""
     if isinstance(record, FileError):
-        return _terminal_safe((_compact(_error_json(record)) + "\n").encode())
-    members: dict[str, Any] = {
-        k: _compact(v).encode() for k, v in _screening_fields(record).items()
-    }
+        return _terminal_safe(_utf8(_compact(_error_json(record)) + "\n"))
+    members: dict[str, Any] = {k: _utf8(_compact(v)) for k, v in _screening_fields(record).items()}
     members["trials"] = None  # its place in the sorted order
     pieces: list[bytes] = []
     for name, value in sorted(members.items()):
@@ -260,24 +265,37 @@ def reusing(render: Render | None, cache: ResultCache) -> Render | None:
 
 
 def json_document(record: Record) -> str:
-    text = dumps(to_json(record))
-    return (
-        _C1_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _C1_TEXT.search(text) else text
-    )
+    return dumps(to_json(record))
 
 
+# The one policy for what JSON output holds as a \u escape rather than as the character.
 # JSON escapes C0 controls (ESC is written \u001b) but, with ensure_ascii=False, writes the
 # C1 controls (U+009B is a one-byte CSI) and bidirectional overrides as they are, so a JSON
-# file shown with `cat` could still drive a terminal. They are written as \u escapes: the
-# same strings for every JSON reader, and bytes unchanged for text without them.
-_C1_TEXT = re.compile("[\x80-\x9f\u202a-\u202e\u2066-\u2069]")
-_C1_UTF8 = re.compile(b"\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]")
+# file shown with `cat` could still drive a terminal; and a lone surrogate (JSON's own
+# "\ud800" escape, read from a FHIR file) is no character, so no UTF-8 encoder accepts it
+# and it would end the run. All are written as \u escapes: the same strings for every JSON
+# reader (lossless), and bytes unchanged for text without them. Text (_JSON_TEXT) and the
+# UTF-8 bytes of the fast path (_JSON_UTF8, with surrogates encoded as by "surrogatepass")
+# are matched alike.
+_JSON_TEXT = re.compile("[\x80-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_JSON_UTF8 = re.compile(
+    b"\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]|\xed[\xa0-\xbf][\x80-\xbf]"
+)
+
+
+def json_safe(text: str) -> str:
+    """JSON text with the characters of the policy above as \\u escapes."""
+    if _JSON_TEXT.search(text) is None:
+        return text
+    return _JSON_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _terminal_safe(data: bytes) -> bytes:
-    if _C1_UTF8.search(data) is None:  # the usual case: one scan, no copy
+    if _JSON_UTF8.search(data) is None:  # the usual case: one scan, no copy
         return data
-    return _C1_UTF8.sub(lambda m: f"\\u{ord(m.group().decode()):04x}".encode(), data)
+    return _JSON_UTF8.sub(
+        lambda m: f"\\u{ord(m.group().decode('utf-8', 'surrogatepass')):04x}".encode(), data
+    )
 
 
 def indent_document(document: str) -> str:

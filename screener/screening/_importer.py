@@ -402,7 +402,7 @@ def export_to_yaml(
     sets = list(rule_sets) if rule_sets is not None else load_rule_sets()
     vocabulary = vocabulary_of(sets)
     needed = _order(needed_fields(sets), vocabulary)
-    with ExportIndex(Path(folder), str(folder)) as index:
+    with ExportIndex(Path(folder)) as index:  # named as shown(folder)
         for problem in index.line_errors():
             yield problem.file, None, (problem.diagnostic,)
         reader = Reader(index.paths, tuple(f.path for f in index.files))
@@ -412,7 +412,7 @@ def export_to_yaml(
                     _, extract = reader.extract(group, as_of, today, vocabulary)
                     patient_from_extract(extract, as_of, today)
                 except PatientError as exc:
-                    yield exc.diagnostics[0].file or str(folder), None, exc.diagnostics
+                    yield exc.diagnostics[0].file or index.display, None, exc.diagnostics
                     continue
                 yield str(extract.record["id"]), _Writer(extract, needed).write(), ()
         finally:
