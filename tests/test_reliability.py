@@ -659,12 +659,36 @@ def test_a_rule_file_named_yml_is_loaded_not_skipped(tmp_path):
     [
         ("{field: age, ge: -18 years}", "cannot be negative"),
         ("{field: labs.total_bilirubin, le: 0 x ULN}", "above zero"),
+        # against the field's declared range, whatever the field (one rule, no list)
+        ("{field: ecog, le: -1}", "threshold for ECOG cannot be negative"),
+        ("{field: lvef, ge: 500 %}", "threshold for LVEF cannot be 500 %: LVEF is 0–100 %"),
+        ("{field: age, ge: 500 years}", "cannot be 500 years: age is 0–130 years"),
+        ("{field: age, lt: 0 years}", "lt 0 years holds for no age"),
+        ("{field: labs.creatinine, le: 0 mg/dL}", "holds only for exactly 0 mg/dL"),
+        ("{field: labs.creatinine, le: 0 umol/L}", "holds only for exactly 0 umol/L"),
+        ("{field: labs.creatinine, ge: 50 mg/dL}", "creatinine is 0–40 mg/dL"),
+        ("{field: dyspnea_grade, gt: 5}", "gt 5 holds for no"),
     ],
 )
 def test_a_threshold_that_cannot_be_meant_is_an_error(check, message):
     with pytest.raises(RuleSetError) as caught:
         screener.parse_rule_set(RULE.format(check=check), "<rules>")
     assert message in caught.value.diagnostic.message
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        "{field: ecog, le: 0}",  # a scale of whole steps: its edge is a value (ECOG 0)
+        "{field: ecog, ge: 4}",
+        "{field: age, ge: 0 years}",
+        "{field: lvef, lt: 100 %}",
+        "{field: labs.creatinine, gt: 0 mg/dL}",
+        "{field: age, lt: 130 years}",
+    ],
+)
+def test_a_threshold_within_what_the_field_can_be_is_accepted(check):
+    screener.parse_rule_set(RULE.format(check=check), "<rules>")
 
 
 @pytest.mark.parametrize(

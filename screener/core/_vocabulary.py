@@ -782,6 +782,79 @@ def _unit_kind(spec: Spec) -> Kind | None:
     return inner.kind if isinstance(inner, Quantity) else None
 
 
+@dataclass(frozen=True)
+class Possible:
+    """The values a field can hold, as its declaration says: between `low` and `high`
+    (None: unbounded) in `unit` ("" for a plain number), counted in whole steps or not."""
+
+    low: float | None
+    high: float | None
+    unit: str
+    analyte: Analyte | None = None
+    whole: bool = False
+
+    def shown(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        if self.high is None:
+            return f"at least {units.fmt(self.low or 0)}{unit}"
+        return f"{units.fmt(self.low or 0)}–{units.fmt(self.high)}{unit}"
+
+
+def possible(spec: Spec) -> Possible | None:
+    """What a field's declaration (range, hard, the kind's own floor) allows; None for a
+    field that is no number. A measured quantity (a lab, an age) is never negative."""
+    if isinstance(spec, Integer):
+        return Possible(spec.low, spec.high, "", whole=True)
+    if isinstance(spec, Number):
+        return Possible(spec.low, spec.high, "")
+    if isinstance(spec, Quantity):
+        return Possible(spec.low, spec.high, spec.range_unit, spec.analyte)
+    if isinstance(spec, Lab):
+        low, high = spec.hard
+        inner = spec.value
+        floor = inner.low if isinstance(inner, Quantity | Number) else None
+        if floor is not None and (low is None or low < floor):
+            low = floor
+        analyte = inner.analyte if isinstance(inner, Quantity) else None
+        return Possible(low, high, spec.range_unit, analyte)
+    return None
+
+
+def unmeant(spec: Spec, op: str, threshold: units.Measure | float) -> str | None:
+    """Why a rule's `op threshold` (lt, le, gt, ge) on a field cannot be meant, or None.
+
+    Outside what the field can be (ECOG ≤ -1, LVEF ≥ 500 %, age ≥ 500 years), a threshold
+    decides every patient alike; so does one at the edge that no value passes (age < 0
+    years); and for a measured quantity, one at the edge that only the edge itself passes
+    (creatinine ≤ 0 mg/dL): no result is exactly 0. (On a scale of whole steps the edge is a
+    value: ECOG ≤ 0 means ECOG 0.)"""
+    bounds = possible(spec)
+    if bounds is None:
+        return None
+    if isinstance(threshold, units.Measure):
+        if bounds.unit:
+            target = units.normalise_unit(bounds.unit)
+            amount = units.convert(threshold, target, bounds.analyte)
+        else:  # bounds in no unit: only the floor of 0, the same in every unit
+            amount = threshold.magnitude
+            bounds = Possible(bounds.low, None, "")
+        written = threshold.written
+    else:
+        amount, written = float(threshold), units.fmt(float(threshold))
+    low, high = bounds.low, bounds.high
+    # Said after "threshold for <label>", as the compiler's error puts it.
+    what = f"{spec.label} is {bounds.shown()}"
+    if low is not None and amount < low:
+        return f"cannot be negative: {written}" if low == 0 else f"cannot be {written}: {what}"
+    if high is not None and amount > high:
+        return f"cannot be {written}: {what}"
+    if op == "lt" and amount == low or op == "gt" and amount == high:
+        return f"{op} {written} holds for no {spec.label} ({what})"
+    if not bounds.whole and (op == "le" and amount == low or op == "ge" and amount == high):
+        return f"{op} {written} holds only for exactly {written}, which no result is ({what})"
+    return None
+
+
 def field_names(spec: Spec) -> list[str]:
     """All dotted paths under a record, for did-you-mean hints on misspelt fields."""
     names: list[str] = []

@@ -770,10 +770,7 @@ class FieldCompiler:
                 raw = both.group(1)
                 stated = (self.stated(value_spec, raw, both.group(2), path),)
             amount = self.amount(value_spec, raw, path)
-            if isinstance(amount, Measure) and amount.magnitude < 0:
-                # Ages, durations, masses and concentrations are never negative: such a
-                # threshold is a typo (`ge: -18 years`) that would pass every patient.
-                raise self.fail(path, f"threshold for {label} cannot be negative: {amount.written}")
+            self.meant(spec, op, amount, path)
             return Compare(field, op, Threshold(amount, stated=stated), label, value_spec.analyte)
         if isinstance(value_spec, (v.Integer, v.Number)):
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
@@ -793,8 +790,15 @@ class FieldCompiler:
                     f"a threshold for {label} must be a finite number of "
                     f"reasonable size, not {raw}",
                 )
+            self.meant(spec, op, float(raw), path)
             return Compare(field, op, Threshold(float(raw)), label)
         raise self.fail(path, f"{label} cannot be compared with {op}; use is or in")
+
+    def meant(self, spec: v.Spec, op: str, amount: Measure | float, path: PathKey) -> None:
+        # A threshold outside what the field can be (its declared range) decides every
+        # patient alike: a typo (`ge: -18 years`, `le: 0 mg/dL`), never a criterion.
+        if (why := v.unmeant(spec, op, amount)) is not None:
+            raise self.fail(path, f"threshold for {spec.label} {why}")
 
     def stated(self, spec: v.Quantity, limit: str, other: str, path: PathKey) -> Measure:
         """The source's equivalent of a limit in other units: it must be of the field's kind,
