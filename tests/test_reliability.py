@@ -649,6 +649,23 @@ RULE = textwrap.dedent("""\
 """)
 
 
+@pytest.mark.parametrize("other", ["NCT00000001.yml", "NCT00000001.YAML"])
+def test_a_trial_in_two_rule_files_is_an_error_naming_both(tmp_path, other):
+    """NCT….yaml beside NCT….yml: the trial ran twice, ELIGIBLE and INELIGIBLE in one report."""
+    (tmp_path / "NCT00000001.yaml").write_text(RULE.format(check="{field: age, ge: 18 years}"))
+    (tmp_path / other).write_text(RULE.format(check="{field: age, lt: 18 years}"))
+    if len(list(tmp_path.iterdir())) < 2:
+        pytest.skip("a file system that folds case")
+    with pytest.raises(RuleSetError) as caught:
+        catalog.load_rule_sets(tmp_path)
+    message = caught.value.diagnostic.message
+    assert "NCT00000001 is loaded twice" in message
+    assert "NCT00000001.yaml" in message and other in message
+    run = screener_cli("check", str(GOOD), "--rules", str(tmp_path))
+    not_a_bug(run)
+    assert run.returncode == 3 and b"loaded twice" in run.stderr
+
+
 def test_a_rule_file_named_yml_is_loaded_not_skipped(tmp_path):
     (tmp_path / "NCT00000001.yml").write_text(RULE.format(check="{field: age, ge: 18 years}"))
     assert [r.trial for r in catalog.load_rule_sets(tmp_path)] == ["NCT00000001"]

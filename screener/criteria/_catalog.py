@@ -109,7 +109,22 @@ def load_rule_sets(
         raise RuleSetError(
             Diagnostic(f"no rule files (*.yaml, *.yml) in {shown(str(folder))}", shown(str(folder)))
         )
-    return [load_rule_set(f, vocabulary=vocabulary) for f in files]
+    rule_sets = [load_rule_set(f, vocabulary=vocabulary) for f in files]
+    # NCT….yaml beside NCT….yml (or .YAML): both are loaded, and one trial would be
+    # screened twice, ELIGIBLE and INELIGIBLE in one report if the two differ.
+    first: dict[str, RuleSet] = {}
+    for rule_set in rule_sets:
+        other = first.setdefault(rule_set.trial, rule_set)
+        if other is not rule_set:
+            raise RuleSetError(
+                Diagnostic(
+                    f"trial {rule_set.trial} is loaded twice: from {other.file} and from "
+                    f"{rule_set.file}",
+                    rule_set.file,
+                    hint="keep one rule file per trial (remove or rename the other copy)",
+                )
+            )
+    return rule_sets
 
 
 def select(rule_sets: list[RuleSet], wanted: list[str]) -> list[RuleSet]:
