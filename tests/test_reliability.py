@@ -1129,6 +1129,71 @@ def test_an_output_onto_a_rule_file_is_refused(tmp_path):
     assert target.read_bytes() == before
 
 
+RULE_AUTHOR = HERE.parent / "examples" / "rule-author" / "rules"
+
+
+@pytest.mark.parametrize("target", ["vocabulary.yaml", "NCT09999999.yaml"])
+@pytest.mark.parametrize("command", ["check", "import"])
+def test_an_output_onto_a_file_of_the_rules_directory_is_refused(tmp_path, target, command):
+    """Every file loading --rules reads is an input: its vocabulary files as well as its
+    rule sets (the vocabulary was replaced by the report, and the next run failed)."""
+    rules = tmp_path / "rules"
+    shutil.copytree(RULE_AUTHOR, rules)
+    path = rules / target
+    assert path.exists(), sorted(p.name for p in rules.iterdir())
+    before = path.read_bytes()
+    source = GOOD if command == "check" else CORPUS / "bundles" / "subject-absent.json"
+    run = screener_cli(command, str(source), "--rules", str(rules), "-o", str(path))
+    not_a_bug(run)
+    assert run.returncode == 2, run.stderr
+    assert b"is one of the inputs" in run.stderr
+    assert path.read_bytes() == before
+
+
+def test_an_output_onto_a_file_of_a_bulk_export_is_refused(tmp_path):
+    pytest.importorskip("duckdb")
+    export = tmp_path / "export"
+    shutil.copytree(CORPUS / "exports" / "lone-surrogate-in-a-code", export)
+    for target in sorted(export.iterdir()):
+        before = target.read_bytes()
+        run = screener_cli("check", str(export), "-f", "jsonl", "-o", str(target))
+        not_a_bug(run)
+        assert run.returncode == 2, run.stderr
+        assert target.read_bytes() == before
+
+
+@pytest.mark.skipif(not Path("/dev/fd").exists(), reason="no /dev/fd")
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_an_output_onto_dev_stdout_appends_to_what_the_shell_opened(tmp_path, name):
+    """`-o /dev/stdout >> app.log`: the name resolves to app.log, a regular file, which the
+    old code renamed a new file over; reopening the name would truncate it instead."""
+    log = tmp_path / "app.log"
+    log.write_text("an earlier line\n")
+    command = f'exec "{sys.executable}" -m screener check "{GOOD}" -f jsonl -o {name} >> "{log}"'
+    run = subprocess.run(["sh", "-c", command], capture_output=True, timeout=300)
+    not_a_bug(run)
+    assert run.returncode == 0, run.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "an earlier line"
+    assert json.loads(lines[1])["file"] == str(GOOD) and len(lines) == 2
+    assert not list(tmp_path.glob(".app.log.*"))
+
+
+def test_an_output_onto_another_descriptor_writes_to_it_as_opened(tmp_path):
+    log = tmp_path / "three.log"
+    log.write_text("kept\n")
+    command = (
+        f'exec "{sys.executable}" -m screener check "{GOOD}" -f jsonl -o /dev/fd/3 3>> "{log}"'
+    )
+    run = subprocess.run(["sh", "-c", command], capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert log.read_text().splitlines()[0] == "kept"
+    assert len(log.read_text().splitlines()) == 2
+    closed = screener_cli("check", str(GOOD), "-f", "jsonl", "-o", "/dev/fd/9")
+    not_a_bug(closed)
+    assert closed.returncode == 5 and b"Bad file descriptor" in closed.stderr
+
+
 def test_schema_to_a_closed_standard_output_is_exit_5_not_a_bug():
     run = subprocess.run(
         ["sh", "-c", f'exec "{sys.executable}" -m screener schema patient >&-'],

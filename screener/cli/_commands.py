@@ -479,7 +479,7 @@ def _check(
     from screener.cli._batch import Export, expand, process_cache, with_cache
     from screener.cli._engines import run_all
     from screener.cli._output import atomic_output, utf8_writer
-    from screener.criteria._catalog import select, vocabulary_of
+    from screener.criteria._catalog import files_read, select, vocabulary_of
     from screener.reports._report import (
         asks_of,
         csv_header,
@@ -495,7 +495,9 @@ def _check(
     from screener.reports._summary import render as render_cohort
 
     rule_sets = _rule_sets(rules, "\nno patient was screened: fix the rule set first.")
-    rule_files = [r.file for r in rule_sets]  # inputs too: an output must not replace one
+    # Inputs too, which an output must not replace: rule and vocabulary files, and every
+    # file of a bulk export (its NDJSON and manifest).
+    rule_files = [str(f) for f in files_read(rules)]
     known = tuple(r.trial for r in rule_sets)
     try:
         rule_sets = select(rule_sets, trials)
@@ -536,7 +538,7 @@ def _check(
     # stops early: the recorder's exit commits or drops the run (log.Recorder).
     with (
         recorder or contextlib.nullcontext(),
-        atomic_output(output, [e for e in entries if isinstance(e, str)] + rule_files) as stream,
+        atomic_output(output, _inputs(entries) + rule_files) as stream,
     ):
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
@@ -609,6 +611,20 @@ def _check(
         elif (summary_only or many) and fmt is Format.markdown:
             stream.write(cohort_markdown(cohort))
     return Exit.INPUT_ERROR if failed else Exit.OK
+
+
+def _inputs(entries: Iterable[object]) -> list[str]:
+    """The files a check reads: patient files as named, and every entry of an export."""
+    from screener.cli._batch import Export
+
+    found: list[str] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            found.append(entry)
+        elif isinstance(entry, Export):
+            with contextlib.suppress(OSError):  # unreadable: its error record says so
+                found += [e.path for e in os.scandir(entry.folder)]
+    return found
 
 
 def _html(record: Record) -> str:
@@ -1037,14 +1053,16 @@ def import_bundle(
     """
     from screener.cli._output import atomic_output
     from screener.core._errors import ScreenerError
+    from screener.criteria._catalog import files_read
     from screener.screening._importer import bundle_to_yaml
 
     rule_sets = _rule_sets(rules, "\nnothing was imported: fix the rule set first.")
     if bundle.is_dir():
-        raise typer.Exit(int(_import_export(bundle, output, _as_of(as_of), rule_sets)))
+        raise typer.Exit(int(_import_export(bundle, output, _as_of(as_of), rule_sets, rules)))
     try:
         # Entered before the bundle is read: a bad --output fails before any work.
-        with atomic_output(output, [bundle]) as stream:
+        inputs = [str(bundle), *map(str, files_read(rules))]
+        with atomic_output(output, inputs) as stream:
             try:
                 text = bundle_to_yaml(bundle, as_of=_as_of(as_of), rule_sets=rule_sets)
             except ScreenerError as exc:
@@ -1174,12 +1192,15 @@ def _import_export(
     output: Path | None,
     as_of: dt.date | None,
     rule_sets: list[RuleSet] | None = None,
+    rules: Path | None = None,
 ) -> Exit:
     """`import` of a FHIR bulk export: one patient YAML per patient, in the --output folder."""
     import re
 
+    from screener.cli._batch import Export
     from screener.cli._output import atomic_output
     from screener.core._errors import ScreenerError
+    from screener.criteria._catalog import files_read
     from screener.screening._importer import export_to_yaml
 
     if output is None:
@@ -1187,6 +1208,8 @@ def _import_export(
             "a bulk export imports to a folder: give --output DIR", param_hint="--output"
         )
     output.mkdir(parents=True, exist_ok=True)
+    # A patient file named like one the run reads (the export's, a rule file) is refused.
+    inputs = _inputs([Export(str(folder))]) + [str(f) for f in files_read(rules)]
     err = _console(stderr=True)
     failed = written = 0
     names: set[str] = set()
@@ -1204,7 +1227,7 @@ def _import_export(
                 n += 1
                 stem = f"{base}-{n}"
             names.add(stem.lower())
-            with atomic_output(output / f"{stem}.yaml") as stream:
+            with atomic_output(output / f"{stem}.yaml", inputs) as stream:
                 stream.write(text)
             written += 1
     except ScreenerError as exc:

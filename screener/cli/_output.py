@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import re
 import signal
 import stat
 import sys
@@ -73,13 +74,17 @@ def atomic_output(
     `inputs` are the files the run reads; an output that is one of them is refused with
     an OutputError (usage), as is a destination that cannot be written (not usage).
     """
-    if target is None or str(target) == "-":
+    descriptor = None if target is None else _descriptor(os.fspath(target))
+    if target is None or str(target) == "-" or descriptor == 1:
         if sys.stdout is None:  # started with standard output closed (`>&-`)
             raise OutputError("standard output is closed: there is nowhere to write")
         yield sys.stdout
         sys.stdout.flush()
         return
     name = os.fspath(target)
+    if descriptor is not None:
+        yield from _write_to_descriptor(name, descriptor)
+        return
     try:
         info: os.stat_result | None = os.stat(name)  # through every symbolic link
     except FileNotFoundError:
@@ -156,6 +161,43 @@ def signals_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+# /dev/stdout, /dev/fd/N, /proc/self/fd/N name a descriptor this process was given, not a
+# file: `-o /dev/stdout >> app.log` must append to what the shell opened, where opening the
+# name anew (truncating) or renaming over the file it resolves to would lose app.log.
+_DESCRIPTOR = re.compile(r"^/(?:dev/fd|proc/self/fd|proc/(\d+)/fd)/(\d+)$")
+_STANDARD = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def _descriptor(name: str) -> int | None:
+    """The descriptor a name stands for, through any links to it (None: a file's name)."""
+    path = name
+    for _ in range(40):  # as many links as the kernel follows
+        path = os.path.normpath(path)
+        if path in _STANDARD:
+            return _STANDARD[path]
+        match = _DESCRIPTOR.match(path)
+        if match and (match.group(1) is None or int(match.group(1)) == os.getpid()):
+            return int(match.group(2))
+        try:
+            link = os.readlink(path)
+        except (OSError, ValueError):
+            return None
+        path = os.path.join(os.path.dirname(path), link)
+    return None
+
+
+def _write_to_descriptor(name: str, number: int) -> Iterator[TextIO]:
+    """Write to a descriptor the run was given, as it was opened (appending, at its
+    offset), on a copy of it that is closed after: never reopened, never replaced."""
+    try:
+        copy = os.dup(number)
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown(name)}: {exc.strerror or exc}") from None
+    with open(copy, "w", encoding="utf-8", newline="") as stream:
+        yield stream
+        stream.flush()
 
 
 def _write_through(name: str) -> Iterator[TextIO]:

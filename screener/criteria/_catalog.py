@@ -49,6 +49,12 @@ def _yaml_files(folder: Path) -> list[Path]:
     )
 
 
+def files_read(directory: str | Path | None = None) -> list[Path]:
+    """Every file loading a rules directory reads (its rule sets and vocabulary files), so a
+    command's --output can refuse to replace one (cli/_output.atomic_output's inputs)."""
+    return _yaml_files(Path(directory) if directory is not None else rules_dir())
+
+
 def is_vocabulary_file(path: Path) -> bool:
     """`vocabulary.yaml` or `NAME.vocabulary.yaml` (either YAML suffix, any case)."""
     stem = path.stem.lower()
