@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -943,6 +944,9 @@ def hostile_patient(folder: Path) -> Path:
         ("check", "-f", "json"),
         ("check", "-f", "jsonl"),
         ("check", "-f", "markdown"),
+        ("check", "-f", "csv"),
+        ("check", "-f", "html"),  # two files: the cohort page
+        ("check", "-f", "html", "--trial", "NCT06559644"),
     ],
 )
 def test_no_escape_sequence_from_an_input_reaches_the_terminal_or_a_text_file(tmp_path, command):
@@ -955,6 +959,30 @@ def test_no_escape_sequence_from_an_input_reaches_the_terminal_or_a_text_file(tm
         out = tmp_path / "report.txt"
         assert screener_cli(*command, str(path), "-o", str(out)).returncode in (0, 1)
         assert b"\x1b" not in out.read_bytes()
+
+
+C0_C1 = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "html"])
+def test_no_control_character_from_a_patient_or_rule_file_reaches_csv_or_html(tmp_path, fmt):
+    """The checklist (one file) and CSV carried raw ESC from ids, and from a rule file's
+    product and labels; `cat report.csv` then ran them."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "NCT00000001.yaml").write_text(
+        RULE.format(check="{field: age, ge: 18 years}")
+        .replace("product: P", 'product: "P\\e]8;;https://evil\\e\\\\x\\e[2J\\x9b"')
+        .replace("label: L", 'label: "L\\e[5m\\r"')
+    )
+    path = hostile_patient(tmp_path)
+    out = tmp_path / f"out.{fmt}"
+    run = screener_cli("check", str(path), "--rules", str(rules), "-f", fmt, "-o", str(out))
+    not_a_bug(run)
+    assert run.returncode in (0, 1), run.stderr
+    data = out.read_bytes()
+    assert b"evil" in data  # the text is there, made visible
+    assert not C0_C1.search(data.replace(b"\r\n", b"\n")), C0_C1.findall(data)[:5]
 
 
 def test_markup_and_escapes_in_a_rule_file_print_as_written(tmp_path):
@@ -980,7 +1008,6 @@ def test_markdown_quotes_html_links_and_line_breaks_from_inputs_as_text(tmp_path
     run = screener_cli("check", str(path), str(weird), "-f", "markdown", "--as-of", "2026-11-20")
     not_a_bug(run)
     text = run.stdout.decode()
-    import re
 
     # Every `<` before a letter is escaped (no HTML, no autolink), every bracket too (no
     # link); the odd file name sits in a code span its backtick cannot close.

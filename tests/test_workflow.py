@@ -93,12 +93,19 @@ HOSTILE_IDS = [
 ]
 
 
+def _as_written(value: str) -> str:
+    """A CSV cell as screener writes it: a CR shown as the symbol ␍ (printable, as on a
+    terminal: no control character reaches a CSV raw), a formula neutralised."""
+    value = value.replace("\r", "\u240d")
+    return "'" + value if value[0] in "=+-@\t\r" else value
+
+
 def test_csv_neutralises_formulas_and_quotes_line_breaks(tmp_path: Path):
     from screener.reports._report import _csv_line
 
     text = _csv_line(HOSTILE_IDS + [3])
     (row,) = list(csv.reader(io.StringIO(text, newline="")))
-    assert row == ["'" + v if v[0] in "=+-@\t\r" else v for v in HOSTILE_IDS] + ["3"]
+    assert row == [_as_written(v) for v in HOSTILE_IDS] + ["3"]
     # Written through the CLI, from patient files, read back as a spreadsheet would.
     folder = tmp_path / "cohort"
     folder.mkdir()
@@ -113,7 +120,7 @@ def test_csv_neutralises_formulas_and_quotes_line_breaks(tmp_path: Path):
         rows = list(csv.DictReader(stream))
     assert "≤" in "".join(r["reason"] for r in rows)  # the reason text survives whole
     patients = {r["patient"] for r in rows}
-    assert patients == {"'" + v if v[0] in "=+-@\t\r" else v for v in HOSTILE_IDS}
+    assert patients == {_as_written(v) for v in HOSTILE_IDS}
     assert not any(
         cell.startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for cell in r.values()
     )

@@ -630,10 +630,9 @@ def _inputs(entries: Iterable[object]) -> list[str]:
 def _html(record: Record) -> str:
     """The chart checklist of one screened patient; a file that could not be read gets its
     errors on a page of their own, so the output is still HTML."""
-    from html import escape
-
     from screener.cli._batch import FileError
     from screener.reports._checklist import checklist
+    from screener.reports._report import html_text as escape
 
     if isinstance(record, FileError):
         errors = "".join(f"<pre>{escape(d.render())}</pre>" for d in record.diagnostics)

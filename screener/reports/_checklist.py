@@ -14,7 +14,6 @@ printer, so it prints on A4 and Letter alike.
 from __future__ import annotations
 
 import datetime as dt
-from html import escape
 
 from screener._version import __version__
 from screener.core._model import CriterionResult, PartResult, Screening, TrialResult
@@ -26,6 +25,7 @@ from screener.reports._report import (
     verdict_word,
     without_prompt,
 )
+from screener.reports._report import html_text as escape
 
 _CSS = """
 @page { margin: 14mm 12mm; }

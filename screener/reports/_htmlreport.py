@@ -12,9 +12,9 @@ HTML-escaped where it is written: patient files are anyone's text.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
+from screener.reports._report import html_text
 from screener.reports._summary import CAVEAT, SHORT, VERDICTS, Cohort
 
 _CSS = """
@@ -33,7 +33,7 @@ svg text { font: 12px system-ui, sans-serif; }
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return html_text(value)  # control characters visible, then escaped
 
 
 def _funnel_svg(cohort: Cohort, trial: str) -> str:

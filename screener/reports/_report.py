@@ -8,6 +8,7 @@ list: data to collect, grouped as a nurse gathers it, and items for the investig
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import fields, replace
@@ -400,6 +401,9 @@ _QUOTE = (",", '"', "\r", "\n")
 def _csv_cell(value: Any) -> str:
     if not isinstance(value, str):
         return str(value)  # numbers (a line number) are data, not text to neutralise
+    # `cat report.csv` must not run an escape sequence from a patient id or a rule file:
+    # control characters become visible symbols, as on a terminal (printable).
+    value = printable(value)
     if value.startswith(_FORMULA):
         value = "'" + value
     # Quoted whenever it holds a CR or LF, not only LF: the csv module leaves a lone CR
@@ -415,6 +419,13 @@ def _csv_line(values: list[Any]) -> str:
 
 
 csv_line = _csv_line  # for the other tables written as CSV (the screening log's)
+
+
+def html_text(value: Any) -> str:
+    """Input text for HTML: control characters made visible (printable, as on a terminal,
+    so the page's source and a copy of its text carry no escape sequence), then escaped,
+    quotes too, so nothing is markup."""
+    return html.escape(printable(str(value)), quote=True)
 
 
 # ------------------------------------------------------------------------------ rich table
