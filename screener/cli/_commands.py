@@ -10,9 +10,12 @@ Exit statuses (also in the README):
     3  a rule set is broken: nothing was screened
     4  internal error (a bug): rerun with SCREENER_DEBUG=1 (or check --debug) for the traceback
     5  the output cannot be written (a missing or read-only directory, a full disk, a closed
-       or broken pipe); an --output file is left as it was
+       standard output or a broken pipe, for every command); an --output file is left as
+       it was
   130  interrupted (Ctrl-C); an --output file is left as it was
-  143  terminated (SIGTERM), 129 hung up (SIGHUP): as for Ctrl-C
+  143  terminated (SIGTERM), 129 hung up (SIGHUP), for every command: as for Ctrl-C
+
+A closed standard error changes no status: only the messages are lost.
 """
 
 from __future__ import annotations
