@@ -142,7 +142,7 @@ def test_workers_do_not_inherit_the_parents_termination_handlers(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["KILL", "TERM"])
-@pytest.mark.parametrize("delay", [0.0, 0.3])
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.45, 0.7])
 def test_a_worker_signalled_mid_batch_loses_no_file_and_hangs_nothing(tmp_path, signum, delay):
     size = 1500
     folder = cohort(tmp_path / "cohort", size)

@@ -416,6 +416,9 @@ def run(
         yield _finish(entry, render) if isinstance(entry, FileError) else next(results)
 
 
+_LOOK = 0.5  # seconds between looks at the workers while a chunk is awaited (Pool.result)
+
+
 class Pool:
     """Worker processes running `task` on chunks of work, which can be replaced when a
     worker dies, and are stopped however the batch ends, so none is left running without
@@ -461,6 +464,36 @@ class Pool:
         for process in list(processes.values()):
             with contextlib.suppress(Exception):  # already gone
                 process.kill()
+        # A worker killed while sending a result leaves half a message in the pipe, and the
+        # pool's reader waits for the rest as long as a write end is open: the workers'
+        # are closed by their death, this process's (which it never writes) is closed
+        # here, so the reader meets the end of the pipe and the pool sees the break.
+        writer = getattr(getattr(self.pool, "_result_queue", None), "_writer", None)
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                writer.close()
+
+    def result(self, future: Future[list[Done]]) -> list[Done]:
+        """The future's result; BrokenProcessPool if a worker died meanwhile.
+
+        The pool notices a dead worker by itself, except when it died while sending a
+        result: the pool's reader then waits for the rest of the message, which never
+        comes, and every future waits with it (seen under SIGTERM to a worker, about one
+        run in twenty). So the wait looks at the workers too, and a death there stops all
+        of them and closes the pipe (_kill), which makes the pool see the break."""
+        while True:
+            try:
+                return future.result(timeout=_LOOK)
+            except TimeoutError:
+                if self._a_worker_died():
+                    self._kill()
+
+    def _a_worker_died(self) -> bool:
+        processes = getattr(self.pool, "_processes", None) or {}
+        try:
+            return any(p.exitcode is not None for p in list(processes.values()))
+        except RuntimeError:  # the pool changed its table meanwhile: look again next time
+            return False
 
     def restart(self) -> None:
         self.stop()
@@ -515,7 +548,7 @@ def pooled(
                 break
             chunk, future = pending.popleft()
             try:
-                done = future.result()
+                done = pool.result(future)
             except BrokenProcessPool:
                 again = [(chunk, future), *pending]
                 pending.clear()
@@ -525,7 +558,7 @@ def pooled(
                         yield from before.result()  # it finished before the break
                         continue
                     try:
-                        done = pool.submit(work).result()
+                        done = pool.result(pool.submit(work))
                     except BrokenProcessPool:
                         pool.restart()
                         done = lost_chunk(work)
