@@ -19,11 +19,16 @@ from pathlib import Path
 
 import pytest
 
+from screener.cli._batch import screen_file
+from screener.criteria._catalog import load_rule_sets
+from screener.reports._report import jsonl_line
+
 HERE = Path(__file__).parent
 GOOD = HERE.parent / "examples" / "patients" / "first-visit-minimal-record.yaml"
 # A worker that hangs the batch is the failure looked for: far above the seconds a run of
 # this cohort takes, and still bounded.
 BUDGET = 120
+RULE_SETS = load_rule_sets()
 
 pytestmark = [
     pytest.mark.slow,
@@ -141,17 +146,34 @@ def test_workers_do_not_inherit_the_parents_termination_handlers(tmp_path):
         assert not caught(mask, signal.SIGHUP), f"worker {pid} handles SIGHUP"
 
 
+def written(out: Path) -> int:
+    """Bytes of output the run has written so far (its temporary file)."""
+    sizes = []
+    for partial in out.parent.glob(f".{out.name}.*.partial"):
+        try:
+            sizes.append(partial.stat().st_size)
+        except OSError:  # renamed meanwhile: the run is done
+            pass
+    return max(sizes, default=-1)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["KILL", "TERM"])
-@pytest.mark.parametrize("delay", [0.0, 0.2, 0.45, 0.7])
-def test_a_worker_signalled_mid_batch_loses_no_file_and_hangs_nothing(tmp_path, signum, delay):
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.3, 0.5])
+def test_a_worker_signalled_mid_batch_loses_no_file_and_hangs_nothing(tmp_path, signum, share):
+    """The signal goes to a worker once `share` of the output is written (the moment by
+    the run's progress, not by the clock, whatever the machine's speed)."""
     size = 1500
     folder = cohort(tmp_path / "cohort", size)
     out = tmp_path / "out.jsonl"
     child = start(folder, out)
-    victim = workers_of(child, out)[0]
-    time.sleep(delay)
-    if child.poll() is None:
-        os.kill(victim, signum)
+    workers_of(child, out)
+    one = len(jsonl_line(screen_file(str(folder / "p00000.yaml"), RULE_SETS)))
+    deadline = time.monotonic() + BUDGET
+    while written(out) < share * size * one and child.poll() is None:
+        assert time.monotonic() < deadline, "the run wrote nothing"
+    victims = children(child.pid)
+    assert child.poll() is None and victims, "finished before it could be signalled"
+    os.kill(victims[0], signum)
     err = finish(child)
     assert child.returncode == 0, err
     assert b"bug" not in err and b"terminated" not in err, err

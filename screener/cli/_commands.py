@@ -63,6 +63,11 @@ class _Commands(typer.core.TyperGroup):
             except KeyboardInterrupt as exc:
                 _fail(_stopped(exc), _interrupted(exc))
             except OSError as exc:
+                from screener.cli._output import OutputError
+
+                # What the output could not take; any other I/O error is main()'s to say.
+                if not isinstance(exc, (BrokenPipeError, OutputError)):
+                    raise
                 _io_failure(exc, None)
 
 
