@@ -52,6 +52,26 @@ def test_an_estimate_from_an_undated_creatinine_asks_for_the_creatinine_date():
     )
 
 
+def test_an_estimate_no_patient_could_have_decides_nothing():
+    # (140 − 46) × 80 / (72 × 0.2) = 522 mL/min: beyond the 500 mL/min no clearance reaches,
+    # so an input is wrong (a creatinine in the wrong unit, a weight in pounds as kg).
+    result = _result("labs.cockcroft_gault", "{value: 0.2 mg/dL, date: 2026-11-18}")
+    assert result.status.value == "unknown", result.reason
+    assert "a Cockcroft–Gault estimate of 522 mL/min is not a possible" in result.reason
+    assert "(above 500 mL/min): check age, weight, sex, labs.creatinine" in result.reason
+
+
+def test_an_implausible_estimate_says_so_with_its_value():
+    # (140 − 46) × 80 / (72 × 0.4) = 261 mL/min: above the 250 mL/min rarely seen.
+    result = _result("labs.cockcroft_gault", "{value: 0.4 mg/dL, date: 2026-11-18}")
+    assert result.status.value == "pass"
+    assert "261 mL/min on 2026-11-18 (implausible: above 250 mL/min; Cockcroft–Gault" in (
+        result.reason
+    )
+    usual = _result("labs.cockcroft_gault", "{value: 1.0 mg/dL, date: 2026-11-18}")
+    assert "implausible" not in usual.reason
+
+
 # ------------------------------------------------------------------ the derived values table
 #
 # Each value below is worked out by hand (the arithmetic is in the comments) and screened on

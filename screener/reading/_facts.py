@@ -273,12 +273,30 @@ class Scope:
         if isinstance(result, Unknown):
             roles = dict(d.inputs)
             return Missing(tuple(roles[r] for r in result.roles) or (path,), result.why)
-        note = "; ".join([result.note, *explained]) + "".join(f" ({f})" for f in flags)
         if isinstance(result.value, Measure):
             measure = result.value
         else:
             text = f"{units.fmt(result.value)} {units.SPELLINGS[formula.unit][1]}"
             measure = Measure(result.value, formula.unit, text)
+        own = ""  # the estimate's own implausibility, said first
+        if isinstance(spec, v.Lab) and spec.ranges() != ((None, None), (None, None)):
+            # An estimate is held to the ranges of what it estimates: one no patient could
+            # have (3098 mL/min) says an input is wrong, and decides nothing.
+            amount = spec.in_range_unit(measure)
+            hard, soft = (v.outside(amount, b) for b in spec.ranges())
+            if hard is not None:
+                inputs = tuple(dict.fromkeys(source for _, source in d.inputs))
+                return Missing(
+                    inputs,
+                    f"{formula.estimate} of {measure.written} is not a possible {spec.label} "
+                    f"({hard[0]} {units.fmt(hard[1])} {spec.range_unit}): check "
+                    + ", ".join(inputs),
+                )
+            if soft is not None:
+                own = f"implausible: {soft[0]} {units.fmt(soft[1])} {spec.range_unit}"
+        note = "; ".join(n for n in (own, result.note, *explained) if n) + "".join(
+            f" ({f})" for f in flags
+        )
         if not isinstance(spec, v.Lab):
             return Fact(measure, spec, path, note)
         taken = None if undated or not dates else min(dates)

@@ -361,13 +361,17 @@ class _Reader:
                 date = self._date(v.Date("date"), value["date"], path + ("date",))
             if result is None:
                 return None
-            if uln is not None and self._plausible(spec, uln, path + ("uln",), uln=True) is None:
-                return None
+            uln_note = ""
+            if uln is not None:
+                checked = self._plausible(spec, uln, path + ("uln",), uln=True)
+                if checked is None:
+                    return None
+                uln_note = f"ULN {checked}" if checked else ""
             note = self._plausible(spec, result, path + ("value",))
             if note is None:
                 return None
             written = result.written if isinstance(result, Measure) else units.fmt(result)
-            return LabValue(result, uln, date, written, note)
+            return LabValue(result, uln, date, written, "; ".join(n for n in (note, uln_note) if n))
         result = self.read(spec.value, value, path)
         if result is None:
             return None
@@ -385,16 +389,17 @@ class _Reader:
         None if it is impossible (an error is recorded, naming the likely unit slip); else
         "" or, for an implausible value, the note its results show (a warning is recorded).
         """
-        if spec.hard == (None, None) and spec.soft == (None, None):
+        bounds = spec.ranges(uln)
+        if bounds == ((None, None), (None, None)):
             return ""
-        amount = _in_range_unit(spec, value)
+        amount = spec.in_range_unit(value)
         label = f"{spec.label} ULN" if uln else spec.label
-        hard = _outside(amount, spec.hard)
-        soft = None if hard or uln else _outside(amount, spec.soft)
+        hard = v.outside(amount, bounds[0])
+        soft = None if hard else v.outside(amount, bounds[1])
         if not (hard or soft):
             return ""  # the usual case, decided without looking for a unit slip
         shown = value.written if isinstance(value, Measure) else units.fmt(value)
-        slip = _unit_slip(spec, value) if isinstance(value, Measure) else None
+        slip = _unit_slip(spec, value, bounds) if isinstance(value, Measure) else None
         hint = f"did you mean {slip}?" if slip else "check the value and its unit"
         if hard:
             self.error(
@@ -437,23 +442,6 @@ class _Reader:
         return tuple(found)
 
 
-def _in_range_unit(spec: v.Lab, value: Measure | float) -> float:
-    if not isinstance(value, Measure):
-        return float(value)
-    analyte = spec.value.analyte if isinstance(spec.value, v.Quantity) else None
-    return units.convert(value, units.normalise_unit(spec.range_unit), analyte)
-
-
-def _outside(amount: float, bounds: v.Bounds) -> tuple[str, float] | None:
-    """("above", 100) or ("below", 0.5) when `amount` lies outside `bounds`, else None."""
-    low, high = bounds
-    if low is not None and units.compare(amount, low) < 0:
-        return "below", low
-    if high is not None and units.compare(amount, high) > 0:
-        return "above", high
-    return None
-
-
 def _bound(spec: v.Lab, value: Measure | float, side: str, limit: float) -> str:
     """ "above 15 mg/dL", and the limit in the unit written when that is another one:
     "above 15 mg/dL = 1326 µmol/L"."""
@@ -468,9 +456,10 @@ def _bound(spec: v.Lab, value: Measure | float, side: str, limit: float) -> str:
     return text
 
 
-def _unit_slip(spec: v.Lab, value: Measure) -> str | None:
-    """The accepted unit in which the number written would be a plausible result, for an
-    impossible or implausible one: 30 mmol/L total bilirubin is 30 µmol/L.
+def _unit_slip(spec: v.Lab, value: Measure, bounds: tuple[v.Bounds, v.Bounds]) -> str | None:
+    """The accepted unit in which the number written would be plausible (within `bounds`,
+    the hard and soft ranges of a result or of a ULN), for an impossible or implausible
+    one: 30 mmol/L total bilirubin is 30 µmol/L, a bilirubin ULN of 20 mg/dL is 20 µmol/L.
 
     Only units of another magnitude than the one written are tried (IU/L for U/L would
     change nothing); of those that make the number plausible, the one that puts it nearest
@@ -493,7 +482,7 @@ def _unit_slip(spec: v.Lab, value: Measure) -> str | None:
         if units.compare(units.convert_amount(1.0, value.unit, key, quantity.analyte), 1.0) == 0:
             continue  # the same magnitude as written
         amount = units.convert_amount(value.magnitude, key, target, quantity.analyte)
-        if amount <= 0 or _outside(amount, spec.soft) or _outside(amount, spec.hard):
+        if amount <= 0 or v.outside(amount, bounds[1]) or v.outside(amount, bounds[0]):
             continue
         distance = abs(math.log(amount / usual))
         if best is None or distance < best[0]:
