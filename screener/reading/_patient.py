@@ -541,7 +541,9 @@ def from_document(
         on, source = today or dt.date.today(), "today"
     medications = data.get("medications")
     if medications is not None:
-        data["medications"] = tuple(_stopped(m, on) for m in medications)
+        data["medications"] = tuple(
+            _stopped(m, on, ("medications", i), reader) for i, m in enumerate(medications)
+        )
     birth = data.get("birth_date")
     if birth is not None and birth > on:
         reader.error(("birth_date",), f"birth date {birth} is after the screening date {on}")
@@ -605,11 +607,28 @@ def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader) ->
     return therapy
 
 
-def _stopped(medication: dict[str, Any], on: dt.date) -> dict[str, Any]:
-    """A stop date on or before the screening date says the drug is no longer taken."""
+def _stopped(
+    medication: dict[str, Any], on: dt.date, path: PathKey, reader: _Reader
+) -> dict[str, Any]:
+    """A stop date on or before the screening date says the drug is no longer taken.
+
+    A record that says both (ongoing true, a stop date before screening; or ongoing false, a
+    stop date after it) is kept as written, with a warning: which fact is true decides
+    whether a drug still taken or one discontinued counts, and rules that read both make
+    the contradiction a question for the investigator, never a silent answer."""
     stop = medication.get("stop_date")
-    if "ongoing" not in medication and stop is not None and stop <= on:
+    ongoing = medication.get("ongoing")
+    if ongoing is None and stop is not None and stop <= on:
         return {**medication, "ongoing": False}
+    if stop is not None and ((ongoing is True and stop < on) or (ongoing is False and stop > on)):
+        said = "ongoing" if ongoing else "not ongoing"
+        when = "before" if ongoing else "after"
+        reader.warn(
+            path + ("ongoing",),
+            f"{_dotted(path)}: {clip(str(medication.get('name', 'medication')))} is marked "
+            f"{said}, but its stop date {stop} is {when} the screening date {on}",
+            "correct ongoing or stop_date; until then the criteria that read them ask",
+        )
     return medication
 
 
