@@ -482,18 +482,38 @@ class Contains(_FieldLeaf):
 
 
 _WORD = re.compile(r"[^\W_]+")
+# Where a letter follows a digit a new word starts: "CD19CD22" is CD19 and CD22.
+_GLUED = re.compile(r"(?<=\d)(?=[^\W\d_])")
+_PREFIXED = re.compile(r"([^\W\d_]+)\d+")
 
 
 def words_of(text: str) -> frozenset[str]:
-    """The words of a text, case folded: "CD19/CD22" has the words cd19 and cd22."""
-    return frozenset(w.casefold() for w in _WORD.findall(text))
+    """The words of a text, case folded: "CD19/CD22" has the words cd19 and cd22.
+
+    Marker lists are written short, and both shorthands name every marker: "CD19CD22" is
+    cd19 and cd22, and in "CD19/22" a bare number after a slash takes the letters of the
+    word before it (cd19, cd22), so a bispecific CAR-T's target mentions CD22."""
+    found: list[str] = []
+    letters = ""  # the letters of the last word written as letters then digits ("cd")
+    end = -1
+    folded = text.casefold()
+    for match in _WORD.finditer(folded):
+        word = match.group()
+        if word.isdigit() and letters and folded[end : match.start()].strip() == "/":
+            found.append(letters + word)
+        parts = _GLUED.split(word)
+        found.extend(parts)
+        last = _PREFIXED.fullmatch(parts[-1])
+        letters = last.group(1) if last else ("" if not word.isdigit() else letters)
+        end = match.end()
+    return frozenset(found)
 
 
 @dataclass(frozen=True)
 class Mentions(_FieldLeaf):
     """A free-text field (a therapy's target or drug) names one of `words` as whole words,
-    in any case: a target "CD19/CD22" mentions CD22, a drug "Inotuzumab ozogamicin"
-    mentions inotuzumab, but "CD220" does not mention CD22."""
+    in any case: a target "CD19/CD22", "CD19/22" or "CD19CD22" mentions CD22, a drug
+    "Inotuzumab ozogamicin" mentions inotuzumab, but "CD220" does not mention CD22."""
 
     field: str
     words: tuple[str, ...]
