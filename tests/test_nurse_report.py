@@ -192,3 +192,23 @@ def test_a_judgment_open_beside_missing_data_is_asked_now(tmp_path: Path):
     assert "on supplemental oxygen" in todo
     page = runner.invoke(app, ["check", str(patient), "-t", "NCT05679687", "-f", "html"]).stdout
     assert page.count("☐ pass") == 1  # a sign-off line for it on the chart checklist too
+
+
+def test_a_man_is_asked_for_reproductive_potential_not_childbearing(tmp_path: Path):
+    # Hema-NeoTIL01 I10.b: a man's fertility is not "childbearing"; the question asked of a
+    # man whose record says nothing of it is his reproductive potential.
+    base = (ROOT / "tests" / "acceptance" / "patients" / "baseline.yaml").read_text("utf-8")
+    man = (
+        base.replace("sex: female", "sex: male")
+        .replace("childbearing_potential: true\n", "")
+        .replace("contraception_agreed: true", "contraception_agreed: false")
+    )
+    patient = tmp_path / "man.yaml"
+    patient.write_text(man, "utf-8")
+    todo = "\n".join(table(str(patient), "-t", "NCT06559644", columns=200)).split("To do", 1)[1]
+    assert "reproductive potential — Hema-NeoTIL01 I10" in todo
+    assert "childbearing potential" not in todo
+    stated = tmp_path / "stated.yaml"
+    stated.write_text(man.replace("sex: male", "sex: male\nreproductive_potential: false"), "utf-8")
+    out = "\n".join(table(str(stated), "-t", "NCT06559644", columns=200))
+    assert "reproductive potential" not in out.split("To do", 1)[-1]

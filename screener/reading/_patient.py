@@ -544,6 +544,7 @@ def from_document(
         data["medications"] = tuple(
             _stopped(m, on, ("medications", i), reader) for i, m in enumerate(medications)
         )
+    _fertility_agrees(data, reader)
     birth = data.get("birth_date")
     if birth is not None and birth > on:
         reader.error(("birth_date",), f"birth date {birth} is after the screening date {on}")
@@ -605,6 +606,25 @@ def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader) ->
         f"did you mean {guess}?" if guess else "give its generation: 1, 2 or 3",
     )
     return therapy
+
+
+def _fertility_agrees(data: dict[str, Any], reader: _Reader) -> None:
+    """Warn when reproductive_potential and childbearing_potential disagree.
+
+    For a woman they say the same thing; for a man only childbearing_potential true can
+    contradict reproductive_potential false ("childbearing" false says nothing of a man's
+    fertility). Rules that read both ask the investigator which is true."""
+    potential, childbearing = data.get("reproductive_potential"), data.get("childbearing_potential")
+    if potential is None or childbearing is None or potential == childbearing:
+        return
+    if data.get("sex") != "female" and not childbearing:
+        return
+    reader.warn(
+        ("reproductive_potential",),
+        f"reproductive_potential {'true' if potential else 'false'} disagrees with "
+        f"childbearing_potential {'true' if childbearing else 'false'}",
+        "correct one of them; until then the criteria that read them ask",
+    )
 
 
 def _stopped(
