@@ -127,6 +127,41 @@ def test_bmi_is_weight_over_height_squared():
     assert "a body mass index needs height" in gone.reason
 
 
+@pytest.mark.parametrize(
+    ("check", "fields", "labs", "shown"),
+    [
+        # (140 − 50) × 80 / (72 × 1.6668) = 59.995 mL/min, shown to 3 digits as "60 mL/min".
+        (
+            "{field: labs.cockcroft_gault, ge: 60 mL/min}",
+            {},
+            {"creatinine": "1.6668 mg/dL"},
+            "(= 59.995 mL/min) < 60 mL/min",
+        ),
+        # CKD-EPI 2021, man of 50, creatinine 1.424 mg/dL: 59.995 mL/min/1.73 m².
+        (
+            "{field: labs.egfr, ge: 60 mL/min/1.73m2}",
+            {},
+            {"creatinine": "1.424 mg/dL"},
+            "(= 59.995 mL/min/1.73 m²) < 60 mL/min/1.73 m²",
+        ),
+        # 97.19 kg / (1.8 m)² = 29.997 kg/m², shown as "30 kg/m²".
+        ("{field: bmi, ge: 30 kg/m2}", {"weight": "97.19 kg"}, None, "(= 29.997 kg/m²) < 30 kg/m²"),
+    ],
+)
+def test_a_derived_value_at_a_threshold_shows_the_digits_that_decide(check, fields, labs, shown):
+    # Before: "creatinine clearance 60 mL/min (...) < 60 mL/min", a comparison that visibly
+    # does not hold.
+    result = _screen(check, labs, **fields)
+    assert result.status.value == "fail", result.reason
+    assert shown in result.reason
+    # Away from the threshold the value is shown as computed, without the digits.
+    if labs:
+        far = _screen(check, {"creatinine": "0.9 mg/dL"}, **fields)
+    else:
+        far = _screen(check, labs, weight="110 kg")
+    assert far.status.value == "pass" and "(= " not in far.reason
+
+
 def test_bsa_is_mosteller():
     # √(180 cm × 80 kg / 3600) = √(14400 / 3600) = √4 = 2.00 m²
     two = _screen("{field: bsa, ge: 2 m2}")

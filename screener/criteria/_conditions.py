@@ -28,7 +28,7 @@ from screener.core._model import (
     kleene_or,
 )
 from screener.core._units import Measure, shift
-from screener.reading._facts import Fact, Missing, Scope, abbreviated
+from screener.reading._facts import Fact, Missing, Scope, shown_magnitude
 
 OPERATORS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥", "eq": "=", "ne": "≠"}
 NEGATED = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt", "eq": "ne", "ne": "eq"}
@@ -364,11 +364,14 @@ class Compare(_FieldLeaf):
         order = units.compare(amount, goal)
         passed = holds(self.op, order)
         a, b = units.fmt_pair(amount, goal)
-        if not converted and isinstance(value, Measure) and abbreviated(value):
-            # An export's float is shown to six digits: 1.6000004 mg/dL as "1.6 mg/dL", which
-            # must not read "1.6 mg/dL > 1.6 mg/dL"; then the digits that decide are shown.
-            digits, limit = float(units.fmt(value.magnitude, 6)), float(b)
-            converted = ((digits > limit) - (digits < limit)) != order
+        seen = shown_magnitude(value) if not converted and isinstance(value, Measure) else None
+        if seen is not None:
+            # The value as shown must stand where the value does against the limit: an
+            # export's 1.6000004 mg/dL shows as "1.6 mg/dL", a Cockcroft–Gault 59.99 mL/min
+            # as "60 mL/min", which must not read "> 1.6 mg/dL" or "< 60 mL/min"; then the
+            # digits that decide are shown, whatever the value's origin.
+            limit = float(b)
+            converted = ((seen > limit) - (seen < limit)) != order
         shown = f"{fact.text} (= {a}{unit})" if converted else fact.text
         relation = self.op if passed else NEGATED[self.op]
         text = f"{self.label} {shown} {OPERATORS[relation]} {b}{unit}"

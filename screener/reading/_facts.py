@@ -10,6 +10,7 @@ rule first reads them, and say how they were computed.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -330,6 +331,17 @@ def _short(measure: Measure) -> str:
 def abbreviated(measure: Measure) -> bool:
     """Whether a value is shown to six digits rather than as written (an export's float)."""
     return bool(measure.written) and sum(map(str.isdigit, measure.written.split()[0])) > 6
+
+
+_SHOWN_NUMBER = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+
+
+def shown_magnitude(measure: Measure) -> float | None:
+    """The number a reader sees for a value: as written, an export's float to six digits,
+    a derived value to the digits it was formatted with (a Cockcroft–Gault 59.99 mL/min
+    shows as 60); None if the text starts with no number."""
+    match = _SHOWN_NUMBER.match(_short(measure))
+    return float(match.group(1)) if match else None
 
 
 def _describe(fact: Fact) -> str:
