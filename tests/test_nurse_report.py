@@ -212,3 +212,39 @@ def test_a_man_is_asked_for_reproductive_potential_not_childbearing(tmp_path: Pa
     stated.write_text(man.replace("sex: male", "sex: male\nreproductive_potential: false"), "utf-8")
     out = "\n".join(table(str(stated), "-t", "NCT06559644", columns=200))
     assert "reproductive potential" not in out.split("To do", 1)[-1]
+
+
+@pytest.mark.parametrize(
+    ("trial", "body", "asked", "unsaid"),
+    [
+        # CNCT19 I5: a TKI whose generation is unknown (a typo): the readings may agree
+        # (imatinib + dasatinib: two generations), so nothing "disagrees" yet.
+        (
+            "NCT04684147",
+            "diagnosis: {disease: B-ALL, status: relapsed, ph_positive: true, abl1_mutations: []}\n"
+            "therapies: [{type: tki, drug: imatinib, outcome: failed},"
+            " {type: tki, drug: dasatinb, outcome: failed}]\n",
+            "TKI generation",
+            "disagree for this patient",
+        ),
+        # Hema-NeoTIL01 I8.b: no SpO2 at all is not an SpO2 of 90–94 %.
+        ("NCT06559644", "supplemental_oxygen: false\n", "SpO2", "90–94 %"),
+        # Hema-NeoTIL01 E13: the route decides whether the steroid counts at all.
+        (
+            "NCT06559644",
+            "medications: [{name: prednisone, class: corticosteroid, stop_date: 2026-11-10}]\n",
+            "route",
+            "given as immunosuppression",
+        ),
+    ],
+)
+def test_a_question_is_not_asked_before_the_data_it_presupposes(
+    tmp_path: Path, trial: str, body: str, asked: str, unsaid: str
+):
+    patient = tmp_path / "p.yaml"
+    patient.write_text("id: P\nscreening_date: 2026-11-20\nsex: female\n" + body, "utf-8")
+    out = "\n".join(table(str(patient), "-t", trial, columns=300))
+    assert asked in out.split("To do", 1)[1]
+    assert unsaid not in out
+    data = json.loads(runner.invoke(app, ["check", str(patient), "-t", trial, "-f", "json"]).stdout)
+    assert not any(unsaid in r for t in data["trials"] for c in t["criteria"] for r in c["review"])

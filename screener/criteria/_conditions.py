@@ -123,7 +123,7 @@ class All(Node):
         return "all of:"
 
     def evaluate(self, scope: Scope) -> Outcome:
-        return combine([n.evaluate(scope) for n in self.items], kleene_and)
+        return combine(_data_first([n.evaluate(scope) for n in self.items]), kleene_and)
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class Any_(Node):
         return "any of:"
 
     def evaluate(self, scope: Scope) -> Outcome:
-        outcomes = [n.evaluate(scope) for n in self.items]
+        outcomes = _data_first([n.evaluate(scope) for n in self.items])
         result = combine(outcomes, kleene_or)
         if result.value is True:
             # Show the path to the answer: alternatives that failed before the one that held
@@ -232,7 +232,7 @@ class If(Node):
         then, other = self.then.evaluate(scope), self._else(scope, cond)
         if then.value is not None and then.value == other.value:
             return Outcome(then.value, then.reasons + other.reasons, evidence=gather([then, other]))
-        parts = [cond] + [o for o in (then, other) if o.value is None]
+        parts = _data_first([cond] + [o for o in (then, other) if o.value is None])
         return Outcome(
             None,
             tuple(r for o in parts for r in o.reasons),
@@ -240,6 +240,22 @@ class If(Node):
             tuple(r for o in parts for r in o.review),
             gather(parts),
         )
+
+
+def _data_first(outcomes: list[Outcome]) -> list[Outcome]:
+    """Siblings, without those that wait only for the investigator when another still
+    waits for data.
+
+    A judgment written beside other conditions presupposes them (`all: [a 2nd-generation
+    TKI failed, review: "the readings disagree for this patient"]`): asked while they are
+    unknown, it would claim what the record has not shown, and the investigator would judge
+    a question that may never arise. So a combination still missing data asks for the data
+    alone; the question comes once the data is in. (A criterion's parts are independent,
+    and the engine keeps their questions.) The value is unchanged: the sibling waiting for
+    data is kept, and with it the combination's unknown."""
+    if not any(o.value is None and o.missing for o in outcomes):
+        return outcomes
+    return [o for o in outcomes if o.value is not None or o.missing]
 
 
 def combine(outcomes: list[Outcome], rule: Any) -> Outcome:
