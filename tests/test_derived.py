@@ -52,13 +52,17 @@ def test_an_estimate_from_an_undated_creatinine_asks_for_the_creatinine_date():
     )
 
 
-def test_an_estimate_no_patient_could_have_decides_nothing():
+def test_an_estimate_no_patient_could_have_says_so_with_its_value():
     # (140 − 46) × 80 / (72 × 0.2) = 522 mL/min: beyond the 500 mL/min no clearance reaches,
-    # so an input is wrong (a creatinine in the wrong unit, a weight in pounds as kg).
+    # so an input is wrong (a creatinine in the wrong unit, a weight in pounds as kg). It is
+    # still compared as computed: an unknown here would make a higher clearance worse than a
+    # lower one.
     result = _result("labs.cockcroft_gault", "{value: 0.2 mg/dL, date: 2026-11-18}")
-    assert result.status.value == "unknown", result.reason
-    assert "a Cockcroft–Gault estimate of 522 mL/min is not a possible" in result.reason
-    assert "(above 500 mL/min): check age, weight, sex, labs.creatinine" in result.reason
+    assert result.status.value == "pass", result.reason
+    assert (
+        "522 mL/min on 2026-11-18 (impossible: above 500 mL/min, "
+        "check age, weight, sex, labs.creatinine; Cockcroft–Gault estimate"
+    ) in result.reason
 
 
 def test_an_implausible_estimate_says_so_with_its_value():

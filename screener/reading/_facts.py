@@ -281,19 +281,18 @@ class Scope:
             measure = Measure(result.value, formula.unit, text)
         own = ""  # the estimate's own implausibility, said first
         if isinstance(spec, v.Lab) and spec.ranges() != ((None, None), (None, None)):
-            # An estimate is held to the ranges of what it estimates: one no patient could
-            # have (3098 mL/min) says an input is wrong, and decides nothing.
+            # An estimate is held to the ranges of what it estimates, and says so wherever
+            # it is shown: one no measured value could reach (3098 mL/min) means an input is
+            # wrong. It still decides as computed, so that a better input never makes a
+            # worse status (an unknown for a higher clearance would).
             amount = spec.in_range_unit(measure)
             hard, soft = (v.outside(amount, b) for b in spec.ranges())
             if hard is not None:
-                inputs = tuple(dict.fromkeys(source for _, source in d.inputs))
-                return Missing(
-                    inputs,
-                    f"{formula.estimate} of {measure.written} is not a possible {spec.label} "
-                    f"({hard[0]} {units.fmt(hard[1])} {spec.range_unit}): check "
-                    + ", ".join(inputs),
+                inputs = ", ".join(dict.fromkeys(source for _, source in d.inputs))
+                own = (
+                    f"impossible: {hard[0]} {units.fmt(hard[1])} {spec.range_unit}, check {inputs}"
                 )
-            if soft is not None:
+            elif soft is not None:
                 own = f"implausible: {soft[0]} {units.fmt(soft[1])} {spec.range_unit}"
         note = "; ".join(n for n in (own, result.note, *explained) if n) + "".join(
             f" ({f})" for f in flags
