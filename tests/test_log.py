@@ -468,3 +468,45 @@ def test_the_digest_of_what_is_not_a_regular_file_is_none(tmp_path: Path):
     regular = tmp_path / "a.yaml"
     regular.write_bytes(b"id: A\n" * 50_000)  # more than one read's worth
     assert file_digest(str(regular)) == "sha256:" + hashlib.sha256(regular.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------ the log is never an output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["check", "{cohort}", "-f", "csv", "--log", "{db}", "-o", "{out}"],
+        ["changes", "--log", "{db}", "-f", "json", "-o", "{out}"],
+        ["log", "--log", "{db}", "-o", "{out}"],
+        ["log", "--log", "{db}", "PT-0006", "-f", "csv", "-o", "{out}"],
+    ],
+)
+@pytest.mark.parametrize("spelling", ["same", "link", "hard link"])
+def test_an_output_over_the_log_is_refused_and_the_log_kept(
+    cohort: Path, tmp_path: Path, command: list[str], spelling: str
+):
+    db = tmp_path / "screening.db"
+    for _ in range(2):
+        run("check", str(cohort), "--log", str(db))
+    out = db
+    if spelling == "link":
+        out = tmp_path / "link.db"
+        out.symlink_to(db)
+    elif spelling == "hard link":
+        out = tmp_path / "hard.db"
+        os.link(db, out)
+    before = db.read_bytes()
+    args = [a.format(cohort=cohort, db=db, out=out) for a in command]
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert "is the screening log" in result.output
+    assert db.read_bytes() == before
+    assert rows(db, "SELECT COUNT(*) FROM runs") == [(2,)]
+
+
+def test_an_output_over_a_log_not_yet_created_is_refused_before_it_is(cohort: Path, tmp_path: Path):
+    db = tmp_path / "new.db"
+    result = run("check", str(cohort), "--log", str(db), "-o", str(tmp_path / "." / "new.db"))
+    assert result.exit_code == 2 and "is the screening log" in result.output
+    assert not db.exists()

@@ -5,8 +5,8 @@ Exit statuses (also in the README):
     0  every input was screened, whatever the verdicts
     1  at least one input could not be read or screened (the others were reported)
     2  usage error: an unknown option, a bad --as-of date, an unknown --trial, an --output
-       that is one of the inputs, a --log that is not a screening log or comes from a newer
-       screener
+       that is one of the inputs or the --log, a --log that is not a screening log or comes
+       from a newer screener
     3  a rule set is broken: nothing was screened
     4  internal error (a bug): rerun with SCREENER_DEBUG=1 (or check --debug) for the traceback
     5  the output cannot be written (a missing or read-only directory, a full disk, a closed
@@ -21,7 +21,7 @@ import contextlib
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum, IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO, TypeVar
@@ -430,7 +430,7 @@ def _check(
 ) -> Exit:
     from screener.cli._batch import Export, expand, process_cache, with_cache
     from screener.cli._engines import run_all
-    from screener.cli._output import atomic_output, utf8_writer
+    from screener.cli._output import atomic_output, refuse_the_log, utf8_writer
     from screener.criteria._catalog import select, vocabulary_of
     from screener.reports._report import (
         asks_of,
@@ -479,6 +479,8 @@ def _check(
         Format.csv: csv_rows,
     }
     render = renderers.get(fmt, entry if summary_only else None)
+    # Before the log is opened (and perhaps created): an output over it is refused.
+    refuse_the_log(output, log)
     recorder = _recorder(log, rule_sets, given) if log is not None else None
     # With a log, records are rendered here, reusing what this process screened (one job).
     logged = with_cache(render, process_cache()) if recorder is not None else None
@@ -488,7 +490,10 @@ def _check(
     # stops early: the recorder's exit commits or drops the run (log.Recorder).
     with (
         recorder or contextlib.nullcontext(),
-        atomic_output(output, [e for e in entries if isinstance(e, str)] + rule_files) as stream,
+        atomic_output(
+            output,
+            [e for e in entries if isinstance(e, str)] + rule_files + ([log] if log else []),
+        ) as stream,
     ):
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
@@ -1047,6 +1052,30 @@ def _read_log(log: Path, read: Callable[[sqlite3.Connection], T]) -> T:
         _fail(str(exc), Exit.INPUT_ERROR)
 
 
+@contextlib.contextmanager
+def _log_report(output: Path | None, log: Path) -> Iterator[TextIO]:
+    """Where `changes` and `log` write: standard output or an --output file (atomically),
+    never the log they read (exit 2, as for an output that is an input); an I/O error is
+    exit 5."""
+    from screener.cli._output import atomic_output
+
+    try:
+        with atomic_output(output, [log]) as stream:
+            yield stream
+    except OSError as exc:
+        _io_failure(exc, output)
+
+
+def _not_the_log(output: Path | None, log: Path) -> None:
+    """Exit 2 before anything is read if --output names the log."""
+    from screener.cli._output import OutputError, refuse_the_log
+
+    try:
+        refuse_the_log(output, log)
+    except OutputError as exc:
+        _fail(str(exc), Exit.USAGE)
+
+
 @app.command()
 def changes(
     log: LogOption,
@@ -1064,12 +1093,12 @@ def changes(
 
     Example: screener changes --log screening.db
     """
-    from screener.cli._output import atomic_output
     from screener.reports import _log as screening_log
     from screener.reports._logview import changes_csv, changes_json, render_changes
 
+    _not_the_log(output, log)
     data = _read_log(log, lambda db: screening_log.changes(db, run))
-    with atomic_output(output) as stream:
+    with _log_report(output, log) as stream:
         if format is LogFormat.table:
             render_changes(_table_console(stream), data)
         else:
@@ -1091,7 +1120,6 @@ def log_history(
 
     Example: screener log --log screening.db PT-0006
     """
-    from screener.cli._output import atomic_output
     from screener.reports import _log as screening_log
     from screener.reports._logview import (
         history_csv,
@@ -1102,9 +1130,10 @@ def log_history(
     )
     from screener.reports._report import dumps
 
+    _not_the_log(output, log)
     if patient is None:
         runs = _read_log(log, screening_log.runs)
-        with atomic_output(output) as stream:
+        with _log_report(output, log) as stream:
             if format is LogFormat.table:
                 render_runs(_table_console(stream), runs)
             else:
@@ -1113,7 +1142,7 @@ def log_history(
     screenings = _read_log(log, lambda db: screening_log.history(db, patient))
     if not screenings:
         _fail(f"no screening of patient {patient!r} in {log}", Exit.INPUT_ERROR)
-    with atomic_output(output) as stream:
+    with _log_report(output, log) as stream:
         if format is LogFormat.table:
             render_history(_table_console(stream), patient, screenings)
         elif format is LogFormat.json:
