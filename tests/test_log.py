@@ -510,3 +510,30 @@ def test_an_output_over_a_log_not_yet_created_is_refused_before_it_is(cohort: Pa
     result = run("check", str(cohort), "--log", str(db), "-o", str(tmp_path / "." / "new.db"))
     assert result.exit_code == 2 and "is the screening log" in result.output
     assert not db.exists()
+
+
+HOSTILE = "PT-\x1b[31mRED\x1b]8;;http://evil\x07link\x1b]8;;\x07\x9b2J[bold]"
+
+
+def test_changes_and_log_show_control_sequences_from_inputs_as_text(tmp_path: Path):
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    patient = folder / "p.yaml"
+    text = (EXAMPLES / "age-70-on-screening-day.yaml").read_text("utf-8")
+    old = next(line for line in text.splitlines() if line.startswith("id:"))
+    patient.write_text(text.replace(old, "id: " + json.dumps(HOSTILE), 1), "utf-8")
+    db = tmp_path / "screening.db"
+    assert run("check", str(folder), "--log", str(db)).exit_code == 0
+    patient.write_text(
+        patient.read_text("utf-8").replace("birth_date: 1956-11-20", "birth_date: 1962-11-20"),
+        "utf-8",
+    )
+    assert run("check", str(folder), "--log", str(db)).exit_code == 0
+    for command in (["changes"], ["log", HOSTILE], ["log"]):
+        out = runner.invoke(app, [*command, "--log", str(db)], env={"COLUMNS": "200"}).stdout
+        assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out, command
+    changed = run("changes", "--log", str(db)).stdout
+    history = run("log", "--log", str(db), HOSTILE).stdout
+    for out in (changed, history):
+        # shown as its control pictures, and the markup-like brackets as written
+        assert "PT-␛[31mRED␛]8;;http://evil␇link" in out and "[bold]" in out

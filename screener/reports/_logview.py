@@ -3,6 +3,11 @@
 Reads what screener/reports/_log.py returns (it holds the SQL) and renders it as rich tables, JSON
 (keys sorted, like every JSON screener writes) or CSV (through report.csv_line, the one CSV
 writer, so the same cells are neutralised for spreadsheets).
+
+Everything a log holds came from an input (patient ids, file names, reasons, labels) or
+from the log file itself, which anyone may have written: on a terminal each such text
+goes through report.safe, as in every other report, so no escape sequence (colours, an
+OSC-8 link) and no markup reaches the screen.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from screener.core._model import Status
-from screener.reports._report import csv_line, dumps
+from screener.reports._report import csv_line, dumps, safe
 
 
 def _short(digest: str | None) -> str:
@@ -93,26 +98,24 @@ def changes_csv(data: dict[str, Any]) -> str:
 
 
 def render_changes(console: Any, data: dict[str, Any]) -> None:
-    from rich.markup import escape
-
     run, previous = data["run"], data["previous"]
-    console.print(f"[bold]Changes in {escape(_run_line(run))}[/]")
+    console.print(f"[bold]Changes in {safe(_run_line(run))}[/]")
     if previous is None:
         console.print(
             f"the first run in the log: nothing to compare it with "
             f"({len(data['added'])} patients screened)"
         )
         return
-    console.print(f"against {escape(_run_line(previous))}")
+    console.print(f"against {safe(_run_line(previous))}")
     if run["rules_digest"] != previous["rules_digest"]:
         console.print(
-            f"[bold yellow]the rules changed:[/] {_short(previous['rules_digest'])} → "
-            f"{_short(run['rules_digest'])}"
+            f"[bold yellow]the rules changed:[/] {safe(_short(previous['rules_digest']))} → "
+            f"{safe(_short(run['rules_digest']))}"
         )
     if run["tool_version"] != previous["tool_version"]:
         console.print(
-            f"[bold yellow]screener changed:[/] {escape(previous['tool_version'])} → "
-            f"{escape(run['tool_version'])}"
+            f"[bold yellow]screener changed:[/] {safe(previous['tool_version'])} → "
+            f"{safe(run['tool_version'])}"
         )
     if not data["changes"]:
         console.print("no verdict or criterion changed for any patient screened in both runs")
@@ -120,8 +123,8 @@ def render_changes(console: Any, data: dict[str, Any]) -> None:
     for change in data["changes"]:
         console.print()
         console.print(
-            f"[bold]{escape(change['patient'])}[/] · {change['trial']}: "
-            f"{_moved(change['old_verdict'], change['new_verdict'])}"
+            f"[bold]{safe(change['patient'])}[/] · {safe(change['trial'])}: "
+            f"{safe(_moved(change['old_verdict'], change['new_verdict']))}"
             + ("  [dim](the patient file changed)[/]" if change["file_changed"] else ""),
             highlight=False,
         )
@@ -131,19 +134,19 @@ def render_changes(console: Any, data: dict[str, Any]) -> None:
         for c in change["criteria"]:
             indent = "    " if c["parent"] else "  "
             console.print(
-                f"{indent}[bold]{c['criterion']}[/] {escape(c['label'] or '')}: "
-                f"{_moved(c['old_status'], c['new_status'])}",
+                f"{indent}[bold]{safe(c['criterion'])}[/] {safe(c['label'] or '')}: "
+                f"{safe(_moved(c['old_status'], c['new_status']))}",
                 highlight=False,
             )
             if c["criterion"] not in explained:
-                console.print(f"{indent}    was: {escape(c['old_reason'] or '—')}", highlight=False)
-                console.print(f"{indent}    now: {escape(c['new_reason'] or '—')}", highlight=False)
+                console.print(f"{indent}    was: {safe(c['old_reason'] or '—')}", highlight=False)
+                console.print(f"{indent}    now: {safe(c['new_reason'] or '—')}", highlight=False)
     if data["added"]:
-        console.print(f"[bold]new in this run:[/] {escape(', '.join(data['added']))}")
+        console.print(f"[bold]new in this run:[/] {safe(', '.join(data['added']))}")
     if data["removed"]:
-        console.print(f"[bold]not screened in this run:[/] {escape(', '.join(data['removed']))}")
+        console.print(f"[bold]not screened in this run:[/] {safe(', '.join(data['removed']))}")
     for error in data["errors"]:
-        console.print(f"[red]could not be screened in this run:[/] {escape(error['file'])}")
+        console.print(f"[red]could not be screened in this run:[/] {safe(error['file'])}")
 
 
 # ------------------------------------------------------------------------------ history
@@ -202,21 +205,19 @@ def history_csv(screenings: list[dict[str, Any]]) -> str:
 
 
 def render_history(console: Any, patient: str, screenings: list[dict[str, Any]]) -> None:
-    from rich.markup import escape
-
     from screener.core._model import Verdict
     from screener.reports._report import VERDICT_STYLE
 
-    console.print(f"[bold]{escape(patient)}[/]: screened {len(screenings)} times")
+    console.print(f"[bold]{safe(patient)}[/]: screened {len(screenings)} times")
     previous: dict[str, Any] | None = None
     for s in screenings:
         changed = previous is not None and previous["file_digest"] != s["file_digest"]
         console.print()
         console.print(
-            f"[bold]run {s['run']}[/] {s['started_at']}: {escape(s['file'])} "
-            f"({_short(s['file_digest'])}{', changed' if changed else ''}), "
-            f"as of {s['patient_as_of']}, rules {_short(s['rules_digest'])}, "
-            f"screener {escape(s['tool_version'])}",
+            f"[bold]run {s['run']}[/] {safe(s['started_at'])}: {safe(s['file'])} "
+            f"({safe(_short(s['file_digest']))}{', changed' if changed else ''}), "
+            f"as of {safe(str(s['patient_as_of']))}, rules {safe(_short(s['rules_digest']))}, "
+            f"screener {safe(s['tool_version'])}",
             highlight=False,
         )
         for trial, t in s["trials"].items():
@@ -232,16 +233,17 @@ def render_history(console: Any, patient: str, screenings: list[dict[str, Any]])
                 if x
             )
             console.print(
-                f"  {trial} {escape(t['product'])}: "
+                f"  {safe(trial)} {safe(t['product'])}: "
                 f"[{VERDICT_STYLE[verdict]}]{verdict.value}[/]"
-                + (f" [dim]({why})[/]" if why else ""),
+                + (f" [dim]({safe(why)})[/]" if why else ""),
                 highlight=False,
             )
             # Why the patient was not enrolled: each failing criterion with its reason.
             for cid, c in t["criteria"].items():
                 if c["status"] == Status.FAIL.value and not c["parent"]:
                     console.print(
-                        f"      {cid} {escape(c['label'])}: {escape(c['reason'])}", highlight=False
+                        f"      {safe(cid)} {safe(c['label'])}: {safe(c['reason'])}",
+                        highlight=False,
                     )
         previous = s
 
@@ -290,12 +292,13 @@ def render_runs(console: Any, runs: list[dict[str, Any]]) -> None:
         title_justify="left",
     )
     for r in runs:
+        # A rich Table reads its cells as markup: the log's texts are made safe first.
         table.add_row(
             str(r["run"]),
-            r["started_at"].replace("+00:00", ""),
-            r["tool_version"],
-            _short(r["rules_digest"]),
-            r["as_of"] or "",
+            safe(r["started_at"].replace("+00:00", "")),
+            safe(r["tool_version"]),
+            safe(_short(r["rules_digest"])),
+            safe(r["as_of"] or ""),
             str(len(r["trials"])),
             str(r["files"]),
             str(r["errors"]),
