@@ -295,6 +295,8 @@ def test_an_older_log_is_migrated_and_keeps_its_runs(cohort: Path, tmp_path: Pat
     assert rows(
         db, "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'screenings_by_patient'"
     )
+    # version 3: the new run has each trial's own digest; the migrated one has none
+    assert rows(db, "SELECT DISTINCT run_id FROM run_trials") == [(2,)]
 
 
 def test_opening_a_missing_log_to_read_does_not_create_it(tmp_path: Path):
@@ -342,7 +344,8 @@ def test_changes_lists_the_verdicts_and_criteria_that_moved(cohort: Path, tmp_pa
     db = tmp_path / "screening.db"
     _rescreen_after_an_edit(cohort, db)
     data = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
-    assert (data["run"]["run"], data["previous"]["run"]) == (2, 1)
+    assert data["run"]["run"] == 2
+    assert [(c["run"]["run"], c["patients"]) for c in data["compared_with"]] == [(1, 3)]
     assert {c["patient"] for c in data["changes"]} == {"PT-0006"}  # nobody else moved
     cnct19 = next(c for c in data["changes"] if c["trial"] == "NCT04684147")
     assert (cnct19["old_verdict"], cnct19["new_verdict"]) == ("ineligible", "needs_review")
@@ -387,10 +390,16 @@ def test_changes_of_an_earlier_run(cohort: Path, tmp_path: Path):
     _rescreen_after_an_edit(cohort, db)
     run("check", str(cohort), "--log", str(db))  # run 3: nothing changed since run 2
     latest = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
-    assert latest["previous"]["run"] == 2 and latest["changes"] == []
+    assert [c["run"]["run"] for c in latest["compared_with"]] == [2]
+    assert latest["changes"] == []
     second = json.loads(run("changes", "--log", str(db), "--run", "2", "-f", "json").stdout)
-    assert second["previous"]["run"] == 1 and second["changes"]
+    assert [c["run"]["run"] for c in second["compared_with"]] == [1] and second["changes"]
+    # --against: every patient of run 3 with their screening in run 1, what moved since
+    since = json.loads(run("changes", "--log", str(db), "--against", "1", "-f", "json").stdout)
+    assert since["against"] == 1 and since["changes"] == second["changes"]
     assert run("changes", "--log", str(db), "--run", "9").exit_code == 1
+    assert run("changes", "--log", str(db), "--against", "9").exit_code == 1
+    assert run("changes", "--log", str(db), "--run", "2", "--against", "2").exit_code == 1
 
 
 def test_a_missing_log_is_an_error_and_is_not_created(tmp_path: Path):
@@ -537,3 +546,95 @@ def test_changes_and_log_show_control_sequences_from_inputs_as_text(tmp_path: Pa
     for out in (changed, history):
         # shown as its control pictures, and the markup-like brackets as written
         assert "PT-␛[31mRED␛]8;;http://evil␇link" in out and "[bold]" in out
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text("utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), "utf-8")
+
+
+AGE_70 = ("birth_date: 1956-11-20", "birth_date: 1962-11-20")  # PT-0006: 70 -> 64 years
+
+
+def test_a_run_of_fewer_trials_reports_no_change_and_says_so_once(cohort: Path, tmp_path: Path):
+    db = tmp_path / "screening.db"
+    run("check", str(cohort), "--log", str(db))
+    run("check", str(cohort), "--log", str(db), "-t", "CNCT19")
+    data = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
+    assert data["changes"] == []  # nothing moved: not every other trial "→ —"
+    trials = [r.trial for r in catalog.load_rule_sets()]
+    assert data["trials_dropped"] == [t for t in trials if t != "NCT04684147"]
+    ((compared,),) = [data["compared_with"]]
+    assert compared["trials"] == ["NCT04684147"] and compared["rules_changed"] == []
+    table = runner.invoke(app, ["changes", "--log", str(db)], env={"COLUMNS": "200"}).stdout
+    assert "rules changed" not in table and table.count("NCT06009107") == 1
+    # Back to every trial, after an edit: each trial is compared with the latest screening
+    # of it, so what moved since run 1 for the trials run 2 left out is shown too.
+    _edit(cohort / "age-70-on-screening-day.yaml", *AGE_70)
+    run("check", str(cohort), "--log", str(db))
+    data = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
+    assert data["trials_new"] == [] and data["trials_dropped"] == []
+    since = {(c["trial"], c["previous_run"]) for c in data["changes"] if c["patient"] == "PT-0006"}
+    assert ("NCT04684147", 2) in since and ("NCT06009107", 1) in since
+    assert [(c["run"]["run"], c["trials"] == ["NCT04684147"]) for c in data["compared_with"]] == [
+        (1, False),
+        (2, True),
+    ]
+
+
+def test_each_patient_is_compared_with_their_own_latest_screening(cohort: Path, tmp_path: Path):
+    db = tmp_path / "screening.db"
+    run("check", str(cohort), "--log", str(db))  # run 1: everyone
+    run("check", str(cohort / "relapsed-t-all.yaml"), "--log", str(db))  # run 2: one file
+    _edit(cohort / "age-70-on-screening-day.yaml", *AGE_70)
+    run("check", str(cohort), "--log", str(db))  # run 3: everyone again
+    data = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
+    # PT-0006 moved since run 1, though run 2 did not screen them
+    assert {(c["patient"], c["previous_run"]) for c in data["changes"]} == {("PT-0006", 1)}
+    assert data["added"] == [] and data["removed"] == []
+    assert [(c["run"]["run"], c["patients"]) for c in data["compared_with"]] == [(1, 3), (2, 1)]
+    table = runner.invoke(app, ["changes", "--log", str(db)], env={"COLUMNS": "200"}).stdout
+    assert "PT-0006 · NCT04684147: ineligible → needs_review  (since run 1;" in table
+    assert "new in this run" not in table and "first time" not in table
+    # --against 2: only the patient run 2 screened is compared; the others were not in it
+    against = json.loads(run("changes", "--log", str(db), "--against", "2", "-f", "json").stdout)
+    assert against["changes"] == [] and against["added"] == ["PT-0002", "PT-0006", "PT-0007"]
+
+
+def test_the_rules_changed_only_for_the_trial_whose_file_changed(cohort: Path, tmp_path: Path):
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    db = tmp_path / "screening.db"
+    run("check", str(cohort), "--log", str(db), "--rules", str(rules))
+    hy004 = rules / "NCT06009107.yaml"
+    hy004.write_text(hy004.read_text("utf-8") + "\n# reviewed\n", "utf-8")
+    run("check", str(cohort), "--log", str(db), "--rules", str(rules))
+    data = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
+    (compared,) = data["compared_with"]
+    assert [r["trial"] for r in compared["rules_changed"]] == ["NCT06009107"]
+    old, new = (
+        compared["rules_changed"][0]["old_digest"],
+        compared["rules_changed"][0]["new_digest"],
+    )
+    assert old != new and len(new) == 16
+    assert rows(db, "SELECT COUNT(*) FROM run_trials WHERE run_id = 2") == [(7,)]
+    table = runner.invoke(app, ["changes", "--log", str(db)], env={"COLUMNS": "200"}).stdout
+    assert f"the rules changed for NCT06009107: {old[:12]}" in table
+    assert table.count("the rules changed") == 1
+
+
+def test_a_run_logged_before_per_trial_digests_is_compared_by_its_one_digest(
+    cohort: Path, tmp_path: Path
+):
+    db = tmp_path / "screening.db"
+    for _ in range(2):
+        run("check", str(cohort), "--log", str(db))
+    with sqlite3.connect(db) as connection:  # run 1 as a version-2 log recorded it
+        connection.execute("DELETE FROM run_trials WHERE run_id = 1")
+    data = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
+    assert data["compared_with"][0]["rules_changed"] == []  # same trials, same digest
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE runs SET rules_digest = 'f000000000000000' WHERE id = 1")
+    data = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
+    assert len(data["compared_with"][0]["rules_changed"]) == len(catalog.load_rule_sets())

@@ -592,14 +592,15 @@ def _recorder(log: Path, rule_sets: list[RuleSet], given: tuple[str | None, ...]
     from screener.criteria._rules import rules_digest
     from screener.reports._log import LogError, Recorder, RunInfo
 
-    # The digest every JSON record of the run carries too: one name, one value.
-    digest = rules_digest(tuple((r.trial, r.digest) for r in rule_sets))
+    # The digests every JSON record of the run carries too: one name, one value.
+    versions = tuple((r.trial, r.digest) for r in rule_sets)
     info = RunInfo(
         tool_version=__version__,
-        rules_digest=digest,
+        rules_digest=rules_digest(versions),
         as_of=given[0],
         max_age=given[1],
         trials=tuple(r.trial for r in rule_sets),
+        versions=versions,
     )
     try:
         return Recorder(log, info)
@@ -1081,15 +1082,21 @@ def changes(
     log: LogOption,
     run: Annotated[
         int | None,
+        typer.Option("--run", help="The run whose changes to show (default: the latest)."),
+    ] = None,
+    against: Annotated[
+        int | None,
         typer.Option(
-            "--run", help="Compare this run (default: the latest) with the one before it."
+            "--against",
+            help="Compare every patient with their screening in this run (default: each "
+            "patient with their own latest earlier screening).",
         ),
     ] = None,
     format: LogFormatOption = LogFormat.table,
     output: LogOutput = None,
 ) -> None:
-    """What changed since the previous run in a screening log: per patient and trial, the
-    verdict and each criterion that moved, with old and new status and reason.
+    """What changed since each patient was last screened, from a screening log: per patient
+    and trial, the verdict and each criterion that moved, with old and new status and reason.
 
     Example: screener changes --log screening.db
     """
@@ -1097,7 +1104,7 @@ def changes(
     from screener.reports._logview import changes_csv, changes_json, render_changes
 
     _not_the_log(output, log)
-    data = _read_log(log, lambda db: screening_log.changes(db, run))
+    data = _read_log(log, lambda db: screening_log.changes(db, run, against))
     with _log_report(output, log) as stream:
         if format is LogFormat.table:
             render_changes(_table_console(stream), data)

@@ -100,6 +100,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX screenings_by_patient ON screenings (patient, run_id);
     """,
+    # 2 -> 3: each trial's own rule digest, so `changes` can tell which trial's rules
+    # changed (the run's one digest changes whenever the set of trials does). Runs logged
+    # before have no rows here.
+    """
+    CREATE TABLE run_trials (
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        trial TEXT NOT NULL,
+        rules_digest TEXT NOT NULL,
+        PRIMARY KEY (run_id, trial)
+    ) WITHOUT ROWID;
+    """,
 )
 VERSION = len(MIGRATIONS)
 
@@ -229,6 +240,8 @@ class RunInfo:
     as_of: str | None  # the --as-of given; each screening records the date it used
     max_age: str | None
     trials: tuple[str, ...]
+    # (trial, its rule file's digest) for the trials screened: what `changes` compares
+    versions: tuple[tuple[str, str], ...] = ()
 
 
 class Recorder:
@@ -344,6 +357,10 @@ class Recorder:
                 ),
             ).lastrowid
             assert run is not None  # an INSERT always sets it
+            db.executemany(
+                "INSERT INTO run_trials VALUES (?, ?, ?)",
+                [(run, trial, digest) for trial, digest in i.versions],
+            )
             # Local screening ids become log ids by an offset past the log's highest.
             (offset,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM screenings").fetchone()
             db.execute(
@@ -455,22 +472,114 @@ def _patients(db: sqlite3.Connection, run: int) -> dict[str, tuple[int, str, str
     }
 
 
-def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
-    """What moved between a run (default: the latest) and the run before it.
+def _latest_before(
+    db: sqlite3.Connection, patient: str, run: int, trials: list[str]
+) -> dict[str, tuple[int, int, str, str | None]]:
+    """trial -> the patient's latest screening for it in a run before `run`: (run id,
+    screening id, file, file digest). Newest first by the screenings_by_patient index,
+    reading only as far back as some trial still lacks one."""
+    found: dict[str, tuple[int, int, str, str | None]] = {}
+    wanted = set(trials)
+    for run_id, sid, file, digest, trial in db.execute(
+        "SELECT s.run_id, s.id, s.file, s.file_digest, v.trial FROM screenings s "
+        "JOIN verdicts v ON v.screening_id = s.id WHERE s.patient = ? AND s.run_id < ? "
+        "ORDER BY s.run_id DESC, s.id DESC",
+        (patient, run),
+    ):
+        if trial in wanted and trial not in found:
+            found[trial] = (run_id, sid, file, digest)
+            if len(found) == len(wanted):
+                break
+    return found
 
-    For each patient screened in both: per trial whose verdict or any criterion's status
-    or reason changed, the old and new verdict and each criterion (or part) that moved.
-    Patients are matched by id; an id found in several files of a run counts as the file
-    screened last (the cohort summary warns about such ids). Files that could not be
-    screened in the run are listed as `errors`, since a patient who vanished from the
-    comparison may be one of them.
+
+def _trial_digests(db: sqlite3.Connection, run: dict[str, Any]) -> dict[str, str | None]:
+    """trial -> its rule file's digest in a run. A run logged before schema 3 kept one
+    digest for all its trials: its trials map to None (not known)."""
+    known = dict(
+        db.execute("SELECT trial, rules_digest FROM run_trials WHERE run_id = ?", (run["run"],))
+    )
+    return {t: known.get(t) for t in run["trials"]}
+
+
+def _rules_changed(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    was: dict[str, str | None],
+    now: dict[str, str | None],
+    trial: str,
+) -> bool:
+    """Whether a trial's rule file differs between two runs. Without its own digests (a run
+    logged before schema 3), only two runs of the same trials under one digest are known
+    to have used the same rules."""
+    if was.get(trial) is not None and now.get(trial) is not None:
+        return was[trial] != now[trial]
+    return not (old["trials"] == new["trials"] and old["rules_digest"] == new["rules_digest"])
+
+
+def _moved(
+    was: dict[str, Any], now: dict[str, Any]
+) -> tuple[str | None, str | None, list[dict[str, Any]]] | None:
+    """One trial in two screenings: (old verdict, new verdict, the criteria and parts whose
+    status or reason moved), or None if nothing did."""
+    criteria = []
+    for cid in list(now["criteria"]) + [c for c in was["criteria"] if c not in now["criteria"]]:
+        x, y = was["criteria"].get(cid, {}), now["criteria"].get(cid, {})
+        if (x.get("status"), x.get("reason")) != (y.get("status"), y.get("reason")):
+            criteria.append(
+                {
+                    "criterion": cid,
+                    "parent": (y or x).get("parent"),
+                    "label": (y or x).get("label"),
+                    "old_status": x.get("status"),
+                    "old_reason": x.get("reason"),
+                    "new_status": y.get("status"),
+                    "new_reason": y.get("reason"),
+                }
+            )
+    if not criteria and was["verdict"] == now["verdict"]:
+        return None
+    return was["verdict"], now["verdict"], criteria
+
+
+def _run_ids(db: sqlite3.Connection) -> list[int]:
+    return [r for (r,) in db.execute("SELECT id FROM runs ORDER BY id")]
+
+
+def changes(
+    db: sqlite3.Connection, run: int | None = None, against: int | None = None
+) -> dict[str, Any]:
+    """What moved for the patients of a run (default: the latest).
+
+    Each patient and trial is compared with the patient's latest earlier screening for
+    that trial, whichever run it was in: a run of one re-screened file, of one trial, or
+    of another site's folder does not hide what moved for everyone else since they were
+    last screened. With `against`, every patient is compared with their screening in that
+    one run instead, for the trials both runs screened.
+
+    Only a trial both screenings screened is compared, so a run of fewer or more trials
+    reports no false change: `trials_new` (screened by this run, not before; with
+    `against`, not in that run) and `trials_dropped` (screened by the run before, or
+    `against`, not by this one) say so once. Per run compared with (`compared_with`): how
+    many patients, which trials, and the trials whose rule file changed since.
+
+    Per trial that moved: the old and new verdict and each criterion (or part) whose
+    status or reason changed. Patients are matched by id; an id found in several files of
+    a run counts as the file screened last (the cohort summary warns about such ids).
+    `added`: patients never screened before this run (with `against`: not in that run);
+    `removed`: patients of the run before (or `against`) that this run did not screen.
+    Files that could not be screened in the run are listed as `errors`.
     """
-    ids = [r for (r,) in db.execute("SELECT id FROM runs ORDER BY id")]
+    ids = _run_ids(db)
     if run is None:
         run = ids[-1] if ids else None
     if run is None or run not in ids:
         raise LogError("the log holds no runs" if not ids else f"the log has no run {run}")
-    before = [r for r in ids if r < run]
+    if against is not None and (against not in ids or against == run):
+        raise LogError(
+            f"the log has no run {against}" if against not in ids else "a run against itself"
+        )
+    this = _run_row(db, run)
     new = _patients(db, run)
     errors = [
         {"file": file, "error": error}
@@ -479,57 +588,98 @@ def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
             (run,),
         )
     ]
-    if not before:  # the first run: every patient is new, nothing moved
-        return {
-            "run": _run_row(db, run),
-            "previous": None,
-            "changes": [],
-            "added": sorted(new),
-            "removed": [],
-            "errors": errors,
+    before = [r for r in ids if r < run]
+    reference = against if against is not None else (before[-1] if before else None)
+    reference_row = _run_row(db, reference) if reference is not None else None
+    # patient -> trial -> (run, screening, file, digest) it is compared with
+    baseline: dict[str, dict[str, tuple[int, int, str, str | None]]] = {}
+    if against is not None:
+        assert reference_row is not None
+        old = _patients(db, against)
+        shared = [t for t in this["trials"] if t in set(reference_row["trials"])]
+        for patient in new:
+            if patient in old:
+                baseline[patient] = {t: (against, *old[patient]) for t in shared}
+        earlier_trials = set(reference_row["trials"])
+    else:
+        for patient in new:
+            found = _latest_before(db, patient, run, this["trials"])
+            if found:
+                baseline[patient] = found
+        earlier_trials = {
+            t
+            for (text,) in db.execute("SELECT trials FROM runs WHERE id < ?", (run,))
+            for t in (text.split(",") if text else [])
         }
-    previous = before[-1]
-    old = _patients(db, previous)
+    rows = {r: _run_row(db, r) for r in {b[0] for p in baseline.values() for b in p.values()}}
+    digests = {r: _trial_digests(db, row) for r, row in rows.items()}
+    digests[run] = _trial_digests(db, this)
+    used: dict[int, dict[str, set[str]]] = {}  # run -> {"patients", "trials"}
     moved = []
-    for patient in sorted(set(old) & set(new)):
-        (old_sid, _, old_digest), (new_sid, file, new_digest) = old[patient], new[patient]
-        was, now = _screening(db, old_sid), _screening(db, new_sid)
-        for trial in sorted(set(was) | set(now)):
-            a = was.get(trial, {"verdict": None, "criteria": {}})
-            b = now.get(trial, {"verdict": None, "criteria": {}})
-            criteria = []
-            for cid in list(b["criteria"]) + [c for c in a["criteria"] if c not in b["criteria"]]:
-                x, y = a["criteria"].get(cid, {}), b["criteria"].get(cid, {})
-                if (x.get("status"), x.get("reason")) != (y.get("status"), y.get("reason")):
-                    criteria.append(
-                        {
-                            "criterion": cid,
-                            "parent": (y or x).get("parent"),
-                            "label": (y or x).get("label"),
-                            "old_status": x.get("status"),
-                            "old_reason": x.get("reason"),
-                            "new_status": y.get("status"),
-                            "new_reason": y.get("reason"),
-                        }
-                    )
-            if criteria or a["verdict"] != b["verdict"]:
-                moved.append(
-                    {
-                        "patient": patient,
-                        "file": file,
-                        "trial": trial,
-                        "old_verdict": a["verdict"],
-                        "new_verdict": b["verdict"],
-                        "file_changed": old_digest != new_digest,
-                        "criteria": criteria,
-                    }
-                )
+    for patient in sorted(baseline):
+        new_sid, file, new_digest = new[patient]
+        now = _screening(db, new_sid)
+        screenings: dict[int, dict[str, Any]] = {}
+        for trial in this["trials"]:
+            if trial not in baseline[patient] or trial not in now:
+                continue  # a new trial for this patient, or one not reached
+            old_run, old_sid, _, old_digest = baseline[patient][trial]
+            if old_sid not in screenings:
+                screenings[old_sid] = _screening(db, old_sid)
+            if trial not in screenings[old_sid]:
+                continue
+            use = used.setdefault(old_run, {"patients": set(), "trials": set()})
+            use["patients"].add(patient)
+            use["trials"].add(trial)
+            change = _moved(screenings[old_sid][trial], now[trial])
+            if change is None:
+                continue
+            old_verdict, new_verdict, criteria = change
+            moved.append(
+                {
+                    "patient": patient,
+                    "file": file,
+                    "trial": trial,
+                    "previous_run": old_run,
+                    "old_verdict": old_verdict,
+                    "new_verdict": new_verdict,
+                    # None: a digest is unknown (the input was not a regular file)
+                    "file_changed": None
+                    if old_digest is None or new_digest is None
+                    else old_digest != new_digest,
+                    "criteria": criteria,
+                }
+            )
+    compared = []
+    for r in sorted(used):
+        trials = [t for t in this["trials"] if t in used[r]["trials"]]
+        compared.append(
+            {
+                "run": rows[r],
+                "patients": len(used[r]["patients"]),
+                "trials": trials,
+                "rules_changed": [
+                    {"trial": t, "old_digest": digests[r][t], "new_digest": digests[run][t]}
+                    for t in trials
+                    if _rules_changed(rows[r], this, digests[r], digests[run], t)
+                ],
+                "tool_changed": rows[r]["tool_version"] != this["tool_version"],
+            }
+        )
+    removed = sorted(set(_patients(db, reference)) - set(new)) if reference is not None else []
     return {
-        "run": _run_row(db, run),
-        "previous": _run_row(db, previous),
+        "run": this,
+        "against": against,
+        "compared_with": compared,
+        "trials_new": [
+            t for t in this["trials"] if reference is not None and t not in earlier_trials
+        ],
+        "trials_dropped": [
+            t for t in (reference_row["trials"] if reference_row else []) if t not in this["trials"]
+        ],
         "changes": moved,
-        "added": sorted(set(new) - set(old)),
-        "removed": sorted(set(old) - set(new)),
+        "added": sorted(set(new) - set(baseline)),
+        "removed": removed,
         "errors": errors,
     }
 

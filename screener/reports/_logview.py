@@ -45,6 +45,7 @@ CHANGES_COLUMNS = [
     "patient",
     "file",
     "trial",
+    "previous_run",
     "old_verdict",
     "new_verdict",
     "file_changed",
@@ -62,18 +63,24 @@ def changes_json(data: dict[str, Any]) -> str:
     return dumps(data) + "\n"
 
 
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else "yes" if value else "no"
+
+
 def changes_csv(data: dict[str, Any]) -> str:
     """One row per criterion (or part) that moved; a verdict that changed with no criterion
-    moving (a trial added to the run) is a row with an empty criterion."""
+    moving is a row with an empty criterion. `previous_run` is the run of the screening
+    the patient is compared with; `file_changed` is empty where a digest is unknown."""
     out = [csv_line(CHANGES_COLUMNS)]
     for change in data["changes"]:
         head = [
             change["patient"],
             change["file"],
             change["trial"],
+            change["previous_run"],
             change["old_verdict"] or "",
             change["new_verdict"] or "",
-            "yes" if change["file_changed"] else "no",
+            _yes_no(change["file_changed"]),
         ]
         for c in change["criteria"] or [None]:
             out.append(
@@ -97,35 +104,86 @@ def changes_csv(data: dict[str, Any]) -> str:
     return "".join(out)
 
 
+LISTED = 20  # patient ids a list in the table shows before "and N more"
+
+
+def _ids_line(ids: list[str]) -> str:
+    shown = ", ".join(safe(i) for i in ids[:LISTED])
+    more = len(ids) - LISTED
+    return shown + (f" and {more} more (-f json lists them all)" if more > 0 else "")
+
+
+def _patients(n: int) -> str:
+    return f"{n} patient{'' if n == 1 else 's'}"
+
+
 def render_changes(console: Any, data: dict[str, Any]) -> None:
-    run, previous = data["run"], data["previous"]
+    run, compared = data["run"], data["compared_with"]
     console.print(f"[bold]Changes in {safe(_run_line(run))}[/]")
-    if previous is None:
+    if not compared:
         console.print(
-            f"the first run in the log: nothing to compare it with "
-            f"({len(data['added'])} patients screened)"
+            "nothing to compare: "
+            + (
+                "the first run in the log"
+                if run["run"] == 1 and data["against"] is None
+                else "no patient of this run was screened before for its trials"
+            )
+            + f" ({_patients(len(data['added']))})"
         )
-        return
-    console.print(f"against {safe(_run_line(previous))}")
-    if run["rules_digest"] != previous["rules_digest"]:
+    elif data["against"] is not None:
+        console.print("compared with each patient's screening in:")
+    else:
+        console.print("compared with each patient's latest earlier screening for the trial, in:")
+    # What differs between the runs is said once, not as a change of every patient: a
+    # trial only one of the two screenings screened is not compared at all.
+    for other in compared:
+        trials = other["trials"]
         console.print(
-            f"[bold yellow]the rules changed:[/] {safe(_short(previous['rules_digest']))} → "
-            f"{safe(_short(run['rules_digest']))}"
+            f"  {safe(_run_line(other['run']))}: {_patients(other['patients'])}, "
+            + (
+                "every trial of this run"
+                if trials == run["trials"]
+                else f"for {safe(', '.join(trials))}"
+            ),
+            highlight=False,
         )
-    if run["tool_version"] != previous["tool_version"]:
+        for rules in other["rules_changed"]:
+            console.print(
+                f"    [bold yellow]the rules changed for {safe(rules['trial'])}:[/] "
+                f"{safe(_short(rules['old_digest']))} → {safe(_short(rules['new_digest']))}",
+                highlight=False,
+            )
+        if other["tool_changed"]:
+            console.print(
+                f"    [bold yellow]screener changed:[/] {safe(other['run']['tool_version'])} "
+                f"→ {safe(run['tool_version'])}",
+                highlight=False,
+            )
+    since = f"run {data['against']}" if data["against"] is not None else "any earlier run"
+    if data["trials_new"]:
         console.print(
-            f"[bold yellow]screener changed:[/] {safe(previous['tool_version'])} → "
-            f"{safe(run['tool_version'])}"
+            f"[bold yellow]trials not screened in {since}, not compared:[/] "
+            + safe(", ".join(data["trials_new"]))
         )
-    if not data["changes"]:
-        console.print("no verdict or criterion changed for any patient screened in both runs")
+    if data["trials_dropped"]:
+        before = f"run {data['against']}" if data["against"] is not None else "the run before"
+        console.print(
+            f"[bold yellow]trials screened in {before} and not in this run:[/] "
+            + safe(", ".join(data["trials_dropped"]))
+        )
+    if compared and not data["changes"]:
+        console.print("no verdict or criterion changed for any patient compared")
+    several = len(compared) > 1
     # A list, not a table: reasons are long, and a table of them is unreadable at 80 columns.
     for change in data["changes"]:
+        notes = [f"since run {change['previous_run']}"] if several else []
+        if change["file_changed"]:
+            notes.append("the patient file changed")
         console.print()
         console.print(
             f"[bold]{safe(change['patient'])}[/] · {safe(change['trial'])}: "
             f"{safe(_moved(change['old_verdict'], change['new_verdict']))}"
-            + ("  [dim](the patient file changed)[/]" if change["file_changed"] else ""),
+            + (f"  [dim]({'; '.join(notes)})[/]" if notes else ""),
             highlight=False,
         )
         # A criterion of parts gives all its parts' reasons in one: its parts that moved
@@ -141,10 +199,19 @@ def render_changes(console: Any, data: dict[str, Any]) -> None:
             if c["criterion"] not in explained:
                 console.print(f"{indent}    was: {safe(c['old_reason'] or '—')}", highlight=False)
                 console.print(f"{indent}    now: {safe(c['new_reason'] or '—')}", highlight=False)
-    if data["added"]:
-        console.print(f"[bold]new in this run:[/] {safe(', '.join(data['added']))}")
+    if data["changes"]:
+        console.print()
+    if data["added"] and compared:
+        what = (
+            f"not screened in run {data['against']}"
+            if data["against"] is not None
+            else "screened for the first time"
+        )
+        console.print(f"[bold]{what}:[/] {_ids_line(data['added'])}", highlight=False)
     if data["removed"]:
-        console.print(f"[bold]not screened in this run:[/] {safe(', '.join(data['removed']))}")
+        console.print(
+            "[bold]not screened in this run:[/] " + _ids_line(data["removed"]), highlight=False
+        )
     for error in data["errors"]:
         console.print(f"[red]could not be screened in this run:[/] {safe(error['file'])}")
 
