@@ -638,3 +638,63 @@ def test_a_run_logged_before_per_trial_digests_is_compared_by_its_one_digest(
         connection.execute("UPDATE runs SET rules_digest = 'f000000000000000' WHERE id = 1")
     data = json.loads(run("changes", "--log", str(db), "-f", "json").stdout)
     assert len(data["compared_with"][0]["rules_changed"]) == len(catalog.load_rule_sets())
+
+
+# ------------------------------------------------------- the site's log, and every screening
+
+
+def test_the_site_log_named_by_screener_log_is_used_unless_no_log(
+    cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    db = tmp_path / "site.db"
+    monkeypatch.setenv("SCREENER_LOG", str(db))
+    assert run("check", str(cohort)).exit_code == 1  # the broken file; logged all the same
+    assert run("check", str(cohort / "relapsed-t-all.yaml")).exit_code == 0
+    assert rows(db, "SELECT run_id, COUNT(*) FROM screenings GROUP BY run_id") == [(1, 5), (2, 1)]
+    assert run("check", str(cohort), "--no-log").exit_code == 1
+    assert rows(db, "SELECT COUNT(*) FROM runs") == [(2,)]
+    # --log on the command line names another log; with --no-log it is a contradiction
+    other = tmp_path / "other.db"
+    assert run("check", str(cohort), "--log", str(other)).exit_code == 1 and other.exists()
+    assert rows(db, "SELECT COUNT(*) FROM runs") == [(2,)]
+    assert run("check", str(cohort), "--log", str(other), "--no-log").exit_code == 2
+    # changes and log read the site's log too
+    assert "Changes in run 2" in run("changes").stdout
+    assert json.loads(run("log", "-f", "json").stdout)[1]["files"] == 1
+    monkeypatch.delenv("SCREENER_LOG")
+    assert run("changes").exit_code == 2  # no log named at all: a usage error
+
+
+def test_log_all_lists_every_screening_with_why_not_enrolled(cohort: Path, tmp_path: Path):
+    import csv
+    import io
+
+    db = tmp_path / "screening.db"
+    _rescreen_after_an_edit(cohort, db)
+    trials = len(catalog.load_rule_sets())
+    table = runner.invoke(app, ["log", "--log", str(db), "--all"], env={"COLUMNS": "200"}).stdout
+    assert table.count("\nrun 1 ") == 1 and table.count("\nrun 2 ") == 1
+    assert "NCT04684147 CNCT19: ineligible" in table
+    assert (
+        "I2 Age 18 to 65 years: age 70 years (born 1956-11-20, on 2026-11-20) > 65 years" in table
+    )
+    assert "could not be screened:" in table and "zz-broken.yaml" in table
+    text = run("log", "--log", str(db), "--all", "-f", "csv").stdout
+    found = list(csv.DictReader(io.StringIO(text)))
+    # runs of 4 + 1 broken and 3 + 1 broken files: one row per screening and trial
+    assert len(found) == (4 + 3) * trials + 2
+    errors = [r for r in found if r["error"]]
+    assert len(errors) == 2 and all(r["trial"] == "" for r in errors)
+    pt6 = [r for r in found if r["patient"] == "PT-0006" and r["trial"] == "NCT04684147"]
+    assert [(r["run"], r["verdict"], r["failing"]) for r in pt6] == [
+        ("1", "ineligible", "I2"),
+        ("2", "needs_review", ""),
+    ]
+    assert pt6[0]["reasons"].startswith("I2 Age 18 to 65 years: age 70 years")
+    assert pt6[1]["review"]  # why still not enrolled: what awaits the investigator
+    every = json.loads(run("log", "--log", str(db), "--all", "-f", "json").stdout)
+    assert len(every) == 9 and [s["run"] for s in every] == [1] * 5 + [2] * 4
+    first = next(s for s in every if s["patient"] == "PT-0006")
+    (cnct19,) = [t for t in first["trials"] if t["trial"] == "NCT04684147"]
+    assert [c["criterion"] for c in cnct19["fail"]] == ["I2"]
+    assert run("log", "--log", str(db), "--all", "PT-0006").exit_code == 2

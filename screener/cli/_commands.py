@@ -44,6 +44,10 @@ if TYPE_CHECKING:  # imported lazily at run time: --help and single checks load 
     from screener.criteria._rules import RuleSet
     from screener.reports._log import Recorder
 
+# The site's screening log, so that no run goes unlogged for want of --log: check appends
+# to it (unless --no-log), changes and log read it.
+LOG_ENV = "SCREENER_LOG"
+
 app = typer.Typer(
     name="screener",
     help="Pre-screen patients for clinical trials in relapsed/refractory B-ALL.",
@@ -228,6 +232,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 @app.command()
 def check(
+    context: typer.Context,
     paths: Annotated[
         list[str],
         typer.Argument(
@@ -307,10 +312,17 @@ def check(
         Path | None,
         typer.Option(
             "--log",
+            envvar=LOG_ENV,
             help="Append this run to a screening log (SQLite; created if missing): "
             "every patient, verdict and criterion, all or nothing.",
         ),
     ] = None,
+    no_log: Annotated[
+        bool,
+        typer.Option(
+            "--no-log", help=f"Do not log this run, though {LOG_ENV} names a screening log."
+        ),
+    ] = False,
     rules: Annotated[
         Path | None, typer.Option(help="Directory of rule sets to use instead of the bundled ones.")
     ] = None,
@@ -335,6 +347,10 @@ def check(
         raise typer.BadParameter(
             "--engine dask needs --scheduler ADDRESS", param_hint="--scheduler"
         )
+    if no_log:
+        if log is not None and not _from_environment(context, "log"):
+            raise typer.BadParameter("--log and --no-log contradict each other", param_hint="--log")
+        log = None
     _on_signals()
     try:
         if excel and format is not Format.csv:
@@ -1015,6 +1031,12 @@ def import_bundle(
         _io_failure(exc, output)
 
 
+def _from_environment(context: typer.Context, name: str) -> bool:
+    """Whether the command's parameter `name` came from its environment variable."""
+    source = context.get_parameter_source(name)
+    return source is not None and source.name == "ENVIRONMENT"
+
+
 class LogFormat(str, Enum):
     table = "table"
     json = "json"
@@ -1024,7 +1046,10 @@ class LogFormat(str, Enum):
 LogOption = Annotated[
     Path,
     typer.Option(
-        "--log", help="The screening log (SQLite) that check --log wrote.", show_default=False
+        "--log",
+        envvar=LOG_ENV,
+        help="The screening log (SQLite) that check --log wrote.",
+        show_default=False,
     ),
 ]
 LogFormatOption = Annotated[LogFormat, typer.Option("--format", "-f", help="Output format.")]
@@ -1041,16 +1066,25 @@ T = TypeVar("T")
 
 def _read_log(log: Path, read: Callable[[sqlite3.Connection], T]) -> T:
     """What `read(connection)` returns from the log, or exit 1 with why it cannot be read."""
+    with _opened_log(log) as db:
+        return read(db)
+
+
+@contextlib.contextmanager
+def _opened_log(log: Path) -> Iterator[sqlite3.Connection]:
+    """The log, open to read while the block runs, or exit 1 with why it cannot be."""
     from screener.reports._log import LogError, open_log
 
     try:
         db = open_log(log, create=False)
-        try:
-            return read(db)
-        finally:
-            db.close()
     except LogError as exc:
         _fail(str(exc), Exit.INPUT_ERROR)
+    try:
+        yield db
+    except LogError as exc:
+        _fail(str(exc), Exit.INPUT_ERROR)
+    finally:
+        db.close()
 
 
 @contextlib.contextmanager
@@ -1119,6 +1153,15 @@ def log_history(
         str | None,
         typer.Argument(help="A patient id; without it, the runs in the log.", show_default=False),
     ] = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every screening in the log, run by run: per patient and trial the verdict "
+            "and why not enrolled (each failing criterion's reason; what is unknown or "
+            "awaits review). CSV: one row per screening and trial.",
+        ),
+    ] = False,
     format: LogFormatOption = LogFormat.table,
     output: LogOutput = None,
 ) -> None:
@@ -1129,8 +1172,11 @@ def log_history(
     """
     from screener.reports import _log as screening_log
     from screener.reports._logview import (
+        every_csv,
+        every_json,
         history_csv,
         history_json,
+        render_every,
         render_history,
         render_runs,
         runs_csv,
@@ -1138,6 +1184,19 @@ def log_history(
     from screener.reports._report import dumps
 
     _not_the_log(output, log)
+    if every:
+        if patient is not None:
+            raise typer.BadParameter(
+                "--all lists every patient: give no PATIENT", param_hint="--all"
+            )
+        with _opened_log(log) as db, _log_report(output, log) as stream:
+            rows = screening_log.every_screening(db)
+            if format is LogFormat.table:
+                render_every(_table_console(stream), rows)
+            else:
+                for text in (every_json if format is LogFormat.json else every_csv)(rows):
+                    stream.write(text)
+        return
     if patient is None:
         runs = _read_log(log, screening_log.runs)
         with _log_report(output, log) as stream:

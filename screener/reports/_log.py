@@ -704,3 +704,72 @@ def history(db: sqlite3.Connection, patient: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def every_screening(db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+    """Every screening in the log, oldest first (run, then input order): the site's
+    screening log as an auditor reads it. Per trial the verdict and the criteria that
+    stand in the way, each with its reason: failing (why the patient was not enrolled),
+    unknown (what was missing), review (awaiting the investigator). Parts are left out:
+    their criterion's reason already gives each failing part's.
+
+    Three ordered scans merged by screening id, so a log of any size is read in one pass
+    and never held whole.
+    """
+    run_rows: dict[int, dict[str, Any]] = {}
+    verdicts = db.execute(
+        "SELECT screening_id, trial, product, verdict FROM verdicts ORDER BY screening_id, trial"
+    )
+    blocking = db.execute(
+        "SELECT o.screening_id, r.trial, r.criterion, r.label, r.status, r.reason, r.missing "
+        "FROM outcomes o JOIN results r ON r.id = o.result_id "
+        "WHERE r.parent = '' AND r.status <> 'pass' ORDER BY o.screening_id, o.position"
+    )
+    next_verdict = next(verdicts, None)
+    next_blocking = next(blocking, None)
+    for sid, run, file, digest, patient, as_of, source, error in db.execute(
+        "SELECT id, run_id, file, file_digest, patient, as_of, as_of_source, error "
+        "FROM screenings ORDER BY id"
+    ):
+        if run not in run_rows:
+            run_rows[run] = _run_row(db, run)
+        info = run_rows[run]
+        trials: dict[str, dict[str, Any]] = {}
+        while next_verdict is not None and next_verdict[0] <= sid:
+            if next_verdict[0] == sid:
+                _, trial, product, verdict = next_verdict
+                trials[trial] = {
+                    "trial": trial,
+                    "product": product,
+                    "verdict": verdict,
+                    "fail": [],
+                    "unknown": [],
+                    "review": [],
+                }
+            next_verdict = next(verdicts, None)
+        while next_blocking is not None and next_blocking[0] <= sid:
+            if next_blocking[0] == sid:
+                _, trial, cid, label, status, reason, missing = next_blocking
+                if trial in trials and status in ("fail", "unknown", "review"):
+                    trials[trial][status].append(
+                        {
+                            "criterion": cid,
+                            "label": label,
+                            "reason": reason,
+                            "missing": missing.split(";") if missing else [],
+                        }
+                    )
+            next_blocking = next(blocking, None)
+        yield {
+            "run": run,
+            "started_at": info["started_at"],
+            "tool_version": info["tool_version"],
+            "rules_digest": info["rules_digest"],
+            "patient": patient,
+            "file": file,
+            "file_digest": digest,
+            "as_of": as_of,
+            "as_of_source": source,
+            "error": error,
+            "trials": list(trials.values()),
+        }

@@ -12,6 +12,7 @@ OSC-8 link) and no markup reaches the screen.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from screener.core._model import Status
@@ -313,6 +314,146 @@ def render_history(console: Any, patient: str, screenings: list[dict[str, Any]])
                         highlight=False,
                     )
         previous = s
+
+
+# ------------------------------------------------------------------------ every screening
+
+EVERY_COLUMNS = [
+    "run",
+    "started_at",
+    "tool_version",
+    "rules_digest",
+    "patient",
+    "file",
+    "file_digest",
+    "as_of",
+    "trial",
+    "product",
+    "verdict",
+    "failing",
+    "reasons",
+    "unknown",
+    "review",
+    "error",
+]
+
+
+def _why(items: list[dict[str, Any]]) -> str:
+    """Criteria with their reasons, one a line (a reason may hold semicolons)."""
+    return "\n".join(f"{c['criterion']} {c['label']}: {c['reason']}" for c in items)
+
+
+def every_json(screenings: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """One JSON array, written as the screenings are read."""
+    first = True
+    for s in screenings:
+        yield ("[\n" if first else ",\n") + _indented(dumps(s))
+        first = False
+    yield "[]\n" if first else "\n]\n"
+
+
+def _indented(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def every_csv(screenings: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """One row per screening and trial (an unreadable file: one row with its error).
+    `failing`, `unknown`, `review`: criterion ids, `;`-separated; `reasons`: each failing
+    criterion with its label and reason, one a line (why the patient was not enrolled)."""
+    yield csv_line(EVERY_COLUMNS)
+    for s in screenings:
+        head = [
+            s["run"],
+            s["started_at"],
+            s["tool_version"],
+            s["rules_digest"],
+            s["patient"] or "",
+            s["file"],
+            s["file_digest"] or "",
+            s["as_of"] or "",
+        ]
+        if s["error"] is not None or not s["trials"]:
+            yield csv_line(head + [""] * 7 + [s["error"] or ""])
+            continue
+        for t in s["trials"]:
+            yield csv_line(
+                head
+                + [
+                    t["trial"],
+                    t["product"],
+                    t["verdict"],
+                    ";".join(c["criterion"] for c in t["fail"]),
+                    _why(t["fail"]),
+                    ";".join(c["criterion"] for c in t["unknown"]),
+                    ";".join(c["criterion"] for c in t["review"]),
+                    "",
+                ]
+            )
+
+
+def render_every(console: Any, screenings: Iterator[dict[str, Any]]) -> None:
+    """Every screening, run by run: per patient and trial the verdict and, when not
+    eligible, why: each failing criterion with its reason, else what is unknown (with the
+    fields to collect) or awaits review."""
+    from screener.core._model import Verdict
+    from screener.reports._report import VERDICT_STYLE
+
+    run = None
+    count = 0
+    for s in screenings:
+        count += 1
+        if s["run"] != run:
+            run = s["run"]
+            console.print()
+            console.print(
+                f"[bold]run {run}[/] {safe(s['started_at'])}, screener "
+                f"{safe(s['tool_version'])}, rules {safe(_short(s['rules_digest']))}",
+                highlight=False,
+            )
+        if s["error"] is not None:
+            console.print(
+                f"  [red]could not be screened:[/] {safe(s['file'])}: {safe(s['error'])}",
+                highlight=False,
+            )
+            continue
+        console.print(
+            f"  [bold]{safe(s['patient'] or '')}[/] {safe(s['file'])} "
+            f"({safe(_short(s['file_digest']))}), as of {safe(s['as_of'] or '—')}",
+            highlight=False,
+        )
+        for t in s["trials"]:
+            try:
+                style = VERDICT_STYLE[Verdict(t["verdict"])]
+            except ValueError:  # a log someone edited: shown as written
+                style = "bold"
+            console.print(
+                f"    {safe(t['trial'])} {safe(t['product'])}: [{style}]{safe(t['verdict'])}[/]",
+                highlight=False,
+            )
+            # Why not enrolled: each failing criterion with its reason; else, in one line
+            # each, what is unknown (and the fields to collect) and what awaits review.
+            for c in t["fail"]:
+                console.print(
+                    f"      {safe(c['criterion'])} {safe(c['label'])}: {safe(c['reason'])}",
+                    highlight=False,
+                )
+            if t["fail"]:
+                continue
+            if t["unknown"]:
+                fields = sorted({f for c in t["unknown"] for f in c["missing"]})
+                console.print(
+                    "      unknown: "
+                    + safe(", ".join(c["criterion"] for c in t["unknown"]))
+                    + (f" (collect {safe(', '.join(fields))})" if fields else ""),
+                    highlight=False,
+                )
+            if t["review"]:
+                console.print(
+                    "      review: " + safe(", ".join(c["criterion"] for c in t["review"])),
+                    highlight=False,
+                )
+    if not count:
+        console.print("the log holds no screenings")
 
 
 # --------------------------------------------------------------------------------- runs
