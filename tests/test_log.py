@@ -698,3 +698,36 @@ def test_log_all_lists_every_screening_with_why_not_enrolled(cohort: Path, tmp_p
     (cnct19,) = [t for t in first["trials"] if t["trial"] == "NCT04684147"]
     assert [c["criterion"] for c in cnct19["fail"]] == ["I2"]
     assert run("log", "--log", str(db), "--all", "PT-0006").exit_code == 2
+
+
+def test_log_csvs_take_excel_and_digests_print_as_documented(cohort: Path, tmp_path: Path):
+    import re
+
+    db = tmp_path / "screening.db"
+    _rescreen_after_an_edit(cohort, db)
+    for command in (["changes"], ["log"], ["log", "PT-0006"], ["log", "--all"]):
+        target = tmp_path / "out.csv"
+        result = run(*command, "--log", str(db), "-f", "csv", "--excel", "-o", str(target))
+        assert result.exit_code == 0, result.output
+        raw = target.read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf") and raw.count(b"\xef\xbb\xbf") == 1, command
+        assert run(*command, "--log", str(db), "--excel").exit_code == 2  # CSV only
+    # The digests as docs/screening-log.md defines them: a trial's, of its rule file's text;
+    # the run's, of the lines "TRIAL DIGEST".
+    rule_sets = catalog.load_rule_sets()
+    versions = [
+        (r.trial, hashlib.sha256(Path(r.file).read_text("utf-8").encode()).hexdigest()[:16])
+        for r in rule_sets
+    ]
+    assert rows(db, "SELECT trial, rules_digest FROM run_trials WHERE run_id = 2") == sorted(
+        versions
+    )
+    run_digest = hashlib.sha256("\n".join(f"{t} {d}" for t, d in versions).encode()).hexdigest()
+    assert rows(db, "SELECT DISTINCT rules_digest FROM runs") == [(run_digest[:16],)]
+    # and printed whole, with no algorithm and no stray colon after it
+    table = runner.invoke(app, ["changes", "--log", str(db)], env={"COLUMNS": "200"}).stdout
+    assert f"rules {run_digest[:16]})" in table
+    history = runner.invoke(app, ["log", "--log", str(db), "PT-0006"], env={"COLUMNS": "200"})
+    assert f"rules {run_digest[:16]}," in history.stdout
+    assert not re.search(r"\b[0-9a-f]{16}:", table + history.stdout)
+    assert re.search(r"\(sha256:[0-9a-f]{12}[,)]", history.stdout)  # a file's digest

@@ -230,6 +230,16 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+ExcelOption = Annotated[
+    bool,
+    typer.Option(
+        "--excel",
+        help="CSV for spreadsheets: start with a UTF-8 byte-order mark, so Excel "
+        "reads ≤ and × as written.",
+    ),
+]
+
+
 @app.command()
 def check(
     context: typer.Context,
@@ -292,14 +302,7 @@ def check(
             "patient is already ineligible for would still need.",
         ),
     ] = False,
-    excel: Annotated[
-        bool,
-        typer.Option(
-            "--excel",
-            help="CSV for spreadsheets: start with a UTF-8 byte-order mark, so Excel "
-            "reads ≤ and × as written.",
-        ),
-    ] = False,
+    excel: ExcelOption = False,
     each: Annotated[
         bool,
         typer.Option(
@@ -1088,23 +1091,28 @@ def _opened_log(log: Path) -> Iterator[sqlite3.Connection]:
 
 
 @contextlib.contextmanager
-def _log_report(output: Path | None, log: Path) -> Iterator[TextIO]:
+def _log_report(output: Path | None, log: Path, excel: bool = False) -> Iterator[TextIO]:
     """Where `changes` and `log` write: standard output or an --output file (atomically),
     never the log they read (exit 2, as for an output that is an input); an I/O error is
-    exit 5."""
+    exit 5. `excel`: the CSV starts with a byte-order mark, as check's does."""
     from screener.cli._output import atomic_output
 
     try:
         with atomic_output(output, [log]) as stream:
+            if excel:
+                stream.write("\ufeff")
             yield stream
     except OSError as exc:
         _io_failure(exc, output)
 
 
-def _not_the_log(output: Path | None, log: Path) -> None:
-    """Exit 2 before anything is read if --output names the log."""
+def _not_the_log(output: Path | None, log: Path, excel: bool, fmt: LogFormat) -> None:
+    """Exit 2 before anything is read if --output names the log, or --excel is asked for
+    anything but CSV."""
     from screener.cli._output import OutputError, refuse_the_log
 
+    if excel and fmt is not LogFormat.csv:
+        raise typer.BadParameter("--excel is for --format csv", param_hint="--excel")
     try:
         refuse_the_log(output, log)
     except OutputError as exc:
@@ -1128,6 +1136,7 @@ def changes(
     ] = None,
     format: LogFormatOption = LogFormat.table,
     output: LogOutput = None,
+    excel: ExcelOption = False,
 ) -> None:
     """What changed since each patient was last screened, from a screening log: per patient
     and trial, the verdict and each criterion that moved, with old and new status and reason.
@@ -1137,9 +1146,9 @@ def changes(
     from screener.reports import _log as screening_log
     from screener.reports._logview import changes_csv, changes_json, render_changes
 
-    _not_the_log(output, log)
+    _not_the_log(output, log, excel, format)
     data = _read_log(log, lambda db: screening_log.changes(db, run, against))
-    with _log_report(output, log) as stream:
+    with _log_report(output, log, excel) as stream:
         if format is LogFormat.table:
             render_changes(_table_console(stream), data)
         else:
@@ -1164,6 +1173,7 @@ def log_history(
     ] = False,
     format: LogFormatOption = LogFormat.table,
     output: LogOutput = None,
+    excel: ExcelOption = False,
 ) -> None:
     """A patient's screening history from a screening log: every run that screened them,
     with the file's digest, the rules' digest and each trial's verdict.
@@ -1183,13 +1193,13 @@ def log_history(
     )
     from screener.reports._report import dumps
 
-    _not_the_log(output, log)
+    _not_the_log(output, log, excel, format)
     if every:
         if patient is not None:
             raise typer.BadParameter(
                 "--all lists every patient: give no PATIENT", param_hint="--all"
             )
-        with _opened_log(log) as db, _log_report(output, log) as stream:
+        with _opened_log(log) as db, _log_report(output, log, excel) as stream:
             rows = screening_log.every_screening(db)
             if format is LogFormat.table:
                 render_every(_table_console(stream), rows)
@@ -1199,7 +1209,7 @@ def log_history(
         return
     if patient is None:
         runs = _read_log(log, screening_log.runs)
-        with _log_report(output, log) as stream:
+        with _log_report(output, log, excel) as stream:
             if format is LogFormat.table:
                 render_runs(_table_console(stream), runs)
             else:
@@ -1208,7 +1218,7 @@ def log_history(
     screenings = _read_log(log, lambda db: screening_log.history(db, patient))
     if not screenings:
         _fail(f"no screening of patient {patient!r} in {log}", Exit.INPUT_ERROR)
-    with _log_report(output, log) as stream:
+    with _log_report(output, log, excel) as stream:
         if format is LogFormat.table:
             render_history(_table_console(stream), patient, screenings)
         elif format is LogFormat.json:

@@ -20,11 +20,12 @@ from screener.reports._report import csv_line, dumps, safe
 
 
 def _short(digest: str | None) -> str:
-    """A digest as people compare them: the algorithm and 12 hex digits."""
+    """A digest as people compare them: a file's `sha256:` and 12 hex digits; a rule
+    digest, already 16 hex digits with no algorithm named, as it is."""
     if not digest:
         return "—"
-    algorithm, _, hexdigits = digest.partition(":")
-    return f"{algorithm}:{hexdigits[:12]}"
+    algorithm, colon, hexdigits = digest.partition(":")
+    return f"{algorithm}:{hexdigits[:12]}" if colon else digest
 
 
 def _run_line(data: dict[str, Any]) -> str:
@@ -141,11 +142,7 @@ def render_changes(console: Any, data: dict[str, Any]) -> None:
         trials = other["trials"]
         console.print(
             f"  {safe(_run_line(other['run']))}: {_patients(other['patients'])}, "
-            + (
-                "every trial of this run"
-                if trials == run["trials"]
-                else f"for {safe(', '.join(trials))}"
-            ),
+            + ("every trial" if trials == run["trials"] else f"for {safe(', '.join(trials))}"),
             highlight=False,
         )
         for rules in other["rules_changed"]:
@@ -486,29 +483,30 @@ def render_runs(console: Any, runs: list[dict[str, Any]]) -> None:
     from rich import box
     from rich.table import Table
 
+    # Fits 80 columns: the time to the minute, and "as of" only when some run gave one.
+    with_as_of = any(r["as_of"] for r in runs)
+    columns = ["run", "started (UTC)", "version", "rules"]
+    columns += ["as of"] if with_as_of else []
+    columns += ["trials", "files", "errors"]
     table = Table(
-        "run",
-        "started (UTC)",
-        "screener",
-        "rules",
-        "as of",
-        "trials",
-        "files",
-        "errors",
         box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
         title=f"{len(runs)} runs",
         title_justify="left",
     )
+    for name in columns:
+        table.add_column(name, no_wrap=name in ("started (UTC)", "rules"))
     for r in runs:
         # A rich Table reads its cells as markup: the log's texts are made safe first.
-        table.add_row(
+        started = r["started_at"].replace("+00:00", "").replace("T", " ")[:16]
+        cells = [
             str(r["run"]),
-            safe(r["started_at"].replace("+00:00", "")),
+            safe(started),
             safe(r["tool_version"]),
             safe(_short(r["rules_digest"])),
-            safe(r["as_of"] or ""),
-            str(len(r["trials"])),
-            str(r["files"]),
-            str(r["errors"]),
-        )
+        ]
+        cells += [safe(r["as_of"] or "")] if with_as_of else []
+        cells += [str(len(r["trials"])), str(r["files"]), str(r["errors"])]
+        table.add_row(*cells)
     console.print(table)
