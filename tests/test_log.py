@@ -731,3 +731,51 @@ def test_log_csvs_take_excel_and_digests_print_as_documented(cohort: Path, tmp_p
     assert f"rules {run_digest[:16]}," in history.stdout
     assert not re.search(r"\b[0-9a-f]{16}:", table + history.stdout)
     assert re.search(r"\(sha256:[0-9a-f]{12}[,)]", history.stdout)  # a file's digest
+
+
+# ------------------------------------------------------- what workers send a logged run
+
+
+def test_a_logged_run_gets_the_logs_rows_from_the_workers_not_whole_records(
+    cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The main process of a logged cohort run neither receives whole records nor renders
+    them (1,000 patients: its CPU time fell from about 1.25 s to 0.75 s as a table, 1.65 to
+    0.7 s as JSON Lines): each worker sends the output's bytes and the log's rows."""
+    from screener.cli import _engines
+    from screener.reports._log import LogRender
+    from screener.reports._report import jsonl_line
+    from screener.reports._summary import entry
+
+    real, seen = _engines.run_all, []
+
+    def spy(entries, rule_sets, as_of=None, max_age=None, jobs=1, render=None, *rest, **kw):
+        seen.append(render)  # what _check asked the workers to send, then the real run
+        return real(entries, rule_sets, as_of, max_age, jobs, render, *rest, **kw)
+
+    monkeypatch.setattr(_engines, "run_all", spy)
+    db = tmp_path / "screening.db"
+    for options, inner in (([], entry), (["-f", "jsonl"], jsonl_line)):
+        run("check", str(cohort), *options)
+        run("check", str(cohort), *options, "--log", str(db))
+        assert seen[-2] is inner  # the summary alone: the workers send its small entries
+        assert seen[-1] == LogRender(inner)
+    run("check", str(cohort), "--each", "--log", str(db))  # reports made from records
+    assert seen[-1] is None
+
+
+@pytest.mark.slow
+def test_worker_processes_send_a_logged_runs_rows_and_no_record(cohort: Path):
+    from screener.cli._batch import expand, screen_file
+    from screener.cli._engines import run_all
+    from screener.reports._log import LogRender, rows_of, unpack
+    from screener.reports._summary import entry
+
+    rule_sets = catalog.load_rule_sets()
+    entries = expand([str(cohort)])
+    done = list(run_all(entries, rule_sets, jobs=2, render=LogRender(entry)))
+    for one, name in zip(done, entries, strict=True):
+        assert one.record is None
+        rows, data = unpack(one.data)
+        here = screen_file(name, rule_sets) if isinstance(name, str) else name
+        assert rows == rows_of(here) and data == entry(here)

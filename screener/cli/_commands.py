@@ -447,10 +447,11 @@ def _check(
     engine: str = "local",
     scheduler: str | None = None,
 ) -> Exit:
-    from screener.cli._batch import Export, expand, process_cache, with_cache
+    from screener.cli._batch import Export, expand
     from screener.cli._engines import run_all
     from screener.cli._output import atomic_output, refuse_the_log, utf8_writer
     from screener.criteria._catalog import select, vocabulary_of
+    from screener.reports._log import LogRender, file_digest, unpack
     from screener.reports._report import (
         asks_of,
         csv_header,
@@ -501,8 +502,9 @@ def _check(
     # Before the log is opened (and perhaps created): an output over it is refused.
     refuse_the_log(output, log)
     recorder = _recorder(log, rule_sets, given) if log is not None else None
-    # With a log, records are rendered here, reusing what this process screened (one job).
-    logged = with_cache(render, process_cache()) if recorder is not None else None
+    # With a log, a worker that renders a record also makes the log's rows of it, and sends
+    # those instead of the whole record; an output made from records gets them whole.
+    shipped = LogRender(render) if recorder is not None and render is not None else render
     # (no bar for an export: its number of patients is known only once it is indexed)
     progress = None if any(isinstance(e, Export) for e in entries) else _progress(len(entries))
     # The log is appended after the output file is in place, and not at all if the run
@@ -531,7 +533,7 @@ def _check(
                     as_of,
                     max_age,
                     jobs,
-                    None if recorder else render,
+                    shipped,
                     known,
                     engine,
                     scheduler,
@@ -540,8 +542,11 @@ def _check(
                 failed |= done.failed
                 record, data = done.record, done.data
                 if recorder is not None:
-                    # The log needs whole records, so they come back unrendered.
-                    record, data = recorder.add(record, logged)
+                    if record is None:  # rendered by LogRender, where it was screened
+                        rows, data = unpack(data)
+                        recorder.stage(rows, done.digest or file_digest(done.file))
+                    else:
+                        recorder.add(record, done.digest)
                 if record is not None:
                     cohort.add(record)
                 if summary_only:

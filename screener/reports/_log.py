@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import marshal
 import os
 import sqlite3
 import stat
@@ -123,11 +124,19 @@ CREATE TEMP TABLE stage_screenings (
 CREATE TEMP TABLE stage_verdicts (
     screening_id INTEGER NOT NULL, trial TEXT NOT NULL, product TEXT NOT NULL,
     verdict TEXT NOT NULL);
-CREATE TEMP TABLE stage_criteria (
-    screening_id INTEGER NOT NULL, position INTEGER NOT NULL, trial TEXT NOT NULL,
-    criterion TEXT NOT NULL, parent TEXT NOT NULL, label TEXT NOT NULL, status TEXT NOT NULL,
-    reason TEXT NOT NULL, missing TEXT NOT NULL);
+CREATE TEMP TABLE stage_results (
+    id INTEGER PRIMARY KEY, trial TEXT NOT NULL, criterion TEXT NOT NULL,
+    parent TEXT NOT NULL, label TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
+    missing TEXT NOT NULL);
+CREATE TEMP TABLE stage_outcomes (
+    screening_id INTEGER NOT NULL, position INTEGER NOT NULL, result INTEGER NOT NULL);
+CREATE TEMP TABLE stage_map (local INTEGER PRIMARY KEY, result INTEGER NOT NULL);
 """
+# A cohort repeats most criterion outcomes, so the run stages each distinct one once (as
+# the log stores it) and a screening's outcomes as numbers. Up to this many are told apart
+# in memory (some 20 MB); past it a repeat is staged again, which the log's own UNIQUE
+# results absorb when the run is appended: only the saving stops, not the correctness.
+DISTINCT_STAGED = 50_000
 
 
 class LogError(Exception):
@@ -244,6 +253,74 @@ class RunInfo:
     versions: tuple[tuple[str, str], ...] = ()
 
 
+# What the log stages for one record, as plain tuples and strings, so a worker process can
+# make it beside the record's rendering and send it instead of the whole record:
+#   (file, patient, as_of, as_of_source, error,
+#    ((trial, product, verdict), ...),
+#    ((trial, criterion, parent, label, status, reason, missing), ...))   in report order,
+# parent '' for a criterion, missing ';'-separated; an unreadable file has patient, dates,
+# verdicts and criteria empty and its first diagnostic as error.
+LogRows = tuple[
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    tuple[tuple[str, str, str], ...],
+    tuple[tuple[str, str, str, str, str, str, str], ...],
+]
+
+
+def rows_of(record: Record) -> LogRows:
+    """The rows the log stages for a record (see LogRows)."""
+    if isinstance(record, FileError):
+        return (record.file, None, None, None, record.diagnostics[0].render(), (), ())
+    assert isinstance(record, Screening)
+    criteria: list[tuple[str, str, str, str, str, str, str]] = []
+    for t in record.trials:
+        for c in t.criteria:
+            criteria.append(
+                (t.trial, c.id, "", c.label, c.status.value, c.reason, ";".join(c.missing))
+            )
+            criteria += [
+                (t.trial, p.id, c.id, p.label, p.status.value, p.reason, ";".join(p.missing))
+                for p in c.parts
+            ]
+    return (
+        record.file,
+        record.patient,
+        record.as_of,
+        record.as_of_source,
+        None,
+        tuple((t.trial, t.product, t.verdict.value) for t in record.trials),
+        tuple(criteria),
+    )
+
+
+@dataclass(frozen=True)
+class LogRender:
+    """A worker's renderer for a logged run: the output's own rendering of a record and the
+    rows the log stages for it, in one payload (`unpack` reads it), so the main process
+    neither receives whole records nor renders them.
+
+    marshal, not pickle: the payload is only tuples, strings and bytes, made by this
+    screener's own worker from a record it screened, and marshal reads nothing else.
+    """
+
+    render: Render
+
+    def __call__(self, record: Record) -> bytes:
+        text = self.render(record)
+        data = text if isinstance(text, bytes) else text.encode("utf-8")
+        return marshal.dumps((rows_of(record), data))
+
+
+def unpack(payload: bytes) -> tuple[LogRows, bytes]:
+    """What LogRender made of a record: (the log's rows, the output's bytes)."""
+    rows, data = marshal.loads(payload)
+    return rows, data
+
+
 class Recorder:
     """Stages one run's screenings and appends them to the log in one transaction."""
 
@@ -254,6 +331,8 @@ class Recorder:
         self.db = open_log(path)
         self.db.executescript(_STAGE)  # temporary tables: no lock on the log is taken
         self.count = 0
+        self.staged = 0  # distinct criterion outcomes staged (local result ids)
+        self._results: dict[tuple[str, ...], int] = {}  # outcome -> its local id
         self.db.execute("BEGIN")  # staging in one transaction is many times faster
 
     def __enter__(self) -> Recorder:
@@ -266,67 +345,44 @@ class Recorder:
         else:
             self.abandon()
 
-    def add(
-        self, record: Record | None, render: Render | None = None
-    ) -> tuple[Record | None, bytes]:
-        """Stage a record with its file's digest; with `render`, return (None, the record
-        rendered), as a worker would have, else (the record, b"")."""
-        assert record is not None  # the batch keeps records when nothing renders them
-        self._stage(record, file_digest(record.file))
-        if render is None:
-            return record, b""
-        text = render(record)
-        return None, text if isinstance(text, bytes) else text.encode("utf-8")
+    def add(self, record: Record, digest: str | None = None) -> None:
+        """Stage a record with its file's digest (`digest`: the input's, when it is not a
+        file of its own, as for a patient of a bulk export)."""
+        self.stage(rows_of(record), digest or file_digest(record.file))
 
-    def _stage(self, record: Record, digest: str | None) -> None:
+    def stage(self, rows: LogRows, digest: str | None) -> None:
+        """Stage what rows_of made of a record (here, or in the worker that screened it)."""
         self.count += 1
         sid = self.count
-        if isinstance(record, FileError):
-            self.db.execute(
-                "INSERT INTO stage_screenings VALUES (?, ?, ?, NULL, NULL, NULL, ?)",
-                (sid, record.file, digest, record.diagnostics[0].render()),
-            )
-            return
-        assert isinstance(record, Screening)
+        file, patient, as_of, source, error, verdicts, criteria = rows
         self.db.execute(
-            "INSERT INTO stage_screenings VALUES (?, ?, ?, ?, ?, ?, NULL)",
-            (sid, record.file, digest, record.patient, record.as_of, record.as_of_source),
+            "INSERT INTO stage_screenings VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sid, file, digest, patient, as_of, source, error),
         )
-        self.db.executemany(
-            "INSERT INTO stage_verdicts VALUES (?, ?, ?, ?)",
-            [(sid, t.trial, t.product, t.verdict.value) for t in record.trials],
-        )
-        rows: list[tuple[object, ...]] = []
-        for t in record.trials:
-            for c in t.criteria:
-                rows.append(
-                    (
-                        sid,
-                        len(rows),
-                        t.trial,
-                        c.id,
-                        "",
-                        c.label,
-                        c.status.value,
-                        c.reason,
-                        ";".join(c.missing),
-                    )
+        if verdicts:
+            self.db.executemany(
+                "INSERT INTO stage_verdicts VALUES (?, ?, ?, ?)", [(sid, *v) for v in verdicts]
+            )
+        if criteria:
+            known, new = self._results, []
+            ids = []
+            for c in criteria:
+                rid = known.get(c)
+                if rid is None:
+                    self.staged += 1
+                    rid = self.staged
+                    new.append((rid, *c))
+                    if len(known) < DISTINCT_STAGED:
+                        known[c] = rid
+                ids.append(rid)
+            if new:
+                self.db.executemany(
+                    "INSERT INTO stage_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new
                 )
-                rows += [
-                    (
-                        sid,
-                        len(rows) + i,
-                        t.trial,
-                        p.id,
-                        c.id,
-                        p.label,
-                        p.status.value,
-                        p.reason,
-                        ";".join(p.missing),
-                    )
-                    for i, p in enumerate(c.parts)
-                ]
-        self.db.executemany("INSERT INTO stage_criteria VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.db.executemany(
+                "INSERT INTO stage_outcomes VALUES (?, ?, ?)",
+                [(sid, i, rid) for i, rid in enumerate(ids)],
+            )
 
     def commit(self) -> int:
         """Append the staged run to the log; returns its run id."""
@@ -376,15 +432,20 @@ class Recorder:
             )
             db.execute(
                 "INSERT OR IGNORE INTO results (trial, criterion, parent, label, status, "
-                "reason, missing) SELECT DISTINCT trial, criterion, parent, label, "
-                "status, reason, missing FROM stage_criteria"
+                "reason, missing) SELECT trial, criterion, parent, label, "
+                "status, reason, missing FROM stage_results ORDER BY id"
+            )
+            # Each staged outcome's id in the log, found once through results' UNIQUE
+            # index; the screenings' outcomes then join on numbers alone.
+            db.execute(
+                "INSERT INTO stage_map SELECT s.id, r.id FROM stage_results s JOIN results r "
+                "ON r.trial = s.trial AND r.criterion = s.criterion AND r.parent = s.parent "
+                "AND r.label = s.label AND r.status = s.status AND r.reason = s.reason "
+                "AND r.missing = s.missing"
             )
             db.execute(
-                "INSERT INTO outcomes SELECT s.screening_id + ?, s.position, r.id "
-                "FROM stage_criteria s JOIN results r ON r.trial = s.trial AND "
-                "r.criterion = s.criterion AND r.parent = s.parent AND "
-                "r.label = s.label AND r.status = s.status AND r.reason = s.reason "
-                "AND r.missing = s.missing",
+                "INSERT INTO outcomes SELECT o.screening_id + ?, o.position, m.result "
+                "FROM stage_outcomes o JOIN stage_map m ON m.local = o.result",
                 (offset,),
             )
             db.execute("COMMIT")
