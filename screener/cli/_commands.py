@@ -586,9 +586,10 @@ def _check(
 
             stream.write(page(cohort))
         elif (summary_only or many) and out is not None:
-            render_cohort(out, cohort)
+            # after every report (--each): the whole summary; alone, one screen of it
+            render_cohort(out, cohort, full=not summary_only)
         elif (summary_only or many) and fmt is Format.markdown:
-            stream.write(cohort_markdown(cohort))
+            stream.write(cohort_markdown(cohort, full=not summary_only))
     return Exit.INPUT_ERROR if failed else Exit.OK
 
 

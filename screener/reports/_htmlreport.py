@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from screener.reports._summary import CAVEAT, SHORT, VERDICTS, Cohort
+from screener.reports._summary import SHORT, VERDICTS, Cohort, mark, mark_of
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -119,9 +119,9 @@ def page(cohort: Cohort) -> str:
     out.append("<section><h2>Verdicts</h2><table><tr><th>patient</th>")
     for t in trials:
         tally = cohort.trials[t]
-        mark = f" {CAVEAT}" if tally.caveats else ""
+        sign = f" {mark(tally)}" if tally.caveats else ""
         out.append(
-            f'<th title="{_e(" ".join(tally.caveats))}">{_e(t)}<br>{_e(tally.product)}{mark}</th>'
+            f'<th title="{_e(" ".join(tally.caveats))}">{_e(t)}<br>{_e(tally.product)}{sign}</th>'
         )
     out.append("</tr>")
     for patient, verdicts in cohort.sorted_rows():
@@ -138,7 +138,7 @@ def page(cohort: Cohort) -> str:
         )
     out.append("</table>")
     out += [
-        f'<p class="caveat">{CAVEAT} {_e(t)}: {_e(c)}</p>'
+        f'<p class="caveat">{mark_of(c)} {_e(t)}: {_e(c)}</p>'
         for t in trials
         for c in cohort.trials[t].caveats
     ]
@@ -147,7 +147,7 @@ def page(cohort: Cohort) -> str:
     for t in trials:
         tally = cohort.trials[t]
         out.append(f"<section><h2>{_e(t)} · {_e(tally.product)}</h2>")
-        out += [f'<p class="caveat">{CAVEAT} caveat: {_e(c)}</p>' for c in tally.caveats]
+        out += [f'<p class="caveat">{mark_of(c)} caveat: {_e(c)}</p>' for c in tally.caveats]
         out.append(f"<h3>Attrition</h3>{_funnel_svg(cohort, t)}")
         out.append(
             _funnel_table(cohort, t)
@@ -161,7 +161,7 @@ def page(cohort: Cohort) -> str:
         )
         out.append(f"<h3>Missing data</h3>{_missing_table(tally.missing, screened)}</section>")
 
-    closest = sorted((p, t, c, b) for t in trials for p, c, b in cohort.trials[t].closest)
+    closest = cohort.closest(trials)
     if closest:
         out.append(
             "<section><h2>Closest to eligible: blocked by exactly one criterion</h2>"
@@ -169,9 +169,9 @@ def page(cohort: Cohort) -> str:
             "</tr>"
         )
         out += [
-            f"<tr><td>{_e(p)}</td><td>{_e(t)}</td><td>{_e(cohort.criterion(t, c))}</td>"
-            f"<td>{_e(b)}</td></tr>"
-            for p, t, c, b in closest
+            f"<tr><td>{_e(c.patient)}</td><td>{_e(c.trial)}</td>"
+            f"<td>{_e(cohort.criterion(c.trial, c.criterion))}</td><td>{_e(c.value)}</td></tr>"
+            for c in closest
         ]
         out.append("</table></section>")
     out.append(
