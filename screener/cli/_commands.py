@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -308,7 +309,8 @@ def check(
         typer.Option(
             "--each",
             help="For a directory (table, Markdown): every patient's report before the "
-            "cohort summary, not the summary alone.",
+            "cohort summary, and the summary in full. HTML: each patient's checklist "
+            "beside the --output page, linked from its row.",
         ),
     ] = False,
     log: Annotated[
@@ -499,6 +501,15 @@ def _check(
         Format.csv: csv_rows,
     }
     render = renderers.get(fmt, entry if summary_only else None)
+    # The cohort page with --each: each patient's checklist beside it, linked from its row.
+    pages = fmt is Format.html and not checklist and each
+    if pages:
+        from screener.reports._htmlreport import WithChecklist, checklist_name, unpack_checklist
+
+        beside = _beside(output)
+        render = WithChecklist(dt.datetime.now(dt.UTC))
+        taken = {beside.name.lower()}  # the page's own name is not a checklist's
+        links: dict[str, str] = {}
     # Before the log is opened (and perhaps created): an output over it is refused.
     refuse_the_log(output, log)
     recorder = _recorder(log, rule_sets, given) if log is not None else None
@@ -509,13 +520,8 @@ def _check(
     progress = None if any(isinstance(e, Export) for e in entries) else _progress(len(entries))
     # The log is appended after the output file is in place, and not at all if the run
     # stops early: the recorder's exit commits or drops the run (log.Recorder).
-    with (
-        recorder or contextlib.nullcontext(),
-        atomic_output(
-            output,
-            [e for e in entries if isinstance(e, str)] + rule_files + ([log] if log else []),
-        ) as stream,
-    ):
+    inputs = [e for e in entries if isinstance(e, str)] + rule_files + ([log] if log else [])
+    with recorder or contextlib.nullcontext(), atomic_output(output, inputs) as stream:
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
         task = progress.add_task("screening", total=len(entries)) if progress else None
@@ -549,7 +555,16 @@ def _check(
                         recorder.add(record, done.digest)
                 if record is not None:
                     cohort.add(record)
-                if summary_only:
+                if pages:
+                    data, text = unpack_checklist(data)
+                    item = json.loads(data)
+                    cohort.add_entry(item)
+                    if text:  # each written whole, as any output; never over an input
+                        name = checklist_name(item["patient"], taken)
+                        with atomic_output(beside.parent / name, inputs) as page_stream:
+                            page_stream.write(text)
+                        links[item["file"]] = name
+                elif summary_only:
                     cohort.add_entry(data)
                 elif out is not None:
                     assert record is not None  # a table is made from the record, unrendered
@@ -584,13 +599,25 @@ def _check(
         elif fmt is Format.html and not checklist:  # the cohort page
             from screener.reports._htmlreport import page
 
-            stream.write(page(cohort))
+            stream.write(page(cohort, links if pages else None))
         elif (summary_only or many) and out is not None:
             # after every report (--each): the whole summary; alone, one screen of it
             render_cohort(out, cohort, full=not summary_only)
         elif (summary_only or many) and fmt is Format.markdown:
             stream.write(cohort_markdown(cohort, full=not summary_only))
     return Exit.INPUT_ERROR if failed else Exit.OK
+
+
+def _beside(output: Path | None) -> Path:
+    """The cohort page's --output, beside which --each writes the checklists; exit 2 if
+    there is no such file (standard output, a FIFO or a device has no folder to share)."""
+    if output is None or str(output) == "-" or (output.exists() and not output.is_file()):
+        raise typer.BadParameter(
+            "--each with --format html writes each patient's checklist beside the cohort "
+            "page: give --output FILE (e.g. -o out/cohort.html)",
+            param_hint="--each",
+        )
+    return output
 
 
 def _html(record: Record) -> str:

@@ -112,7 +112,8 @@ class Cohort:
     """Accumulates what the cohort summary shows, one record at a time."""
 
     trials: dict[str, TrialTally] = field(default_factory=dict)
-    rows: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # patient, verdicts
+    # patient, verdicts (trial -> verdict), the file it was read from
+    rows: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     messages: dict[str, str] = field(default_factory=dict)  # file -> why it was not screened
     files: dict[str, list[str]] = field(default_factory=dict)  # patient id -> its files
@@ -157,7 +158,7 @@ class Cohort:
                 tally.closest.append(
                     Closest(patient, trial, failing[0], blocking or "", len(lacking))
                 )
-        self.rows.append((patient, verdicts))
+        self.rows.append((patient, verdicts, item["file"]))
         self.files.setdefault(patient, []).append(item["file"])
         self.missing.update(item["missing"])
 
@@ -166,7 +167,7 @@ class Cohort:
         tally = self.trials[trial]
         return sorted(tally.excluded_by, key=lambda c: (-tally.excluded_by[c], _id_key(c)))
 
-    def sorted_rows(self) -> list[tuple[str, dict[str, str]]]:
+    def sorted_rows(self) -> list[tuple[str, dict[str, str], str]]:
         """The matrix in patient-id order (file names say nothing a coordinator acts on),
         numbers by their value (PT-2 before PT-10); a stable sort keeps the files of a
         duplicated id in input order."""
@@ -193,7 +194,7 @@ class Cohort:
         no trial before those already eligible for one, then those with the fewest fields
         still missing for the trial, then by id; one per trial and criterion, so that a
         blocker shared by hundreds (an age limit) does not fill the list."""
-        eligible = {p for p, verdicts in self.rows if "eligible" in verdicts.values()}
+        eligible = {p for p, verdicts, _ in self.rows if "eligible" in verdicts.values()}
         ranked = sorted(
             self.closest(trials), key=lambda c: (c.patient in eligible, c.missing)
         )  # stable: by id within a rank
@@ -313,7 +314,7 @@ def render(console: Console, cohort: Cohort, full: bool = False) -> None:
     short = SHORT
     # Seven trials of words ("ineligible") do not fit 80 columns: a narrow terminal gets
     # one glyph per verdict and the trials by number, named in a key under the matrix.
-    ids = max((len(p) for p, _ in cohort.rows), default=7)
+    ids = max((len(p) for p, _, _ in cohort.rows), default=7)
     compact = ids + (len(_GAP) + 11) * len(trials) > console.width
     if compact:
         short = GLYPH
@@ -324,7 +325,7 @@ def render(console: Console, cohort: Cohort, full: bool = False) -> None:
     rows: list[list[tuple[str, str]] | None] = [
         [(patient, "")]
         + [(short.get(verdicts.get(t, ""), ""), style.get(verdicts.get(t, ""), "")) for t in trials]
-        for patient, verdicts in cohort.sorted_rows()
+        for patient, verdicts, _ in cohort.sorted_rows()
     ]
     rows.append(None)
     rows += [
@@ -623,7 +624,7 @@ def markdown(cohort: Cohort, full: bool = False) -> str:
         + " |",
         "|---|" + "---|" * len(trials),
     ]
-    for patient, verdicts in cohort.sorted_rows():
+    for patient, verdicts, _ in cohort.sorted_rows():
         out.append(f"| {_md(patient)} | " + " | ".join(verdicts.get(t, "") for t in trials) + " |")
     for verdict in VERDICTS:
         out.append(
