@@ -1139,7 +1139,7 @@ def _log_report(output: Path | None, log: Path, excel: bool = False) -> Iterator
         _io_failure(exc, output)
 
 
-def _not_the_log(output: Path | None, log: Path, excel: bool, fmt: LogFormat) -> None:
+def _refuse_log_options(output: Path | None, log: Path, excel: bool, fmt: LogFormat) -> None:
     """Exit 2 before anything is read if --output names the log, or --excel is asked for
     anything but CSV."""
     from screener.cli._output import OutputError, refuse_the_log
@@ -1179,7 +1179,7 @@ def changes(
     from screener.reports import _log as screening_log
     from screener.reports._logview import changes_csv, changes_json, render_changes
 
-    _not_the_log(output, log, excel, format)
+    _refuse_log_options(output, log, excel, format)
     data = _read_log(log, lambda db: screening_log.changes(db, run, against))
     with _log_report(output, log, excel) as stream:
         if format is LogFormat.table:
@@ -1209,7 +1209,8 @@ def log_history(
     excel: ExcelOption = False,
 ) -> None:
     """A patient's screening history from a screening log: every run that screened them,
-    with the file's digest, the rules' digest and each trial's verdict.
+    with the file's digest, the rules' digest and each trial's verdict. Without PATIENT,
+    the runs; with --all, every screening, for an auditor.
 
     Example: screener log --log screening.db PT-0006
     """
@@ -1226,7 +1227,7 @@ def log_history(
     )
     from screener.reports._report import dumps
 
-    _not_the_log(output, log, excel, format)
+    _refuse_log_options(output, log, excel, format)
     if every:
         if patient is not None:
             raise typer.BadParameter(
