@@ -593,6 +593,13 @@ def _tki(drug: str, extra: str = ""):
         ("ICLUSIG", 3),
         ("dasatinib", 2),
         ("Imatinib", 1),
+        # as labelled, with their salt or hydrate
+        ("imatinib mesylate", 1),
+        ("Imatinib Mesilate", 1),
+        ("nilotinib hydrochloride monohydrate", 2),
+        ("ponatinib HCl", 3),
+        ("radotinib", 2),
+        ("Supect", 2),
     ],
 )
 def test_tki_brand_names_and_codes_have_their_generation(drug, generation):
@@ -881,3 +888,17 @@ def test_every_kind_of_field_has_one_reader():
     from screener.reading import _patient
 
     assert set(_patient._READERS) == set(v.KINDS.values())
+
+
+def test_a_stated_generation_that_contradicts_the_reference_warns():
+    p = _tki("imatinib", "    generation: 2\n")
+    assert p.data["therapies"][0]["generation"] == 2  # the record's word stands
+    (warning,) = p.warnings
+    assert "imatinib is a generation-1 TKI in the reference data, and the record says 2" in (
+        warning.message
+    )
+
+
+def test_salt_names_count_as_one_drug_with_the_generic():
+    p = _tki("imatinib mesylate")
+    assert p.data["therapies"][0]["generic"] == "imatinib"

@@ -1670,6 +1670,13 @@ def load_builtin() -> Vocabulary:
         origins[f"derived:{path}"] = _Origin(SHOWN_FILE, _builtin_locate, where)
     generations = {fold(d): int(g) for d, g in reference.values("tki_generations").items()}
     names = {fold(n): str(g) for n, g in reference.values("tki_names").items()}
+    salts = {fold(s) for s in reference.values("drug_salts")}
+    # "imatinib mesylate" is imatinib: every known drug with each of its salt words
+    for generic in list(generations):
+        for salt in salts:
+            names.setdefault(generic + salt, generic)
+            for other in salts:  # nilotinib hydrochloride monohydrate
+                names.setdefault(generic + salt + other, generic)
     return Vocabulary(
         entries=entries,
         origins=origins,

@@ -592,9 +592,18 @@ def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader) ->
     folded = v.fold(drug)
     # One name per drug, so "Gleevec" and "imatinib" count as one TKI, not two different.
     therapy = {**therapy, "generic": names.get(folded, drug.strip().casefold())}
-    if "generation" in therapy:
-        return therapy
     generation = generations.get(v.fold(names.get(folded, folded)))
+    if "generation" in therapy:
+        stated = therapy["generation"]
+        if generation is not None and stated != generation:
+            # The record's word stands (a site may know better), but never silently.
+            reader.warn(
+                path + ("generation",),
+                f"{_dotted(path + ('generation',))}: {clip(drug)} is a generation-"
+                f"{generation} TKI in the reference data, and the record says {stated}",
+                "correct the record, or keep it if the site's classification differs",
+            )
+        return therapy
     if generation is not None:
         return {**therapy, "generation": generation}
     guess = nearest(clip(drug), list(reader.vocabulary.tki_known))
