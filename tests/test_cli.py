@@ -218,6 +218,30 @@ def test_json_says_which_tool_and_rule_sets_decided_it(tmp_path):
     )
 
 
+def test_a_rules_directorys_vocabulary_is_part_of_its_digest(tmp_path):
+    import shutil
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "examples" / "rule-author" / "rules", rules)
+    patient = str(ROOT / "examples" / "rule-author" / "patient.yaml")
+
+    def digests() -> tuple[str, list[str]]:
+        report = json.loads(run("check", patient, "-f", "json", "--rules", str(rules)).stdout)
+        return report["rules_digest"], [t["rules_digest"] for t in report["trials"]]
+
+    before = digests()
+    # The LDH soft limit decides what is implausible: the same rule file now reads the
+    # patient differently, so the rule set's version must say it changed.
+    vocabulary = rules / "vocabulary.yaml"
+    text = vocabulary.read_text("utf-8")
+    assert "soft: [null, 5000]" in text
+    vocabulary.write_text(text.replace("soft: [null, 5000]", "soft: [null, 100]"), "utf-8")
+    after = digests()
+    assert after[0] != before[0]
+    assert all(a != b for a, b in zip(after[1], before[1], strict=True))
+    assert digests() == after  # and it is still the same bytes for the same files
+
+
 def _todo_fields(path: Path) -> dict[str, list[str]]:
     """The fields to collect, each with the unknown criteria waiting for it."""
     from screener.core._model import Status
