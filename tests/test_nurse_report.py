@@ -192,3 +192,10 @@ def test_a_judgment_open_beside_missing_data_is_asked_now(tmp_path: Path):
     assert "on supplemental oxygen" in todo
     page = runner.invoke(app, ["check", str(patient), "-t", "NCT05679687", "-f", "html"]).stdout
     assert page.count("☐ pass") == 1  # a sign-off line for it on the chart checklist too
+
+
+def test_a_blood_count_is_its_own_test_not_blood_chemistry():
+    out = table(str(ROOT / "examples" / "patients" / "relapsed-t-all.yaml"), "--all", columns=200)
+    (line,) = [line for line in out if "•" in line and "haemoglobin" in line]
+    assert "• blood count: haemoglobin, platelets —" in line
+    assert not any("chemistry" in line and "platelets" in line for line in out)
