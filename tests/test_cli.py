@@ -193,6 +193,16 @@ def test_version_is_printed_and_is_the_installed_version():
     assert result.stdout.strip() == f"screener {version('screener')}"
 
 
+def test_every_command_is_one_line_in_the_help():
+    # A docstring's first paragraph is the command list's entry, line breaks and all: a
+    # summary that runs over a line broke the list mid-sentence.
+    out = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).stdout
+    rows = [row for row in out.split("Commands", 1)[1].splitlines() if row.startswith("│")]
+    assert len(rows) >= 10
+    # A row that goes on from the one above has no command name in the first column.
+    assert all(row[2] != " " for row in rows), rows
+
+
 def test_json_says_which_tool_and_rule_sets_decided_it(tmp_path):
     import shutil
 

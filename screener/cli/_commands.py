@@ -1059,8 +1059,10 @@ def changes(
     format: LogFormatOption = LogFormat.table,
     output: LogOutput = None,
 ) -> None:
-    """What changed since the previous run in a screening log: per patient and trial, the
-    verdict and each criterion that moved, with old and new status and reason.
+    """What changed since the previous run in a screening log, patient by patient.
+
+    Per patient and trial: the verdict and each criterion that moved, with old and new
+    status and reason.
 
     Example: screener changes --log screening.db
     """
@@ -1086,8 +1088,10 @@ def log_history(
     format: LogFormatOption = LogFormat.table,
     output: LogOutput = None,
 ) -> None:
-    """A patient's screening history from a screening log: every run that screened them,
-    with the file's digest, the rules' digest and each trial's verdict.
+    """A patient's screening history from a screening log, run by run.
+
+    Every run that screened them, with the file's digest, the rules' digest and each
+    trial's verdict.
 
     Example: screener log --log screening.db PT-0006
     """
