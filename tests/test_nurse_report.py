@@ -199,3 +199,59 @@ def test_a_blood_count_is_its_own_test_not_blood_chemistry():
     (line,) = [line for line in out if "•" in line and "haemoglobin" in line]
     assert "• blood count: haemoglobin, platelets —" in line
     assert not any("chemistry" in line and "platelets" in line for line in out)
+
+
+def _typos(tmp_path: Path) -> Path:
+    """The baseline patient with two nested keys misspelt and one key too long for a line."""
+    patient = tmp_path / "typos.yaml"
+    text = (ROOT / "tests" / "acceptance" / "patients" / "baseline.yaml").read_text("utf-8")
+    text = text.replace("\n  ast:", "\n  asst:").replace("  hiv: negative", "  hvi: negative")
+    patient.write_text(text + "extramedullary_details_" + "and_more_" * 10 + "x: 1\n", "utf-8")
+    return patient
+
+
+def test_a_typo_in_a_nested_key_names_the_criteria_it_left_unknown(tmp_path: Path):
+    lines = table(str(_typos(tmp_path)), columns=80)
+    end = lines[next(i for i, x in enumerate(lines) if "warnings about the file" in x) :]
+
+    def left_after(key: str) -> str:
+        at = next(i for i, x in enumerate(end) if f"unknown key {key}" in x)
+        return " ".join(next(x for x in end[at:] if "left unknown" in x).split())
+
+    ast, hiv = left_after("labs.asst"), left_after("serology.hvi")
+    assert "CNCT19 I8" in ast and "ThisCART19A I7" in ast and "Hema-NeoTIL01 I9" in ast
+    assert "HY004 E8" in hiv and "Hema-NeoTIL01 E10" in hiv
+
+
+def test_a_warnings_caret_stays_under_its_column_at_80_columns(tmp_path: Path):
+    lines = table(str(_typos(tmp_path)), columns=80)
+    quoted = [i for i, x in enumerate(lines) if x.lstrip()[:1].isdigit() and " | " in x]
+    assert len(quoted) == 3
+    for i in quoted:
+        source, caret = lines[i], lines[i + 1]
+        # The key is quoted on one line, whatever its length, and the caret is under it.
+        assert caret.rstrip().endswith("^") and caret.strip().startswith("|")
+        column = len(caret.rstrip()) - 1
+        assert source[column] not in " |", (source, caret)
+    assert any(len(lines[i]) > 80 for i in quoted)  # the long key's line, not folded
+
+
+def test_markdown_and_the_checklist_give_each_warning_as_written(tmp_path: Path):
+    patient = _typos(tmp_path)
+    out = runner.invoke(app, ["check", str(patient), "-f", "markdown"]).stdout
+    blocks = [
+        t.content
+        for t in MarkdownIt("commonmark").enable("table").parse(out)
+        if t.type == "fence" and "warning:" in t.content
+    ]
+    assert len(blocks) == 3
+    for block in blocks:
+        header, source, caret, *hint = block.rstrip("\n").split("\n")
+        assert ": warning: unknown key " in header and all(h.startswith("hint: ") for h in hint)
+        assert source[len(caret) - 1] != " " and caret.endswith("^")
+    assert "Left unknown: CNCT19 I8" in out
+    page = runner.invoke(app, ["check", str(patient), "-f", "html"]).stdout
+    pres = [p.split("</pre>", 1)[0] for p in page.split('<pre class="warning">')[1:]]
+    assert len(pres) == 3
+    assert all(p.split("\n")[2].endswith("^") for p in pres)
+    assert "left unknown: CNCT19 I8" in page

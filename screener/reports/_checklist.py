@@ -17,7 +17,9 @@ import datetime as dt
 from html import escape
 
 from screener._version import __version__
+from screener.core._errors import printable
 from screener.core._model import CriterionResult, PartResult, Screening, TrialResult
+from screener.reports import _worklist as worklist
 from screener.reports._report import (
     AS_OF_SOURCE,
     GLYPHS,
@@ -46,6 +48,8 @@ tr.sign { break-inside: avoid; }
 .verdict { font-weight: bold; }
 .sign td { height: 26pt; }
 .small { font-size: 8.5pt; color: #333; }
+pre.warning { font: 8pt/1.25 "DejaVu Sans Mono", monospace; margin: 3pt 0 1pt;
+              white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
 _WIDTHS = ("6%", "38%", "16%", "13%", "9%", "18%")
@@ -145,9 +149,12 @@ def checklist(record: Screening, printed: dt.datetime) -> str:
     ]
     out.append("</table>")
     if record.warnings:
-        out.append("<h2>Warnings about the file</h2><ul>")
-        out += [f"<li>{escape(w)}</li>" for w in record.warnings]
-        out.append("</ul>")
+        # Each as written, in a <pre>: the caret stays under the column it points at.
+        out.append("<h2>Warnings about the file</h2>")
+        for text, left in worklist.build(record, everything=True).warnings:
+            out.append(f'<pre class="warning">{escape(printable(text))}</pre>')
+            if left:
+                out.append(f'<p class="small">left unknown: {escape(", ".join(left))}</p>')
     for t in record.trials:
         out.append(
             f"<h2>{escape(t.trial)} · {escape(t.product)}: {escape(verdict_word(t.verdict))}</h2>"

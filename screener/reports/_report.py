@@ -669,6 +669,11 @@ def without_prompt(reason: str) -> str:
     return reason.removeprefix("investigator to judge: ")
 
 
+# The lines of a rendered diagnostic that quote the file: "   46 |   asst:" and the caret
+# line under it (core._errors.Diagnostic.render).
+EXCERPT = re.compile(r"^ *\d* \| ")
+
+
 def _skipped(work: worklist.Worklist) -> str:
     if work.everywhere:
         return "every trial screened"
@@ -728,7 +733,12 @@ def _render_worklist(console: Any, work: worklist.Worklist) -> None:
             f"{'s' if len(work.warnings) > 1 else ''} about the file[/]"
         )
         for text, left in work.warnings:
-            console.print(safe(text), style="yellow", highlight=False)
+            for line in text.split("\n"):
+                # The source line and its caret are never wrapped, or the caret would no
+                # longer point at its column (as for errors); the message and hint are.
+                console.print(
+                    safe(line), style="yellow", highlight=False, soft_wrap=bool(EXCERPT.match(line))
+                )
             if left:
                 console.print(f"  [dim]left unknown: {safe(', '.join(left))}[/]")
 
@@ -850,8 +860,13 @@ def markdown(
             "",
         ]
         for text, left in work.warnings:
-            out.append(f"- {_md(text)}" + (f" (left unknown: {', '.join(left)})" if left else ""))
-        out.append("")
+            # As written, in a code block: the caret stays under its column, and nothing
+            # in a code block is a link or HTML.
+            lines = [printable(line) for line in text.split("\n")]
+            fence = _fence(lines)
+            out += [fence, *lines, fence, ""]
+            if left:
+                out += [f"Left unknown: {_md(', '.join(left))}.", ""]
     if len(record.trials) > 1:
         out += ["### Verdicts", ""] + summary
     return "\n".join(out) + "\n"

@@ -167,15 +167,29 @@ def _described(field: str, types: set[str] | None, vocabulary: v.Vocabulary) -> 
     return label(field, vocabulary)
 
 
-_QUOTED = re.compile(r"'([\w.\[\]]+)'")
+# What a warning is about (the first line of a rendered diagnostic: "file:3:1: warning:
+# unknown key labs.asst (ignored)", "…: warning: diagnosis.markers.CD2: …") and the name
+# its hint offers instead ("hint: did you mean 'ast'?").
+_SUBJECT = re.compile(r": warning: (?:unknown key (\S+) \(ignored\)|([\w.\[\]]+): )")
+_OFFERED = re.compile(r"did you mean '([\w.\[\]]+)'")
+
+
+def meant(warning: str) -> tuple[str, ...]:
+    """The fields a warning's did-you-mean points at, as paths: a hint names a key beside
+    the misspelt one, so `labs.asst` with "did you mean 'ast'?" means `labs.ast`."""
+    head = warning.split("\n", 1)[0]
+    subject = _SUBJECT.search(head)
+    path = (subject.group(1) or subject.group(2)) if subject else ""
+    parent = path.rsplit(".", 1)[0] + "." if "." in path else ""
+    return tuple(dict.fromkeys(parent + name for name in _OFFERED.findall(warning)))
 
 
 def _left_unknown(
     warning: str, unknown: Iterable[tuple[tuple[str, str], CriterionResult]]
 ) -> tuple[str, ...]:
     """The criteria a warning left unknown: those lacking the field its hint names
-    ("unknown key ecgo … did you mean 'ecog'?")."""
-    names = set(_QUOTED.findall(warning))
+    ("unknown key labs.asst … did you mean 'ast'?": those lacking labs.ast)."""
+    names = meant(warning)
     if not names:
         return ()
     return tuple(
@@ -183,6 +197,6 @@ def _left_unknown(
             " ".join(who)
             for who, c in unknown
             for field in c.missing
-            if any(field == n or field.startswith(n + ".") for n in names)
+            if any(field == n or field.startswith((n + ".", n + "[")) for n in names)
         )
     )
