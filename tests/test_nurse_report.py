@@ -4,6 +4,7 @@ is not met, a worklist in words, warnings repeated at the end; the same in Markd
 from __future__ import annotations
 
 import json
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,67 @@ def test_markdown_and_the_checklist_give_each_warning_as_written(tmp_path: Path)
     assert len(pres) == 3
     assert all(p.split("\n")[2].endswith("^") for p in pres)
     assert "left unknown: CNCT19 I8" in page
+
+
+# ------------------------------------------------------ judgments that wait for their data
+
+MINIMAL = ROOT / "examples" / "patients" / "first-visit-minimal-record.yaml"
+
+
+def test_a_judgment_whose_premise_is_unknown_is_not_asked_but_its_data_is():
+    # No serology, no CD22, no therapies: "the positive syphilis serology is a current
+    # infection" or "the CD22-positive result predates a CD22-directed therapy" cannot be
+    # judged yet; the worklist asks for the serology and the marker instead.
+    out = "\n".join(table(str(MINIMAL), columns=200))
+    todo = out.split("To do", 1)[1]
+    for premature in (
+        "syphilis serology is a current",
+        "CD22-positive result predates",
+        'readings of "failed 2 generation of TKI"',
+        "SpO2 of 90–94 %",
+    ):
+        assert premature not in todo, premature
+    virology = next(line for line in todo.splitlines() if "• virology" in line)
+    assert "syphilis" in virology and "CD22 CAR-T E6 E7" in virology
+    assert "CD19 and CD22 by flow cytometry" in todo
+    # A judgment beside missing data, not hanging on it, is asked now.
+    assert "marrow function adequate for lymphodepletion" in todo
+
+
+def test_once_its_premise_is_known_the_judgment_is_asked(tmp_path: Path):
+    patient = tmp_path / "syphilis.yaml"
+    text = (ROOT / "examples" / "patients" / "complete-record-b-all.yaml").read_text("utf-8")
+    assert "  syphilis: negative" in text
+    patient.write_text(text.replace("  syphilis: negative", "  syphilis: positive"), "utf-8")
+    out = "\n".join(table(str(patient), "-t", "NCT04546906", columns=200))
+    assert "syphilis serology is a current syphilis infection" in out
+    page = runner.invoke(app, ["check", str(patient), "-t", "NCT04546906", "-f", "html"]).stdout
+    sign = page.split("Investigator's decisions", 1)[1]
+    assert "syphilis serology is a current syphilis infection" in sign
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_sign_off_line_is_a_judgment_open_now(path: Path):
+    data = json.loads(runner.invoke(app, ["check", str(path), "-f", "json"]).stdout)
+    open_now, waiting = [], []
+    for t in data["trials"]:
+        for c in t["criteria"]:
+            live = (
+                c["review"]
+                if c["status"] == "review"
+                else [r for p in c["parts"] if p["status"] == "review" for r in p["review"]]
+                if c["status"] == "unknown"
+                else []
+            )
+            open_now += live
+            waiting += [r for r in c["review"] if r not in live and c["status"] == "unknown"]
+    page = runner.invoke(app, ["check", str(path), "-f", "html"]).stdout
+    rows = [
+        [unescape(cell) for cell in row.split("</td><td>")]
+        for block in page.split("Investigator's decisions")[1:]
+        for row in block.split("</table>", 1)[0].split('<tr class="sign">')[1:]
+    ]
+    # (id, question, decision, …): an attested criterion keeps its line, as decided.
+    signed = [cells[1] for cells in rows if not cells[2].startswith("attested")]
+    assert sorted(signed) == sorted(q for q in open_now)
+    assert not set(signed) & (set(waiting) - set(open_now))

@@ -81,28 +81,28 @@ def _criterion_rows(t: TrialResult) -> list[str]:
         rows.append(
             f"<tr>{_cell(c.id)}{what}{_cell(values)}{_cell(rule)}"
             f"{_cell(f'{glyph} {c.status.value}')}"
-            f"{_cell(without_prompt(c.reason))}</tr>"
+            f"{_cell(without_prompt(worklist.reason(c)))}</tr>"
         )
         for p in c.parts:
             p_values, p_rule = _values(p)
             rows.append(
                 f"<tr>{_cell(p.id)}{_cell(p.label)}{_cell(p_values)}{_cell(p_rule)}"
                 f"{_cell(f'{GLYPHS[p.status][0]} {p.status.value}')}"
-                f"{_cell(without_prompt(p.reason))}</tr>"
+                f"{_cell(without_prompt(worklist.reason(p)))}</tr>"
             )
     return rows
 
 
 def _sign_off(record: Screening, t: TrialResult) -> list[str]:
-    """A line per item the investigator judges: open review items, and attested ones."""
+    """A line per item the investigator judges: review items open now (not those that
+    wait for data: see worklist.open_questions), and attested ones."""
     said = {key: (result, by, date) for key, result, by, date in record.attestations}
     rows = []
     for c in t.criteria:
         key = f"{t.trial}/{c.id}"
-        # A criterion still waiting for data may already hold a judgment to make.
-        if not c.review and key not in said:
+        questions = worklist.open_questions(c) or ((c.reason,) if key in said else ())
+        if not questions:
             continue
-        questions = c.review or (c.reason,)
         result, by, date = said.get(key, ("", "", ""))
         decision = f"attested: {result}" if result else "☐ pass   ☐ fail"
         for question in questions:
@@ -180,5 +180,13 @@ def checklist(record: Screening, printed: dt.datetime) -> str:
             )
             out += [row.replace("<tr>", '<tr class="sign">', 1) for row in sign]
             out.append("</table>")
+        later = [c.id for c in t.criteria if worklist.waiting_questions(c)]
+        if later:
+            # Not signed yet: the question hangs on data the file lacks (its reason says
+            # which); the next screening, with the data, asks it.
+            out.append(
+                f'<p class="small">To judge once their data is in (see each reason): '
+                f"{escape(' '.join(later))}</p>"
+            )
     out.append("</body></html>\n")
     return "\n".join(out)

@@ -655,7 +655,7 @@ def detail(result: CriterionResult | PartResult, kind: Kind) -> str:
                 for e in result.evidence
             )
         )
-    return without_prompt(result.reason)
+    return without_prompt(worklist.reason(result))
 
 
 def shown_value(e: Evidence) -> str:

@@ -15,7 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from screener.core import _vocabulary as v
-from screener.core._model import CriterionResult, Screening, Status, TrialResult, Verdict
+from screener.core._model import (
+    CriterionResult,
+    PartResult,
+    Screening,
+    Status,
+    TrialResult,
+    Verdict,
+)
 
 # The worklist's headings, in display order (vocabulary.yaml `groups`).
 GROUPS = tuple(v.BUILTIN.groups.values())
@@ -111,15 +118,12 @@ def build(
                     for list_field, types in (asks or {}).get((t.trial, c.id), {}).items():
                         if field == list_field:
                             wanted.setdefault(field, set()).update(types)
-            if c.status in (Status.REVIEW, Status.UNKNOWN):
-                # A criterion still waiting for data may hold a judgment already open
-                # (a part to judge beside a part with a missing lab): ask it now, not on the
-                # next run.
-                if c.review:  # a trial with nothing to judge gets no empty heading
-                    judge.setdefault(f"{t.trial} · {_name(t)}", []).extend(
-                        f"{c.id}: {item}" for item in c.review
-                    )
-                if c.status is Status.UNKNOWN and c.review:
+            questions = open_questions(c)
+            if questions:  # a trial with nothing to judge gets no empty heading
+                judge.setdefault(f"{t.trial} · {_name(t)}", []).extend(
+                    f"{c.id}: {item}" for item in questions
+                )
+                if c.status is Status.UNKNOWN:
                     pending.add(f"{t.trial}/{c.id}")
     collect: dict[str, list[Bullet]] = {g: [] for g in GROUPS}
     by_task: dict[_Task, dict[str, list[tuple[str, str]]]] = {}
@@ -147,6 +151,43 @@ def build(
         everywhere=len(skipped) == len(record.trials) > 1,
         pending=frozenset(pending),
     )
+
+
+def open_questions(c: CriterionResult | PartResult) -> tuple[str, ...]:
+    """The judgments an investigator can make now: those of a criterion, or of a part,
+    that awaits review and nothing else.
+
+    A judgment of a criterion or part that still waits for data may hang on that data
+    ("the positive syphilis serology is a current infection", with no serology recorded),
+    so it is not asked until the data is in: the worklist asks for the data instead. A
+    part to judge beside a part that lacks a lab (marrow function beside SpO2) is asked
+    now, not on the next run."""
+    if c.status is Status.REVIEW:
+        return c.review
+    if c.status is not Status.UNKNOWN or isinstance(c, PartResult):
+        return ()
+    live = {item for p in c.parts if p.status is Status.REVIEW for item in p.review}
+    return tuple(item for item in c.review if item in live)
+
+
+def waiting_questions(c: CriterionResult | PartResult) -> tuple[str, ...]:
+    """The judgments of a criterion (or part) that wait for its data (see open_questions)."""
+    if c.status is not Status.UNKNOWN:
+        return ()
+    asked = set(open_questions(c))
+    return tuple(item for item in c.review if item not in asked)
+
+
+def reason(result: CriterionResult | PartResult) -> str:
+    """A result's reason for people: a judgment that waits for data is said to wait
+    ("HIV not recorded …; once known, for the investigator: …"), not asked."""
+    text = result.reason
+    for item in waiting_questions(result):
+        text = text.replace(f"{_ASKED}{item}", f"once known, for the investigator: {item}")
+    return text
+
+
+_ASKED = "investigator to judge: "  # how a review leaf's reason opens (criteria._conditions)
 
 
 def _uncollectable(field: str, vocabulary: v.Vocabulary) -> bool:
