@@ -18,12 +18,13 @@ from html import escape
 
 from screener._version import __version__
 from screener.core._errors import printable
-from screener.core._model import CriterionResult, PartResult, Screening, TrialResult
+from screener.core._model import CriterionResult, Kind, PartResult, Screening, TrialResult
 from screener.reports import _worklist as worklist
 from screener.reports._report import (
     AS_OF_SOURCE,
     GLYPHS,
     counts_text,
+    rule_text,
     shown_value,
     verdict_word,
     without_prompt,
@@ -41,7 +42,7 @@ th, td { border: 0.6pt solid #777; padding: 2pt 3pt; vertical-align: top;
          overflow-wrap: anywhere; }
 th { background: #eee; text-align: left; }
 thead { display: table-header-group; }  /* the header repeats on every printed page */
-tr.sign { break-inside: avoid; }
+tr.sign, tbody tr { break-inside: avoid; }  /* a criterion is read, and signed, on one page */
 .meta td { border: none; padding: 0 6pt 0 0; }
 .source { color: #333; font-size: 8.5pt; }
 .caveat { border: 0.8pt solid #b80; padding: 3pt 5pt; margin: 3pt 0; }
@@ -60,10 +61,14 @@ def _cell(text: str, css: str = "") -> str:
     return f"<td{cls}>{escape(text)}</td>"
 
 
-def _values(result: CriterionResult | PartResult) -> tuple[str, str]:
-    """The patient's values and the rule, from the facts the criterion compared."""
+def _values(result: CriterionResult | PartResult, kind: Kind) -> tuple[str, str]:
+    """The patient's values and the rule, from the facts the criterion compared, the rule
+    in the report's words: an exclusion's threshold says what excludes ("excluded if one
+    of 3, 4"), an inclusion's what it needs."""
     values = "; ".join(dict.fromkeys(map(shown_value, result.evidence)))
-    rules = "; ".join(dict.fromkeys(e.threshold for e in result.evidence if e.threshold))
+    rules = "; ".join(
+        dict.fromkeys(rule_text(e.threshold, kind) for e in result.evidence if e.threshold)
+    )
     return values, rules
 
 
@@ -71,7 +76,7 @@ def _criterion_rows(t: TrialResult) -> list[str]:
     rows = []
     for c in t.criteria:
         glyph = GLYPHS[c.status][0]
-        values, rule = _values(c)
+        values, rule = _values(c, c.kind)
         # The source's words, not the rule set's reading notes (`screener show` has those):
         # the investigator signs against the protocol's text.
         what = (
@@ -84,7 +89,7 @@ def _criterion_rows(t: TrialResult) -> list[str]:
             f"{_cell(without_prompt(worklist.reason(c)))}</tr>"
         )
         for p in c.parts:
-            p_values, p_rule = _values(p)
+            p_values, p_rule = _values(p, c.kind)
             rows.append(
                 f"<tr>{_cell(p.id)}{_cell(p.label)}{_cell(p_values)}{_cell(p_rule)}"
                 f"{_cell(f'{GLYPHS[p.status][0]} {p.status.value}')}"
@@ -118,6 +123,10 @@ def checklist(record: Screening, printed: dt.datetime) -> str:
     JSON output stays the same bytes for the same input)."""
     head = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        # Nothing may load from anywhere, as on the cohort page: self-contained by
+        # construction, and the browser is told so too.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'\">"
         f"<title>Pre-screening checklist: {escape(record.patient)}</title>"
         f"<style>{_CSS}</style></head><body>"
     )

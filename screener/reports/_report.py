@@ -642,20 +642,20 @@ def detail(result: CriterionResult | PartResult, kind: Kind) -> str:
     value and the rule it met or broke ("disease B-ALL (excluded if Burkitt)"); else the
     reason, which says what is missing or what the investigator is to judge."""
     if result.evidence and result.status in (Status.PASS, Status.FAIL):
-        # An exclusion's tree describes what excludes, so its rule reads "excluded if …".
-        rule = "excluded if " if kind is Kind.EXCLUSION else "needs "
         return "; ".join(
             dict.fromkeys(
-                shown_value(e)
-                + (
-                    f" ({e.threshold})"
-                    if e.threshold.startswith("applies only")
-                    else f" ({rule}{e.threshold})"
-                )
-                for e in result.evidence
+                f"{shown_value(e)} ({rule_text(e.threshold, kind)})" for e in result.evidence
             )
         )
     return without_prompt(worklist.reason(result))
+
+
+def rule_text(threshold: str, kind: Kind) -> str:
+    """A compared fact's threshold as a rule: an exclusion's tree describes what excludes,
+    so its rule reads "excluded if one of 3, 4"; an inclusion's "needs ≤ 1.6 mg/dL"."""
+    if threshold.startswith("applies only"):
+        return threshold
+    return ("excluded if " if kind is Kind.EXCLUSION else "needs ") + threshold
 
 
 def shown_value(e: Evidence) -> str:
