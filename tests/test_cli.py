@@ -288,7 +288,7 @@ def test_the_todo_list_asks_for_the_marker_result_when_there_are_no_markers(tmp_
     assert "diagnosis.markers.CD19.date" in fields
     assert "pregnancy_test.result" in fields
     shown = run("check", str(bare)).stdout
-    assert "CD19 and CD22 by flow cytometry on bone marrow or peripheral blood: result" in " ".join(
+    assert "CD19 and CD22 by flow cytometry (bone marrow or blood): result" in " ".join(
         shown.split()
     )
 

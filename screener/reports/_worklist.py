@@ -56,13 +56,37 @@ def label(field: str, vocabulary: v.Vocabulary = v.BUILTIN) -> str:
 class Bullet:
     text: str  # "CD19 and CD22 by flow cytometry …"
     needed_by: tuple[tuple[str, str], ...]  # ("CNCT19", "I4"), ("HY004", "I4")
+    # It asks for a list (conditions, medications): written [] when there are none, which
+    # its group's heading says once for all its lists.
+    lists: bool = False
 
     def for_text(self) -> str:
-        """ "CNCT19 I4 I8 · HY004 I4": the criteria waiting for it, by trial."""
+        """ "CNCT19 I4 I8 · HY004 I4": the criteria waiting for it, by trial (in the order
+        the summary lists trials and their criteria, runs of three or more as a range)."""
         by_trial: dict[str, list[str]] = {}
         for trial, cid in self.needed_by:
             by_trial.setdefault(trial, []).append(cid)
-        return " · ".join(f"{trial} {' '.join(ids)}" for trial, ids in by_trial.items())
+        return " · ".join(f"{trial} {ranges(ids)}" for trial, ids in by_trial.items())
+
+
+def ranges(ids: list[str]) -> str:
+    """Criterion ids with runs of three or more written as ranges: "I1–I6 E1 E2 E4–E9"."""
+    out: list[str] = []
+    run: list[tuple[str, int, str]] = []
+
+    def close() -> None:
+        out.extend(r[2] for r in run) if len(run) < 3 else out.append(f"{run[0][2]}–{run[-1][2]}")
+        run.clear()
+
+    for cid in ids:
+        m = re.fullmatch(r"([A-Z]+)(\d+)", cid)
+        if m and run and run[-1][0] == m.group(1) and run[-1][1] + 1 == int(m.group(2)):
+            run.append((m.group(1), int(m.group(2)), cid))
+            continue
+        close()
+        run.append((m.group(1), int(m.group(2)), cid) if m else ("", -2, cid))
+    close()
+    return " ".join(out)
 
 
 @dataclass(frozen=True)
@@ -105,7 +129,7 @@ def build(
     unknown: list[tuple[tuple[str, str], CriterionResult]] = []
     for t in record.trials:
         if t.verdict is Verdict.INELIGIBLE and not everything:
-            skipped.append(f"{t.trial} ({_name(t)})")
+            skipped.append(_name(t))  # the summary above pairs it with its id
             continue
         for c in t.criteria:
             who = (_name(t), c.id)
@@ -129,9 +153,19 @@ def build(
     by_task: dict[_Task, dict[str, list[tuple[str, str]]]] = {}
     for field, asking in fields.items():
         by_task.setdefault(vocab.task(field), {})[field] = list(asking)
+    # The criteria waiting for a task, in the order of the trials and their criteria.
+    order = {
+        (_name(t), c.id): i
+        for i, (t, c) in enumerate((t, c) for t in record.trials for c in t.criteria)
+    }
     for task in (t for t in vocab.tasks if t in by_task):
         members = by_task[task]
-        needed = tuple(dict.fromkeys(w for ws in members.values() for w in ws))
+        needed = tuple(
+            sorted(
+                dict.fromkeys(w for ws in members.values() for w in ws),
+                key=lambda w: order.get(w, len(order)),
+            )
+        )
         if task.whole:
             markers = sorted({m.group(1) for f in members if (m := _MARKER.match(f))})
             text = task.title.format(markers=" and ".join(markers))
@@ -142,7 +176,8 @@ def build(
             text = f"{task.title}: " + ", ".join(
                 dict.fromkeys(_described(f, wanted.get(f), vocab) for f in members)
             )
-        collect[task.group].append(Bullet(text, needed))
+        lists = any(isinstance(vocab.resolve(f), v.ListOf) for f in members)
+        collect[task.group].append(Bullet(text, needed, lists))
     return Worklist(
         collect,
         judge,
@@ -204,8 +239,11 @@ def _described(field: str, types: set[str] | None, vocabulary: v.Vocabulary) -> 
             if types
             else "the list"
         )
-        return f"{label(field, vocabulary)}: {asked} ([] if none)"
+        return f"{label(field, vocabulary)}: {asked}"
     return label(field, vocabulary)
+
+
+EMPTY_LIST = "[] for a list with none"  # what a heading over list bullets adds
 
 
 # What a warning is about (the first line of a rendered diagnostic: "file:3:1: warning:
