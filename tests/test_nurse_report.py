@@ -450,3 +450,19 @@ def test_every_sign_off_line_is_a_judgment_open_now(path: Path):
     signed = [cells[1] for cells in rows if not cells[2].startswith("attested")]
     assert sorted(signed) == sorted(q for q in open_now)
     assert not set(signed) & (set(waiting) - set(open_now))
+
+
+def test_the_readmes_report_is_what_screener_prints():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "readme_report", ROOT / "tools" / "readme_report.py"
+    )
+    assert spec and spec.loader
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    found = tool.blocks((ROOT / "README.md").read_text("utf-8"))
+    assert found, "README.md shows no generated report"
+    for args, body in found:
+        assert body == tool.output(args), "README.md is stale: run python tools/readme_report.py"
+        assert len(body.splitlines()) <= 81  # the command, and a report of at most 80 lines
