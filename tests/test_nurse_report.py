@@ -233,6 +233,10 @@ def test_a_patient_ineligible_everywhere_gets_a_one_line_worklist():
     assert len(todo) == 1
     assert "nothing that could change a verdict" in lines[todo[0]]
     assert cell_len(lines[todo[0]].rstrip()) <= 80  # one line at 80 columns too
+    # Eligible for some, ineligible for the others: one line too.
+    some = table(str(ROOT / "examples" / "patients" / "age-70-on-screening-day.yaml"))
+    (line,) = [line for line in some if line.startswith("To do")]
+    assert "nothing that could change a verdict" in line and some[some.index(line) + 1] == ""
     assert lines[todo[0] + 1] == ""  # the next thing is the closing summary
     everything = "\n".join(
         table(str(ROOT / "examples" / "patients" / "relapsed-t-all.yaml"), "--all", columns=200)

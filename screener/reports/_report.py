@@ -900,9 +900,12 @@ def _render_worklist(
         if work.skipped:
             # One line, at 80 columns too.
             console.print(
-                "[bold]To do:[/] nothing that could change a verdict: ineligible for "
-                + ("every trial" if work.everywhere else ", ".join(work.skipped))
-                + " [dim](--all)[/]",
+                "[bold]To do:[/] nothing that could change a verdict"
+                + (
+                    ": ineligible for every trial [dim](--all)[/]"
+                    if work.everywhere
+                    else " [dim](--all: what ineligible trials lack)[/]"
+                ),
                 highlight=False,
             )
         else:
