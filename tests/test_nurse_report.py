@@ -263,6 +263,7 @@ def test_warnings_are_counted_at_the_end_with_the_criteria_they_left_unknown(tmp
     text = (ROOT / "tests" / "acceptance" / "patients" / "baseline.yaml").read_text("utf-8")
     patient.write_text(text.replace("ecog: 1", "ecgo: 1"), "utf-8")
     lines = table(str(patient), columns=200)
+    assert lines[0].endswith("· 1 warning (at the end)")  # said at the top, given at the end
     end = "\n".join(lines[[i for i, x in enumerate(lines) if x.startswith("To do")][0] :])
     assert "1 warning about the file" in end
     assert "ecgo" in end
