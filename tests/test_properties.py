@@ -205,7 +205,13 @@ def test_in_other_units_keeps_every_value(record: dict, data: st.DataObject):
         ("ast", "enzyme"),
     ):
         a, b = record.get("labs", {}).get(name), other.get("labs", {}).get(name)
-        if isinstance(a, dict):
+        if isinstance(a, list):  # a series: every result, in its own unit
+            pairs += [
+                (f"{name}[{i}].{k}", family, x.get(k), y.get(k))
+                for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for k in ("value", "uln")
+            ]
+        elif isinstance(a, dict):
             pairs += [(name + "." + k, family, a.get(k), b.get(k)) for k in ("value", "uln")]
         else:
             pairs.append((name, family, a, b))
@@ -245,6 +251,8 @@ def steer(record: dict, draw: Any) -> dict:
         if not draw(st.booleans()):
             continue
         lab = record.setdefault("labs", {}).get(name)
+        if isinstance(lab, list):  # a series: steer its latest result, alone
+            lab = sorted(lab, key=lambda r: r["date"])[-1]
         uln = (
             to_canonical(family, lab["uln"])
             if isinstance(lab, dict) and "uln" in lab
@@ -361,7 +369,9 @@ def test_a_worse_value_never_improves_a_status(record: dict, change: tuple, data
         )
     else:
         factor = data.draw(st.floats(1.0, 4.0) if direction > 0 else st.floats(0.25, 1.0))
-        if isinstance(current, dict):
+        if isinstance(current, list):  # a series: every result worse, so the latest is
+            worse = [{**r, "value": _scaled(r["value"], factor)} for r in current]
+        elif isinstance(current, dict):
             worse = {**current, "value": _scaled(current["value"], factor)}
         else:
             worse = _scaled(current, factor)

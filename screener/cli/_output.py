@@ -63,6 +63,27 @@ def _umask() -> int:
     return mask
 
 
+def refuse_the_log(target: Path | str | None, log: Path | str | None) -> None:
+    """Refuse an output that names the screening log (an OutputError, usage).
+
+    The log is an input that a run also appends to, so an output over it would destroy
+    every run it holds. It may not exist yet (check creates it), so besides the file's
+    identity (a hard link) the path is compared once links are resolved.
+    """
+    if target is None or log is None or str(target) == "-":
+        return
+    same = os.path.realpath(target) == os.path.realpath(log)
+    if not same:
+        mine = _identity(target)
+        same = mine is not None and mine == _identity(log)
+    if same:
+        raise OutputError(
+            f"--output {shown(os.fspath(target))} is the screening log (--log); writing it "
+            "would replace every run the log holds",
+            usage=True,
+        )
+
+
 @contextlib.contextmanager
 def atomic_output(
     target: Path | str | None, inputs: Iterable[str | os.PathLike[str]] = ()

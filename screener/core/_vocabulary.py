@@ -90,6 +90,11 @@ class Text(Spec):
     pass
 
 
+# Names an anchor may not take: the rule language gives them their own meaning
+# (`before: screening`, `change: {since: first}`).
+_RESERVED = ("screening", "first")
+
+
 @dataclass(frozen=True)
 class Date(Spec):
     """An ISO date. `anchor`: the name rules count spans from (`before: lymphodepletion`),
@@ -105,12 +110,12 @@ class Date(Spec):
         if anchor is not None:
             if "." in path:
                 raise b.fail(path, "anchor", "an anchor is a date of the patient's own, at the top")
-            if not isinstance(anchor, str) or not _NAME.match(anchor) or anchor == "screening":
+            if not isinstance(anchor, str) or not _NAME.match(anchor) or anchor in _RESERVED:
                 raise b.fail(
                     path,
                     "anchor",
                     f"an anchor is a name such as lymphodepletion, not {anchor!r}",
-                    "screening is the screening date's own name",
+                    "screening is the screening date's own name, and first a change's first result",
                 )
         return cls(e["label"], anchor, task=e.get("task"))
 
@@ -405,10 +410,7 @@ class Lab(Spec):
         return f"{{value: {sample}, uln: {sample}, date: YYYY-MM-DD}}"
 
     def form(self) -> str:
-        return (
-            f"a lab: {self.value.form()}, or `{{value, uln, date}}`, or a list of dated "
-            "results (the latest decides)"
-        )
+        return f"a lab: {self.value.form()}, or `{{value, uln, date}}` (or a list of them)"
 
 
 @dataclass(frozen=True)

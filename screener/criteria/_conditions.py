@@ -743,14 +743,42 @@ class Fresh(Leaf):
 # digits work as they do everywhere.
 
 
-def _results(fact: Fact) -> tuple[Fact, ...]:
-    """A lab fact's results as facts of their own, oldest first."""
+def _results(fact: Fact, scope: Scope) -> tuple[Fact, ...]:
+    """A lab fact's results as facts of their own, oldest first; with --max-age, the earlier
+    ones older than that are left out, as the latest would be (Scope.lookup)."""
     lab: LabValue = fact.value
     if not lab.earlier:
         return (fact,)
+    oldest = shift(scope.as_of, scope.max_age, -1) if scope.max_age is not None else None
     return tuple(
         Fact(replace(r, earlier=()), fact.spec, fact.path, r.implausible, r.date)
         for r in lab.series
+        if r is lab or oldest is None or r.date is None or r.date >= oldest
+    )
+
+
+def _measured_gap(node: Any, scope: Scope) -> Outcome | None:
+    """Why a series condition cannot read a field a derived value stands in for (a count
+    from the differential for the ANC), when the record holds no measured result: the
+    estimate is made from the latest inputs only, so it is no series."""
+    if not node.measured_only or not isinstance(scope.lookup(node.field), Missing):
+        return None
+    return Outcome(
+        None,
+        (
+            f"{node.label}: no measured result recorded; a value computed from the latest "
+            f"other results is no series to read ({node.field})",
+        ),
+        (node.field,),
+    )
+
+
+def _of_result(outcome: Outcome, result: Fact, latest: Fact) -> Outcome:
+    """An earlier result's outcome, its reasons saying which result they are about."""
+    if result is latest or outcome.value is not None:
+        return outcome
+    return replace(
+        outcome, reasons=tuple(f"the result of {result.date}: {r}" for r in outcome.reasons)
     )
 
 
@@ -762,6 +790,8 @@ class _Series(Leaf):
     window: Window  # over the results' dates (field `<lab>.date`)
     test: Compare
     label: str
+    # The field is one a derived value stands in for: only measured results are a series.
+    measured_only: bool = False
     dated = True
 
     def reads(self) -> tuple[str, ...]:
@@ -770,15 +800,21 @@ class _Series(Leaf):
     def outer_reads(self) -> tuple[str, ...]:
         return self.window.outer_reads()
 
-    def _span(self) -> str:
-        return f"within {self.window.within} before {self.window.anchor.replace('_', ' ')}"
+    def _span(self, late: bool = False) -> str:
+        anchor = self.window.anchor.replace("_", " ")
+        # A result after the screening date counts as current (as for `fresh`); say so.
+        after = " (or after it)" if late else ""
+        return f"within {self.window.within} before {anchor}{after}"
 
     def in_window(self, scope: Scope) -> tuple[list[Fact], Outcome | None]:
         """The results dated in the window, oldest first; or why there are none to read."""
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
             return [], _missing(fact, self.label)
-        results = _results(fact)
+        gap = _measured_gap(self, scope)
+        if gap is not None:
+            return [], gap
+        results = _results(fact, scope)
         if results[-1].date is None:  # one result, undated (a list of several has dates)
             return [], Outcome(
                 None,
@@ -855,9 +891,10 @@ class Worst(_Series):
         inside, why = self.in_window(scope)
         if why is not None:
             return why
-        tested = [(r, self.test.decide(r, scope)) for r in inside]
+        tested = [(r, _of_result(self.test.decide(r, scope), r, inside[-1])) for r in inside]
         unsure = [o for _, o in tested if o.value is None]
         failed = [(r, o) for r, o in tested if o.value is False]
+        late = any(r.date > scope.as_of for r in inside)  # type: ignore[operator]
         high = self.test.op in ("lt", "le")
         if failed or not unsure:
             pool = failed or tested
@@ -866,7 +903,7 @@ class Worst(_Series):
             ]
             pick = (max(ranked) if high else min(ranked))[1] if ranked else -1
             result, outcome = pool[pick]
-            head = f"the worst of {len(inside)} result{'s' * (len(inside) > 1)} {self._span()}"
+            head = f"the worst of {len(inside)} result{'s' * (len(inside) > 1)} {self._span(late)}"
             return Outcome(
                 outcome.value,
                 tuple(f"{r}, {head}" for r in outcome.reasons),
@@ -883,10 +920,11 @@ class Worst(_Series):
 
 @dataclass(frozen=True)
 class Occasions(_Series):
-    """`occasions`: the test holds on at least `times` results dated in the window (with
-    `consecutive`, on the latest `times` of them). Fewer is a fail when the latest result
-    in the window fails the test (the patient does not meet it now), and unknown when it
-    holds (one more result may make it): a further result is then asked for."""
+    """`occasions`: the test holds on at least `times` days of the window with a result (of
+    one day's results the last written counts; with `consecutive`, on the latest `times`
+    days). Fewer is a fail when the latest result in the window fails the test (the
+    patient does not meet it now), and unknown when it holds (one more result may make
+    it): a further result is then asked for."""
 
     times: int = 2
     consecutive: bool = False
@@ -902,7 +940,10 @@ class Occasions(_Series):
         inside, why = self.in_window(scope)
         if why is not None:
             return why
-        tested = [self.test.decide(r, scope) for r in inside]
+        # An occasion is a day: of results of one day, the last written is that day's.
+        days = list({r.date: r for r in inside}.values())
+        tested = [_of_result(self.test.decide(r, scope), r, days[-1]) for r in days]
+        late = any(r.date > scope.as_of for r in days)  # type: ignore[operator]
         if self.consecutive:
             met = 0
             for o in reversed(tested):
@@ -913,9 +954,10 @@ class Occasions(_Series):
             met = sum(o.value is True for o in tested)
         run = " consecutive" if self.consecutive else ""
         count = (
-            f"{met} of the {self.times}{run} results needed {self._span()} ({len(inside)} recorded)"
+            f"{met} of the {self.times}{run} days needed {self._span(late)} "
+            f"({len(days)} with a result)"
         )
-        wanted = f"on {self.times}{run} results {self._span()}"
+        wanted = f"on {self.times}{run} days {self._span(late)}"
         if met >= self.times:
             held = [o for o in tested if o.value is True][-self.times :]
             return Outcome(
@@ -961,6 +1003,7 @@ class Change(Leaf):
     label: str
     analyte: units.Analyte | None = None
     anchor_field: str | None = None  # the date field of an anchor other than screening
+    measured_only: bool = False  # as for _Series
 
     @property
     def dated(self) -> bool:  # type: ignore[override]
@@ -992,7 +1035,10 @@ class Change(Leaf):
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
             return _missing(fact, self.label)
-        results = _results(fact)
+        gap = _measured_gap(self, scope)
+        if gap is not None:
+            return gap
+        results = _results(fact, scope)
         current = results[-1]
         base: Fact
         if self.since == "first":

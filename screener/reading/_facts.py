@@ -269,6 +269,8 @@ class Scope:
             return Missing(tuple(gaps), f"{formula.estimate} needs " + ", ".join(gaps))
         if formula.as_of:
             given["as_of"] = self.patient.as_of
+        if formula.labels:
+            given["labels"] = {role: _plan(self.spec, source)[0].label for role, source in d.inputs}
         result = formula.compute(**given)
         if isinstance(result, Unknown):
             roles = dict(d.inputs)

@@ -78,6 +78,8 @@ class Formula:
     roles: dict[str, Role]
     compute: Callable[..., Result | Unknown]
     as_of: bool = False  # given the screening date too (as_of=…)
+    # given the labels of the fields its roles read (labels={role: label}), for its note
+    labels: bool = False
 
 
 FORMULAS: dict[str, Formula] = {}
@@ -92,13 +94,14 @@ def formula(
     source: str,
     roles: dict[str, Role],
     as_of: bool = False,
+    labels: bool = False,
 ) -> Callable[[Callable[..., Result | Unknown]], Callable[..., Result | Unknown]]:
     """Register a function as the formula `name` (the name a vocabulary declaration uses)."""
 
     def register(fn: Callable[..., Result | Unknown]) -> Callable[..., Result | Unknown]:
         assert name not in FORMULAS, f"formula {name} registered twice"
         assert unit in units.SPELLINGS, unit
-        FORMULAS[name] = Formula(name, unit, estimate, equation, source, roles, fn, as_of)
+        FORMULAS[name] = Formula(name, unit, estimate, equation, source, roles, fn, as_of, labels)
         return fn
 
     return register
@@ -299,6 +302,39 @@ def count_from_differential(wbc: float, percent: float) -> Result | Unknown:
     return Result(
         wbc * percent / 100,
         f"white count {units.fmt(wbc)} ×10⁹/L × {units.fmt(percent)} % of the differential",
+    )
+
+
+@formula(
+    "remaining_at",
+    unit="days",
+    estimate="what remains of a span at a later date",
+    equation="the span estimated at screening less the days from screening to the later "
+    "date (a trial event: enrolment, infusion, …); without that date, the span as "
+    "estimated at screening, and the note says so",
+    source="the criterion's own timing (life expectancy ≥ 8 weeks at the time of enrollment)",
+    roles={"span": Role(measure="days"), "at": Role(date=True, one_of="at")},
+    as_of=True,
+    labels=True,
+)
+def remaining_at(
+    as_of: dt.date, span: Measure, at: dt.date | None, labels: dict[str, str]
+) -> Result | Unknown:
+    """A span estimated at screening (a life expectancy), as it stands at a later date: the
+    estimate less the days between. Where the record has no such date the screening date
+    stands in, and the note says so, for a reader to see the reading."""
+    event = labels["at"]
+    if at is None:
+        return Result(
+            span, f"as estimated at screening, {as_of}: no {event} recorded, screening stands in"
+        )
+    if at < as_of:
+        return Unknown(f"the {event} {at} is before the screening date {as_of}", ("at",))
+    elapsed = (at - as_of).days
+    left = units.convert(span, "days") - elapsed
+    return Result(
+        Measure(left, "days", f"{units.fmt(left)} days"),
+        f"{span.written} estimated at screening, {as_of}, less {elapsed} days to the {event}, {at}",
     )
 
 

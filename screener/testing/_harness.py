@@ -221,6 +221,8 @@ def _rewrite(value: Any, family: str, choose: Chooser) -> Any:
             if isinstance(out.get(key), str):
                 out[key] = _rewrite(out[key], family, choose)
         return out
+    if isinstance(value, list):  # a lab's dated results, each in a unit of its own
+        return [_rewrite(item, family, choose) for item in value]
     return value  # a bare number (age: 47) stays as written
 
 
@@ -254,7 +256,8 @@ def in_other_units(
 
 
 def patients(missing: float = 0.15) -> Any:
-    """A hypothesis strategy of valid contract-format patient mappings (see the module doc)."""
+    """A hypothesis strategy of valid patient mappings in the contract format, whose labs
+    may also be lists of dated results (see the module doc)."""
     from hypothesis import strategies as st
 
     percent = max(0, min(100, round(missing * 100)))
@@ -282,7 +285,14 @@ def patients(missing: float = 0.15) -> Any:
     ) -> Any:
         value = quantity(family, low, high, units)
         uln = quantity(family, uln_low, uln_high, units)
-        return st.one_of(value, st.fixed_dictionaries({"value": value}, optional={"uln": uln}))
+        # A lab may also be a list of dated results (the latest decides), one of a few days.
+        day = st.dates(dt.date(2023, 10, 1), dt.date(2027, 12, 31))
+        result = st.fixed_dictionaries({"value": value, "date": day}, optional={"uln": uln})
+        return st.one_of(
+            value,
+            st.fixed_dictionaries({"value": value}, optional={"uln": uln}),
+            st.lists(result, min_size=2, max_size=3),
+        )
 
     def numeric_lab(low: float, high: float, uln_low: float, uln_high: float) -> Any:
         value = st.floats(low, high).map(lambda x: round(x, 2))
