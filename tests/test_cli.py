@@ -344,7 +344,8 @@ def test_show_prints_each_check_as_an_outline():
     assert "check: labs.total_bilirubin ≤ 3 × ULN" in out
     lines = out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("I10.a"))
-    block = "\n".join(lines[start : start + 8])
+    end = next(i for i, line in enumerate(lines) if line.strip().startswith("I10.b"))
+    block = "\n".join(lines[start:end])
     assert "only if the condition holds (otherwise met):" in block
     assert "- then: dated (pregnancy_test.date) within 7 days before screening:" in block
     assert "- pregnancy_test.result is negative" in block

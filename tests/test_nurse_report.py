@@ -471,3 +471,76 @@ def test_the_readmes_report_is_what_screener_prints():
     for args, body in found:
         assert body == tool.output(args), "README.md is stale: run python tools/readme_report.py"
         assert len(body.splitlines()) <= 81  # the command, and a report of at most 80 lines
+
+
+def test_a_man_is_asked_for_reproductive_potential_not_childbearing(tmp_path: Path):
+    # Hema-NeoTIL01 I10.b: a man's fertility is not "childbearing"; the question asked of a
+    # man whose record says nothing of it is his reproductive potential.
+    base = (ROOT / "tests" / "acceptance" / "patients" / "baseline.yaml").read_text("utf-8")
+    man = (
+        base.replace("sex: female", "sex: male")
+        .replace("childbearing_potential: true\n", "")
+        .replace("contraception_agreed: true", "contraception_agreed: false")
+    )
+    patient = tmp_path / "man.yaml"
+    patient.write_text(man, "utf-8")
+    todo = "\n".join(table(str(patient), "-t", "NCT06559644", columns=200)).split("To do", 1)[1]
+    assert "reproductive potential — Hema-NeoTIL01 I10" in todo
+    assert "childbearing potential" not in todo
+    stated = tmp_path / "stated.yaml"
+    stated.write_text(man.replace("sex: male", "sex: male\nreproductive_potential: false"), "utf-8")
+    out = "\n".join(table(str(stated), "-t", "NCT06559644", columns=200))
+    assert "reproductive potential" not in out.split("To do", 1)[-1]
+
+
+@pytest.mark.parametrize(
+    ("trial", "body", "asked", "unsaid"),
+    [
+        # CNCT19 I5: a TKI whose generation is unknown (a typo): the readings may agree
+        # (imatinib + dasatinib: two generations), so nothing "disagrees" yet.
+        (
+            "NCT04684147",
+            "diagnosis: {disease: B-ALL, status: relapsed, ph_positive: true, abl1_mutations: []}\n"
+            "therapies: [{type: tki, drug: imatinib, outcome: failed},"
+            " {type: tki, drug: dasatinb, outcome: failed}]\n",
+            "TKI generation",
+            "disagree for this patient",
+        ),
+        # Hema-NeoTIL01 I8.b: no SpO2 at all is not an SpO2 of 90–94 %.
+        ("NCT06559644", "supplemental_oxygen: false\n", "SpO2", "90–94 %"),
+        # Hema-NeoTIL01 E13: the route decides whether the steroid counts at all.
+        (
+            "NCT06559644",
+            "medications: [{name: prednisone, class: corticosteroid, stop_date: 2026-11-10}]\n",
+            "route",
+            "given as immunosuppression",
+        ),
+    ],
+)
+def test_a_question_is_not_asked_before_the_data_it_presupposes(
+    tmp_path: Path, trial: str, body: str, asked: str, unsaid: str
+):
+    patient = tmp_path / "p.yaml"
+    patient.write_text("id: P\nscreening_date: 2026-11-20\nsex: female\n" + body, "utf-8")
+    out = "\n".join(table(str(patient), "-t", trial, columns=300))
+    assert asked in out.split("To do", 1)[1]
+    assert unsaid not in out
+    data = json.loads(runner.invoke(app, ["check", str(patient), "-t", trial, "-f", "json"]).stdout)
+    assert not any(unsaid in r for t in data["trials"] for c in t["criteria"] for r in c["review"])
+
+
+def test_a_report_that_would_run_past_80_lines_names_its_questions_instead():
+    # This patient's questions (CD22 CAR-T I1's reading dispute alone is six lines) would
+    # take the compact report past 80 lines at 80 columns: it names them, and says where
+    # they are; --all quotes them.
+    path = str(ROOT / "examples" / "patients" / "active-gvhd-after-allo-transplant.yaml")
+    compact, everything = table(path, columns=80), "\n".join(table(path, "--all", columns=80))
+    assert len(compact) <= 80
+    assert any(
+        line.rstrip() == "⚑ I1  Relapsed/refractory B-ALL (situation 1, 2 or 3)" for line in compact
+    )
+    assert any("CD22 CAR-T I1 E10" in line and "(questions: --all)" in line for line in compact)
+    assert "Which reading does the protocol intend?" in everything
+    # A report with room quotes them.
+    roomy = "\n".join(table(str(ROOT / "examples" / "patients" / "complete-record-b-all.yaml")))
+    assert "any situation that would increase the" in roomy and "(questions above)" in roomy

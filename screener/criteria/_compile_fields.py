@@ -404,7 +404,8 @@ class FieldCompiler:
     ) -> Node:
         """Free text mentions the word, or one of the words.
 
-        Whole words, in any case.
+        Whole words, in any case. Marker lists written short name every marker: CD19/22
+        and CD19CD22 mention CD22.
 
         pass: {exists: therapies, where: {field: target, mentions: CD19}}
         fail:

@@ -28,7 +28,7 @@ from screener.core._model import (
     kleene_or,
 )
 from screener.core._units import Measure, shift
-from screener.reading._facts import Fact, Missing, Scope, abbreviated
+from screener.reading._facts import Fact, Missing, Scope, shown_magnitude
 
 OPERATORS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥", "eq": "=", "ne": "≠"}
 NEGATED = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt", "eq": "ne", "ne": "eq"}
@@ -123,7 +123,7 @@ class All(Node):
         return "all of:"
 
     def evaluate(self, scope: Scope) -> Outcome:
-        return combine([n.evaluate(scope) for n in self.items], kleene_and)
+        return combine(_data_first([n.evaluate(scope) for n in self.items]), kleene_and)
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class Any_(Node):
         return "any of:"
 
     def evaluate(self, scope: Scope) -> Outcome:
-        outcomes = [n.evaluate(scope) for n in self.items]
+        outcomes = _data_first([n.evaluate(scope) for n in self.items])
         result = combine(outcomes, kleene_or)
         if result.value is True:
             # Show the path to the answer: alternatives that failed before the one that held
@@ -232,7 +232,7 @@ class If(Node):
         then, other = self.then.evaluate(scope), self._else(scope, cond)
         if then.value is not None and then.value == other.value:
             return Outcome(then.value, then.reasons + other.reasons, evidence=gather([then, other]))
-        parts = [cond] + [o for o in (then, other) if o.value is None]
+        parts = _data_first([cond] + [o for o in (then, other) if o.value is None])
         return Outcome(
             None,
             tuple(r for o in parts for r in o.reasons),
@@ -240,6 +240,22 @@ class If(Node):
             tuple(r for o in parts for r in o.review),
             gather(parts),
         )
+
+
+def _data_first(outcomes: list[Outcome]) -> list[Outcome]:
+    """Siblings, without those that wait only for the investigator when another still
+    waits for data.
+
+    A judgment written beside other conditions presupposes them (`all: [a 2nd-generation
+    TKI failed, review: "the readings disagree for this patient"]`): asked while they are
+    unknown, it would claim what the record has not shown, and the investigator would judge
+    a question that may never arise. So a combination still missing data asks for the data
+    alone; the question comes once the data is in. (A criterion's parts are independent,
+    and the engine keeps their questions.) The value is unchanged: the sibling waiting for
+    data is kept, and with it the combination's unknown."""
+    if not any(o.value is None and o.missing for o in outcomes):
+        return outcomes
+    return [o for o in outcomes if o.value is not None or o.missing]
 
 
 def combine(outcomes: list[Outcome], rule: Any) -> Outcome:
@@ -364,11 +380,14 @@ class Compare(_FieldLeaf):
         order = units.compare(amount, goal)
         passed = holds(self.op, order)
         a, b = units.fmt_pair(amount, goal)
-        if not converted and isinstance(value, Measure) and abbreviated(value):
-            # An export's float is shown to six digits: 1.6000004 mg/dL as "1.6 mg/dL", which
-            # must not read "1.6 mg/dL > 1.6 mg/dL"; then the digits that decide are shown.
-            digits, limit = float(units.fmt(value.magnitude, 6)), float(b)
-            converted = ((digits > limit) - (digits < limit)) != order
+        seen = shown_magnitude(value) if not converted and isinstance(value, Measure) else None
+        if seen is not None:
+            # The value as shown must stand where the value does against the limit: an
+            # export's 1.6000004 mg/dL shows as "1.6 mg/dL", a Cockcroft–Gault 59.99 mL/min
+            # as "60 mL/min", which must not read "> 1.6 mg/dL" or "< 60 mL/min"; then the
+            # digits that decide are shown, whatever the value's origin.
+            limit = float(b)
+            converted = ((seen > limit) - (seen < limit)) != order
         shown = f"{fact.text} (= {a}{unit})" if converted else fact.text
         relation = self.op if passed else NEGATED[self.op]
         text = f"{self.label} {shown} {OPERATORS[relation]} {b}{unit}"
@@ -482,18 +501,38 @@ class Contains(_FieldLeaf):
 
 
 _WORD = re.compile(r"[^\W_]+")
+# Where a letter follows a digit a new word starts: "CD19CD22" is CD19 and CD22.
+_GLUED = re.compile(r"(?<=\d)(?=[^\W\d_])")
+_PREFIXED = re.compile(r"([^\W\d_]+)\d+")
 
 
 def words_of(text: str) -> frozenset[str]:
-    """The words of a text, case folded: "CD19/CD22" has the words cd19 and cd22."""
-    return frozenset(w.casefold() for w in _WORD.findall(text))
+    """The words of a text, case folded: "CD19/CD22" has the words cd19 and cd22.
+
+    Marker lists are written short, and both shorthands name every marker: "CD19CD22" is
+    cd19 and cd22, and in "CD19/22" a bare number after a slash takes the letters of the
+    word before it (cd19, cd22), so a bispecific CAR-T's target mentions CD22."""
+    found: list[str] = []
+    letters = ""  # the letters of the last word written as letters then digits ("cd")
+    end = -1
+    folded = text.casefold()
+    for match in _WORD.finditer(folded):
+        word = match.group()
+        if word.isdigit() and letters and folded[end : match.start()].strip() == "/":
+            found.append(letters + word)
+        parts = _GLUED.split(word)
+        found.extend(parts)
+        last = _PREFIXED.fullmatch(parts[-1])
+        letters = last.group(1) if last else ("" if not word.isdigit() else letters)
+        end = match.end()
+    return frozenset(found)
 
 
 @dataclass(frozen=True)
 class Mentions(_FieldLeaf):
     """A free-text field (a therapy's target or drug) names one of `words` as whole words,
-    in any case: a target "CD19/CD22" mentions CD22, a drug "Inotuzumab ozogamicin"
-    mentions inotuzumab, but "CD220" does not mention CD22."""
+    in any case: a target "CD19/CD22", "CD19/22" or "CD19CD22" mentions CD22, a drug
+    "Inotuzumab ozogamicin" mentions inotuzumab, but "CD220" does not mention CD22."""
 
     field: str
     words: tuple[str, ...]

@@ -626,17 +626,33 @@ def _print_lines(console: Any, lines: tuple[str, ...]) -> None:
         console.print(line, highlight=False, soft_wrap=True)
 
 
-def _legend(record: Screening, width: int, everything: bool) -> list[str]:
+def _legend(record: Screening, width: int, everything: bool, layout: _Layout) -> list[str]:
     """The legend, once; with the caveat mark's note beside it when both fit a line."""
     if not any(t.caveats for t in record.trials):
         return [LEGEND]
-    note = "* caveat: below" if _told(record, everything) else "* caveat: --all"
+    note = "* caveat: below" if _told(record, everything, layout) else "* caveat: --all"
     if len(LEGEND) + 2 + len(note) <= width:
         return [f"{LEGEND}  {note}"]
     short = LEGEND.replace(": blocks enrolment", ": blocks").replace(": collect data", "")
     if len(short) + 2 + len(note) <= width:
         return [f"{short}  {note}"]
     return [LEGEND, note]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How much a compact report quotes. Each step down names what the one before quoted,
+    and `--all` (or `--verbose`, or the chart checklist) gives it whole."""
+
+    questions: bool = True  # a review criterion's question under its label
+    caveats: bool = True  # the caveats that qualify a verdict, whole
+    ids: bool = False  # judgments by id only, in every trial still open
+
+
+# The compact report fits REPORT_LINES when it can: it quotes less, step by step, until it
+# does (or until nothing more can go). For the examples the first layout fits but for one.
+REPORT_LINES = 80
+_LAYOUTS = (_Layout(), _Layout(questions=False), _Layout(False, False), _Layout(False, False, True))
 
 
 def render(
@@ -657,6 +673,30 @@ def render(
             console.print(safe(d.render()), style="red", highlight=False, soft_wrap=True)
         return
     work = worklist.build(record, everything, asks, vocabulary)
+    layout = _LAYOUTS[0]
+    if not everything and not verbose:
+        from io import StringIO
+
+        from rich.console import Console
+
+        for layout in _LAYOUTS:
+            # Laid out on a plain console of the same width, to count its lines.
+            text = StringIO()
+            draft = Console(file=text, width=console.width, no_color=True, highlight=False)
+            _report(draft, record, work, verbose, everything, layout)
+            if text.getvalue().count("\n") <= REPORT_LINES:
+                break
+    _report(console, record, work, verbose, everything, layout)
+
+
+def _report(
+    console: Any,
+    record: Screening,
+    work: worklist.Worklist,
+    verbose: bool,
+    everything: bool,
+    layout: _Layout,
+) -> None:
     n = len(work.warnings)
     # The date screened on, and where it came from unless it is the file's own.
     source = (
@@ -679,30 +719,40 @@ def render(
     )
     summary = _summary(record, console.width, spare)
     _print_lines(console, summary.lines)
-    for line in _legend(record, console.width, everything):
+    for line in _legend(record, console.width, everything, layout):
         console.print(line, style="dim", highlight=False)
     decided = ineligible_anyway(record, everything)
     first = True
     for t in record.trials:
         if t not in decided:
-            first = not _section(console, t, everything, verbose, first) and first
+            first = not _section(console, t, everything, verbose, first, layout) and first
     if summary.cut:
         _in_full(console, summary.cut)
-    _caveats(console, record, everything)
+    _caveats(console, record, everything, layout)
     if verbose and record.sources:
         console.print()
         console.print("[bold]Where the facts came from[/]")
         for field, source in record.sources:
             console.print(f"  {safe(field)}: [dim]{safe(source)}[/]", highlight=False)
-    _render_worklist(
-        console, work, frozenset(t.trial for t in record.trials if _quiet(t, everything, verbose))
+    asked = frozenset(
+        t.trial
+        for t in record.trials
+        if layout.questions and not _quiet(t, everything, verbose, layout)
     )
+    _render_worklist(console, work, asked)
     console.print()
     console.print("[bold]Verdicts[/]")
     _print_lines(console, summary.lines)
 
 
-def _section(console: Any, t: TrialResult, everything: bool, verbose: bool, first: bool) -> bool:
+def _section(
+    console: Any,
+    t: TrialResult,
+    everything: bool,
+    verbose: bool,
+    first: bool,
+    layout: _Layout = _LAYOUTS[0],
+) -> bool:
     """A trial's criteria that are not met (all with `everything`): each on its row, what
     it found or asks below it at the width of the screen; whether anything was printed.
     Compact sections follow each other without a blank line: the banner sets each apart."""
@@ -718,7 +768,7 @@ def _section(console: Any, t: TrialResult, everything: bool, verbose: bool, firs
     # What is not listed one by one: the criteria that need data, by id (the To do says
     # what to collect for each), or, when none do, how many pass. (The summary above has
     # every count.)
-    quiet = _quiet(t, everything, verbose)
+    quiet = _quiet(t, everything, verbose, layout)
     tally = ""
     if unknown:
         tally = f"[yellow]?[/] need data: {worklist.ranges([c.id for c in unknown])}"
@@ -744,6 +794,9 @@ def _section(console: Any, t: TrialResult, everything: bool, verbose: bool, firs
         attested = " (attested)" if c.attested else ""
         label = f"[bold]{safe(c.label)}[/]{attested}"
         parts = c.parts if everything else [p for p in c.parts if p.status is not Status.PASS]
+        if c.status is Status.REVIEW and not c.parts and not layout.questions:
+            grid.add_row(f"[{colour}]{glyph}[/]", c.id, label)  # the question: --all
+            continue
         if c.status is Status.REVIEW and not c.parts and not verbose:
             # The question to judge goes on from its label, at the width of the screen.
             grid.add_row(
@@ -755,6 +808,9 @@ def _section(console: Any, t: TrialResult, everything: bool, verbose: bool, firs
             grid.add_row("", "", f"[dim]{safe(detail(c, c.kind))}[/]")
         for p in parts:
             glyph, colour = GLYPHS[p.status]
+            if p.status is Status.REVIEW and not layout.questions:
+                grid.add_row("", f"[{colour}]{glyph}[/] {p.id}", safe(p.label))
+                continue
             if p.status is Status.REVIEW and not verbose:
                 grid.add_row("", f"[{colour}]{glyph}[/] {p.id}", _asked(p.label, detail(p, c.kind)))
                 continue
@@ -770,11 +826,12 @@ def _section(console: Any, t: TrialResult, everything: bool, verbose: bool, firs
     return True
 
 
-def _quiet(t: TrialResult, everything: bool, verbose: bool) -> bool:
+def _quiet(t: TrialResult, everything: bool, verbose: bool, layout: _Layout = _LAYOUTS[0]) -> bool:
     """Whether a compact section lists its judgments by id, without their questions: its
-    trial still waits for data, and nothing of it but judgments would be listed."""
+    trial still waits for data (or the layout says so for all), and nothing of it but
+    judgments would be listed."""
     return (
-        t.verdict is Verdict.INCOMPLETE
+        (t.verdict is Verdict.INCOMPLETE or (layout.ids and t.verdict is Verdict.NEEDS_REVIEW))
         and not everything
         and not verbose
         and all(c.status is Status.REVIEW and not c.parts for c in shown(t, everything)[0])
@@ -822,17 +879,22 @@ def _in_full(console: Any, cut: tuple[tuple[TrialResult, Blocker], ...]) -> None
 _QUALIFIED = (Verdict.ELIGIBLE, Verdict.NEEDS_REVIEW)
 
 
-def _told(record: Screening, everything: bool) -> list[TrialResult]:
-    """The trials whose caveats the report gives whole: those whose verdict they qualify."""
-    return [t for t in record.trials if t.caveats and (everything or t.verdict in _QUALIFIED)]
+def _told(record: Screening, everything: bool, layout: _Layout) -> list[TrialResult]:
+    """The trials whose caveats the report gives whole: those whose verdict they qualify
+    (unless the layout names them only)."""
+    return [
+        t
+        for t in record.trials
+        if t.caveats and (everything or (layout.caveats and t.verdict in _QUALIFIED))
+    ]
 
 
-def _caveats(console: Any, record: Screening, everything: bool) -> None:
+def _caveats(console: Any, record: Screening, everything: bool, layout: _Layout) -> None:
     """Each caveat once, marked as the summary marks its trial: whole where it qualifies
     the verdict (eligible, needs review); the trials whose caveats wait for such a verdict
     (still incomplete, or ineligible anyway) are named, and `--all` gives their caveats.
     When none is given whole, the legend's "* caveat: --all" says it all."""
-    told = _told(record, everything)
+    told = _told(record, everything, layout)
     untold = [t for t in record.trials if t.caveats and t not in told]
     if not told:
         return
@@ -892,9 +954,10 @@ def _skipped(work: worklist.Worklist) -> str:
 
 
 def _render_worklist(
-    console: Any, work: worklist.Worklist, quiet: frozenset[str] = frozenset()
+    console: Any, work: worklist.Worklist, asked: frozenset[str] | None = None
 ) -> None:
-    """The worklist; `quiet` trials' judgments were named above without their questions."""
+    """The worklist; the review questions of the `asked` trials (all by default) stand in
+    their sections above, the others' are named with --all."""
     console.print()
     if work.empty():
         if work.skipped:
@@ -930,23 +993,24 @@ def _render_worklist(
             # by id only there, so its open question is asked here in full.
             console.print("[bold]for the investigator:[/]")
             grid = _hanging()
-            named: dict[bool, list[str]] = {False: [], True: []}  # by whether quiet
-            asked: list[tuple[str, str]] = []
+            named: dict[bool, list[str]] = {False: [], True: []}  # by whether only named
+            open_now: list[tuple[str, str]] = []
             for trial, items in work.judge.items():
                 ids, product = trial.split(" · ", 1)
                 here = []
                 for item in items:
                     cid = item.split(":", 1)[0]
                     if f"{ids}/{cid}" in work.pending:
-                        asked.append((f"{product} {cid}", item.split(": ", 1)[-1]))
+                        open_now.append((f"{product} {cid}", item.split(": ", 1)[-1]))
                     else:
                         here.append(cid)
                 if here:
-                    named[ids in quiet].append(f"{product} {' '.join(dict.fromkeys(here))}")
+                    hushed = asked is not None and ids not in asked
+                    named[hushed].append(f"{product} {' '.join(dict.fromkeys(here))}")
             for hushed, where in ((False, "questions above"), (True, "questions: --all")):
                 if named[hushed]:
                     grid.add_row("  •", f"{safe(' · '.join(named[hushed]))} [dim]({where})[/]")
-            for who, question in asked:
+            for who, question in open_now:
                 grid.add_row("  •", f"{safe(who)}: {safe(question)} [dim](still needs data too)[/]")
             console.print(grid)
     if work.warnings:
