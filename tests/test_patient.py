@@ -204,6 +204,48 @@ def test_an_unknown_key_in_a_lab_mapping_is_a_warning():
     assert p.data["labs"]["ast"].uln is None
 
 
+MARKER = "diagnosis:\n  markers:\n    {name}: {{result: positive, date: 2026-11-10}}\n"
+
+
+@pytest.mark.parametrize(("name", "meant"), [("CD2", "CD22"), ("cd2", "CD22"), ("CD91", "CD19")])
+def test_a_marker_one_slip_from_one_the_rules_read_is_a_warning(name, meant):
+    p = patient(MARKER.format(name=name))
+    (warning,) = p.warnings
+    assert name.upper() in warning.message and "no rule reads" in warning.message
+    assert warning.hint.startswith(f"did you mean {meant!r}?")
+    assert warning.position.line == 4
+    # Kept as written: CD2 is a marker of its own, and the file may mean it.
+    assert p.data["diagnosis"]["markers"][name.upper()]["result"] == "positive"
+
+
+@pytest.mark.parametrize("name", ["CD19", "CD22", "cd19", "CD20", "CD10", "CD34", "TdT"])
+def test_a_marker_the_rules_read_or_another_marker_is_no_warning(name):
+    # CD20 and CD10 are one letter *typed wrong* from CD22 and CD19, and are markers of their
+    # own that a file records: only a letter left out, added or swapped is taken for a slip.
+    assert patient(MARKER.format(name=name)).warnings == ()
+
+
+def test_the_marker_names_are_the_ones_the_bundled_rules_read():
+    from screener.core import _vocabulary as v
+    from screener.criteria._catalog import load_rule_sets
+
+    def walk(node):
+        yield node
+        for child in node.children():
+            yield from walk(child)
+
+    read = set()
+    for rule_set in load_rule_sets():
+        for c in rule_set.criteria:
+            for top in [c.check] + [p.check for p in c.parts]:
+                for node in walk(top) if top is not None else ():
+                    for field in node.reads() + node.outer_reads():
+                        if field.startswith("diagnosis.markers."):
+                            read.add(field.split(".")[2])
+    spec = v.BUILTIN.resolve("diagnosis.markers")
+    assert isinstance(spec, v.OpenMap) and set(spec.names) == read == {"CD19", "CD22"}
+
+
 @pytest.mark.parametrize("body", ["", "lvef:\n", "lvef: null\n", "labs: {}\n"])
 def test_a_missing_or_empty_key_stays_absent(body):
     p = patient(body)

@@ -52,14 +52,14 @@ def test_the_builtin_file_has_no_key_twice():
 @pytest.mark.parametrize(
     "field, title",
     [
-        ("labs.ast", "blood chemistry (with the laboratory's upper limits of normal)"),
-        ("labs.ast.uln", "blood chemistry (with the laboratory's upper limits of normal)"),
-        ("labs.cockcroft_gault", "blood chemistry (with the laboratory's upper limits of normal)"),
+        ("labs.ast", "blood chemistry, with the laboratory's upper limits of normal"),
+        ("labs.ast.uln", "blood chemistry, with the laboratory's upper limits of normal"),
+        ("labs.cockcroft_gault", "blood chemistry, with the laboratory's upper limits of normal"),
+        ("labs.platelets", "blood count"),
         ("labs.inr.uln", "coagulation"),
         (
             "diagnosis.markers.CD19.date",
-            "{markers} by flow cytometry on bone marrow or peripheral "
-            "blood: result, specimen and date",
+            "{markers} by flow cytometry (bone marrow or blood): result, specimen, date",
         ),
         ("diagnosis.markers", "diagnosis"),
         ("diagnosis.status", "diagnosis"),

@@ -1171,8 +1171,10 @@ def changes(
     output: LogOutput = None,
     excel: ExcelOption = False,
 ) -> None:
-    """What changed since each patient was last screened, from a screening log: per patient
-    and trial, the verdict and each criterion that moved, with old and new status and reason.
+    """What changed since each patient was last screened, from a screening log.
+
+    Per patient and trial: the verdict and each criterion that moved, with old and new
+    status and reason.
 
     Example: screener changes --log screening.db
     """
@@ -1208,9 +1210,10 @@ def log_history(
     output: LogOutput = None,
     excel: ExcelOption = False,
 ) -> None:
-    """A patient's screening history from a screening log: every run that screened them,
-    with the file's digest, the rules' digest and each trial's verdict. Without PATIENT,
-    the runs; with --all, every screening, for an auditor.
+    """A patient's screening history from a screening log, run by run.
+
+    Every run that screened them, with the file's digest, the rules' digest and each
+    trial's verdict. Without PATIENT, the runs; with --all, every screening, for an auditor.
 
     Example: screener log --log screening.db PT-0006
     """

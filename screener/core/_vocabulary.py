@@ -523,14 +523,26 @@ class OpenMap(Spec):
 
     value: Spec = field(default_factory=lambda: Text("value"))
     upper_keys: bool = False  # names with one canonical spelling: `cd19:` is CD19
+    # The names rules read (CD19, CD22): any name is kept, but one a slip away from one of
+    # these (`CD2:` for `CD22:`) is warned about, since no criterion would look at it.
+    names: tuple[str, ...] = ()
 
-    KEYS = frozenset({"upper_keys"})
+    KEYS = frozenset({"upper_keys", "names"})
 
     @classmethod
     def declared(cls, b: _Builder, path: str, e: dict[str, Any], children: dict[str, Spec]) -> Spec:
         if "*" not in children:
             raise b.fail(path, "kind", f"a map needs its values declared as {path}.*")
-        return cls(e["label"], children["*"], bool(e.get("upper_keys")), task=e.get("task"))
+        names = e.get("names") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise b.fail(path, "names", "names must be a list of names")
+        return cls(
+            e["label"],
+            children["*"],
+            bool(e.get("upper_keys")),
+            tuple(names),
+            task=e.get("task"),
+        )
 
     def schema(self) -> dict[str, Any]:
         return {

@@ -66,6 +66,24 @@ def _reads(kind: type[v.Spec]) -> Callable[[_R], _R]:
     return register
 
 
+def _one_slip(a: str, b: str) -> bool:
+    """Whether two different names are one typing slip apart: a letter left out or added,
+    or two neighbours swapped. (A letter typed wrong is not counted: CD20 and CD10 are
+    markers of their own, not slips for CD22 and CD19.)"""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and (a[diff[1]] == b[diff[0]])
+        )
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
 class _Reader:
     """Walks a document against the vocabulary, collecting every error and warning."""
 
@@ -100,6 +118,19 @@ class _Reader:
             f"did you mean {guess!r}?" if guess else None,
             key=True,
         )
+
+    def unread_name(self, path: PathKey, name: str, names: tuple[str, ...]) -> None:
+        """A name (a marker) no rule reads, one slip from one that is read: `CD2` for
+        `CD22`. Kept as written (CD2 is a marker too), but said, since the criteria that
+        read CD22 would otherwise go unknown in silence."""
+        guess = next((n for n in names if _one_slip(name, n)), None)
+        if guess is not None:
+            self.warn(
+                path,
+                f"{_dotted(path)}: no rule reads a marker {clip(name)} (kept as written)",
+                f"did you mean {guess!r}? the rules read {', '.join(names)}",
+                key=True,
+            )
 
     def finish(self) -> None:
         """Count what the budget left out, so a reader knows the list is not complete."""
@@ -163,6 +194,8 @@ class _Reader:
                     )
                     continue
                 seen[name] = key
+            if spec.names and name not in spec.names:
+                self.unread_name(path + (key,), name, spec.names)
             normalised = self.read(spec.value, item, path + (key,))
             if normalised is not None:
                 out[name] = normalised
