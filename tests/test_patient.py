@@ -553,7 +553,7 @@ def _criterion(p, trial: str, cid: str):
     return next(c for c in result.criteria if c.id == cid)
 
 
-@pytest.mark.parametrize("name", ["cd19", "Cd19", "CD19", " cD19"])
+@pytest.mark.parametrize("name", ["cd19", "Cd19", "CD19", " cD19", "CD 19", "cd-19", "CD_19"])
 def test_marker_names_are_read_in_any_case(name):
     p = patient(
         "screening_date: 2026-11-20\ndiagnosis:\n  markers:\n"
@@ -944,3 +944,10 @@ def test_a_stated_generation_that_contradicts_the_reference_warns():
 def test_salt_names_count_as_one_drug_with_the_generic():
     p = _tki("imatinib mesylate")
     assert p.data["therapies"][0]["generic"] == "imatinib"
+
+
+def test_a_hyphen_that_is_part_of_a_marker_name_stays():
+    p = patient(
+        "diagnosis:\n  markers:\n    HLA-DR: {result: positive, specimen: BM, date: 2026-11-01}\n"
+    )
+    assert "HLA-DR" in p.data["diagnosis"]["markers"]

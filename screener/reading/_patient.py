@@ -35,6 +35,9 @@ _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4}
 MAX_DIAGNOSTICS = 100
 
 
+_CD = re.compile(r"^CD[\s\-_]+(\d+[A-Z]?)\Z")
+
+
 def normalise_mutation(text: str) -> str | None:
     """T315I, p.T315I and p.Thr315Ile all become T315I; None if not a protein change."""
     text = text.strip()
@@ -185,7 +188,9 @@ class _Reader:
         for key, item in value.items():
             name = str(key)
             if upper:
-                name = name.strip().upper()
+                # `CD 19`, `cd-19` and `CD_19` are CD19: a cluster of differentiation is
+                # one name, however a record spaces it (HLA-DR keeps its hyphen).
+                name = _CD.sub(r"CD\1", name.strip().upper())
                 if name in seen:
                     self.error(
                         path + (key,),
