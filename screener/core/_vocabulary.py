@@ -326,9 +326,11 @@ def outside(amount: float, bounds: Bounds) -> tuple[str, float] | None:
     """("above", 100) or ("below", 0.5) when `amount` lies outside `bounds`, else None; at
     a bound (within the comparison tolerance) is inside."""
     low, high = bounds
-    if low is not None and units.compare(amount, low) < 0:
+    # A plain float test first: nearly every result is well inside, and the tolerant
+    # comparison only decides the few below or above a bound.
+    if low is not None and amount < low and units.compare(amount, low) < 0:
         return "below", low
-    if high is not None and units.compare(amount, high) > 0:
+    if high is not None and amount > high and units.compare(amount, high) > 0:
         return "above", high
     return None
 

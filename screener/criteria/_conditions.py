@@ -253,8 +253,15 @@ def _data_first(outcomes: list[Outcome]) -> list[Outcome]:
     alone; the question comes once the data is in. (A criterion's parts are independent,
     and the engine keeps their questions.) The value is unchanged: the sibling waiting for
     data is kept, and with it the combination's unknown."""
-    if not any(o.value is None and o.missing for o in outcomes):
-        return outcomes
+    waits = asks = False  # one pass: this runs for every all/any/if of every patient
+    for o in outcomes:
+        if o.value is None:
+            if o.missing:
+                waits = True
+            else:
+                asks = True
+    if not (waits and asks):
+        return outcomes  # nothing to leave out
     return [o for o in outcomes if o.value is not None or o.missing]
 
 
