@@ -228,7 +228,7 @@ def test_check_on_an_export_folder_exits_1_for_bad_lines_and_writes_every_patien
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines == screened(folder) or [line + "\n" for line in lines] == screened(folder)
     table = runner.invoke(app, ["check", str(folder), "--as-of", "2026-11-20"])
-    assert "verdicts" in table.output.lower() or "attrition" in table.output
+    assert "Cohort summary" in table.output and "Attrition" in table.output
     document = runner.invoke(app, ["check", str(folder), "--as-of", "2026-11-20", "-f", "json"])
     assert len(json.loads(document.output)) == 6  # an export is a batch: a JSON array
 
@@ -442,3 +442,41 @@ def test_validate_reads_an_export_as_check_does_without_screening(tmp_path):
     assert broken.exit_code == 1
     assert "Observation.000.ndjson:" in broken.stdout and "not valid JSON" in broken.stdout
     assert f"bad {folder}: a bulk export" in broken.stdout
+
+
+def test_the_screening_log_digests_each_bulk_patients_own_lines(tmp_path):
+    """A patient of a bulk export is no file of their own: the log records the digest of
+    their NDJSON lines, which changes with their data and only theirs."""
+    import sqlite3
+
+    owners = make_export(tmp_path / "export")
+    db = tmp_path / "screening.db"
+
+    def digests() -> dict[str, str]:
+        with sqlite3.connect(db) as connection:
+            rows = connection.execute(
+                "SELECT patient, file_digest FROM screenings WHERE run_id = "
+                "(SELECT MAX(id) FROM runs) AND patient IS NOT NULL"
+            ).fetchall()
+        return dict(rows)
+
+    command = ["check", str(tmp_path / "export"), "--log", str(db), "--as-of", "2026-11-20"]
+    runner.invoke(app, [*command, "-f", "jsonl"])
+    first = digests()
+    assert len(first) == 4 and all(d and d.startswith("sha256:") for d in first.values())
+    assert len(set(first.values())) == 4  # each patient's own
+    runner.invoke(app, [*command, "-f", "jsonl", "--jobs", "2"])  # the same from workers
+    assert digests() == first
+    # One of one patient's Observations is amended: only that patient's digest moves.
+    patient = sorted(first)[0]
+    assert patient in owners
+    for path in sorted((tmp_path / "export").glob("Observation.*.ndjson")):
+        lines = path.read_text("utf-8").splitlines(keepends=True)
+        mine = [i for i, line in enumerate(lines) if patient in line]
+        if mine:
+            lines[mine[0]] = lines[mine[0]].replace('"final"', '"amended"', 1)
+            path.write_text("".join(lines), "utf-8")
+            break
+    runner.invoke(app, command)  # a table this time: the records come back whole
+    after = digests()
+    assert {p for p in first if first[p] != after[p]} == {patient}

@@ -248,3 +248,53 @@ def test_a_null_override_that_deletes_nothing_is_an_error_at_its_line(cases_dir:
     assert "NCT06559644.cases.yaml:9:15" in result.stdout, result.stdout
     assert "lvf: null deletes nothing, and is no field" in result.stdout
     assert "did you mean 'lvef'?" in result.stdout
+
+
+WARNS_AND_REJECTED = """\
+trial: NCT06559644
+base: baseline.yaml
+cases:
+  - name: implausible-uln-warns
+    patient: {labs: {total_bilirubin: {value: 1 mg/dL, uln: 3 mg/dL}}}
+    warns: "ULN 3 mg/dL is implausible"
+    expect: {I9.a: pass}
+  - name: uln-typo-is-rejected
+    patient: {labs: {ast: {value: 30 U/L, uln: 4000 U/L}}}
+    rejected: "AST ULN 4000 U/L is not a possible result"
+"""
+
+
+def test_a_case_can_expect_a_warning_or_a_rejected_patient(cases_dir: Path):
+    (cases_dir / "NCT06559644.cases.yaml").write_text(WARNS_AND_REJECTED, encoding="utf-8")
+    result = runner.invoke(app, ["test", str(cases_dir)])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        # The warning is not there: a plausible ULN.
+        ("uln: 3 mg/dL", "uln: 1.2 mg/dL", "no warning says"),
+        # The patient loads: it should not.
+        ("uln: 4000 U/L", "uln: 40 U/L", "should be rejected for"),
+        # It is rejected, for something else.
+        ("uln: 4000 U/L}", "uln: 40 U/L}, creatinine: 99 mg/dL", "but not for"),
+    ],
+)
+def test_a_warning_or_rejection_that_does_not_happen_fails_the_case(
+    cases_dir: Path, old: str, new: str, said: str
+):
+    assert old in WARNS_AND_REJECTED
+    text = WARNS_AND_REJECTED.replace(old, new, 1)
+    (cases_dir / "NCT06559644.cases.yaml").write_text(text, encoding="utf-8")
+    result = runner.invoke(app, ["test", str(cases_dir)])
+    assert result.exit_code != 0
+    assert said in result.output
+
+
+def test_a_rejected_case_takes_no_expectations(cases_dir: Path):
+    text = WARNS_AND_REJECTED.replace('rejected: "AST', 'expect: {I9: fail}\n    rejected: "AST')
+    (cases_dir / "NCT06559644.cases.yaml").write_text(text, encoding="utf-8")
+    result = runner.invoke(app, ["test", str(cases_dir)])
+    assert result.exit_code != 0
+    assert "a rejected patient is never screened" in result.output

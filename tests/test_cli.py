@@ -193,6 +193,16 @@ def test_version_is_printed_and_is_the_installed_version():
     assert result.stdout.strip() == f"screener {version('screener')}"
 
 
+def test_every_command_is_one_line_in_the_help():
+    # A docstring's first paragraph is the command list's entry, line breaks and all: a
+    # summary that runs over a line broke the list mid-sentence.
+    out = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).stdout
+    rows = [row for row in out.split("Commands", 1)[1].splitlines() if row.startswith("│")]
+    assert len(rows) >= 10
+    # A row that goes on from the one above has no command name in the first column.
+    assert all(row[2] != " " for row in rows), rows
+
+
 def test_json_says_which_tool_and_rule_sets_decided_it(tmp_path):
     import shutil
 
@@ -216,6 +226,30 @@ def test_json_says_which_tool_and_rule_sets_decided_it(tmp_path):
         run("check", str(EXAMPLE), "--format", "json").stdout
         == run("check", str(EXAMPLE), "--format", "json").stdout
     )
+
+
+def test_a_rules_directorys_vocabulary_is_part_of_its_digest(tmp_path):
+    import shutil
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "examples" / "rule-author" / "rules", rules)
+    patient = str(ROOT / "examples" / "rule-author" / "patient.yaml")
+
+    def digests() -> tuple[str, list[str]]:
+        report = json.loads(run("check", patient, "-f", "json", "--rules", str(rules)).stdout)
+        return report["rules_digest"], [t["rules_digest"] for t in report["trials"]]
+
+    before = digests()
+    # The LDH soft limit decides what is implausible: the same rule file now reads the
+    # patient differently, so the rule set's version must say it changed.
+    vocabulary = rules / "vocabulary.yaml"
+    text = vocabulary.read_text("utf-8")
+    assert "soft: [null, 5000]" in text
+    vocabulary.write_text(text.replace("soft: [null, 5000]", "soft: [null, 100]"), "utf-8")
+    after = digests()
+    assert after[0] != before[0]
+    assert all(a != b for a, b in zip(after[1], before[1], strict=True))
+    assert digests() == after  # and it is still the same bytes for the same files
 
 
 def _todo_fields(path: Path) -> dict[str, list[str]]:
@@ -254,7 +288,7 @@ def test_the_todo_list_asks_for_the_marker_result_when_there_are_no_markers(tmp_
     assert "diagnosis.markers.CD19.date" in fields
     assert "pregnancy_test.result" in fields
     shown = run("check", str(bare)).stdout
-    assert "CD19 and CD22 by flow cytometry on bone marrow or peripheral blood: result" in " ".join(
+    assert "CD19 and CD22 by flow cytometry (bone marrow or blood): result" in " ".join(
         shown.split()
     )
 
@@ -310,7 +344,8 @@ def test_show_prints_each_check_as_an_outline():
     assert "check: labs.total_bilirubin ≤ 3 × ULN" in out
     lines = out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("I10.a"))
-    block = "\n".join(lines[start : start + 8])
+    end = next(i for i, line in enumerate(lines) if line.strip().startswith("I10.b"))
+    block = "\n".join(lines[start:end])
     assert "only if the condition holds (otherwise met):" in block
     assert "- then: dated (pregnancy_test.date) within 7 days before screening:" in block
     assert "- pregnancy_test.result is negative" in block

@@ -52,6 +52,30 @@ def test_an_estimate_from_an_undated_creatinine_asks_for_the_creatinine_date():
     )
 
 
+def test_an_estimate_no_patient_could_have_says_so_with_its_value():
+    # (140 − 46) × 80 / (72 × 0.2) = 522 mL/min: beyond the 500 mL/min no clearance reaches,
+    # so an input is wrong (a creatinine in the wrong unit, a weight in pounds as kg). It is
+    # still compared as computed: an unknown here would make a higher clearance worse than a
+    # lower one.
+    result = _result("labs.cockcroft_gault", "{value: 0.2 mg/dL, date: 2026-11-18}")
+    assert result.status.value == "pass", result.reason
+    assert (
+        "522 mL/min on 2026-11-18 (impossible: above 500 mL/min, "
+        "check age, weight, sex, labs.creatinine; Cockcroft–Gault estimate"
+    ) in result.reason
+
+
+def test_an_implausible_estimate_says_so_with_its_value():
+    # (140 − 46) × 80 / (72 × 0.4) = 261 mL/min: above the 250 mL/min rarely seen.
+    result = _result("labs.cockcroft_gault", "{value: 0.4 mg/dL, date: 2026-11-18}")
+    assert result.status.value == "pass"
+    assert "261 mL/min on 2026-11-18 (implausible: above 250 mL/min; Cockcroft–Gault" in (
+        result.reason
+    )
+    usual = _result("labs.cockcroft_gault", "{value: 1.0 mg/dL, date: 2026-11-18}")
+    assert "implausible" not in usual.reason
+
+
 # ------------------------------------------------------------------ the derived values table
 #
 # Each value below is worked out by hand (the arithmetic is in the comments) and screened on
@@ -105,6 +129,41 @@ def test_bmi_is_weight_over_height_squared():
     gone = _screen("{field: bmi, le: 25 kg/m2}", height="null")
     assert gone.status.value == "unknown" and gone.missing == ("height",)
     assert "a body mass index needs height" in gone.reason
+
+
+@pytest.mark.parametrize(
+    ("check", "fields", "labs", "shown"),
+    [
+        # (140 − 50) × 80 / (72 × 1.6668) = 59.995 mL/min, shown to 3 digits as "60 mL/min".
+        (
+            "{field: labs.cockcroft_gault, ge: 60 mL/min}",
+            {},
+            {"creatinine": "1.6668 mg/dL"},
+            "(= 59.995 mL/min) < 60 mL/min",
+        ),
+        # CKD-EPI 2021, man of 50, creatinine 1.424 mg/dL: 59.995 mL/min/1.73 m².
+        (
+            "{field: labs.egfr, ge: 60 mL/min/1.73m2}",
+            {},
+            {"creatinine": "1.424 mg/dL"},
+            "(= 59.995 mL/min/1.73 m²) < 60 mL/min/1.73 m²",
+        ),
+        # 97.19 kg / (1.8 m)² = 29.997 kg/m², shown as "30 kg/m²".
+        ("{field: bmi, ge: 30 kg/m2}", {"weight": "97.19 kg"}, None, "(= 29.997 kg/m²) < 30 kg/m²"),
+    ],
+)
+def test_a_derived_value_at_a_threshold_shows_the_digits_that_decide(check, fields, labs, shown):
+    # Before: "creatinine clearance 60 mL/min (...) < 60 mL/min", a comparison that visibly
+    # does not hold.
+    result = _screen(check, labs, **fields)
+    assert result.status.value == "fail", result.reason
+    assert shown in result.reason
+    # Away from the threshold the value is shown as computed, without the digits.
+    if labs:
+        far = _screen(check, {"creatinine": "0.9 mg/dL"}, **fields)
+    else:
+        far = _screen(check, labs, weight="110 kg")
+    assert far.status.value == "pass" and "(= " not in far.reason
 
 
 def test_bsa_is_mosteller():

@@ -257,7 +257,7 @@ def test_jordan_cruickshank_bilirubin_42719_5_and_creatinine_2160_0_then_38483_4
     }
     assert "(LOINC 38483-4), 2020-11-30" in ex.sources["labs.creatinine"]
     # as of mid-2017 it is the serum one (2160-0); later results are ignored and counted
-    # and the one of 2016-11-07, within the year before, is read as its earlier result
+    # and the one of 2016-11-07, within the 13 months before, is read as its earlier result
     early = extract("Jordan_Cruickshank", as_of=dt.date(2017, 7, 1))
     assert early.record["labs"]["creatinine"] == [
         {"value": "0.8041971009367287 mg/dL", "date": dt.date(2016, 11, 7)},
@@ -1327,7 +1327,7 @@ def test_the_latest_value_on_or_before_the_as_of_date_wins(tmp_path):
     ]
     ex = read(tmp_path, *resources)
     # The latest (80 µmol/L, an hour after the 1.4 mg/dL) decides; the earlier results of
-    # the year before the as-of date come before it, oldest first.
+    # the 13 months before the as-of date come before it, oldest first.
     assert ex.record["labs"]["creatinine"] == [
         {"value": "0.9 mg/dL", "date": dt.date(2026, 10, 1)},
         {"value": "1.4 mg/dL", "date": dt.date(2026, 11, 18)},
@@ -1344,7 +1344,7 @@ def test_the_latest_value_on_or_before_the_as_of_date_wins(tmp_path):
 
 def test_a_labs_results_of_the_year_before_are_its_series_in_the_import_too(tmp_path):
     resources = [
-        obs("2160-0", 0.7, "mg/dL", date="2025-10-01"),  # more than a year before: not read
+        obs("2160-0", 0.7, "mg/dL", date="2025-10-01"),  # more than 400 days before: not read
         obs("2160-0", 0.9, "mg/dL", date="2026-01-05"),
         obs("2160-0", 1.4, "mg/dL", date="2026-11-18"),
     ]
@@ -1918,3 +1918,12 @@ def test_an_imported_lone_surrogate_becomes_a_replacement_character():
     written = f"id: {importer.scalar('surgery' + chr(0xD800) + ' 45595009')}\n"
     written.encode("utf-8")  # writable as UTF-8
     assert parse_patient(written, "p.yaml").id == "surgery\ufffd 45595009"
+
+
+def test_an_earlier_result_that_cannot_be_used_is_left_out_of_the_series_with_a_warning(tmp_path):
+    low = obs("777-3", 10, "10*3/uL", date="2026-11-01")
+    low["valueQuantity"]["comparator"] = "<"
+    ex = read(tmp_path, low, obs("777-3", 150, "10*3/uL", date="2026-11-18"))
+    assert ex.record["labs"]["platelets"] == {"value": "150 10^3/uL", "date": dt.date(2026, 11, 18)}
+    assert "an earlier result" in messages(ex.warnings)
+    assert "not in the series of results" in messages(ex.warnings)

@@ -160,7 +160,10 @@ def test_i10_pregnancy_test_for_women_of_childbearing_potential_only():
     positive = {"pregnancy_test": {"result": "positive", "date": dt.date(2026, 11, 18)}}
     assert status(positive, "I10") == "fail"
     assert status({**positive, "childbearing_potential": False}, "I10") == "pass"
-    assert status({"sex": "male", "contraception_agreed": False}, "I10") == "fail"
+    male = {"sex": "male", "contraception_agreed": False}
+    assert status({**male, "partner_reproductive_potential": True}, "I10") == "fail"
+    assert status({**male, "partner_reproductive_potential": False}, "I10") == "pass"
+    assert status(male, "I10") == "unknown"  # "fertile male patients with fertile partners"
     assert status({"childbearing_potential": False, "contraception_agreed": False}, "I10") == "pass"
 
 

@@ -204,6 +204,48 @@ def test_an_unknown_key_in_a_lab_mapping_is_a_warning():
     assert p.data["labs"]["ast"].uln is None
 
 
+MARKER = "diagnosis:\n  markers:\n    {name}: {{result: positive, date: 2026-11-10}}\n"
+
+
+@pytest.mark.parametrize(("name", "meant"), [("CD2", "CD22"), ("cd2", "CD22"), ("CD91", "CD19")])
+def test_a_marker_one_slip_from_one_the_rules_read_is_a_warning(name, meant):
+    p = patient(MARKER.format(name=name))
+    (warning,) = p.warnings
+    assert name.upper() in warning.message and "no rule reads" in warning.message
+    assert warning.hint.startswith(f"did you mean {meant!r}?")
+    assert warning.position.line == 4
+    # Kept as written: CD2 is a marker of its own, and the file may mean it.
+    assert p.data["diagnosis"]["markers"][name.upper()]["result"] == "positive"
+
+
+@pytest.mark.parametrize("name", ["CD19", "CD22", "cd19", "CD20", "CD10", "CD34", "TdT"])
+def test_a_marker_the_rules_read_or_another_marker_is_no_warning(name):
+    # CD20 and CD10 are one letter *typed wrong* from CD22 and CD19, and are markers of their
+    # own that a file records: only a letter left out, added or swapped is taken for a slip.
+    assert patient(MARKER.format(name=name)).warnings == ()
+
+
+def test_the_marker_names_are_the_ones_the_bundled_rules_read():
+    from screener.core import _vocabulary as v
+    from screener.criteria._catalog import load_rule_sets
+
+    def walk(node):
+        yield node
+        for child in node.children():
+            yield from walk(child)
+
+    read = set()
+    for rule_set in load_rule_sets():
+        for c in rule_set.criteria:
+            for top in [c.check] + [p.check for p in c.parts]:
+                for node in walk(top) if top is not None else ():
+                    for field in node.reads() + node.outer_reads():
+                        if field.startswith("diagnosis.markers."):
+                            read.add(field.split(".")[2])
+    spec = v.BUILTIN.resolve("diagnosis.markers")
+    assert isinstance(spec, v.OpenMap) and set(spec.names) == read == {"CD19", "CD22"}
+
+
 @pytest.mark.parametrize("body", ["", "lvef:\n", "lvef: null\n", "labs: {}\n"])
 def test_a_missing_or_empty_key_stays_absent(body):
     p = patient(body)
@@ -511,7 +553,7 @@ def _criterion(p, trial: str, cid: str):
     return next(c for c in result.criteria if c.id == cid)
 
 
-@pytest.mark.parametrize("name", ["cd19", "Cd19", "CD19", " cD19"])
+@pytest.mark.parametrize("name", ["cd19", "Cd19", "CD19", " cD19", "CD 19", "cd-19", "CD_19"])
 def test_marker_names_are_read_in_any_case(name):
     p = patient(
         "screening_date: 2026-11-20\ndiagnosis:\n  markers:\n"
@@ -593,6 +635,13 @@ def _tki(drug: str, extra: str = ""):
         ("ICLUSIG", 3),
         ("dasatinib", 2),
         ("Imatinib", 1),
+        # as labelled, with their salt or hydrate
+        ("imatinib mesylate", 1),
+        ("Imatinib Mesilate", 1),
+        ("nilotinib hydrochloride monohydrate", 2),
+        ("ponatinib HCl", 3),
+        ("radotinib", 2),
+        ("Supect", 2),
     ],
 )
 def test_tki_brand_names_and_codes_have_their_generation(drug, generation):
@@ -653,10 +702,28 @@ def test_a_bilirubin_just_under_three_times_uln_is_not_printed_as_three():
 
 
 def test_every_lab_declares_a_hard_and_a_soft_range():
+    from screener.core import _units as units
     from screener.core import _vocabulary as v
 
     for name, spec in v.PATIENT.fields["labs"].fields.items():
-        assert spec.hard != (None, None) and spec.soft != (None, None), name
+        # An upper bound on both: a one-sided range missing its top would pass this loop
+        # before, and an extra zero is the commonest slip.
+        assert spec.hard[1] is not None and spec.soft[1] is not None, name
+        if spec.default_uln is None:
+            continue
+        # A lab read as a multiple of its ULN declares where a ULN can lie, on both sides,
+        # and its own default ULN lies there.
+        for bounds in (spec.uln_hard, spec.uln_soft):
+            assert None not in bounds, name
+        low, high = spec.uln_soft
+        default = (
+            units.parse_measure(spec.default_uln, spec.value.kind, spec.value.analyte)
+            if isinstance(spec.value, v.Quantity)
+            else float(spec.default_uln)
+        )
+        assert low <= spec.in_range_unit(default) <= high, name
+    # Where a unit slip would make a low value pass every limit, a low value is impossible.
+    assert v.PATIENT.fields["labs"].fields["creatinine"].hard[0] is not None
 
 
 @pytest.mark.parametrize(
@@ -690,6 +757,96 @@ def test_an_impossible_uln_is_an_error_too():
     assert d.message.startswith(
         "labs.total_bilirubin.uln: total bilirubin ULN 200 mg/dL is not a possible result"
     )
+
+
+@pytest.mark.parametrize(
+    ("lab", "uln", "bound", "hint"),
+    [
+        # An extra zero: no unit makes it plausible.
+        ("ast", "4000 U/L", "above 250 U/L", "check the value and its unit"),
+        ("alt", "400 IU/L", "above 250 U/L", "check the value and its unit"),
+        # µmol/L written as mg/dL.
+        ("total_bilirubin", "20 mg/dL", "above 5 mg/dL", "did you mean µmol/L?"),
+        ("creatinine", "110 mg/dL", "above 5 mg/dL", "did you mean µmol/L?"),
+        ("direct_bilirubin", "5 mg/dL", "above 2 mg/dL", "did you mean µmol/L?"),
+        # mg/dL written as µmol/L.
+        ("creatinine", "1.1 umol/L", "below 0.15 mg/dL = 13.3 µmol/L", "did you mean mg/dL?"),
+        ("inr", "12", "above 5", "check the value and its unit"),
+        ("aptt", "400 s", "above 120 s", "check the value and its unit"),
+    ],
+)
+def test_an_impossible_uln_is_an_error_naming_the_likely_slip(lab, uln, bound, hint):
+    d = only_error(f"labs:\n  {lab}: {{value: 1, uln: {uln}}}\n".replace("value: 1,", _ONE[lab]))
+    assert d.message.startswith(f"labs.{lab}.uln: ")
+    assert f"ULN {uln} is not a possible result ({bound}): a typo or a unit slip" in d.message
+    assert d.hint == hint
+
+
+# A plausible result of each lab, in its range unit.
+_ONE = {
+    "ast": "value: 30 U/L,",
+    "alt": "value: 30 U/L,",
+    "total_bilirubin": "value: 1 mg/dL,",
+    "direct_bilirubin": "value: 0.2 mg/dL,",
+    "creatinine": "value: 0.8 mg/dL,",
+    "inr": "value: 1.0,",
+    "aptt": "value: 30 s,",
+}
+
+
+@pytest.mark.parametrize(
+    ("lab", "uln", "bound"),
+    [
+        ("total_bilirubin", "3 mg/dL", "above 2 mg/dL"),
+        ("ast", "150 U/L", "above 100 U/L"),
+        ("creatinine", "0.2 mg/dL", "below 0.3 mg/dL"),
+        ("aptt", "80 s", "above 60 s"),
+    ],
+)
+def test_an_implausible_uln_is_a_warning_shown_with_its_results(lab, uln, bound):
+    p = patient(f"screening_date: 2026-11-20\nlabs:\n  {lab}: {{{_ONE[lab]} uln: {uln}}}\n")
+    (warning,) = p.warnings
+    assert warning.message.startswith(f"labs.{lab}.uln: ")
+    assert f"ULN {uln} is implausible ({bound})" in warning.message
+    assert p.data["labs"][lab].implausible == f"ULN implausible: {bound}"
+
+
+@pytest.mark.parametrize(
+    ("lab", "uln"),
+    [
+        ("total_bilirubin", "21 umol/L"),
+        ("total_bilirubin", "1.0 mg/dL"),
+        ("direct_bilirubin", "5 umol/L"),
+        ("creatinine", "110 umol/L"),
+        ("creatinine", "0.4 mg/dL"),  # a young child's
+        ("ast", "35 U/L"),
+        ("alt", "56 IU/L"),
+        ("inr", "1.3"),
+        ("aptt", "45 s"),
+    ],
+)
+def test_a_usual_uln_is_quiet(lab, uln):
+    p = patient(f"labs:\n  {lab}: {{{_ONE[lab]} uln: {uln}}}\n")
+    assert p.warnings == ()
+    assert p.data["labs"][lab].implausible == ""
+
+
+def test_a_uln_typo_no_longer_passes_ast_at_a_tenth_of_uln():
+    # Before: "AST 400 U/L = 0.1 × ULN (ULN 4000 U/L) ≤ 3 × ULN", a pass (CNCT19 I8.a).
+    d = only_error("labs:\n  ast: {value: 400 U/L, uln: 4000 U/L}\n")
+    assert "AST ULN 4000 U/L is not a possible result" in d.message
+
+
+@pytest.mark.parametrize(
+    ("written", "hint"), [("1.7 umol/L", "did you mean mg/dL?"), ("0.03 mg/dL", None)]
+)
+def test_a_creatinine_too_low_for_any_patient_is_an_error(written, hint):
+    # 1.7 µmol/L is 0.019 mg/dL: a mg/dL result in the wrong unit, which would pass
+    # Hema-NeoTIL01 I9.c and make a Cockcroft-Gault clearance of thousands of mL/min.
+    d = only_error(f"labs:\n  creatinine: {written}\n")
+    assert "is not a possible result (below 0.05 mg/dL" in d.message
+    if hint:
+        assert d.hint == hint
 
 
 def test_a_unit_slip_hint_never_offers_a_unit_of_the_same_magnitude():
@@ -773,3 +930,24 @@ def test_every_kind_of_field_has_one_reader():
     from screener.reading import _patient
 
     assert set(_patient._READERS) == set(v.KINDS.values())
+
+
+def test_a_stated_generation_that_contradicts_the_reference_warns():
+    p = _tki("imatinib", "    generation: 2\n")
+    assert p.data["therapies"][0]["generation"] == 2  # the record's word stands
+    (warning,) = p.warnings
+    assert "imatinib is a generation-1 TKI in the reference data, and the record says 2" in (
+        warning.message
+    )
+
+
+def test_salt_names_count_as_one_drug_with_the_generic():
+    p = _tki("imatinib mesylate")
+    assert p.data["therapies"][0]["generic"] == "imatinib"
+
+
+def test_a_hyphen_that_is_part_of_a_marker_name_stays():
+    p = patient(
+        "diagnosis:\n  markers:\n    HLA-DR: {result: positive, specimen: BM, date: 2026-11-01}\n"
+    )
+    assert "HLA-DR" in p.data["diagnosis"]["markers"]

@@ -268,9 +268,8 @@ def surrogate_cohort(folder: Path) -> Path:
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_lone_surrogate_in_fhir_text_is_screened_in_a_batch_in_every_format(tmp_path, fmt, jobs):
     folder = surrogate_cohort(tmp_path / "cohort")
-    run = screener_cli(
-        "check", str(folder), "-f", fmt, "-j", jobs, "--each", "--as-of", "2026-11-20"
-    )
+    each = ["--each"] if fmt != "html" else []  # (for HTML, --each writes files beside -o)
+    run = screener_cli("check", str(folder), "-f", fmt, "-j", jobs, *each, "--as-of", "2026-11-20")
     not_a_bug(run)
     assert run.returncode == 0, run.stderr
     text = run.stdout.decode("utf-8")  # strict
@@ -682,9 +681,11 @@ def test_a_rule_file_named_yml_is_loaded_not_skipped(tmp_path):
         ("{field: lvef, ge: 500 %}", "threshold for LVEF cannot be 500 %: LVEF is 0–100 %"),
         ("{field: age, ge: 500 years}", "cannot be 500 years: age is 0–130 years"),
         ("{field: age, lt: 0 years}", "lt 0 years holds for no age"),
-        ("{field: labs.creatinine, le: 0 mg/dL}", "holds only for exactly 0 mg/dL"),
-        ("{field: labs.creatinine, le: 0 umol/L}", "holds only for exactly 0 umol/L"),
-        ("{field: labs.creatinine, ge: 50 mg/dL}", "creatinine is 0–40 mg/dL"),
+        # (creatinine's hard range starts at 0.05 mg/dL: 0 is below it, in any unit)
+        ("{field: labs.creatinine, le: 0 mg/dL}", "cannot be 0 mg/dL: creatinine is 0.05–40"),
+        ("{field: labs.creatinine, le: 0 umol/L}", "cannot be 0 umol/L: creatinine is 0.05–40"),
+        ("{field: labs.creatinine, ge: 50 mg/dL}", "creatinine is 0.05–40 mg/dL"),
+        ("{field: lvef, le: 0 %}", "le 0 % holds only for exactly 0 %"),
         ("{field: dyspnea_grade, gt: 5}", "gt 5 holds for no"),
     ],
 )
@@ -701,7 +702,8 @@ def test_a_threshold_that_cannot_be_meant_is_an_error(check, message):
         "{field: ecog, ge: 4}",
         "{field: age, ge: 0 years}",
         "{field: lvef, lt: 100 %}",
-        "{field: labs.creatinine, gt: 0 mg/dL}",
+        "{field: labs.creatinine, gt: 0.1 mg/dL}",
+        "{field: lvef, gt: 0 %}",
         "{field: age, lt: 130 years}",
     ],
 )

@@ -583,8 +583,16 @@ MENTIONS = "{exists: therapies, where: {field: target, mentions: CD22}}"
         ("cd22", Status.FAIL),
         ("CD19/CD22", Status.FAIL),
         ("anti-CD22 scFv", Status.FAIL),
+        # Marker lists written short name every marker: a bispecific's target.
+        ("CD19/22", Status.FAIL),
+        ("CD19 / 22", Status.FAIL),
+        ("CD19CD22", Status.FAIL),
+        ("CD19/20/22", Status.FAIL),
         ("CD19", Status.PASS),
         ("CD220", Status.PASS),
+        ("CD19/20", Status.PASS),
+        ("CD19 22", Status.PASS),  # no slash: not the shorthand
+        ("day 1/22", Status.PASS),  # a number after a number is not a marker
     ],
 )
 def test_mentions_finds_a_whole_word_in_any_case(target, status):

@@ -5,13 +5,17 @@ Each status below is worked out by hand from the dates and values in the test.""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from screener import parse_patient, parse_rule_set, screen
 from screener.core._errors import PatientError, RuleSetError
 from screener.screening._reuse import ResultCache
+from screener.testing import patient_from, patients
 
 RULE = """\
 trial: NCT09999999
@@ -414,3 +418,151 @@ def test_an_anchor_that_cannot_be_meant_is_an_error(tmp_path: Path, vocabulary, 
         load_rule_sets(_folder(tmp_path, vocabulary))
     assert message in caught.value.diagnostic.message
     assert caught.value.diagnostic.file.endswith("vocabulary.yaml")
+
+
+# ------------------------------------------------------------- what a series does not hold
+
+
+def test_a_value_computed_from_the_latest_inputs_has_no_series():
+    message = _rule_error(
+        "{field: labs.egfr, ge: 60 mL/min/1.73m2, worst: {within: 7 days, before: screening}}"
+    )
+    assert "computed from the latest of its inputs" in message
+
+
+def test_a_stand_in_is_read_as_a_series_only_from_measured_results():
+    check = "{field: labs.anc, ge: 1.0 x10^9/L, worst: {within: 14 days, before: screening}}"
+    measured = HEAD + (
+        "labs:\n  anc:\n"
+        "    - {value: 0.4 x10^9/L, date: 2026-02-20}\n"
+        "    - {value: 1.5 x10^9/L, date: 2026-02-28}\n"
+    )
+    assert _status(check, measured) == "fail"  # 0.4 in the window
+    # From the differential, the count is made of the latest white count only: not a
+    # series, so it cannot show that every count in the window met the limit.
+    derived = HEAD + (
+        "labs:\n"
+        "  wbc: [{value: 1.0 x10^9/L, date: 2026-02-20}, {value: 3.0 x10^9/L, date: 2026-02-28}]\n"
+        "  neutrophils_percent: {value: 50 %, date: 2026-02-28}\n"
+    )
+    result = _result(check, derived)
+    assert result.status.value == "unknown" and result.missing == ("labs.anc",)
+    assert "no measured result recorded" in result.reason
+
+
+def test_max_age_leaves_out_earlier_results_older_than_it():
+    from screener.core._units import DURATION, parse_measure
+    from screener.screening._engine import screen_patient
+
+    rule_set = parse_rule_set(
+        RULE.replace(
+            "CHECK",
+            "{field: labs.platelets, ge: 50 x10^9/L, worst: {within: 30 days, before: screening}}",
+        ),
+        "NCT09999999.yaml",
+    )
+    patient = parse_patient(HEAD + PLATELETS, "p.yaml")
+    # 45 on 18 February fails it; --max-age 10 days leaves only 24 and 28 February.
+    (plain,) = screen_patient(patient, [rule_set]).trials
+    (recent,) = screen_patient(
+        patient, [rule_set], max_age=parse_measure("10 days", DURATION)
+    ).trials
+    assert (plain.criteria[0].status.value, recent.criteria[0].status.value) == ("fail", "pass")
+
+
+def test_an_occasion_is_a_day():
+    text = HEAD + (
+        "labs:\n  platelets:\n"
+        "    - {value: 60 x10^9/L, date: 2026-02-28}\n"
+        "    - {value: 65 x10^9/L, date: 2026-02-28}\n"
+    )
+    check = "{field: labs.platelets, ge: 50 x10^9/L, occasions: {times: 2, within: 14 days, before: screening}}"
+    result = _result(check, text)
+    assert result.status.value == "unknown" and "1 of the 2 days needed" in result.reason
+
+
+def test_a_result_after_screening_is_said_to_be_after_it():
+    text = HEAD + (
+        "labs:\n  platelets:\n"
+        "    - {value: 60 x10^9/L, date: 2026-02-28}\n"
+        "    - {value: 45 x10^9/L, date: 2026-03-04}\n"
+    )
+    result = _result(
+        "{field: labs.platelets, ge: 50 x10^9/L, worst: {within: 7 days, before: screening}}", text
+    )
+    assert result.status.value == "fail"
+    assert "within 7 days before screening (or after it)" in result.reason
+
+
+def test_an_earlier_result_without_a_uln_is_named_by_its_date():
+    # Platelets have no default ULN: the earlier result's multiple cannot be had.
+    text = HEAD + (
+        "labs:\n  platelets:\n"
+        "    - {value: 300 x10^9/L, date: 2026-02-25}\n"
+        "    - {value: 310 x10^9/L, uln: 400 x10^9/L, date: 2026-03-01}\n"
+    )
+    result = _result(
+        "{field: labs.platelets, le: 1 x ULN, worst: {within: 7 days, before: screening}}", text
+    )
+    assert result.status.value == "unknown"
+    assert "the result of 2026-02-25: platelets has no ULN" in result.reason
+
+
+def test_first_and_screening_are_not_anchor_names(tmp_path: Path):
+    from screener.criteria._catalog import load_rule_sets
+
+    with pytest.raises(RuleSetError) as caught:
+        load_rule_sets(
+            _folder(tmp_path, "fields:\n  reinfusion_date: {kind: date, label: r, anchor: first}\n")
+        )
+    assert "an anchor is a name" in caught.value.diagnostic.message
+
+
+# ------------------------------------------------------------ result reuse over the series
+
+SERIES_RULES = RULE.replace(
+    "    check: CHECK\n",
+    "    check:\n      all:\n"
+    "        - {field: labs.creatinine, le: 1.5 x ULN, worst: {within: 30 days, before: screening}}\n"
+    "        - {field: labs.ast, le: 3 x ULN, occasions: {times: 2, within: 60 days, before: lymphodepletion}}\n"
+    "        - {field: labs.alt, lt: 50 %, change: {since: first, relative: true}}\n"
+    "        - {field: labs.total_bilirubin, le: 0.5 mg/dL, change: {since: treatment_start}}\n"
+    "        - {field: labs.creatinine, le: 2 x ULN, fresh: {within: 14 days, before: infusion}}\n",
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            patients(missing=0.1),
+            st.dictionaries(
+                st.sampled_from(["lymphodepletion_date", "treatment_start_date", "infusion_date"]),
+                st.dates(dt.date(2023, 6, 1), dt.date(2028, 6, 1)),
+            ),
+        ),
+        min_size=2,
+        max_size=5,
+    )
+)
+def test_reusing_series_results_changes_nothing(records):
+    from screener.screening._engine import facts_of, screen_patient
+    from screener.screening._reuse import inputs as tree_inputs
+
+    rule_set = parse_rule_set(SERIES_RULES, "NCT09999999.yaml")
+    loaded = []
+    for record, dates in records:
+        # Anchors come on or after screening, as the vocabulary says of them.
+        on = record["screening_date"]
+        loaded.append(patient_from({**record, **{k: max(d, on) for k, d in dates.items()}}))
+    cache = ResultCache()
+    reused = [screen_patient(p, [rule_set], cache=cache) for p in loaded]
+    assert reused == [screen_patient(p, [rule_set]) for p in loaded]
+    (criterion,) = rule_set.criteria
+    fields, _ = tree_inputs([criterion.check])
+    for patient in loaded:
+        scope = facts_of(patient)
+        scope.trace = set()
+        criterion.check.evaluate(scope)
+        assert scope.trace - {"(as of)"} <= set(fields)

@@ -461,8 +461,47 @@ def test_a_unit_hint_never_changes_the_magnitude(written):
 
 
 @pytest.mark.parametrize(
+    ("written", "hint"),
+    [
+        # Micro however spelt, misspelt after it, or plural: µmol/L, never mmol/L.
+        ("micromols/L", "µmol/L"),
+        ("mikromol/L", "µmol/L"),
+        ("mikromol/l", "µmol/L"),
+        ("mcmmol/L", "µmol/L"),
+        ("umo/L", "µmol/L"),
+        ("micrmol/L", "µmol/L"),
+        ("umol/litres", "µmol/L"),
+        # Molar concentration: µM is µmol/L, mM mmol/L (never metres or centimetres).
+        ("µM", "µmol/L"),
+        ("uM", "µmol/L"),
+        ("mcM", "µmol/L"),
+        ("mM", "mmol/L"),
+        # No accepted unit of that size and kind: no hint rather than a wrong one.
+        ("nM", None),
+        ("ugg/L", None),
+        ("ug/L", None),
+        ("umol/dL", None),
+        ("mcmol/dL", None),
+    ],
+)
+def test_a_hint_keeps_the_magnitude_and_the_dimension(written, hint):
+    # Before: micromols/L, mikromol/L and mcmmol/L were offered 'mmol/L' (a thousandfold
+    # off), µM and uM 'm' (metres) and mcM 'cm', for a bilirubin.
+    with pytest.raises(UnitError) as caught:
+        u.parse_measure(f"97 {written}", u.CONCENTRATION, BILIRUBIN)
+    assert caught.value.hint == (f"did you mean {hint!r}?" if hint else None)
+
+
+@pytest.mark.parametrize(("written", "kind"), [("µM", "length"), ("mM", "length"), ("uM", "mass")])
+def test_a_hint_is_of_the_fields_kind(written, kind):
+    with pytest.raises(UnitError) as caught:
+        u.parse_measure(f"3 {written}", u.KINDS[kind])
+    assert caught.value.hint is None
+
+
+@pytest.mark.parametrize(
     ("written", "meant"),
-    [("mgdl", "mg/dL"), ("mg/dLL", "mg/dL"), ("wekes", "weeks"), ("kgs", "kg")],
+    [("mgdl", "mg/dL"), ("mg/dLL", "mg/dL"), ("wekes", "weeks"), ("kgs", "kg"), ("UI/L", "U/L")],
 )
 def test_a_misspelt_unit_still_gets_a_hint(written, meant):
     with pytest.raises(UnitError) as caught:

@@ -52,14 +52,14 @@ def test_the_builtin_file_has_no_key_twice():
 @pytest.mark.parametrize(
     "field, title",
     [
-        ("labs.ast", "blood chemistry (with the laboratory's upper limits of normal)"),
-        ("labs.ast.uln", "blood chemistry (with the laboratory's upper limits of normal)"),
-        ("labs.cockcroft_gault", "blood chemistry (with the laboratory's upper limits of normal)"),
+        ("labs.ast", "blood chemistry, with the laboratory's upper limits of normal"),
+        ("labs.ast.uln", "blood chemistry, with the laboratory's upper limits of normal"),
+        ("labs.cockcroft_gault", "blood chemistry, with the laboratory's upper limits of normal"),
+        ("labs.platelets", "blood count"),
         ("labs.inr.uln", "coagulation"),
         (
             "diagnosis.markers.CD19.date",
-            "{markers} by flow cytometry on bone marrow or peripheral "
-            "blood: result, specimen and date",
+            "{markers} by flow cytometry (bone marrow or blood): result, specimen, date",
         ),
         ("diagnosis.markers", "diagnosis"),
         ("diagnosis.status", "diagnosis"),
@@ -310,6 +310,23 @@ def test_an_extension_kind_key_is_checked_with_a_hint(rules: Path):
     d = _error(rules, ("vocabulary.yaml", text)).diagnostic
     assert "unknown key 'hardd' for a lab field" in d.message and d.hint == "did you mean 'hard'?"
     assert d.position.line == 6
+
+
+def test_a_default_uln_outside_its_own_uln_range_is_an_error(rules: Path):
+    text = (
+        "fields:\n  labs.ck:\n    kind: lab\n    label: CK\n    unit: enzyme\n"
+        "    range_unit: U/L\n    hard: [null, 100000]\n    uln_hard: [20, 1000]\n"
+        "    uln_soft: [50, 400]\n    default_uln: 4000 U/L\n    uln_source: ck\n"
+        "sources:\n  ck: a test\n"
+    )
+    d = _error(rules, ("vocabulary.yaml", text)).diagnostic
+    assert "default ULN '4000 U/L' lies outside uln_soft [50, 400]" in d.message
+
+
+def test_a_uln_range_needs_its_unit(rules: Path):
+    text = "fields:\n  labs.ck:\n    kind: lab\n    label: CK\n    unit: enzyme\n    uln_hard: [1, 9]\n"
+    d = _error(rules, ("vocabulary.yaml", text)).diagnostic
+    assert "uln_hard needs range_unit" in d.message
 
 
 # ========================================================= fields r/r B-ALL trials ask for

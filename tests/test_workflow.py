@@ -223,7 +223,7 @@ def test_verbose_adds_source_text_and_notes():
 def test_todo_groups_missing_data_and_investigator_items():
     out = run("check", str(BASELINE), "-t", "NCT06559644").stdout
     assert "to ask the patient or find in the chart" in out and "conditions" in out
-    assert "for the investigator" in out and "Hema-NeoTIL01: I12 E9 E16" in out
+    assert "for the investigator" in out and "Hema-NeoTIL01 I12 E9 E16" in out
 
 
 def test_trials_command_lists_products_and_caveats():
@@ -420,14 +420,15 @@ def test_a_directory_shows_the_summary_alone_unless_each(cohort: Path, fmt: str)
     each = run("check", str(cohort), "-f", fmt, "--each")
     assert alone.exit_code == each.exit_code == 1
     assert "Cohort summary" in alone.stdout and "Cohort summary" in each.stdout
-    # A per-patient report names where its as-of date came from and ends with its to-do list.
-    assert "the file's screening_date" not in alone.stdout and "To do" not in alone.stdout
-    assert "the file's screening_date" in each.stdout and "To do" in each.stdout
+    # A per-patient report has a legend under its verdicts and a to-do list.
+    legend = "✔ pass  ✘ fail"
+    assert legend not in alone.stdout and "To do" not in alone.stdout
+    assert legend in each.stdout and "To do" in each.stdout
     # The bad file is still explained, not just named.
     assert "did not find expected node content" in alone.stdout
     # Files named one by one keep their reports.
     named = run("check", str(cohort / "a.yaml"), str(cohort / "d.yaml"), "-f", fmt)
-    assert "the file's screening_date" in named.stdout and "Cohort summary" in named.stdout
+    assert legend in named.stdout and "Cohort summary" in named.stdout
 
 
 def _patient(folder: Path, name: str, patient_id: str, source: Path = BASELINE) -> None:
@@ -443,25 +444,39 @@ def test_matrix_is_in_patient_id_order_and_warns_of_a_duplicated_id(tmp_path: Pa
     _patient(tmp_path, "b.yaml", "PT-ALPHA")
     _patient(tmp_path, "c.yaml", "PT-MIKE")
     _patient(tmp_path, "d.yaml", "PT-ALPHA")
+    _patient(tmp_path, "e.yaml", "PT-10")
+    _patient(tmp_path, "f.yaml", "PT-2")
     out = runner.invoke(app, ["check", str(tmp_path), "-f", fmt], env={"COLUMNS": "200"}).stdout
-    matrix = out.split("Cohort summary", 1)[1]
-    positions = [matrix.index(p) for p in ("PT-ALPHA", "PT-MIKE", "PT-ZULU")]
+    matrix = out.split("Cohort summary", 1)[1].split("patients screened", 1)[1]
+    # numbers by their value: PT-2 before PT-10, as a coordinator counts
+    positions = [matrix.index(p) for p in ("PT-2 ", "PT-10", "PT-ALPHA", "PT-MIKE", "PT-ZULU")]
     assert positions == sorted(positions)
     assert (
         f"patient id PT-ALPHA appears in 2 files: {tmp_path / 'b.yaml'}, {tmp_path / 'd.yaml'}"
     ) in out
     assert "PT-MIKE appears" not in out
+    assert "5 patients screened in 6 files" in out  # ids, not files, are patients
+    if fmt == "markdown":
+        # The warning is a quote; a blank line ends it, or the next line is read into it.
+        quote = next(i for i, line in enumerate(out.splitlines()) if line.startswith("> "))
+        assert out.splitlines()[quote + 1] == ""
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["table", "markdown"])
 def test_summary_marks_trials_with_caveats_and_names_criteria(fmt: str):
-    out = runner.invoke(app, ["check", str(EXAMPLES), "-f", fmt], env={"COLUMNS": "200"}).stdout
+    out = runner.invoke(
+        app, ["check", str(EXAMPLES), "-f", fmt, "--each"], env={"COLUMNS": "200"}
+    ).stdout
     matrix, rest = out.split("Cohort summary", 1)[1].split("ineligible", 1)
-    # Every trial but NCT06559644 carries a caveat: its header is marked, and the note says why.
-    assert re.search(r"HY004\)? †", matrix) and not re.search(r"Hema-NeoTIL01\)? †", matrix)
-    assert "† NCT06009107: Registry status is withdrawn" in rest
-    assert "† NCT05571540: Eligibility criteria are not published" in rest
+    # Every trial but NCT06559644 carries a caveat: a withdrawn registration (HY004) and
+    # unpublished criteria (LstCAR019) are marked ‡, a note on the source †, and the notes
+    # under the matrix say why, each with its own mark.
+    assert re.search(r"HY004\)? ‡", matrix) and re.search(r"LstCAR019\)? ‡", matrix)
+    assert re.search(r"CNCT19\)? †", matrix) and not re.search(r"Hema-NeoTIL01\)? [†‡]", matrix)
+    assert "‡ NCT06009107: Registry status is withdrawn" in rest
+    assert "‡ NCT05571540: Eligibility criteria are not published" in rest
+    assert "† NCT04684147: Incomplete source" in rest
     # Attrition and closest-to-eligible name each criterion by id and label ...
     assert "E10 Prior CAR-T therapy" in rest
     closest = rest.split("losest to eligible", 1)[1]
@@ -512,3 +527,31 @@ def test_the_cohort_matrix_fits_80_columns_with_seven_trials():
         assert trial in matrix
     wide = runner.invoke(app, ["check", str(EXAMPLES)], env={"COLUMNS": "200"}).stdout
     assert "ineligible" in wide.split("Cohort summary", 1)[1].split("attrition", 1)[0]
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_the_summary_of_the_examples_is_one_screen_at_80_columns(fmt: str):
+    """The summary alone, for the 23 examples at 80 columns: the matrix, the caveats that
+    make a verdict meaningless in full, per trial the criteria that exclude the most, and a
+    few patients closest to eligible; --each (or the HTML page) has all of it."""
+    patients = len(list(EXAMPLES.glob("*.yaml")))
+    out = runner.invoke(app, ["check", str(EXAMPLES), "-f", fmt], env={"COLUMNS": "80"}).stdout
+    full = runner.invoke(
+        app, ["check", str(EXAMPLES), "-f", fmt, "--each"], env={"COLUMNS": "80"}
+    ).stdout
+    summary = full.split("Cohort summary", 1)[1]
+    # 71 lines for the table (308 when it listed every closest patient and attrition row)
+    assert len(out.splitlines()) <= patients + 50, len(out.splitlines())
+    assert "‡ NCT06009107: Registry status is withdrawn" in out
+    assert "Incomplete source" not in out and "Incomplete source" in summary
+    assert "a note on the source" in out
+    # each trial's two criteria that exclude the most, and how many more there are
+    assert "I4 Age 3 to 18 years" in out and "I8 CD19-positive leukemia" not in out
+    assert re.search(r"\(\d+ more: `?--each`?", out)
+    assert "I8 CD19-positive leukemia" in summary
+    # five of those closest to eligible, each blocker once; every one of them in full
+    total = len(re.findall(r"\n\|? ?PT-\d{4}", summary.split("losest to eligible", 1)[1]))
+    assert total > 20 and (f"5 of {total}" in out or f"{total} patient–trial pairs" in out)
+    closest = out.split("losest to eligible", 1)[1]
+    rows = re.findall(r"^\|? ?(PT-\d{4})", closest, re.MULTILINE)
+    assert len(rows) == 5

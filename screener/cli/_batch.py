@@ -244,8 +244,11 @@ def with_cache(render: Render | None, cache: ResultCache) -> Render | None:
     encoded for an earlier patient (reports.reusing)."""
     if render is None:
         return None
+    from screener.reports._log import LogRender
     from screener.reports._report import reusing as bind
 
+    if isinstance(render, LogRender):  # a logged run's: the renderer inside it reuses
+        return LogRender(bind(render.render, cache) or render.render)
     return bind(render, cache)
 
 
@@ -271,6 +274,9 @@ class Done:
     failed: bool
     record: Record | None
     data: bytes
+    # The input's digest where it is not a file of its own (a patient of a bulk export:
+    # its NDJSON lines), for the screening log; None: the log digests the file itself.
+    digest: str | None = None
 
     @property
     def text(self) -> str:

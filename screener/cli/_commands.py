@@ -5,8 +5,8 @@ Exit statuses (also in the README):
     0  every input was screened, whatever the verdicts
     1  at least one input could not be read or screened (the others were reported)
     2  usage error: an unknown option, a bad --as-of date, an unknown --trial, an --output
-       that is one of the inputs, a --log that is not a screening log or comes from a newer
-       screener
+       that is one of the inputs or the --log, a --log that is not a screening log or comes
+       from a newer screener
     3  a rule set is broken: nothing was screened
     4  internal error (a bug): rerun with SCREENER_DEBUG=1 (or check --debug) for the traceback
     5  the output cannot be written (a missing or read-only directory, a full disk, a closed
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -70,6 +71,10 @@ class _Commands(typer.core.TyperGroup):
                     raise
                 _io_failure(exc, None)
 
+
+# The site's screening log, so that no run goes unlogged for want of --log: check appends
+# to it (unless --no-log), changes and log read it.
+LOG_ENV = "SCREENER_LOG"
 
 app = typer.Typer(
     name="screener",
@@ -281,8 +286,19 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+ExcelOption = Annotated[
+    bool,
+    typer.Option(
+        "--excel",
+        help="CSV for spreadsheets: start with a UTF-8 byte-order mark, so Excel "
+        "reads ≤ and × as written.",
+    ),
+]
+
+
 @app.command()
 def check(
+    context: typer.Context,
     paths: Annotated[
         list[str],
         typer.Argument(
@@ -342,30 +358,31 @@ def check(
             "patient is already ineligible for would still need.",
         ),
     ] = False,
-    excel: Annotated[
-        bool,
-        typer.Option(
-            "--excel",
-            help="CSV for spreadsheets: start with a UTF-8 byte-order mark, so Excel "
-            "reads ≤ and × as written.",
-        ),
-    ] = False,
+    excel: ExcelOption = False,
     each: Annotated[
         bool,
         typer.Option(
             "--each",
             help="For a directory (table, Markdown): every patient's report before the "
-            "cohort summary, not the summary alone.",
+            "cohort summary, and the summary in full. HTML: each patient's checklist "
+            "beside the --output page, linked from its row.",
         ),
     ] = False,
     log: Annotated[
         Path | None,
         typer.Option(
             "--log",
+            envvar=LOG_ENV,
             help="Append this run to a screening log (SQLite; created if missing): "
             "every patient, verdict and criterion, all or nothing.",
         ),
     ] = None,
+    no_log: Annotated[
+        bool,
+        typer.Option(
+            "--no-log", help=f"Do not log this run, though {LOG_ENV} names a screening log."
+        ),
+    ] = False,
     rules: Annotated[
         Path | None, typer.Option(help="Directory of rule sets to use instead of the bundled ones.")
     ] = None,
@@ -390,6 +407,10 @@ def check(
         raise typer.BadParameter(
             "--engine dask needs --scheduler ADDRESS", param_hint="--scheduler"
         )
+    if no_log:
+        if log is not None and not _from_environment(context, "log"):
+            raise typer.BadParameter("--log and --no-log contradict each other", param_hint="--log")
+        log = None
     try:
         if excel and format is not Format.csv:
             raise typer.BadParameter("--excel is for --format csv", param_hint="--excel")
@@ -484,10 +505,11 @@ def _check(
     engine: str = "local",
     scheduler: str | None = None,
 ) -> Exit:
-    from screener.cli._batch import Export, expand, process_cache, with_cache
+    from screener.cli._batch import Export, expand
     from screener.cli._engines import run_all
-    from screener.cli._output import atomic_output, utf8_writer
+    from screener.cli._output import atomic_output, refuse_the_log, utf8_writer
     from screener.criteria._catalog import files_read, select, vocabulary_of
+    from screener.reports._log import LogRender, file_digest, unpack
     from screener.reports._report import (
         asks_of,
         csv_header,
@@ -537,17 +559,27 @@ def _check(
         Format.csv: csv_rows,
     }
     render = renderers.get(fmt, entry if summary_only else None)
+    # The cohort page with --each: each patient's checklist beside it, linked from its row.
+    pages = fmt is Format.html and not checklist and each
+    if pages:
+        from screener.reports._htmlreport import WithChecklist, checklist_name, unpack_checklist
+
+        beside = _beside(output)
+        render = WithChecklist(dt.datetime.now(dt.UTC))
+        taken = {beside.name.lower()}  # the page's own name is not a checklist's
+        links: dict[str, str] = {}
+    # Before the log is opened (and perhaps created): an output over it is refused.
+    refuse_the_log(output, log)
     recorder = _recorder(log, rule_sets, given) if log is not None else None
-    # With a log, records are rendered here, reusing what this process screened (one job).
-    logged = with_cache(render, process_cache()) if recorder is not None else None
+    # With a log, a worker that renders a record also makes the log's rows of it, and sends
+    # those instead of the whole record; an output made from records gets them whole.
+    shipped = LogRender(render) if recorder is not None and render is not None else render
     # (no bar for an export: its number of patients is known only once it is indexed)
     progress = None if any(isinstance(e, Export) for e in entries) else _progress(len(entries))
     # The log is appended after the output file is in place, and not at all if the run
     # stops early: the recorder's exit commits or drops the run (log.Recorder).
-    with (
-        recorder or contextlib.nullcontext(),
-        atomic_output(output, _inputs(entries) + rule_files) as stream,
-    ):
+    inputs = _inputs(entries) + rule_files + ([log] if log else [])
+    with recorder or contextlib.nullcontext(), atomic_output(output, inputs) as stream:
         # Only tables need rich's console: JSON and the other formats start without it.
         out = _table_console(stream) if fmt is Format.table else None
         task = progress.add_task("screening", total=len(entries)) if progress else None
@@ -565,7 +597,7 @@ def _check(
                     as_of,
                     max_age,
                     jobs,
-                    None if recorder else render,
+                    shipped,
                     known,
                     engine,
                     scheduler,
@@ -574,11 +606,23 @@ def _check(
                 failed |= done.failed
                 record, data = done.record, done.data
                 if recorder is not None:
-                    # The log needs whole records, so they come back unrendered.
-                    record, data = recorder.add(record, logged)
+                    if record is None:  # rendered by LogRender, where it was screened
+                        rows, data = unpack(data)
+                        recorder.stage(rows, done.digest or file_digest(done.file))
+                    else:
+                        recorder.add(record, done.digest)
                 if record is not None:
                     cohort.add(record)
-                if summary_only:
+                if pages:
+                    data, text = unpack_checklist(data)
+                    item = json.loads(data)
+                    cohort.add_entry(item)
+                    if text:  # each written whole, as any output; never over an input
+                        name = checklist_name(item["patient"], taken)
+                        with atomic_output(beside.parent / name, inputs) as page_stream:
+                            page_stream.write(text)
+                        links[item["file"]] = name
+                elif summary_only:
                     cohort.add_entry(data)
                 elif out is not None:
                     assert record is not None  # a table is made from the record, unrendered
@@ -613,11 +657,12 @@ def _check(
         elif fmt is Format.html and not checklist:  # the cohort page
             from screener.reports._htmlreport import page
 
-            stream.write(page(cohort))
+            stream.write(page(cohort, links if pages else None))
         elif (summary_only or many) and out is not None:
-            render_cohort(out, cohort)
+            # after every report (--each): the whole summary; alone, one screen of it
+            render_cohort(out, cohort, full=not summary_only)
         elif (summary_only or many) and fmt is Format.markdown:
-            stream.write(cohort_markdown(cohort))
+            stream.write(cohort_markdown(cohort, full=not summary_only))
     return Exit.INPUT_ERROR if failed else Exit.OK
 
 
@@ -633,6 +678,18 @@ def _inputs(entries: Iterable[object]) -> list[str]:
             with contextlib.suppress(OSError):  # unreadable: its error record says so
                 found += [e.path for e in os.scandir(entry.folder)]
     return found
+
+
+def _beside(output: Path | None) -> Path:
+    """The cohort page's --output, beside which --each writes the checklists; exit 2 if
+    there is no such file (standard output, a FIFO or a device has no folder to share)."""
+    if output is None or str(output) == "-" or (output.exists() and not output.is_file()):
+        raise typer.BadParameter(
+            "--each with --format html writes each patient's checklist beside the cohort "
+            "page: give --output FILE (e.g. -o out/cohort.html)",
+            param_hint="--each",
+        )
+    return output
 
 
 def _html(record: Record) -> str:
@@ -658,14 +715,15 @@ def _recorder(log: Path, rule_sets: list[RuleSet], given: tuple[str | None, ...]
     from screener.criteria._rules import rules_digest
     from screener.reports._log import LogError, Recorder, RunInfo
 
-    # The digest every JSON record of the run carries too: one name, one value.
-    digest = rules_digest(tuple((r.trial, r.digest) for r in rule_sets))
+    # The digests every JSON record of the run carries too: one name, one value.
+    versions = tuple((r.trial, r.digest) for r in rule_sets)
     info = RunInfo(
         tool_version=__version__,
-        rules_digest=digest,
+        rules_digest=rules_digest(versions),
         as_of=given[0],
         max_age=given[1],
         trials=tuple(r.trial for r in rule_sets),
+        versions=versions,
     )
     try:
         return Recorder(log, info)
@@ -1081,6 +1139,12 @@ def import_bundle(
         _io_failure(exc, output)
 
 
+def _from_environment(context: typer.Context, name: str) -> bool:
+    """Whether the command's parameter `name` came from its environment variable."""
+    source = context.get_parameter_source(name)
+    return source is not None and source.name == "ENVIRONMENT"
+
+
 class LogFormat(str, Enum):
     table = "table"
     json = "json"
@@ -1090,7 +1154,10 @@ class LogFormat(str, Enum):
 LogOption = Annotated[
     Path,
     typer.Option(
-        "--log", help="The screening log (SQLite) that check --log wrote.", show_default=False
+        "--log",
+        envvar=LOG_ENV,
+        help="The screening log (SQLite) that check --log wrote.",
+        show_default=False,
     ),
 ]
 LogFormatOption = Annotated[LogFormat, typer.Option("--format", "-f", help="Output format.")]
@@ -1107,16 +1174,54 @@ T = TypeVar("T")
 
 def _read_log(log: Path, read: Callable[[sqlite3.Connection], T]) -> T:
     """What `read(connection)` returns from the log, or exit 1 with why it cannot be read."""
+    with _opened_log(log) as db:
+        return read(db)
+
+
+@contextlib.contextmanager
+def _opened_log(log: Path) -> Iterator[sqlite3.Connection]:
+    """The log, open to read while the block runs, or exit 1 with why it cannot be."""
     from screener.reports._log import LogError, open_log
 
     try:
         db = open_log(log, create=False)
-        try:
-            return read(db)
-        finally:
-            db.close()
     except LogError as exc:
         _fail(str(exc), Exit.INPUT_ERROR)
+    try:
+        yield db
+    except LogError as exc:
+        _fail(str(exc), Exit.INPUT_ERROR)
+    finally:
+        db.close()
+
+
+@contextlib.contextmanager
+def _log_report(output: Path | None, log: Path, excel: bool = False) -> Iterator[TextIO]:
+    """Where `changes` and `log` write: standard output or an --output file (atomically),
+    never the log they read (exit 2, as for an output that is an input); an I/O error is
+    exit 5. `excel`: the CSV starts with a byte-order mark, as check's does."""
+    from screener.cli._output import atomic_output
+
+    try:
+        with atomic_output(output, [log]) as stream:
+            if excel:
+                stream.write("\ufeff")
+            yield stream
+    except OSError as exc:
+        _io_failure(exc, output)
+
+
+def _refuse_log_options(output: Path | None, log: Path, excel: bool, fmt: LogFormat) -> None:
+    """Exit 2 before anything is read if --output names the log, or --excel is asked for
+    anything but CSV."""
+    from screener.cli._output import OutputError, refuse_the_log
+
+    if excel and fmt is not LogFormat.csv:
+        raise typer.BadParameter("--excel is for --format csv", param_hint="--excel")
+    try:
+        refuse_the_log(output, log)
+    except OutputError as exc:
+        _fail(str(exc), Exit.USAGE)
 
 
 @app.command()
@@ -1124,24 +1229,33 @@ def changes(
     log: LogOption,
     run: Annotated[
         int | None,
+        typer.Option("--run", help="The run whose changes to show (default: the latest)."),
+    ] = None,
+    against: Annotated[
+        int | None,
         typer.Option(
-            "--run", help="Compare this run (default: the latest) with the one before it."
+            "--against",
+            help="Compare every patient with their screening in this run (default: each "
+            "patient with their own latest earlier screening).",
         ),
     ] = None,
     format: LogFormatOption = LogFormat.table,
     output: LogOutput = None,
+    excel: ExcelOption = False,
 ) -> None:
-    """What changed since the previous run in a screening log: per patient and trial, the
-    verdict and each criterion that moved, with old and new status and reason.
+    """What changed since each patient was last screened, from a screening log.
+
+    Per patient and trial: the verdict and each criterion that moved, with old and new
+    status and reason.
 
     Example: screener changes --log screening.db
     """
-    from screener.cli._output import atomic_output
     from screener.reports import _log as screening_log
     from screener.reports._logview import changes_csv, changes_json, render_changes
 
-    data = _read_log(log, lambda db: screening_log.changes(db, run))
-    with atomic_output(output) as stream:
+    _refuse_log_options(output, log, excel, format)
+    data = _read_log(log, lambda db: screening_log.changes(db, run, against))
+    with _log_report(output, log, excel) as stream:
         if format is LogFormat.table:
             render_changes(_table_console(stream), data)
         else:
@@ -1155,28 +1269,56 @@ def log_history(
         str | None,
         typer.Argument(help="A patient id; without it, the runs in the log.", show_default=False),
     ] = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every screening in the log, run by run: per patient and trial the verdict "
+            "and why not enrolled (each failing criterion's reason; what is unknown or "
+            "awaits review). CSV: one row per screening and trial.",
+        ),
+    ] = False,
     format: LogFormatOption = LogFormat.table,
     output: LogOutput = None,
+    excel: ExcelOption = False,
 ) -> None:
-    """A patient's screening history from a screening log: every run that screened them,
-    with the file's digest, the rules' digest and each trial's verdict.
+    """A patient's screening history from a screening log, run by run.
+
+    Every run that screened them, with the file's digest, the rules' digest and each
+    trial's verdict. Without PATIENT, the runs; with --all, every screening, for an auditor.
 
     Example: screener log --log screening.db PT-0006
     """
-    from screener.cli._output import atomic_output
     from screener.reports import _log as screening_log
     from screener.reports._logview import (
+        every_csv,
+        every_json,
         history_csv,
         history_json,
+        render_every,
         render_history,
         render_runs,
         runs_csv,
     )
     from screener.reports._report import dumps
 
+    _refuse_log_options(output, log, excel, format)
+    if every:
+        if patient is not None:
+            raise typer.BadParameter(
+                "--all lists every patient: give no PATIENT", param_hint="--all"
+            )
+        with _opened_log(log) as db, _log_report(output, log, excel) as stream:
+            rows = screening_log.every_screening(db)
+            if format is LogFormat.table:
+                render_every(_table_console(stream), rows)
+            else:
+                for text in (every_json if format is LogFormat.json else every_csv)(rows):
+                    stream.write(text)
+        return
     if patient is None:
         runs = _read_log(log, screening_log.runs)
-        with atomic_output(output) as stream:
+        with _log_report(output, log, excel) as stream:
             if format is LogFormat.table:
                 render_runs(_table_console(stream), runs)
             else:
@@ -1185,7 +1327,7 @@ def log_history(
     screenings = _read_log(log, lambda db: screening_log.history(db, patient))
     if not screenings:
         _fail(f"no screening of patient {patient!r} in {log}", Exit.INPUT_ERROR)
-    with atomic_output(output) as stream:
+    with _log_report(output, log, excel) as stream:
         if format is LogFormat.table:
             render_history(_table_console(stream), patient, screenings)
         elif format is LogFormat.json:

@@ -24,7 +24,7 @@ import os
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -143,7 +143,41 @@ def screen_groups(
         reader = _readers[paths] = Reader(paths, shown)
     cache = process_cache()  # a local or Dask worker's, or this process's with one job
     render = with_cache(settings.render, cache)
-    return [_finish(screen_group(reader, group, settings, cache), render) for group in groups]
+    return [
+        replace(
+            _finish(screen_group(reader, group, settings, cache), render),
+            digest=group_digest(reader, group),
+        )
+        for group in groups
+    ]
+
+
+def group_digest(reader: Reader, group: Group) -> str | None:
+    """What the screening log records as a bulk export patient's input digest: the SHA-256
+    of the patient's NDJSON lines as they were read (its Patient lines, its resources, the
+    Medications they name, in that order, each line without its line ending and followed
+    by a line feed), so the log shows whether the patient's data changed between runs.
+    None if a line can no longer be read (the export changed under the run)."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256()
+    handles: dict[int, int] = {}
+    try:
+        for line in (*group.patients, *group.resources, *group.referenced):
+            fd = handles.get(line.file)
+            if fd is None:
+                fd = handles[line.file] = os.open(reader.paths[line.file], os.O_RDONLY)
+            raw = os.pread(fd, line.length, line.offset)
+            if len(raw) != line.length:
+                return None
+            digest.update(raw.rstrip(b"\r\n") + b"\n")
+    except OSError:
+        return None
+    finally:
+        for fd in handles.values():
+            os.close(fd)
+    return "sha256:" + digest.hexdigest()
 
 
 def screen_files(files: list[tuple[str, str]], settings: Settings) -> list[Done]:

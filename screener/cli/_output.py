@@ -65,6 +65,27 @@ def _umask() -> int:
     return mask
 
 
+def refuse_the_log(target: Path | str | None, log: Path | str | None) -> None:
+    """Refuse an output that names the screening log (an OutputError, usage).
+
+    The log is an input that a run also appends to, so an output over it would destroy
+    every run it holds. It may not exist yet (check creates it), so besides the file's
+    identity (a hard link) the path is compared once links are resolved.
+    """
+    if target is None or log is None or str(target) == "-":
+        return
+    same = os.path.realpath(target) == os.path.realpath(log)
+    if not same:
+        mine = _identity(target)
+        same = mine is not None and mine == _identity(log)
+    if same:
+        raise OutputError(
+            f"--output {shown(os.fspath(target))} is the screening log (--log); writing it "
+            "would replace every run the log holds",
+            usage=True,
+        )
+
+
 @contextlib.contextmanager
 def atomic_output(
     target: Path | str | None, inputs: Iterable[str | os.PathLike[str]] = ()
@@ -102,7 +123,7 @@ def atomic_output(
         if stat.S_ISDIR(info.st_mode):
             raise OutputError(f"cannot write {shown(name)}: it is a directory")
         if not stat.S_ISREG(info.st_mode):
-            # Opened by the name given: /dev/stdout resolves only through the kernel.
+            # A FIFO, a terminal or a device: opened by the name given and written through.
             yield from _write_through(name)
             return
     real = os.path.realpath(name)  # the file a link points to, even one not there yet

@@ -359,11 +359,14 @@ def dimension_of(unit: str) -> str:
     return table()[unit][0]
 
 
-def split_quantity(text: str) -> tuple[float, str]:
-    """Split `1.4 mg/dL` into (1.4, "mg/dl"); the unit is "" for a bare number."""
+def split_quantity(text: str, kind: Kind | None = None) -> tuple[float, str]:
+    """Split `1.4 mg/dL` into (1.4, "mg/dl"); the unit is "" for a bare number.
+
+    `kind`, the field's kind when known, narrows the hint for a unit not accepted (an
+    error is never kept, so the same text read for two kinds gets each its own hint)."""
     found = _SPLIT.get(text)
     if found is None:
-        found = keep(_SPLIT, text, _split(text), 4096)
+        found = keep(_SPLIT, text, _split(text, kind), 4096)
     return found
 
 
@@ -371,7 +374,7 @@ def split_quantity(text: str) -> tuple[float, str]:
 _SPLIT: dict[str, tuple[float, str]] = {}
 
 
-def _split(text: str) -> tuple[float, str]:
+def _split(text: str, kind: Kind | None = None) -> tuple[float, str]:
     if _DECIMAL_COMMA.match(text):
         raise UnitError(f"cannot read {clip(text)!r} as a quantity", _readings(clip(text)))
     if spaced := _SPACED_THOUSANDS.match(text):
@@ -397,7 +400,7 @@ def _split(text: str) -> tuple[float, str]:
         return magnitude, ""
     key = normalise_unit(unit)
     if key not in SPELLINGS:
-        guess = unit_hint(unit)
+        guess = unit_hint(unit, kind)
         hint = f"did you mean {guess!r}?" if guess else None
         raise UnitError(f"unknown unit {clip(unit)!r}", hint)
     return magnitude, key
@@ -418,6 +421,7 @@ _PREFIXES = {
     "u": -6,
     "mc": -6,
     "micro": -6,
+    "mikro": -6,
     "n": -9,
     "nano": -9,
     "p": -12,
@@ -426,10 +430,13 @@ _PREFIXES = {
 _BASES = {
     "moles": "mol",
     "mole": "mol",
+    "mols": "mol",
     "mol": "mol",
     "grams": "g",
     "gram": "g",
     "g": "g",
+    "liters": "l",
+    "litres": "l",
     "liter": "l",
     "litre": "l",
     "l": "l",
@@ -438,47 +445,87 @@ _BASES = {
 }
 
 
-def _scale(unit: str) -> tuple[int, tuple[str, ...]] | None:
-    """The power of ten a unit's prefixes add up to (mg/dL: -3 - -1 = -2) and its base units,
-    if it reads as prefixed base units at all; None for anything else (lb, %, misspellings)."""
+def _prefixed(unit: str) -> list[tuple[int, str]] | None:
+    """A unit as prefixed base units, numerator first: mg/dL is [(-3, "g"), (-1, "l")];
+    None for anything else (lb, %, misspellings)."""
     parts = normalise_unit(unit).split("/")
     if len(parts) > 2:
         return None
-    power, bases = 0, []
-    for sign, part in zip((1, -1), parts):
+    found = []
+    for part in parts:
         for base in sorted(_BASES, key=len, reverse=True):
             if part.endswith(base) and part[: -len(base)] in _PREFIXES:
-                power += sign * _PREFIXES[part[: -len(base)]]
-                bases.append(_BASES[base])
+                found.append((_PREFIXES[part[: -len(base)]], _BASES[base]))
                 break
         else:
             return None
-    return power, tuple(bases)
+    return found
 
 
-def unit_hint(unit: str) -> str | None:
-    """The accepted unit a misspelt one most likely means, never one of another magnitude.
+def _scale(unit: str) -> tuple[int, tuple[str, ...]] | None:
+    """The power of ten a unit's prefixes add up to (mg/dL: -3 - -1 = -2) and its base units,
+    if it reads as prefixed base units at all; None for anything else (lb, %, misspellings)."""
+    parts = _prefixed(unit)
+    if parts is None:
+        return None
+    power = sum(p if i == 0 else -p for i, (p, _) in enumerate(parts))
+    return power, tuple(base for _, base in parts)
 
-    A did-you-mean that changes a prefix (nmol/L -> µmol/L, mcg/dL -> mg/dL, U/mL -> U/L)
-    would invite a nurse to rewrite the value a thousandfold wrong; so a unit that reads as
-    prefixed units is offered only the accepted one with the same power of ten and base
-    units (micromoles/L -> µmol/L), if any.
+
+# A unit written with micro's prefix, however spelt (µ, u, mc, micro, mikro, micr…): a
+# misspelling of it still means micro, so a hint offers only a micro unit. (UI/L, French for
+# IU/L, is not micro.)
+_MICRO = re.compile(r"(u(?=[mgl])|mc|mi[ck]r)")
+# Molar concentration, case kept (µM, mM): micromolar is µmol/L, the same magnitude.
+_MOLAR = re.compile(r"(\u00b5|\u03bc|u|mc|micro|mikro|m|milli|n|nano|p|pico)?M")
+
+
+def unit_hint(unit: str, kind: Kind | None = None) -> str | None:
+    """The accepted unit a misspelt one most likely means, never one of another magnitude
+    or, for a field of a known `kind`, of another kind.
+
+    A did-you-mean that changes a prefix (nmol/L -> µmol/L, mcg/dL -> mg/dL, U/mL -> U/L,
+    micromols/L -> mmol/L) would invite a nurse to rewrite the value a thousandfold wrong;
+    so a unit that reads as prefixed units is offered only the accepted one with the same
+    power of ten and base units (micromoles/L, micromols/L, mikromol/L -> µmol/L; µM, the
+    molar concentration, -> µmol/L), if any; one written with micro's prefix but otherwise
+    misspelt (mcmmol/L, umo/L) only a micro unit; and none of another dimension (µM is not
+    metres).
     """
     import difflib
 
-    displays = {display.lower(): display for _, display in SPELLINGS.values()}
-    written = _scale(unit)
+    # Each accepted unit by its display, compared as spellings are (µ folded, no spaces).
+    displays = {normalise_unit(d): d for _, d in SPELLINGS.values()}
+
+    def fits(display: str) -> bool:
+        return kind is None or dimension_of(normalise_unit(display)) in kind.dimensions
+
+    molar = _MOLAR.fullmatch(unit.strip())
+    written = _scale(f"{molar.group(1) or ''}mol/l") if molar else _scale(unit)
     if written is not None:  # micromoles/L is µmol/L however unlike it looks
-        same = [d for d in displays.values() if _scale(d) == written]
+        same = [d for d in displays.values() if _scale(d) == written and fits(d)]
         if same:
             return same[0]
+        if molar:
+            return None
+    micro = _MICRO.match(normalise_unit(unit))
+    if micro and written is not None:
+        return None  # µmol/dL, µg/L: read, but no accepted unit of that size and kind
+    # What follows micro's prefix starts its base unit ("umo/L": m, for mol; "ugg/L": g).
+    base = normalise_unit(unit)[micro.end() :][:1] if micro else ""
     for match in difflib.get_close_matches(
-        unit.lower(), list(displays), n=len(displays), cutoff=0.6
+        normalise_unit(unit), list(displays), n=len(displays), cutoff=0.6
     ):
-        scale = _scale(match)
+        if not fits(displays[match]):
+            continue
+        parts = _prefixed(match)
+        if micro:
+            if parts is not None and parts[0][0] == -6 and parts[0][1][:1] == base:
+                return displays[match]
+            continue
         # A misspelling (mgdl) may mean a prefixed unit, unless it writes a factor of its
         # own (mg/100mL is mg/dL, not mg/L).
-        if scale is None or (written is None and not any(c.isdigit() for c in unit)):
+        if parts is None or (written is None and not any(c.isdigit() for c in unit)):
             return displays[match]
     return None
 
@@ -506,7 +553,7 @@ def parse_measure(
             magnitude, unit = split_quantity(f"{match.group(1)} {meant}")
             check_kind(unit, kind, analyte)
             return Measure(magnitude, unit, text.strip())
-    magnitude, unit = split_quantity(text)
+    magnitude, unit = split_quantity(text, kind)
     if not unit:
         raise UnitError(
             f"{clip(text)!r} has no unit; expected {kind.name} such as {kind.example!r}"

@@ -14,12 +14,13 @@ directory's rule sets are checked against, and each rule set carries it
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from screener.core import _vocabulary as v
 from screener.core._errors import Diagnostic, RuleSetError, nearest
-from screener.criteria._rules import RuleSet, load_rule_set
-from screener.reading._document import load
+from screener.criteria._rules import RuleSet, load_rule_set, text_digest
+from screener.reading._document import load, read_text
 from screener.reading._files import shown
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # screener/, beside which a checkout keeps rules/
@@ -108,8 +109,10 @@ def load_rule_sets(
     Their fields are checked against `vocabulary`, by default the built-in one extended by
     the directory's vocabulary files."""
     folder = Path(directory) if directory is not None else rules_dir()
+    own = ""  # the digest of the directory's vocabulary files, when they are what is used
     if vocabulary is None:
         vocabulary = load_vocabulary(directory)
+        own = _vocabulary_digest(folder) if directory is not None else ""
     files = [f for f in _yaml_files(folder) if not is_vocabulary_file(f)]
     if not files:
         raise RuleSetError(
@@ -130,7 +133,23 @@ def load_rule_sets(
                     hint="keep one rule file per trial (remove or rename the other copy)",
                 )
             )
+    # A vocabulary file decides how the directory's rules read a patient (a soft limit, a
+    # choice value), so it is part of every rule set's version: editing it must change
+    # each digest, as editing the rule file does. Without vocabulary files a digest stays
+    # the rule file's own.
+    if own:
+        rule_sets = [replace(r, digest=text_digest(f"{r.digest} {own}")) for r in rule_sets]
     return rule_sets
+
+
+def _vocabulary_digest(folder: Path) -> str:
+    """A digest of a directory's vocabulary files, by name and text ("" if it has none)."""
+    texts = [
+        f"{path.name}\n{read_text(path, shown(str(path)), RuleSetError)}"
+        for path in _yaml_files(folder)
+        if is_vocabulary_file(path)
+    ]
+    return text_digest("\n".join(texts)) if texts else ""
 
 
 def select(rule_sets: list[RuleSet], wanted: list[str]) -> list[RuleSet]:

@@ -404,7 +404,8 @@ class FieldCompiler:
     ) -> Node:
         """Free text mentions the word, or one of the words.
 
-        Whole words, in any case.
+        Whole words, in any case. Marker lists written short name every marker: CD19/22
+        and CD19CD22 mention CD22.
 
         pass: {exists: therapies, where: {field: target, mentions: CD19}}
         fail:
@@ -559,6 +560,14 @@ class FieldCompiler:
                 path + (name,),
                 f"{name} reads a lab's dated results; {field} is {spec.label}, not a lab",
             )
+        if field in self.vocabulary.derivations:
+            inputs = ", ".join(f for _, f in self.vocabulary.derivations[field].inputs)
+            raise self.fail(
+                path + (name,),
+                f"{name} reads a lab's dated results, and {field} is computed from the latest "
+                "of its inputs: it has no series",
+                f"apply {name} to what it is computed from ({inputs})",
+            )
         for other in _DATED:
             if other != name and other in data:
                 raise self.fail(path + (other,), f"{other} does not go with {name}", key=True)
@@ -602,16 +611,17 @@ class FieldCompiler:
         if inner.op not in ("lt", "le", "gt", "ge"):
             raise self.fail(path + (inner.op,), "worst goes with lt, le, gt or ge", key=True)
         span = self.window(f"{field}.date", v.Date("date"), window, path + ("worst",))
-        return Worst(field, span, inner, inner.label)
+        return Worst(field, span, inner, inner.label, field in self.vocabulary.stand_ins)
 
     @modifier("occasions", OCCASIONS)
     def occasions(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
         """The condition holds on at least so many results dated within the span.
 
-        For a lab written as a list of dated results: `times` results in the span meet it
-        (with `consecutive: true`, the latest `times` of them all do). Fewer is a fail when
-        the latest result in the span does not meet it, and unknown, asking for a further
-        result, when it does.
+        For a lab written as a list of dated results: on `times` days in the span a result
+        meets it (of one day's results, the last written counts; with `consecutive: true`,
+        the latest `times` days all do). The latest need not meet it unless consecutive:
+        combine with a plain condition for that. Fewer is a fail when the latest result in
+        the span does not meet it, and unknown, asking for a further result, when it does.
 
         pass:
           field: labs.platelets
@@ -646,7 +656,8 @@ class FieldCompiler:
         inner = self.compared("occasions", data, path, scope)
         window = {"within": given["within"], "before": given["before"]}
         span = self.window(f"{field}.date", v.Date("date"), window, at)
-        return Occasions(field, span, inner, inner.label, times, consecutive)
+        measured = field in self.vocabulary.stand_ins
+        return Occasions(field, span, inner, inner.label, measured, times, consecutive)
 
     @modifier("change", CHANGE)
     def change(self, data: dict[str, Any], path: PathKey, scope: v.Record) -> Node:
@@ -713,6 +724,7 @@ class FieldCompiler:
             spec.label,
             analyte,
             anchors[since] if since != "first" else None,
+            field in self.vocabulary.stand_ins,
         )
 
     # -------------------------------------------------------------------------- values

@@ -28,7 +28,7 @@ from screener.core._model import (
     kleene_or,
 )
 from screener.core._units import Measure, shift
-from screener.reading._facts import Fact, Missing, Scope, abbreviated
+from screener.reading._facts import Fact, Missing, Scope, shown_magnitude
 
 OPERATORS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥", "eq": "=", "ne": "≠"}
 NEGATED = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt", "eq": "ne", "ne": "eq"}
@@ -123,7 +123,7 @@ class All(Node):
         return "all of:"
 
     def evaluate(self, scope: Scope) -> Outcome:
-        return combine([n.evaluate(scope) for n in self.items], kleene_and)
+        return combine(_data_first([n.evaluate(scope) for n in self.items]), kleene_and)
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class Any_(Node):
         return "any of:"
 
     def evaluate(self, scope: Scope) -> Outcome:
-        outcomes = [n.evaluate(scope) for n in self.items]
+        outcomes = _data_first([n.evaluate(scope) for n in self.items])
         result = combine(outcomes, kleene_or)
         if result.value is True:
             # Show the path to the answer: alternatives that failed before the one that held
@@ -232,7 +232,7 @@ class If(Node):
         then, other = self.then.evaluate(scope), self._else(scope, cond)
         if then.value is not None and then.value == other.value:
             return Outcome(then.value, then.reasons + other.reasons, evidence=gather([then, other]))
-        parts = [cond] + [o for o in (then, other) if o.value is None]
+        parts = _data_first([cond] + [o for o in (then, other) if o.value is None])
         return Outcome(
             None,
             tuple(r for o in parts for r in o.reasons),
@@ -240,6 +240,29 @@ class If(Node):
             tuple(r for o in parts for r in o.review),
             gather(parts),
         )
+
+
+def _data_first(outcomes: list[Outcome]) -> list[Outcome]:
+    """Siblings, without those that wait only for the investigator when another still
+    waits for data.
+
+    A judgment written beside other conditions presupposes them (`all: [a 2nd-generation
+    TKI failed, review: "the readings disagree for this patient"]`): asked while they are
+    unknown, it would claim what the record has not shown, and the investigator would judge
+    a question that may never arise. So a combination still missing data asks for the data
+    alone; the question comes once the data is in. (A criterion's parts are independent,
+    and the engine keeps their questions.) The value is unchanged: the sibling waiting for
+    data is kept, and with it the combination's unknown."""
+    waits = asks = False  # one pass: this runs for every all/any/if of every patient
+    for o in outcomes:
+        if o.value is None:
+            if o.missing:
+                waits = True
+            else:
+                asks = True
+    if not (waits and asks):
+        return outcomes  # nothing to leave out
+    return [o for o in outcomes if o.value is not None or o.missing]
 
 
 def combine(outcomes: list[Outcome], rule: Any) -> Outcome:
@@ -364,11 +387,14 @@ class Compare(_FieldLeaf):
         order = units.compare(amount, goal)
         passed = holds(self.op, order)
         a, b = units.fmt_pair(amount, goal)
-        if not converted and isinstance(value, Measure) and abbreviated(value):
-            # An export's float is shown to six digits: 1.6000004 mg/dL as "1.6 mg/dL", which
-            # must not read "1.6 mg/dL > 1.6 mg/dL"; then the digits that decide are shown.
-            digits, limit = float(units.fmt(value.magnitude, 6)), float(b)
-            converted = ((digits > limit) - (digits < limit)) != order
+        seen = shown_magnitude(value) if not converted and isinstance(value, Measure) else None
+        if seen is not None:
+            # The value as shown must stand where the value does against the limit: an
+            # export's 1.6000004 mg/dL shows as "1.6 mg/dL", a Cockcroft–Gault 59.99 mL/min
+            # as "60 mL/min", which must not read "> 1.6 mg/dL" or "< 60 mL/min"; then the
+            # digits that decide are shown, whatever the value's origin.
+            limit = float(b)
+            converted = ((seen > limit) - (seen < limit)) != order
         shown = f"{fact.text} (= {a}{unit})" if converted else fact.text
         relation = self.op if passed else NEGATED[self.op]
         text = f"{self.label} {shown} {OPERATORS[relation]} {b}{unit}"
@@ -482,18 +508,38 @@ class Contains(_FieldLeaf):
 
 
 _WORD = re.compile(r"[^\W_]+")
+# Where a letter follows a digit a new word starts: "CD19CD22" is CD19 and CD22.
+_GLUED = re.compile(r"(?<=\d)(?=[^\W\d_])")
+_PREFIXED = re.compile(r"([^\W\d_]+)\d+")
 
 
 def words_of(text: str) -> frozenset[str]:
-    """The words of a text, case folded: "CD19/CD22" has the words cd19 and cd22."""
-    return frozenset(w.casefold() for w in _WORD.findall(text))
+    """The words of a text, case folded: "CD19/CD22" has the words cd19 and cd22.
+
+    Marker lists are written short, and both shorthands name every marker: "CD19CD22" is
+    cd19 and cd22, and in "CD19/22" a bare number after a slash takes the letters of the
+    word before it (cd19, cd22), so a bispecific CAR-T's target mentions CD22."""
+    found: list[str] = []
+    letters = ""  # the letters of the last word written as letters then digits ("cd")
+    end = -1
+    folded = text.casefold()
+    for match in _WORD.finditer(folded):
+        word = match.group()
+        if word.isdigit() and letters and folded[end : match.start()].strip() == "/":
+            found.append(letters + word)
+        parts = _GLUED.split(word)
+        found.extend(parts)
+        last = _PREFIXED.fullmatch(parts[-1])
+        letters = last.group(1) if last else ("" if not word.isdigit() else letters)
+        end = match.end()
+    return frozenset(found)
 
 
 @dataclass(frozen=True)
 class Mentions(_FieldLeaf):
     """A free-text field (a therapy's target or drug) names one of `words` as whole words,
-    in any case: a target "CD19/CD22" mentions CD22, a drug "Inotuzumab ozogamicin"
-    mentions inotuzumab, but "CD220" does not mention CD22."""
+    in any case: a target "CD19/CD22", "CD19/22" or "CD19CD22" mentions CD22, a drug
+    "Inotuzumab ozogamicin" mentions inotuzumab, but "CD220" does not mention CD22."""
 
     field: str
     words: tuple[str, ...]
@@ -743,14 +789,42 @@ class Fresh(Leaf):
 # digits work as they do everywhere.
 
 
-def _results(fact: Fact) -> tuple[Fact, ...]:
-    """A lab fact's results as facts of their own, oldest first."""
+def _results(fact: Fact, scope: Scope) -> tuple[Fact, ...]:
+    """A lab fact's results as facts of their own, oldest first; with --max-age, the earlier
+    ones older than that are left out, as the latest would be (Scope.lookup)."""
     lab: LabValue = fact.value
     if not lab.earlier:
         return (fact,)
+    oldest = shift(scope.as_of, scope.max_age, -1) if scope.max_age is not None else None
     return tuple(
         Fact(replace(r, earlier=()), fact.spec, fact.path, r.implausible, r.date)
         for r in lab.series
+        if r is lab or oldest is None or r.date is None or r.date >= oldest
+    )
+
+
+def _measured_gap(node: Any, scope: Scope) -> Outcome | None:
+    """Why a series condition cannot read a field a derived value stands in for (a count
+    from the differential for the ANC), when the record holds no measured result: the
+    estimate is made from the latest inputs only, so it is no series."""
+    if not node.measured_only or not isinstance(scope.lookup(node.field), Missing):
+        return None
+    return Outcome(
+        None,
+        (
+            f"{node.label}: no measured result recorded; a value computed from the latest "
+            f"other results is no series to read ({node.field})",
+        ),
+        (node.field,),
+    )
+
+
+def _of_result(outcome: Outcome, result: Fact, latest: Fact) -> Outcome:
+    """An earlier result's outcome, its reasons saying which result they are about."""
+    if result is latest or outcome.value is not None:
+        return outcome
+    return replace(
+        outcome, reasons=tuple(f"the result of {result.date}: {r}" for r in outcome.reasons)
     )
 
 
@@ -762,6 +836,8 @@ class _Series(Leaf):
     window: Window  # over the results' dates (field `<lab>.date`)
     test: Compare
     label: str
+    # The field is one a derived value stands in for: only measured results are a series.
+    measured_only: bool = False
     dated = True
 
     def reads(self) -> tuple[str, ...]:
@@ -770,15 +846,21 @@ class _Series(Leaf):
     def outer_reads(self) -> tuple[str, ...]:
         return self.window.outer_reads()
 
-    def _span(self) -> str:
-        return f"within {self.window.within} before {self.window.anchor.replace('_', ' ')}"
+    def _span(self, late: bool = False) -> str:
+        anchor = self.window.anchor.replace("_", " ")
+        # A result after the screening date counts as current (as for `fresh`); say so.
+        after = " (or after it)" if late else ""
+        return f"within {self.window.within} before {anchor}{after}"
 
     def in_window(self, scope: Scope) -> tuple[list[Fact], Outcome | None]:
         """The results dated in the window, oldest first; or why there are none to read."""
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
             return [], _missing(fact, self.label)
-        results = _results(fact)
+        gap = _measured_gap(self, scope)
+        if gap is not None:
+            return [], gap
+        results = _results(fact, scope)
         if results[-1].date is None:  # one result, undated (a list of several has dates)
             return [], Outcome(
                 None,
@@ -855,9 +937,10 @@ class Worst(_Series):
         inside, why = self.in_window(scope)
         if why is not None:
             return why
-        tested = [(r, self.test.decide(r, scope)) for r in inside]
+        tested = [(r, _of_result(self.test.decide(r, scope), r, inside[-1])) for r in inside]
         unsure = [o for _, o in tested if o.value is None]
         failed = [(r, o) for r, o in tested if o.value is False]
+        late = any(r.date > scope.as_of for r in inside)  # type: ignore[operator]
         high = self.test.op in ("lt", "le")
         if failed or not unsure:
             pool = failed or tested
@@ -866,7 +949,7 @@ class Worst(_Series):
             ]
             pick = (max(ranked) if high else min(ranked))[1] if ranked else -1
             result, outcome = pool[pick]
-            head = f"the worst of {len(inside)} result{'s' * (len(inside) > 1)} {self._span()}"
+            head = f"the worst of {len(inside)} result{'s' * (len(inside) > 1)} {self._span(late)}"
             return Outcome(
                 outcome.value,
                 tuple(f"{r}, {head}" for r in outcome.reasons),
@@ -883,10 +966,11 @@ class Worst(_Series):
 
 @dataclass(frozen=True)
 class Occasions(_Series):
-    """`occasions`: the test holds on at least `times` results dated in the window (with
-    `consecutive`, on the latest `times` of them). Fewer is a fail when the latest result
-    in the window fails the test (the patient does not meet it now), and unknown when it
-    holds (one more result may make it): a further result is then asked for."""
+    """`occasions`: the test holds on at least `times` days of the window with a result (of
+    one day's results the last written counts; with `consecutive`, on the latest `times`
+    days). Fewer is a fail when the latest result in the window fails the test (the
+    patient does not meet it now), and unknown when it holds (one more result may make
+    it): a further result is then asked for."""
 
     times: int = 2
     consecutive: bool = False
@@ -902,7 +986,10 @@ class Occasions(_Series):
         inside, why = self.in_window(scope)
         if why is not None:
             return why
-        tested = [self.test.decide(r, scope) for r in inside]
+        # An occasion is a day: of results of one day, the last written is that day's.
+        days = list({r.date: r for r in inside}.values())
+        tested = [_of_result(self.test.decide(r, scope), r, days[-1]) for r in days]
+        late = any(r.date > scope.as_of for r in days)  # type: ignore[operator]
         if self.consecutive:
             met = 0
             for o in reversed(tested):
@@ -913,9 +1000,10 @@ class Occasions(_Series):
             met = sum(o.value is True for o in tested)
         run = " consecutive" if self.consecutive else ""
         count = (
-            f"{met} of the {self.times}{run} results needed {self._span()} ({len(inside)} recorded)"
+            f"{met} of the {self.times}{run} days needed {self._span(late)} "
+            f"({len(days)} with a result)"
         )
-        wanted = f"on {self.times}{run} results {self._span()}"
+        wanted = f"on {self.times}{run} days {self._span(late)}"
         if met >= self.times:
             held = [o for o in tested if o.value is True][-self.times :]
             return Outcome(
@@ -961,6 +1049,7 @@ class Change(Leaf):
     label: str
     analyte: units.Analyte | None = None
     anchor_field: str | None = None  # the date field of an anchor other than screening
+    measured_only: bool = False  # as for _Series
 
     @property
     def dated(self) -> bool:  # type: ignore[override]
@@ -992,7 +1081,10 @@ class Change(Leaf):
         fact = scope.get(self.field)
         if isinstance(fact, Missing):
             return _missing(fact, self.label)
-        results = _results(fact)
+        gap = _measured_gap(self, scope)
+        if gap is not None:
+            return gap
+        results = _results(fact, scope)
         current = results[-1]
         base: Fact
         if self.since == "first":

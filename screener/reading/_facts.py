@@ -10,6 +10,7 @@ rule first reads them, and say how they were computed.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -275,12 +276,29 @@ class Scope:
         if isinstance(result, Unknown):
             roles = dict(d.inputs)
             return Missing(tuple(roles[r] for r in result.roles) or (path,), result.why)
-        note = "; ".join([result.note, *explained]) + "".join(f" ({f})" for f in flags)
         if isinstance(result.value, Measure):
             measure = result.value
         else:
             text = f"{units.fmt(result.value)} {units.SPELLINGS[formula.unit][1]}"
             measure = Measure(result.value, formula.unit, text)
+        own = ""  # the estimate's own implausibility, said first
+        if isinstance(spec, v.Lab) and spec.ranges() != ((None, None), (None, None)):
+            # An estimate is held to the ranges of what it estimates, and says so wherever
+            # it is shown: one no measured value could reach (3098 mL/min) means an input is
+            # wrong. It still decides as computed, so that a better input never makes a
+            # worse status (an unknown for a higher clearance would).
+            amount = spec.in_range_unit(measure)
+            hard, soft = (v.outside(amount, b) for b in spec.ranges())
+            if hard is not None:
+                inputs = ", ".join(dict.fromkeys(source for _, source in d.inputs))
+                own = (
+                    f"impossible: {hard[0]} {units.fmt(hard[1])} {spec.range_unit}, check {inputs}"
+                )
+            elif soft is not None:
+                own = f"implausible: {soft[0]} {units.fmt(soft[1])} {spec.range_unit}"
+        note = "; ".join(n for n in (own, result.note, *explained) if n) + "".join(
+            f" ({f})" for f in flags
+        )
         if not isinstance(spec, v.Lab):
             return Fact(measure, spec, path, note)
         taken = None if undated or not dates else min(dates)
@@ -314,6 +332,17 @@ def _short(measure: Measure) -> str:
 def abbreviated(measure: Measure) -> bool:
     """Whether a value is shown to six digits rather than as written (an export's float)."""
     return bool(measure.written) and sum(map(str.isdigit, measure.written.split()[0])) > 6
+
+
+_SHOWN_NUMBER = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+
+
+def shown_magnitude(measure: Measure) -> float | None:
+    """The number a reader sees for a value: as written, an export's float to six digits,
+    a derived value to the digits it was formatted with (a Cockcroft–Gault 59.99 mL/min
+    shows as 60); None if the text starts with no number."""
+    match = _SHOWN_NUMBER.match(_short(measure))
+    return float(match.group(1)) if match else None
 
 
 def _describe(fact: Fact) -> str:

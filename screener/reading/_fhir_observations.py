@@ -3,7 +3,7 @@
 Each Observation (and each component of one) whose code the mapping knows is a candidate
 for its field, if it is final (or amended, corrected), has a full effective date, and that
 date is on or before the as-of date. Of a field's candidates the latest is kept (for a lab,
-with its earlier results of the year before the as-of date, as a list of results); two
+with its earlier results of the 13 months before the as-of date, as a list); two
 different results at the same moment keep the one farther from normal (the field's
 `worse`: high, low or positive), and a warning names both. A result is read as its field's
 kind asks (a positive/negative word, an ECOG grade, a score, a quantity in a known unit,
@@ -30,9 +30,10 @@ from screener.reading._fhir_bundle import (
 from screener.reading._fhir_mapping import Mapping, ObservationRule
 
 _GOOD_OBSERVATION = ("final", "amended", "corrected")
-# How far back before the as-of date a lab's earlier results are read into its series: a
-# year holds every window a criterion has asked for (weeks to months) and a baseline.
-SERIES_SPAN = dt.timedelta(days=365)
+# How far back before the as-of date a lab's earlier results are read into its series: 400
+# days (13 months) hold every window a criterion has asked for (weeks to a calendar year,
+# leap years included) and a baseline.
+SERIES_SPAN = dt.timedelta(days=400)
 
 
 def _lab_result(chosen: _Candidate) -> dict[str, Any]:
@@ -397,34 +398,51 @@ class Observations:
             return None
         return int(score)
 
-    def _earlier(self, candidates: list[_Candidate], latest: When) -> list[dict[str, Any]]:
-        """A lab's usable results before its latest, oldest first, one per moment (the one
-        farther from normal, as for the latest), back to SERIES_SPAN before the as-of
-        date: what `worst`, `occasions` and `change` read."""
+    def _earlier(
+        self, name: str, candidates: list[_Candidate], latest: When
+    ) -> list[dict[str, Any]]:
+        """A lab's results before its latest, oldest first, one per moment (chosen as the
+        latest is, with the same warnings), back to SERIES_SPAN before the as-of date: what
+        `worst`, `occasions` and `change` read. A result that cannot be used (a bound such
+        as "<10") is left out with a warning: a criterion reading the series may miss it."""
         start = self.reading.on - SERIES_SPAN
         moments: dict[Any, list[_Candidate]] = {}
         for c in candidates:
-            if c.when != latest and not c.problem and c.when.date >= start:
+            if c.when != latest and c.when.date >= start:
                 moments.setdefault(c.when, []).append(c)
-        return [
-            _lab_result(max(moments[when], key=lambda c: (c.rank, c.order)))
-            for when in sorted(moments)
-        ]
+        results = []
+        for when in sorted(moments):
+            chosen = self._pick(name, moments[when], when)
+            if chosen.problem:
+                where = f"{chosen.name} ({chosen.rule.code.label()}), {chosen.when.date}"
+                self.reading.warn(
+                    f"{name}: an earlier result, {where}, {chosen.problem}; not in the "
+                    "series of results",
+                    "a criterion reading the lab's earlier results may miss it: enter it by hand",
+                )
+                continue
+            results.append(_lab_result(chosen))
+        return results
 
-    def _choose(self, name: str, candidates: list[_Candidate]) -> None:
-        latest = max(c.when for c in candidates)
-        tied = [c for c in candidates if c.when == latest]
+    def _pick(self, name: str, tied: list[_Candidate], when: When) -> _Candidate:
+        """The one of a moment's results that is kept: the one farther from normal, with a
+        warning when they differ, and the chosen one's own notes."""
         chosen = max(tied, key=lambda c: (c.rank, c.order))
         if len({str(c.value) for c in tied}) > 1:
             listed = "; ".join(f"{c.value} ({c.name})" for c in tied)
             side = {"high": "higher", "low": "lower", "positive": "positive"}[chosen.rule.worse]
             self.reading.warn(
                 f"{name}: {len(tied)} different results at the same time "
-                f"({latest.date}): {listed}; the {side} one, {chosen.value}, is used",
+                f"({when.date}): {listed}; the {side} one, {chosen.value}, is used",
                 "check which result is right and correct the file if need be",
             )
         for message, hint in chosen.notes:
             self.reading.warn(message, hint)
+        return chosen
+
+    def _choose(self, name: str, candidates: list[_Candidate]) -> None:
+        latest = max(c.when for c in candidates)
+        chosen = self._pick(name, [c for c in candidates if c.when == latest], latest)
         where = f"{chosen.name} ({chosen.rule.code.label()}), {chosen.when.date}"
         if chosen.problem:
             self.reading.warn(
@@ -437,7 +455,7 @@ class Observations:
             value: Any = _lab_result(chosen)
             if chosen.uln is not None:
                 where += ", ULN from referenceRange"
-            earlier = self._earlier(candidates, latest)
+            earlier = self._earlier(name, candidates, latest)
             if earlier:
                 value = [*earlier, value]
                 where += f", with {len(earlier)} earlier result{'s' * (len(earlier) > 1)}"

@@ -35,6 +35,9 @@ _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4}
 MAX_DIAGNOSTICS = 100
 
 
+_CD = re.compile(r"^CD[\s\-_]+(\d+[A-Z]?)\Z")
+
+
 def normalise_mutation(text: str) -> str | None:
     """T315I, p.T315I and p.Thr315Ile all become T315I; None if not a protein change."""
     text = text.strip()
@@ -64,6 +67,24 @@ def _reads(kind: type[v.Spec]) -> Callable[[_R], _R]:
         return method
 
     return register
+
+
+def _one_slip(a: str, b: str) -> bool:
+    """Whether two different names are one typing slip apart: a letter left out or added,
+    or two neighbours swapped. (A letter typed wrong is not counted: CD20 and CD10 are
+    markers of their own, not slips for CD22 and CD19.)"""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and (a[diff[1]] == b[diff[0]])
+        )
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
 class _Reader:
@@ -100,6 +121,19 @@ class _Reader:
             f"did you mean {guess!r}?" if guess else None,
             key=True,
         )
+
+    def unread_name(self, path: PathKey, name: str, names: tuple[str, ...]) -> None:
+        """A name (a marker) no rule reads, one slip from one that is read: `CD2` for
+        `CD22`. Kept as written (CD2 is a marker too), but said, since the criteria that
+        read CD22 would otherwise go unknown in silence."""
+        guess = next((n for n in names if _one_slip(name, n)), None)
+        if guess is not None:
+            self.warn(
+                path,
+                f"{_dotted(path)}: no rule reads a marker {clip(name)} (kept as written)",
+                f"did you mean {guess!r}? the rules read {', '.join(names)}",
+                key=True,
+            )
 
     def finish(self) -> None:
         """Count what the budget left out, so a reader knows the list is not complete."""
@@ -154,7 +188,9 @@ class _Reader:
         for key, item in value.items():
             name = str(key)
             if upper:
-                name = name.strip().upper()
+                # `CD 19`, `cd-19` and `CD_19` are CD19: a cluster of differentiation is
+                # one name, however a record spaces it (HLA-DR keeps its hyphen).
+                name = _CD.sub(r"CD\1", name.strip().upper())
                 if name in seen:
                     self.error(
                         path + (key,),
@@ -163,6 +199,8 @@ class _Reader:
                     )
                     continue
                 seen[name] = key
+            if spec.names and name not in spec.names:
+                self.unread_name(path + (key,), name, spec.names)
             normalised = self.read(spec.value, item, path + (key,))
             if normalised is not None:
                 out[name] = normalised
@@ -361,13 +399,17 @@ class _Reader:
                 date = self._date(v.Date("date"), value["date"], path + ("date",))
             if result is None:
                 return None
-            if uln is not None and self._plausible(spec, uln, path + ("uln",), uln=True) is None:
-                return None
+            uln_note = ""
+            if uln is not None:
+                checked = self._plausible(spec, uln, path + ("uln",), uln=True)
+                if checked is None:
+                    return None
+                uln_note = f"ULN {checked}" if checked else ""
             note = self._plausible(spec, result, path + ("value",))
             if note is None:
                 return None
             written = result.written if isinstance(result, Measure) else units.fmt(result)
-            return LabValue(result, uln, date, written, note)
+            return LabValue(result, uln, date, written, "; ".join(n for n in (note, uln_note) if n))
         result = self.read(spec.value, value, path)
         if result is None:
             return None
@@ -385,16 +427,17 @@ class _Reader:
         None if it is impossible (an error is recorded, naming the likely unit slip); else
         "" or, for an implausible value, the note its results show (a warning is recorded).
         """
-        if spec.hard == (None, None) and spec.soft == (None, None):
+        bounds = spec.ranges(uln)
+        if bounds == ((None, None), (None, None)):
             return ""
-        amount = _in_range_unit(spec, value)
+        amount = spec.in_range_unit(value)
         label = f"{spec.label} ULN" if uln else spec.label
-        hard = _outside(amount, spec.hard)
-        soft = None if hard or uln else _outside(amount, spec.soft)
+        hard = v.outside(amount, bounds[0])
+        soft = None if hard else v.outside(amount, bounds[1])
         if not (hard or soft):
             return ""  # the usual case, decided without looking for a unit slip
         shown = value.written if isinstance(value, Measure) else units.fmt(value)
-        slip = _unit_slip(spec, value) if isinstance(value, Measure) else None
+        slip = _unit_slip(spec, value, bounds) if isinstance(value, Measure) else None
         hint = f"did you mean {slip}?" if slip else "check the value and its unit"
         if hard:
             self.error(
@@ -437,23 +480,6 @@ class _Reader:
         return tuple(found)
 
 
-def _in_range_unit(spec: v.Lab, value: Measure | float) -> float:
-    if not isinstance(value, Measure):
-        return float(value)
-    analyte = spec.value.analyte if isinstance(spec.value, v.Quantity) else None
-    return units.convert(value, units.normalise_unit(spec.range_unit), analyte)
-
-
-def _outside(amount: float, bounds: v.Bounds) -> tuple[str, float] | None:
-    """("above", 100) or ("below", 0.5) when `amount` lies outside `bounds`, else None."""
-    low, high = bounds
-    if low is not None and units.compare(amount, low) < 0:
-        return "below", low
-    if high is not None and units.compare(amount, high) > 0:
-        return "above", high
-    return None
-
-
 def _bound(spec: v.Lab, value: Measure | float, side: str, limit: float) -> str:
     """ "above 15 mg/dL", and the limit in the unit written when that is another one:
     "above 15 mg/dL = 1326 µmol/L"."""
@@ -468,9 +494,10 @@ def _bound(spec: v.Lab, value: Measure | float, side: str, limit: float) -> str:
     return text
 
 
-def _unit_slip(spec: v.Lab, value: Measure) -> str | None:
-    """The accepted unit in which the number written would be a plausible result, for an
-    impossible or implausible one: 30 mmol/L total bilirubin is 30 µmol/L.
+def _unit_slip(spec: v.Lab, value: Measure, bounds: tuple[v.Bounds, v.Bounds]) -> str | None:
+    """The accepted unit in which the number written would be plausible (within `bounds`,
+    the hard and soft ranges of a result or of a ULN), for an impossible or implausible
+    one: 30 mmol/L total bilirubin is 30 µmol/L, a bilirubin ULN of 20 mg/dL is 20 µmol/L.
 
     Only units of another magnitude than the one written are tried (IU/L for U/L would
     change nothing); of those that make the number plausible, the one that puts it nearest
@@ -493,7 +520,7 @@ def _unit_slip(spec: v.Lab, value: Measure) -> str | None:
         if units.compare(units.convert_amount(1.0, value.unit, key, quantity.analyte), 1.0) == 0:
             continue  # the same magnitude as written
         amount = units.convert_amount(value.magnitude, key, target, quantity.analyte)
-        if amount <= 0 or _outside(amount, spec.soft) or _outside(amount, spec.hard):
+        if amount <= 0 or v.outside(amount, bounds[1]) or v.outside(amount, bounds[0]):
             continue
         distance = abs(math.log(amount / usual))
         if best is None or distance < best[0]:
@@ -552,7 +579,10 @@ def from_document(
         on, source = today or dt.date.today(), "today"
     medications = data.get("medications")
     if medications is not None:
-        data["medications"] = tuple(_stopped(m, on) for m in medications)
+        data["medications"] = tuple(
+            _stopped(m, on, ("medications", i), reader) for i, m in enumerate(medications)
+        )
+    _fertility_agrees(data, reader)
     birth = data.get("birth_date")
     if birth is not None and birth > on:
         reader.error(("birth_date",), f"birth date {birth} is after the screening date {on}")
@@ -600,9 +630,18 @@ def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader) ->
     folded = v.fold(drug)
     # One name per drug, so "Gleevec" and "imatinib" count as one TKI, not two different.
     therapy = {**therapy, "generic": names.get(folded, drug.strip().casefold())}
-    if "generation" in therapy:
-        return therapy
     generation = generations.get(v.fold(names.get(folded, folded)))
+    if "generation" in therapy:
+        stated = therapy["generation"]
+        if generation is not None and stated != generation:
+            # The record's word stands (a site may know better), but never silently.
+            reader.warn(
+                path + ("generation",),
+                f"{_dotted(path + ('generation',))}: {clip(drug)} is a generation-"
+                f"{generation} TKI in the reference data, and the record says {stated}",
+                "correct the record, or keep it if the site's classification differs",
+            )
+        return therapy
     if generation is not None:
         return {**therapy, "generation": generation}
     guess = nearest(clip(drug), list(reader.vocabulary.tki_known))
@@ -616,11 +655,47 @@ def _with_generation(therapy: dict[str, Any], path: PathKey, reader: _Reader) ->
     return therapy
 
 
-def _stopped(medication: dict[str, Any], on: dt.date) -> dict[str, Any]:
-    """A stop date on or before the screening date says the drug is no longer taken."""
+def _fertility_agrees(data: dict[str, Any], reader: _Reader) -> None:
+    """Warn when reproductive_potential and childbearing_potential disagree.
+
+    For a woman they say the same thing; for a man only childbearing_potential true can
+    contradict reproductive_potential false ("childbearing" false says nothing of a man's
+    fertility). Rules that read both ask the investigator which is true."""
+    potential, childbearing = data.get("reproductive_potential"), data.get("childbearing_potential")
+    if potential is None or childbearing is None or potential == childbearing:
+        return
+    if data.get("sex") != "female" and not childbearing:
+        return
+    reader.warn(
+        ("reproductive_potential",),
+        f"reproductive_potential {'true' if potential else 'false'} disagrees with "
+        f"childbearing_potential {'true' if childbearing else 'false'}",
+        "correct one of them; until then the criteria that read them ask",
+    )
+
+
+def _stopped(
+    medication: dict[str, Any], on: dt.date, path: PathKey, reader: _Reader
+) -> dict[str, Any]:
+    """A stop date on or before the screening date says the drug is no longer taken.
+
+    A record that says both (ongoing true, a stop date before screening; or ongoing false, a
+    stop date after it) is kept as written, with a warning: which fact is true decides
+    whether a drug still taken or one discontinued counts, and rules that read both make
+    the contradiction a question for the investigator, never a silent answer."""
     stop = medication.get("stop_date")
-    if "ongoing" not in medication and stop is not None and stop <= on:
+    ongoing = medication.get("ongoing")
+    if ongoing is None and stop is not None and stop <= on:
         return {**medication, "ongoing": False}
+    if stop is not None and ((ongoing is True and stop < on) or (ongoing is False and stop > on)):
+        said = "ongoing" if ongoing else "not ongoing"
+        when = "before" if ongoing else "after"
+        reader.warn(
+            path + ("ongoing",),
+            f"{_dotted(path)}: {clip(str(medication.get('name', 'medication')))} is marked "
+            f"{said}, but its stop date {stop} is {when} the screening date {on}",
+            "correct ongoing or stop_date; until then the criteria that read them ask",
+        )
     return medication
 
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 import datetime as dt
 
 from screener._version import __version__
-from screener.core._model import CriterionResult, PartResult, Screening, TrialResult
+from screener.core._errors import printable
+from screener.core._model import CriterionResult, Kind, PartResult, Screening, TrialResult
+from screener.reports import _worklist as worklist
 from screener.reports._report import (
     AS_OF_SOURCE,
     GLYPHS,
     counts_text,
+    rule_text,
     shown_value,
     verdict_word,
     without_prompt,
@@ -39,13 +42,15 @@ th, td { border: 0.6pt solid #777; padding: 2pt 3pt; vertical-align: top;
          overflow-wrap: anywhere; }
 th { background: #eee; text-align: left; }
 thead { display: table-header-group; }  /* the header repeats on every printed page */
-tr.sign { break-inside: avoid; }
+tr.sign, tbody tr { break-inside: avoid; }  /* a criterion is read, and signed, on one page */
 .meta td { border: none; padding: 0 6pt 0 0; }
 .source { color: #333; font-size: 8.5pt; }
 .caveat { border: 0.8pt solid #b80; padding: 3pt 5pt; margin: 3pt 0; }
 .verdict { font-weight: bold; }
 .sign td { height: 26pt; }
 .small { font-size: 8.5pt; color: #333; }
+pre.warning { font: 8pt/1.25 "DejaVu Sans Mono", monospace; margin: 3pt 0 1pt;
+              white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
 _WIDTHS = ("6%", "38%", "16%", "13%", "9%", "18%")
@@ -56,10 +61,14 @@ def _cell(text: str, css: str = "") -> str:
     return f"<td{cls}>{escape(text)}</td>"
 
 
-def _values(result: CriterionResult | PartResult) -> tuple[str, str]:
-    """The patient's values and the rule, from the facts the criterion compared."""
+def _values(result: CriterionResult | PartResult, kind: Kind) -> tuple[str, str]:
+    """The patient's values and the rule, from the facts the criterion compared, the rule
+    in the report's words: an exclusion's threshold says what excludes ("excluded if one
+    of 3, 4"), an inclusion's what it needs."""
     values = "; ".join(dict.fromkeys(map(shown_value, result.evidence)))
-    rules = "; ".join(dict.fromkeys(e.threshold for e in result.evidence if e.threshold))
+    rules = "; ".join(
+        dict.fromkeys(rule_text(e.threshold, kind) for e in result.evidence if e.threshold)
+    )
     return values, rules
 
 
@@ -67,7 +76,7 @@ def _criterion_rows(t: TrialResult) -> list[str]:
     rows = []
     for c in t.criteria:
         glyph = GLYPHS[c.status][0]
-        values, rule = _values(c)
+        values, rule = _values(c, c.kind)
         # The source's words, not the rule set's reading notes (`screener show` has those):
         # the investigator signs against the protocol's text.
         what = (
@@ -77,28 +86,28 @@ def _criterion_rows(t: TrialResult) -> list[str]:
         rows.append(
             f"<tr>{_cell(c.id)}{what}{_cell(values)}{_cell(rule)}"
             f"{_cell(f'{glyph} {c.status.value}')}"
-            f"{_cell(without_prompt(c.reason))}</tr>"
+            f"{_cell(without_prompt(worklist.reason(c)))}</tr>"
         )
         for p in c.parts:
-            p_values, p_rule = _values(p)
+            p_values, p_rule = _values(p, c.kind)
             rows.append(
                 f"<tr>{_cell(p.id)}{_cell(p.label)}{_cell(p_values)}{_cell(p_rule)}"
                 f"{_cell(f'{GLYPHS[p.status][0]} {p.status.value}')}"
-                f"{_cell(without_prompt(p.reason))}</tr>"
+                f"{_cell(without_prompt(worklist.reason(p)))}</tr>"
             )
     return rows
 
 
 def _sign_off(record: Screening, t: TrialResult) -> list[str]:
-    """A line per item the investigator judges: open review items, and attested ones."""
+    """A line per item the investigator judges: review items open now (not those that
+    wait for data: see worklist.open_questions), and attested ones."""
     said = {key: (result, by, date) for key, result, by, date in record.attestations}
     rows = []
     for c in t.criteria:
         key = f"{t.trial}/{c.id}"
-        # A criterion still waiting for data may already hold a judgment to make.
-        if not c.review and key not in said:
+        questions = worklist.open_questions(c) or ((c.reason,) if key in said else ())
+        if not questions:
             continue
-        questions = c.review or (c.reason,)
         result, by, date = said.get(key, ("", "", ""))
         decision = f"attested: {result}" if result else "☐ pass   ☐ fail"
         for question in questions:
@@ -114,6 +123,10 @@ def checklist(record: Screening, printed: dt.datetime) -> str:
     JSON output stays the same bytes for the same input)."""
     head = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        # Nothing may load from anywhere, as on the cohort page: self-contained by
+        # construction, and the browser is told so too.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'\">"
         f"<title>Pre-screening checklist: {escape(record.patient)}</title>"
         f"<style>{_CSS}</style></head><body>"
     )
@@ -145,9 +158,12 @@ def checklist(record: Screening, printed: dt.datetime) -> str:
     ]
     out.append("</table>")
     if record.warnings:
-        out.append("<h2>Warnings about the file</h2><ul>")
-        out += [f"<li>{escape(w)}</li>" for w in record.warnings]
-        out.append("</ul>")
+        # Each as written, in a <pre>: the caret stays under the column it points at.
+        out.append("<h2>Warnings about the file</h2>")
+        for text, left in worklist.build(record, everything=True).warnings:
+            out.append(f'<pre class="warning">{escape(printable(text))}</pre>')
+            if left:
+                out.append(f'<p class="small">left unknown: {escape(", ".join(left))}</p>')
     for t in record.trials:
         out.append(
             f"<h2>{escape(t.trial)} · {escape(t.product)}: {escape(verdict_word(t.verdict))}</h2>"
@@ -173,5 +189,13 @@ def checklist(record: Screening, printed: dt.datetime) -> str:
             )
             out += [row.replace("<tr>", '<tr class="sign">', 1) for row in sign]
             out.append("</table>")
+        later = [c.id for c in t.criteria if worklist.waiting_questions(c)]
+        if later:
+            # Not signed yet: the question hangs on data the file lacks (its reason says
+            # which); the next screening, with the data, asks it.
+            out.append(
+                f'<p class="small">To judge once their data is in (see each reason): '
+                f"{escape(' '.join(later))}</p>"
+            )
     out.append("</body></html>\n")
     return "\n".join(out)

@@ -40,6 +40,13 @@ def _bounds(bounds: v.Bounds, unit: str) -> str:
     return f"{units.fmt(float(low))}–{units.fmt(float(high))}{suffix}"
 
 
+def _uln_bounds(spec: v.Lab) -> str:
+    """A lab's ULN ranges, or what a ULN is checked by when it declares none."""
+    if (spec.uln_hard, spec.uln_soft) == ((None, None), (None, None)):
+        return "as hard" if spec.hard != (None, None) else "—"
+    return f"{_bounds(spec.uln_hard, spec.range_unit)}, {_bounds(spec.uln_soft, spec.range_unit)}"
+
+
 def _codes(e: dict[str, Any]) -> str:
     return ", ".join(
         f"{system} {code}" for system, table in e.get("codes", {}).items() for code in table
@@ -102,8 +109,9 @@ def derived_table(vocabulary: v.Vocabulary) -> str:
 def lab_table(vocabulary: v.Vocabulary) -> str:
     """Each lab's units, plausible ranges, default ULN and the codes the importer reads."""
     rows = [
-        "| lab | units | hard (error) | soft (warning) | default ULN | FHIR codes |",
-        "|---|---|---|---|---|---|",
+        "| lab | units | hard (error) | soft (warning) | ULN: hard, soft | default ULN "
+        "| FHIR codes |",
+        "|---|---|---|---|---|---|---|",
     ]
     for path, e, spec in v.iter_fields(vocabulary):
         if not isinstance(spec, v.Lab):
@@ -118,7 +126,7 @@ def lab_table(vocabulary: v.Vocabulary) -> str:
         rows.append(
             f"| `{path}` ({_cell(spec.label)}) | {_cell(accepted)} | "
             f"{_bounds(spec.hard, spec.range_unit)} | {_bounds(spec.soft, spec.range_unit)} | "
-            f"{spec.default_uln or '—'} | {_codes(e) or '—'} |"
+            f"{_uln_bounds(spec)} | {spec.default_uln or '—'} | {_codes(e) or '—'} |"
         )
     return "\n".join(rows)
 
@@ -154,10 +162,12 @@ def reference(vocabulary: v.Vocabulary = v.BUILTIN) -> str:
             "",
             "### Labs",
             "",
-            "A value (or ULN) beyond the hard limit cannot be a living patient's result: the "
-            "file is an error naming the field, and the hint names the unit in which the "
-            "number would be plausible. A value beyond the soft limit is screened, with a "
-            "warning, and every criterion that reads it shows it as implausible. A default "
+            "A value beyond the hard limit cannot be a living patient's result: the file is an "
+            "error naming the field, and the hint names the unit in which the number would be "
+            "plausible. A value beyond the soft limit is screened, with a warning, and every "
+            "criterion that reads it shows it as implausible. A laboratory's ULN is checked "
+            "the same way against its own ranges (ULN: hard, soft), or, where a lab declares "
+            "none, against the value's hard range (as hard). A default "
             "ULN is used only when a lab gives no `uln`, and the result then says it was "
             "assumed.",
             "",

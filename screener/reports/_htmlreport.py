@@ -7,15 +7,24 @@ here, its numbers also in a table), then the verdict matrix, the patients closes
 eligible and, per trial and for the cohort, how many patients lack each field.
 
 Every value that comes from a patient file (ids, file names, reasons) or a rule file is
-HTML-escaped where it is written: patient files are anyone's text.
+HTML-escaped where it is written: patient files are anyone's text. The only links are a
+matrix row's to its patient's checklist, when `check --each` wrote it beside the page: a
+relative address of a file name made safe (checklist_name), which loads nothing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import marshal
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+from screener.core._model import Record, Screening
 from screener.reports._report import html_text
-from screener.reports._summary import CAVEAT, SHORT, VERDICTS, Cohort
+from screener.reports._summary import SHORT, VERDICTS, Cohort, _title, entry, mark, mark_of
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -93,8 +102,11 @@ def _missing_table(counts: Any, total: int) -> str:
     )
 
 
-def page(cohort: Cohort) -> str:
-    """The whole page."""
+def page(cohort: Cohort, links: Mapping[str, str] | None = None) -> str:
+    """The whole page. `links`: input file -> the file name of its patient's checklist,
+    written beside the page (check --each): the matrix row links to it, by a relative
+    address only, so the page and its checklists move together and nothing is fetched."""
+    links = links or {}
     trials = cohort.screened()
     screened = len(cohort.rows)
     out = [
@@ -106,9 +118,7 @@ def page(cohort: Cohort) -> str:
         "<title>Cohort screening summary</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>Cohort screening summary</h1>",
-        f"<p>{screened} patients screened"
-        + (f", {len(cohort.errors)} files with errors" if cohort.errors else "")
-        + ".</p>",
+        f"<p>{_e(_title(cohort))}.</p>",
     ]
     for patient, files in cohort.duplicates().items():
         out.append(
@@ -119,17 +129,19 @@ def page(cohort: Cohort) -> str:
     out.append("<section><h2>Verdicts</h2><table><tr><th>patient</th>")
     for t in trials:
         tally = cohort.trials[t]
-        mark = f" {CAVEAT}" if tally.caveats else ""
+        sign = f" {mark(tally)}" if tally.caveats else ""
         out.append(
-            f'<th title="{_e(" ".join(tally.caveats))}">{_e(t)}<br>{_e(tally.product)}{mark}</th>'
+            f'<th title="{_e(" ".join(tally.caveats))}">{_e(t)}<br>{_e(tally.product)}{sign}</th>'
         )
     out.append("</tr>")
-    for patient, verdicts in cohort.sorted_rows():
+    for patient, verdicts, file in cohort.sorted_rows():
         cells = "".join(
             f'<td class="{_e(verdicts.get(t, ""))}">{_e(SHORT.get(verdicts.get(t, ""), ""))}</td>'
             for t in trials
         )
-        out.append(f"<tr><td>{_e(patient)}</td>{cells}</tr>")
+        name = links.get(file)
+        who = f'<a href="{_e(quote(name))}">{_e(patient)}</a>' if name else _e(patient)
+        out.append(f"<tr><td>{who}</td>{cells}</tr>")
     for verdict in VERDICTS:
         out.append(
             f'<tr><th class="{verdict}">{_e(SHORT[verdict])}</th>'
@@ -138,7 +150,7 @@ def page(cohort: Cohort) -> str:
         )
     out.append("</table>")
     out += [
-        f'<p class="caveat">{CAVEAT} {_e(t)}: {_e(c)}</p>'
+        f'<p class="caveat">{mark_of(c)} {_e(t)}: {_e(c)}</p>'
         for t in trials
         for c in cohort.trials[t].caveats
     ]
@@ -147,7 +159,7 @@ def page(cohort: Cohort) -> str:
     for t in trials:
         tally = cohort.trials[t]
         out.append(f"<section><h2>{_e(t)} · {_e(tally.product)}</h2>")
-        out += [f'<p class="caveat">{CAVEAT} caveat: {_e(c)}</p>' for c in tally.caveats]
+        out += [f'<p class="caveat">{mark_of(c)} caveat: {_e(c)}</p>' for c in tally.caveats]
         out.append(f"<h3>Attrition</h3>{_funnel_svg(cohort, t)}")
         out.append(
             _funnel_table(cohort, t)
@@ -161,7 +173,7 @@ def page(cohort: Cohort) -> str:
         )
         out.append(f"<h3>Missing data</h3>{_missing_table(tally.missing, screened)}</section>")
 
-    closest = sorted((p, t, c, b) for t in trials for p, c, b in cohort.trials[t].closest)
+    closest = cohort.closest(trials)
     if closest:
         out.append(
             "<section><h2>Closest to eligible: blocked by exactly one criterion</h2>"
@@ -169,9 +181,9 @@ def page(cohort: Cohort) -> str:
             "</tr>"
         )
         out += [
-            f"<tr><td>{_e(p)}</td><td>{_e(t)}</td><td>{_e(cohort.criterion(t, c))}</td>"
-            f"<td>{_e(b)}</td></tr>"
-            for p, t, c, b in closest
+            f"<tr><td>{_e(c.patient)}</td><td>{_e(c.trial)}</td>"
+            f"<td>{_e(cohort.criterion(c.trial, c.criterion))}</td><td>{_e(c.value)}</td></tr>"
+            for c in closest
         ]
         out.append("</table></section>")
     out.append(
@@ -188,3 +200,48 @@ def page(cohort: Cohort) -> str:
         out.append("</section>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------- checklists beside the page
+
+
+@dataclass(frozen=True)
+class WithChecklist:
+    """A worker's renderer for `check DIR -f html -o PAGE --each`: the summary's entry of a
+    record and its patient's chart checklist (checklist.checklist), in one payload
+    (`unpack_checklist` reads it), so the main process only writes the pages. `printed` is
+    the run's time, the same on every checklist. marshal, as log.LogRender: bytes and
+    text made by this screener's own worker."""
+
+    printed: dt.datetime
+
+    def __call__(self, record: Record) -> bytes:
+        from screener.reports._checklist import checklist
+
+        page = checklist(record, self.printed) if isinstance(record, Screening) else ""
+        return marshal.dumps((entry(record), page))
+
+
+def unpack_checklist(payload: bytes) -> tuple[bytes, str]:
+    """What WithChecklist made of a record: (the summary's entry, the checklist or "")."""
+    data, page = marshal.loads(payload)
+    return data, page
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+NAME_LIMIT = 100  # characters of a patient id kept in a checklist's file name
+
+
+def checklist_name(patient: str, taken: set[str]) -> str:
+    """A checklist's file name from its patient id, safe anywhere: only letters, digits,
+    '.', '_' and '-' (anything else, a slash or '..' included, becomes '_'), no leading
+    dot, at most NAME_LIMIT characters, and none already `taken` (compared without case,
+    for file systems that ignore it): a second file of the same id gets '-2', and so on.
+    The name is added to `taken`."""
+    stem = _UNSAFE.sub("_", patient).strip(".")[:NAME_LIMIT] or "patient"
+    name, n = f"{stem}.html", 1
+    while name.lower() in taken:
+        n += 1
+        name = f"{stem}-{n}.html"
+    taken.add(name.lower())
+    return name

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import marshal
 import os
 import sqlite3
 import stat
@@ -100,6 +101,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX screenings_by_patient ON screenings (patient, run_id);
     """,
+    # 2 -> 3: each trial's own rule digest, so `changes` can tell which trial's rules
+    # changed (the run's one digest changes whenever the set of trials does). Runs logged
+    # before have no rows here.
+    """
+    CREATE TABLE run_trials (
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        trial TEXT NOT NULL,
+        rules_digest TEXT NOT NULL,
+        PRIMARY KEY (run_id, trial)
+    ) WITHOUT ROWID;
+    """,
 )
 VERSION = len(MIGRATIONS)
 
@@ -112,11 +124,19 @@ CREATE TEMP TABLE stage_screenings (
 CREATE TEMP TABLE stage_verdicts (
     screening_id INTEGER NOT NULL, trial TEXT NOT NULL, product TEXT NOT NULL,
     verdict TEXT NOT NULL);
-CREATE TEMP TABLE stage_criteria (
-    screening_id INTEGER NOT NULL, position INTEGER NOT NULL, trial TEXT NOT NULL,
-    criterion TEXT NOT NULL, parent TEXT NOT NULL, label TEXT NOT NULL, status TEXT NOT NULL,
-    reason TEXT NOT NULL, missing TEXT NOT NULL);
+CREATE TEMP TABLE stage_results (
+    id INTEGER PRIMARY KEY, trial TEXT NOT NULL, criterion TEXT NOT NULL,
+    parent TEXT NOT NULL, label TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
+    missing TEXT NOT NULL);
+CREATE TEMP TABLE stage_outcomes (
+    screening_id INTEGER NOT NULL, position INTEGER NOT NULL, result INTEGER NOT NULL);
+CREATE TEMP TABLE stage_map (local INTEGER PRIMARY KEY, result INTEGER NOT NULL);
 """
+# A cohort repeats most criterion outcomes, so the run stages each distinct one once (as
+# the log stores it) and a screening's outcomes as numbers. Up to this many are told apart
+# in memory (some 20 MB); past it a repeat is staged again, which the log's own UNIQUE
+# results absorb when the run is appended: only the saving stops, not the correctness.
+DISTINCT_STAGED = 50_000
 
 
 class LogError(Exception):
@@ -229,6 +249,76 @@ class RunInfo:
     as_of: str | None  # the --as-of given; each screening records the date it used
     max_age: str | None
     trials: tuple[str, ...]
+    # (trial, its rule file's digest) for the trials screened: what `changes` compares
+    versions: tuple[tuple[str, str], ...] = ()
+
+
+# What the log stages for one record, as plain tuples and strings, so a worker process can
+# make it beside the record's rendering and send it instead of the whole record:
+#   (file, patient, as_of, as_of_source, error,
+#    ((trial, product, verdict), ...),
+#    ((trial, criterion, parent, label, status, reason, missing), ...))   in report order,
+# parent '' for a criterion, missing ';'-separated; an unreadable file has patient, dates,
+# verdicts and criteria empty and its first diagnostic as error.
+LogRows = tuple[
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    tuple[tuple[str, str, str], ...],
+    tuple[tuple[str, str, str, str, str, str, str], ...],
+]
+
+
+def rows_of(record: Record) -> LogRows:
+    """The rows the log stages for a record (see LogRows)."""
+    if isinstance(record, FileError):
+        return (record.file, None, None, None, record.diagnostics[0].render(), (), ())
+    assert isinstance(record, Screening)
+    criteria: list[tuple[str, str, str, str, str, str, str]] = []
+    for t in record.trials:
+        for c in t.criteria:
+            criteria.append(
+                (t.trial, c.id, "", c.label, c.status.value, c.reason, ";".join(c.missing))
+            )
+            criteria += [
+                (t.trial, p.id, c.id, p.label, p.status.value, p.reason, ";".join(p.missing))
+                for p in c.parts
+            ]
+    return (
+        record.file,
+        record.patient,
+        record.as_of,
+        record.as_of_source,
+        None,
+        tuple((t.trial, t.product, t.verdict.value) for t in record.trials),
+        tuple(criteria),
+    )
+
+
+@dataclass(frozen=True)
+class LogRender:
+    """A worker's renderer for a logged run: the output's own rendering of a record and the
+    rows the log stages for it, in one payload (`unpack` reads it), so the main process
+    neither receives whole records nor renders them.
+
+    marshal, not pickle: the payload is only tuples, strings and bytes, made by this
+    screener's own worker from a record it screened, and marshal reads nothing else.
+    """
+
+    render: Render
+
+    def __call__(self, record: Record) -> bytes:
+        text = self.render(record)
+        data = text if isinstance(text, bytes) else text.encode("utf-8")
+        return marshal.dumps((rows_of(record), data))
+
+
+def unpack(payload: bytes) -> tuple[LogRows, bytes]:
+    """What LogRender made of a record: (the log's rows, the output's bytes)."""
+    rows, data = marshal.loads(payload)
+    return rows, data
 
 
 class Recorder:
@@ -241,6 +331,8 @@ class Recorder:
         self.db = open_log(path)
         self.db.executescript(_STAGE)  # temporary tables: no lock on the log is taken
         self.count = 0
+        self.staged = 0  # distinct criterion outcomes staged (local result ids)
+        self._results: dict[tuple[str, ...], int] = {}  # outcome -> its local id
         self.db.execute("BEGIN")  # staging in one transaction is many times faster
 
     def __enter__(self) -> Recorder:
@@ -253,67 +345,44 @@ class Recorder:
         else:
             self.abandon()
 
-    def add(
-        self, record: Record | None, render: Render | None = None
-    ) -> tuple[Record | None, bytes]:
-        """Stage a record with its file's digest; with `render`, return (None, the record
-        rendered), as a worker would have, else (the record, b"")."""
-        assert record is not None  # the batch keeps records when nothing renders them
-        self._stage(record, file_digest(record.file))
-        if render is None:
-            return record, b""
-        text = render(record)
-        return None, text if isinstance(text, bytes) else text.encode("utf-8")
+    def add(self, record: Record, digest: str | None = None) -> None:
+        """Stage a record with its file's digest (`digest`: the input's, when it is not a
+        file of its own, as for a patient of a bulk export)."""
+        self.stage(rows_of(record), digest or file_digest(record.file))
 
-    def _stage(self, record: Record, digest: str | None) -> None:
+    def stage(self, rows: LogRows, digest: str | None) -> None:
+        """Stage what rows_of made of a record (here, or in the worker that screened it)."""
         self.count += 1
         sid = self.count
-        if isinstance(record, FileError):
-            self.db.execute(
-                "INSERT INTO stage_screenings VALUES (?, ?, ?, NULL, NULL, NULL, ?)",
-                (sid, record.file, digest, record.diagnostics[0].render()),
-            )
-            return
-        assert isinstance(record, Screening)
+        file, patient, as_of, source, error, verdicts, criteria = rows
         self.db.execute(
-            "INSERT INTO stage_screenings VALUES (?, ?, ?, ?, ?, ?, NULL)",
-            (sid, record.file, digest, record.patient, record.as_of, record.as_of_source),
+            "INSERT INTO stage_screenings VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sid, file, digest, patient, as_of, source, error),
         )
-        self.db.executemany(
-            "INSERT INTO stage_verdicts VALUES (?, ?, ?, ?)",
-            [(sid, t.trial, t.product, t.verdict.value) for t in record.trials],
-        )
-        rows: list[tuple[object, ...]] = []
-        for t in record.trials:
-            for c in t.criteria:
-                rows.append(
-                    (
-                        sid,
-                        len(rows),
-                        t.trial,
-                        c.id,
-                        "",
-                        c.label,
-                        c.status.value,
-                        c.reason,
-                        ";".join(c.missing),
-                    )
+        if verdicts:
+            self.db.executemany(
+                "INSERT INTO stage_verdicts VALUES (?, ?, ?, ?)", [(sid, *v) for v in verdicts]
+            )
+        if criteria:
+            known, new = self._results, []
+            ids = []
+            for c in criteria:
+                rid = known.get(c)
+                if rid is None:
+                    self.staged += 1
+                    rid = self.staged
+                    new.append((rid, *c))
+                    if len(known) < DISTINCT_STAGED:
+                        known[c] = rid
+                ids.append(rid)
+            if new:
+                self.db.executemany(
+                    "INSERT INTO stage_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new
                 )
-                rows += [
-                    (
-                        sid,
-                        len(rows) + i,
-                        t.trial,
-                        p.id,
-                        c.id,
-                        p.label,
-                        p.status.value,
-                        p.reason,
-                        ";".join(p.missing),
-                    )
-                    for i, p in enumerate(c.parts)
-                ]
-        self.db.executemany("INSERT INTO stage_criteria VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.db.executemany(
+                "INSERT INTO stage_outcomes VALUES (?, ?, ?)",
+                [(sid, i, rid) for i, rid in enumerate(ids)],
+            )
 
     def commit(self) -> int:
         """Append the staged run to the log; returns its run id."""
@@ -344,6 +413,10 @@ class Recorder:
                 ),
             ).lastrowid
             assert run is not None  # an INSERT always sets it
+            db.executemany(
+                "INSERT INTO run_trials VALUES (?, ?, ?)",
+                [(run, trial, digest) for trial, digest in i.versions],
+            )
             # Local screening ids become log ids by an offset past the log's highest.
             (offset,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM screenings").fetchone()
             db.execute(
@@ -359,15 +432,20 @@ class Recorder:
             )
             db.execute(
                 "INSERT OR IGNORE INTO results (trial, criterion, parent, label, status, "
-                "reason, missing) SELECT DISTINCT trial, criterion, parent, label, "
-                "status, reason, missing FROM stage_criteria"
+                "reason, missing) SELECT trial, criterion, parent, label, "
+                "status, reason, missing FROM stage_results ORDER BY id"
+            )
+            # Each staged outcome's id in the log, found once through results' UNIQUE
+            # index; the screenings' outcomes then join on numbers alone.
+            db.execute(
+                "INSERT INTO stage_map SELECT s.id, r.id FROM stage_results s JOIN results r "
+                "ON r.trial = s.trial AND r.criterion = s.criterion AND r.parent = s.parent "
+                "AND r.label = s.label AND r.status = s.status AND r.reason = s.reason "
+                "AND r.missing = s.missing"
             )
             db.execute(
-                "INSERT INTO outcomes SELECT s.screening_id + ?, s.position, r.id "
-                "FROM stage_criteria s JOIN results r ON r.trial = s.trial AND "
-                "r.criterion = s.criterion AND r.parent = s.parent AND "
-                "r.label = s.label AND r.status = s.status AND r.reason = s.reason "
-                "AND r.missing = s.missing",
+                "INSERT INTO outcomes SELECT o.screening_id + ?, o.position, m.result "
+                "FROM stage_outcomes o JOIN stage_map m ON m.local = o.result",
                 (offset,),
             )
             db.execute("COMMIT")
@@ -455,22 +533,114 @@ def _patients(db: sqlite3.Connection, run: int) -> dict[str, tuple[int, str, str
     }
 
 
-def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
-    """What moved between a run (default: the latest) and the run before it.
+def _latest_before(
+    db: sqlite3.Connection, patient: str, run: int, trials: list[str]
+) -> dict[str, tuple[int, int, str, str | None]]:
+    """trial -> the patient's latest screening for it in a run before `run`: (run id,
+    screening id, file, file digest). Newest first by the screenings_by_patient index,
+    reading only as far back as some trial still lacks one."""
+    found: dict[str, tuple[int, int, str, str | None]] = {}
+    wanted = set(trials)
+    for run_id, sid, file, digest, trial in db.execute(
+        "SELECT s.run_id, s.id, s.file, s.file_digest, v.trial FROM screenings s "
+        "JOIN verdicts v ON v.screening_id = s.id WHERE s.patient = ? AND s.run_id < ? "
+        "ORDER BY s.run_id DESC, s.id DESC",
+        (patient, run),
+    ):
+        if trial in wanted and trial not in found:
+            found[trial] = (run_id, sid, file, digest)
+            if len(found) == len(wanted):
+                break
+    return found
 
-    For each patient screened in both: per trial whose verdict or any criterion's status
-    or reason changed, the old and new verdict and each criterion (or part) that moved.
-    Patients are matched by id; an id found in several files of a run counts as the file
-    screened last (the cohort summary warns about such ids). Files that could not be
-    screened in the run are listed as `errors`, since a patient who vanished from the
-    comparison may be one of them.
+
+def _trial_digests(db: sqlite3.Connection, run: dict[str, Any]) -> dict[str, str | None]:
+    """trial -> its rule file's digest in a run. A run logged before schema 3 kept one
+    digest for all its trials: its trials map to None (not known)."""
+    known = dict(
+        db.execute("SELECT trial, rules_digest FROM run_trials WHERE run_id = ?", (run["run"],))
+    )
+    return {t: known.get(t) for t in run["trials"]}
+
+
+def _rules_changed(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    was: dict[str, str | None],
+    now: dict[str, str | None],
+    trial: str,
+) -> bool:
+    """Whether a trial's rule file differs between two runs. Without its own digests (a run
+    logged before schema 3), only two runs of the same trials under one digest are known
+    to have used the same rules."""
+    if was.get(trial) is not None and now.get(trial) is not None:
+        return was[trial] != now[trial]
+    return not (old["trials"] == new["trials"] and old["rules_digest"] == new["rules_digest"])
+
+
+def _moved(
+    was: dict[str, Any], now: dict[str, Any]
+) -> tuple[str | None, str | None, list[dict[str, Any]]] | None:
+    """One trial in two screenings: (old verdict, new verdict, the criteria and parts whose
+    status or reason moved), or None if nothing did."""
+    criteria = []
+    for cid in list(now["criteria"]) + [c for c in was["criteria"] if c not in now["criteria"]]:
+        x, y = was["criteria"].get(cid, {}), now["criteria"].get(cid, {})
+        if (x.get("status"), x.get("reason")) != (y.get("status"), y.get("reason")):
+            criteria.append(
+                {
+                    "criterion": cid,
+                    "parent": (y or x).get("parent"),
+                    "label": (y or x).get("label"),
+                    "old_status": x.get("status"),
+                    "old_reason": x.get("reason"),
+                    "new_status": y.get("status"),
+                    "new_reason": y.get("reason"),
+                }
+            )
+    if not criteria and was["verdict"] == now["verdict"]:
+        return None
+    return was["verdict"], now["verdict"], criteria
+
+
+def _run_ids(db: sqlite3.Connection) -> list[int]:
+    return [r for (r,) in db.execute("SELECT id FROM runs ORDER BY id")]
+
+
+def changes(
+    db: sqlite3.Connection, run: int | None = None, against: int | None = None
+) -> dict[str, Any]:
+    """What moved for the patients of a run (default: the latest).
+
+    Each patient and trial is compared with the patient's latest earlier screening for
+    that trial, whichever run it was in: a run of one re-screened file, of one trial, or
+    of another site's folder does not hide what moved for everyone else since they were
+    last screened. With `against`, every patient is compared with their screening in that
+    one run instead, for the trials both runs screened.
+
+    Only a trial both screenings screened is compared, so a run of fewer or more trials
+    reports no false change: `trials_new` (screened by this run, not before; with
+    `against`, not in that run) and `trials_dropped` (screened by the run before, or
+    `against`, not by this one) say so once. Per run compared with (`compared_with`): how
+    many patients, which trials, and the trials whose rule file changed since.
+
+    Per trial that moved: the old and new verdict and each criterion (or part) whose
+    status or reason changed. Patients are matched by id; an id found in several files of
+    a run counts as the file screened last (the cohort summary warns about such ids).
+    `added`: patients never screened before this run (with `against`: not in that run);
+    `removed`: patients of the run before (or `against`) that this run did not screen.
+    Files that could not be screened in the run are listed as `errors`.
     """
-    ids = [r for (r,) in db.execute("SELECT id FROM runs ORDER BY id")]
+    ids = _run_ids(db)
     if run is None:
         run = ids[-1] if ids else None
     if run is None or run not in ids:
         raise LogError("the log holds no runs" if not ids else f"the log has no run {run}")
-    before = [r for r in ids if r < run]
+    if against is not None and (against not in ids or against == run):
+        raise LogError(
+            f"the log has no run {against}" if against not in ids else "a run against itself"
+        )
+    this = _run_row(db, run)
     new = _patients(db, run)
     errors = [
         {"file": file, "error": error}
@@ -479,57 +649,98 @@ def changes(db: sqlite3.Connection, run: int | None = None) -> dict[str, Any]:
             (run,),
         )
     ]
-    if not before:  # the first run: every patient is new, nothing moved
-        return {
-            "run": _run_row(db, run),
-            "previous": None,
-            "changes": [],
-            "added": sorted(new),
-            "removed": [],
-            "errors": errors,
+    before = [r for r in ids if r < run]
+    reference = against if against is not None else (before[-1] if before else None)
+    reference_row = _run_row(db, reference) if reference is not None else None
+    # patient -> trial -> (run, screening, file, digest) it is compared with
+    baseline: dict[str, dict[str, tuple[int, int, str, str | None]]] = {}
+    if against is not None:
+        assert reference_row is not None
+        old = _patients(db, against)
+        shared = [t for t in this["trials"] if t in set(reference_row["trials"])]
+        for patient in new:
+            if patient in old:
+                baseline[patient] = {t: (against, *old[patient]) for t in shared}
+        earlier_trials = set(reference_row["trials"])
+    else:
+        for patient in new:
+            found = _latest_before(db, patient, run, this["trials"])
+            if found:
+                baseline[patient] = found
+        earlier_trials = {
+            t
+            for (text,) in db.execute("SELECT trials FROM runs WHERE id < ?", (run,))
+            for t in (text.split(",") if text else [])
         }
-    previous = before[-1]
-    old = _patients(db, previous)
+    rows = {r: _run_row(db, r) for r in {b[0] for p in baseline.values() for b in p.values()}}
+    digests = {r: _trial_digests(db, row) for r, row in rows.items()}
+    digests[run] = _trial_digests(db, this)
+    used: dict[int, dict[str, set[str]]] = {}  # run -> {"patients", "trials"}
     moved = []
-    for patient in sorted(set(old) & set(new)):
-        (old_sid, _, old_digest), (new_sid, file, new_digest) = old[patient], new[patient]
-        was, now = _screening(db, old_sid), _screening(db, new_sid)
-        for trial in sorted(set(was) | set(now)):
-            a = was.get(trial, {"verdict": None, "criteria": {}})
-            b = now.get(trial, {"verdict": None, "criteria": {}})
-            criteria = []
-            for cid in list(b["criteria"]) + [c for c in a["criteria"] if c not in b["criteria"]]:
-                x, y = a["criteria"].get(cid, {}), b["criteria"].get(cid, {})
-                if (x.get("status"), x.get("reason")) != (y.get("status"), y.get("reason")):
-                    criteria.append(
-                        {
-                            "criterion": cid,
-                            "parent": (y or x).get("parent"),
-                            "label": (y or x).get("label"),
-                            "old_status": x.get("status"),
-                            "old_reason": x.get("reason"),
-                            "new_status": y.get("status"),
-                            "new_reason": y.get("reason"),
-                        }
-                    )
-            if criteria or a["verdict"] != b["verdict"]:
-                moved.append(
-                    {
-                        "patient": patient,
-                        "file": file,
-                        "trial": trial,
-                        "old_verdict": a["verdict"],
-                        "new_verdict": b["verdict"],
-                        "file_changed": old_digest != new_digest,
-                        "criteria": criteria,
-                    }
-                )
+    for patient in sorted(baseline):
+        new_sid, file, new_digest = new[patient]
+        now = _screening(db, new_sid)
+        screenings: dict[int, dict[str, Any]] = {}
+        for trial in this["trials"]:
+            if trial not in baseline[patient] or trial not in now:
+                continue  # a new trial for this patient, or one not reached
+            old_run, old_sid, _, old_digest = baseline[patient][trial]
+            if old_sid not in screenings:
+                screenings[old_sid] = _screening(db, old_sid)
+            if trial not in screenings[old_sid]:
+                continue
+            use = used.setdefault(old_run, {"patients": set(), "trials": set()})
+            use["patients"].add(patient)
+            use["trials"].add(trial)
+            change = _moved(screenings[old_sid][trial], now[trial])
+            if change is None:
+                continue
+            old_verdict, new_verdict, criteria = change
+            moved.append(
+                {
+                    "patient": patient,
+                    "file": file,
+                    "trial": trial,
+                    "previous_run": old_run,
+                    "old_verdict": old_verdict,
+                    "new_verdict": new_verdict,
+                    # None: a digest is unknown (the input was not a regular file)
+                    "file_changed": None
+                    if old_digest is None or new_digest is None
+                    else old_digest != new_digest,
+                    "criteria": criteria,
+                }
+            )
+    compared = []
+    for r in sorted(used):
+        trials = [t for t in this["trials"] if t in used[r]["trials"]]
+        compared.append(
+            {
+                "run": rows[r],
+                "patients": len(used[r]["patients"]),
+                "trials": trials,
+                "rules_changed": [
+                    {"trial": t, "old_digest": digests[r][t], "new_digest": digests[run][t]}
+                    for t in trials
+                    if _rules_changed(rows[r], this, digests[r], digests[run], t)
+                ],
+                "tool_changed": rows[r]["tool_version"] != this["tool_version"],
+            }
+        )
+    removed = sorted(set(_patients(db, reference)) - set(new)) if reference is not None else []
     return {
-        "run": _run_row(db, run),
-        "previous": _run_row(db, previous),
+        "run": this,
+        "against": against,
+        "compared_with": compared,
+        "trials_new": [
+            t for t in this["trials"] if reference is not None and t not in earlier_trials
+        ],
+        "trials_dropped": [
+            t for t in (reference_row["trials"] if reference_row else []) if t not in this["trials"]
+        ],
         "changes": moved,
-        "added": sorted(set(new) - set(old)),
-        "removed": sorted(set(old) - set(new)),
+        "added": sorted(set(new) - set(baseline)),
+        "removed": removed,
         "errors": errors,
     }
 
@@ -554,3 +765,72 @@ def history(db: sqlite3.Connection, patient: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def every_screening(db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+    """Every screening in the log, oldest first (run, then input order): the site's
+    screening log as an auditor reads it. Per trial the verdict and the criteria that
+    stand in the way, each with its reason: failing (why the patient was not enrolled),
+    unknown (what was missing), review (awaiting the investigator). Parts are left out:
+    their criterion's reason already gives each failing part's.
+
+    Three ordered scans merged by screening id, so a log of any size is read in one pass
+    and never held whole.
+    """
+    run_rows: dict[int, dict[str, Any]] = {}
+    verdicts = db.execute(
+        "SELECT screening_id, trial, product, verdict FROM verdicts ORDER BY screening_id, trial"
+    )
+    blocking = db.execute(
+        "SELECT o.screening_id, r.trial, r.criterion, r.label, r.status, r.reason, r.missing "
+        "FROM outcomes o JOIN results r ON r.id = o.result_id "
+        "WHERE r.parent = '' AND r.status <> 'pass' ORDER BY o.screening_id, o.position"
+    )
+    next_verdict = next(verdicts, None)
+    next_blocking = next(blocking, None)
+    for sid, run, file, digest, patient, as_of, source, error in db.execute(
+        "SELECT id, run_id, file, file_digest, patient, as_of, as_of_source, error "
+        "FROM screenings ORDER BY id"
+    ):
+        if run not in run_rows:
+            run_rows[run] = _run_row(db, run)
+        info = run_rows[run]
+        trials: dict[str, dict[str, Any]] = {}
+        while next_verdict is not None and next_verdict[0] <= sid:
+            if next_verdict[0] == sid:
+                _, trial, product, verdict = next_verdict
+                trials[trial] = {
+                    "trial": trial,
+                    "product": product,
+                    "verdict": verdict,
+                    "fail": [],
+                    "unknown": [],
+                    "review": [],
+                }
+            next_verdict = next(verdicts, None)
+        while next_blocking is not None and next_blocking[0] <= sid:
+            if next_blocking[0] == sid:
+                _, trial, cid, label, status, reason, missing = next_blocking
+                if trial in trials and status in ("fail", "unknown", "review"):
+                    trials[trial][status].append(
+                        {
+                            "criterion": cid,
+                            "label": label,
+                            "reason": reason,
+                            "missing": missing.split(";") if missing else [],
+                        }
+                    )
+            next_blocking = next(blocking, None)
+        yield {
+            "run": run,
+            "started_at": info["started_at"],
+            "tool_version": info["tool_version"],
+            "rules_digest": info["rules_digest"],
+            "patient": patient,
+            "file": file,
+            "file_digest": digest,
+            "as_of": as_of,
+            "as_of_source": source,
+            "error": error,
+            "trials": list(trials.values()),
+        }

@@ -11,7 +11,8 @@ from __future__ import annotations
 import html
 import json
 import re
-from dataclasses import fields, replace
+import textwrap
+from dataclasses import dataclass, fields, replace
 from functools import cache, partial
 from operator import attrgetter
 from typing import Any
@@ -470,10 +471,30 @@ def counts_text(t: TrialResult) -> str:
     return "  ".join(f"{n[s.value]:>2} {GLYPHS[s][0]}" for s in Status)
 
 
-def blockers(t: TrialResult) -> list[tuple[str, str]]:
-    """The failing criteria (or failing parts) of a trial: (id, "label: the patient's
-    values"). A label states its threshold ("Estimated survival > 3 months"), so with the
-    values it says why in one line; the trial's section gives the whole reason."""
+@dataclass(frozen=True)
+class Blocker:
+    """What keeps a patient out of a trial: a failing criterion, or a failing part."""
+
+    id: str
+    label: str
+    # Why, in the engine's words: the patient's value against the rule ("age 70 years
+    # > 65 years", "CD19 result: negative on 2026-11-10 (not positive)"), or what the
+    # investigator attested, or what a criterion without values found.
+    why: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.label}: {self.why}" if self.why else self.label
+
+
+# An age says where it was computed from ("age 58 years (born 1968-06-30, on 2026-11-20)");
+# the summary gives the age alone, the criterion's own line keeps the rest.
+_BORN = re.compile(r" \(born \d{4}-\d{2}-\d{2}, on \d{4}-\d{2}-\d{2}\)")
+
+
+def blockers(t: TrialResult) -> list[Blocker]:
+    """The failing criteria (or failing parts) of a trial, each with its reason: the value
+    and the rule it broke, so the summary says why without the criterion's own section."""
     out = []
     for c in t.criteria:
         if c.status is not Status.FAIL:
@@ -482,9 +503,10 @@ def blockers(t: TrialResult) -> list[tuple[str, str]]:
             p for p in c.parts if p.status is Status.FAIL
         ]
         for item in failing or [c]:
-            name = item.label or c.label
-            values = "; ".join(dict.fromkeys(map(shown_value, item.evidence)))
-            out.append((item.id, f"{name}: {values}" if values else name))
+            why = item.reason or "; ".join(dict.fromkeys(map(shown_value, item.evidence)))
+            if not why and c.attested:
+                why = "attested not met by the investigator"
+            out.append(Blocker(item.id, item.label or c.label, _BORN.sub("", why)))
     return out
 
 
@@ -493,14 +515,6 @@ def ineligible_anyway(record: Screening, everything: bool) -> list[TrialResult]:
     is ineligible for them, and their own sections (what else they lack) would only
     lengthen the report; `--all` shows them."""
     return [] if everything else [t for t in record.trials if t.verdict is Verdict.INELIGIBLE]
-
-
-def brief(text: str, limit: int = 110) -> str:
-    """A reason cut at a word to about two lines, for the summary; the trial's section
-    below gives it whole."""
-    if len(text) <= limit:
-        return text
-    return text[:limit].rsplit(" ", 1)[0].rstrip(";,: ") + " …"
 
 
 def shown(
@@ -524,7 +538,15 @@ def asks_of(rule_sets: Any) -> dict[tuple[str, str], dict[str, tuple[str, ...]]]
     return {(r.trial, c.id): dict(c.asks) for r in rule_sets for c in r.criteria if c.asks}
 
 
+# The table report is laid out for a terminal of 80 columns and 24 rows: every verdict and
+# blocker on the first screen, no text in a column narrower than the screen's width less
+# a short indent (long text moves below its row), and, for the examples, at most 80 lines.
+SCREEN_ROWS = 24
+_MIN_LABEL = 16  # a blocker's label is shortened to no less than this to keep its reason
+
+
 def _grid() -> Any:
+    """Rows of short first columns (a glyph, an id) and text that wraps under itself."""
     from rich.table import Table
 
     grid = Table.grid(padding=(0, 1))
@@ -534,25 +556,132 @@ def _grid() -> Any:
     return grid
 
 
-def _summary(console: Any, record: Screening) -> None:
+def _hanging() -> Any:
+    """A lead (a bullet, a glyph and id) and text that wraps under its own first word."""
     from rich.table import Table
 
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True, min_width=12)
-    grid.add_column(ratio=1)
-    width = max(len(t.product) for t in record.trials) if record.trials else 0
+    grid.add_column(no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")
+    return grid
+
+
+def _width(markup: str) -> int:
+    from rich.text import Text
+
+    return Text.from_markup(markup).cell_len
+
+
+def _rows(console: Any, markup: str) -> int:
+    """How many screen rows a line of text takes on the console."""
+    from rich.text import Text
+
+    return len(Text.from_markup(markup).wrap(console, console.width))
+
+
+def _cut(text: str, room: int) -> str:
+    """Text shortened to `room` characters, ending in "…", at a word when one ends near."""
+    if len(text) <= room:
+        return text
+    head = text[: max(room - 1, 1)]
+    word = head.rsplit(" ", 1)[0]
+    if len(word) >= room * 2 // 3:
+        head = word
+    return head.rstrip(";,:( ") + "…"
+
+
+def _fit(b: Blocker, room: int) -> str:
+    """A blocker in one line of `room` characters: the label is shortened first, so the
+    value and the rule stay whole where they can."""
+    if len(b.text) <= room:
+        return b.text
+    if b.why and len(b.why) + 2 + _MIN_LABEL <= room:
+        return f"{_cut(b.label, room - len(b.why) - 2)}: {b.why}"
+    label = _cut(b.label, _MIN_LABEL)
+    return _cut(f"{label}: {b.why}" if b.why else label, room)
+
+
+@dataclass(frozen=True)
+class _Summary:
+    lines: tuple[str, ...]  # rich markup, one screen row each
+    cut: tuple[tuple[TrialResult, Blocker], ...]  # blockers shown shortened: whole below
+
+
+def _summary(record: Screening, width: int, spare: int) -> _Summary:
+    """The summary that opens and closes a report: a line per trial with its verdict and
+    counts, and under it each blocker with its value and rule. A blocker takes one row, or
+    two while the first screen has `spare` rows; longer, it is shortened to one row, and
+    the report gives it whole below."""
+    lines: list[str] = []
+    cut: list[tuple[TrialResult, Blocker]] = []
+    pad = max((len(t.product) for t in record.trials), default=0)
     for t in record.trials:
         # A caveat (unpublished criteria, a withdrawn registration) qualifies the verdict.
-        caveat = "[yellow]*[/]" if t.caveats else " "
-        grid.add_row(
-            f"[{VERDICT_STYLE[t.verdict]}]{verdict_word(t.verdict)}[/]",
-            f"[bold]{t.trial}[/]{caveat} {safe(t.product.ljust(width))}  [dim]{counts_text(t)}[/]",
+        mark = "[yellow]*[/]" if t.caveats else " "
+        lines.append(
+            f"[{VERDICT_STYLE[t.verdict]}]{verdict_word(t.verdict).ljust(12)}[/] "
+            f"[bold]{t.trial}[/]{mark} {safe(t.product.ljust(pad))}  [dim]{counts_text(t)}[/]"
         )
-        for cid, text in blockers(t):
-            grid.add_row("", f"[red]✘ {cid}[/] {safe(brief(text))}")
-    console.print(grid)
-    if any(t.caveats for t in record.trials):
-        console.print("[yellow]*[/] [dim]a caveat qualifies the verdict: see below[/]")
+        for b in blockers(t):
+            lead = f"  ✘ {b.id} "
+            room = max(width - len(lead), 24)
+            whole = _wrap(b.text, room)
+            if len(whole) == 2 and spare > 0 and all(len(w) <= room for w in whole):
+                spare -= 1
+                shown_lines = whole
+            else:
+                shown_lines = [_fit(b, room)]
+                if shown_lines[0] != b.text:
+                    cut.append((t, b))
+            lines.append(f"  [red]✘ {b.id}[/] {safe(shown_lines[0])}")
+            lines += [" " * len(lead) + safe(rest) for rest in shown_lines[1:]]
+    return _Summary(tuple(lines), tuple(cut))
+
+
+# A comparison and its amount stay on one line: "≤ 3 months", not "≤" and "3 months".
+_TIED = re.compile(r"(?<=[<>≤≥=×]) | (?=×)")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines = textwrap.wrap(
+        _TIED.sub("\xa0", text), width, break_long_words=False, break_on_hyphens=False
+    )
+    return [line.replace("\xa0", " ") for line in lines]
+
+
+def _print_lines(console: Any, lines: tuple[str, ...]) -> None:
+    for line in lines:
+        # Laid out to fit already: never wrapped again.
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _legend(record: Screening, width: int, everything: bool, layout: _Layout) -> list[str]:
+    """The legend, once; with the caveat mark's note beside it when both fit a line."""
+    if not any(t.caveats for t in record.trials):
+        return [LEGEND]
+    note = "* caveat: below" if _told(record, everything, layout) else "* caveat: --all"
+    if len(LEGEND) + 2 + len(note) <= width:
+        return [f"{LEGEND}  {note}"]
+    short = LEGEND.replace(": blocks enrolment", ": blocks").replace(": collect data", "")
+    if len(short) + 2 + len(note) <= width:
+        return [f"{short}  {note}"]
+    return [LEGEND, note]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How much a compact report quotes. Each step down names what the one before quoted,
+    and `--all` (or `--verbose`, or the chart checklist) gives it whole."""
+
+    questions: bool = True  # a review criterion's question under its label
+    caveats: bool = True  # the caveats that qualify a verdict, whole
+    ids: bool = False  # judgments by id only, in every trial still open
+
+
+# The compact report fits REPORT_LINES when it can: it quotes less, step by step, until it
+# does (or until nothing more can go). For the examples the first layout fits but for one.
+REPORT_LINES = 80
+_LAYOUTS = (_Layout(), _Layout(questions=False), _Layout(False, False), _Layout(False, False, True))
 
 
 def render(
@@ -564,94 +693,187 @@ def render(
     vocabulary: v.Vocabulary | None = None,
 ) -> None:
     """Print one patient's screening (or its error) on a rich console: the verdicts and
-    blockers first, then per trial the criteria that are not met, the worklist, the
-    warnings, and the verdicts again. `everything` lists passing criteria and the needs of
-    trials already ineligible too."""
+    blockers first, then per trial the criteria that are not met, the caveats once, the
+    worklist, the warnings, and the verdicts again. `everything` lists passing criteria
+    and the needs of trials already ineligible too."""
     if isinstance(record, FileError):
         for d in record.diagnostics:
             # Never wrap: the caret must stay under the column it points at.
             console.print(safe(d.render()), style="red", highlight=False, soft_wrap=True)
         return
-    console.print(
-        f"[bold]{safe(record.patient)}[/] · {safe(record.file)} [dim]· as of "
-        f"{record.as_of}, from {AS_OF_SOURCE[record.as_of_source]}[/]"
+    work = worklist.build(record, everything, asks, vocabulary)
+    layout = _LAYOUTS[0]
+    if not everything and not verbose:
+        from io import StringIO
+
+        from rich.console import Console
+
+        for layout in _LAYOUTS:
+            # Laid out on a plain console of the same width, to count its lines.
+            text = StringIO()
+            draft = Console(file=text, width=console.width, no_color=True, highlight=False)
+            _report(draft, record, work, verbose, everything, layout)
+            if text.getvalue().count("\n") <= REPORT_LINES:
+                break
+    _report(console, record, work, verbose, everything, layout)
+
+
+def _report(
+    console: Any,
+    record: Screening,
+    work: worklist.Worklist,
+    verbose: bool,
+    everything: bool,
+    layout: _Layout,
+) -> None:
+    n = len(work.warnings)
+    # The date screened on, and where it came from unless it is the file's own.
+    source = (
+        "" if record.as_of_source == "screening_date" else f" ({AS_OF_SOURCE[record.as_of_source]})"
     )
-    _summary(console, record)
-    console.print(LEGEND, style="dim", highlight=False)
+    header = (
+        f"[bold]{safe(record.patient)}[/] · {safe(record.file)} [dim]· as of "
+        f"{record.as_of}{source}[/]"
+        + (f" · [yellow]{n} warning{'s' if n > 1 else ''} (at the end)[/]" if n else "")
+    )
+    console.print(header, highlight=False)
+    # The rows left on the first screen once the header, the trials and a row per blocker
+    # are counted (and one for the pager's prompt): two-row blockers may use them.
+    spare = (
+        SCREEN_ROWS
+        - 1
+        - _rows(console, header)
+        - len(record.trials)
+        - sum(len(blockers(t)) for t in record.trials)
+    )
+    summary = _summary(record, console.width, spare)
+    _print_lines(console, summary.lines)
+    for line in _legend(record, console.width, everything, layout):
+        console.print(line, style="dim", highlight=False)
     decided = ineligible_anyway(record, everything)
+    first = True
     for t in record.trials:
-        if t in decided:
-            continue
-        console.print()
-        console.print(
-            f"[{VERDICT_STYLE[t.verdict]}] {verdict_word(t.verdict)} [/] "
-            f"[bold]{t.trial}[/] · {safe(t.product)}   [dim]{counts_text(t)}[/]",
-            highlight=False,
-        )
-        if t.caveats:
-            notes = _grid()
-            for caveat in t.caveats:
-                notes.add_row("", "[bold yellow]caveat:[/]", safe(caveat))
-            console.print(notes)
-        listed, unknown, passed = shown(t, everything)
-        grid = _grid()
-        for c in listed:
-            glyph, colour = GLYPHS[c.status]
-            attested = " (attested)" if c.attested else ""
-            grid.add_row(f"[{colour}]{glyph}[/]", c.id, f"[bold]{safe(c.label)}[/]{attested}")
-            parts = c.parts if everything else [p for p in c.parts if p.status is not Status.PASS]
-            if not c.parts or verbose:
-                grid.add_row("", "", f"[dim]{safe(detail(c, c.kind))}[/]")
-            for p in parts:
-                glyph, colour = GLYPHS[p.status]
-                grid.add_row(
-                    "",
-                    f"[{colour}]{glyph}[/] {p.id}",
-                    f"{safe(p.label)}: [dim]{safe(detail(p, c.kind))}[/]",
-                )
-            if verbose:
-                grid.add_row("", "", f"[dim italic]source: {safe(c.text)}[/]")
-                if c.note:
-                    grid.add_row("", "", f"[dim italic]note: {safe(c.note)}[/]")
-        if unknown:
-            grid.add_row(
-                "[yellow]?[/]",
-                str(len(unknown)),
-                "need data: "
-                + " ".join(c.id for c in unknown)
-                + " [dim](see To do)[/]"
-                + (f" · [green]✔[/] {passed} pass" if passed else ""),
-            )
-        elif passed:
-            grid.add_row(
-                "[green]✔[/]" if t.verdict is not Verdict.INELIGIBLE else "·",
-                str(passed),
-                _unlisted(t) + " [dim](--all)[/]",
-            )
-        console.print(grid)
-    if decided:
-        console.print()
-        notes = _grid()
-        notes.add_row(
-            f"[{VERDICT_STYLE[Verdict.INELIGIBLE]}] INELIGIBLE [/]",
-            "",
-            ", ".join(f"{t.trial} {safe(t.product)}" for t in decided)
-            + " [dim]— the blockers above say why; --all lists their criteria[/]",
-        )
-        for t in decided:
-            for caveat in t.caveats:
-                notes.add_row("", f"[bold yellow]caveat[/] {t.trial}:", safe(caveat))
-        console.print(notes)
+        if t not in decided:
+            first = not _section(console, t, everything, verbose, first, layout) and first
+    if summary.cut:
+        _in_full(console, summary.cut)
+    _caveats(console, record, everything, layout)
     if verbose and record.sources:
         console.print()
         console.print("[bold]Where the facts came from[/]")
         for field, source in record.sources:
             console.print(f"  {safe(field)}: [dim]{safe(source)}[/]", highlight=False)
-    _render_worklist(console, worklist.build(record, everything, asks, vocabulary))
-    if len(record.trials) > 1:
+    asked = frozenset(
+        t.trial
+        for t in record.trials
+        if layout.questions and not _quiet(t, everything, verbose, layout)
+    )
+    _render_worklist(console, work, asked)
+    console.print()
+    console.print("[bold]Verdicts[/]")
+    _print_lines(console, summary.lines)
+
+
+def _section(
+    console: Any,
+    t: TrialResult,
+    everything: bool,
+    verbose: bool,
+    first: bool,
+    layout: _Layout = _LAYOUTS[0],
+) -> bool:
+    """A trial's criteria that are not met (all with `everything`): each on its row, what
+    it found or asks below it at the width of the screen; whether anything was printed.
+    Compact sections follow each other without a blank line: the banner sets each apart."""
+    banner = (
+        f"[{VERDICT_STYLE[t.verdict]}] {verdict_word(t.verdict)} [/] "
+        f"[bold]{t.trial}[/] · {safe(t.product)}"
+    )
+    listed, unknown, passed = shown(t, everything)
+    if not listed and not unknown and not everything:
+        return False  # eligible: the summary's line says all there is (its passes: --all)
+    if first or everything or verbose:
         console.print()
-        console.print("[bold]Verdicts[/]")
-        _summary(console, record)
+    # What is not listed one by one: the criteria that need data, by id (the To do says
+    # what to collect for each), or, when none do, how many pass. (The summary above has
+    # every count.)
+    quiet = _quiet(t, everything, verbose, layout)
+    tally = ""
+    if unknown:
+        tally = f"[yellow]?[/] need data: {worklist.ranges([c.id for c in unknown])}"
+        if quiet and listed:
+            # A trial still waiting for data lists its judgments by id too: the To do asks
+            # the investigator, and --all (or the chart checklist) gives the questions.
+            tally += f" · [magenta]⚑[/] {worklist.ranges([c.id for c in listed])}"
+    elif passed:
+        tally = f"[green]✔[/] {passed} {_unlisted(t)} [dim](--all)[/]"
+    if tally and _width(banner) + 2 + _width(tally) <= console.width:
+        console.print(f"{banner}  {tally}", highlight=False)
+    else:
+        console.print(banner, highlight=False)
+        if tally:
+            grid = _hanging()
+            grid.add_row(" ", tally)
+            console.print(grid)
+    if quiet:
+        return True
+    grid = _grid()
+    for c in listed:
+        glyph, colour = GLYPHS[c.status]
+        attested = " (attested)" if c.attested else ""
+        label = f"[bold]{safe(c.label)}[/]{attested}"
+        parts = c.parts if everything else [p for p in c.parts if p.status is not Status.PASS]
+        if c.status is Status.REVIEW and not c.parts and not layout.questions:
+            grid.add_row(f"[{colour}]{glyph}[/]", c.id, label)  # the question: --all
+            continue
+        if c.status is Status.REVIEW and not c.parts and not verbose:
+            # The question to judge goes on from its label, at the width of the screen.
+            grid.add_row(
+                f"[{colour}]{glyph}[/]", c.id, _asked(c.label, detail(c, c.kind)) + attested
+            )
+            continue
+        grid.add_row(f"[{colour}]{glyph}[/]", c.id, label)
+        if not c.parts or verbose:
+            grid.add_row("", "", f"[dim]{safe(detail(c, c.kind))}[/]")
+        for p in parts:
+            glyph, colour = GLYPHS[p.status]
+            if p.status is Status.REVIEW and not layout.questions:
+                grid.add_row("", f"[{colour}]{glyph}[/] {p.id}", safe(p.label))
+                continue
+            if p.status is Status.REVIEW and not verbose:
+                grid.add_row("", f"[{colour}]{glyph}[/] {p.id}", _asked(p.label, detail(p, c.kind)))
+                continue
+            # The part's label on its row, what it found below: never both in one cell.
+            grid.add_row("", f"[{colour}]{glyph}[/] {p.id}", safe(p.label))
+            grid.add_row("", "", f"[dim]{safe(detail(p, c.kind))}[/]")
+        if verbose:
+            grid.add_row("", "", f"[dim italic]source: {safe(c.text)}[/]")
+            if c.note:
+                grid.add_row("", "", f"[dim italic]note: {safe(c.note)}[/]")
+    if listed:
+        console.print(grid)
+    return True
+
+
+def _quiet(t: TrialResult, everything: bool, verbose: bool, layout: _Layout = _LAYOUTS[0]) -> bool:
+    """Whether a compact section lists its judgments by id, without their questions: its
+    trial still waits for data (or the layout says so for all), and nothing of it but
+    judgments would be listed."""
+    return (
+        (t.verdict is Verdict.INCOMPLETE or (layout.ids and t.verdict is Verdict.NEEDS_REVIEW))
+        and not everything
+        and not verbose
+        and all(c.status is Status.REVIEW and not c.parts for c in shown(t, everything)[0])
+    )
+
+
+def _asked(label: str, question: str) -> str:
+    """A criterion to judge and its question on one row: "label: question", or, when the
+    question opens with the label's words ("Other severe medical condition" and "other
+    severe medical conditions (…)"), the question with those words in bold."""
+    if question[: len(label)].lower() == label.lower() and label:
+        return f"[bold]{safe(question[: len(label)])}[/][dim]{safe(question[len(label) :])}[/]"
+    return f"[bold]{safe(label)}[/]: [dim]{safe(question)}[/]"
 
 
 def _unlisted(t: TrialResult) -> str:
@@ -666,25 +888,76 @@ def _unlisted(t: TrialResult) -> str:
     )
 
 
+def _in_full(console: Any, cut: tuple[tuple[TrialResult, Blocker], ...]) -> None:
+    """The blockers the summary had to shorten, whole: a shortened text is never the only
+    place a blocker is said."""
+    console.print()
+    console.print("Blockers shortened above, in full:")
+    grid = _hanging()
+    for t, b in cut:
+        grid.add_row(
+            "  [red]✘[/]",
+            f"{safe(t.product)} {b.id} {safe(b.label)}"
+            + (f": [dim]{safe(b.why)}[/]" if b.why else ""),
+        )
+    console.print(grid)
+
+
+# The verdicts a trial's caveats qualify: they say what an eligible (or needs-review)
+# answer does not cover, and what to check before referring a patient.
+_QUALIFIED = (Verdict.ELIGIBLE, Verdict.NEEDS_REVIEW)
+
+
+def _told(record: Screening, everything: bool, layout: _Layout) -> list[TrialResult]:
+    """The trials whose caveats the report gives whole: those whose verdict they qualify
+    (unless the layout names them only)."""
+    return [
+        t
+        for t in record.trials
+        if t.caveats and (everything or (layout.caveats and t.verdict in _QUALIFIED))
+    ]
+
+
+def _caveats(console: Any, record: Screening, everything: bool, layout: _Layout) -> None:
+    """Each caveat once, marked as the summary marks its trial: whole where it qualifies
+    the verdict (eligible, needs review); the trials whose caveats wait for such a verdict
+    (still incomplete, or ineligible anyway) are named, and `--all` gives their caveats.
+    When none is given whole, the legend's "* caveat: --all" says it all."""
+    told = _told(record, everything, layout)
+    untold = [t for t in record.trials if t.caveats and t not in told]
+    if not told:
+        return
+    console.print()
+    grid = _hanging()
+    for t in told:
+        grid.add_row("[yellow]*[/]", f"[bold]{safe(t.product)}[/]: {safe(' '.join(t.caveats))}")
+    if untold:
+        grid.add_row(
+            "[yellow]*[/]",
+            ", ".join(safe(t.product) for t in untold) + ": their caveats with --all",
+        )
+    console.print(grid)
+
+
 def detail(result: CriterionResult | PartResult, kind: Kind) -> str:
     """What a report says under a criterion: for a decided one compared with values, each
     value and the rule it met or broke ("disease B-ALL (excluded if Burkitt)"); else the
     reason, which says what is missing or what the investigator is to judge."""
     if result.evidence and result.status in (Status.PASS, Status.FAIL):
-        # An exclusion's tree describes what excludes, so its rule reads "excluded if …".
-        rule = "excluded if " if kind is Kind.EXCLUSION else "needs "
         return "; ".join(
             dict.fromkeys(
-                shown_value(e)
-                + (
-                    f" ({e.threshold})"
-                    if e.threshold.startswith("applies only")
-                    else f" ({rule}{e.threshold})"
-                )
-                for e in result.evidence
+                f"{shown_value(e)} ({rule_text(e.threshold, kind)})" for e in result.evidence
             )
         )
-    return without_prompt(result.reason)
+    return without_prompt(worklist.reason(result))
+
+
+def rule_text(threshold: str, kind: Kind) -> str:
+    """A compared fact's threshold as a rule: an exclusion's tree describes what excludes,
+    so its rule reads "excluded if one of 3, 4"; an inclusion's "needs ≤ 1.6 mg/dL"."""
+    if threshold.startswith("applies only"):
+        return threshold
+    return ("excluded if " if kind is Kind.EXCLUSION else "needs ") + threshold
 
 
 def shown_value(e: Evidence) -> str:
@@ -698,58 +971,77 @@ def without_prompt(reason: str) -> str:
     return reason.removeprefix("investigator to judge: ")
 
 
+# The lines of a rendered diagnostic that quote the file: "   46 |   asst:" and the caret
+# line under it (core._errors.Diagnostic.render).
+EXCERPT = re.compile(r"^ *\d* \| ")
+
+
 def _skipped(work: worklist.Worklist) -> str:
     if work.everywhere:
         return "every trial screened"
     return ", ".join(work.skipped)
 
 
-def _render_worklist(console: Any, work: worklist.Worklist) -> None:
+def _render_worklist(
+    console: Any, work: worklist.Worklist, asked: frozenset[str] | None = None
+) -> None:
+    """The worklist; the review questions of the `asked` trials (all by default) stand in
+    their sections above, the others' are named with --all."""
     console.print()
     if work.empty():
         if work.skipped:
+            # One line, at 80 columns too.
             console.print(
-                "[bold]To do:[/] nothing that could change a verdict: ineligible for "
-                + _skipped(work)
-                + " [dim](--all lists their gaps)[/]"
+                "[bold]To do:[/] nothing that could change a verdict"
+                + (
+                    ": ineligible for every trial [dim](--all)[/]"
+                    if work.everywhere
+                    else " [dim](--all: what ineligible trials lack)[/]"
+                ),
+                highlight=False,
             )
         else:
             console.print("[bold]To do:[/] nothing: every criterion is decided")
     else:
-        console.print("[bold]To do[/]")
-        if work.skipped:
-            console.print(
-                f"  [dim]not asked for {', '.join(work.skipped)}: ineligible anyway (--all)[/]"
-            )
+        # The trials left out are the ineligible ones of the summary: named there.
+        console.print(
+            "[bold]To do[/]"
+            + (" [dim](nothing for the trials ineligible anyway: --all)[/]" if work.skipped else "")
+        )
         for group, bullets in work.collect.items():
             if bullets:
-                console.print(f"  [bold]{group}:[/]")
+                hint = f" ({worklist.EMPTY_LIST})" if any(b.lists for b in bullets) else ""
+                console.print(f"[bold]{group}[/]{hint}[bold]:[/]")
+                grid = _hanging()
                 for b in bullets:
-                    console.print(
-                        f"    • {safe(b.text)} [dim]— {safe(b.for_text())}[/]", highlight=False
-                    )
+                    grid.add_row("  •", f"{safe(b.text)} [dim]— {safe(b.for_text())}[/]")
+                console.print(grid)
         if work.judge:
             # A review criterion's question stands in its trial's section above: named here
-            # by id. A criterion still waiting for data is listed by id only there, so its
-            # open question is asked here in full.
-            console.print("  [bold]for the investigator:[/]")
+            # by id, every trial in one bullet. A criterion still waiting for data is listed
+            # by id only there, so its open question is asked here in full.
+            console.print("[bold]for the investigator:[/]")
+            grid = _hanging()
+            named: dict[bool, list[str]] = {False: [], True: []}  # by whether only named
+            open_now: list[tuple[str, str]] = []
             for trial, items in work.judge.items():
-                ids = trial.split(" · ", 1)[0]
-                named = [
-                    i.split(":", 1)[0]
-                    for i in items
-                    if f"{ids}/{i.split(':', 1)[0]}" not in work.pending
-                ]
-                asked = [i for i in items if f"{ids}/{i.split(':', 1)[0]}" in work.pending]
-                line = " ".join(dict.fromkeys(named)) + (" (questions above)" if named else "")
-                console.print(
-                    f"    • {safe(trial)}: {safe(line)}" if named else f"    • {safe(trial)}:",
-                    highlight=False,
-                )
-                for item in asked:
-                    console.print(
-                        f"      {safe(item)} [dim](still needs data too)[/]", highlight=False
-                    )
+                ids, product = trial.split(" · ", 1)
+                here = []
+                for item in items:
+                    cid = item.split(":", 1)[0]
+                    if f"{ids}/{cid}" in work.pending:
+                        open_now.append((f"{product} {cid}", item.split(": ", 1)[-1]))
+                    else:
+                        here.append(cid)
+                if here:
+                    hushed = asked is not None and ids not in asked
+                    named[hushed].append(f"{product} {' '.join(dict.fromkeys(here))}")
+            for hushed, where in ((False, "questions above"), (True, "questions: --all")):
+                if named[hushed]:
+                    grid.add_row("  •", f"{safe(' · '.join(named[hushed]))} [dim]({where})[/]")
+            for who, question in open_now:
+                grid.add_row("  •", f"{safe(who)}: {safe(question)} [dim](still needs data too)[/]")
+            console.print(grid)
     if work.warnings:
         console.print()
         console.print(
@@ -757,7 +1049,12 @@ def _render_worklist(console: Any, work: worklist.Worklist) -> None:
             f"{'s' if len(work.warnings) > 1 else ''} about the file[/]"
         )
         for text, left in work.warnings:
-            console.print(safe(text), style="yellow", highlight=False)
+            for line in text.split("\n"):
+                # The source line and its caret are never wrapped, or the caret would no
+                # longer point at its column (as for errors); the message and hint are.
+                console.print(
+                    safe(line), style="yellow", highlight=False, soft_wrap=bool(EXCERPT.match(line))
+                )
             if left:
                 console.print(f"  [dim]left unknown: {safe(', '.join(left))}[/]")
 
@@ -806,10 +1103,6 @@ def markdown(
         n = _counts(t)
         tally = ", ".join(f"{n[st.value]} {st.value}" for st in Status if n[st.value])
         out += [f"### {t.trial} · {_md(t.product)} — **{t.verdict.value}** ({tally})", ""]
-        if t.caveats:
-            # A blank line ends the quote: without it the table below would be read as
-            # part of the quoted paragraph and not render as a table.
-            out += "\n>\n".join(f"> caveat: {_md(c)}" for c in t.caveats).split("\n") + [""]
         listed, unknown, passed = shown(t, everything)
         if listed:
             out += ["| | id | criterion | reason |", "|---|---|---|---|"]
@@ -844,14 +1137,14 @@ def markdown(
             "The blockers in the table above say why; `--all` lists their criteria.",
             "",
         ]
-        out += (
-            "\n>\n".join(
-                f"> caveat ({t.trial}): {_md(c)}" for t in decided for c in t.caveats
-            ).split("\n")
-            + [""]
-            if any(t.caveats for t in decided)
-            else []
-        )
+    if any(t.caveats for t in record.trials):
+        # Each caveat once, for every trial (a document has room for them all). A blank
+        # line ends the quote: without it a table that followed would be read as part of
+        # the quoted paragraph and not render as a table.
+        out += ["### Caveats", ""]
+        out += "\n>\n".join(
+            f"> {t.trial} · {_md(t.product)}: {_md(c)}" for t in record.trials for c in t.caveats
+        ).split("\n") + [""]
     work = worklist.build(record, everything, asks, vocabulary)
     out += ["### To do", ""]
     if work.empty():
@@ -866,7 +1159,8 @@ def markdown(
             out += [f"Nothing asked for {', '.join(work.skipped)}: already ineligible.", ""]
         for group, bullets in work.collect.items():
             if bullets:
-                out += [f"**{group}**", ""]
+                hint = f" ({worklist.EMPTY_LIST})" if any(b.lists for b in bullets) else ""
+                out += [f"**{group}**{hint}", ""]
                 out += [f"- [ ] {_md(b.text)} — {_md(b.for_text())}" for b in bullets]
                 out.append("")
         for trial, items in work.judge.items():
@@ -879,10 +1173,14 @@ def markdown(
             "",
         ]
         for text, left in work.warnings:
-            out.append(f"- {_md(text)}" + (f" (left unknown: {', '.join(left)})" if left else ""))
-        out.append("")
-    if len(record.trials) > 1:
-        out += ["### Verdicts", ""] + summary
+            # As written, in a code block: the caret stays under its column, and nothing
+            # in a code block is a link or HTML.
+            lines = [printable(line) for line in text.split("\n")]
+            fence = _fence(lines)
+            out += [fence, *lines, fence, ""]
+            if left:
+                out += [f"Left unknown: {_md(', '.join(left))}.", ""]
+    out += ["### Verdicts", ""] + summary
     return "\n".join(out) + "\n"
 
 
@@ -893,7 +1191,7 @@ def _md_summary(record: Screening) -> list[str]:
     ]
     for t in record.trials:
         n = _counts(t)
-        blocked = "; ".join(f"{cid} {_md(text)}" for cid, text in blockers(t))
+        blocked = "; ".join(f"{b.id} {_md(b.text)}" for b in blockers(t))
         caveat = " (caveat)" if t.caveats else ""
         out.append(
             f"| {t.trial}{caveat} | {_md(t.product)} | **{t.verdict.value}** | "

@@ -15,7 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from screener.core import _vocabulary as v
-from screener.core._model import CriterionResult, Screening, Status, TrialResult, Verdict
+from screener.core._model import (
+    CriterionResult,
+    PartResult,
+    Screening,
+    Status,
+    TrialResult,
+    Verdict,
+)
 
 # The worklist's headings, in display order (vocabulary.yaml `groups`).
 GROUPS = tuple(v.BUILTIN.groups.values())
@@ -49,13 +56,37 @@ def label(field: str, vocabulary: v.Vocabulary = v.BUILTIN) -> str:
 class Bullet:
     text: str  # "CD19 and CD22 by flow cytometry …"
     needed_by: tuple[tuple[str, str], ...]  # ("CNCT19", "I4"), ("HY004", "I4")
+    # It asks for a list (conditions, medications): written [] when there are none, which
+    # its group's heading says once for all its lists.
+    lists: bool = False
 
     def for_text(self) -> str:
-        """ "CNCT19 I4 I8 · HY004 I4": the criteria waiting for it, by trial."""
+        """ "CNCT19 I4 I8 · HY004 I4": the criteria waiting for it, by trial (in the order
+        the summary lists trials and their criteria, runs of three or more as a range)."""
         by_trial: dict[str, list[str]] = {}
         for trial, cid in self.needed_by:
             by_trial.setdefault(trial, []).append(cid)
-        return " · ".join(f"{trial} {' '.join(ids)}" for trial, ids in by_trial.items())
+        return " · ".join(f"{trial} {ranges(ids)}" for trial, ids in by_trial.items())
+
+
+def ranges(ids: list[str]) -> str:
+    """Criterion ids with runs of three or more written as ranges: "I1–I6 E1 E2 E4–E9"."""
+    out: list[str] = []
+    run: list[tuple[str, int, str]] = []
+
+    def close() -> None:
+        out.extend(r[2] for r in run) if len(run) < 3 else out.append(f"{run[0][2]}–{run[-1][2]}")
+        run.clear()
+
+    for cid in ids:
+        m = re.fullmatch(r"([A-Z]+)(\d+)", cid)
+        if m and run and run[-1][0] == m.group(1) and run[-1][1] + 1 == int(m.group(2)):
+            run.append((m.group(1), int(m.group(2)), cid))
+            continue
+        close()
+        run.append((m.group(1), int(m.group(2)), cid) if m else ("", -2, cid))
+    close()
+    return " ".join(out)
 
 
 @dataclass(frozen=True)
@@ -98,7 +129,7 @@ def build(
     unknown: list[tuple[tuple[str, str], CriterionResult]] = []
     for t in record.trials:
         if t.verdict is Verdict.INELIGIBLE and not everything:
-            skipped.append(f"{t.trial} ({_name(t)})")
+            skipped.append(_name(t))  # the summary above pairs it with its id
             continue
         for c in t.criteria:
             who = (_name(t), c.id)
@@ -111,23 +142,30 @@ def build(
                     for list_field, types in (asks or {}).get((t.trial, c.id), {}).items():
                         if field == list_field:
                             wanted.setdefault(field, set()).update(types)
-            if c.status in (Status.REVIEW, Status.UNKNOWN):
-                # A criterion still waiting for data may hold a judgment already open
-                # (a part to judge beside a part with a missing lab): ask it now, not on the
-                # next run.
-                if c.review:  # a trial with nothing to judge gets no empty heading
-                    judge.setdefault(f"{t.trial} · {_name(t)}", []).extend(
-                        f"{c.id}: {item}" for item in c.review
-                    )
-                if c.status is Status.UNKNOWN and c.review:
+            questions = open_questions(c)
+            if questions:  # a trial with nothing to judge gets no empty heading
+                judge.setdefault(f"{t.trial} · {_name(t)}", []).extend(
+                    f"{c.id}: {item}" for item in questions
+                )
+                if c.status is Status.UNKNOWN:
                     pending.add(f"{t.trial}/{c.id}")
     collect: dict[str, list[Bullet]] = {g: [] for g in GROUPS}
     by_task: dict[_Task, dict[str, list[tuple[str, str]]]] = {}
     for field, asking in fields.items():
         by_task.setdefault(vocab.task(field), {})[field] = list(asking)
+    # The criteria waiting for a task, in the order of the trials and their criteria.
+    order = {
+        (_name(t), c.id): i
+        for i, (t, c) in enumerate((t, c) for t in record.trials for c in t.criteria)
+    }
     for task in (t for t in vocab.tasks if t in by_task):
         members = by_task[task]
-        needed = tuple(dict.fromkeys(w for ws in members.values() for w in ws))
+        needed = tuple(
+            sorted(
+                dict.fromkeys(w for ws in members.values() for w in ws),
+                key=lambda w: order.get(w, len(order)),
+            )
+        )
         if task.whole:
             markers = sorted({m.group(1) for f in members if (m := _MARKER.match(f))})
             text = task.title.format(markers=" and ".join(markers))
@@ -138,7 +176,8 @@ def build(
             text = f"{task.title}: " + ", ".join(
                 dict.fromkeys(_described(f, wanted.get(f), vocab) for f in members)
             )
-        collect[task.group].append(Bullet(text, needed))
+        lists = any(isinstance(vocab.resolve(f), v.ListOf) for f in members)
+        collect[task.group].append(Bullet(text, needed, lists))
     return Worklist(
         collect,
         judge,
@@ -147,6 +186,43 @@ def build(
         everywhere=len(skipped) == len(record.trials) > 1,
         pending=frozenset(pending),
     )
+
+
+def open_questions(c: CriterionResult | PartResult) -> tuple[str, ...]:
+    """The judgments an investigator can make now: those of a criterion, or of a part,
+    that awaits review and nothing else.
+
+    A judgment of a criterion or part that still waits for data may hang on that data
+    ("the positive syphilis serology is a current infection", with no serology recorded),
+    so it is not asked until the data is in: the worklist asks for the data instead. A
+    part to judge beside a part that lacks a lab (marrow function beside SpO2) is asked
+    now, not on the next run."""
+    if c.status is Status.REVIEW:
+        return c.review
+    if c.status is not Status.UNKNOWN or isinstance(c, PartResult):
+        return ()
+    live = {item for p in c.parts if p.status is Status.REVIEW for item in p.review}
+    return tuple(item for item in c.review if item in live)
+
+
+def waiting_questions(c: CriterionResult | PartResult) -> tuple[str, ...]:
+    """The judgments of a criterion (or part) that wait for its data (see open_questions)."""
+    if c.status is not Status.UNKNOWN:
+        return ()
+    asked = set(open_questions(c))
+    return tuple(item for item in c.review if item not in asked)
+
+
+def reason(result: CriterionResult | PartResult) -> str:
+    """A result's reason for people: a judgment that waits for data is said to wait
+    ("HIV not recorded …; once known, for the investigator: …"), not asked."""
+    text = result.reason
+    for item in waiting_questions(result):
+        text = text.replace(f"{_ASKED}{item}", f"once known, for the investigator: {item}")
+    return text
+
+
+_ASKED = "investigator to judge: "  # how a review leaf's reason opens (criteria._conditions)
 
 
 def _uncollectable(field: str, vocabulary: v.Vocabulary) -> bool:
@@ -163,19 +239,36 @@ def _described(field: str, types: set[str] | None, vocabulary: v.Vocabulary) -> 
             if types
             else "the list"
         )
-        return f"{label(field, vocabulary)}: {asked} ([] if none)"
+        return f"{label(field, vocabulary)}: {asked}"
     return label(field, vocabulary)
 
 
-_QUOTED = re.compile(r"'([\w.\[\]]+)'")
+EMPTY_LIST = "[] for a list with none"  # what a heading over list bullets adds
+
+
+# What a warning is about (the first line of a rendered diagnostic: "file:3:1: warning:
+# unknown key labs.asst (ignored)", "…: warning: diagnosis.markers.CD2: …") and the name
+# its hint offers instead ("hint: did you mean 'ast'?").
+_SUBJECT = re.compile(r": warning: (?:unknown key (\S+) \(ignored\)|([\w.\[\]]+): )")
+_OFFERED = re.compile(r"did you mean '([\w.\[\]]+)'")
+
+
+def meant(warning: str) -> tuple[str, ...]:
+    """The fields a warning's did-you-mean points at, as paths: a hint names a key beside
+    the misspelt one, so `labs.asst` with "did you mean 'ast'?" means `labs.ast`."""
+    head = warning.split("\n", 1)[0]
+    subject = _SUBJECT.search(head)
+    path = (subject.group(1) or subject.group(2)) if subject else ""
+    parent = path.rsplit(".", 1)[0] + "." if "." in path else ""
+    return tuple(dict.fromkeys(parent + name for name in _OFFERED.findall(warning)))
 
 
 def _left_unknown(
     warning: str, unknown: Iterable[tuple[tuple[str, str], CriterionResult]]
 ) -> tuple[str, ...]:
     """The criteria a warning left unknown: those lacking the field its hint names
-    ("unknown key ecgo … did you mean 'ecog'?")."""
-    names = set(_QUOTED.findall(warning))
+    ("unknown key labs.asst … did you mean 'ast'?": those lacking labs.ast)."""
+    names = meant(warning)
     if not names:
         return ()
     return tuple(
@@ -183,6 +276,6 @@ def _left_unknown(
             " ".join(who)
             for who, c in unknown
             for field in c.missing
-            if any(field == n or field.startswith(n + ".") for n in names)
+            if any(field == n or field.startswith((n + ".", n + "[")) for n in names)
         )
     )

@@ -317,8 +317,8 @@ class _Writer:
         ex = self.ex
         header = [
             f"# Patient record imported from the FHIR bundle {Path(ex.file).name}",
-            f"# Values are the latest on or before {ex.as_of} (a lab's results of the year "
-            "before, too); results",
+            f"# Values are the latest on or before {ex.as_of} (a lab's results of the 13 "
+            "months before, too); results",
             "# dated after it were ignored.",
             "# Each value says where it came from. Check them, then fill in the TODO lines "
             "(uncomment",

@@ -16,6 +16,13 @@ A case file (`<NCT id>.cases.yaml`) reads::
         file: patients/odd.yaml                      # a whole patient file instead
         expect: {E1: fail}
         xfail: "conditions vocabulary cannot say this yet"
+      - name: implausible-uln-is-shown
+        patient: {labs: {total_bilirubin: {value: 1 mg/dL, uln: 3 mg/dL}}}
+        warns: "ULN 3 mg/dL is implausible"          # a loading warning says this (or a list)
+        expect: {I9.a: pass}
+      - name: uln-typo-is-an-error
+        patient: {labs: {ast: {value: 30 U/L, uln: 4000 U/L}}}
+        rejected: "is not a possible result"         # the patient does not load, saying this
 
 Overrides merge into the base recursively: mappings merge, anything else (lists included)
 replaces, and `null` deletes. Keys are strict, so a typo fails with the case file's line.
@@ -64,6 +71,10 @@ class Case:
     keys: dict[str, PathKey] = field(default_factory=dict, compare=False, repr=False)
     # The overrides' `null`s of keys the base lacks, likewise: a deletion deleting nothing.
     deletions: dict[str, PathKey] = field(default_factory=dict, compare=False, repr=False)
+    # Text a warning of the patient's must hold, each; and, for a patient that must not
+    # load at all (an impossible value), text its error must hold.
+    warns: tuple[str, ...] = ()
+    rejected: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +162,10 @@ class _Reader:
 
     def case(self, data: Any, path: PathKey, base: dict[str, Any]) -> Case:
         data = self.strict(
-            data, path, ("name", "patient", "file", "expect", "verdict", "xfail"), "a case"
+            data,
+            path,
+            ("name", "patient", "file", "expect", "verdict", "xfail", "warns", "rejected"),
+            "a case",
         )
         name = data.get("name")
         if not isinstance(name, str) or not name.strip() or " " in name:
@@ -173,8 +187,22 @@ class _Reader:
             patient = merge(base, overrides)
             keys = _key_paths(overrides, path + ("patient",))
             deletions = _idle_deletions(base, overrides, path + ("patient",))
+        rejected = data.get("rejected")
+        if rejected is not None and (not isinstance(rejected, str) or not rejected.strip()):
+            raise self.fail(path + ("rejected",), "rejected takes text the error must hold")
+        if rejected is not None and ({"expect", "verdict", "warns"} & set(data)):
+            raise self.fail(
+                path + ("rejected",),
+                "a rejected patient is never screened: it takes no expect, verdict or warns",
+            )
+        warns = data.get("warns", [])
+        warns = [warns] if isinstance(warns, str) else warns
+        if not isinstance(warns, list) or not all(isinstance(w, str) and w.strip() for w in warns):
+            raise self.fail(path + ("warns",), "warns takes text a warning must hold, or a list")
         expect = data.get("expect", {})
-        if not isinstance(expect, dict) or (not expect and "verdict" not in data):
+        if rejected is None and (
+            not isinstance(expect, dict) or (not expect and "verdict" not in data)
+        ):
             raise self.fail(
                 path + ("expect",), "a case expects statuses of some criteria, or a verdict"
             )
@@ -206,6 +234,8 @@ class _Reader:
             pos.line if pos else 0,
             keys,
             deletions,
+            tuple(warns),
+            rejected,
         )
 
 
@@ -299,10 +329,31 @@ def run_case(
         try:
             patient = load_case_patient(case, rule_set.vocabulary)
         except ScreenerError as exc:
-            return Outcome(case, None, {}, error=f"the case's patient does not load:\n{exc}")
+            if case.rejected is not None and case.rejected in str(exc):
+                return Outcome(case, None, {})
+            said = f", but not for {case.rejected!r}" if case.rejected is not None else ""
+            return Outcome(case, None, {}, error=f"the case's patient does not load{said}:\n{exc}")
     if suite is not None and (found := typos(suite, case, patient)):
         return Outcome(case, None, {}, error="\n".join(d.render() for d in found))
     warnings = tuple(w.message for w in patient.warnings)
+    if case.rejected is not None:
+        return Outcome(
+            case,
+            None,
+            {},
+            error=f"the case's patient loads, but should be rejected for {case.rejected!r}",
+            warnings=warnings,
+        )
+    unsaid = [w for w in case.warns if not any(w in m for m in warnings)]
+    if unsaid:
+        said = "\n".join(f"  {m}" for m in warnings) or "  (none)"
+        return Outcome(
+            case,
+            None,
+            {},
+            error=f"no warning says {', '.join(map(repr, unsaid))}; the warnings:\n{said}",
+            warnings=warnings,
+        )
     result = screen(patient, rule_set)
     actual = statuses(result)
     mismatches = {}

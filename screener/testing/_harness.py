@@ -402,7 +402,7 @@ def patients(missing: float = 0.15) -> Any:
 
         labs: dict[str, Any] = {}
         molar = ["mg/dL", "umol/L", "µmol/L", "μmol/L"]
-        optional(draw, labs, "total_bilirubin", lab("bilirubin", 0.1, 8, 0.8, 1.5, molar))
+        optional(draw, labs, "total_bilirubin", lab("bilirubin", 0.15, 8, 0.8, 1.5, molar))
         optional(draw, labs, "direct_bilirubin", lab("bilirubin", 0.05, 3, 0.2, 0.4, molar))
         optional(draw, labs, "ast", lab("enzyme", 5, 500, 30, 60))
         optional(draw, labs, "alt", lab("enzyme", 5, 500, 30, 60))
