@@ -897,7 +897,7 @@ def unmeant(spec: Spec, op: str, threshold: units.Measure | float) -> str | None
     Outside what the field can be (ECOG ≤ -1, LVEF ≥ 500 %, age ≥ 500 years), a threshold
     decides every patient alike; so does one at the edge that no value passes (age < 0
     years); and for a measured quantity, one at the edge that only the edge itself passes
-    (creatinine ≤ 0 mg/dL): no result is exactly 0. (On a scale of whole steps the edge is a
+    (LVEF ≤ 0 %): no result is exactly 0. (On a scale of whole steps the edge is a
     value: ECOG ≤ 0 means ECOG 0.)"""
     bounds = possible(spec)
     if bounds is None:
