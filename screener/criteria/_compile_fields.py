@@ -688,9 +688,11 @@ class FieldCompiler:
         given = self.mapping(data["change"], at, {"since", "relative"}, {"since"}, "change")
         since = given["since"]
         anchors = self.vocabulary.anchors
-        if not isinstance(since, str) or since != "first" and since not in anchors:
-            raise self.fail(
-                at + ("since",), f"since is first or one of {', '.join(anchors)}, not {_q(since)}"
+        if since != "first":
+            self.anchor(
+                since,
+                at + ("since",),
+                f"since is first or one of {', '.join(anchors)}, not {_q(since)}",
             )
         relative = given.get("relative", False)
         if not isinstance(relative, bool):
@@ -867,18 +869,10 @@ class FieldCompiler:
         if within.magnitude < 0:
             # A negative span would turn "within 3 months before" into an empty window.
             raise self.fail(path + (span,), f"a span cannot be negative: {within.written}")
-        anchor = data["before"]
         anchors = self.vocabulary.anchors
-        # A list or mapping written here would not even hash: refuse it as what it is.
-        if not isinstance(anchor, str) or anchor not in anchors:
-            guess = nearest(str(anchor), list(anchors)) if isinstance(anchor, str) else None
-            raise self.fail(
-                path + ("before",),
-                f"before must be one of {', '.join(anchors)}",
-                f"did you mean {guess!r}?"
-                if guess
-                else "a date of the trial's own is declared with `anchor:` in a vocabulary.yaml",
-            )
+        anchor = self.anchor(
+            data["before"], path + ("before",), f"before must be one of {', '.join(anchors)}"
+        )
         return Window(
             field,
             within,
@@ -886,4 +880,20 @@ class FieldCompiler:
             spec.label,
             at_least=span == "at_least",
             anchor_field=anchors[anchor],
+        )
+
+    def anchor(self, value: Any, at: PathKey, message: str) -> str:
+        """An anchor a span counts from, by its name in the vocabulary in use; else the
+        error `message`, with the name meant or how to declare one."""
+        anchors = self.vocabulary.anchors
+        # A list or mapping written here would not even hash: refuse it as what it is.
+        if isinstance(value, str) and value in anchors:
+            return value
+        guess = nearest(value, list(anchors)) if isinstance(value, str) else None
+        raise self.fail(
+            at,
+            message,
+            f"did you mean {guess!r}?"
+            if guess
+            else "a date of the trial's own is declared with `anchor:` in a vocabulary.yaml",
         )

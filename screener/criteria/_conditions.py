@@ -639,6 +639,15 @@ class Unrecorded(Node):
         return outcome
 
 
+def anchor_date(anchor_field: str | None, scope: Scope) -> dt.date | None:
+    """An anchor's date for this patient: the screening date (no field), else the anchor's
+    date field, looked up in the patient's own scope; None if the record lacks it."""
+    if anchor_field is None:
+        return scope.as_of
+    found = scope.top.get(anchor_field)
+    return None if isinstance(found, Missing) else found.value
+
+
 @dataclass(frozen=True)
 class Window(_FieldLeaf):
     """A date falls within `within` before the anchor date, first and last day included.
@@ -659,10 +668,7 @@ class Window(_FieldLeaf):
 
     def anchor_date(self, scope: Scope) -> dt.date | None:
         """The anchor's date for this patient, None if the record lacks it."""
-        if self.anchor_field is None:
-            return scope.as_of
-        found = scope.top.get(self.anchor_field)
-        return None if isinstance(found, Missing) else found.value
+        return anchor_date(self.anchor_field, scope)
 
     def place(self, scope: Scope, path: str, day: dt.date) -> Outcome:
         """Whether `day` lies in the window, with a reason; unknown without an anchor date."""
@@ -803,6 +809,12 @@ def _results(fact: Fact, scope: Scope) -> tuple[Fact, ...]:
     )
 
 
+def _asked(evidence: tuple[Evidence, ...], also: str) -> tuple[Evidence, ...]:
+    """Evidence of a result tested in a series, its threshold saying what the series asked
+    ("≥ 50 ×10⁹/L, the worst of 3 results within 14 days before screening")."""
+    return tuple(replace(e, threshold=f"{e.threshold}, {also}") for e in evidence)
+
+
 def _measured_gap(node: Any, scope: Scope) -> Outcome | None:
     """Why a series condition cannot read a field a derived value stands in for (a count
     from the differential for the ANC), when the record holds no measured result: the
@@ -845,6 +857,14 @@ class _Series(Leaf):
 
     def outer_reads(self) -> tuple[str, ...]:
         return self.window.outer_reads()
+
+    def shown_children(self) -> tuple[tuple[str, Node], ...]:
+        return (("", self.test),)
+
+    @staticmethod
+    def late(results: list[Fact], scope: Scope) -> bool:
+        """Whether a result read is dated after the screening date (counted as current)."""
+        return any(r.date > scope.as_of for r in results)  # type: ignore[operator]
 
     def _span(self, late: bool = False) -> str:
         anchor = self.window.anchor.replace("_", " ")
@@ -930,9 +950,6 @@ class Worst(_Series):
     def describe(self) -> str:
         return f"the worst result of {self.field} {self._span()}:"
 
-    def shown_children(self) -> tuple[tuple[str, Node], ...]:
-        return (("", self.test),)
-
     def outcome(self, scope: Scope) -> Outcome:
         inside, why = self.in_window(scope)
         if why is not None:
@@ -940,7 +957,7 @@ class Worst(_Series):
         tested = [(r, _of_result(self.test.decide(r, scope), r, inside[-1])) for r in inside]
         unsure = [o for _, o in tested if o.value is None]
         failed = [(r, o) for r, o in tested if o.value is False]
-        late = any(r.date > scope.as_of for r in inside)  # type: ignore[operator]
+        late = self.late(inside, scope)
         high = self.test.op in ("lt", "le")
         if failed or not unsure:
             pool = failed or tested
@@ -953,9 +970,7 @@ class Worst(_Series):
             return Outcome(
                 outcome.value,
                 tuple(f"{r}, {head}" for r in outcome.reasons),
-                evidence=tuple(
-                    replace(e, threshold=f"{e.threshold}, {head}") for e in outcome.evidence
-                ),
+                evidence=_asked(outcome.evidence, head),
             )
         return Outcome(
             None,
@@ -979,9 +994,6 @@ class Occasions(_Series):
         run = " consecutive" if self.consecutive else ""
         return f"on at least {self.times}{run} results of {self.field} {self._span()}:"
 
-    def shown_children(self) -> tuple[tuple[str, Node], ...]:
-        return (("", self.test),)
-
     def outcome(self, scope: Scope) -> Outcome:
         inside, why = self.in_window(scope)
         if why is not None:
@@ -989,7 +1001,7 @@ class Occasions(_Series):
         # An occasion is a day: of results of one day, the last written is that day's.
         days = list({r.date: r for r in inside}.values())
         tested = [_of_result(self.test.decide(r, scope), r, days[-1]) for r in days]
-        late = any(r.date > scope.as_of for r in days)  # type: ignore[operator]
+        late = self.late(days, scope)
         if self.consecutive:
             met = 0
             for o in reversed(tested):
@@ -1009,19 +1021,14 @@ class Occasions(_Series):
             return Outcome(
                 True,
                 (f"{self.label}: {count}",) + tuple(r for o in held for r in o.reasons),
-                evidence=tuple(
-                    replace(e, threshold=f"{e.threshold}, {wanted}") for e in gather(held)
-                ),
+                evidence=_asked(gather(held), wanted),
             )
         latest = tested[-1]
         if latest.value is False:
             return Outcome(
                 False,
                 (f"{self.label}: {count}; the latest: {latest.reason}",),
-                evidence=tuple(
-                    replace(e, threshold=f"{e.threshold}, {wanted} ({met} met)")
-                    for e in latest.evidence
-                ),
+                evidence=_asked(latest.evidence, f"{wanted} ({met} met)"),
             )
         if latest.value is None:
             return Outcome(
@@ -1091,11 +1098,7 @@ class Change(Leaf):
             base = results[0]
         else:
             name = self.since.replace("_", " ")
-            if self.anchor_field is None:
-                anchor: dt.date | None = scope.as_of
-            else:
-                found = scope.top.get(self.anchor_field)
-                anchor = None if isinstance(found, Missing) else found.value
+            anchor = anchor_date(self.anchor_field, scope)
             if anchor is None:
                 return Outcome(
                     None,

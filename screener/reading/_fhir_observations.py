@@ -72,6 +72,11 @@ class _Candidate:
     problem: str | None = None  # a result that is there but cannot be used (e.g. "<0.2")
     notes: list[tuple[str, str | None]] = field(default_factory=list)  # warned if chosen
 
+    @property
+    def where(self) -> str:
+        """Where the result came from, as warnings and the sources say it."""
+        return f"{self.name} ({self.rule.code.label()}), {self.when.date}"
+
 
 class Observations:
     """Reads a bundle's Observations into `reading`'s record, one value per field."""
@@ -414,9 +419,8 @@ class Observations:
         for when in sorted(moments):
             chosen = self._pick(name, moments[when], when)
             if chosen.problem:
-                where = f"{chosen.name} ({chosen.rule.code.label()}), {chosen.when.date}"
                 self.reading.warn(
-                    f"{name}: an earlier result, {where}, {chosen.problem}; not in the "
+                    f"{name}: an earlier result, {chosen.where}, {chosen.problem}; not in the "
                     "series of results",
                     "a criterion reading the lab's earlier results may miss it: enter it by hand",
                 )
@@ -443,7 +447,7 @@ class Observations:
     def _choose(self, name: str, candidates: list[_Candidate]) -> None:
         latest = max(c.when for c in candidates)
         chosen = self._pick(name, [c for c in candidates if c.when == latest], latest)
-        where = f"{chosen.name} ({chosen.rule.code.label()}), {chosen.when.date}"
+        where = chosen.where
         if chosen.problem:
             self.reading.warn(
                 f"{name}: the latest result, {where}, {chosen.problem}; not used",
