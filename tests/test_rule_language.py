@@ -95,10 +95,7 @@ def test_the_readme_rule_example_loads():
     # The README shows a check as a rule author writes one; it must be one the loader takes.
     section = (ROOT / "README.md").read_text("utf-8").split("## Rule sets", 1)[1]
     block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
-    assert block.startswith("check:")
-    text = (
-        "trial: NCT09999999\nproduct: X\ntitle: t\nsources: [https://example.org]\n"
-        "criteria:\n  - id: I1\n    kind: inclusion\n    label: l\n    text: t\n"
-        + "".join(f"    {line}\n" for line in block.splitlines())
-    )
-    assert parse_rule_set(text, "NCT09999999.yaml").criteria[0].check is not None
+    head, _, check = block.partition("\n")
+    assert head == "check:"
+    text = rule_set_of(Example("pass", textwrap.dedent(check)))
+    assert parse_rule_set(text, "NCT00000000.yaml").criteria[0].check is not None
